@@ -1,0 +1,4 @@
+# SPDX-License-Identifier: MIT
+from tbctl.cli import main
+
+main()
