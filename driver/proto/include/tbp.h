@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * tbp.h - public API of the tbrdma protocol core ("TBP").
+ *
+ * One struct tbp_link is the reliable connection between two hosts. It pools
+ * 1..8 rails (a USB4 cable, a lane, an Ethernet port) behind one sequence
+ * space and carries RC-style verbs messages between queue pairs.
+ *
+ * Rules for the caller (see docs/protocol.md, "Glue API"):
+ *  - The core never allocates: the caller gives it tbp_link_size(cfg) bytes.
+ *  - The core never locks or sleeps: calls on one link must be serialised by
+ *    the caller (kernel: one spinlock per link). Env callbacks are invoked with
+ *    that serialisation held and must not call back into the same link.
+ *  - The core never reads a clock or touches hardware: everything goes through
+ *    struct tbp_env.
+ */
+#ifndef TBP_H
+#define TBP_H
+
+#include "tbp_port.h"
+
+#define TBP_PROTO_VERSION 1u
+#define TBP_MAGIC 0x31504254u /* "TBP1" little-endian on the wire */
+#define TBP_HDR_LEN 80u
+#define TBP_MAX_RAILS 8u
+#define TBP_MIN_FRAME 256u   /* smallest max_frame a rail may declare */
+#define TBP_MAX_FRAME 9216u  /* jumbo Ethernet */
+#define TBP_KEY_MAX 64u
+#define TBP_NONCE_LEN 16u
+#define TBP_MAC_LEN 32u
+
+/* Verbs-visible message kinds accepted by tbp_post(). */
+enum tbp_opcode {
+	TBP_OP_SEND = 1,
+	TBP_OP_SEND_WITH_IMM = 2,
+	TBP_OP_RDMA_WRITE = 3,
+	TBP_OP_RDMA_WRITE_WITH_IMM = 4,
+	TBP_OP_RDMA_READ = 5,
+};
+
+/* Completion status (0 = success). Maps 1:1 onto ib_wc_status in the kernel glue. */
+enum tbp_status {
+	TBP_OK = 0,
+	TBP_ERR_REMOTE_ACCESS = 1,   /* IB_WC_REM_ACCESS_ERR */
+	TBP_ERR_REMOTE_INVALID = 2,  /* IB_WC_REM_INV_REQ_ERR */
+	TBP_ERR_REMOTE_OP = 3,       /* IB_WC_REM_OP_ERR (peer failed to place data) */
+	TBP_ERR_LOCAL_LENGTH = 4,    /* IB_WC_LOC_LEN_ERR (recv buffer too small) */
+	TBP_ERR_LOCAL_PROTECTION = 5,/* IB_WC_LOC_PROT_ERR (local copy callback failed) */
+	TBP_ERR_LINK_DOWN = 6,       /* IB_WC_RETRY_EXC_ERR (every rail gone) */
+	TBP_ERR_FLUSHED = 7,         /* IB_WC_WR_FLUSH_ERR (QP closed / link torn down) */
+};
+
+enum tbp_role { TBP_ROLE_INITIATOR = 0, TBP_ROLE_RESPONDER = 1 };
+
+enum tbp_link_state {
+	TBP_LINK_HANDSHAKE = 0, /* no rail authenticated yet */
+	TBP_LINK_UP = 1,        /* at least one rail up */
+	TBP_LINK_DEGRADED = 2,  /* was up, every rail down, still inside link_dead_ns */
+	TBP_LINK_FAILED = 3,    /* terminal: re-init the link to reconnect */
+};
+
+/* Events reported through tbp_env.event. */
+enum tbp_event {
+	TBP_EV_LINK_UP = 1,
+	TBP_EV_LINK_FAILED = 2,
+	TBP_EV_RAIL_UP = 3,
+	TBP_EV_RAIL_DOWN = 4,
+};
+
+/* Remote access rights checked by tbp_env.mr_check. */
+#define TBP_ACCESS_REMOTE_WRITE 0x1u
+#define TBP_ACCESS_REMOTE_READ 0x2u
+
+/* Where a copy callback reads or writes. */
+enum tbp_buf_kind {
+	TBP_BUF_LOCAL = 1, /* tbp_wr.local_buf of a posted WR; addr = that handle */
+	TBP_BUF_RECV = 2,  /* a receive WQE claimed by recv_claim; addr = its handle */
+	TBP_BUF_MR = 3,    /* local memory region named by the peer: rkey + addr */
+};
+
+struct tbp_buf {
+	uint32_t kind;  /* enum tbp_buf_kind */
+	uint32_t rkey;  /* TBP_BUF_MR only */
+	uint64_t addr;  /* handle (LOCAL/RECV) or remote virtual address (MR) */
+};
+
+struct tbp_recv_completion {
+	uint32_t qpn;        /* local QP that received */
+	uint32_t src_qpn;    /* the peer's QP */
+	uint64_t recv_handle;/* from recv_claim; 0 for RDMA_WRITE_WITH_IMM without a claim */
+	uint32_t len;        /* bytes placed (0 for WRITE_WITH_IMM) */
+	uint32_t imm;        /* valid when has_imm */
+	uint8_t opcode;      /* enum tbp_opcode: SEND, SEND_WITH_IMM or RDMA_WRITE_WITH_IMM */
+	uint8_t has_imm;
+	uint16_t status;     /* enum tbp_status */
+};
+
+/*
+ * Environment callbacks. ctx is passed back unchanged. All are required.
+ * Copy callbacks return 0 or a positive enum tbp_status explaining the failure.
+ */
+struct tbp_env {
+	void *ctx;
+	/* Monotonic time in nanoseconds. */
+	uint64_t (*now_ns)(void *ctx);
+	/*
+	 * Queue one frame on a rail. The frame buffer belongs to the core and is
+	 * reused after return, so copy it. Return 0, or -EAGAIN / -ENOBUFS when the
+	 * rail's queue is full (the core tries another rail or retries later), or
+	 * any other negative errno if the rail is broken (treated like -EAGAIN).
+	 */
+	int (*xmit)(void *ctx, uint32_t rail, const void *frame, uint32_t len);
+	/* HMAC-SHA256(key, msg) into out[32]. Only used during the handshake. */
+	void (*hmac_sha256)(void *ctx, const uint8_t *key, uint32_t key_len,
+			    const uint8_t *msg, uint32_t msg_len, uint8_t out[32]);
+	/* Unpredictable bytes (handshake nonces). */
+	void (*random_bytes)(void *ctx, void *buf, uint32_t len);
+	/*
+	 * Check that [addr, addr+len) of the MR named by rkey may be accessed by the
+	 * peer with `access` (TBP_ACCESS_*). Return 0, TBP_ERR_REMOTE_ACCESS or
+	 * TBP_ERR_REMOTE_INVALID. Called once per incoming WRITE/READ message.
+	 */
+	int (*mr_check)(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access);
+	/* Copy len bytes at byte offset off of buf into dst (SEND/WRITE source, READ response source). */
+	int (*buf_read)(void *ctx, const struct tbp_buf *buf, uint64_t off, void *dst, uint32_t len);
+	/* Copy len bytes from src to byte offset off of buf (placement of SEND/WRITE/READ data). */
+	int (*buf_write)(void *ctx, const struct tbp_buf *buf, uint64_t off, const void *src,
+			 uint32_t len);
+	/*
+	 * Pop the next posted receive WQE of local QP qpn. Return 0 and fill
+	 * *handle / *capacity, or -EAGAIN when none is posted (the core then
+	 * answers receiver-not-ready and the peer retries).
+	 */
+	int (*recv_claim)(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *capacity);
+	/* A posted WR finished (in per-QP post order). status: enum tbp_status. */
+	void (*send_done)(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status);
+	/* A SEND / SEND_WITH_IMM / WRITE_WITH_IMM arrived (in per-QP message order). */
+	void (*recv_done)(void *ctx, const struct tbp_recv_completion *c);
+	/* Link and rail state changes (enum tbp_event); rail is 0 for link events. */
+	void (*event)(void *ctx, uint32_t event, uint32_t rail);
+};
+
+struct tbp_config {
+	uint32_t role;          /* enum tbp_role; exactly one side is the initiator */
+	uint32_t window;        /* frames in flight per link; power of two, 16..4096 */
+	uint32_t max_msgs;      /* posted WRs + READ responses outstanding per link, 1..65535 */
+	uint32_t max_rx_msgs;   /* inbound messages being reassembled per link, 1..65535 */
+	uint32_t max_qps;       /* QPs open on this link, 1..65535 */
+	uint32_t max_msg_len;   /* largest message accepted or posted, <= 2^31 */
+	uint32_t caps;          /* TBP_CAP_* this side asks for */
+	uint32_t key_len;       /* 16..TBP_KEY_MAX bytes of pairing key */
+	uint8_t key[TBP_KEY_MAX];
+	uint64_t rto_min_ns;    /* retransmission timeout clamp */
+	uint64_t rto_max_ns;
+	uint64_t ack_delay_ns;  /* max delay of a standalone ACK */
+	uint64_t keepalive_ns;  /* idle interval before a rail sends a keepalive */
+	uint64_t rail_dead_ns;  /* silence after which a rail is declared down */
+	uint64_t link_dead_ns;  /* time with no rail up after which the link fails */
+	uint64_t hello_retry_ns;/* handshake retransmission interval */
+	uint64_t rnr_backoff_ns;/* delay before retrying a message refused for RNR */
+};
+
+/* Capabilities negotiated in HELLO; the link uses the union of both sides' requests. */
+#define TBP_CAP_PAYLOAD_CSUM 0x1u /* checksum covers payload too (rails without a link CRC) */
+
+/* Counters; all monotonic except rails_up / rtt. Exposed by the kernel as rdma statistics. */
+struct tbp_stats {
+	uint64_t tx_frames;         /* every frame handed to xmit successfully */
+	uint64_t rx_frames;         /* every frame given to tbp_rx */
+	uint64_t tx_data_frames;    /* sequenced frames, first transmission */
+	uint64_t retransmits;       /* sequenced frames sent again */
+	uint64_t rail_failovers;    /* frames moved off a rail that went down */
+	uint64_t rx_accepted;       /* sequenced frames accepted exactly once */
+	uint64_t rx_duplicates;     /* sequenced frames already seen (dropped) */
+	uint64_t tx_acks;           /* standalone ACK frames */
+	uint64_t tx_keepalives;
+	uint64_t xmit_busy;         /* xmit returned -EAGAIN/-ENOBUFS */
+	uint64_t msgs_posted;
+	uint64_t msgs_completed;
+	uint64_t msgs_received;
+	uint64_t rnr_naks_sent;
+	uint64_t rnr_naks_received;
+	uint64_t drop_short;        /* shorter than a header or than header+payload */
+	uint64_t drop_magic;        /* wrong magic or version */
+	uint64_t drop_checksum;
+	uint64_t drop_field;        /* a field out of range (opcode, length, offset, ...) */
+	uint64_t drop_session;      /* session tag of another link instance */
+	uint64_t drop_rail;         /* frame on a rail not added / not up */
+	uint64_t drop_window;       /* sequence outside the receive window */
+	uint64_t drop_auth;         /* handshake MAC or nonce mismatch */
+	uint64_t drop_state;        /* frame not valid in the current link state */
+	uint64_t drop_no_qp;        /* unknown destination QP or wrong source QP */
+	uint64_t drop_no_slot;      /* no reassembly slot free; the peer retransmits */
+	uint64_t drop_rnr;          /* refused: no receive posted; the peer retransmits */
+	uint64_t drop_bad_msg;      /* fragment inconsistent with its message */
+	uint32_t rails_up;
+	uint32_t link_state;        /* enum tbp_link_state */
+	uint64_t srtt_ns;           /* smoothed RTT over all rails */
+	uint64_t rttvar_ns;
+	uint64_t rto_ns;
+};
+
+/* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */
+struct tbp_wr {
+	uint32_t opcode;     /* enum tbp_opcode */
+	uint32_t qpn;        /* local QP (opened with tbp_qp_open) */
+	uint64_t wr_id;      /* returned in send_done */
+	uint64_t local_buf;  /* opaque handle of the local SGE list */
+	uint32_t len;        /* bytes */
+	uint32_t imm;        /* *_WITH_IMM */
+	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ */
+	uint32_t reserved;
+	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ */
+};
+
+struct tbp_link;
+
+/* Fill cfg with defaults (role initiator, no key); the caller then sets role and key. */
+void tbp_config_default(struct tbp_config *cfg);
+/* Bytes of memory a link with this config needs (0 if cfg is invalid). 8-byte aligned memory. */
+size_t tbp_link_size(const struct tbp_config *cfg);
+/* Initialise a link in mem. Returns 0 or -EINVAL. The env is copied. */
+int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
+		  const struct tbp_config *cfg, const struct tbp_env *env);
+/* Complete everything outstanding with TBP_ERR_FLUSHED; after this only tbp_link_init is valid. */
+void tbp_link_teardown(struct tbp_link *link);
+
+/* Rails. max_frame: largest frame the rail carries (TBP_MIN_FRAME..TBP_MAX_FRAME). */
+int tbp_rail_add(struct tbp_link *link, uint32_t rail, uint32_t weight, uint32_t max_frame);
+/* Carrier lost: in-flight frames move to the survivors; the rail re-handshakes when it returns. */
+int tbp_rail_down(struct tbp_link *link, uint32_t rail);
+int tbp_rail_remove(struct tbp_link *link, uint32_t rail);
+
+/* Queue pairs: the receive side only accepts messages for open QPs from their peer QP. */
+int tbp_qp_open(struct tbp_link *link, uint32_t qpn, uint32_t remote_qpn);
+/* Outstanding WRs of qpn complete with TBP_ERR_FLUSHED. */
+int tbp_qp_close(struct tbp_link *link, uint32_t qpn);
+
+/* Post one WR. Returns 0, -ENOBUFS (max_msgs reached), -ENOENT (QP not open),
+ * -EINVAL (bad opcode/length), -ENOTCONN (link failed). */
+int tbp_post(struct tbp_link *link, const struct tbp_wr *wr);
+
+/* Every received frame. Invalid frames are counted in stats and dropped. */
+void tbp_rx(struct tbp_link *link, uint32_t rail, const void *frame, uint32_t len);
+/* Run timers and transmit what the window allows. Returns the absolute time (ns)
+ * at which tbp_tick must be called again at the latest. */
+uint64_t tbp_tick(struct tbp_link *link, uint64_t now_ns);
+
+void tbp_get_stats(const struct tbp_link *link, struct tbp_stats *out);
+uint32_t tbp_link_state(const struct tbp_link *link);
+/* True when nothing is queued, in flight or being reassembled (used by tests). */
+bool tbp_link_idle(const struct tbp_link *link);
+
+/* ---- Wire codec (used by the core; public for tests and fuzzers) ---- */
+
+/* Frame opcodes on the wire. */
+enum tbp_wire_op {
+	TBP_W_HELLO = 1,
+	TBP_W_HELLO_ACK = 2,
+	TBP_W_HELLO_CONFIRM = 3,
+	TBP_W_KEEPALIVE = 4,
+	TBP_W_ACK = 5,
+	TBP_W_RNR_NAK = 6,
+	TBP_W_SEND = 16,
+	TBP_W_SEND_IMM = 17,
+	TBP_W_WRITE = 18,
+	TBP_W_WRITE_IMM = 19,
+	TBP_W_READ_REQ = 20,
+	TBP_W_READ_RESP = 21,
+	TBP_W_MSG_ACK = 22,
+};
+
+/* Header flags. */
+#define TBP_F_SEQ 0x01u      /* seq is valid: the frame is reliable and must be acked */
+#define TBP_F_PCSUM 0x02u    /* checksum covers the payload as well as the header */
+#define TBP_F_LAST 0x04u     /* last fragment of a message (informational) */
+#define TBP_F_ALL 0x07u
+
+struct tbp_hdr {
+	uint32_t magic;
+	uint8_t version;
+	uint8_t opcode;
+	uint8_t flags;
+	uint8_t rail;
+	uint32_t session;
+	uint32_t seq;
+	uint32_t ack;      /* next sequence expected by the sender of this frame */
+	uint32_t ssn;      /* per-QP receive-consuming message number (SEND*) */
+	uint64_t sack;     /* bit i: seq ack+1+i was received */
+	uint32_t dst_qpn;
+	uint32_t src_qpn;
+	uint32_t msn;      /* per-QP message sequence number */
+	uint32_t rkey;
+	uint64_t raddr;
+	uint32_t msg_len;
+	uint32_t frag_off;
+	uint32_t imm;
+	uint16_t payload_len;
+	uint16_t status;   /* MSG_ACK / RNR_NAK status; zero otherwise */
+	uint32_t csum;
+	uint32_t reserved; /* must be zero */
+};
+
+/* Frame decode results (negative) used as drop reasons. */
+enum tbp_decode_err {
+	TBP_DEC_SHORT = -1,
+	TBP_DEC_MAGIC = -2,
+	TBP_DEC_CHECKSUM = -3,
+	TBP_DEC_FIELD = -4,
+};
+
+/* CRC32C (Castagnoli), reflected, init/final xor 0xffffffff; crc = previous value (0 to start). */
+uint32_t tbp_crc32c(uint32_t crc, const void *data, size_t len);
+/* Write hdr into frame[0..TBP_HDR_LEN) and set hdr->csum. The payload must already be at
+ * frame + TBP_HDR_LEN (it is covered by the checksum when TBP_F_PCSUM is set). */
+void tbp_hdr_encode(void *frame, struct tbp_hdr *hdr);
+/* Parse and validate a frame of len bytes; max_frame bounds the length. 0 or enum tbp_decode_err. */
+int tbp_frame_decode(const void *frame, uint32_t len, uint32_t max_frame, struct tbp_hdr *hdr);
+
+#endif /* TBP_H */
