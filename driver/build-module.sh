@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+# Builds tbrdma.ko for one Debian suite inside that suite's build chroot (build-env.sh) and
+# copies the module and the full build log out.
+#
+# usage: build-module.sh <suite> <cache-dir> <out-dir> [kernel-release]
+# Without a release the chroot's newest linux-headers tree is used. Warnings fail the build.
+set -euo pipefail
+
+suite=$1
+cache_dir=$2
+out_dir=$3
+release=${4:-}
+here=$(cd "$(dirname "$0")" && pwd)
+
+root=$("$here/build-env.sh" "$suite" "$cache_dir")
+if [ -z "$release" ]; then
+	release=$(ls "$root/usr/src" | sed -n 's/^linux-headers-\(.*-amd64\)$/\1/p' | sort -V | tail -n1)
+fi
+if [ ! -d "$root/usr/src/linux-headers-$release" ]; then
+	# A guest kernel newer than the chroot's headers: fetch exactly its headers.
+	mount -t proc proc "$root/proc"
+	trap 'umount "$root/proc" 2>/dev/null || true' EXIT
+	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	chroot "$root" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "linux-headers-$release" >/dev/null
+	umount "$root/proc"
+	trap - EXIT
+fi
+
+work=$root/build/tbrdma
+rm -rf "$work"
+mkdir -p "$work"
+cp -r "$here/kernel" "$here/proto" "$work/"
+mkdir -p "$out_dir"
+set +e
+chroot "$root" make -C "/usr/src/linux-headers-$release" M=/build/tbrdma/kernel \
+	KBUILD_MODPOST_WARN= W= -k modules >"$out_dir/build-$suite.log" 2>&1
+status=$?
+set -e
+if [ $status -ne 0 ]; then
+	tail -n 60 "$out_dir/build-$suite.log" >&2
+	exit $status
+fi
+if grep -E 'warning:|WARNING:' "$out_dir/build-$suite.log" >&2; then
+	echo "build-module.sh: warnings in the $suite build ($release)" >&2
+	exit 1
+fi
+cp "$work/kernel/tbrdma.ko" "$out_dir/tbrdma-$suite.ko"
+echo "$release" >"$out_dir/tbrdma-$suite.release"
+echo "$out_dir/tbrdma-$suite.ko"

@@ -1,0 +1,730 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The only file that talks to the protocol core (driver/proto): it implements struct tbp_env
+ * on top of verbs objects and rails, serialises every core call with tdev->lock, and drives
+ * tbp_tick() from a soft hrtimer. Framing, reliability and the handshake live in the core.
+ */
+#include <crypto/hash.h>
+#include <linux/ktime.h>
+#include <linux/random.h>
+#include <linux/vmalloc.h>
+
+#include "tbrdma.h"
+#include "tbp.h"
+
+/* The core refuses to tick faster than this; a past deadline means "soon", not "now". */
+#define TBRDMA_MIN_TICK_NS	(5 * NSEC_PER_USEC)
+
+static struct tbp_link *core_link(struct tbrdma_dev *tdev)
+{
+	return tdev->link_ready ? tdev->link : NULL;
+}
+
+/* ---- environment callbacks (run with tdev->lock held, BHs off) ---- */
+
+static uint64_t env_now_ns(void *ctx)
+{
+	return ktime_get_ns();
+}
+
+static int env_xmit(void *ctx, uint32_t rail_id, const void *frame, uint32_t len)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_rail *rail;
+
+	if (rail_id >= TBRDMA_MAX_RAILS)
+		return -EINVAL;
+	rail = &tdev->rails[rail_id];
+	if (!rail->in_use || !rail->netdev)
+		return -ENODEV;
+	return tbrdma_eth_xmit(rail, frame, len);
+}
+
+static void env_hmac_sha256(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
+			    uint32_t msg_len, uint8_t out[32])
+{
+	struct tbrdma_dev *tdev = ctx;
+	SHASH_DESC_ON_STACK(desc, tdev->hmac);
+
+	/* A failure leaves a MAC the peer rejects; the handshake then retries. */
+	memset(out, 0, 32);
+	if (crypto_shash_setkey(tdev->hmac, key, key_len))
+		return;
+	desc->tfm = tdev->hmac;
+	crypto_shash_digest(desc, msg, msg_len, out);
+	shash_desc_zero(desc);
+}
+
+static void env_random_bytes(void *ctx, void *buf, uint32_t len)
+{
+	get_random_bytes(buf, len);
+}
+
+static int env_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_mr *mr = tbrdma_lookup_mr(tdev, rkey, true);
+
+	if (!mr || mr->is_dma)
+		return TBP_ERR_REMOTE_ACCESS;
+	if ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE))
+		return TBP_ERR_REMOTE_ACCESS;
+	if ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ))
+		return TBP_ERR_REMOTE_ACCESS;
+	if (addr < mr->iova || len > mr->length || addr - mr->iova > mr->length - len)
+		return TBP_ERR_REMOTE_ACCESS;
+	return 0;
+}
+
+#define RECV_HANDLE(qpn, gen, slot) (((u64)(qpn) << 32) | ((u64)(gen) << 16) | (slot))
+
+static struct tbrdma_recv_wqe *recv_wqe_of(struct tbrdma_dev *tdev, u64 handle,
+					   struct tbrdma_qp **qp_out)
+{
+	struct tbrdma_qp *qp = xa_load(&tdev->qps, (u32)(handle >> 32));
+	u32 slot = handle & 0xffff;
+	struct tbrdma_recv_wqe *wqe;
+
+	if (!qp || slot >= qp->rq_capacity)
+		return NULL;
+	wqe = &qp->rq[slot];
+	if (wqe->generation != (u16)(handle >> 16) || wqe->done)
+		return NULL;
+	*qp_out = qp;
+	return wqe;
+}
+
+static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 off, void *data,
+			u32 len, bool to_buf)
+{
+	struct tbrdma_send_wqe *swqe;
+	struct tbrdma_recv_wqe *rwqe;
+	struct tbrdma_qp *qp;
+	struct tbrdma_mr *mr;
+
+	switch (buf->kind) {
+	case TBP_BUF_LOCAL:
+		swqe = (struct tbrdma_send_wqe *)(uintptr_t)buf->addr;
+		if (off > swqe->total_len || len > swqe->total_len - off)
+			return TBP_ERR_LOCAL_LENGTH;
+		if (tbrdma_copy_sges(tdev, swqe->sge, swqe->num_sge, off, data, len, to_buf))
+			return TBP_ERR_LOCAL_PROTECTION;
+		return 0;
+	case TBP_BUF_RECV:
+		rwqe = recv_wqe_of(tdev, buf->addr, &qp);
+		if (!rwqe)
+			return TBP_ERR_FLUSHED;
+		if (off > rwqe->total_len || len > rwqe->total_len - off)
+			return TBP_ERR_LOCAL_LENGTH;
+		if (tbrdma_copy_sges(tdev, rwqe->sge, rwqe->num_sge, off, data, len, to_buf))
+			return TBP_ERR_LOCAL_PROTECTION;
+		return 0;
+	case TBP_BUF_MR:
+		mr = tbrdma_lookup_mr(tdev, buf->rkey, true);
+		if (!mr || mr->is_dma || buf->addr + off < buf->addr)
+			return TBP_ERR_REMOTE_ACCESS;
+		if (tbrdma_mr_copy(mr, buf->addr + off, data, len, to_buf))
+			return TBP_ERR_REMOTE_ACCESS;
+		return 0;
+	}
+	return TBP_ERR_REMOTE_INVALID;
+}
+
+static int env_buf_read(void *ctx, const struct tbp_buf *buf, uint64_t off, void *dst,
+			uint32_t len)
+{
+	return env_buf_copy(ctx, buf, off, dst, len, false);
+}
+
+static int env_buf_write(void *ctx, const struct tbp_buf *buf, uint64_t off, const void *src,
+			 uint32_t len)
+{
+	/* The copy helpers take a non-const buffer for both directions; nothing writes to src. */
+	return env_buf_copy(ctx, buf, off, (void *)src, len, true);
+}
+
+static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *capacity)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
+	struct tbrdma_recv_wqe *wqe;
+	u32 slot;
+
+	if (!qp || (qp->state != IB_QPS_RTR && qp->state != IB_QPS_RTS))
+		return -EAGAIN;
+	if (qp->rq_claim == qp->rq_tail)
+		return -EAGAIN;
+	slot = qp->rq_claim % qp->rq_capacity;
+	wqe = &qp->rq[slot];
+	qp->rq_claim++;
+	*handle = RECV_HANDLE(qpn, wqe->generation, slot);
+	*capacity = wqe->total_len;
+	return 0;
+}
+
+static enum ib_wc_status wc_status_of(uint32_t status)
+{
+	switch (status) {
+	case TBP_OK:
+		return IB_WC_SUCCESS;
+	case TBP_ERR_REMOTE_ACCESS:
+		return IB_WC_REM_ACCESS_ERR;
+	case TBP_ERR_REMOTE_INVALID:
+		return IB_WC_REM_INV_REQ_ERR;
+	case TBP_ERR_REMOTE_OP:
+		return IB_WC_REM_OP_ERR;
+	case TBP_ERR_LOCAL_LENGTH:
+		return IB_WC_LOC_LEN_ERR;
+	case TBP_ERR_LOCAL_PROTECTION:
+		return IB_WC_LOC_PROT_ERR;
+	case TBP_ERR_LINK_DOWN:
+		return IB_WC_RETRY_EXC_ERR;
+	case TBP_ERR_FLUSHED:
+		return IB_WC_WR_FLUSH_ERR;
+	}
+	return IB_WC_GENERAL_ERR;
+}
+
+/* The QP goes to error after the core call returns: the core may not be re-entered here. */
+static void defer_qp_error(struct tbrdma_dev *tdev, struct tbrdma_qp *qp)
+{
+	if (list_empty(&qp->pending_error_node))
+		list_add_tail(&qp->pending_error_node, &tdev->pending_errors);
+}
+
+static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
+	struct tbrdma_send_wqe *wqe;
+	struct ib_wc wc = {};
+
+	if (!qp || list_empty(&qp->send_outstanding)) {
+		tdev->stat_orphan_completions++;
+		return;
+	}
+	/* The core completes in post order, so this is the oldest outstanding WR. */
+	wqe = list_first_entry(&qp->send_outstanding, struct tbrdma_send_wqe, node);
+	if (wqe->wr_id != wr_id)
+		tdev->stat_orphan_completions++;
+	list_del(&wqe->node);
+	qp->send_count--;
+
+	wc.wr_id = wqe->wr_id;
+	wc.status = wc_status_of(status);
+	wc.qp = &qp->ibqp;
+	switch (wqe->opcode) {
+	case IB_WR_RDMA_READ:
+		wc.opcode = IB_WC_RDMA_READ;
+		wc.byte_len = wqe->total_len;
+		break;
+	case IB_WR_RDMA_WRITE:
+	case IB_WR_RDMA_WRITE_WITH_IMM:
+		wc.opcode = IB_WC_RDMA_WRITE;
+		break;
+	default:
+		wc.opcode = IB_WC_SEND;
+		break;
+	}
+	if (wqe->signaled || status != TBP_OK)
+		tbrdma_cq_push(to_tcq(qp->ibqp.send_cq), &wc);
+	if (status != TBP_OK && status != TBP_ERR_FLUSHED)
+		defer_qp_error(tdev, qp);
+	kfree(wqe);
+}
+
+static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_recv_wqe *wqe = NULL;
+	struct tbrdma_qp *qp = NULL;
+	struct ib_wc wc = {};
+
+	if (c->recv_handle) {
+		wqe = recv_wqe_of(tdev, c->recv_handle, &qp);
+	} else {
+		/* WRITE_WITH_IMM consumes the next posted receive without the core claiming it. */
+		qp = xa_load(&tdev->qps, c->qpn);
+		if (qp && qp->rq_claim != qp->rq_tail) {
+			wqe = &qp->rq[qp->rq_claim % qp->rq_capacity];
+			qp->rq_claim++;
+		}
+	}
+	if (!qp || !wqe) {
+		tdev->stat_orphan_completions++;
+		return;
+	}
+	wc.wr_id = wqe->wr_id;
+	wc.status = wc_status_of(c->status);
+	wc.qp = &qp->ibqp;
+	wc.src_qp = c->src_qpn;
+	wc.byte_len = c->len;
+	wc.opcode = c->opcode == TBP_OP_RDMA_WRITE_WITH_IMM ? IB_WC_RECV_RDMA_WITH_IMM : IB_WC_RECV;
+	if (c->has_imm) {
+		wc.wc_flags |= IB_WC_WITH_IMM;
+		/* Immediate data is opaque: the core carries the 32 bits unchanged. */
+		wc.ex.imm_data = (__force __be32)c->imm;
+	}
+	wqe->done = true;
+	tbrdma_cq_push(to_tcq(qp->ibqp.recv_cq), &wc);
+	while (qp->rq_head != qp->rq_claim && qp->rq[qp->rq_head % qp->rq_capacity].done) {
+		struct tbrdma_recv_wqe *old = &qp->rq[qp->rq_head % qp->rq_capacity];
+
+		old->done = false;
+		old->generation++;
+		qp->rq_head++;
+	}
+	if (c->status != TBP_OK && c->status != TBP_ERR_FLUSHED)
+		defer_qp_error(tdev, qp);
+}
+
+static void env_event(void *ctx, uint32_t event, uint32_t rail)
+{
+	struct tbrdma_dev *tdev = ctx;
+
+	switch (event) {
+	case TBP_EV_LINK_UP:
+		tdev->core_link_up = true;
+		break;
+	case TBP_EV_LINK_FAILED:
+		tdev->core_link_up = false;
+		/* Terminal for this link instance: rebuild it (allocation) from process context. */
+		if (!tdev->dying)
+			queue_work(system_wq, &tdev->relink_work);
+		break;
+	default:
+		break;
+	}
+	tdev->port_state_dirty = true;
+}
+
+/* ---- core calls ---- */
+
+/* Work the callbacks could not do from inside the core. Link lock held. */
+static void after_core_call(struct tbrdma_dev *tdev)
+{
+	while (!list_empty(&tdev->pending_errors)) {
+		struct tbrdma_qp *qp = list_first_entry(&tdev->pending_errors, struct tbrdma_qp,
+							pending_error_node);
+
+		list_del_init(&qp->pending_error_node);
+		tbrdma_qp_to_error(qp);
+	}
+	if (tdev->port_state_dirty) {
+		tdev->port_state_dirty = false;
+		tbrdma_update_port_state(tdev);
+	}
+}
+
+/* Runs the core's timers and arms the hrtimer for its next deadline. Link lock held. */
+static void tick_locked(struct tbrdma_dev *tdev)
+{
+	struct tbp_link *link = core_link(tdev);
+	u64 now, deadline;
+
+	if (!link || tdev->dying)
+		return;
+	now = ktime_get_ns();
+	deadline = tbp_tick(link, now);
+	after_core_call(tdev);
+	if (deadline < now + TBRDMA_MIN_TICK_NS)
+		deadline = now + TBRDMA_MIN_TICK_NS;
+	if (!hrtimer_active(&tdev->tick_timer) || deadline < tdev->armed_deadline) {
+		tdev->armed_deadline = deadline;
+		hrtimer_start(&tdev->tick_timer, ns_to_ktime(deadline), HRTIMER_MODE_ABS_SOFT);
+	}
+}
+
+static enum hrtimer_restart tbrdma_tick_timer(struct hrtimer *timer)
+{
+	struct tbrdma_dev *tdev = container_of(timer, struct tbrdma_dev, tick_timer);
+
+	spin_lock_bh(&tdev->lock);
+	tdev->armed_deadline = U64_MAX;
+	tick_locked(tdev);
+	spin_unlock_bh(&tdev->lock);
+	return HRTIMER_NORESTART;
+}
+
+void tbrdma_link_kick(struct tbrdma_dev *tdev)
+{
+	spin_lock_bh(&tdev->lock);
+	tick_locked(tdev);
+	spin_unlock_bh(&tdev->lock);
+}
+
+void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
+{
+	struct tbrdma_dev *tdev = rail->tdev;
+	struct tbp_link *link;
+
+	spin_lock_bh(&tdev->lock);
+	link = core_link(tdev);
+	if (link && rail->in_use && len <= U32_MAX) {
+		tbp_rx(link, rail->id, frame, len);
+		after_core_call(tdev);
+		tick_locked(tdev);
+	} else {
+		tdev->stat_rx_no_link++;
+	}
+	spin_unlock_bh(&tdev->lock);
+}
+
+static u32 rail_max_frame(const struct tbrdma_rail *rail)
+{
+	return clamp_t(u32, rail->netdev->mtu, TBP_MIN_FRAME, TBP_MAX_FRAME);
+}
+
+/* Rail mutex held. */
+int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
+{
+	struct tbp_link *link;
+	int err = 0;
+
+	if (rail->netdev->mtu < TBP_MIN_FRAME)
+		return -EINVAL;
+	spin_lock_bh(&tdev->lock);
+	link = core_link(tdev);
+	if (link && netif_running(rail->netdev)) {
+		/* Re-adding after a carrier loss starts the rail's handshake afresh. */
+		if (rail->core_added)
+			tbp_rail_remove(link, rail->id);
+		err = tbp_rail_add(link, rail->id, tdev->rail_weight, rail_max_frame(rail));
+		rail->core_added = !err;
+		after_core_call(tdev);
+		tick_locked(tdev);
+	}
+	spin_unlock_bh(&tdev->lock);
+	return err;
+}
+
+/* Rail mutex held. remove: the netdev is going away, not just its carrier. */
+void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bool remove)
+{
+	struct tbp_link *link;
+
+	spin_lock_bh(&tdev->lock);
+	link = core_link(tdev);
+	if (link && rail->core_added) {
+		if (remove) {
+			tbp_rail_remove(link, rail->id);
+			rail->core_added = false;
+		} else {
+			tbp_rail_down(link, rail->id);
+		}
+		after_core_call(tdev);
+		tick_locked(tdev);
+	}
+	if (remove)
+		rail->in_use = false;
+	spin_unlock_bh(&tdev->lock);
+}
+
+/* Link lock held. */
+int tbrdma_link_open_qp(struct tbrdma_qp *qp)
+{
+	struct tbp_link *link = core_link(qp->tdev);
+	int err;
+
+	if (!link)
+		return 0;	/* opened when the link is built */
+	err = tbp_qp_open(link, qp->ibqp.qp_num, qp->dest_qpn);
+	after_core_call(qp->tdev);
+	return err;
+}
+
+/* Link lock held. */
+void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
+{
+	struct tbp_link *link = core_link(qp->tdev);
+
+	if (!link || qp->ibqp.qp_type == IB_QPT_GSI)
+		return;
+	tbp_qp_close(link, qp->ibqp.qp_num);
+	/* after_core_call() is not run: this is called from within it. */
+}
+
+/* Link lock held. */
+int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
+		     const struct ib_send_wr *wr)
+{
+	struct tbp_link *link = core_link(qp->tdev);
+	struct tbp_wr twr = {};
+	int err;
+
+	if (!link)
+		return -ENOTCONN;
+	switch (wr->opcode) {
+	case IB_WR_SEND:
+		twr.opcode = TBP_OP_SEND;
+		break;
+	case IB_WR_SEND_WITH_IMM:
+		twr.opcode = TBP_OP_SEND_WITH_IMM;
+		break;
+	case IB_WR_RDMA_WRITE:
+		twr.opcode = TBP_OP_RDMA_WRITE;
+		break;
+	case IB_WR_RDMA_WRITE_WITH_IMM:
+		twr.opcode = TBP_OP_RDMA_WRITE_WITH_IMM;
+		break;
+	case IB_WR_RDMA_READ:
+		twr.opcode = TBP_OP_RDMA_READ;
+		break;
+	default:
+		return -EINVAL;
+	}
+	twr.qpn = qp->ibqp.qp_num;
+	twr.wr_id = wr->wr_id;
+	twr.local_buf = (uintptr_t)wqe;
+	twr.len = wqe->total_len;
+	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
+		twr.imm = (__force u32)wr->ex.imm_data;
+	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
+		twr.rkey = rdma_wr(wr)->rkey;
+		twr.raddr = rdma_wr(wr)->remote_addr;
+	}
+	err = tbp_post(link, &twr);
+	after_core_call(qp->tdev);
+	if (err == -ENOBUFS)
+		return -ENOMEM;
+	return err;
+}
+
+bool tbrdma_link_is_up(struct tbrdma_dev *tdev)
+{
+	return tdev->link_ready && tdev->core_link_up;
+}
+
+/* Builds a fresh link from the current key and role and re-adds rails and open QPs. */
+static int build_link(struct tbrdma_dev *tdev)
+{
+	static const struct tbp_env env_template = {
+		.now_ns = env_now_ns,
+		.xmit = env_xmit,
+		.hmac_sha256 = env_hmac_sha256,
+		.random_bytes = env_random_bytes,
+		.mr_check = env_mr_check,
+		.buf_read = env_buf_read,
+		.buf_write = env_buf_write,
+		.recv_claim = env_recv_claim,
+		.send_done = env_send_done,
+		.recv_done = env_recv_done,
+		.event = env_event,
+	};
+	struct tbp_env env = env_template;
+	struct tbp_config cfg;
+	struct tbp_link *link;
+	unsigned long qpn;
+	struct tbrdma_qp *qp;
+	size_t size;
+	void *mem, *old_mem = NULL;
+	int i, err;
+
+	lockdep_assert_held(&tdev->rail_mutex);
+	tbp_config_default(&cfg);
+	cfg.role = tdev->role;
+	cfg.key_len = tdev->key_len;
+	memcpy(cfg.key, tdev->key, tdev->key_len);
+	cfg.max_qps = TBRDMA_MAX_QP;
+	cfg.max_msg_len = TBRDMA_MAX_MSG_SIZE;
+	size = tbp_link_size(&cfg);
+	if (!size)
+		return -EINVAL;
+	mem = kvzalloc(size, GFP_KERNEL);
+	if (!mem)
+		return -ENOMEM;
+	env.ctx = tdev;
+
+	spin_lock_bh(&tdev->lock);
+	if (tdev->link_ready) {
+		tbp_link_teardown(tdev->link);
+		tdev->link_ready = false;
+		tdev->core_link_up = false;
+		tdev->port_state_dirty = true;
+		old_mem = tdev->link;
+	}
+	err = tbp_link_init(&link, mem, size, &cfg, &env);
+	memzero_explicit(&cfg, sizeof(cfg));
+	if (err) {
+		tdev->link = NULL;
+		after_core_call(tdev);
+		spin_unlock_bh(&tdev->lock);
+		kvfree(mem);
+		kvfree(old_mem);
+		return err;
+	}
+	tdev->link = link;
+	tdev->link_mem = mem;
+	tdev->link_ready = true;
+	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+		struct tbrdma_rail *rail = &tdev->rails[i];
+
+		rail->core_added = false;
+		if (rail->in_use && netif_running(rail->netdev))
+			rail->core_added = !tbp_rail_add(link, i, tdev->rail_weight,
+							 rail_max_frame(rail));
+	}
+	xa_for_each(&tdev->qps, qpn, qp) {
+		if (qp->ibqp.qp_type != IB_QPT_GSI &&
+		    (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS))
+			tbp_qp_open(link, qp->ibqp.qp_num, qp->dest_qpn);
+	}
+	after_core_call(tdev);
+	tick_locked(tdev);
+	spin_unlock_bh(&tdev->lock);
+	kvfree(old_mem);
+	return 0;
+}
+
+int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len)
+{
+	int err;
+
+	if (len < 16 || len > TBRDMA_KEY_LEN)
+		return -EINVAL;
+	mutex_lock(&tdev->rail_mutex);
+	memcpy(tdev->key, key, len);
+	tdev->key_len = len;
+	tdev->key_set = true;
+	err = build_link(tdev);
+	mutex_unlock(&tdev->rail_mutex);
+	return err;
+}
+
+static void tbrdma_relink_work(struct work_struct *work)
+{
+	struct tbrdma_dev *tdev = container_of(work, struct tbrdma_dev, relink_work);
+
+	mutex_lock(&tdev->rail_mutex);
+	if (tdev->key_set && !tdev->dying)
+		build_link(tdev);
+	mutex_unlock(&tdev->rail_mutex);
+}
+
+int tbrdma_link_create(struct tbrdma_dev *tdev)
+{
+	tdev->hmac = crypto_alloc_shash("hmac(sha256)", 0, 0);
+	if (IS_ERR(tdev->hmac)) {
+		int err = PTR_ERR(tdev->hmac);
+
+		tdev->hmac = NULL;
+		return err;
+	}
+	INIT_LIST_HEAD(&tdev->pending_errors);
+	INIT_WORK(&tdev->relink_work, tbrdma_relink_work);
+	tbrdma_hrtimer_setup(&tdev->tick_timer, tbrdma_tick_timer, CLOCK_MONOTONIC,
+			     HRTIMER_MODE_ABS_SOFT);
+	tdev->armed_deadline = U64_MAX;
+	tdev->rail_weight = 1;
+	return 0;
+}
+
+void tbrdma_link_destroy(struct tbrdma_dev *tdev)
+{
+	void *mem = NULL;
+
+	spin_lock_bh(&tdev->lock);
+	tdev->dying = true;
+	spin_unlock_bh(&tdev->lock);
+	cancel_work_sync(&tdev->relink_work);
+	hrtimer_cancel(&tdev->tick_timer);
+	spin_lock_bh(&tdev->lock);
+	if (tdev->link_ready) {
+		tbp_link_teardown(tdev->link);
+		tdev->link_ready = false;
+		mem = tdev->link_mem;
+		tdev->link = NULL;
+	}
+	spin_unlock_bh(&tdev->lock);
+	kvfree(mem);
+	memzero_explicit(tdev->key, sizeof(tdev->key));
+	if (tdev->hmac)
+		crypto_free_shash(tdev->hmac);
+	tdev->hmac = NULL;
+}
+
+/* ---- counters (rdma statistic show) ---- */
+
+const struct rdma_stat_desc tbrdma_stat_descs[] = {
+	{ .name = "tx_frames" },
+	{ .name = "rx_frames" },
+	{ .name = "tx_data_frames" },
+	{ .name = "retransmits" },
+	{ .name = "rail_failovers" },
+	{ .name = "rx_accepted" },
+	{ .name = "rx_duplicates" },
+	{ .name = "tx_acks" },
+	{ .name = "tx_keepalives" },
+	{ .name = "xmit_busy" },
+	{ .name = "msgs_posted" },
+	{ .name = "msgs_completed" },
+	{ .name = "msgs_received" },
+	{ .name = "rnr_naks_sent" },
+	{ .name = "rnr_naks_received" },
+	{ .name = "drop_short" },
+	{ .name = "drop_magic" },
+	{ .name = "drop_checksum" },
+	{ .name = "drop_field" },
+	{ .name = "drop_session" },
+	{ .name = "drop_rail" },
+	{ .name = "drop_window" },
+	{ .name = "drop_auth" },
+	{ .name = "drop_state" },
+	{ .name = "drop_no_qp" },
+	{ .name = "drop_no_slot" },
+	{ .name = "drop_rnr" },
+	{ .name = "drop_bad_msg" },
+	{ .name = "drop_no_link" },
+	{ .name = "rails_up" },
+	{ .name = "link_state" },
+	{ .name = "srtt_ns" },
+	{ .name = "rto_ns" },
+	{ .name = "orphan_completions" },
+};
+const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
+
+int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
+{
+	struct tbp_stats s = {};
+	u64 *v = stats->value;
+
+	spin_lock_bh(&tdev->lock);
+	if (tdev->link_ready)
+		tbp_get_stats(tdev->link, &s);
+	v[0] = s.tx_frames;
+	v[1] = s.rx_frames;
+	v[2] = s.tx_data_frames;
+	v[3] = s.retransmits;
+	v[4] = s.rail_failovers;
+	v[5] = s.rx_accepted;
+	v[6] = s.rx_duplicates;
+	v[7] = s.tx_acks;
+	v[8] = s.tx_keepalives;
+	v[9] = s.xmit_busy;
+	v[10] = s.msgs_posted;
+	v[11] = s.msgs_completed;
+	v[12] = s.msgs_received;
+	v[13] = s.rnr_naks_sent;
+	v[14] = s.rnr_naks_received;
+	v[15] = s.drop_short;
+	v[16] = s.drop_magic;
+	v[17] = s.drop_checksum;
+	v[18] = s.drop_field;
+	v[19] = s.drop_session;
+	v[20] = s.drop_rail;
+	v[21] = s.drop_window;
+	v[22] = s.drop_auth;
+	v[23] = s.drop_state;
+	v[24] = s.drop_no_qp;
+	v[25] = s.drop_no_slot;
+	v[26] = s.drop_rnr;
+	v[27] = s.drop_bad_msg;
+	v[28] = tdev->stat_rx_no_link;
+	v[29] = s.rails_up;
+	v[30] = s.link_state;
+	v[31] = s.srtt_ns;
+	v[32] = s.rto_ns;
+	v[33] = tdev->stat_orphan_completions;
+	spin_unlock_bh(&tdev->lock);
+	return tbrdma_num_stats;
+}

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Module entry, device life cycle (rdma link ops), rails and the netdev notifier.
+ */
+#include <linux/delay.h>
+#include <linux/module.h>
+#include <linux/rtnetlink.h>
+#include <net/addrconf.h>
+#include <rdma/rdma_netlink.h>
+
+#include "tbrdma.h"
+
+static unsigned int default_rail_weight = 1;
+module_param(default_rail_weight, uint, 0444);
+MODULE_PARM_DESC(default_rail_weight, "Scheduler weight of a newly added rail (default 1)");
+
+/*
+ * Devices are listed only so the netdev notifier can find the rails of a vanishing netdev;
+ * all per-device state lives in struct tbrdma_dev.
+ */
+static LIST_HEAD(tbrdma_devices);
+static DEFINE_MUTEX(tbrdma_devices_mutex);
+
+struct tbrdma_dev *tbrdma_find_device(const char *name)
+{
+	struct tbrdma_dev *tdev, *found = NULL;
+
+	mutex_lock(&tbrdma_devices_mutex);
+	list_for_each_entry(tdev, &tbrdma_devices, list) {
+		if (!strcmp(dev_name(&tdev->ibdev.dev), name)) {
+			found = tdev;
+			break;
+		}
+	}
+	mutex_unlock(&tbrdma_devices_mutex);
+	return found;
+}
+
+void tbrdma_update_port_state(struct tbrdma_dev *tdev)
+{
+	enum ib_port_state new_state = tbrdma_link_is_up(tdev) ? IB_PORT_ACTIVE : IB_PORT_DOWN;
+	struct ib_event event = {};
+
+	if (new_state == tdev->port_state)
+		return;
+	tdev->port_state = new_state;
+	event.device = &tdev->ibdev;
+	event.element.port_num = 1;
+	event.event = new_state == IB_PORT_ACTIVE ? IB_EVENT_PORT_ACTIVE : IB_EVENT_PORT_ERR;
+	ib_dispatch_event(&event);
+}
+
+int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev)
+{
+	struct tbrdma_rail *rail = NULL;
+	int i, err;
+
+	mutex_lock(&tdev->rail_mutex);
+	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+		if (tdev->rails[i].in_use && tdev->rails[i].netdev == ndev) {
+			mutex_unlock(&tdev->rail_mutex);
+			return -EEXIST;
+		}
+	}
+	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+		if (!tdev->rails[i].in_use) {
+			rail = &tdev->rails[i];
+			break;
+		}
+	}
+	if (!rail) {
+		mutex_unlock(&tdev->rail_mutex);
+		return -ENOSPC;
+	}
+	memset(rail, 0, sizeof(*rail));
+	rail->tdev = tdev;
+	rail->id = i;
+	rail->kind = TBRDMA_RAIL_ETH;
+	rail->netdev = ndev;
+	dev_hold(ndev);
+	eth_broadcast_addr(rail->peer_mac);
+
+	rail->in_use = true;
+	err = tbrdma_link_rail_add(tdev, rail);
+	if (err) {
+		rail->in_use = false;
+		goto err_put;
+	}
+	err = tbrdma_eth_rail_start(rail);
+	if (err) {
+		tbrdma_link_rail_down(tdev, rail, true);
+		goto err_put;
+	}
+	if (i == 0)
+		ib_device_set_netdev(&tdev->ibdev, ndev, 1);
+	mutex_unlock(&tdev->rail_mutex);
+	return 0;
+
+err_put:
+	dev_put(ndev);
+	rail->netdev = NULL;
+	mutex_unlock(&tdev->rail_mutex);
+	return err;
+}
+
+static void tbrdma_drop_rail(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
+{
+	lockdep_assert_held(&tdev->rail_mutex);
+	tbrdma_eth_rail_stop(rail);
+	tbrdma_link_rail_down(tdev, rail, true);
+	if (rail->id == 0)
+		ib_device_set_netdev(&tdev->ibdev, NULL, 1);
+	dev_put(rail->netdev);
+	rail->netdev = NULL;
+}
+
+int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *ifname)
+{
+	int i, err = -ENOENT;
+
+	mutex_lock(&tdev->rail_mutex);
+	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+		struct tbrdma_rail *rail = &tdev->rails[i];
+
+		if (rail->in_use && !strcmp(rail->netdev->name, ifname)) {
+			tbrdma_drop_rail(tdev, rail);
+			err = 0;
+			break;
+		}
+	}
+	mutex_unlock(&tdev->rail_mutex);
+	tbrdma_update_port_state(tdev);
+	return err;
+}
+
+void tbrdma_dealloc_driver(struct ib_device *ibdev)
+{
+	struct tbrdma_dev *tdev = to_tdev(ibdev);
+	int i;
+
+	mutex_lock(&tbrdma_devices_mutex);
+	list_del(&tdev->list);
+	mutex_unlock(&tbrdma_devices_mutex);
+
+	tbrdma_configfs_remove_device(tdev);
+	mutex_lock(&tdev->rail_mutex);
+	for (i = 0; i < TBRDMA_MAX_RAILS; i++)
+		if (tdev->rails[i].in_use)
+			tbrdma_drop_rail(tdev, &tdev->rails[i]);
+	mutex_unlock(&tdev->rail_mutex);
+	tbrdma_link_destroy(tdev);
+	xa_destroy(&tdev->qps);
+	xa_destroy(&tdev->mrs);
+	mutex_destroy(&tdev->rail_mutex);
+}
+
+static int tbrdma_newlink(const char *ibdev_name, struct net_device *ndev)
+{
+	struct tbrdma_dev *tdev;
+	int err;
+
+	if (ndev->type != ARPHRD_ETHER)
+		return -EINVAL;
+
+	tdev = ib_alloc_device(tbrdma_dev, ibdev);
+	if (!tdev)
+		return -ENOMEM;
+	spin_lock_init(&tdev->lock);
+	mutex_init(&tdev->rail_mutex);
+	xa_init_flags(&tdev->qps, XA_FLAGS_ALLOC);
+	xa_init(&tdev->mrs);
+	tdev->next_qpn = TBRDMA_FIRST_QPN;
+	tdev->port_state = IB_PORT_DOWN;
+	INIT_LIST_HEAD(&tdev->list);
+
+	err = tbrdma_link_create(tdev);
+	if (err)
+		goto err_free;
+	tdev->rail_weight = default_rail_weight ? default_rail_weight : 1;
+
+	tdev->ibdev.node_type = RDMA_NODE_IB_CA;
+	tdev->ibdev.phys_port_cnt = 1;
+	tdev->ibdev.num_comp_vectors = 1;
+	tdev->ibdev.local_dma_lkey = 0;
+	strscpy(tdev->ibdev.node_desc, "tbrdma", sizeof(tdev->ibdev.node_desc));
+	addrconf_addr_eui48((unsigned char *)&tdev->ibdev.node_guid, ndev->dev_addr);
+	ib_set_device_ops(&tdev->ibdev, &tbrdma_dev_ops);
+
+	err = tbrdma_add_rail(tdev, ndev);
+	if (err)
+		goto err_link;
+
+	mutex_lock(&tbrdma_devices_mutex);
+	list_add_tail(&tdev->list, &tbrdma_devices);
+	mutex_unlock(&tbrdma_devices_mutex);
+
+	err = ib_register_device(&tdev->ibdev, ibdev_name, NULL);
+	if (err) {
+		mutex_lock(&tbrdma_devices_mutex);
+		list_del(&tdev->list);
+		mutex_unlock(&tbrdma_devices_mutex);
+		goto err_rails;
+	}
+	/* Registered: from here on ib_core owns teardown via dealloc_driver. */
+	err = tbrdma_configfs_add_device(tdev);
+	if (err)
+		dev_warn(&tdev->ibdev.dev, "configfs group not created (%d)\n", err);
+	return 0;
+
+err_rails:
+	mutex_lock(&tdev->rail_mutex);
+	if (tdev->rails[0].in_use)
+		tbrdma_drop_rail(tdev, &tdev->rails[0]);
+	mutex_unlock(&tdev->rail_mutex);
+err_link:
+	tbrdma_link_destroy(tdev);
+err_free:
+	xa_destroy(&tdev->qps);
+	xa_destroy(&tdev->mrs);
+	ib_dealloc_device(&tdev->ibdev);
+	return err;
+}
+
+static struct rdma_link_ops tbrdma_link_ops = {
+	.type = "tbrdma",
+	.newlink = tbrdma_newlink,
+};
+
+static int tbrdma_netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
+{
+	struct net_device *ndev = netdev_notifier_info_to_dev(ptr);
+	struct tbrdma_dev *tdev;
+	int i;
+
+	if (event != NETDEV_UNREGISTER && event != NETDEV_DOWN && event != NETDEV_UP &&
+	    event != NETDEV_CHANGE)
+		return NOTIFY_DONE;
+
+	mutex_lock(&tbrdma_devices_mutex);
+	list_for_each_entry(tdev, &tbrdma_devices, list) {
+		mutex_lock(&tdev->rail_mutex);
+		for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+			struct tbrdma_rail *rail = &tdev->rails[i];
+
+			if (!rail->in_use || rail->netdev != ndev)
+				continue;
+			if (event == NETDEV_UNREGISTER)
+				tbrdma_drop_rail(tdev, rail);
+			else if (!netif_running(ndev) || !netif_carrier_ok(ndev))
+				tbrdma_link_rail_down(tdev, rail, false);
+			else
+				tbrdma_link_rail_add(tdev, rail);
+		}
+		mutex_unlock(&tdev->rail_mutex);
+		tbrdma_update_port_state(tdev);
+	}
+	mutex_unlock(&tbrdma_devices_mutex);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block tbrdma_netdev_notifier = {
+	.notifier_call = tbrdma_netdev_event,
+};
+
+/*
+ * ib_unregister_driver() would match every device with our (unknown) driver id, including
+ * other modules' devices, so unregister exactly ours, racing safely with `rdma link del`
+ * through the registration reference that ib_device_get_by_name() takes.
+ */
+static void tbrdma_unregister_all(void)
+{
+	char name[IB_DEVICE_NAME_MAX];
+	struct ib_device *ibdev;
+
+	for (;;) {
+		mutex_lock(&tbrdma_devices_mutex);
+		if (list_empty(&tbrdma_devices)) {
+			mutex_unlock(&tbrdma_devices_mutex);
+			return;
+		}
+		strscpy(name, dev_name(&list_first_entry(&tbrdma_devices, struct tbrdma_dev,
+							 list)->ibdev.dev), sizeof(name));
+		mutex_unlock(&tbrdma_devices_mutex);
+		ibdev = ib_device_get_by_name(name, RDMA_DRIVER_UNKNOWN);
+		if (ibdev)
+			ib_unregister_device_and_put(ibdev);
+		else
+			msleep(10);
+	}
+}
+
+static int __init tbrdma_init(void)
+{
+	int err;
+
+	err = tbrdma_configfs_init();
+	if (err)
+		return err;
+	err = register_netdevice_notifier(&tbrdma_netdev_notifier);
+	if (err)
+		goto err_configfs;
+	err = tbrdma_tb_init();
+	if (err)
+		goto err_notifier;
+	rdma_link_register(&tbrdma_link_ops);
+	return 0;
+
+err_notifier:
+	unregister_netdevice_notifier(&tbrdma_netdev_notifier);
+err_configfs:
+	tbrdma_configfs_exit();
+	return err;
+}
+
+static void __exit tbrdma_exit(void)
+{
+	rdma_link_unregister(&tbrdma_link_ops);
+	tbrdma_unregister_all();
+	tbrdma_tb_exit();
+	unregister_netdevice_notifier(&tbrdma_netdev_notifier);
+	tbrdma_configfs_exit();
+}
+
+module_init(tbrdma_init);
+module_exit(tbrdma_exit);
+
+MODULE_AUTHOR("tbrdma project");
+MODULE_DESCRIPTION("RDMA over USB4/Thunderbolt and Ethernet rails");
+MODULE_LICENSE("GPL");
+MODULE_ALIAS_RDMA_LINK("tbrdma");

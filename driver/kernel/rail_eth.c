@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Ethernet rail: protocol frames ride raw Ethernet with ethertype 0x88B5 (IEEE local
+ * experimental) on one named netdev. Used in the lab, in CI and on any Ethernet link.
+ */
+#include <linux/if_ether.h>
+#include <linux/netdevice.h>
+#include <linux/skbuff.h>
+
+#include "tbrdma.h"
+
+static int tbrdma_eth_rcv(struct sk_buff *skb, struct net_device *ndev, struct packet_type *pt,
+			  struct net_device *orig_dev)
+{
+	struct tbrdma_rail *rail = container_of(pt, struct tbrdma_rail, ptype);
+
+	if (skb->pkt_type == PACKET_OTHERHOST || skb->pkt_type == PACKET_LOOPBACK)
+		goto drop;
+	skb = skb_share_check(skb, GFP_ATOMIC);
+	if (!skb)
+		return NET_RX_DROP;
+	if (skb_linearize(skb))
+		goto drop;
+	rail->rx_frames++;
+	/*
+	 * Until we learn the peer's address we broadcast; a forged source address can only
+	 * misdirect frames the peer would then fail to authenticate.
+	 */
+	if (!rail->peer_mac_known || !ether_addr_equal(rail->peer_mac, eth_hdr(skb)->h_source)) {
+		ether_addr_copy(rail->peer_mac, eth_hdr(skb)->h_source);
+		rail->peer_mac_known = true;
+	}
+	tbrdma_link_rx(rail, skb->data, skb->len);
+	consume_skb(skb);
+	return NET_RX_SUCCESS;
+drop:
+	kfree_skb(skb);
+	return NET_RX_DROP;
+}
+
+int tbrdma_eth_rail_start(struct tbrdma_rail *rail)
+{
+	rail->ptype.type = htons(TBRDMA_ETHERTYPE);
+	rail->ptype.dev = rail->netdev;
+	rail->ptype.func = tbrdma_eth_rcv;
+	dev_add_pack(&rail->ptype);
+	return 0;
+}
+
+void tbrdma_eth_rail_stop(struct tbrdma_rail *rail)
+{
+	/* Waits for receive handlers in flight (synchronize_net). */
+	dev_remove_pack(&rail->ptype);
+}
+
+/* Called with the link lock held and BHs disabled. */
+int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
+{
+	struct net_device *ndev = rail->netdev;
+	struct sk_buff *skb;
+	int ret;
+
+	if (!netif_running(ndev) || !netif_carrier_ok(ndev))
+		return -ENETDOWN;
+	if (len > ndev->mtu)
+		return -EMSGSIZE;
+	if (netif_xmit_stopped(netdev_get_tx_queue(ndev, 0)) && ndev->real_num_tx_queues == 1) {
+		rail->tx_busy++;
+		return -EAGAIN;
+	}
+	skb = alloc_skb(LL_RESERVED_SPACE(ndev) + len + ndev->needed_tailroom, GFP_ATOMIC);
+	if (!skb) {
+		rail->tx_busy++;
+		return -ENOBUFS;
+	}
+	skb_reserve(skb, LL_RESERVED_SPACE(ndev));
+	skb_reset_network_header(skb);
+	skb_put_data(skb, frame, len);
+	skb->dev = ndev;
+	skb->protocol = htons(TBRDMA_ETHERTYPE);
+	if (dev_hard_header(skb, ndev, TBRDMA_ETHERTYPE, rail->peer_mac, ndev->dev_addr,
+			    skb->len) < 0) {
+		kfree_skb(skb);
+		return -EINVAL;
+	}
+	ret = dev_queue_xmit(skb);
+	if (ret != NET_XMIT_SUCCESS) {
+		rail->tx_busy++;
+		return -ENOBUFS;
+	}
+	rail->tx_frames++;
+	return 0;
+}

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * tbrdma: a software RDMA device carried by the tbrdma protocol core (driver/proto) over
+ * Ethernet rails (ethertype 0x88B5) and, on USB4 hardware, Thunderbolt XDomain rails.
+ */
+#ifndef TBRDMA_H
+#define TBRDMA_H
+
+#include <linux/configfs.h>
+#include <linux/etherdevice.h>
+#include <linux/hrtimer.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/netdevice.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+#include <rdma/ib_verbs.h>
+#include <rdma/ib_umem.h>
+
+#include "compat.h"
+
+#define TBRDMA_ETHERTYPE	0x88B5
+#define TBRDMA_MAX_RAILS	8
+#define TBRDMA_KEY_LEN		32
+#define TBRDMA_MAX_SGE		8
+#define TBRDMA_MAX_QP		1024
+#define TBRDMA_MAX_QP_WR	1024
+#define TBRDMA_MAX_CQE		16384
+#define TBRDMA_MAX_MR_SIZE	(1ULL << 32)
+#define TBRDMA_MAX_MSG_SIZE	(1U << 31)
+#define TBRDMA_GSI_QPN		1
+#define TBRDMA_FIRST_QPN	16
+#define TBRDMA_MAX_QPN		0xffffff
+
+struct tbrdma_dev;
+struct tbp_link;
+struct crypto_shash;
+
+enum tbrdma_rail_kind {
+	TBRDMA_RAIL_ETH,
+	TBRDMA_RAIL_TB,
+};
+
+struct tbrdma_rail {
+	struct tbrdma_dev *tdev;
+	enum tbrdma_rail_kind kind;
+	u8 id;
+	bool in_use;
+	struct net_device *netdev;
+	/* Embedded so the receive handler finds its rail without a global lookup. */
+	struct packet_type ptype;
+	/* Learned from the first authenticated frame; broadcast until then. */
+	u8 peer_mac[ETH_ALEN];
+	bool peer_mac_known;
+	bool core_added;		/* tbp_rail_add() succeeded on the current link */
+	u64 tx_frames, rx_frames, tx_busy;
+};
+
+struct tbrdma_pd {
+	struct ib_pd ibpd;
+};
+
+struct tbrdma_mr {
+	struct ib_mr ibmr;
+	struct tbrdma_pd *pd;
+	struct ib_umem *umem;
+	struct page **pages;
+	unsigned long npages;
+	unsigned int first_page_offset;
+	u64 iova;
+	u64 length;
+	int access;
+	bool is_dma;
+};
+
+struct tbrdma_cq {
+	struct ib_cq ibcq;
+	spinlock_t lock;
+	struct ib_wc *queue;
+	u32 capacity;
+	u32 head;
+	u32 count;
+	u8 notify_flags;
+	bool overflowed;
+	struct work_struct notify_work;
+};
+
+struct tbrdma_sge {
+	u64 addr;
+	u32 length;
+	u32 lkey;
+};
+
+struct tbrdma_recv_wqe {
+	u64 wr_id;
+	bool done;
+	u16 generation;		/* makes stale core handles to a reused slot harmless */
+	u32 num_sge;
+	u32 total_len;
+	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
+};
+
+/* One posted send WR; lives until the protocol core reports it done or it is flushed. */
+struct tbrdma_send_wqe {
+	struct list_head node;
+	struct tbrdma_qp *qp;
+	u64 wr_id;
+	enum ib_wr_opcode opcode;
+	bool signaled;
+	bool handed_to_core;
+	u32 num_sge;
+	u32 total_len;
+	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
+};
+
+struct tbrdma_qp {
+	struct ib_qp ibqp;
+	struct tbrdma_dev *tdev;
+	struct mutex state_mutex;	/* serialises modify_qp/destroy against each other */
+	enum ib_qp_state state;
+	u32 dest_qpn;
+	u32 sq_psn, rq_psn;
+	u32 path_mtu;
+	int access_flags;
+	bool sq_sig_all;
+	u32 max_send_wr, max_recv_wr, max_send_sge, max_recv_sge;
+	/* guarded by tdev->lock: the protocol core calls back with it held */
+	struct list_head send_outstanding;
+	u32 send_count;
+	/* rq_head <= rq_claim <= rq_tail, free-running; slot = index % rq_capacity */
+	struct tbrdma_recv_wqe *rq;
+	u32 rq_capacity;
+	u32 rq_head, rq_claim, rq_tail;
+	u64 stat_flushed;
+	struct list_head pending_error_node;
+};
+
+struct tbrdma_ucontext {
+	struct ib_ucontext ibuc;
+};
+
+struct tbrdma_dev {
+	struct ib_device ibdev;
+	struct list_head list;		/* on the module's device list, for the netdev notifier */
+
+	/* serialises every protocol-core call and everything its callbacks touch */
+	spinlock_t lock;
+	struct tbp_link *link;
+	void *link_mem;
+	bool link_ready;
+	bool core_link_up;
+	bool port_state_dirty;
+	bool dying;
+	struct list_head pending_errors;	/* QPs to move to error after a core call */
+	struct hrtimer tick_timer;
+	u64 armed_deadline;
+	u64 stat_orphan_completions;
+	u64 stat_rx_no_link;
+
+	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
+	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
+	u32 rail_weight;
+	u8 key[TBRDMA_KEY_LEN];
+	u32 key_len;
+	bool key_set;
+	u32 role;			/* enum tbp_role */
+	struct work_struct relink_work;
+	struct crypto_shash *hmac;
+
+	struct xarray qps;		/* qpn -> tbrdma_qp */
+	u32 next_qpn;
+	struct xarray mrs;		/* lkey and rkey -> tbrdma_mr */
+
+	enum ib_port_state port_state;
+
+	struct config_group cfs_group;
+	bool cfs_registered;
+};
+
+static inline struct tbrdma_dev *to_tdev(struct ib_device *ibdev)
+{
+	return container_of(ibdev, struct tbrdma_dev, ibdev);
+}
+
+static inline struct tbrdma_pd *to_tpd(struct ib_pd *pd)
+{
+	return container_of(pd, struct tbrdma_pd, ibpd);
+}
+
+static inline struct tbrdma_mr *to_tmr(struct ib_mr *mr)
+{
+	return container_of(mr, struct tbrdma_mr, ibmr);
+}
+
+static inline struct tbrdma_cq *to_tcq(struct ib_cq *cq)
+{
+	return container_of(cq, struct tbrdma_cq, ibcq);
+}
+
+static inline struct tbrdma_qp *to_tqp(struct ib_qp *qp)
+{
+	return container_of(qp, struct tbrdma_qp, ibqp);
+}
+
+/* main.c */
+extern const struct ib_device_ops tbrdma_dev_ops;
+void tbrdma_dealloc_driver(struct ib_device *ibdev);
+struct tbrdma_dev *tbrdma_find_device(const char *name);
+int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev);
+int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *ifname);
+int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
+void tbrdma_update_port_state(struct tbrdma_dev *tdev);
+
+/* verbs.c */
+void tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc);
+void tbrdma_qp_to_error(struct tbrdma_qp *qp);
+int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 num_sge,
+		     u64 offset, void *buf, u32 len, bool to_mr);
+int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);
+struct tbrdma_mr *tbrdma_lookup_mr(struct tbrdma_dev *tdev, u32 key, bool remote);
+
+/* rail_eth.c */
+int tbrdma_eth_rail_start(struct tbrdma_rail *rail);
+void tbrdma_eth_rail_stop(struct tbrdma_rail *rail);
+int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
+
+/* rail_tb.c */
+int tbrdma_tb_init(void);
+void tbrdma_tb_exit(void);
+
+/* configfs.c */
+int tbrdma_configfs_init(void);
+void tbrdma_configfs_exit(void);
+int tbrdma_configfs_add_device(struct tbrdma_dev *tdev);
+void tbrdma_configfs_remove_device(struct tbrdma_dev *tdev);
+
+/* glue.c: the only file that talks to the protocol core */
+int tbrdma_link_create(struct tbrdma_dev *tdev);
+void tbrdma_link_destroy(struct tbrdma_dev *tdev);
+int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail);
+void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bool remove);
+void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
+int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
+		     const struct ib_send_wr *wr);
+void tbrdma_link_cancel_qp(struct tbrdma_qp *qp);
+int tbrdma_link_open_qp(struct tbrdma_qp *qp);
+void tbrdma_link_kick(struct tbrdma_dev *tdev);
+bool tbrdma_link_is_up(struct tbrdma_dev *tdev);
+int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats);
+extern const struct rdma_stat_desc tbrdma_stat_descs[];
+extern const unsigned int tbrdma_num_stats;
+
+#endif
