@@ -8,8 +8,12 @@ import sys
 import click
 
 from tbctl import __version__
+from tbctl.commands.env import env_command
 from tbctl.commands.hostfiles import render_host_files_command
 from tbctl.commands.lab import lab
+from tbctl.commands.node import node_command
+from tbctl.commands.pair import pair_command, unpair_command
+from tbctl.commands.status import doctor_command, status_command
 from tbctl.errors import TbctlError
 
 
@@ -30,5 +34,6 @@ def main() -> None:
     """Pair hosts joined by USB4/Thunderbolt cables into an RDMA cluster."""
 
 
-main.add_command(render_host_files_command)
-main.add_command(lab)
+for command in (pair_command, unpair_command, status_command, doctor_command, env_command,
+                node_command, render_host_files_command, lab):
+    main.add_command(command)

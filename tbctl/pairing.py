@@ -1,0 +1,205 @@
+# SPDX-License-Identifier: MIT
+"""Pair and unpair two hosts: probe, match cables, plan, apply as one transaction, verify."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tbctl.connection import Connection
+from tbctl.errors import ApplyError, PlanError, RemoteError
+from tbctl.hostfiles import render_host_files
+from tbctl.hosts import SshOptions, connected, in_parallel
+from tbctl.plan import DEFAULT_POOL, Plan, make_plan
+
+TRANSPORT_MODULES = {"native": ["tbrdma"], "rxe": ["rdma_rxe"], "ip": []}
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    transport: str = "auto"
+    pool: str = DEFAULT_POOL
+    mtu: int | None = None
+    links: tuple[str, ...] = ()
+    dry_run: bool = False
+    verify_rdma: bool = True
+
+
+def _pairing_with(status: dict[str, Any], peer_id: str) -> dict[str, Any] | None:
+    return next((p for p in status["pairings"] if p["peer_id"] == peer_id), None)
+
+
+def _links_of_other_pairings(status: dict[str, Any], peer_id: str) -> set[str]:
+    return {c["link"] for p in status["pairings"] if p["peer_id"] != peer_id
+            for c in p["cables"]}
+
+
+def _consistent(pa: dict[str, Any], pb: dict[str, Any]) -> bool:
+    ends_a = {(c["link"], c["peer_link"], c["address"], c["peer_address"]) for c in pa["cables"]}
+    ends_b = {(c["peer_link"], c["link"], c["peer_address"], c["address"]) for c in pb["cables"]}
+    return ends_a == ends_b and pa["transport"] == pb["transport"]
+
+
+def _probe(conn: Connection, links: tuple[str, ...], exclude: set[str]) -> dict[str, Any]:
+    probe = conn.agent("probe", "--links", ",".join(links))
+    probe["links"] = [link for link in probe["links"] if link["name"] not in exclude]
+    return probe
+
+
+def _check_links_option(links: tuple[str, ...], names: tuple[str, str],
+                        probes: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """--links names links on either host; a name that is on neither is a typo."""
+    present = {link["name"] for probe in probes for link in probe["links"]
+               if not link.get("missing")}
+    unknown = [name for name in links if name not in present]
+    if unknown:
+        raise PlanError(f"no link named {', '.join(unknown)} on {names[0]} or {names[1]} "
+                        "(given with --links): check the interface names with 'ip link'")
+
+
+def _neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[str]]:
+    names = [link["name"] for link in probe["links"] if not link.get("missing")]
+    if not names:
+        return {}
+    return conn.agent("neighbours", "--links", ",".join(names))["neighbours"]
+
+
+def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str,
+             state_dir: str, native_key: str) -> dict[str, Any]:
+    modules = TRANSPORT_MODULES[plan.transport]
+    assert me.tbctl_exec is not None
+    request = plan.request_for(side, peer_id, peer_name)
+    request["modules"] = modules
+    request["files"] = render_host_files(state_dir=state_dir, tbctl_exec=me.tbctl_exec,
+                                         modules=modules)
+    request["persist_agent"] = me.persist_agent
+    if plan.transport == "native":
+        request["native_key"] = native_key
+    return request
+
+
+def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
+         confirm: Callable[[Plan], bool]) -> dict[str, Any]:
+    if spec_a == spec_b:
+        raise PlanError(f"the same host twice ({spec_a}): name two different hosts")
+    with connected([spec_a, spec_b], ssh) as (a, b):
+        hello_a, hello_b = in_parallel(lambda c: c.agent("hello"), [a, b])
+        if hello_a["host_id"] == hello_b["host_id"]:
+            raise PlanError(f"{a.name} and {b.name} are the same host "
+                            f"({hello_a['hostname']}): name two different hosts")
+        id_a, id_b = hello_a["host_id"], hello_b["host_id"]
+        state_args = ("--state-dir", ssh.state_dir)
+        status_a, status_b = in_parallel(lambda c: c.agent("status", *state_args), [a, b])
+        have_a, have_b = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
+        if have_a and have_b and _consistent(have_a, have_b):
+            return {**_existing_result(a, b, have_a, have_b), **verify(
+                a, b, have_a, have_b, options.verify_rdma)}
+        if options.dry_run and (have_a or have_b):
+            raise PlanError(f"{a.name} and {b.name} hold a half-recorded pairing: run "
+                            f"tbctl unpair {a.name} {b.name}, then pair again")
+        # A one-sided record (an interrupted run) is tbctl's own: clear it before pairing.
+        if have_a:
+            a.agent("unapply", *state_args, "--peer", id_b)
+        if have_b:
+            b.agent("unapply", *state_args, "--peer", id_a)
+        probe_a, probe_b = in_parallel(
+            lambda args: _probe(*args),
+            [(a, options.links, _links_of_other_pairings(status_a, id_b)),
+             (b, options.links, _links_of_other_pairings(status_b, id_a))])
+        _check_links_option(options.links, (a.name, b.name), (probe_a, probe_b))
+        neigh_a, neigh_b = in_parallel(lambda args: _neighbours(*args),
+                                       [(a, probe_a), (b, probe_b)])
+        plan = make_plan(a.name, probe_a, neigh_a, b.name, probe_b, neigh_b,
+                         transport=options.transport, pool=options.pool, mtu=options.mtu)
+        if options.dry_run:
+            return {"dry_run": True, "already_paired": False, **plan.to_json()}
+        if not confirm(plan):
+            raise PlanError("not applied: the plan was declined")
+        key = os.urandom(32).hex()
+        request_a = _request(plan, "a", a, id_b, b.name, ssh.state_dir, key)
+        request_b = _request(plan, "b", b, id_a, a.name, ssh.state_dir, key)
+        try:
+            a.agent("apply", *state_args, payload=request_a)
+        except RemoteError as exc:
+            raise ApplyError(f"applying on {a.name} failed, nothing changed on either host: "
+                             f"{exc}") from None
+        try:
+            b.agent("apply", *state_args, payload=request_b)
+        except RemoteError as exc:
+            a.agent("unapply", *state_args, "--peer", id_b)
+            raise ApplyError(f"applying on {b.name} failed and {a.name} was rolled back: "
+                             f"{exc}") from None
+        status_a, status_b = in_parallel(lambda c: c.agent("status", *state_args), [a, b])
+        pa, pb = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
+        assert pa and pb
+        result = {"dry_run": False, "already_paired": False, "host_a": a.name,
+                  "host_b": b.name, "transport": plan.transport,
+                  "transport_reason": plan.transport_reason}
+        return {**result, **verify(a, b, pa, pb, options.verify_rdma)}
+
+
+def _existing_result(a: Connection, b: Connection, pa: dict[str, Any],
+                     pb: dict[str, Any]) -> dict[str, Any]:
+    return {"dry_run": False, "already_paired": True, "host_a": a.name, "host_b": b.name,
+            "transport": pa["transport"], "transport_reason": "recorded pairing"}
+
+
+def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
+           with_rdma: bool) -> dict[str, Any]:
+    """Ping every cable, check RDMA ports, and run an RDMA WRITE/READ round trip on each."""
+    rows, problems = [], []
+    peer_side = {c["link"]: c for c in pb["cables"]}
+    for cable in pa["cables"]:
+        other = peer_side[cable["peer_link"]]
+        row = {
+            "link_a": cable["link"], "address_a": cable["address"],
+            "link_b": other["link"], "address_b": other["address"],
+            "mtu": cable["mtu"], "up": cable["up"] and other["up"],
+            "rdma_a": cable.get("rdma_device"), "rdma_b": other.get("rdma_device"),
+            "port_a": cable["rdma_port_state"], "port_b": other["rdma_port_state"],
+            "gid_index_a": cable["gid_index"], "gid_index_b": other["gid_index"],
+            "ping_rtt_us": a.agent("ping", "--address", other["address"])["rtt_us"],
+            "rdma_rtt_us": None, "rdma_ok": None,
+        }
+        where = f"{cable['link']}<->{other['link']}"
+        if row["ping_rtt_us"] is None:
+            problems.append(f"cable {where}: {other['address']} does not answer ping")
+        if pa["transport"] != "ip":
+            if row["port_a"] != "ACTIVE" or row["port_b"] != "ACTIVE":
+                problems.append(f"cable {where}: RDMA ports are {row['port_a']}/{row['port_b']}")
+            elif with_rdma:
+                row.update(_rdma_round_trip(a, b, cable, other))
+                if not row["rdma_ok"]:
+                    problems.append(f"cable {where}: RDMA WRITE/READ round trip failed: "
+                                    f"{row.get('rdma_error', 'data mismatch')}")
+        rows.append(row)
+    return {"cables": rows, "verified": not problems, "problems": problems}
+
+
+def _rdma_round_trip(a: Connection, b: Connection, cable: dict[str, Any],
+                     other: dict[str, Any]) -> dict[str, Any]:
+    from tbctl.rdmaverify import verify_cable
+
+    try:
+        outcome = verify_cable(
+            a.start_agent, b.start_agent,
+            device_a=cable["rdma_device"], gid_index_a=cable["gid_index"],
+            device_b=other["rdma_device"], gid_index_b=other["gid_index"])
+    except RemoteError as exc:
+        return {"rdma_ok": False, "rdma_error": str(exc)}
+    return {"rdma_ok": bool(outcome.get("ok")), "rdma_rtt_us": outcome.get("rtt_us"),
+            "rdma_error": outcome.get("error", "data mismatch")}
+
+
+def unpair(spec_a: str, spec_b: str, ssh: SshOptions) -> dict[str, Any]:
+    if spec_a == spec_b:
+        raise PlanError(f"the same host twice ({spec_a}): name two different hosts")
+    with connected([spec_a, spec_b], ssh) as (a, b):
+        hello_a, hello_b = in_parallel(lambda c: c.agent("hello"), [a, b])
+        state_args = ("--state-dir", ssh.state_dir)
+        removed_a = a.agent("unapply", *state_args, "--peer", hello_b["host_id"])["removed"]
+        removed_b = b.agent("unapply", *state_args, "--peer", hello_a["host_id"])["removed"]
+        return {"host_a": a.name, "host_b": b.name, "removed_a": removed_a,
+                "removed_b": removed_b}

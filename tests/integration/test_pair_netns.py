@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: MIT
+"""`tbctl pair` end to end against hosts in network namespaces with real sshd."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from ipaddress import ip_address
+
+import pytest
+
+from tbctl.hostfiles import render_host_files
+
+pytestmark = pytest.mark.netns
+
+STATE = "var/lib/tbctl"
+
+
+def pair(cluster, *extra: str):
+    return cluster.tbctl("pair", "--yes", "--json", *extra, "tbt-a", "tbt-b")
+
+
+def test_pair_configures_both_hosts_and_persists(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    result = pair(cluster)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["transport"] == "ip"  # this kernel has no rdma_rxe: RDMA is the lab's job
+    assert report["verified"] and len(report["cables"]) == 2
+    for cable in report["cables"]:
+        assert cable["link_a"] == cable["link_b"]  # the veths join equal names
+        assert cable["ping_rtt_us"] > 0
+        for host, link, addr in ((a, cable["link_a"], cable["address_a"]),
+                                 (b, cable["link_b"], cable["address_b"])):
+            (entry,) = host.ip_json("addr", "show", "dev", link)
+            assert f"{addr}/31" in [f"{x['local']}/{x['prefixlen']}" for x in entry["addr_info"]]
+            assert entry["mtu"] == cable["mtu"] == 1500
+    # Each end has the other's address on the same /31.
+    for cable in report["cables"]:
+        assert ip_address(cable["address_b"]) == ip_address(cable["address_a"]) + 1
+
+    for host in (a, b):
+        state = json.loads((host.root / STATE / "state.json").read_text())
+        assert len(state["pairings"]) == 1
+        expected = render_host_files(state_dir="/var/lib/tbctl",
+                                     tbctl_exec="/usr/bin/python3 /var/lib/tbctl/tbctl.pyz",
+                                     modules=[])
+        for rel, content in expected.items():
+            assert (host.root / rel).read_text() == content
+        assert (host.root / STATE / "tbctl.pyz").is_file()
+
+    # What the boot unit runs brings a flushed link back (as after a reboot).
+    unit = (a.root / "etc/systemd/system/tbctl-reapply.service").read_text()
+    exec_start = next(line.split("=", 1)[1] for line in unit.splitlines()
+                      if line.startswith("ExecStart="))
+    # The archive path is a real path on a real host; the state dir is read below TBCTL_ROOT.
+    command = [str(a.root / STATE / "tbctl.pyz") if part.endswith("tbctl.pyz") else part
+               for part in shlex.split(exec_start)]
+    a.run("ip", "addr", "flush", "dev", "thunderbolt0")
+    out = a.run("env", f"TBCTL_ROOT={a.root}", *command)
+    assert json.loads(out)["result"]["applied"] == ["thunderbolt0", "thunderbolt1"]
+    a_addr = report["cables"][0]["address_a"]
+    assert a_addr in a.run("ip", "-4", "addr", "show", "dev", "thunderbolt0")
+    b.run("ping", "-c", "1", "-W", "2", a_addr)
+
+
+def test_pair_twice_changes_nothing(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    assert pair(cluster).returncode == 0
+    before = [h.snapshot() for h in (a, b)]
+    states = [(h.root / STATE / "state.json").read_text() for h in (a, b)]
+    again = cluster.tbctl("pair", "--yes", "tbt-a", "tbt-b")
+    assert again.returncode == 0, again.stderr
+    assert "already paired" in again.stdout
+    assert [h.snapshot() for h in (a, b)] == before
+    assert [(h.root / STATE / "state.json").read_text() for h in (a, b)] == states
+
+
+def test_unpair_restores_prior_state(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    a.run("ip", "link", "set", "thunderbolt1", "mtu", "1400")
+    b.run("ip", "link", "set", "thunderbolt1", "mtu", "1400")
+    before = [h.snapshot() for h in (a, b)]
+    assert pair(cluster, "--mtu", "9000").returncode == 0
+    assert a.ip_json("link", "show", "thunderbolt1")[0]["mtu"] == 9000
+    result = cluster.tbctl("unpair", "tbt-a", "tbt-b")
+    assert result.returncode == 0, result.stderr
+    assert "Unpaired" in result.stdout
+    assert [h.snapshot() for h in (a, b)] == before
+    second = cluster.tbctl("unpair", "tbt-a", "tbt-b")
+    assert second.returncode == 0 and "were not paired" in second.stdout
+
+
+def test_dry_run_changes_nothing(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    a.run("ip", "link", "set", "thunderbolt1", "down")
+    before = [h.snapshot() for h in (a, b)]
+    result = cluster.tbctl("pair", "--dry-run", "tbt-a", "tbt-b")
+    assert result.returncode == 0, result.stderr
+    assert "Dry run: nothing was changed." in result.stdout
+    as_json = cluster.tbctl("pair", "--dry-run", "--json", "tbt-a", "tbt-b")
+    plan = json.loads(as_json.stdout)
+    assert plan["dry_run"] and plan["transport"] == "ip"
+    # thunderbolt1 was found although it was down, and left down.
+    assert sorted(c["link_a"] for c in plan["cables"]) == ["thunderbolt0", "thunderbolt1"]
+    assert [h.snapshot() for h in (a, b)] == before
+
+
+def test_second_host_failing_rolls_back_the_first(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    before = [h.snapshot() for h in (a, b)]
+    # B cannot write its unit: its etc/systemd/system is a file.
+    blocker = b.root / "etc/systemd"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a directory\n")
+    before[1] = b.snapshot()
+    result = pair(cluster)
+    assert result.returncode == 6, result.stderr
+    assert "applying on tbt-b failed and tbt-a was rolled back" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert [h.snapshot() for h in (a, b)] == before
+
+
+def test_changed_host_key_is_refused(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    lines = cluster.known_hosts.read_text().splitlines()
+    forged = lines[0].split()[2]  # host A's key, claimed for host B
+    cluster.known_hosts.write_text(f"{lines[0]}\n{b.mgmt_ip} ssh-ed25519 {forged}\n")
+    before = a.snapshot()
+    result = pair(cluster)
+    assert result.returncode == 3
+    assert "does not match known_hosts" in result.stderr and "ssh-keygen -R" in result.stderr
+    assert a.snapshot() == before
+
+
+def test_unknown_host_key_needs_opt_in(pair_of_hosts):
+    cluster = pair_of_hosts
+    cluster.known_hosts.write_text("")
+    refused = pair(cluster)
+    assert refused.returncode == 3
+    assert "--accept-new-host-keys" in refused.stderr
+    accepted = pair(cluster, "--accept-new-host-keys")
+    assert accepted.returncode == 0, accepted.stderr
+    recorded = cluster.known_hosts.read_text()
+    assert all(h.mgmt_ip in recorded for h in cluster.hosts)
+
+
+def test_host_specs_and_links_option(make_cluster):
+    """user@host:port specs resolve through the ssh_config's Host entries; --links names
+    links the host did not declare."""
+    cluster = make_cluster(2)
+    a, b = cluster.hosts
+    cluster.cable(a, b, "usb4net0", "usb4net1")
+    cluster.wait_link_local()
+    result = cluster.tbctl("pair", "--yes", "--json", "--links", "usb4net0,usb4net1",
+                           "root@tbt-a:22", "tbt-b")
+    assert result.returncode == 0, result.stderr
+    (cable,) = json.loads(result.stdout)["cables"]
+    assert (cable["link_a"], cable["link_b"]) == ("usb4net0", "usb4net1")
