@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: MIT
+# Wiring only: packages live in pkgs/, NixOS modules in nixos/, VM tests in vm-tests/.
+# No flake.lock is committed: it was written where nixpkgs cannot be fetched. The first
+# `nix flake lock` (or any nix command) on a machine with network access creates it.
+{
+  description = "tbrdma: RDMA over USB4/Thunderbolt cables, as packages, NixOS modules and images";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+      # The driver, the ROCm stack and the appliance target x86_64 (Strix Halo and other USB4
+      # hosts); the modules themselves are not architecture specific.
+      system = "x86_64-linux";
+      pkgs = import nixpkgs {
+        inherit system;
+        overlays = [ self.overlays.default ];
+      };
+      images = self.nixosConfigurations.appliance.config.system.build.images;
+
+      vmTest = name: import ./vm-tests/${name}.nix { inherit pkgs; };
+
+      labApp = pkgs.writeShellApplication {
+        name = "tbrdma-lab";
+        runtimeInputs = with pkgs; [
+          tbctl
+          qemu
+          debootstrap
+          e2fsprogs
+          zstd
+          kmod
+          openssh
+        ];
+        text = ''exec tbctl lab "$@"'';
+      };
+
+      python = pkgs.python3.withPackages (ps: [
+        ps.click
+        ps.paramiko
+        ps.jinja2
+        ps.rich
+        ps.pytest
+        ps.pytest-benchmark
+      ]);
+    in
+    {
+      overlays.default = import ./pkgs/overlay.nix;
+
+      nixosModules = {
+        default = import ./nixos/modules;
+        hardware-tbrdma = import ./nixos/modules/hardware-tbrdma.nix;
+        services-tbctl = import ./nixos/modules/services-tbctl.nix;
+        appliance = import ./nixos/modules/appliance.nix;
+      };
+
+      nixosConfigurations.appliance = lib.nixosSystem {
+        modules = [
+          ./nixos/configurations/appliance.nix
+          { nixpkgs.hostPlatform = system; }
+        ];
+      };
+
+      packages.${system} = {
+        inherit (pkgs)
+          tbctl
+          rdma-core-tbrdma
+          linux-tbrdma
+          tbrdma-kmod
+          tbrdma-ml-env
+          ;
+        perftest = pkgs.perftest-tbrdma;
+        appliance-raw-efi = images.raw-efi;
+        appliance-iso = images.iso;
+        default = pkgs.tbctl;
+      };
+
+      apps.${system} = {
+        tbctl = {
+          type = "app";
+          program = lib.getExe pkgs.tbctl;
+        };
+        lab = {
+          type = "app";
+          program = lib.getExe labApp;
+        };
+      };
+
+      devShells.${system} = {
+        default = pkgs.mkShell {
+          packages = [
+            python
+            pkgs.rdma-core-tbrdma
+            pkgs.perftest-tbrdma
+            pkgs.gcc
+            pkgs.gnumake
+            pkgs.clang
+            pkgs.ruff
+            pkgs.qemu
+          ]
+          ++ pkgs.linux-tbrdma.moduleBuildDependencies;
+          # Build the module against the patched kernel: make -C "$KDIR" M=$PWD/driver/kernel
+          KDIR = "${pkgs.linux-tbrdma.dev}/lib/modules/${pkgs.linux-tbrdma.modDirVersion}/build";
+          # pyverbs is built inside rdma-core-tbrdma.
+          PYTHONPATH = "${pkgs.rdma-core-tbrdma}/${pkgs.python3.sitePackages}";
+          RDMAV_DRIVERS = "${pkgs.rdma-core-tbrdma}/lib/libibverbs/libtbrdma";
+        };
+        ml = pkgs.mkShell {
+          packages = [ pkgs.tbrdma-ml-env ];
+          RDMAV_DRIVERS = "${pkgs.rdma-core-tbrdma}/lib/libibverbs/libtbrdma";
+        };
+      };
+
+      checks.${system} = {
+        vm-bringup = vmTest "bringup";
+        vm-pair = vmTest "pair";
+        vm-persistence = vmTest "persistence";
+        vm-cable_pull = vmTest "cable_pull";
+        vm-unpair = vmTest "unpair";
+        kmod-patched-kernel = pkgs.tbrdma-kmod;
+        kmod-default-kernel = pkgs.tbrdmaModuleFor pkgs.linuxPackages;
+        tbctl-tests = pkgs.tbctl-tests;
+        appliance-toplevel = self.nixosConfigurations.appliance.config.system.build.toplevel;
+      }
+      // lib.optionalAttrs (builtins.pathExists ./driver/proto/Makefile) {
+        # driver/proto's own unit tests (user-space build of the protocol core).
+        proto-tests = pkgs.runCommandCC "tbrdma-proto-tests" { src = ./driver/proto; } ''
+          cp -r "$src" proto
+          chmod -R u+w proto
+          make -C proto test
+          touch "$out"
+        '';
+      };
+
+      formatter.${system} = pkgs.nixfmt;
+    };
+}

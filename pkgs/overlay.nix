@@ -1,0 +1,8 @@
+# SPDX-License-Identifier: MIT
+# overlays.default: adds this project's packages to nixpkgs under their own names. It never
+# replaces nixpkgs' rdma-core or perftest; pkgs/ml-env does that for its own package set.
+final: prev:
+import ./packages.nix {
+  pkgs = final;
+  inherit (prev) rdma-core;
+}

@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: MIT
+# Every package this project builds, from one nixpkgs package set. Both the overlay
+# (pkgs/overlay.nix) and the NixOS modules call this, so the modules work without the overlay
+# (NixOS test nodes, for example, get a fixed pkgs and ignore nixpkgs.overlays).
+{
+  pkgs,
+  # The rdma-core our provider is added to; the overlay passes the one it overrides.
+  rdma-core ? pkgs.rdma-core,
+}:
+let
+  inherit (pkgs) lib;
+  sources = import ./sources.nix { inherit lib; };
+
+  tbrdmaModuleFor =
+    kernelPackages: kernelPackages.callPackage ./tbrdma-kmod { src = sources.kernelModule; };
+in
+rec {
+  inherit tbrdmaModuleFor;
+
+  tbctl = pkgs.python3Packages.callPackage ./tbctl { src = sources.tbctl; };
+
+  # rdma-core is passed explicitly so an overlay that replaces `rdma-core` with this package
+  # (pkgs/ml-env does) does not make it depend on itself.
+  rdma-core-tbrdma = pkgs.callPackage ./rdma-core-tbrdma {
+    inherit rdma-core;
+    providerSrc = sources.provider;
+  };
+
+  perftest-tbrdma = pkgs.callPackage ./perftest { rdma-core = rdma-core-tbrdma; };
+
+  linuxPackages-tbrdma = (pkgs.callPackage ./linux-tbrdma { inherit (sources) patchDir; }).extend (
+    kernelPackagesFinal: _: { tbrdma = tbrdmaModuleFor kernelPackagesFinal; }
+  );
+  linux-tbrdma = linuxPackages-tbrdma.kernel;
+  tbrdma-kmod = linuxPackages-tbrdma.tbrdma;
+
+  # The tbctl test suite that needs no VM, kernel build or root namespaces.
+  tbctl-tests = pkgs.callPackage ./tbctl/tests.nix { src = sources.tbctlTests; };
+
+  # Heavy: a second nixpkgs with rocmSupport, torch/vLLM/RCCL built from source for gfx1151.
+  tbrdma-ml-env = pkgs.callPackage ./ml-env { };
+}

@@ -1,0 +1,205 @@
+# SPDX-License-Identifier: MIT
+"""Strict evaluation of this project's pure Nix functions, offline, with Debian's nix-bin.
+
+The central one: nixos/lib/host-files.nix turns services.tbctl options into the arguments the
+NixOS module passes to `tbctl render-host-files` at build time. Rendering with those arguments
+must give byte for byte what `tbctl pair` installs on a non-NixOS host
+(tbctl.hostfiles.render_host_files), for every option set below.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nixtool import REPO, NixEvalError, eval_json, nix_string
+
+from tbctl.hostfiles import HOST_FILES, render_host_files
+
+HOST_FILES_NIX = REPO / "nixos/lib/host-files.nix"
+PATCH_SERIES_NIX = REPO / "pkgs/linux-tbrdma/patch-series.nix"
+STRIX_HALO_NIX = REPO / "nixos/lib/strix-halo.nix"
+CABLES_NIX = REPO / "vm-tests/cables.nix"
+
+
+def nix_list(values: list[str]) -> str:
+    return "[ " + " ".join(nix_string(v) for v in values) + " ]"
+
+
+def host_files_eval(state_dir: str, tbctl_exec: str, modules: list[str]) -> dict:
+    return eval_json(
+        f"import {HOST_FILES_NIX} {{ stateDir = {nix_string(state_dir)}; "
+        f"tbctlExec = {nix_string(tbctl_exec)}; kernelModules = {nix_list(modules)}; }}"
+    )
+
+
+OPTION_SETS = [
+    # The module defaults with hardware.tbrdma enabled.
+    ("/var/lib/tbctl", "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-tbctl-0.1.0/bin/tbctl",
+     ["thunderbolt_net", "tbrdma"]),
+    # The VM tests: rdma_rxe fallback, listed twice and out of order.
+    ("/var/lib/tbctl", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-tbctl-0.1.0/bin/tbctl",
+     ["tbrdma", "rdma_rxe", "tbrdma"]),
+    # hardware.tbrdma disabled: no modules at all.
+    ("/srv/state/tbctl", "/run/current-system/sw/bin/tbctl", []),
+    # A custom state directory and a single module.
+    ("/persist/tbctl-state", "/opt/tbctl/bin/tbctl", ["rdma_rxe"]),
+]
+
+
+@pytest.mark.parametrize(("state_dir", "tbctl_exec", "modules"), OPTION_SETS)
+def test_module_renders_what_pair_writes(
+    tmp_path: Path, state_dir: str, tbctl_exec: str, modules: list[str]
+) -> None:
+    evaluated = host_files_eval(state_dir, tbctl_exec, modules)
+
+    # What the NixOS module's runCommand does, with the arguments Nix computed.
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "-m", "tbctl", "render-host-files", "--out", str(out),
+         *evaluated["args"]],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    )
+    written = sorted(
+        str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+    )
+
+    # What `tbctl pair` writes on a Debian host for the same parameters.
+    expected = render_host_files(state_dir=state_dir, tbctl_exec=tbctl_exec, modules=modules)
+
+    assert written == sorted(expected)
+    for rel, content in expected.items():
+        assert (out / rel).read_bytes() == content.encode(), rel
+    # The module installs exactly these paths, so its list must match tbctl's.
+    assert evaluated["manifest"]["files"] == list(HOST_FILES)
+    assert evaluated["manifest"]["modules"] == sorted(set(modules))
+    assert evaluated["manifest"]["state_dir"] == state_dir
+    unit = (out / "etc/systemd/system/tbctl-reapply.service").read_text()
+    assert f"ExecStart={tbctl_exec} node reapply --state-dir {state_dir}\n" in unit
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "tbctl_exec", "modules", "message"),
+    [
+        ("var/lib/tbctl", "/bin/tbctl", [], "must be an absolute path"),
+        ("/var/lib/tbctl", "tbctl", [], "must be an absolute path"),
+        ("/var/lib/tb ctl", "/bin/tbctl", [], "must not contain whitespace"),
+        ("/var/lib/tbctl", "/bin/tbctl", ["rdma_rxe\ntbrdma"], "must not contain whitespace"),
+        ("/var/lib/tbctl", "/bin/tbctl", [""], "must not be empty"),
+    ],
+)
+def test_host_files_rejects_values_the_templates_cannot_carry(
+    state_dir: str, tbctl_exec: str, modules: list[str], message: str
+) -> None:
+    with pytest.raises(NixEvalError, match=message):
+        host_files_eval(state_dir, tbctl_exec, modules)
+
+
+def parse_series(series: Path, patch_dir: Path) -> list[dict]:
+    return eval_json(
+        f"map (p: p // {{ patch = toString p.patch; }}) (import {PATCH_SERIES_NIX} "
+        f"{{ seriesFile = {series}; patchDir = {patch_dir}; }})"
+    )
+
+
+def test_repository_series_parses() -> None:
+    patch_dir = REPO / "driver/patches"
+    parsed = parse_series(patch_dir / "series", patch_dir)
+    listed = [
+        line.strip() for line in (patch_dir / "series").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert [Path(p["patch"]).name for p in parsed] == listed
+    assert all(p["reason"] for p in parsed)
+
+
+def write_series(directory: Path, text: str, patches: list[str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in patches:
+        (directory / name).write_text(f"--- a/{name}\n+++ b/{name}\n")
+    (directory / "series").write_text(text)
+    return directory / "series"
+
+
+def test_series_keeps_order_names_and_reasons(tmp_path: Path) -> None:
+    series = write_series(
+        tmp_path,
+        "# Header: what this file is.\n\n"
+        "# thunderbolt-net: let RDMA frames use the full USB4 MTU\n"
+        "0001-thunderbolt-net-mtu.patch\n"
+        "  # export ib_register_device_net for out-of-tree rails  \n"
+        "0002-export-helper.diff\n",
+        ["0001-thunderbolt-net-mtu.patch", "0002-export-helper.diff"],
+    )
+    assert parse_series(series, tmp_path) == [
+        {"name": "0001-thunderbolt-net-mtu",
+         "patch": str(tmp_path / "0001-thunderbolt-net-mtu.patch"),
+         "reason": "thunderbolt-net: let RDMA frames use the full USB4 MTU"},
+        {"name": "0002-export-helper",
+         "patch": str(tmp_path / "0002-export-helper.diff"),
+         "reason": "export ib_register_device_net for out-of-tree rails"},
+    ]
+
+
+def test_series_with_only_comments_is_empty(tmp_path: Path) -> None:
+    series = write_series(tmp_path, "# nothing to patch yet\n\n# really\n", [])
+    assert parse_series(series, tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "patches", "message"),
+    [
+        ("0001-a.patch\n", ["0001-a.patch"], r"series:1: patch '0001-a.patch' needs a '# reason'"),
+        ("# why\n\n0001-a.patch\n", ["0001-a.patch"], r"series:3: .*needs a '# reason'"),
+        ("# why\n0001-a.patch\n# why again\n0001-b.patch\n", ["0001-a.patch"],
+         r"series:4: patch file '0001-b.patch' does not exist"),
+        ("# why\n0001-a.patch\n# twice\n0001-a.patch\n", ["0001-a.patch"], r"listed twice"),
+        ("# why\n../escape.patch\n", [], r"is not a plain patch file name"),
+    ],
+)
+def test_series_errors_name_the_line(
+    tmp_path: Path, text: str, patches: list[str], message: str
+) -> None:
+    series = write_series(tmp_path, text, patches)
+    with pytest.raises(NixEvalError, match=message):
+        parse_series(series, tmp_path)
+
+
+def test_strix_halo_gtt_parameters() -> None:
+    assert eval_json(f"import {STRIX_HALO_NIX} {{ gttGiB = 96; }}") == [
+        "amdgpu.gttsize=98304",
+        "ttm.pages_limit=25165824",
+        "ttm.page_pool_size=25165824",
+    ]
+    with pytest.raises(NixEvalError, match="positive whole number"):
+        eval_json(f"import {STRIX_HALO_NIX} {{ gttGiB = 0; }}")
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "count", "netdevs"),
+    [
+        # vlans = [ 1 ] gives eth1; the cables sort after it.
+        (["eth1", "thunderbolt0", "thunderbolt1"], 2, ["vlan2", "vlan3"]),
+        # A second management NIC shifts every cable by one.
+        (["eth1", "eth2", "thunderbolt0", "thunderbolt1", "thunderbolt2"], 3,
+         ["vlan3", "vlan4", "vlan5"]),
+    ],
+)
+def test_cable_netdev_ids_follow_nic_order(
+    interfaces: list[str], count: int, netdevs: list[str]
+) -> None:
+    cables = eval_json(
+        f"import {CABLES_NIX} {{ interfaceNames = {nix_list(interfaces)}; cableCount = {count}; }}"
+    )
+    assert [c["netdev"] for c in cables] == netdevs
+    assert [c["link"] for c in cables] == [f"thunderbolt{i}" for i in range(count)]
+
+
+def test_cable_without_interface_is_an_error() -> None:
+    with pytest.raises(NixEvalError, match="thunderbolt1 is not attached"):
+        eval_json(
+            f"import {CABLES_NIX} {{ interfaceNames = [ \"eth1\" \"thunderbolt0\" ]; "
+            "cableCount = 2; }"
+        )
