@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * libibverbs provider for the tbrdma kernel module. The data path goes through the kernel
+ * command interface (ibv_cmd_post_send/post_recv/poll_cq): every verb is a system call and
+ * the module owns all queues. A later version can map queues into user space like rxe.
+ *
+ * Built inside an rdma-core source tree (see driver/build-provider.sh) so that it always
+ * matches the libibverbs it is installed beside.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <infiniband/driver.h>
+#include <infiniband/verbs.h>
+
+struct tbrdma_device {
+	struct verbs_device ibv_dev;
+};
+
+struct tbrdma_context {
+	struct verbs_context ibv_ctx;
+};
+
+static int tbrdma_query_device(struct ibv_context *context,
+			       const struct ibv_query_device_ex_input *input,
+			       struct ibv_device_attr_ex *attr, size_t attr_size)
+{
+	struct ib_uverbs_ex_query_device_resp resp;
+	size_t resp_size = sizeof(resp);
+	int ret;
+
+	ret = ibv_cmd_query_device_any(context, input, attr, attr_size, &resp, &resp_size);
+	if (ret)
+		return ret;
+	snprintf(attr->orig_attr.fw_ver, sizeof(attr->orig_attr.fw_ver), "%llu",
+		 (unsigned long long)resp.base.fw_ver);
+	return 0;
+}
+
+static int tbrdma_query_port(struct ibv_context *context, uint8_t port,
+			     struct ibv_port_attr *attr)
+{
+	struct ibv_query_port cmd;
+
+	return ibv_cmd_query_port(context, port, attr, &cmd, sizeof(cmd));
+}
+
+static struct ibv_pd *tbrdma_alloc_pd(struct ibv_context *context)
+{
+	struct ib_uverbs_alloc_pd_resp resp;
+	struct ibv_alloc_pd cmd;
+	struct ibv_pd *pd;
+
+	pd = calloc(1, sizeof(*pd));
+	if (!pd)
+		return NULL;
+	if (ibv_cmd_alloc_pd(context, pd, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		free(pd);
+		return NULL;
+	}
+	return pd;
+}
+
+static int tbrdma_dealloc_pd(struct ibv_pd *pd)
+{
+	int ret = ibv_cmd_dealloc_pd(pd);
+
+	if (!ret)
+		free(pd);
+	return ret;
+}
+
+static struct ibv_mr *tbrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
+				    uint64_t hca_va, int access)
+{
+	struct ib_uverbs_reg_mr_resp resp;
+	struct ibv_reg_mr cmd;
+	struct verbs_mr *vmr;
+
+	vmr = calloc(1, sizeof(*vmr));
+	if (!vmr)
+		return NULL;
+	if (ibv_cmd_reg_mr(pd, addr, length, hca_va, access, vmr, &cmd, sizeof(cmd), &resp,
+			   sizeof(resp))) {
+		free(vmr);
+		return NULL;
+	}
+	return &vmr->ibv_mr;
+}
+
+static int tbrdma_dereg_mr(struct verbs_mr *vmr)
+{
+	int ret = ibv_cmd_dereg_mr(vmr);
+
+	if (!ret)
+		free(vmr);
+	return ret;
+}
+
+static struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
+				       struct ibv_comp_channel *channel, int comp_vector)
+{
+	struct ib_uverbs_create_cq_resp resp;
+	struct ibv_create_cq cmd;
+	struct ibv_cq *cq;
+
+	cq = calloc(1, sizeof(*cq));
+	if (!cq)
+		return NULL;
+	if (ibv_cmd_create_cq(context, cqe, channel, comp_vector, cq, &cmd, sizeof(cmd), &resp,
+			      sizeof(resp))) {
+		free(cq);
+		return NULL;
+	}
+	return cq;
+}
+
+static int tbrdma_destroy_cq(struct ibv_cq *cq)
+{
+	int ret = ibv_cmd_destroy_cq(cq);
+
+	if (!ret)
+		free(cq);
+	return ret;
+}
+
+static struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+{
+	struct ib_uverbs_create_qp_resp resp;
+	struct ibv_create_qp cmd;
+	struct ibv_qp *qp;
+
+	qp = calloc(1, sizeof(*qp));
+	if (!qp)
+		return NULL;
+	if (ibv_cmd_create_qp(pd, qp, attr, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		free(qp);
+		return NULL;
+	}
+	return qp;
+}
+
+static int tbrdma_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask,
+			   struct ibv_qp_init_attr *init_attr)
+{
+	struct ibv_query_qp cmd = {};
+
+	return ibv_cmd_query_qp(qp, attr, attr_mask, init_attr, &cmd, sizeof(cmd));
+}
+
+static int tbrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)
+{
+	struct ibv_modify_qp cmd = {};
+
+	return ibv_cmd_modify_qp(qp, attr, attr_mask, &cmd, sizeof(cmd));
+}
+
+static int tbrdma_destroy_qp(struct ibv_qp *qp)
+{
+	int ret = ibv_cmd_destroy_qp(qp);
+
+	if (!ret)
+		free(qp);
+	return ret;
+}
+
+static const struct verbs_context_ops tbrdma_ctx_ops;
+
+static void tbrdma_free_context(struct ibv_context *ibctx)
+{
+	struct tbrdma_context *ctx = container_of(ibctx, struct tbrdma_context, ibv_ctx.context);
+
+	verbs_uninit_context(&ctx->ibv_ctx);
+	free(ctx);
+}
+
+static const struct verbs_context_ops tbrdma_ctx_ops = {
+	.query_device_ex = tbrdma_query_device,
+	.query_port = tbrdma_query_port,
+	.alloc_pd = tbrdma_alloc_pd,
+	.dealloc_pd = tbrdma_dealloc_pd,
+	.reg_mr = tbrdma_reg_mr,
+	.dereg_mr = tbrdma_dereg_mr,
+	.create_cq = tbrdma_create_cq,
+	.poll_cq = ibv_cmd_poll_cq,
+	.req_notify_cq = ibv_cmd_req_notify_cq,
+	.destroy_cq = tbrdma_destroy_cq,
+	.create_qp = tbrdma_create_qp,
+	.query_qp = tbrdma_query_qp,
+	.modify_qp = tbrdma_modify_qp,
+	.destroy_qp = tbrdma_destroy_qp,
+	.post_send = ibv_cmd_post_send,
+	.post_recv = ibv_cmd_post_recv,
+	.free_context = tbrdma_free_context,
+};
+
+static struct verbs_context *tbrdma_alloc_context(struct ibv_device *ibdev, int cmd_fd,
+						  void *private_data)
+{
+	struct ib_uverbs_get_context_resp resp;
+	struct ibv_get_context cmd;
+	struct tbrdma_context *ctx;
+
+	/* The module registers with RDMA_DRIVER_UNKNOWN: no driver id of its own in the ABI. */
+	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, ibv_ctx, RDMA_DRIVER_UNKNOWN);
+	if (!ctx)
+		return NULL;
+	if (ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		verbs_uninit_context(&ctx->ibv_ctx);
+		free(ctx);
+		return NULL;
+	}
+	verbs_set_ops(&ctx->ibv_ctx, &tbrdma_ctx_ops);
+	return &ctx->ibv_ctx;
+}
+
+static struct verbs_device *tbrdma_device_alloc(struct verbs_sysfs_dev *sysfs_dev)
+{
+	struct tbrdma_device *dev = calloc(1, sizeof(*dev));
+
+	return dev ? &dev->ibv_dev : NULL;
+}
+
+static void tbrdma_uninit_device(struct verbs_device *verbs_device)
+{
+	free(container_of(verbs_device, struct tbrdma_device, ibv_dev));
+}
+
+/* Devices are matched by name: `rdma link add tbrdmaN type tbrdma ...` (tbctl's naming). */
+static const struct verbs_match_ent tbrdma_match_table[] = {
+	VERBS_NAME_MATCH("tbrdma", NULL),
+	{},
+};
+
+static const struct verbs_device_ops tbrdma_dev_ops = {
+	.name = "tbrdma",
+	.match_min_abi_version = 1,
+	.match_max_abi_version = 1,
+	.match_table = tbrdma_match_table,
+	.alloc_device = tbrdma_device_alloc,
+	.uninit_device = tbrdma_uninit_device,
+	.alloc_context = tbrdma_alloc_context,
+};
+PROVIDER_DRIVER(tbrdma, tbrdma_dev_ops);
