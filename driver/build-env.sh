@@ -7,7 +7,8 @@
 # for the provider.
 #
 # usage: build-env.sh <suite> <cache-dir>     prints the chroot directory on stdout
-# The chroot is keyed by a hash of this script, so editing it rebuilds on the next run.
+# The chroot is keyed by the suite, its package list and env_version: bump env_version when a
+# change to this script must rebuild existing chroots.
 set -euo pipefail
 
 suite=$1
@@ -32,7 +33,8 @@ if [ "$suite" = trixie ]; then
 	packages="$packages python3 dpkg-dev"
 fi
 
-key=$(cat "$0" | sha256sum | cut -c1-16)
+env_version=2
+key=$(echo "$suite $packages $env_version" | sha256sum | cut -c1-16)
 root="$cache_dir/buildenv-$suite-$key"
 if [ -f "$root/.tbrdma-ready" ]; then
 	echo "$root"
@@ -50,6 +52,8 @@ debootstrap --variant=minbase "$suite" "$root.tmp" "$mirror" >"$cache_dir/builde
 }
 printf 'deb %s %s main\ndeb-src %s %s main\n' "$mirror" "$suite" "$mirror" "$suite" \
 	>"$root.tmp/etc/apt/sources.list"
+# The archive may be a frozen snapshot whose sid Release file is past its Valid-Until date.
+echo 'Acquire::Check-Valid-Until "false";' >"$root.tmp/etc/apt/apt.conf.d/90tbrdma-snapshot"
 cleanup_mounts() { umount "$root.tmp/proc" 2>/dev/null || true; }
 trap cleanup_mounts EXIT
 mount -t proc proc "$root.tmp/proc"
