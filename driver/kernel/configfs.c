@@ -94,8 +94,12 @@ static ssize_t tbrdma_cfs_remove_rail_store(struct config_item *item, const char
 
 static ssize_t tbrdma_cfs_peer_key_show(struct config_item *item, char *page)
 {
-	/* The key itself never leaves the kernel. */
-	return sysfs_emit(page, "%s\n", item_to_tdev(item)->key_set ? "set" : "unset");
+	struct tbrdma_dev *tdev = item_to_tdev(item);
+
+	/* The key itself never leaves the kernel; its public fingerprint does. */
+	if (!tdev->key_set)
+		return sysfs_emit(page, "unset\n");
+	return sysfs_emit(page, "set %*phN\n", (int)sizeof(tdev->key_id), tdev->key_id);
 }
 
 static ssize_t tbrdma_cfs_peer_key_store(struct config_item *item, const char *page,

@@ -576,6 +576,21 @@ static int build_link(struct tbrdma_dev *tdev)
 	return 0;
 }
 
+/*
+ * A public fingerprint of the key, HMAC-SHA256(key, "tbrdma key id"), so tbctl can tell
+ * whether re-applying a pairing would change anything without the key ever being read back.
+ */
+static void compute_key_id(struct tbrdma_dev *tdev, const u8 *key, size_t len)
+{
+	static const char label[] = "tbrdma key id";
+	u8 mac[32];
+
+	spin_lock_bh(&tdev->lock);
+	env_hmac_sha256(tdev, key, len, (const u8 *)label, sizeof(label) - 1, mac);
+	spin_unlock_bh(&tdev->lock);
+	memcpy(tdev->key_id, mac, sizeof(tdev->key_id));
+}
+
 int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len)
 {
 	int err;
@@ -583,6 +598,7 @@ int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len)
 	if (len < 16 || len > TBRDMA_KEY_LEN)
 		return -EINVAL;
 	mutex_lock(&tdev->rail_mutex);
+	compute_key_id(tdev, key, len);
 	memcpy(tdev->key, key, len);
 	tdev->key_len = len;
 	tdev->key_set = true;

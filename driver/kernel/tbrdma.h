@@ -164,6 +164,7 @@ struct tbrdma_dev {
 	u8 key[TBRDMA_KEY_LEN];
 	u32 key_len;
 	bool key_set;
+	u8 key_id[8];
 	u32 role;			/* enum tbp_role */
 	struct work_struct relink_work;
 	struct crypto_shash *hmac;
