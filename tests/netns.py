@@ -126,9 +126,12 @@ class Cluster:
         host.sshd = subprocess.Popen(
             ["ip", "netns", "exec", host.ns, SSHD, "-D", "-e", "-f", str(config)],
             stdout=subprocess.DEVNULL, stderr=(host.workdir / "sshd.log").open("w"))
+        self.wait_sshd(host)
+
+    def wait_sshd(self, host: Host) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if host.run("ss", "-Hltn", f"sport = :22", check=False).strip():
+            if host.run("ss", "-Hltn", "sport = :22", check=False).strip():
                 return
             time.sleep(0.05)
         raise RuntimeError(f"sshd in {host.ns} did not start: "
@@ -148,6 +151,8 @@ class Cluster:
         blocks = [f"Host {h.alias}\n  HostName {h.mgmt_ip}\n  User root\n"
                   f"  IdentityFile {self.key}\n  UserKnownHostsFile {self.known_hosts}\n"
                   for h in self.hosts]
+        blocks.append(f"Host 10.199.*\n  IdentityFile {self.key}\n"
+                      f"  UserKnownHostsFile {self.known_hosts}\n")
         self.ssh_config.write_text("\n".join(blocks))
 
     def cable(self, a: Host, b: Host, name_a: str, name_b: str, mtu: int = 1500) -> None:
