@@ -118,6 +118,7 @@
         vm-persistence = vmTest "persistence";
         vm-cable_pull = vmTest "cable_pull";
         vm-unpair = vmTest "unpair";
+        kernel-config = pkgs.linux-tbrdma-config-check;
         kmod-patched-kernel = pkgs.tbrdma-kmod;
         kmod-default-kernel = pkgs.tbrdmaModuleFor pkgs.linuxPackages;
         tbctl-tests = pkgs.tbctl-tests;

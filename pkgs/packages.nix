@@ -13,6 +13,8 @@ let
 
   tbrdmaModuleFor =
     kernelPackages: kernelPackages.callPackage ./tbrdma-kmod { src = sources.kernelModule; };
+
+  linuxTbrdma = pkgs.callPackage ./linux-tbrdma { inherit (sources) patchDir; };
 in
 rec {
   inherit tbrdmaModuleFor;
@@ -28,10 +30,11 @@ rec {
 
   perftest-tbrdma = pkgs.callPackage ./perftest { rdma-core = rdma-core-tbrdma; };
 
-  linuxPackages-tbrdma = (pkgs.callPackage ./linux-tbrdma { inherit (sources) patchDir; }).extend (
+  linuxPackages-tbrdma = linuxTbrdma.kernelPackages.extend (
     kernelPackagesFinal: _: { tbrdma = tbrdmaModuleFor kernelPackagesFinal; }
   );
   linux-tbrdma = linuxPackages-tbrdma.kernel;
+  linux-tbrdma-config-check = linuxTbrdma.configCheck;
   tbrdma-kmod = linuxPackages-tbrdma.tbrdma;
 
   # The tbctl test suite that needs no VM, kernel build or root namespaces.

@@ -38,13 +38,14 @@ in
     ];
   };
 
-  provider = fileset.toSource {
-    inherit root;
-    fileset = fileset.unions [
-      (fileset.maybeMissing ../driver/provider)
-      ../driver/proto
-    ];
-  };
+  provider =
+    if builtins.pathExists ../driver/provider then
+      fileset.toSource {
+        inherit root;
+        fileset = ../driver/provider;
+      }
+    else
+      throw "driver/provider is missing from this checkout";
 
   patchDir = ../driver/patches;
 }

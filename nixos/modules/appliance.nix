@@ -20,7 +20,10 @@ in
     hostName = lib.mkOption {
       type = lib.types.str;
       default = "tbrdma";
-      description = "Host name. Flash one image per box, or rename each after first boot.";
+      description = ''
+        Host name baked into the image. A file `tbrdma/hostname` on the FAT partition
+        overrides it at boot, so one image can be flashed to every box.
+      '';
     };
 
     authorizedKeys = lib.mkOption {
@@ -112,14 +115,21 @@ in
         # tbctl's node agent runs from a zipapp with the host's python3 (see tbctl/zipapp.py).
         environment.systemPackages = [ pkgs.python3 ];
 
-        boot.kernelParams =
-          [ "console=tty0" ]
-          ++ lib.optional (cfg.serialConsole != null) "console=${cfg.serialConsole}";
+        boot.kernelParams = [
+          "console=tty0"
+        ]
+        ++ lib.optional (cfg.serialConsole != null) "console=${cfg.serialConsole}";
+
+        # Nobody can log in on the console (no passwords), so the login prompt says where to
+        # SSH to instead; agetty replaces \4 with the machine's IPv4 address.
+        services.getty.helpLine = ''
+          tbrdma appliance: log in with `ssh root@\4` using a key you added (docs/appliance.md).
+        '';
       }
 
       (lib.mkIf (cfg.bootPartitionKeyFile != null) {
-        systemd.services.tbrdma-import-ssh-keys = {
-          description = "Add SSH keys dropped on the FAT partition to root's authorized_keys";
+        systemd.services.tbrdma-boot-partition-files = {
+          description = "Apply SSH keys and host name dropped on the FAT partition";
           wantedBy = [ "multi-user.target" ];
           before = [ "sshd.service" ];
           unitConfig.RequiresMountsFor = "/boot";
@@ -145,6 +155,15 @@ in
             }
 
             import_from /boot/${cfg.bootPartitionKeyFile}
+
+            # One image for every box: a host name dropped next to the keys wins.
+            if [ -f /boot/tbrdma/hostname ]; then
+              name=$(tr -cd 'a-zA-Z0-9-' </boot/tbrdma/hostname | head -c 63)
+              if [ -n "$name" ]; then
+                echo "$name" >/proc/sys/kernel/hostname
+                echo "host name set to $name from /boot/tbrdma/hostname"
+              fi
+            fi
 
             stick=/dev/disk/by-label/${keyStickLabel}
             if [ -e "$stick" ]; then

@@ -14,8 +14,7 @@ let
   tbrdmaPackages = import ../../pkgs/packages.nix { inherit pkgs; };
 
   hostFiles = import ../lib/host-files.nix {
-    inherit (cfg) stateDir kernelModules;
-    tbctlExec = lib.getExe cfg.package;
+    inherit (cfg) stateDir kernelModules tbctlExec;
   };
 
   renderedHostFiles =
@@ -35,7 +34,17 @@ in
       type = lib.types.package;
       default = tbrdmaPackages.tbctl;
       defaultText = lib.literalExpression "tbctl (pkgs/tbctl)";
-      description = "The tbctl package; its bin/tbctl is what the unit runs.";
+      description = "The tbctl package, installed system-wide.";
+    };
+
+    tbctlExec = lib.mkOption {
+      type = lib.types.str;
+      default = "/run/current-system/sw/bin/tbctl";
+      description = ''
+        How the unit runs tbctl. The default is the path `tbctl pair` finds on a NixOS host's
+        PATH (the package is in environment.systemPackages), so both render the same unit;
+        it also keeps the unit file unchanged across tbctl upgrades.
+      '';
     };
 
     stateDir = lib.mkOption {
@@ -49,11 +58,14 @@ in
 
     kernelModules = lib.mkOption {
       type = lib.types.listOf lib.types.str;
-      default = lib.optionals config.hardware.tbrdma.enable config.hardware.tbrdma.kernelModules;
-      defaultText = lib.literalExpression ''
-        lib.optionals config.hardware.tbrdma.enable config.hardware.tbrdma.kernelModules
+      default = lib.optionals config.hardware.tbrdma.enable [ "tbrdma" ];
+      defaultText = lib.literalExpression ''lib.optionals config.hardware.tbrdma.enable [ "tbrdma" ]'';
+      description = ''
+        Modules listed in /etc/modules-load.d/tbctl.conf. `tbctl pair` lists the modules of
+        the transport it chose there (tbrdma for native, rdma_rxe for rxe, none for ip); the
+        default matches a native pairing. hardware.tbrdma.kernelModules loads its own list at
+        boot regardless.
       '';
-      description = "Modules listed in /etc/modules-load.d/tbctl.conf, as `tbctl pair` lists them.";
     };
 
     declaredLinks = lib.mkOption {

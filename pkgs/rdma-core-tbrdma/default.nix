@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 # nixpkgs' rdma-core with the tbrdma verbs provider added to its source tree (rdma-core keeps
 # the provider interface private, so providers are built inside rdma-core), plus pyverbs.
-# Layout assumed (docs/nix.md): driver/provider/add-to-rdma-core.sh RDMA_CORE_SRC copies the
-# provider into providers/tbrdma and registers it in the top-level CMakeLists.txt.
+# Layout (docs/nix.md): driver/provider/tbrdma is an rdma-core provider directory
+# (rdma_provider(tbrdma ...)); driver/build-provider.sh adds it to a tree the same two ways
+# as postPatch below (copy, then add_subdirectory after providers/rxe) before building it
+# on Debian, so a change to one of them needs the same change in the other.
 {
   lib,
   rdma-core,
@@ -24,12 +26,16 @@ rdma-core.overrideAttrs (previous: {
     ];
 
   postPatch = (previous.postPatch or "") + ''
-    adder=${providerSrc}/driver/provider/add-to-rdma-core.sh
-    if [ ! -f "$adder" ]; then
-      echo "rdma-core-tbrdma: $adder is missing from this checkout" >&2
+    provider=${providerSrc}/driver/provider/tbrdma
+    if [ ! -f "$provider/CMakeLists.txt" ]; then
+      echo "rdma-core-tbrdma: $provider/CMakeLists.txt is missing from this checkout" >&2
       exit 1
     fi
-    bash "$adder" "$PWD"
+    cp -r "$provider" providers/tbrdma
+    chmod -R u+w providers/tbrdma
+    substituteInPlace CMakeLists.txt --replace-fail \
+      'add_subdirectory(providers/rxe)' \
+      $'add_subdirectory(providers/rxe)\nadd_subdirectory(providers/tbrdma)'
   '';
 
   postInstall = (previous.postInstall or "") + ''
