@@ -1,0 +1,319 @@
+# SPDX-License-Identifier: MIT
+"""Builds and caches the lab's node image: Debian trixie from debootstrap, in two layers.
+
+Layer 1 (base) is the debootstrapped rootfs kept as a tarball plus the guest kernel and
+initrd; its key hashes the package list, the files baked into it and the recipe version.
+Layer 2 (image) is the qcow2 the VMs boot; its key adds the git-tracked files under
+driver/ when driver/lab-hook.sh exists, so a driver change repacks without a debootstrap.
+tbctl itself is not in either layer: `lab up` copies the current tree in through the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tbctl.errors import TbctlError
+
+SUITE = "trixie"
+# Bump when the recipe below changes in a way the hashed inputs do not show.
+RECIPE_VERSION = "3"
+# python3-cffi-backend is named explicitly: debootstrap cannot resolve the virtual
+# python3-cffi-backend-api-* packages python3-cryptography (for paramiko) depends on.
+GUEST_PACKAGES = (
+    "systemd-sysv", "udev", "dbus", "openssh-server", "iproute2", "kmod", "rdma-core",
+    "ibverbs-utils", "ibverbs-providers", "perftest", "python3", "python3-pyverbs",
+    "python3-click", "python3-paramiko", "python3-cffi-backend", "python3-jinja2",
+    "python3-rich",
+    "linux-image-amd64", "initramfs-tools", "zstd", "iputils-ping", "procps", "netbase",
+)
+FILES_DIR = Path(__file__).with_name("files")
+# Where each baked-in file lands in the guest, and its mode.
+BAKED_FILES = {
+    "tbctl-lab-seed.service": ("etc/systemd/system/tbctl-lab-seed.service", 0o644),
+    "tbctl-lab-links-up.service": ("etc/systemd/system/tbctl-lab-links-up.service", 0o644),
+    "links-up.sh": ("usr/local/lib/tbctl-lab/links-up.sh", 0o755),
+    "sshd-tbctl-lab.conf": ("etc/ssh/sshd_config.d/tbctl-lab.conf", 0o644),
+}
+ENABLED_UNITS = {
+    "tbctl-lab-seed.service": "sysinit.target.wants",
+    "tbctl-lab-links-up.service": "multi-user.target.wants",
+    "systemd-networkd.service": "multi-user.target.wants",
+}
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    """Everything a VM boots from; `root` is the shared read-only qcow2 base."""
+
+    root: Path
+    kernel: Path
+    initrd: Path
+    kernel_release: str
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tbrdma" / "lab"
+
+
+def repo_root() -> Path | None:
+    """The source checkout tbctl runs from, if it is one (it holds driver/)."""
+    candidate = Path(__file__).resolve().parents[2]
+    return candidate if (candidate / "driver").is_dir() else None
+
+
+def host_debian_mirror() -> str:
+    """The Debian archive URL the host's apt already uses (never hard-coded here)."""
+    apt_dir = Path("/etc/apt")
+    texts = []
+    for path in [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]:
+        if path.is_file() and path.suffix in (".list", ".sources", ""):
+            texts.append(path.read_text(errors="replace"))
+    for text in texts:
+        for stanza in re.split(r"\n\s*\n", text):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and _is_main_archive(uris.group(1), suites.group(1)):
+                return uris.group(1)
+        for line in text.splitlines():
+            match = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if match and _is_main_archive(match.group(1), match.group(2)):
+                return match.group(1)
+    raise TbctlError("no Debian archive found in /etc/apt sources (needed by debootstrap)")
+
+
+def _is_main_archive(uri: str, suites: str) -> bool:
+    names = suites.split()
+    return (
+        "security" not in uri
+        and any(re.fullmatch(r"[a-z]+", name) for name in names)
+        and uri.rstrip("/").endswith("debian")
+    )
+
+
+def base_key() -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{RECIPE_VERSION}\n{SUITE}\n{' '.join(sorted(GUEST_PACKAGES))}\n".encode())
+    for name in sorted(BAKED_FILES):
+        digest.update(name.encode() + b"\0" + (FILES_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def driver_hook_inputs() -> tuple[Path, list[Path]] | None:
+    """driver/lab-hook.sh and the git-tracked files under driver/ it may use."""
+    root = repo_root()
+    if root is None or not (root / "driver" / "lab-hook.sh").is_file():
+        return None
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "driver"],
+        capture_output=True, check=False,
+    )
+    if listed.returncode == 0:
+        names = [name for name in listed.stdout.decode().split("\0") if name]
+        files = [root / name for name in names if (root / name).is_file()]
+    else:
+        files = [path for path in (root / "driver").rglob("*") if path.is_file()]
+    return root / "driver" / "lab-hook.sh", sorted(files)
+
+
+def image_key(base: str) -> str:
+    digest = hashlib.sha256(base.encode())
+    hook = driver_hook_inputs()
+    if hook is None:
+        digest.update(b"no-driver-hook")
+    else:
+        root = hook[0].parents[1]
+        for path in hook[1]:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _run(cmd: list[str], progress: Progress | None = None, **kwargs: object) -> None:
+    """Runs a build step, streaming its output lines to `progress`; raises on failure."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs  # type: ignore[call-overload]
+    )
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-30:]
+        if progress:
+            progress(line)
+    if proc.wait() != 0:
+        raise TbctlError(f"{cmd[0]} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+def _require_tools() -> None:
+    if os.geteuid() != 0:
+        raise TbctlError("building the lab image needs root (debootstrap, file ownership)")
+    missing = [
+        tool for tool in ("debootstrap", "mkfs.ext4", "qemu-img", "zstd", "tar")
+        if shutil.which(tool) is None
+    ]
+    if missing:
+        raise TbctlError(f"missing tools: {', '.join(missing)} (run `make deps`)")
+
+
+def _build_base(target: Path, progress: Progress) -> None:
+    """debootstrap + guest configuration, saved as rootfs.tar.zst, vmlinuz, initrd.img."""
+    _require_tools()
+    work = Path(tempfile.mkdtemp(prefix="base-", dir=target.parent))
+    rootfs = work / "rootfs"
+    try:
+        mirror = host_debian_mirror()
+        progress(f"debootstrap {SUITE} from {mirror}")
+        try:
+            _run(
+                [
+                    "debootstrap", "--variant=minbase", "--components=main",
+                    "--include=" + ",".join(GUEST_PACKAGES), SUITE, str(rootfs), mirror,
+                ],
+                progress,
+            )
+        except TbctlError:
+            log = rootfs / "debootstrap" / "debootstrap.log"
+            if log.is_file():
+                shutil.copy2(log, target.parent / "debootstrap-failed.log")
+                progress(f"debootstrap's log: {target.parent / 'debootstrap-failed.log'}")
+            raise
+        _configure_rootfs(rootfs)
+        releases = sorted(p.name for p in (rootfs / "lib" / "modules").iterdir())
+        if len(releases) != 1:
+            raise TbctlError(f"expected one guest kernel, found {releases}")
+        release = releases[0]
+        shutil.copy2(rootfs / "boot" / f"vmlinuz-{release}", work / "vmlinuz")
+        shutil.copy2(rootfs / "boot" / f"initrd.img-{release}", work / "initrd.img")
+        progress("packing the base layer")
+        _run(
+            ["tar", "--create", "--numeric-owner", "--xattrs", "--use-compress-program",
+             "zstd -T0 -3", "--file", str(work / "rootfs.tar.zst"), "--directory",
+             str(rootfs), "."],
+            progress,
+        )
+        (work / "kernel-release").write_text(release + "\n")
+        shutil.rmtree(rootfs)
+        work.rename(target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _configure_rootfs(rootfs: Path) -> None:
+    for name, (dest, mode) in BAKED_FILES.items():
+        path = rootfs / dest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FILES_DIR / name, path)
+        path.chmod(mode)
+    for unit, wants in ENABLED_UNITS.items():
+        link_dir = rootfs / "etc" / "systemd" / "system" / wants
+        link_dir.mkdir(parents=True, exist_ok=True)
+        link = link_dir / unit
+        if not link.is_symlink():
+            target = f"/etc/systemd/system/{unit}"
+            if not (rootfs / target.lstrip("/")).exists():
+                target = f"/usr/lib/systemd/system/{unit}"
+            link.symlink_to(target)
+    # Every node gets its own host key and machine-id; the ones debootstrap made are shared.
+    for key in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
+        key.unlink()
+    (rootfs / "etc" / "machine-id").write_text("")
+    dbus_id = rootfs / "var" / "lib" / "dbus" / "machine-id"
+    if dbus_id.exists() or dbus_id.is_symlink():
+        dbus_id.unlink()
+    (rootfs / "etc" / "fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")
+    for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt/archives",
+                 "var/lib/apt/lists"):
+        shutil.rmtree(rootfs / junk, ignore_errors=True)
+    (rootfs / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True)
+    (rootfs / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True)
+
+
+def _build_image(base: Path, target: Path, progress: Progress) -> None:
+    """Unpacks the base, runs the driver hook if there is one, packs a qcow2."""
+    _require_tools()
+    work = Path(tempfile.mkdtemp(prefix="image-", dir=target.parent))
+    rootfs = work / "rootfs"
+    try:
+        rootfs.mkdir()
+        progress("unpacking the base layer")
+        _run(
+            ["tar", "--extract", "--numeric-owner", "--xattrs", "--same-permissions",
+             "--use-compress-program", "zstd -d", "--file", str(base / "rootfs.tar.zst"),
+             "--directory", str(rootfs)],
+            progress,
+        )
+        release = (base / "kernel-release").read_text().strip()
+        hook = driver_hook_inputs()
+        if hook is not None:
+            hook_cache = cache_root() / "driver-hook"
+            hook_cache.mkdir(parents=True, exist_ok=True)
+            progress(f"running {hook[0]}")
+            _run(["bash", str(hook[0]), str(rootfs), release, str(hook_cache)], progress,
+                 cwd=str(hook[0].parents[1]))
+            _run(["depmod", "--basedir", str(rootfs), release], progress)
+        used = int(subprocess.run(["du", "-sb", str(rootfs)], capture_output=True, text=True,
+                                  check=True).stdout.split()[0])
+        size = max(2 << 30, int(used * 1.5) + (512 << 20))
+        raw = work / "root.raw"
+        with open(raw, "wb") as handle:
+            handle.truncate(size)
+        progress(f"mkfs.ext4 -d ({used >> 20} MiB of files in a {size >> 20} MiB filesystem)")
+        _run(["mkfs.ext4", "-q", "-F", "-L", "tbrdma-root", "-d", str(rootfs), str(raw)],
+             progress)
+        _run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(work / "root.qcow2")],
+             progress)
+        raw.unlink()
+        shutil.rmtree(rootfs)
+        for name in ("vmlinuz", "initrd.img", "kernel-release"):
+            shutil.copy2(base / name, work / name)
+        (work / "root.qcow2").chmod(0o444)
+        work.rename(target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _load(directory: Path) -> NodeImage:
+    return NodeImage(
+        root=directory / "root.qcow2",
+        kernel=directory / "vmlinuz",
+        initrd=directory / "initrd.img",
+        kernel_release=(directory / "kernel-release").read_text().strip(),
+    )
+
+
+def ensure_image(rebuild: bool = False, progress: Progress | None = None) -> NodeImage:
+    """Returns the cached image for the current inputs, building what is missing."""
+    say = progress or (lambda line: None)
+    cache = cache_root()
+    cache.mkdir(parents=True, exist_ok=True)
+    bkey = base_key()
+    base_dir = cache / f"base-{bkey}"
+    image_dir = cache / f"image-{image_key(bkey)}"
+    if rebuild:
+        for stale in (image_dir, base_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+    if image_dir.is_dir():
+        return _load(image_dir)
+    timings: dict[str, float] = {}
+    if not base_dir.is_dir():
+        started = time.monotonic()
+        _build_base(base_dir, say)
+        timings["base"] = time.monotonic() - started
+    started = time.monotonic()
+    _build_image(base_dir, image_dir, say)
+    timings["image"] = time.monotonic() - started
+    (image_dir / "build.json").write_text(json.dumps({"seconds": timings}) + "\n")
+    return _load(image_dir)

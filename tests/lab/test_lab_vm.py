@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: MIT
+"""The lab's five bring-up tests (vm-tests/*.py) plus the lab's own plumbing, on real VMs.
+
+One lab (2 nodes, 2 cables) serves the whole module, in file order: bring-up, cable
+control and the pyverbs round trip on hand-made rdma_rxe devices (cleaned up afterwards),
+then pair, persistence, cable pull and unpair, then `lab down` must leave nothing behind.
+The image is built on first use (cached under ~/.cache/tbrdma/lab, keyed by its inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tbctl.lab import cluster, session, testdriver
+from tbctl.rdmaverify import SubprocessAgent, verify_cable
+
+pytestmark = pytest.mark.vm
+VM_TESTS = Path(__file__).resolve().parents[2] / "vm-tests"
+CABLE_NETDEVS = ("thunderbolt0", "thunderbolt1")
+
+
+@pytest.fixture(scope="module")
+def lab_dir() -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (debootstrap, QEMU networking)")
+    with session.heavy_lock():
+        directory = session.scratch_lab_dir()
+        started = time.monotonic()
+        cluster.up(2, 2, directory, progress=testdriver.log)
+        testdriver.log(f"benchmark: image + boot of 2 nodes {time.monotonic() - started:.1f} s")
+        try:
+            yield directory
+        finally:
+            cluster.down(directory)
+
+
+def run(lab_dir: Path, script: str) -> None:
+    testdriver.run_script(VM_TESTS / script, lab_dir)
+
+
+def tbctl_has(command: str) -> bool:
+    from tbctl.cli import main
+
+    return command in main.commands
+
+
+def ssh(lab_dir: Path, host: str, command: str, check: bool = True) -> str:
+    state = cluster.load(lab_dir)
+    result = subprocess.run(cluster.ssh_command(state, state.node(host), command),
+                            capture_output=True, text=True, timeout=120, check=False)
+    if check:
+        assert result.returncode == 0, f"{host}: {command}: {result.stderr}{result.stdout}"
+    return result.stdout
+
+
+def lab_cli(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tbctl", "lab", *args, "--lab-dir",
+                           str(lab_dir)], capture_output=True, text=True, timeout=300)
+
+
+def test_bringup(lab_dir: Path) -> None:
+    run(lab_dir, "bringup.py")
+
+
+def test_lab_status_and_cable_cli(lab_dir: Path) -> None:
+    status = lab_cli(lab_dir, "status")
+    assert status.returncode == 0, status.stderr
+    assert "lab-a" in status.stdout and "a-b/1" in status.stdout
+    pulled = lab_cli(lab_dir, "cable", "a-b/1", "down")
+    assert pulled.returncode == 0, pulled.stderr
+    for host in ("lab-a", "lab-b"):
+        assert ssh(lab_dir, host, "cat /sys/class/net/thunderbolt1/carrier").strip() == "0"
+        assert ssh(lab_dir, host, "cat /sys/class/net/thunderbolt0/carrier").strip() == "1"
+    assert "pulled" in lab_cli(lab_dir, "status").stdout
+    plugged = lab_cli(lab_dir, "cable", "a-b/1", "up")
+    assert plugged.returncode == 0, plugged.stderr
+    for host in ("lab-a", "lab-b"):
+        assert ssh(lab_dir, host, "cat /sys/class/net/thunderbolt1/carrier").strip() == "1"
+    assert lab_cli(lab_dir, "cable", "a-b/7", "down").returncode == 2
+
+
+def _rxe_by_hand(lab_dir: Path) -> None:
+    for host, octet in (("lab-a", 1), ("lab-b", 2)):
+        for index, netdev in enumerate(CABLE_NETDEVS):
+            ssh(lab_dir, host, f"ip addr add 10.99.{index}.{octet}/24 dev {netdev} && "
+                               f"rdma link add rxe_{netdev} type rxe netdev {netdev}")
+
+
+def _undo_rxe_by_hand(lab_dir: Path) -> None:
+    for host in ("lab-a", "lab-b"):
+        for netdev in CABLE_NETDEVS:
+            ssh(lab_dir, host, f"rdma link delete rxe_{netdev}; ip addr flush dev {netdev}; "
+                               "true", check=False)
+
+
+def _starter(lab_dir: Path, host: str):  # noqa: ANN202 - returns verify_cable's StartAgent
+    state = cluster.load(lab_dir)
+
+    def start(args: list[str]) -> SubprocessAgent:
+        return SubprocessAgent(cluster.ssh_command(state, state.node(host), "tbctl", "node",
+                                                   *args))
+
+    return start
+
+
+def test_pyverbs_round_trip_on_hand_made_rxe(lab_dir: Path) -> None:
+    """rdmacheck + rdmaverify on both cables, before and independent of `tbctl pair`."""
+    from tbctl.lab import perf
+    from tbctl.lab.demo import ssh_runner
+
+    _rxe_by_hand(lab_dir)
+    try:
+        runner = ssh_runner(cluster.load(lab_dir))
+        for netdev in CABLE_NETDEVS:
+            device = f"rxe_{netdev}"
+            gid_a = perf.roce_v2_ipv4_gid_index(runner, "lab-a", device)
+            gid_b = perf.roce_v2_ipv4_gid_index(runner, "lab-b", device)
+            sizes = [1, 3, 4096, 65536, 1 << 20]
+            result = verify_cable(_starter(lab_dir, "lab-a"), _starter(lab_dir, "lab-b"),
+                                  device_a=device, device_b=device, gid_index_a=gid_a,
+                                  gid_index_b=gid_b, sizes=sizes)
+            testdriver.log(f"{netdev}: {json.dumps(result)}")
+            assert result["ok"], result
+            assert result["sizes"] == sizes and result["mismatched"] == []
+            testdriver.log(f"benchmark: {netdev} pyverbs RC READ round trip "
+                           f"{result['rtt_us']} us")
+        # A round trip that cannot work must say so: a GID index with no GID behind it.
+        broken = verify_cable(_starter(lab_dir, "lab-a"), _starter(lab_dir, "lab-b"),
+                              device_a="rxe_thunderbolt0", device_b="rxe_thunderbolt0",
+                              gid_index_a=200, gid_index_b=200, sizes=[1], timeout=60)
+        assert not broken["ok"] and broken.get("error"), broken
+    finally:
+        _undo_rxe_by_hand(lab_dir)
+
+
+@pytest.mark.skipif(not tbctl_has("pair"), reason="`tbctl pair` is not in this tbctl")
+def test_pair(lab_dir: Path) -> None:
+    run(lab_dir, "pair.py")
+
+
+@pytest.mark.skipif(not tbctl_has("pair"), reason="`tbctl pair` is not in this tbctl")
+def test_persistence(lab_dir: Path) -> None:
+    run(lab_dir, "persistence.py")
+
+
+@pytest.mark.skipif(not tbctl_has("status"), reason="`tbctl status` is not in this tbctl")
+def test_cable_pull(lab_dir: Path) -> None:
+    run(lab_dir, "cable_pull.py")
+
+
+@pytest.mark.skipif(not tbctl_has("unpair"), reason="`tbctl unpair` is not in this tbctl")
+def test_unpair(lab_dir: Path) -> None:
+    run(lab_dir, "unpair.py")
+
+
+def test_down_leaves_nothing_behind(lab_dir: Path) -> None:
+    down = lab_cli(lab_dir, "down")
+    assert down.returncode == 0, down.stderr
+    assert cluster.leftovers(lab_dir) == []
+    assert not (lab_dir / "state.json").exists()
+    assert not list(lab_dir.rglob("*.qcow2"))
