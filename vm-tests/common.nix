@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Runs one of the shared vm-tests/*.py scripts under pkgs.testers.runNixOSTest. The scripts are
-# written once for two runners (this one and the local QEMU lab); this file supplies, as the
-# NixOS test driver's globals, what the contract in docs/nix.md promises them: machines `a`,
-# `b` and `controller`, HOST_A/HOST_B, and cable(i) with block()/unblock().
+# written once for two runners (this one and the local QEMU lab); this file supplies what the
+# contract in docs/nix.md promises them: machines `a`, `b` and `controller`, and (through
+# vm-tests/test-script.nix) HOST_A/HOST_B and cable(i) with block()/unblock().
 {
   pkgs,
   name,
@@ -96,44 +96,6 @@ let
         inherit cableCount;
       }
     );
-
-  prelude =
-    nodes:
-    ''
-      # Globals the shared vm-tests scripts expect (vm-tests/common.nix).
-      HOST_A = "a"
-      HOST_B = "b"
-      _CABLE_NETDEVS = {
-          "a": ${builtins.toJSON (cableNetdevs nodes.a)},
-          "b": ${builtins.toJSON (cableNetdevs nodes.b)},
-      }
-
-
-      class _Cable:
-          """A cable between a and b; pulling it drops the link on both ends, as a real one."""
-
-          def __init__(self, index: int) -> None:
-              self.index = index
-
-          def _set(self, state: str) -> None:
-              for machine in (a, b):
-                  netdev = _CABLE_NETDEVS[machine.name][self.index]
-                  machine.send_monitor_command(f"set_link {netdev} {state}")
-
-          def block(self) -> None:
-              self._set("off")
-
-          def unblock(self) -> None:
-              self._set("on")
-
-
-      def cable(index: int) -> _Cable:
-          if not 0 <= index < ${toString cableCount}:
-              raise IndexError(f"no cable {index}: this test has ${toString cableCount}")
-          return _Cable(index)
-
-
-    '';
 in
 pkgs.testers.runNixOSTest {
   name = "tbrdma-${name}";
@@ -144,9 +106,14 @@ pkgs.testers.runNixOSTest {
     inherit controller;
   };
 
-  # The scripts are shared with the local runner and only use the globals above; the driver's
-  # pyflakes lint still runs, the mypy pass does not know the local runner's globals.
-  skipTypeCheck = true;
-
-  testScript = { nodes, ... }: prelude nodes + builtins.readFile script;
+  testScript =
+    { nodes, ... }:
+    import ./test-script.nix {
+      netdevs = {
+        a = cableNetdevs nodes.a;
+        b = cableNetdevs nodes.b;
+      };
+      scriptName = baseNameOf script;
+      scriptText = builtins.readFile script;
+    };
 }

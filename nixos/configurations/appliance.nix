@@ -25,5 +25,10 @@
   # The image is a generic stick: first boot grows the root partition to the medium.
   boot.growPartition = lib.mkDefault true;
 
+  # The ISO variant boots on UEFI machines too (Strix Halo boards boot UEFI only).
+  image.modules.iso = {
+    isoImage.makeEfiBootable = true;
+  };
+
   system.stateVersion = "25.11";
 }

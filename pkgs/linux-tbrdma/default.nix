@@ -36,10 +36,10 @@ let
   );
 
   configCheck =
-    runCommand "linux-tbrdma-config-check" { config = kernelPackages.kernel.configfile; }
+    runCommand "linux-tbrdma-config-check" { kernelConfig = kernelPackages.kernel.configfile; }
       ''
         for option in ${lib.escapeShellArgs requiredOptions}; do
-          if ! grep -Eq "^CONFIG_$option=(y|m)$" "$config"; then
+          if ! grep -Eq "^CONFIG_$option=(y|m)$" "$kernelConfig"; then
             echo "kernel config lacks CONFIG_$option=y or =m" >&2
             exit 1
           fi

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ HOST_FILES_NIX = REPO / "nixos/lib/host-files.nix"
 PATCH_SERIES_NIX = REPO / "pkgs/linux-tbrdma/patch-series.nix"
 STRIX_HALO_NIX = REPO / "nixos/lib/strix-halo.nix"
 CABLES_NIX = REPO / "vm-tests/cables.nix"
+TEST_SCRIPT_NIX = REPO / "vm-tests/test-script.nix"
 
 
 def nix_list(values: list[str]) -> str:
@@ -203,3 +205,74 @@ def test_cable_without_interface_is_an_error() -> None:
             f"import {CABLES_NIX} {{ interfaceNames = [ \"eth1\" \"thunderbolt0\" ]; "
             "cableCount = 2; }"
         )
+
+
+SHARED_SCRIPT = '''"""A shared script as the lab writes them: docstring, __future__ import."""
+from __future__ import annotations
+
+log: list[str] = []
+start_all()
+log.append(f"{HOST_A}->{HOST_B} ‘quotes’ \\\\ and \\"escapes\\" ${{not nix}}")
+cable(1).block()
+cable(0).unblock()
+try:
+    cable(2)
+except IndexError as error:
+    log.append(str(error))
+'''
+
+
+class StandInMachine:
+    """Records what the generated prelude sends to the NixOS test driver's QEMU monitor."""
+
+    def __init__(self, name: str, sent: list[tuple[str, str]]) -> None:
+        self.name = name
+        self.sent = sent
+
+    def send_monitor_command(self, command: str) -> str:
+        self.sent.append((self.name, command))
+        return "(qemu) "
+
+
+def test_test_script_runs_shared_script_with_contract_globals(tmp_path: Path) -> None:
+    script = tmp_path / "cable_pull.py"
+    script.write_text(SHARED_SCRIPT)
+    rendered = eval_json(
+        f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ \"vlan2\" \"vlan3\" ]; "
+        f"b = [ \"vlan2\" \"vlan4\" ]; }}; scriptName = \"cable_pull.py\"; "
+        f"scriptText = builtins.readFile {script}; }}"
+    )
+    sent: list[tuple[str, str]] = []
+    started: list[bool] = []
+    namespace = {
+        "a": StandInMachine("a", sent),
+        "b": StandInMachine("b", sent),
+        "start_all": lambda: started.append(True),
+    }
+    exec(compile(rendered, "testScript", "exec"), namespace)
+
+    assert started == [True]
+    assert namespace["log"] == [
+        "a->b ‘quotes’ \\ and \"escapes\" ${not nix}",
+        "no cable 2: this test has 2",
+    ]
+    # Pulling a cable drops both ends, each through its own node's netdev id.
+    assert sent == [
+        ("a", "set_link vlan3 off"),
+        ("b", "set_link vlan4 off"),
+        ("a", "set_link vlan2 on"),
+        ("b", "set_link vlan2 on"),
+    ]
+
+
+def test_test_script_tracebacks_name_the_shared_script(tmp_path: Path) -> None:
+    script = tmp_path / "bringup.py"
+    script.write_text("x = 1\nraise RuntimeError('boom')\n")
+    rendered = eval_json(
+        f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ ]; b = [ ]; }}; "
+        f"scriptName = \"bringup.py\"; scriptText = builtins.readFile {script}; }}"
+    )
+    with pytest.raises(RuntimeError) as raised:
+        exec(compile(rendered, "testScript", "exec"), {"a": None, "b": None})
+    frames = [frame.filename for frame in traceback.extract_tb(raised.value.__traceback__)]
+    assert frames[-1] == "vm-tests/bringup.py"
