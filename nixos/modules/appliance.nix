@@ -47,7 +47,7 @@ in
     serialConsole = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = "ttyS0,115200";
-      description = "Kernel serial console (console=...), in addition to the screen; null for none.";
+      description = "Serial console (console=...), in addition to the screen; null for none.";
     };
 
     strixHalo = {

@@ -120,7 +120,9 @@ in
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
       {
-        boot.kernelPackages = lib.mkIf (cfg.kernel == "patched") tbrdmaPackages.linuxPackages-tbrdma;
+        boot.kernelPackages = lib.mkIf (
+          cfg.kernel == "patched"
+        ) tbrdmaPackages.linuxPackages-tbrdma;
         boot.extraModulePackages = [ (tbrdmaPackages.tbrdmaModuleFor config.boot.kernelPackages) ];
         boot.kernelModules = cfg.kernelModules;
 

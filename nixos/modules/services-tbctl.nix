@@ -59,7 +59,9 @@ in
     kernelModules = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = lib.optionals config.hardware.tbrdma.enable [ "tbrdma" ];
-      defaultText = lib.literalExpression ''lib.optionals config.hardware.tbrdma.enable [ "tbrdma" ]'';
+      defaultText = lib.literalExpression ''
+        lib.optionals config.hardware.tbrdma.enable [ "tbrdma" ]
+      '';
       description = ''
         Modules listed in /etc/modules-load.d/tbctl.conf. `tbctl pair` lists the modules of
         the transport it chose there (tbrdma for native, rdma_rxe for rxe, none for ip); the

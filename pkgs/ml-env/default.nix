@@ -59,5 +59,5 @@ rocmPkgs.buildEnv {
     inherit python;
     packageSet = rocmPkgs;
   };
-  meta.description = "torch + vLLM + RCCL with ROCm for ${builtins.concatStringsSep ", " gpuTargets}";
+  meta.description = "torch, vLLM and RCCL with ROCm for ${toString gpuTargets}";
 }

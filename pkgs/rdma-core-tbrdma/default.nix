@@ -15,7 +15,8 @@
 rdma-core.overrideAttrs (previous: {
   pname = "rdma-core-tbrdma";
 
-  nativeBuildInputs = previous.nativeBuildInputs ++ lib.optionals withPyverbs [ python3.pkgs.cython ];
+  nativeBuildInputs =
+    previous.nativeBuildInputs ++ lib.optionals withPyverbs [ python3.pkgs.cython ];
   # pyverbs' C extensions need Python.h and libpython for the host (strictDeps is on).
   buildInputs = previous.buildInputs ++ lib.optionals withPyverbs [ python3 ];
 

@@ -22,6 +22,8 @@ REQUIRED = [
     "nixos/lib/host-files.nix",
     "nixos/configurations/appliance.nix",
     "vm-tests/common.nix",
+    "vm-tests/cables.nix",
+    "vm-tests/test-script.nix",
     "vm-tests/bringup.nix",
     "vm-tests/pair.nix",
     "vm-tests/persistence.nix",
@@ -31,11 +33,18 @@ REQUIRED = [
 
 
 def repo_nix_files() -> list[str]:
-    """Tracked and untracked-but-not-ignored .nix files, as git sees the working tree."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", "*.nix"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()
+    """Tracked and untracked-but-not-ignored .nix files; every .nix file outside dot-dirs
+    when the tree is not a git checkout (an unpacked tarball, say)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", "*.nix"],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        listed = [
+            str(path.relative_to(REPO)) for path in REPO.rglob("*.nix")
+            if not any(part.startswith(".") for part in path.relative_to(REPO).parts)
+        ]
     return sorted(path for path in set(listed) if (REPO / path).is_file())
 
 
