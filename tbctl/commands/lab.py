@@ -201,4 +201,4 @@ def demo_command(cables: int, keep: bool, lab_dir: Path | None) -> None:
     """Image, boot, `tbctl pair lab-a lab-b`, perftest on every cable, a table, lab down."""
     from tbctl.lab.demo import run_demo
 
-    sys.exit(run_demo(cables=cables, keep=keep, lab_dir=lab_dir, console=console, say=_say))
+    sys.exit(run_demo(cables=cables, keep=keep, lab_dir=lab_dir, say=_say))

@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from tbctl.lab import cluster, perf
+from tbctl.lab import cluster, perf, session
 
 
 def ssh_runner(state: cluster.LabState) -> perf.Run:
@@ -29,8 +30,6 @@ def ssh_runner(state: cluster.LabState) -> perf.Run:
 
 
 def _quote(command: str) -> str:
-    import shlex
-
     return shlex.quote(command)
 
 
@@ -45,7 +44,7 @@ def pair_available() -> bool:
     return "pair" in main.commands
 
 
-def run_demo(cables: int, keep: bool, lab_dir: Path | None, console: Console,
+def run_demo(cables: int, keep: bool, lab_dir: Path | None,
              say: Callable[[str], None]) -> int:
     timings: dict[str, float] = {}
 
@@ -59,9 +58,16 @@ def run_demo(cables: int, keep: bool, lab_dir: Path | None, console: Console,
             timings[name] = time.monotonic() - started
             say(f"phase {name}: {timings[name]:.1f} s")
 
+    directory = (lab_dir or cluster.default_lab_dir()).resolve()
+    with session.heavy_lock():
+        return _demo(cables, keep, directory, say, phase, timings)
+
+
+def _demo(cables: int, keep: bool, directory: Path, say: Callable[[str], None],
+          phase: Callable[[str], AbstractContextManager[None]],
+          timings: dict[str, float]) -> int:
     from tbctl.commands.lab import _BuildProgress
 
-    directory = (lab_dir or cluster.default_lab_dir()).resolve()
     status = 1
     try:
         progress = _BuildProgress()

@@ -73,9 +73,8 @@ def repo_root() -> Path | None:
     return candidate if (candidate / "driver").is_dir() else None
 
 
-def host_debian_mirror() -> str:
+def host_debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     """The Debian archive URL the host's apt already uses (never hard-coded here)."""
-    apt_dir = Path("/etc/apt")
     texts = []
     for path in [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]:
         if path.is_file() and path.suffix in (".list", ".sources", ""):

@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: MIT
+"""Fast checks of the lab's planning and file generation (no VM, no root)."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tbctl.errors import TbctlError
+from tbctl.lab import cluster, image, perf
+from tbctl.lab.image import NodeImage
+
+
+def fake_image(tmp_path: Path) -> NodeImage:
+    return NodeImage(root=tmp_path / "root.qcow2", kernel=tmp_path / "vmlinuz",
+                     initrd=tmp_path / "initrd.img", kernel_release="6.12.0-test")
+
+
+def test_plan_three_nodes_two_cables(tmp_path: Path) -> None:
+    state = cluster.plan(tmp_path, 3, 2, fake_image(tmp_path), "tcg")
+    assert state.cables() == ["a-b/0", "a-b/1", "a-c/0", "a-c/1", "b-c/0", "b-c/1"]
+    a, b, c = state.nodes
+    assert [e.ifname for e in a.ends] == ["thunderbolt0", "thunderbolt1", "thunderbolt2",
+                                          "thunderbolt3"]
+    assert [(e.cable, e.peer) for e in b.ends] == [("a-b/0", "a"), ("a-b/1", "a"),
+                                                   ("b-c/0", "c"), ("b-c/1", "c")]
+    macs = [e.mac for n in state.nodes for e in n.ends] + [n.mgmt_mac for n in state.nodes]
+    assert len(set(macs)) == len(macs)
+    ports = [n.ssh_port for n in state.nodes]
+    assert len(set(ports)) == 3
+    # Each cable's two ends send to each other's socket.
+    for end in a.ends[:2]:
+        peer_end = next(e for e in b.ends if e.cable == end.cable)
+        assert (end.local_socket, end.remote_socket) == (peer_end.remote_socket,
+                                                         peer_end.local_socket)
+    assert all(len(e.local_socket) < 108 for n in state.nodes for e in n.ends)
+    assert c.hostname == "lab-c" and state.node("lab-c") is c and state.node("c") is c
+    with pytest.raises(TbctlError):
+        state.node("lab-z")
+
+
+@pytest.mark.parametrize(("nodes", "cables"), [(1, 2), (9, 1), (2, 0), (2, 5)])
+def test_plan_rejects_bad_sizes(tmp_path: Path, nodes: int, cables: int) -> None:
+    with pytest.raises(TbctlError):
+        cluster.plan(tmp_path, nodes, cables, fake_image(tmp_path), "tcg")
+
+
+def test_state_round_trips_through_disk(tmp_path: Path) -> None:
+    state = cluster.plan(tmp_path, 2, 2, fake_image(tmp_path), "tcg")
+    state.cable_up["a-b/1"] = False
+    cluster.save(state)
+    loaded = cluster.load(tmp_path)
+    assert loaded == state
+
+
+def test_ssh_files_and_seed(tmp_path: Path) -> None:
+    state = cluster.plan(tmp_path, 2, 2, fake_image(tmp_path), "tcg")
+    cluster.write_ssh_files(state)
+    config = (tmp_path / "ssh_config").read_text()
+    assert "StrictHostKeyChecking yes" in config and "Host lab-b" in config
+    assert "StrictHostKeyChecking no" not in config
+    known = (tmp_path / "known_hosts").read_text().splitlines()
+    a_pub = (tmp_path / "nodes" / "a" / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert f"[127.0.0.1]:{state.nodes[0].ssh_port}" in known[0] and a_pub in known[0]
+    # OpenSSH itself resolves the lab's host names to the lab's ports.
+    resolved = subprocess.run(["ssh", "-G", "-F", str(tmp_path / "ssh_config"), "lab-b"],
+                              capture_output=True, text=True, check=True).stdout
+    assert f"port {state.nodes[1].ssh_port}\n" in resolved
+    assert "hostname 127.0.0.1\n" in resolved
+
+    seed = cluster.write_seed(state, state.nodes[1])
+    with tarfile.open(seed) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+        assert archive.extractfile("etc/tbctl/links.conf").read() == (  # type: ignore[union-attr]
+            b"thunderbolt0\nthunderbolt1\n")
+        link = archive.extractfile("etc/systemd/network/10-tbctl-thunderbolt1.link")
+        assert b"MACAddress=52:54:00:7c:01:01" in link.read()  # type: ignore[union-attr]
+    assert members["etc/ssh/ssh_host_ed25519_key"].mode == 0o600
+    assert members["root/.ssh"].isdir() and members["root/.ssh"].mode == 0o700
+    assert "usr/local/lib/tbctl/tbctl/node/rdmacheck.py" in members
+    assert not [name for name in members if "__pycache__" in name]
+    assert seed.stat().st_size % 512 == 0  # QEMU wants whole sectors
+
+
+def test_qemu_command_uses_restricted_user_net_and_datagram_cables(tmp_path: Path) -> None:
+    state = cluster.plan(tmp_path, 2, 1, fake_image(tmp_path), "tcg")
+    cmd = " ".join(cluster.qemu_command(state, state.nodes[0]))
+    assert "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:" in cmd
+    assert "-netdev dgram,id=c0,local.type=unix" in cmd
+    assert "-accel tcg" in cmd and "-smp 1" in cmd
+
+
+def test_host_mirror_from_deb822_and_one_line(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\n"
+        "Suites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n")
+    assert image.host_debian_mirror(tmp_path) == "http://mirror.example/debian"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sources.list").write_text(
+        "deb https://vendor.example/apt cloud-sdk main\n"
+        "deb [arch=amd64] http://one.example/debian bookworm main\n")
+    assert image.host_debian_mirror(other) == "http://one.example/debian"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TbctlError):
+        image.host_debian_mirror(empty)
+
+
+def test_image_keys_follow_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = image.base_key()
+    monkeypatch.setattr(image, "GUEST_PACKAGES", (*image.GUEST_PACKAGES, "strace"))
+    assert image.base_key() != base
+    assert image.image_key("x") != image.image_key("y")
+
+
+PERFTEST_BW_OUTPUT = """\
+ #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]
+ 65536      200              0.18               0.17   		   0.000330
+---------------------------------------------------------------------------------------
+"""
+PERFTEST_LAT_OUTPUT = """\
+ #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]
+ 2       200          151.20         2210.07      211.43             240.50
+"""
+
+
+def test_perftest_result_parsing() -> None:
+    assert perf.parse_result(PERFTEST_BW_OUTPUT, 3) == 0.17
+    assert perf.parse_result(PERFTEST_LAT_OUTPUT, 4) == 211.43
+    assert perf.parse_result("Couldn't connect to 10.0.0.2:18515\n", 3) is None
+
+
+def test_rdmacheck_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    from tbctl.node import rdmacheck
+
+    assert rdmacheck.main(["--device", "x", "--gid-index", "1", "--role", "client",
+                           "--sizes", "0"]) == 2
+
+
+def test_seed_unit_orders_before_udev() -> None:
+    unit = (image.FILES_DIR / "tbctl-lab-seed.service").read_text()
+    before = next(line for line in unit.splitlines() if line.startswith("Before="))
+    assert "systemd-udevd.service" in before and "ssh.service" in before
+    assert unit.count("DefaultDependencies=no") == 1
