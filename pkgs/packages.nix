@@ -30,6 +30,13 @@ rec {
 
   perftest-tbrdma = pkgs.callPackage ./perftest { rdma-core = rdma-core-tbrdma; };
 
+  # pyverbs is built inside rdma-core-tbrdma; this makes it importable from python3.
+  pyverbs-tbrdma = pkgs.python3Packages.toPythonModule rdma-core-tbrdma;
+  python3-pyverbs = pkgs.python3.withPackages (_: [ pyverbs-tbrdma ]);
+
+  # tbctl as installed on hosts: its node agent also runs the pyverbs RDMA check.
+  tbctl-node = tbctl.override { pyverbsModule = pyverbs-tbrdma; };
+
   linuxPackages-tbrdma = linuxTbrdma.kernelPackages.extend (
     kernelPackagesFinal: _: { tbrdma = tbrdmaModuleFor kernelPackagesFinal; }
   );

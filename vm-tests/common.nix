@@ -12,22 +12,34 @@
 let
   inherit (pkgs) lib;
   tbrdmaPackages = import ../pkgs/packages.nix { inherit pkgs; };
-  # nixpkgs' fixed test key pair; these VMs are throwaway and reachable only from each other.
+  # nixpkgs' fixed client key pair; these VMs are throwaway and reachable only from each other.
   testKeys = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
+
+  # A host key per node and the controller's known_hosts for them, as the local lab makes
+  # them: tbctl checks host keys (no StrictHostKeyChecking=no), so the test does too.
+  hostKeys = pkgs.runCommand "tbrdma-vm-test-host-keys" { nativeBuildInputs = [ pkgs.openssh ]; } ''
+    mkdir "$out"
+    for node in a b; do
+      ssh-keygen -q -t ed25519 -N "" -C "$node" -f "$out/$node"
+      echo "$node $(cut -d' ' -f1,2 "$out/$node.pub")" >>"$out/known_hosts"
+    done
+  '';
 
   cableLinks = builtins.genList (i: "thunderbolt${toString i}") cableCount;
   managementVlan = 1;
 
-  # a and b: the two hosts, joined by `cableCount` point-to-point cables, each its own VLAN.
-  # The test framework's initrd udev rule names each cable NIC by MAC before anything
-  # brings it up, so the thunderbolt<i> names never race a rename.
-  cabledHost =
-    { ... }:
-    {
-      imports = [ ../nixos/modules ];
-
-      virtualisation.vlans = [ managementVlan ];
-      virtualisation.interfaces = lib.listToAttrs (
+  # Every NIC has a stable name: the management NIC is mgmt0 and cable i is thunderbolt<i>,
+  # each on its own VLAN. The test framework's initrd udev rule names NICs by MAC before
+  # anything brings them up, so no name ever races a rename.
+  networkFor = cabled: {
+    virtualisation.interfaces = {
+      mgmt0 = {
+        vlan = managementVlan;
+        assignIP = true;
+      };
+    }
+    // lib.optionalAttrs cabled (
+      lib.listToAttrs (
         lib.imap0 (
           i: link:
           lib.nameValuePair link {
@@ -35,18 +47,32 @@ let
             assignIP = false;
           }
         ) cableLinks
-      );
+      )
+    );
+    # No QEMU user-mode NIC: nothing here needs it, and it would be a kernel-named eth0.
+    virtualisation.qemu.networkingOptions = lib.mkForce [ ];
+    # Cables get their addresses from `tbctl pair`, never from DHCP.
+    networking.useDHCP = false;
+  };
+
+  # a and b: the two hosts, joined by `cableCount` point-to-point cables.
+  cabledHost =
+    node:
+    { ... }:
+    {
+      imports = [
+        ../nixos/modules
+        (networkFor true)
+      ];
+
       virtualisation.cores = 1;
       virtualisation.memorySize = 1024;
-
-      # Cables get their addresses from `tbctl pair`, never from DHCP.
-      networking.useDHCP = false;
 
       hardware.tbrdma = {
         enable = true;
         # The test kernel is nixpkgs' default one; the module is built against it.
         kernel = "stock";
-        # No USB4 controller in QEMU: pairings use the rdma_rxe transport over the cables.
+        # No USB4 controller in QEMU: the scripts pair with the rdma_rxe transport.
         kernelModules = [
           "rdma_rxe"
           "tbrdma"
@@ -56,33 +82,57 @@ let
       services.tbctl = {
         enable = true;
         declaredLinks = cableLinks;
+        # What `tbctl pair --transport rxe` lists, so pair finds the files it would write
+        # already in place (NixOS's are read-only) instead of trying to replace them.
+        kernelModules = [ "rdma_rxe" ];
       };
+      # The lab image installs tbctl as /usr/local/bin/tbctl and bringup.py checks that path.
+      systemd.tmpfiles.rules = [
+        "L+ /usr/local/bin/tbctl - - - - /run/current-system/sw/bin/tbctl"
+      ];
 
-      services.openssh.enable = true;
+      services.openssh = {
+        enable = true;
+        hostKeys = [
+          {
+            path = "/etc/ssh/ssh_host_ed25519_key";
+            type = "ed25519";
+          }
+        ];
+      };
+      # Copies (mode set), not store links: sshd refuses a world-readable host key.
+      environment.etc."ssh/ssh_host_ed25519_key" = {
+        source = "${hostKeys}/${node}";
+        mode = "0600";
+      };
+      environment.etc."ssh/ssh_host_ed25519_key.pub" = {
+        source = "${hostKeys}/${node}.pub";
+        mode = "0644";
+      };
       users.users.root.openssh.authorizedKeys.keys = [ testKeys.snakeOilPublicKey ];
-      environment.systemPackages = [ pkgs.python3 ];
     };
 
   controller =
     { ... }:
     {
-      virtualisation.vlans = [ managementVlan ];
-      networking.useDHCP = false;
+      imports = [ (networkFor false) ];
       environment.systemPackages = [
         tbrdmaPackages.tbctl
+        # `python3 -m tbctl.rdmaverify` runs on the controller.
+        (pkgs.python3.withPackages (ps: [ (ps.toPythonModule tbrdmaPackages.tbctl) ]))
         pkgs.openssh
       ];
-      # A copy (mode set), not a store symlink: ssh refuses world-readable private keys.
       environment.etc."tbrdma-test/id_ecdsa" = {
         source = testKeys.snakeOilPrivateKey;
         mode = "0600";
       };
+      environment.etc."tbrdma-test/known_hosts".source = "${hostKeys}/known_hosts";
       environment.etc."tbrdma-test/ssh_config".text = ''
         Host a b
           User root
           IdentityFile /etc/tbrdma-test/id_ecdsa
-          StrictHostKeyChecking no
-          UserKnownHostsFile /dev/null
+          UserKnownHostsFile /etc/tbrdma-test/known_hosts
+          StrictHostKeyChecking yes
       '';
       environment.variables.TBCTL_SSH_CONFIG = "/etc/tbrdma-test/ssh_config";
     };
@@ -101,8 +151,8 @@ pkgs.testers.runNixOSTest {
   name = "tbrdma-${name}";
 
   nodes = {
-    a = cabledHost;
-    b = cabledHost;
+    a = cabledHost "a";
+    b = cabledHost "b";
     inherit controller;
   };
 

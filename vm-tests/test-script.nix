@@ -50,5 +50,15 @@ else
         return _Cable(index)
 
 
+    def _start_all_rebootable() -> None:
+        """The driver's start_all, except that machine.reboot() restarts the VM instead of
+        ending it (the driver starts QEMU with -no-reboot unless told otherwise)."""
+        for machine in (a, b, controller):
+            machine.start(allow_reboot=True)
+
+
+    start_all = _start_all_rebootable
+
+
     exec(compile(${builtins.toJSON scriptText}, "vm-tests/${scriptName}", "exec"))
   ''

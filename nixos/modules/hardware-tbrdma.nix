@@ -59,6 +59,18 @@ in
       description = "perftest to install system-wide, or null for none.";
     };
 
+    pythonPackage = lib.mkOption {
+      type = lib.types.nullOr lib.types.package;
+      default = pkgs.python3.withPackages (ps: [ (ps.toPythonModule cfg.rdmaCorePackage) ]);
+      defaultText = lib.literalExpression ''
+        pkgs.python3.withPackages (ps: [ (ps.toPythonModule cfg.rdmaCorePackage) ])
+      '';
+      description = ''
+        python3 installed system-wide, with pyverbs from {option}`hardware.tbrdma.rdmaCorePackage`
+        (`python3 -c 'import pyverbs'`); null for none.
+      '';
+    };
+
     providerForAllConsumers = lib.mkOption {
       type = lib.types.bool;
       default = true;
@@ -129,7 +141,8 @@ in
         environment.systemPackages = [
           cfg.rdmaCorePackage
         ]
-        ++ lib.optional (cfg.perftestPackage != null) cfg.perftestPackage;
+        ++ lib.optional (cfg.perftestPackage != null) cfg.perftestPackage
+        ++ lib.optional (cfg.pythonPackage != null) cfg.pythonPackage;
 
         users.groups.${cfg.group} = { };
         services.udev.extraRules = ''

@@ -12,6 +12,7 @@
 let
   cfg = config.services.tbctl;
   tbrdmaPackages = import ../../pkgs/packages.nix { inherit pkgs; };
+  pyverbsModule = pkgs.python3Packages.toPythonModule config.hardware.tbrdma.rdmaCorePackage;
 
   hostFiles = import ../lib/host-files.nix {
     inherit (cfg) stateDir kernelModules tbctlExec;
@@ -32,9 +33,18 @@ in
 
     package = lib.mkOption {
       type = lib.types.package;
-      default = tbrdmaPackages.tbctl;
-      defaultText = lib.literalExpression "tbctl (pkgs/tbctl)";
-      description = "The tbctl package, installed system-wide.";
+      default =
+        if config.hardware.tbrdma.enable then
+          tbrdmaPackages.tbctl.override { inherit pyverbsModule; }
+        else
+          tbrdmaPackages.tbctl;
+      defaultText = lib.literalExpression ''
+        tbctl (pkgs/tbctl), with pyverbs from hardware.tbrdma.rdmaCorePackage when that is enabled
+      '';
+      description = ''
+        The tbctl package, installed system-wide. With pyverbs its node agent can run the
+        RDMA round trip `tbctl pair` uses to verify a cable.
+      '';
     };
 
     tbctlExec = lib.mkOption {

@@ -10,6 +10,9 @@
   jinja2,
   rich,
   src,
+  # pyverbs as a Python module (python3Packages.toPythonModule rdma-core-tbrdma): what
+  # `tbctl node rdma-peer` needs on a host; the controller side works without it.
+  pyverbsModule ? null,
 }:
 let
   project = (builtins.fromTOML (builtins.readFile "${src}/pyproject.toml")).project;
@@ -36,7 +39,8 @@ buildPythonApplication {
   inherit src;
 
   build-system = [ setuptools ];
-  dependencies = map dependencyFor project.dependencies;
+  dependencies =
+    map dependencyFor project.dependencies ++ lib.optional (pyverbsModule != null) pyverbsModule;
 
   # The tests live outside this source (see pkgs/tbctl/tests.nix, run as a flake check).
   pythonImportsCheck = [

@@ -223,11 +223,14 @@ except IndexError as error:
 
 
 class StandInMachine:
-    """Records what the generated prelude sends to the NixOS test driver's QEMU monitor."""
+    """Records what the generated prelude asks of the NixOS test driver's machines."""
 
     def __init__(self, name: str, sent: list[tuple[str, str]]) -> None:
         self.name = name
         self.sent = sent
+
+    def start(self, allow_reboot: bool = False) -> None:
+        self.sent.append((self.name, f"start allow_reboot={allow_reboot}"))
 
     def send_monitor_command(self, command: str) -> str:
         self.sent.append((self.name, command))
@@ -243,21 +246,26 @@ def test_test_script_runs_shared_script_with_contract_globals(tmp_path: Path) ->
         f"scriptText = builtins.readFile {script}; }}"
     )
     sent: list[tuple[str, str]] = []
-    started: list[bool] = []
+    driver_start_all: list[bool] = []
     namespace = {
         "a": StandInMachine("a", sent),
         "b": StandInMachine("b", sent),
-        "start_all": lambda: started.append(True),
+        "controller": StandInMachine("controller", sent),
+        "start_all": lambda: driver_start_all.append(True),
     }
     exec(compile(rendered, "testScript", "exec"), namespace)
 
-    assert started == [True]
+    # start_all() starts every VM so that reboot() restarts it (persistence.py reboots b).
+    assert driver_start_all == []
     assert namespace["log"] == [
         "a->b ‘quotes’ \\ and \"escapes\" ${not nix}",
         "no cable 2: this test has 2",
     ]
     # Pulling a cable drops both ends, each through its own node's netdev id.
     assert sent == [
+        ("a", "start allow_reboot=True"),
+        ("b", "start allow_reboot=True"),
+        ("controller", "start allow_reboot=True"),
         ("a", "set_link vlan3 off"),
         ("b", "set_link vlan4 off"),
         ("a", "set_link vlan2 on"),
@@ -276,3 +284,24 @@ def test_test_script_tracebacks_name_the_shared_script(tmp_path: Path) -> None:
         exec(compile(rendered, "testScript", "exec"), {"a": None, "b": None})
     frames = [frame.filename for frame in traceback.extract_tb(raised.value.__traceback__)]
     assert frames[-1] == "vm-tests/bringup.py"
+
+
+CONTRACT_SCRIPTS = ["bringup", "pair", "persistence", "cable_pull", "unpair"]
+
+
+@pytest.mark.parametrize("name", CONTRACT_SCRIPTS)
+def test_every_contract_script_has_a_nix_runner_and_compiles_inside_it(name: str) -> None:
+    script = REPO / "vm-tests" / f"{name}.py"
+    runner = REPO / "vm-tests" / f"{name}.nix"
+    assert runner.is_file(), f"{runner} is missing"
+    assert f"script = ./{name}.py;" in runner.read_text()
+    if not script.is_file():
+        pytest.fail(f"{script} (the lab engineer's) is missing; the Nix check would not evaluate")
+    rendered = eval_json(
+        f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ \"vlan2\" \"vlan3\" ]; "
+        f"b = [ \"vlan2\" \"vlan3\" ]; }}; scriptName = \"{name}.py\"; "
+        f"scriptText = builtins.readFile {script}; }}"
+    )
+    compile(rendered, "testScript", "exec")
+    # The shared script itself, as the generated exec() will compile it.
+    compile(script.read_text(), f"vm-tests/{name}.py", "exec")
