@@ -4,5 +4,5 @@
 import ./common.nix {
   inherit pkgs;
   name = "bringup";
-  script = ./bringup.py;
+  scripts = [ ./bringup.py ];
 }

@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: MIT
-# vm-tests/cable_pull.py under pkgs.testers.runNixOSTest (flake check `vm-cable_pull`).
+# vm-tests/cable_pull.py under pkgs.testers.runNixOSTest (flake check `vm-cable_pull`). It continues from
+# the pairing pair.py makes, so the check runs the local runner's sequence up to it.
 { pkgs }:
 import ./common.nix {
   inherit pkgs;
   name = "cable_pull";
-  script = ./cable_pull.py;
+  scripts = [
+    ./bringup.py
+    ./pair.py
+    ./cable_pull.py
+  ];
 }

@@ -6,7 +6,8 @@
 {
   pkgs,
   name,
-  script,
+  # Shared scripts run in this order on the same VMs.
+  scripts,
   cableCount ? 2,
 }:
 let
@@ -163,7 +164,9 @@ pkgs.testers.runNixOSTest {
         a = cableNetdevs nodes.a;
         b = cableNetdevs nodes.b;
       };
-      scriptName = baseNameOf script;
-      scriptText = builtins.readFile script;
+      scripts = map (script: {
+        name = baseNameOf script;
+        text = builtins.readFile script;
+      }) scripts;
     };
 }

@@ -1,17 +1,22 @@
 # SPDX-License-Identifier: MIT
 # The testScript the Nix runner hands the NixOS test driver: the globals the shared scripts
-# expect (HOST_A, HOST_B, cable(i)) followed by the shared script itself, run as its own
+# expect (HOST_A, HOST_B, cable(i)), then the shared scripts in order, each run as its own
 # compiled module in the driver's namespace so it may begin with a docstring or
-# `from __future__` imports and its tracebacks name vm-tests/<name>.py.
+# `from __future__` imports and its tracebacks name vm-tests/<name>.py. Several scripts run
+# on the same VMs in sequence, as the local runner runs them (persistence.py, cable_pull.py
+# and unpair.py continue from the pairing pair.py made).
 # Builtins only, so tests/nix can render it and run it against stand-in machines.
 {
   # Netdev ids of the cables on each node, in cable order (vm-tests/cables.nix).
   netdevs,
-  scriptName,
-  scriptText,
+  # [ { name = "pair.py"; text = <its source>; } ... ], run in this order.
+  scripts,
 }:
 let
   cableCount = builtins.length netdevs.a;
+  runScript = script: ''
+    exec(compile(${builtins.toJSON script.text}, "vm-tests/${script.name}", "exec"))
+  '';
 in
 if builtins.length netdevs.b != cableCount then
   throw "vm-tests: a and b must have the same number of cables"
@@ -60,5 +65,5 @@ else
     start_all = _start_all_rebootable
 
 
-    exec(compile(${builtins.toJSON scriptText}, "vm-tests/${scriptName}", "exec"))
   ''
+  + builtins.concatStringsSep "" (map runScript scripts)

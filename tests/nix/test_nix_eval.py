@@ -238,12 +238,15 @@ class StandInMachine:
 
 
 def test_test_script_runs_shared_script_with_contract_globals(tmp_path: Path) -> None:
+    first = tmp_path / "pair.py"
+    first.write_text("log = ['pair ran first']\n")
     script = tmp_path / "cable_pull.py"
-    script.write_text(SHARED_SCRIPT)
+    script.write_text(SHARED_SCRIPT.replace("log: list[str] = []\n", ""))
     rendered = eval_json(
         f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ \"vlan2\" \"vlan3\" ]; "
-        f"b = [ \"vlan2\" \"vlan4\" ]; }}; scriptName = \"cable_pull.py\"; "
-        f"scriptText = builtins.readFile {script}; }}"
+        f"b = [ \"vlan2\" \"vlan4\" ]; }}; scripts = ["
+        f" {{ name = \"pair.py\"; text = builtins.readFile {first}; }}"
+        f" {{ name = \"cable_pull.py\"; text = builtins.readFile {script}; }} ]; }}"
     )
     sent: list[tuple[str, str]] = []
     driver_start_all: list[bool] = []
@@ -257,7 +260,9 @@ def test_test_script_runs_shared_script_with_contract_globals(tmp_path: Path) ->
 
     # start_all() starts every VM so that reboot() restarts it (persistence.py reboots b).
     assert driver_start_all == []
+    # The scripts share the driver's namespace, in order, as the local runner's sequence.
     assert namespace["log"] == [
+        "pair ran first",
         "a->b ‘quotes’ \\ and \"escapes\" ${not nix}",
         "no cable 2: this test has 2",
     ]
@@ -277,8 +282,8 @@ def test_test_script_tracebacks_name_the_shared_script(tmp_path: Path) -> None:
     script = tmp_path / "bringup.py"
     script.write_text("x = 1\nraise RuntimeError('boom')\n")
     rendered = eval_json(
-        f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ ]; b = [ ]; }}; "
-        f"scriptName = \"bringup.py\"; scriptText = builtins.readFile {script}; }}"
+        f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ ]; b = [ ]; }}; scripts = [ "
+        f"{{ name = \"bringup.py\"; text = builtins.readFile {script}; }} ]; }}"
     )
     with pytest.raises(RuntimeError) as raised:
         exec(compile(rendered, "testScript", "exec"), {"a": None, "b": None})
@@ -294,13 +299,13 @@ def test_every_contract_script_has_a_nix_runner_and_compiles_inside_it(name: str
     script = REPO / "vm-tests" / f"{name}.py"
     runner = REPO / "vm-tests" / f"{name}.nix"
     assert runner.is_file(), f"{runner} is missing"
-    assert f"script = ./{name}.py;" in runner.read_text()
+    assert f"./{name}.py" in runner.read_text()
     if not script.is_file():
         pytest.fail(f"{script} (the lab engineer's) is missing; the Nix check would not evaluate")
     rendered = eval_json(
         f"import {TEST_SCRIPT_NIX} {{ netdevs = {{ a = [ \"vlan2\" \"vlan3\" ]; "
-        f"b = [ \"vlan2\" \"vlan3\" ]; }}; scriptName = \"{name}.py\"; "
-        f"scriptText = builtins.readFile {script}; }}"
+        f"b = [ \"vlan2\" \"vlan3\" ]; }}; scripts = [ "
+        f"{{ name = \"{name}.py\"; text = builtins.readFile {script}; }} ]; }}"
     )
     compile(rendered, "testScript", "exec")
     # The shared script itself, as the generated exec() will compile it.
