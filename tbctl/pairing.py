@@ -42,10 +42,9 @@ def _consistent(pa: dict[str, Any], pb: dict[str, Any]) -> bool:
     return ends_a == ends_b and pa["transport"] == pb["transport"]
 
 
-def _probe(conn: Connection, links: tuple[str, ...], exclude: set[str]) -> dict[str, Any]:
-    probe = conn.agent("probe", "--links", ",".join(links))
-    probe["links"] = [link for link in probe["links"] if link["name"] not in exclude]
-    return probe
+def _drop_links_in_use(probe: dict[str, Any], in_use: set[str]) -> None:
+    """Links that carry another pairing are not candidates for this one."""
+    probe["links"] = [link for link in probe["links"] if link["name"] not in in_use]
 
 
 def _check_links_option(links: tuple[str, ...], names: tuple[str, str],
@@ -85,13 +84,14 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
     if spec_a == spec_b:
         raise PlanError(f"the same host twice ({spec_a}): name two different hosts")
     with connected([spec_a, spec_b], ssh) as (a, b):
-        hello_a, hello_b = in_parallel(lambda c: c.agent("hello"), [a, b])
-        if hello_a["host_id"] == hello_b["host_id"]:
-            raise PlanError(f"{a.name} and {b.name} are the same host "
-                            f"({hello_a['hostname']}): name two different hosts")
-        id_a, id_b = hello_a["host_id"], hello_b["host_id"]
         state_args = ("--state-dir", ssh.state_dir)
-        status_a, status_b = in_parallel(lambda c: c.agent("status", *state_args), [a, b])
+        probe_a, probe_b = in_parallel(
+            lambda c: c.agent("probe", *state_args, "--links", ",".join(options.links)), [a, b])
+        status_a, status_b = probe_a["status"], probe_b["status"]
+        if status_a["host_id"] == status_b["host_id"]:
+            raise PlanError(f"{a.name} and {b.name} are the same host "
+                            f"({status_a['hostname']}): name two different hosts")
+        id_a, id_b = status_a["host_id"], status_b["host_id"]
         have_a, have_b = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
         if have_a and have_b and _consistent(have_a, have_b):
             return {**_existing_result(a, b, have_a, have_b), **verify(
@@ -104,10 +104,8 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
             a.agent("unapply", *state_args, "--peer", id_b)
         if have_b:
             b.agent("unapply", *state_args, "--peer", id_a)
-        probe_a, probe_b = in_parallel(
-            lambda args: _probe(*args),
-            [(a, options.links, _links_of_other_pairings(status_a, id_b)),
-             (b, options.links, _links_of_other_pairings(status_b, id_a))])
+        _drop_links_in_use(probe_a, _links_of_other_pairings(status_a, id_b))
+        _drop_links_in_use(probe_b, _links_of_other_pairings(status_b, id_a))
         _check_links_option(options.links, (a.name, b.name), (probe_a, probe_b))
         neigh_a, neigh_b = in_parallel(lambda args: _neighbours(*args),
                                        [(a, probe_a), (b, probe_b)])
@@ -151,7 +149,9 @@ def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
     """Ping every cable, check RDMA ports, and run an RDMA WRITE/READ round trip on each."""
     rows, problems = [], []
     peer_side = {c["link"]: c for c in pb["cables"]}
-    for cable in pa["cables"]:
+    pings = in_parallel(lambda c: a.agent("ping", "--address", peer_side[c["peer_link"]][
+        "address"])["rtt_us"], pa["cables"])
+    for cable, ping_rtt in zip(pa["cables"], pings, strict=True):
         other = peer_side[cable["peer_link"]]
         row = {
             "link_a": cable["link"], "address_a": cable["address"],
@@ -160,7 +160,7 @@ def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
             "rdma_a": cable.get("rdma_device"), "rdma_b": other.get("rdma_device"),
             "port_a": cable["rdma_port_state"], "port_b": other["rdma_port_state"],
             "gid_index_a": cable["gid_index"], "gid_index_b": other["gid_index"],
-            "ping_rtt_us": a.agent("ping", "--address", other["address"])["rtt_us"],
+            "ping_rtt_us": ping_rtt,
             "rdma_rtt_us": None, "rdma_ok": None,
         }
         where = f"{cable['link']}<->{other['link']}"

@@ -88,7 +88,8 @@ def gather_probe(links: list[str]) -> dict[str, Any]:
 
 
 def cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
-    return gather_probe(_split(args.links))
+    """Everything the controller plans from, including the recorded pairings."""
+    return {**gather_probe(_split(args.links)), "status": cmd_status(args)}
 
 
 def cmd_neighbours(args: argparse.Namespace) -> dict[str, Any]:

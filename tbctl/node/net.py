@@ -125,7 +125,7 @@ def neighbours_of(links: list[str]) -> dict[str, list[str]]:
 
 def ping(address: str, count: int = 3) -> float | None:
     """Average round trip in microseconds, or None when nothing answered."""
-    proc = run(["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1", address],
+    proc = run(["ping", "-n", "-c", str(count), "-i", "0.05", "-W", "1", address],
                check=False, timeout=5 + count)
     match = re.search(r"= [0-9.]+/([0-9.]+)/", proc.stdout)
     return float(match.group(1)) * 1000 if match and proc.returncode == 0 else None
