@@ -36,6 +36,7 @@
         text = ''exec tbctl lab "$@"'';
       };
 
+      # tbctl's dependencies and test tools, and pyverbs from rdma-core-tbrdma.
       python = pkgs.python3.withPackages (ps: [
         ps.click
         ps.paramiko
@@ -43,6 +44,7 @@
         ps.rich
         ps.pytest
         ps.pytest-benchmark
+        pkgs.pyverbs-tbrdma
       ]);
     in
     {
@@ -71,6 +73,7 @@
           tbrdma-ml-env
           ;
         perftest = pkgs.perftest-tbrdma;
+        python3-pyverbs = pkgs.python3-pyverbs;
         appliance-raw-efi = images.raw-efi;
         appliance-iso = images.iso;
         default = pkgs.tbctl;
@@ -102,8 +105,6 @@
           ++ pkgs.linux-tbrdma.moduleBuildDependencies;
           # Build the module against the patched kernel: make -C "$KDIR" M=$PWD/driver/kernel
           KDIR = "${pkgs.linux-tbrdma.dev}/lib/modules/${pkgs.linux-tbrdma.modDirVersion}/build";
-          # pyverbs is built inside rdma-core-tbrdma.
-          PYTHONPATH = "${pkgs.rdma-core-tbrdma}/${pkgs.python3.sitePackages}";
           RDMAV_DRIVERS = "${pkgs.rdma-core-tbrdma}/lib/libibverbs/libtbrdma";
         };
         ml = pkgs.mkShell {

@@ -14,6 +14,11 @@ let
   keyStickLabel = "TBRDMA_KEYS";
 in
 {
+  imports = [
+    ./hardware-tbrdma.nix
+    ./services-tbctl.nix
+  ];
+
   options.tbrdma.appliance = {
     enable = lib.mkEnableOption "the tbrdma appliance profile (key-only SSH, driver, tbctl)";
 

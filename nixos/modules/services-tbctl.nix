@@ -28,6 +28,10 @@ let
       '';
 in
 {
+  # Its defaults follow hardware.tbrdma, so that module's options must exist even when only
+  # this one is imported (importing declares options; nothing is enabled by it).
+  imports = [ ./hardware-tbrdma.nix ];
+
   options.services.tbctl = {
     enable = lib.mkEnableOption "tbctl's re-application of cable pairings at boot and hotplug";
 
