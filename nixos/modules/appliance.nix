@@ -117,9 +117,6 @@ in
           };
         };
 
-        # tbctl's node agent runs from a zipapp with the host's python3 (see tbctl/zipapp.py).
-        environment.systemPackages = [ pkgs.python3 ];
-
         boot.kernelParams = [
           "console=tty0"
         ]
