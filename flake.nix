@@ -21,6 +21,7 @@
       images = self.nixosConfigurations.appliance.config.system.build.images;
 
       vmTest = name: import ./vm-tests/${name}.nix { inherit pkgs; };
+      vmTestFiles = builtins.readDir ./vm-tests;
 
       labApp = pkgs.writeShellApplication {
         name = "tbrdma-lab";
@@ -126,14 +127,18 @@
         appliance-toplevel = self.nixosConfigurations.appliance.config.system.build.toplevel;
       }
       // lib.optionalAttrs (builtins.pathExists ./driver/proto/Makefile) {
-        # driver/proto's own unit tests (user-space build of the protocol core).
-        proto-tests = pkgs.runCommandCC "tbrdma-proto-tests" { src = ./driver/proto; } ''
-          cp -r "$src" proto
-          chmod -R u+w proto
-          make -C proto test
-          touch "$out"
-        '';
-      };
+        proto = pkgs.tbrdma-proto-check;
+      }
+      # The kernel engineer's vm-tests/tbrdma_*.py, each under the same runner as the lab's.
+      // lib.mapAttrs' (
+        file: _:
+        lib.nameValuePair "vm-${lib.removeSuffix ".py" file}" (
+          import ./vm-tests/kernel.nix {
+            inherit pkgs;
+            script = ./vm-tests + "/${file}";
+          }
+        )
+      ) (lib.filterAttrs (file: _: builtins.match "tbrdma_.*[.]py" file != null) vmTestFiles);
 
       formatter.${system} = pkgs.nixfmt;
     };

@@ -47,6 +47,9 @@ rec {
   # The tbctl test suite that needs no VM, kernel build or root namespaces.
   tbctl-tests = pkgs.callPackage ./tbctl/tests.nix { src = sources.tbctlTests; };
 
+  # driver/proto's `make check`, when this checkout has the userspace build.
+  tbrdma-proto-check = pkgs.callPackage ./proto-tests.nix { src = sources.proto; };
+
   # Heavy: a second nixpkgs with rocmSupport, torch/vLLM/RCCL built from source for gfx1151.
   tbrdma-ml-env = pkgs.callPackage ./ml-env { };
 }

@@ -47,5 +47,10 @@ in
     else
       throw "driver/provider is missing from this checkout";
 
+  proto = fileset.toSource {
+    inherit root;
+    fileset = ../driver/proto;
+  };
+
   patchDir = ../driver/patches;
 }
