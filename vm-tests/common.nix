@@ -52,8 +52,10 @@ let
     );
     # No QEMU user-mode NIC: nothing here needs it, and it would be a kernel-named eth0.
     virtualisation.qemu.networkingOptions = lib.mkForce [ ];
-    # Cables get their addresses from `tbctl pair`, never from DHCP.
+    # Cables get their addresses from `tbctl pair`, never from DHCP; they are only brought
+    # up at boot (as a plugged-in thunderbolt-net link is, and as the lab image does).
     networking.useDHCP = false;
+    networking.interfaces = lib.optionalAttrs cabled (lib.genAttrs cableLinks (_: { }));
   };
 
   # a and b: the two hosts, joined by `cableCount` point-to-point cables.
