@@ -34,7 +34,11 @@ stdenv.mkDerivation {
   '';
   buildFlags = [ "modules" ];
 
-  installFlags = [ "INSTALL_MOD_PATH=${placeholder "out"}" ];
+  installFlags = [
+    "INSTALL_MOD_PATH=${placeholder "out"}"
+    # NixOS runs depmod over all module packages together (boot.extraModulePackages).
+    "DEPMOD=true"
+  ];
   installTargets = [ "modules_install" ];
 
   postInstall = ''
