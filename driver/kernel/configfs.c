@@ -40,10 +40,12 @@ static ssize_t tbrdma_cfs_rails_show(struct config_item *item, char *page)
 
 		if (!rail->in_use)
 			continue;
-		n += scnprintf(page + n, PAGE_SIZE - n, "%d %s %s %s\n", i, rail->netdev->name,
+		n += scnprintf(page + n, PAGE_SIZE - n, "%d %s %s %s peer %pM tx %llu rx %llu\n",
+			       i, rail->netdev->name,
 			       netif_running(rail->netdev) && netif_carrier_ok(rail->netdev) ?
 			       "carrier" : "no-carrier",
-			       rail->core_added ? "added" : "idle");
+			       rail->core_added ? "added" : "idle", rail->peer_mac,
+			       rail->tx_frames, rail->rx_frames);
 	}
 	mutex_unlock(&tdev->rail_mutex);
 	return n;

@@ -308,7 +308,7 @@ static void after_core_call(struct tbrdma_dev *tdev)
 							pending_error_node);
 
 		list_del_init(&qp->pending_error_node);
-		tbrdma_qp_to_error(qp);
+		tbrdma_qp_to_error(qp, true);
 	}
 	if (tdev->port_state_dirty) {
 		tdev->port_state_dirty = false;

@@ -184,6 +184,14 @@ static int tbrdma_newlink(const char *ibdev_name, struct net_device *ndev)
 	tdev->ibdev.local_dma_lkey = 0;
 	strscpy(tdev->ibdev.node_desc, "tbrdma", sizeof(tdev->ibdev.node_desc));
 	addrconf_addr_eui48((unsigned char *)&tdev->ibdev.node_guid, ndev->dev_addr);
+	/*
+	 * ib_core leaves these write commands off by default (drivers with user-mapped queues
+	 * never need them); our data path is exactly these kernel commands.
+	 */
+	tdev->ibdev.uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_POST_SEND) |
+				       BIT_ULL(IB_USER_VERBS_CMD_POST_RECV) |
+				       BIT_ULL(IB_USER_VERBS_CMD_POLL_CQ) |
+				       BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ);
 	ib_set_device_ops(&tdev->ibdev, &tbrdma_dev_ops);
 
 	err = tbrdma_add_rail(tdev, ndev);

@@ -215,7 +215,7 @@ void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
 /* verbs.c */
 void tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc);
-void tbrdma_qp_to_error(struct tbrdma_qp *qp);
+void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal);
 int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 num_sge,
 		     u64 offset, void *buf, u32 len, bool to_mr);
 int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);

@@ -548,8 +548,8 @@ static void tbrdma_flush_sends(struct tbrdma_qp *qp)
 	}
 }
 
-/* Link lock held. */
-void tbrdma_qp_to_error(struct tbrdma_qp *qp)
+/* Link lock held. fatal: a transport error, reported to the consumer as an async event. */
+void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal)
 {
 	if (qp->state == IB_QPS_ERR || qp->state == IB_QPS_RESET)
 		return;
@@ -557,7 +557,7 @@ void tbrdma_qp_to_error(struct tbrdma_qp *qp)
 	tbrdma_link_cancel_qp(qp);
 	tbrdma_flush_sends(qp);
 	tbrdma_flush_recvs(qp);
-	if (qp->ibqp.event_handler) {
+	if (fatal && qp->ibqp.event_handler) {
 		struct ib_event ev = {
 			.device = qp->ibqp.device,
 			.element.qp = &qp->ibqp,
@@ -610,13 +610,13 @@ static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mas
 		switch (next) {
 		case IB_QPS_RESET:
 			if (qp->state != IB_QPS_ERR)
-				tbrdma_qp_to_error(qp);
+				tbrdma_qp_to_error(qp, false);
 			tbrdma_flush_sends(qp);
 			tbrdma_flush_recvs(qp);
 			qp->state = IB_QPS_RESET;
 			break;
 		case IB_QPS_ERR:
-			tbrdma_qp_to_error(qp);
+			tbrdma_qp_to_error(qp, false);
 			break;
 		case IB_QPS_RTR:
 			if (ibqp->qp_type != IB_QPT_GSI)
@@ -673,7 +673,7 @@ static int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	mutex_lock(&qp->state_mutex);
 	spin_lock_bh(&tdev->lock);
 	list_del_init(&qp->pending_error_node);
-	tbrdma_qp_to_error(qp);
+	tbrdma_qp_to_error(qp, false);
 	tbrdma_flush_sends(qp);
 	xa_erase(&tdev->qps, ibqp->qp_num);
 	spin_unlock_bh(&tdev->lock);
