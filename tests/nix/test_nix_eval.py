@@ -38,16 +38,15 @@ def host_files_eval(state_dir: str, tbctl_exec: str, modules: list[str]) -> dict
 
 
 OPTION_SETS = [
-    # The module defaults with hardware.tbrdma enabled.
-    ("/var/lib/tbctl", "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-tbctl-0.1.0/bin/tbctl",
-     ["thunderbolt_net", "tbrdma"]),
-    # The VM tests: rdma_rxe fallback, listed twice and out of order.
-    ("/var/lib/tbctl", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-tbctl-0.1.0/bin/tbctl",
-     ["tbrdma", "rdma_rxe", "tbrdma"]),
+    # The module defaults with hardware.tbrdma enabled (a native pairing's module list).
+    ("/var/lib/tbctl", "/run/current-system/sw/bin/tbctl", ["tbrdma"]),
+    # The VM tests' nodes (what `tbctl pair --transport rxe` renders).
+    ("/var/lib/tbctl", "/run/current-system/sw/bin/tbctl", ["rdma_rxe"]),
     # hardware.tbrdma disabled: no modules at all.
     ("/srv/state/tbctl", "/run/current-system/sw/bin/tbctl", []),
-    # A custom state directory and a single module.
-    ("/persist/tbctl-state", "/opt/tbctl/bin/tbctl", ["rdma_rxe"]),
+    # A store path for tbctl, a custom state dir, modules listed twice and out of order.
+    ("/persist/tbctl-state", "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-tbctl-0.1.0/bin/tbctl",
+     ["tbrdma", "rdma_rxe", "thunderbolt_net", "tbrdma"]),
 ]
 
 
