@@ -4,6 +4,7 @@
 {
   runCommand,
   python3,
+  openssh,
   src,
 }:
 let
@@ -17,7 +18,13 @@ let
     ps.pytest-benchmark
   ]);
 in
-runCommand "tbctl-tests" { nativeBuildInputs = [ python ]; } ''
+# openssh: the lab unit tests make keys with ssh-keygen and resolve configs with `ssh -G`.
+runCommand "tbctl-tests" {
+  nativeBuildInputs = [
+    python
+    openssh
+  ];
+} ''
   cp -r ${src} source
   chmod -R u+w source
   cd source
