@@ -169,6 +169,8 @@ def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
         if pa["transport"] != "ip":
             if row["port_a"] != "ACTIVE" or row["port_b"] != "ACTIVE":
                 problems.append(f"cable {where}: RDMA ports are {row['port_a']}/{row['port_b']}")
+            elif row["gid_index_a"] is None or row["gid_index_b"] is None:
+                problems.append(f"cable {where}: no RoCE v2 GID carries the cable's address")
             elif with_rdma:
                 row.update(_rdma_round_trip(a, b, cable, other))
                 if not row["rdma_ok"]:

@@ -473,8 +473,13 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         result = COMMANDS[args.command](args)
-    except (AgentError, net.CommandError, ValueError, OSError, KeyError) as exc:
-        message = str(exc) if not isinstance(exc, KeyError) else f"request lacks {exc}"
+    except Exception as exc:  # the controller always gets one JSON answer with one line
+        if isinstance(exc, KeyError):
+            message = f"request lacks {exc}"
+        elif isinstance(exc, (AgentError, net.CommandError, ValueError, OSError)):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
         print(json.dumps({"protocol": AGENT_PROTOCOL, "ok": False, "error": message}))
         return 1
     print(json.dumps({"protocol": AGENT_PROTOCOL, "ok": True, "result": result}))
