@@ -143,9 +143,9 @@ struct tbp_env {
 struct tbp_config {
 	uint32_t role;          /* enum tbp_role; exactly one side is the initiator */
 	uint32_t window;        /* frames in flight per link; power of two, 16..4096 */
-	uint32_t max_msgs;      /* posted WRs + READ responses outstanding per link, 1..65535 */
-	uint32_t max_rx_msgs;   /* inbound messages being reassembled per link, 1..65535 */
-	uint32_t max_qps;       /* QPs open on this link, 1..65535 */
+	uint32_t max_msgs;      /* posted WRs + READ responses per link, 2..65534; 1/4 is kept for READ responses */
+	uint32_t max_rx_msgs;   /* inbound messages being reassembled per link, 1..65534 */
+	uint32_t max_qps;       /* QPs open on this link, 1..65534 */
 	uint32_t max_msg_len;   /* largest message accepted or posted, <= 2^31 */
 	uint32_t caps;          /* TBP_CAP_* this side asks for */
 	uint32_t key_len;       /* 16..TBP_KEY_MAX bytes of pairing key */
@@ -261,6 +261,7 @@ enum tbp_wire_op {
 	TBP_W_KEEPALIVE = 4,
 	TBP_W_ACK = 5,
 	TBP_W_RNR_NAK = 6,
+	TBP_W_NOP = 7, /* sequenced filler: a sequence number whose frame could not be built */
 	TBP_W_SEND = 16,
 	TBP_W_SEND_IMM = 17,
 	TBP_W_WRITE = 18,

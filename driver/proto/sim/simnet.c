@@ -1,0 +1,1056 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * simnet.c - the deterministic TBP simulator (see simnet.h).
+ *
+ * Everything random comes from one seeded xorshift generator and events are
+ * ordered by (time, insertion number), so a seed replays exactly.
+ */
+#include "simnet.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../userspace/hmac_sha256.h"
+
+#define NEP 2
+#define MAX_QPS 4
+#define ARENA_SIZE (4u << 20)    /* each endpoint's writable MR */
+#define WRITE_SLOT (64u << 10)   /* WRITE targets rotate through ARENA_SIZE / WRITE_SLOT */
+#define PATTERN_SIZE (1u << 20)  /* read-only MR that READs fetch */
+#define RKEY_ARENA 0x1000u
+#define RKEY_PATTERN 0x2000u
+#define APP_STEP_NS 50000ull
+#define RECV_TARGET 48u
+
+struct buffer {
+	uint32_t len;
+	uint8_t data[];
+};
+
+struct wr_rec {
+	struct wr_rec *all_next;     /* every record, freed at the end of the run */
+	struct wr_rec *next_posted;  /* sender's per-QP FIFO */
+	struct wr_rec *next_expect;  /* receiver's per-QP FIFO of receive-consuming WRs */
+	uint64_t wr_id;
+	uint32_t opcode;
+	uint32_t len;
+	uint32_t imm;
+	uint32_t rkey;
+	uint64_t raddr;
+	uint32_t expect_status;      /* at the sender */
+	uint32_t expect_rx_status;   /* in the receiver's completion */
+	uint32_t pattern_seed;
+	struct buffer *local;
+};
+
+struct fifo {
+	struct wr_rec *head, *tail;
+};
+
+struct recvbuf {
+	struct buffer *buf;
+	struct recvbuf *next;
+};
+
+struct endpoint {
+	struct sim *sim;
+	int id;
+	void *mem;
+	struct tbp_link *link;
+	uint8_t *arena;
+	uint8_t *pattern;
+	uint32_t qpn[MAX_QPS];
+	struct fifo posted[MAX_QPS];     /* my WRs awaiting send_done */
+	struct fifo expect[MAX_QPS];     /* peer's WRs that will complete a receive of mine */
+	struct recvbuf *recv_head[MAX_QPS], *recv_tail[MAX_QPS];
+	uint32_t recv_posted[MAX_QPS];
+	uint32_t wrs_posted, wrs_done, outstanding, recvs_done;
+	bool post_closed;                /* link failed: no more posting */
+	uint64_t next_tick;
+	uint64_t bytes_placed, bytes_expected;
+	uint32_t rail_inflight[4];
+	uint32_t write_slot;
+	int link_failed_events;
+};
+
+struct event {
+	uint64_t t;
+	uint64_t order;
+	int ep;      /* destination */
+	int rail;
+	uint8_t *frame;
+	uint32_t len;
+};
+
+struct sim {
+	struct sim_params p;
+	uint64_t rng;
+	uint64_t now;
+	uint64_t order;
+	struct endpoint ep[NEP];
+	struct event *heap;
+	size_t nheap, capheap;
+	uint64_t rail_dead_until[4];
+	uint64_t next_app;
+	uint64_t blackout_at;
+	bool failed;
+	char *why;
+	size_t why_len;
+	bool verbose;
+	struct wr_rec *all_wrs;
+	bool tearing_down;       /* callbacks from the final teardown are not checked */
+};
+
+static uint64_t rnd(struct sim *s)
+{
+	uint64_t x = s->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	s->rng = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t rnd_below(struct sim *s, uint64_t n)
+{
+	return n ? rnd(s) % n : 0;
+}
+
+static bool chance_ppm(struct sim *s, uint32_t ppm)
+{
+	return ppm && rnd_below(s, 1000000) < ppm;
+}
+
+static void fail(struct sim *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->failed)
+		return;
+	s->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(s->why, s->why_len, fmt, ap);
+	va_end(ap);
+}
+
+static uint8_t pattern_byte(uint32_t seed, uint32_t i)
+{
+	uint32_t x = seed * 2654435761u + i * 40503u;
+
+	x ^= x >> 13;
+	return (uint8_t)(x * 0x5bd1e995u >> 24);
+}
+
+/* ---- event heap ---- */
+
+static bool ev_before(const struct event *a, const struct event *b)
+{
+	return a->t < b->t || (a->t == b->t && a->order < b->order);
+}
+
+static void heap_push(struct sim *s, struct event ev)
+{
+	size_t i;
+
+	if (s->nheap == s->capheap) {
+		s->capheap = s->capheap ? s->capheap * 2 : 1024;
+		s->heap = realloc(s->heap, s->capheap * sizeof(*s->heap));
+		if (!s->heap)
+			abort();
+	}
+	ev.order = s->order++;
+	i = s->nheap++;
+	while (i && ev_before(&ev, &s->heap[(i - 1) / 2])) {
+		s->heap[i] = s->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	s->heap[i] = ev;
+}
+
+static struct event heap_pop(struct sim *s)
+{
+	struct event top = s->heap[0], last = s->heap[--s->nheap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= s->nheap)
+			break;
+		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
+			c++;
+		if (!ev_before(&s->heap[c], &last))
+			break;
+		s->heap[i] = s->heap[c];
+		i = c;
+	}
+	if (s->nheap)
+		s->heap[i] = last;
+	return top;
+}
+
+/* ---- environment callbacks ---- */
+
+static uint64_t env_now(void *ctx)
+{
+	return ((struct endpoint *)ctx)->sim->now;
+}
+
+static bool rail_alive(struct sim *s, int rail)
+{
+	return s->now >= s->rail_dead_until[rail];
+}
+
+static void schedule_frame(struct sim *s, int dst, int rail, const void *frame, uint32_t len,
+			   uint64_t extra)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.t = s->now + s->p.delay_ns + rnd_below(s, s->p.jitter_ns + 1) + extra;
+	ev.ep = dst;
+	ev.rail = rail;
+	ev.len = len;
+	ev.frame = malloc(len ? len : 1);
+	if (!ev.frame)
+		abort();
+	memcpy(ev.frame, frame, len);
+	if (chance_ppm(s, s->p.corrupt_ppm)) {
+		uint32_t at = (uint32_t)rnd_below(s, len);
+
+		ev.frame[at] ^= (uint8_t)(1u << rnd_below(s, 8));
+	}
+	s->ep[1 - dst].rail_inflight[rail]++;
+	heap_push(s, ev);
+}
+
+static int env_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
+{
+	struct endpoint *e = ctx;
+	struct sim *s = e->sim;
+
+	if (rail >= s->p.rails)
+		fail(s, "ep%d: xmit on rail %u that was never added", e->id, rail);
+	if (len < TBP_HDR_LEN || len > TBP_MAX_FRAME)
+		fail(s, "ep%d: xmit of a %u byte frame", e->id, len);
+	if (e->rail_inflight[rail] >= s->p.rail_queue)
+		return -EAGAIN;
+	if (!rail_alive(s, (int)rail) || chance_ppm(s, s->p.loss_ppm))
+		return 0;
+	schedule_frame(s, 1 - e->id, (int)rail, frame, len, 0);
+	if (chance_ppm(s, s->p.dup_ppm))
+		schedule_frame(s, 1 - e->id, (int)rail, frame, len, rnd_below(s, 200000));
+	return 0;
+}
+
+static void env_hmac(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
+		     uint32_t msg_len, uint8_t out[32])
+{
+	(void)ctx;
+	hmac_sha256(key, key_len, msg, msg_len, out);
+}
+
+static void env_random(void *ctx, void *buf, uint32_t len)
+{
+	struct endpoint *e = ctx;
+	uint8_t *p = buf;
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = (uint8_t)rnd(e->sim);
+}
+
+static int env_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+{
+	(void)ctx;
+	if (rkey == RKEY_ARENA)
+		return addr + len <= ARENA_SIZE && addr + len >= addr ? 0 : TBP_ERR_REMOTE_ACCESS;
+	if (rkey == RKEY_PATTERN)
+		return addr + len <= PATTERN_SIZE && addr + len >= addr &&
+		       access == TBP_ACCESS_REMOTE_READ ? 0 : TBP_ERR_REMOTE_ACCESS;
+	return TBP_ERR_REMOTE_ACCESS;
+}
+
+static uint8_t *mr_bytes(struct endpoint *e, const struct tbp_buf *b, uint64_t off, uint32_t len)
+{
+	uint64_t at = b->addr + off;
+
+	if (b->rkey == RKEY_ARENA && at + len <= ARENA_SIZE)
+		return e->arena + at;
+	if (b->rkey == RKEY_PATTERN && at + len <= PATTERN_SIZE)
+		return e->pattern + at;
+	return NULL;
+}
+
+static int env_buf_read(void *ctx, const struct tbp_buf *b, uint64_t off, void *dst, uint32_t len)
+{
+	struct endpoint *e = ctx;
+
+	if (b->kind == TBP_BUF_MR) {
+		uint8_t *p = mr_bytes(e, b, off, len);
+
+		if (!p) {
+			fail(e->sim, "ep%d: READ source outside the checked MR", e->id);
+			return TBP_ERR_REMOTE_ACCESS;
+		}
+		memcpy(dst, p, len);
+		return 0;
+	}
+	if (b->kind == TBP_BUF_LOCAL) {
+		struct buffer *lb = (struct buffer *)(uintptr_t)b->addr;
+
+		if (off + len > lb->len) {
+			fail(e->sim, "ep%d: read past a local buffer (%llu+%u > %u)", e->id,
+			     (unsigned long long)off, len, lb->len);
+			return TBP_ERR_LOCAL_PROTECTION;
+		}
+		memcpy(dst, lb->data + off, len);
+		return 0;
+	}
+	fail(e->sim, "ep%d: buf_read of kind %u", e->id, b->kind);
+	return TBP_ERR_LOCAL_PROTECTION;
+}
+
+static int env_buf_write(void *ctx, const struct tbp_buf *b, uint64_t off, const void *src,
+			 uint32_t len)
+{
+	struct endpoint *e = ctx;
+	uint8_t *p = NULL;
+
+	if (b->kind == TBP_BUF_MR) {
+		if (b->rkey != RKEY_ARENA)
+			fail(e->sim, "ep%d: write into a non-writable MR", e->id);
+		p = mr_bytes(e, b, off, len);
+	} else if (b->kind == TBP_BUF_RECV || b->kind == TBP_BUF_LOCAL) {
+		struct buffer *rb = (struct buffer *)(uintptr_t)b->addr;
+
+		if (off + len <= rb->len)
+			p = rb->data + off;
+	}
+	if (!p) {
+		fail(e->sim, "ep%d: write outside its buffer (kind %u off %llu len %u)", e->id,
+		     b->kind, (unsigned long long)off, len);
+		return TBP_ERR_LOCAL_PROTECTION;
+	}
+	memcpy(p, src, len);
+	e->bytes_placed += len;
+	return 0;
+}
+
+static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *capacity)
+{
+	struct endpoint *e = ctx;
+	struct recvbuf *r;
+	int q;
+
+	for (q = 0; q < (int)e->sim->p.qps; q++)
+		if (e->qpn[q] == qpn)
+			break;
+	if (q == (int)e->sim->p.qps) {
+		fail(e->sim, "ep%d: recv_claim for unknown QP %u", e->id, qpn);
+		return -EAGAIN;
+	}
+	r = e->recv_head[q];
+	if (!r)
+		return -EAGAIN;
+	e->recv_head[q] = r->next;
+	if (!r->next)
+		e->recv_tail[q] = NULL;
+	e->recv_posted[q]--;
+	*handle = (uintptr_t)r->buf;
+	*capacity = r->buf->len;
+	free(r);
+	return 0;
+}
+
+static int qp_of(struct endpoint *e, uint32_t qpn)
+{
+	int q;
+
+	for (q = 0; q < (int)e->sim->p.qps; q++)
+		if (e->qpn[q] == qpn)
+			return q;
+	return -1;
+}
+
+static bool check_bytes(const uint8_t *got, uint32_t seed, uint32_t len, uint32_t *bad_at)
+{
+	uint32_t i;
+
+	for (i = 0; i < len; i++) {
+		if (got[i] != pattern_byte(seed, i)) {
+			*bad_at = i;
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool link_failed(struct sim *s)
+{
+	return tbp_link_state(s->ep[0].link) == TBP_LINK_FAILED ||
+	       tbp_link_state(s->ep[1].link) == TBP_LINK_FAILED;
+}
+
+static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status)
+{
+	struct endpoint *e = ctx;
+	struct sim *s = e->sim;
+	struct endpoint *peer = &s->ep[1 - e->id];
+	int q = qp_of(e, qpn);
+	struct wr_rec *w;
+	uint32_t bad;
+
+	if (s->tearing_down)
+		return;
+	if (q < 0) {
+		fail(s, "ep%d: send_done for unknown QP %u", e->id, qpn);
+		return;
+	}
+	w = e->posted[q].head;
+	if (!w || w->wr_id != wr_id) {
+		fail(s, "ep%d qp%d: send_done for wr %llu, expected %llu (order or duplicate)",
+		     e->id, q, (unsigned long long)wr_id,
+		     w ? (unsigned long long)w->wr_id : 0ull);
+		return;
+	}
+	e->posted[q].head = w->next_posted;
+	if (!e->posted[q].head)
+		e->posted[q].tail = NULL;
+	e->wrs_done++;
+	e->outstanding--;
+	if (status != w->expect_status &&
+	    !(s->p.blackout && (status == TBP_ERR_LINK_DOWN || status == TBP_ERR_FLUSHED))) {
+		fail(s, "ep%d qp%d: wr %llu opcode %u len %u completed with status %u, expected %u",
+		     e->id, q, (unsigned long long)wr_id, w->opcode, w->len, status,
+		     w->expect_status);
+	} else if (status == TBP_OK) {
+		if (w->opcode == TBP_OP_RDMA_WRITE || w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM) {
+			if (!check_bytes(peer->arena + w->raddr, w->pattern_seed, w->len, &bad))
+				fail(s, "ep%d qp%d: wr %llu WRITE len %u: byte %u wrong at the peer",
+				     e->id, q, (unsigned long long)wr_id, w->len, bad);
+		} else if (w->opcode == TBP_OP_RDMA_READ) {
+			if (memcmp(w->local->data, peer->pattern + w->raddr, w->len) != 0)
+				fail(s, "ep%d qp%d: wr %llu READ len %u returned wrong bytes", e->id,
+				     q, (unsigned long long)wr_id, w->len);
+			e->bytes_expected += w->len;
+		}
+		if (w->opcode != TBP_OP_RDMA_READ)
+			peer->bytes_expected += w->len;
+	}
+	free(w->local);
+	w->local = NULL;
+}
+
+static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
+{
+	struct endpoint *e = ctx;
+	struct sim *s = e->sim;
+	int q = qp_of(e, c->qpn);
+	struct buffer *rb = (struct buffer *)(uintptr_t)c->recv_handle;
+	struct wr_rec *w;
+	uint32_t bad;
+
+	if (s->tearing_down) {
+		free(rb);
+		return;
+	}
+	if (q < 0) {
+		fail(s, "ep%d: recv_done for unknown QP %u", e->id, c->qpn);
+		return;
+	}
+	if (c->status == TBP_ERR_FLUSHED || c->status == TBP_ERR_LINK_DOWN) {
+		if (!s->p.blackout)
+			fail(s, "ep%d qp%d: receive flushed (status %u) without a link failure",
+			     e->id, q, c->status);
+		free(rb);
+		return;
+	}
+	w = e->expect[q].head;
+	if (!w) {
+		fail(s, "ep%d qp%d: unexpected receive completion (duplicate?)", e->id, q);
+		free(rb);
+		return;
+	}
+	e->expect[q].head = w->next_expect;
+	if (!e->expect[q].head)
+		e->expect[q].tail = NULL;
+	e->recvs_done++;
+	if (c->opcode != w->opcode || c->len != w->len || c->src_qpn != s->ep[1 - e->id].qpn[q] ||
+	    c->has_imm != (w->opcode != TBP_OP_SEND) || (c->has_imm && c->imm != w->imm) ||
+	    c->status != w->expect_rx_status) {
+		fail(s, "ep%d qp%d: receive completion mismatch: opcode %u/%u len %u/%u imm %u/%u "
+		     "status %u/%u (wr %llu)", e->id, q, c->opcode, w->opcode, c->len, w->len,
+		     c->imm, w->imm, c->status, w->expect_rx_status, (unsigned long long)w->wr_id);
+	} else if (c->status == TBP_OK) {
+		const uint8_t *got = w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM ?
+				     e->arena + w->raddr : rb->data;
+
+		if (!check_bytes(got, w->pattern_seed, w->len, &bad))
+			fail(s, "ep%d qp%d: received wr %llu opcode %u len %u: byte %u wrong",
+			     e->id, q, (unsigned long long)w->wr_id, w->opcode, w->len, bad);
+	}
+	free(rb);
+}
+
+static void env_event(void *ctx, uint32_t event, uint32_t rail)
+{
+	struct endpoint *e = ctx;
+
+	if (event == TBP_EV_LINK_FAILED) {
+		e->link_failed_events++;
+		if (!e->sim->p.blackout)
+			fail(e->sim, "ep%d: link failed although a rail stayed alive", e->id);
+	}
+	if (e->sim->verbose)
+		fprintf(stderr, "t=%llu ep%d event %u rail %u\n",
+			(unsigned long long)e->sim->now, e->id, event, rail);
+}
+
+/* ---- workload ---- */
+
+static void post_recvs(struct sim *s, struct endpoint *e)
+{
+	uint32_t q;
+
+	for (q = 0; q < s->p.qps; q++) {
+		uint32_t want = RECV_TARGET;
+
+		if (s->p.rnr)
+			want = rnd_below(s, 4) == 0 ? e->recv_posted[q] + 1 : e->recv_posted[q];
+		while (e->recv_posted[q] < want) {
+			struct recvbuf *r = malloc(sizeof(*r));
+
+			r->buf = malloc(sizeof(struct buffer) + s->p.max_len);
+			if (!r || !r->buf)
+				abort();
+			r->buf->len = s->p.max_len;
+			memset(r->buf->data, 0xee, s->p.max_len);
+			r->next = NULL;
+			if (e->recv_tail[q])
+				e->recv_tail[q]->next = r;
+			else
+				e->recv_head[q] = r;
+			e->recv_tail[q] = r;
+			e->recv_posted[q]++;
+		}
+	}
+}
+
+static uint32_t pick_len(struct sim *s)
+{
+	uint64_t r = rnd_below(s, 10);
+
+	if (r < 4)
+		return (uint32_t)rnd_below(s, 257);
+	if (r < 8)
+		return 257 + (uint32_t)rnd_below(s, 8192 - 257 < s->p.max_len ? 8192 - 257 :
+						   s->p.max_len - 257);
+	return (uint32_t)rnd_below(s, s->p.max_len + 1);
+}
+
+static bool post_one(struct sim *s, struct endpoint *e)
+{
+	struct endpoint *peer = &s->ep[1 - e->id];
+	uint32_t q = (uint32_t)rnd_below(s, s->p.qps);
+	struct wr_rec *w = calloc(1, sizeof(*w));
+	struct tbp_wr wr;
+	uint32_t i;
+	int rc;
+
+	if (!w)
+		abort();
+	w->wr_id = ((uint64_t)e->id << 40) | e->wrs_posted;
+	w->opcode = TBP_OP_SEND + (uint32_t)rnd_below(s, 5);
+	w->len = pick_len(s);
+	w->imm = (uint32_t)rnd(s);
+	w->pattern_seed = (uint32_t)rnd(s);
+	w->expect_status = TBP_OK;
+	w->expect_rx_status = TBP_OK;
+	if (w->opcode == TBP_OP_RDMA_READ) {
+		w->rkey = RKEY_PATTERN;
+		w->raddr = rnd_below(s, PATTERN_SIZE - w->len + 1);
+		w->local = malloc(sizeof(struct buffer) + w->len + 1);
+		if (!w->local)
+			abort();
+		w->local->len = w->len;
+		memset(w->local->data, 0xdd, w->len);
+	} else {
+		w->local = malloc(sizeof(struct buffer) + w->len + 1);
+		if (!w->local)
+			abort();
+		w->local->len = w->len;
+		for (i = 0; i < w->len; i++)
+			w->local->data[i] = pattern_byte(w->pattern_seed, i);
+		w->rkey = RKEY_ARENA;
+		w->raddr = (uint64_t)(e->write_slot++ % (ARENA_SIZE / WRITE_SLOT)) * WRITE_SLOT +
+			   rnd_below(s, WRITE_SLOT - (w->len > WRITE_SLOT ? WRITE_SLOT : w->len) + 1);
+		if (w->raddr + w->len > ARENA_SIZE)
+			w->raddr = ARENA_SIZE - w->len;
+	}
+	if (s->p.errors && rnd_below(s, 20) == 0) {
+		if (w->opcode == TBP_OP_RDMA_WRITE || w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM ||
+		    w->opcode == TBP_OP_RDMA_READ) {
+			if (w->len == 0)
+				w->len = 1;
+			w->local->len = w->len;
+			w->rkey ^= 0xdead;
+			w->expect_status = TBP_ERR_REMOTE_ACCESS;
+			if (w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM)
+				w->expect_rx_status = TBP_ERR_REMOTE_ACCESS;
+		} else if (w->opcode == TBP_OP_SEND) {
+			/* Longer than every receive buffer the peer posts. */
+			uint32_t extra = 1 + (uint32_t)rnd_below(s, 100);
+
+			free(w->local);
+			w->len = s->p.max_len + extra;
+			w->local = malloc(sizeof(struct buffer) + w->len);
+			w->local->len = w->len;
+			for (i = 0; i < w->len; i++)
+				w->local->data[i] = pattern_byte(w->pattern_seed, i);
+			w->expect_status = TBP_ERR_REMOTE_INVALID;
+			w->expect_rx_status = TBP_ERR_LOCAL_LENGTH;
+		}
+	}
+	memset(&wr, 0, sizeof(wr));
+	wr.opcode = w->opcode;
+	wr.qpn = e->qpn[q];
+	wr.wr_id = w->wr_id;
+	wr.local_buf = (uintptr_t)w->local;
+	wr.len = w->len;
+	wr.imm = w->imm;
+	wr.rkey = w->rkey;
+	wr.raddr = w->raddr;
+	rc = tbp_post(e->link, &wr);
+	if (rc) {
+		if (rc == -ENOTCONN)
+			e->post_closed = true;
+		else if (rc != -ENOBUFS)
+			fail(s, "ep%d: tbp_post failed with %d", e->id, rc);
+		free(w->local);
+		free(w);
+		return false;
+	}
+	w->all_next = s->all_wrs;
+	s->all_wrs = w;
+	e->wrs_posted++;
+	e->outstanding++;
+	if (e->posted[q].tail)
+		e->posted[q].tail->next_posted = w;
+	else
+		e->posted[q].head = w;
+	e->posted[q].tail = w;
+	if (w->opcode == TBP_OP_SEND || w->opcode == TBP_OP_SEND_WITH_IMM ||
+	    w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM) {
+		if (peer->expect[q].tail)
+			peer->expect[q].tail->next_expect = w;
+		else
+			peer->expect[q].head = w;
+		peer->expect[q].tail = w;
+	}
+	return true;
+}
+
+/* ---- rails dying and coming back ---- */
+
+static void kill_rail(struct sim *s, int rail, uint64_t for_ns)
+{
+	int i;
+
+	s->rail_dead_until[rail] = s->now + for_ns;
+	/* Half the time the hardware reports the carrier loss; otherwise keepalives find it. */
+	if (rnd_below(s, 2))
+		for (i = 0; i < NEP; i++)
+			tbp_rail_down(s->ep[i].link, (uint32_t)rail);
+}
+
+static void chaos_step(struct sim *s)
+{
+	uint32_t r, alive = 0;
+
+	if (s->p.blackout && s->blackout_at &&
+	    (s->now >= s->blackout_at || s->ep[0].wrs_posted >= s->p.messages / 2)) {
+		for (r = 0; r < s->p.rails; r++)
+			kill_rail(s, (int)r, 400000000ull);
+		s->blackout_at = 0;
+		return;
+	}
+	if (!s->p.rail_death || s->p.rails < 2 || rnd_below(s, 40) != 0)
+		return;
+	for (r = 0; r < s->p.rails; r++)
+		alive += rail_alive(s, (int)r);
+	if (alive < 2)
+		return;
+	r = (uint32_t)rnd_below(s, s->p.rails);
+	if (rail_alive(s, (int)r))
+		kill_rail(s, (int)r, 1000000ull + rnd_below(s, 30000000ull));
+}
+
+/* ---- setup and main loop ---- */
+
+static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
+{
+	struct endpoint *e = &s->ep[id];
+	struct tbp_config cfg;
+	struct tbp_env env;
+	size_t size;
+	uint32_t i;
+
+	e->sim = s;
+	e->id = id;
+	tbp_config_default(&cfg);
+	cfg.role = id == 0 ? TBP_ROLE_INITIATOR : TBP_ROLE_RESPONDER;
+	cfg.window = s->p.window;
+	cfg.max_msgs = s->p.max_msgs;
+	cfg.max_rx_msgs = s->p.max_rx_msgs;
+	cfg.max_qps = MAX_QPS;
+	cfg.caps = s->p.pcsum ? TBP_CAP_PAYLOAD_CSUM : 0;
+	cfg.key_len = 32;
+	memcpy(cfg.key, key, 32);
+	cfg.rto_min_ns = 100000;
+	cfg.rto_max_ns = 20000000;
+	cfg.ack_delay_ns = 10000;
+	cfg.keepalive_ns = 1000000;
+	cfg.rail_dead_ns = 5000000;
+	cfg.link_dead_ns = 100000000;
+	cfg.hello_retry_ns = 1000000;
+	cfg.rnr_backoff_ns = 200000;
+	if (s->p.delay_ns > 200000) {
+		/* Long cables: keep liveness timers well above the round trip. */
+		cfg.keepalive_ns = 4 * s->p.delay_ns;
+		cfg.rail_dead_ns = 20 * s->p.delay_ns;
+		cfg.hello_retry_ns = 3 * s->p.delay_ns;
+	}
+	size = tbp_link_size(&cfg);
+	if (!size)
+		return -1;
+	e->mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	e->arena = calloc(1, ARENA_SIZE);
+	e->pattern = malloc(PATTERN_SIZE);
+	if (!e->mem || !e->arena || !e->pattern)
+		abort();
+	for (i = 0; i < PATTERN_SIZE; i++)
+		e->pattern[i] = pattern_byte(0x9a77e3u + (uint32_t)id, i);
+	memset(&env, 0, sizeof(env));
+	env.ctx = e;
+	env.now_ns = env_now;
+	env.xmit = env_xmit;
+	env.hmac_sha256 = env_hmac;
+	env.random_bytes = env_random;
+	env.mr_check = env_mr_check;
+	env.buf_read = env_buf_read;
+	env.buf_write = env_buf_write;
+	env.recv_claim = env_recv_claim;
+	env.send_done = env_send_done;
+	env.recv_done = env_recv_done;
+	env.event = env_event;
+	if (tbp_link_init(&e->link, e->mem, size, &cfg, &env))
+		return -1;
+	for (i = 0; i < s->p.qps; i++) {
+		e->qpn[i] = (uint32_t)(id ? 0x200 : 0x100) + i;
+	}
+	return 0;
+}
+
+static bool all_done(struct sim *s)
+{
+	int i;
+
+	for (i = 0; i < NEP; i++) {
+		struct endpoint *e = &s->ep[i];
+		uint32_t q;
+
+		if (e->outstanding || (!e->post_closed && e->wrs_posted < s->p.messages))
+			return false;
+		if (!link_failed(s)) {
+			for (q = 0; q < s->p.qps; q++)
+				if (e->expect[q].head)
+					return false;
+			if (!tbp_link_idle(e->link))
+				return false;
+		}
+	}
+	return true;
+}
+
+static void app_step(struct sim *s)
+{
+	int i;
+
+	chaos_step(s);
+	for (i = 0; i < NEP; i++) {
+		struct endpoint *e = &s->ep[i];
+
+		post_recvs(s, e);
+		while (!s->failed && !e->post_closed && e->wrs_posted < s->p.messages &&
+		       e->outstanding < s->p.max_msgs && rnd_below(s, 8) != 0)
+			if (!post_one(s, e))
+				break;
+		e->next_tick = s->now;
+	}
+}
+
+static void describe(struct sim *s)
+{
+	int i;
+
+	for (i = 0; i < NEP; i++) {
+		struct endpoint *e = &s->ep[i];
+		struct tbp_stats st;
+		size_t n = strlen(s->why);
+
+		tbp_get_stats(e->link, &st);
+		snprintf(s->why + n, s->why_len - n,
+			 "\n  ep%d: posted %u done %u outstanding %u recvs %u | link state %u rails "
+			 "up %u tx %llu rx %llu retx %llu dup %llu failover %llu rnr %llu "
+			 "no_slot %llu csum %llu bad_msg %llu auth %llu rto %llu",
+			 i, e->wrs_posted, e->wrs_done, e->outstanding, e->recvs_done,
+			 st.link_state, st.rails_up, (unsigned long long)st.tx_frames,
+			 (unsigned long long)st.rx_frames, (unsigned long long)st.retransmits,
+			 (unsigned long long)st.rx_duplicates,
+			 (unsigned long long)st.rail_failovers, (unsigned long long)st.drop_rnr,
+			 (unsigned long long)st.drop_no_slot, (unsigned long long)st.drop_checksum,
+			 (unsigned long long)st.drop_bad_msg, (unsigned long long)st.drop_auth,
+			 (unsigned long long)st.rto_ns);
+	}
+}
+
+static void cleanup(struct sim *s)
+{
+	int i;
+	uint32_t q;
+
+	while (s->nheap) {
+		struct event ev = heap_pop(s);
+
+		free(ev.frame);
+	}
+	free(s->heap);
+	s->tearing_down = true;
+	for (i = 0; i < NEP; i++)
+		if (s->ep[i].link && tbp_link_state(s->ep[i].link) != TBP_LINK_FAILED)
+			tbp_link_teardown(s->ep[i].link);
+	while (s->all_wrs) {
+		struct wr_rec *w = s->all_wrs;
+
+		s->all_wrs = w->all_next;
+		free(w->local);
+		free(w);
+	}
+	for (i = 0; i < NEP; i++) {
+		struct endpoint *e = &s->ep[i];
+
+		for (q = 0; q < MAX_QPS; q++) {
+			while (e->recv_head[q]) {
+				struct recvbuf *r = e->recv_head[q];
+
+				e->recv_head[q] = r->next;
+				free(r->buf);
+				free(r);
+			}
+		}
+		free(e->mem);
+		free(e->arena);
+		free(e->pattern);
+	}
+}
+
+int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len, bool verbose)
+{
+	struct sim *s = calloc(1, sizeof(*s));
+	uint8_t key[32];
+	uint64_t events = 0;
+	int i, rc;
+	uint32_t r;
+
+	if (!s)
+		abort();
+	s->p = *p;
+	s->rng = seed * 0x9e3779b97f4a7c15ull + 0x1234567ull;
+	if (!s->rng)
+		s->rng = 1;
+	s->why = why;
+	s->why_len = why_len;
+	s->verbose = verbose;
+	why[0] = 0;
+	for (i = 0; i < 32; i++)
+		key[i] = (uint8_t)rnd(s);
+	s->now = 1000000;
+	for (i = 0; i < NEP; i++) {
+		if (setup_endpoint(s, i, key)) {
+			fail(s, "link setup rejected the configuration");
+			goto out;
+		}
+	}
+	for (r = 0; r < p->rails; r++) {
+		uint32_t frame = rnd_below(s, 3) == 0 ? 9000 : rnd_below(s, 2) ? 4096 : 2048;
+		uint32_t weight = 1 + (uint32_t)rnd_below(s, 4);
+
+		for (i = 0; i < NEP; i++)
+			if (tbp_rail_add(s->ep[i].link, r, weight, frame))
+				fail(s, "tbp_rail_add failed");
+	}
+	for (i = 0; i < NEP; i++) {
+		for (r = 0; r < p->qps; r++)
+			tbp_qp_open(s->ep[i].link, s->ep[i].qpn[r], s->ep[1 - i].qpn[r]);
+	}
+	if (p->blackout)
+		s->blackout_at = s->now + 2000000 + rnd_below(s, 20000000);
+	s->next_app = s->now;
+	while (!s->failed) {
+		uint64_t t = s->next_app;
+		int who = -1;
+
+		for (i = 0; i < NEP; i++) {
+			if (s->ep[i].next_tick < t) {
+				t = s->ep[i].next_tick;
+				who = i;
+			}
+		}
+		if (s->nheap && s->heap[0].t <= t) {
+			struct event ev = heap_pop(s);
+			struct endpoint *src = &s->ep[1 - ev.ep];
+
+			s->now = ev.t;
+			src->rail_inflight[ev.rail]--;
+			src->next_tick = s->now; /* a rail queue slot freed up: like a TX interrupt */
+			if (rail_alive(s, ev.rail))
+				tbp_rx(s->ep[ev.ep].link, (uint32_t)ev.rail, ev.frame, ev.len);
+			free(ev.frame);
+			s->ep[ev.ep].next_tick = s->now;
+		} else if (who >= 0) {
+			s->now = t;
+			s->ep[who].next_tick = tbp_tick(s->ep[who].link, s->now);
+			if (s->ep[who].next_tick <= s->now)
+				fail(s, "tbp_tick returned a deadline in the past");
+		} else {
+			s->now = t;
+			app_step(s);
+			s->next_app = s->now + APP_STEP_NS;
+			if (all_done(s))
+				break;
+		}
+		if (++events > 50000000ull || s->now > p->time_limit_ns) {
+			fail(s, "no progress: %llu events, virtual time %llu ms (deadlock or livelock)",
+			     (unsigned long long)events, (unsigned long long)(s->now / 1000000));
+			break;
+		}
+	}
+	if (!s->failed) {
+		for (i = 0; i < NEP; i++) {
+			struct endpoint *e = &s->ep[i];
+
+			if (!p->blackout && e->bytes_placed != e->bytes_expected)
+				fail(s, "ep%d placed %llu bytes but %llu were delivered "
+				     "(a fragment placed twice or lost)", i,
+				     (unsigned long long)e->bytes_placed,
+				     (unsigned long long)e->bytes_expected);
+			if (p->blackout && !link_failed(s))
+				fail(s, "blackout longer than link_dead_ns did not fail the link");
+		}
+	}
+out:
+	if (s->failed && s->ep[0].link && s->ep[1].link)
+		describe(s);
+	rc = s->failed ? 1 : 0;
+	if (verbose) {
+		for (i = 0; i < NEP; i++) {
+			struct tbp_stats st;
+
+			tbp_get_stats(s->ep[i].link, &st);
+			fprintf(stderr, "ep%d: wrs %u recvs %u bytes %llu tx %llu retx %llu dup %llu failover %llu rnr %llu "
+				"csum %llu virtual %llu us\n", i, s->ep[i].wrs_done, s->ep[i].recvs_done, (unsigned long long)s->ep[i].bytes_placed, (unsigned long long)st.tx_frames,
+				(unsigned long long)st.retransmits,
+				(unsigned long long)st.rx_duplicates,
+				(unsigned long long)st.rail_failovers,
+				(unsigned long long)st.drop_rnr,
+				(unsigned long long)st.drop_checksum,
+				(unsigned long long)(s->now / 1000));
+		}
+	}
+	cleanup(s);
+	free(s);
+	return rc;
+}
+
+/* ---- mixes ---- */
+
+static const char *const mixes[] = {
+	"clean", "loss", "dup", "reorder", "corrupt", "delay", "raildeath", "rnr", "errors",
+	"smallwin", "chaos", "blackout", NULL,
+};
+
+const char *const *sim_mix_names(void)
+{
+	return mixes;
+}
+
+bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
+{
+	struct sim tmp;
+	struct sim *s = &tmp;
+	static const uint32_t windows[] = { 32, 64, 128, 256 };
+
+	s->rng = seed * 0xbf58476d1ce4e5b9ull + 77;
+	memset(p, 0, sizeof(*p));
+	p->rails = 1 + (uint32_t)rnd_below(s, 4);
+	p->delay_ns = 2000 + rnd_below(s, 8000);
+	p->jitter_ns = rnd_below(s, 2000);
+	p->window = windows[rnd_below(s, 4)];
+	p->max_msgs = 8 + (uint32_t)rnd_below(s, 25);
+	p->max_rx_msgs = 4 + (uint32_t)rnd_below(s, 29);
+	p->qps = 1 + (uint32_t)rnd_below(s, MAX_QPS);
+	p->messages = 120 + (uint32_t)rnd_below(s, 120);
+	p->max_len = 1024 + (uint32_t)rnd_below(s, 40000);
+	p->rail_queue = 4 + (uint32_t)rnd_below(s, 60);
+	p->time_limit_ns = 60000000000ull;
+	p->pcsum = rnd_below(s, 2) != 0;
+	if (!strcmp(mix, "clean")) {
+		p->jitter_ns = 0;
+	} else if (!strcmp(mix, "loss")) {
+		p->loss_ppm = 10000 + (uint32_t)rnd_below(s, 90000);
+	} else if (!strcmp(mix, "dup")) {
+		p->dup_ppm = 20000 + (uint32_t)rnd_below(s, 200000);
+	} else if (!strcmp(mix, "reorder")) {
+		p->jitter_ns = 20000 + rnd_below(s, 200000);
+	} else if (!strcmp(mix, "corrupt")) {
+		p->corrupt_ppm = 10000 + (uint32_t)rnd_below(s, 50000);
+		p->pcsum = true;
+	} else if (!strcmp(mix, "delay")) {
+		p->delay_ns = 500000 + rnd_below(s, 2000000);
+		p->jitter_ns = rnd_below(s, 500000);
+	} else if (!strcmp(mix, "raildeath")) {
+		p->rails = 2 + (uint32_t)rnd_below(s, 3);
+		p->rail_death = true;
+		p->loss_ppm = (uint32_t)rnd_below(s, 10000);
+	} else if (!strcmp(mix, "rnr")) {
+		p->rnr = true;
+	} else if (!strcmp(mix, "errors")) {
+		p->errors = true;
+	} else if (!strcmp(mix, "smallwin")) {
+		p->window = 16;
+		p->max_msgs = 2 + (uint32_t)rnd_below(s, 4);
+		p->max_rx_msgs = 1 + (uint32_t)rnd_below(s, 3);
+		p->rail_queue = 1 + (uint32_t)rnd_below(s, 3);
+		p->loss_ppm = (uint32_t)rnd_below(s, 20000);
+	} else if (!strcmp(mix, "chaos")) {
+		p->rails = 2 + (uint32_t)rnd_below(s, 3);
+		p->loss_ppm = (uint32_t)rnd_below(s, 50000);
+		p->dup_ppm = (uint32_t)rnd_below(s, 50000);
+		p->corrupt_ppm = (uint32_t)rnd_below(s, 20000);
+		p->jitter_ns = rnd_below(s, 100000);
+		p->rail_death = true;
+		p->rnr = rnd_below(s, 2) != 0;
+		p->errors = rnd_below(s, 2) != 0;
+		p->pcsum = true;
+	} else if (!strcmp(mix, "blackout")) {
+		p->blackout = true;
+		p->loss_ppm = (uint32_t)rnd_below(s, 10000);
+	} else {
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * simnet.h - deterministic single-process simulator: two TBP endpoints joined by
+ * 1..4 simulated rails with loss, duplication, reordering, corruption, delay and
+ * rail death. It drives a random verbs workload and checks every invariant listed
+ * in docs/protocol.md ("What the simulator checks").
+ */
+#ifndef TBP_SIMNET_H
+#define TBP_SIMNET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tbp.h"
+
+struct sim_params {
+	uint32_t rails;          /* 1..4 */
+	uint32_t loss_ppm;       /* per frame, parts per million */
+	uint32_t dup_ppm;
+	uint32_t corrupt_ppm;
+	uint64_t delay_ns;       /* one-way base delay */
+	uint64_t jitter_ns;      /* uniform extra delay: reorders frames, also within a rail */
+	bool rail_death;         /* rails die and come back (never all at once) */
+	bool blackout;           /* every rail dies for longer than link_dead_ns */
+	bool rnr;                /* receivers post receive buffers late and sparsely */
+	bool errors;             /* some WRs carry bad rkeys or overlong SENDs */
+	bool pcsum;              /* negotiate the payload checksum capability */
+	uint32_t window;
+	uint32_t max_msgs;
+	uint32_t max_rx_msgs;
+	uint32_t qps;            /* 1..4 */
+	uint32_t messages;       /* WRs posted by each side */
+	uint32_t max_len;        /* largest message */
+	uint32_t rail_queue;     /* frames a rail accepts before xmit says -EAGAIN */
+	uint64_t time_limit_ns;  /* virtual time allowed before declaring a deadlock */
+};
+
+struct sim;
+
+/* Fill p with a random configuration for the named mix; false if the mix is unknown. */
+bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p);
+const char *const *sim_mix_names(void);
+
+/* Run one simulation. Returns 0 on success; otherwise writes the reason into why. */
+int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len,
+	    bool verbose);
+
+#endif

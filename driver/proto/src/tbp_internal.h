@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * tbp_internal.h - link state shared by the core's translation units.
+ * Not part of the glue API: the kernel module must only use tbp.h.
+ */
+#ifndef TBP_INTERNAL_H
+#define TBP_INTERNAL_H
+
+#include "../include/tbp.h"
+
+#define TBP_QPN_MASK 0xffffffu
+#define TBP_STATUS_MAX 7u
+#define TBP_MSG_LEN_LIMIT 0x80000000u
+#define TBP_HELLO_LEN 96u
+#define TBP_NONE 0xffffu       /* "no index" in 16-bit index fields */
+#define TBP_MSN_HORIZON 0x100000u /* a message this far ahead of the next expected one is bogus */
+#define TBP_FAST_RETX_GAP 3u   /* later frames acked on the same rail before a frame counts as lost */
+#define TBP_SACK_BITS 64u
+
+/* Sequence arithmetic modulo 2^32. */
+static inline int32_t seq_diff(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b);
+}
+
+enum txslot_state {
+	TX_FREE = 0,
+	TX_QUEUED,   /* has a sequence number, waiting for a rail (first send or resend) */
+	TX_INFLIGHT, /* sent, waiting for an ack */
+	TX_ACKED,    /* acked, waiting for the window base to pass */
+};
+
+/* One sequenced frame of the send window. The frame bytes are rebuilt on every (re)send. */
+struct tbp_txslot {
+	uint8_t state;
+	uint8_t op;           /* enum tbp_wire_op */
+	uint8_t rail;
+	uint8_t sent_once;
+	uint16_t retx;        /* resends so far (exponential timer back-off) */
+	uint16_t msg;         /* send message slot (data, READ_REQ, READ_RESP) */
+	uint32_t payload_len;
+	uint32_t frag_off;
+	uint64_t sent_ns;
+	uint64_t rail_tx_no;  /* value of the rail's transmit counter when sent */
+	/* MSG_ACK frames only */
+	uint32_t ack_dst_qpn;
+	uint32_t ack_src_qpn;
+	uint32_t ack_msn;
+	uint32_t ack_errs;
+	uint16_t ack_status;
+};
+
+enum smsg_state { SM_FREE = 0, SM_ACTIVE };
+
+/* A message this side sends: a posted WR, or a READ response to the peer. */
+struct tbp_smsg {
+	uint8_t state;
+	uint8_t op;            /* wire op: SEND, SEND_IMM, WRITE, WRITE_IMM, READ_REQ, READ_RESP */
+	uint8_t done;          /* outcome known (MSG_ACK / READ data / error) */
+	uint8_t all_queued;    /* every fragment has a sequence number */
+	uint16_t status;
+	uint16_t qp;           /* QP slot; READ_RESP: the responder's QP slot */
+	uint16_t next;         /* next in the QP's post-order list, or the sendq */
+	uint16_t sendq_next;
+	uint32_t msn;
+	uint32_t ssn;
+	uint32_t len;
+	uint32_t imm;
+	uint32_t rkey;
+	uint32_t next_off;     /* next byte to put into a fragment */
+	uint32_t frags_unacked;/* sequenced frames of this message not yet acked */
+	uint32_t read_got;     /* RDMA_READ requester: response bytes placed */
+	uint8_t read_seen;     /* at least one response fragment arrived */
+	uint8_t orphan;        /* its QP was closed: finish the frames, report nothing */
+	uint8_t pad[2];
+	uint64_t raddr;
+	uint64_t wr_id;
+	uint64_t local_buf;
+};
+
+enum rmsg_state { RM_FREE = 0, RM_PLACEHOLDER, RM_ACTIVE, RM_COMPLETE };
+
+/* A message this side receives, being reassembled. */
+struct tbp_rmsg {
+	uint8_t state;
+	uint8_t op;
+	uint8_t claimed;       /* holds a receive WQE */
+	uint8_t pad;
+	uint16_t qp;
+	uint16_t hnext;        /* hash chain / free list */
+	uint16_t pad1;
+	uint16_t status;
+	uint32_t msn;
+	uint32_t ssn;
+	uint32_t len;
+	uint32_t got;
+	uint32_t imm;
+	uint32_t rkey;
+	uint32_t capacity;
+	uint32_t pad2;
+	uint64_t raddr;
+	uint64_t recv_handle;
+};
+
+struct tbp_qp {
+	uint8_t used;
+	uint8_t in_ctlq;       /* queued for a MSG_ACK */
+	uint8_t err_pending;   /* an error MSG_ACK waits for a sequence number */
+	uint8_t ack_pending;   /* a cumulative MSG_ACK waits for a sequence number */
+	uint32_t qpn;
+	uint32_t rqpn;
+	/* send side */
+	uint32_t send_msn;     /* next MSN to assign */
+	uint32_t send_ssn;     /* next SSN to assign */
+	uint16_t head;         /* oldest outstanding posted WR */
+	uint16_t tail;
+	uint32_t peer_errs;    /* error MSG_ACKs 1..peer_errs all received */
+	uint64_t err_bits;     /* bit i: error report peer_errs+1+i received */
+	uint32_t ok_msn;       /* stashed cumulative ack: every MSN before ok_msn succeeded... */
+	uint32_t ok_errs;      /* ...once peer_errs reaches this */
+	uint8_t ok_valid;
+	uint8_t pad[3];
+	uint64_t rnr_until;    /* do not start new fragments before this time */
+	/* receive side */
+	uint32_t rx_msn;       /* next MSN to complete in order */
+	uint32_t rx_ssn_claimed; /* next SSN that needs a receive WQE */
+	uint32_t ack_msn;      /* cumulative MSG_ACK value to send (all < ack_msn handled) */
+	uint32_t errs_sent;    /* errors reported so far */
+	uint32_t err_msn;
+	uint16_t err_status;
+	uint16_t pad2;
+	uint64_t rnr_nak_ns;   /* last RNR NAK sent for this QP */
+};
+
+enum rail_state {
+	RAIL_ABSENT = 0,
+	RAIL_HELLO,    /* handshaking (new, or carrier lost and waiting to come back) */
+	RAIL_UP,
+};
+
+struct tbp_rail {
+	uint8_t state;
+	uint8_t peer_rail;
+	uint8_t busy;          /* xmit said full during this transmit round */
+	uint8_t confirm_owed;  /* initiator: answer the next HELLO_ACK with CONFIRM */
+	uint32_t weight;
+	uint32_t max_frame;    /* ours, then min(ours, peer's) once up */
+	uint32_t inflight;
+	uint64_t tx_no;        /* frames sent on this rail */
+	uint64_t acked_tx_no;  /* highest tx_no acked on this rail */
+	uint64_t last_rx_ns;
+	uint64_t last_tx_ns;
+	uint64_t hello_ns;     /* last handshake frame sent */
+};
+
+struct tbp_link {
+	struct tbp_config cfg;
+	struct tbp_env env;
+	struct tbp_stats st;
+	uint32_t state;
+	uint32_t caps;          /* negotiated */
+	uint32_t session;
+	uint8_t have_peer;
+	uint8_t nonce[TBP_NONCE_LEN];
+	uint8_t peer_nonce[TBP_NONCE_LEN];
+	uint64_t now;
+	uint64_t down_since;
+	/* send window */
+	uint32_t snd_una;
+	uint32_t snd_nxt;
+	uint32_t queued;        /* slots in TX_QUEUED */
+	uint32_t win_mask;
+	uint64_t srtt;
+	uint64_t rttvar;
+	uint64_t rto;
+	/* receive window */
+	uint32_t rcv_nxt;
+	uint32_t ack_owed;
+	uint32_t rx_ooo;        /* frames received beyond rcv_nxt (sack needed) */
+	uint64_t ack_deadline;  /* 0: none */
+	/* message layer */
+	uint16_t sendq_head;
+	uint16_t sendq_tail;
+	uint16_t ctl_next;      /* round-robin start of the MSG_ACK scan */
+	uint16_t ctlq_len;      /* QPs owing a MSG_ACK */
+	uint16_t smsg_free;     /* free lists */
+	uint16_t rmsg_free;
+	uint64_t last_ack_tx_ns;/* last frame that carried our cumulative ack */
+	uint32_t smsgs_used;
+	uint32_t rmsgs_used;
+	uint8_t stalled;        /* an in-order completion waits for a free resource */
+	struct tbp_rail rails[TBP_MAX_RAILS];
+	/* tables, carved out of the caller's memory */
+	struct tbp_txslot *tx;
+	uint64_t *rx_bits;
+	struct tbp_smsg *smsgs;
+	struct tbp_rmsg *rmsgs;
+	struct tbp_qp *qps;
+	uint16_t *rbuckets;     /* hash of reassembly slots by (QP, MSN) or (QP, SSN) */
+	uint32_t rbucket_mask;
+	uint8_t *scratch;       /* one frame being built */
+};
+
+/* tbp_link.c */
+uint32_t tbp_frag_payload(const struct tbp_link *l);
+int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, uint32_t plen,
+		  struct tbp_txslot **out);
+void tbp_push(struct tbp_link *l);
+void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_t dst_qpn,
+			  uint32_t src_qpn);
+/* Send an unsequenced frame on the least loaded rail. */
+void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn);
+/* True when the peer should hear our ack now (rate limit of ACK and MSG_ACK frames). */
+bool tbp_ack_due(const struct tbp_link *l);
+void tbp_msg_init(struct tbp_link *l);
+
+/* tbp_msg.c */
+struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn);
+/* Build the header (and payload) of a sequenced frame into l->scratch; returns frame length
+ * or 0 when the local copy failed (the message is then completed with an error). */
+uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tbp_hdr *h);
+void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s);
+/* Returns true if the frame is accepted (counts as received), false if refused. */
+bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload);
+void tbp_msg_rnr(struct tbp_link *l, const struct tbp_hdr *h);
+/* Give sequence numbers to control frames and new fragments while the window allows. */
+void tbp_msg_fill_window(struct tbp_link *l);
+void tbp_msg_retry_stalled(struct tbp_link *l);
+void tbp_msg_fail_all(struct tbp_link *l, uint32_t status);
+uint64_t tbp_msg_next_deadline(struct tbp_link *l, uint64_t deadline);
+
+#endif /* TBP_INTERNAL_H */

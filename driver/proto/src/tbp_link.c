@@ -1,0 +1,912 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * tbp_link.c - link layer: handshake, rails, send/receive window, acks,
+ * retransmission, rail scheduling and liveness.
+ */
+#include "tbp_internal.h"
+
+#define NS_PER_US 1000ull
+#define NS_PER_MS 1000000ull
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+void tbp_config_default(struct tbp_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->role = TBP_ROLE_INITIATOR;
+	cfg->window = 256;
+	cfg->max_msgs = 256;
+	cfg->max_rx_msgs = 256;
+	cfg->max_qps = 64;
+	cfg->max_msg_len = TBP_MSG_LEN_LIMIT;
+	cfg->rto_min_ns = 200 * NS_PER_US;
+	cfg->rto_max_ns = 100 * NS_PER_MS;
+	cfg->ack_delay_ns = 20 * NS_PER_US;
+	cfg->keepalive_ns = 10 * NS_PER_MS;
+	cfg->rail_dead_ns = 50 * NS_PER_MS;
+	cfg->link_dead_ns = 2000 * NS_PER_MS;
+	cfg->hello_retry_ns = 5 * NS_PER_MS;
+	cfg->rnr_backoff_ns = 1 * NS_PER_MS;
+}
+
+static bool config_valid(const struct tbp_config *c)
+{
+	if (c->role > TBP_ROLE_RESPONDER)
+		return false;
+	if (c->window < 16 || c->window > 4096 || (c->window & (c->window - 1)))
+		return false;
+	if (c->max_msgs < 2 || c->max_msgs >= TBP_NONE || c->max_rx_msgs < 1 ||
+	    c->max_rx_msgs >= TBP_NONE || c->max_qps < 1 || c->max_qps >= TBP_NONE)
+		return false;
+	if (c->max_msg_len > TBP_MSG_LEN_LIMIT)
+		return false;
+	if (c->key_len < 16 || c->key_len > TBP_KEY_MAX)
+		return false;
+	if (!c->rto_min_ns || c->rto_max_ns < c->rto_min_ns || !c->ack_delay_ns ||
+	    !c->keepalive_ns || c->rail_dead_ns <= c->keepalive_ns || !c->link_dead_ns ||
+	    !c->hello_retry_ns || !c->rnr_backoff_ns)
+		return false;
+	return true;
+}
+
+static size_t align8(size_t n)
+{
+	return (n + 7u) & ~(size_t)7u;
+}
+
+struct layout {
+	size_t tx, rx_bits, smsgs, rmsgs, qps, rbuckets, scratch, total;
+	uint32_t nbuckets;
+};
+
+static void compute_layout(const struct tbp_config *c, struct layout *lo)
+{
+	size_t off = align8(sizeof(struct tbp_link));
+	size_t rx_words = c->window / 64u ? c->window / 64u : 1u;
+
+	lo->tx = off;
+	off = align8(off + sizeof(struct tbp_txslot) * c->window);
+	lo->rx_bits = off;
+	off = align8(off + sizeof(uint64_t) * rx_words);
+	lo->smsgs = off;
+	off = align8(off + sizeof(struct tbp_smsg) * c->max_msgs);
+	lo->rmsgs = off;
+	off = align8(off + sizeof(struct tbp_rmsg) * c->max_rx_msgs);
+	lo->qps = off;
+	off = align8(off + sizeof(struct tbp_qp) * c->max_qps);
+	lo->nbuckets = 16;
+	while (lo->nbuckets < 2 * c->max_rx_msgs)
+		lo->nbuckets *= 2;
+	lo->rbuckets = off;
+	off = align8(off + sizeof(uint16_t) * lo->nbuckets);
+	lo->scratch = off;
+	off = align8(off + TBP_MAX_FRAME);
+	lo->total = off;
+}
+
+size_t tbp_link_size(const struct tbp_config *cfg)
+{
+	struct layout lo;
+
+	if (!config_valid(cfg))
+		return 0;
+	compute_layout(cfg, &lo);
+	return lo.total;
+}
+
+int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
+		  const struct tbp_config *cfg, const struct tbp_env *env)
+{
+	struct tbp_link *l = mem;
+	struct layout lo;
+	uint8_t *base = mem;
+
+	if (!mem || ((uintptr_t)mem & 7u) || !config_valid(cfg) || !env || !env->now_ns ||
+	    !env->xmit || !env->hmac_sha256 || !env->random_bytes || !env->mr_check ||
+	    !env->buf_read || !env->buf_write || !env->recv_claim || !env->send_done ||
+	    !env->recv_done || !env->event)
+		return -EINVAL;
+	compute_layout(cfg, &lo);
+	if (mem_len < lo.total)
+		return -EINVAL;
+	memset(mem, 0, lo.total);
+	l->cfg = *cfg;
+	l->env = *env;
+	l->tx = (struct tbp_txslot *)(base + lo.tx);
+	l->rx_bits = (uint64_t *)(base + lo.rx_bits);
+	l->smsgs = (struct tbp_smsg *)(base + lo.smsgs);
+	l->rmsgs = (struct tbp_rmsg *)(base + lo.rmsgs);
+	l->qps = (struct tbp_qp *)(base + lo.qps);
+	l->rbuckets = (uint16_t *)(base + lo.rbuckets);
+	l->rbucket_mask = lo.nbuckets - 1;
+	l->scratch = base + lo.scratch;
+	l->win_mask = cfg->window - 1;
+	l->state = TBP_LINK_HANDSHAKE;
+	l->rto = cfg->rto_min_ns * 4 < cfg->rto_max_ns ? cfg->rto_min_ns * 4 : cfg->rto_max_ns;
+	l->sendq_head = TBP_NONE;
+	l->sendq_tail = TBP_NONE;
+	l->now = env->now_ns(env->ctx);
+	env->random_bytes(env->ctx, l->nonce, TBP_NONCE_LEN);
+	tbp_msg_init(l);
+	*out = l;
+	return 0;
+}
+
+void tbp_link_teardown(struct tbp_link *l)
+{
+	if (l->state != TBP_LINK_FAILED)
+		tbp_msg_fail_all(l, TBP_ERR_FLUSHED);
+	l->state = TBP_LINK_FAILED;
+}
+
+uint32_t tbp_link_state(const struct tbp_link *l)
+{
+	return l->state;
+}
+
+void tbp_get_stats(const struct tbp_link *l, struct tbp_stats *out)
+{
+	uint32_t r, up = 0;
+
+	*out = l->st;
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		up += l->rails[r].state == RAIL_UP;
+	out->rails_up = up;
+	out->link_state = l->state;
+	out->srtt_ns = l->srtt;
+	out->rttvar_ns = l->rttvar;
+	out->rto_ns = l->rto;
+}
+
+bool tbp_link_idle(const struct tbp_link *l)
+{
+	return l->snd_una == l->snd_nxt && l->smsgs_used == 0 && l->rmsgs_used == 0 &&
+	       l->ctlq_len == 0;
+}
+
+/* ---- rails ---- */
+
+static uint32_t rails_up(const struct tbp_link *l)
+{
+	uint32_t r, n = 0;
+
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		n += l->rails[r].state == RAIL_UP;
+	return n;
+}
+
+/* Largest payload that fits every rail that is up, so a frame can be resent on any of them. */
+uint32_t tbp_frag_payload(const struct tbp_link *l)
+{
+	uint32_t r, m = TBP_MAX_FRAME;
+
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		if (l->rails[r].state == RAIL_UP && l->rails[r].max_frame < m)
+			m = l->rails[r].max_frame;
+	return m - TBP_HDR_LEN;
+}
+
+/* Give every in-flight frame sent on rail r back to the scheduler. */
+static void requeue_rail(struct tbp_link *l, uint32_t r)
+{
+	uint32_t seq;
+
+	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
+		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+
+		if (s->state == TX_INFLIGHT && s->rail == r) {
+			s->state = TX_QUEUED;
+			l->queued++;
+			l->st.rail_failovers++;
+		}
+	}
+	l->rails[r].inflight = 0;
+}
+
+static void rail_went_down(struct tbp_link *l, uint32_t r)
+{
+	struct tbp_rail *rl = &l->rails[r];
+
+	if (rl->state != RAIL_UP)
+		return;
+	rl->state = RAIL_HELLO;
+	rl->hello_ns = 0;
+	requeue_rail(l, r);
+	l->env.event(l->env.ctx, TBP_EV_RAIL_DOWN, r);
+	if (rails_up(l) == 0 && l->state == TBP_LINK_UP) {
+		l->state = TBP_LINK_DEGRADED;
+		l->down_since = l->now;
+	}
+}
+
+static void rail_came_up(struct tbp_link *l, uint32_t r)
+{
+	struct tbp_rail *rl = &l->rails[r];
+
+	if (rl->state == RAIL_UP)
+		return;
+	rl->state = RAIL_UP;
+	rl->last_rx_ns = l->now;
+	rl->last_tx_ns = l->now;
+	rl->inflight = 0;
+	rl->acked_tx_no = rl->tx_no;
+	l->env.event(l->env.ctx, TBP_EV_RAIL_UP, r);
+	if (l->state == TBP_LINK_HANDSHAKE || l->state == TBP_LINK_DEGRADED) {
+		l->state = TBP_LINK_UP;
+		l->env.event(l->env.ctx, TBP_EV_LINK_UP, 0);
+	}
+}
+
+int tbp_rail_add(struct tbp_link *l, uint32_t rail, uint32_t weight, uint32_t max_frame)
+{
+	struct tbp_rail *rl;
+
+	if (rail >= TBP_MAX_RAILS || weight == 0 || weight > 0xffff ||
+	    max_frame < TBP_MIN_FRAME || max_frame > TBP_MAX_FRAME)
+		return -EINVAL;
+	rl = &l->rails[rail];
+	if (rl->state != RAIL_ABSENT)
+		return -EEXIST;
+	memset(rl, 0, sizeof(*rl));
+	rl->state = RAIL_HELLO;
+	rl->weight = weight;
+	rl->max_frame = max_frame;
+	return 0;
+}
+
+int tbp_rail_down(struct tbp_link *l, uint32_t rail)
+{
+	if (rail >= TBP_MAX_RAILS || l->rails[rail].state == RAIL_ABSENT)
+		return -EINVAL;
+	l->now = l->env.now_ns(l->env.ctx);
+	rail_went_down(l, rail);
+	tbp_push(l);
+	return 0;
+}
+
+int tbp_rail_remove(struct tbp_link *l, uint32_t rail)
+{
+	if (rail >= TBP_MAX_RAILS || l->rails[rail].state == RAIL_ABSENT)
+		return -EINVAL;
+	l->now = l->env.now_ns(l->env.ctx);
+	rail_went_down(l, rail);
+	l->rails[rail].state = RAIL_ABSENT;
+	tbp_push(l);
+	return 0;
+}
+
+/*
+ * Pick the up rail with the least in-flight frames per unit of weight that can carry len
+ * bytes and has not reported a full queue in this round. Returns TBP_MAX_RAILS if none.
+ */
+static uint32_t choose_rail(const struct tbp_link *l, uint32_t len)
+{
+	uint32_t r, best = TBP_MAX_RAILS;
+	uint64_t best_score = ~0ull;
+
+	for (r = 0; r < TBP_MAX_RAILS; r++) {
+		const struct tbp_rail *rl = &l->rails[r];
+		uint64_t score;
+
+		if (rl->state != RAIL_UP || rl->busy || rl->max_frame < len)
+			continue;
+		score = (((uint64_t)rl->inflight + 1) << 16) / rl->weight;
+		if (score < best_score) {
+			best_score = score;
+			best = r;
+		}
+	}
+	return best;
+}
+
+/* ---- framing ---- */
+
+static uint64_t build_sack(const struct tbp_link *l)
+{
+	uint64_t sack = 0;
+	uint32_t i, limit = l->cfg.window - 1 < TBP_SACK_BITS ? l->cfg.window - 1 : TBP_SACK_BITS;
+
+	for (i = 0; i < limit; i++) {
+		uint32_t seq = l->rcv_nxt + 1 + i;
+
+		if (l->rx_bits[(seq & l->win_mask) / 64] & (1ull << (seq & 63)))
+			sack |= 1ull << i;
+	}
+	return sack;
+}
+
+static void fill_link_fields(struct tbp_link *l, struct tbp_hdr *h, uint32_t rail)
+{
+	h->magic = TBP_MAGIC;
+	h->version = TBP_PROTO_VERSION;
+	h->rail = (uint8_t)rail;
+	h->session = l->session;
+	h->ack = l->rcv_nxt;
+	h->sack = l->rx_ooo ? build_sack(l) : 0;
+	if (l->caps & TBP_CAP_PAYLOAD_CSUM)
+		h->flags |= TBP_F_PCSUM;
+}
+
+/* Hand l->scratch to a rail. Returns 0 or the xmit error. */
+static int xmit_scratch(struct tbp_link *l, uint32_t rail, uint32_t len)
+{
+	int rc = l->env.xmit(l->env.ctx, rail, l->scratch, len);
+
+	if (rc) {
+		l->st.xmit_busy++;
+		l->rails[rail].busy = 1;
+		return rc;
+	}
+	l->st.tx_frames++;
+	l->rails[rail].last_tx_ns = l->now;
+	/* Every frame carries the cumulative ack, so nothing is owed after it. */
+	l->ack_owed = 0;
+	l->ack_deadline = 0;
+	l->last_ack_tx_ns = l->now;
+	return 0;
+}
+
+void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_t dst_qpn,
+			  uint32_t src_qpn)
+{
+	struct tbp_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.opcode = op;
+	h.dst_qpn = dst_qpn;
+	h.src_qpn = src_qpn;
+	fill_link_fields(l, &h, rail);
+	tbp_hdr_encode(l->scratch, &h);
+	xmit_scratch(l, rail, TBP_HDR_LEN);
+}
+
+void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn)
+{
+	uint32_t rail = choose_rail(l, TBP_HDR_LEN);
+
+	if (rail != TBP_MAX_RAILS)
+		tbp_send_unsequenced(l, rail, op, dst_qpn, src_qpn);
+}
+
+static void send_standalone_ack(struct tbp_link *l)
+{
+	tbp_send_control(l, TBP_W_ACK, 0, 0);
+	l->st.tx_acks++;
+}
+
+int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, uint32_t plen,
+		  struct tbp_txslot **out)
+{
+	struct tbp_txslot *s;
+
+	if (l->snd_nxt - l->snd_una >= l->cfg.window)
+		return -ENOBUFS;
+	s = &l->tx[l->snd_nxt & l->win_mask];
+	memset(s, 0, sizeof(*s));
+	s->state = TX_QUEUED;
+	s->op = op;
+	s->msg = msg;
+	s->frag_off = off;
+	s->payload_len = plen;
+	l->snd_nxt++;
+	l->queued++;
+	*out = s;
+	return 0;
+}
+
+/* Send one queued slot; returns false when no rail can take it now. */
+static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
+{
+	struct tbp_hdr h;
+	uint32_t rail, len = TBP_HDR_LEN + s->payload_len;
+
+	rail = choose_rail(l, len);
+	if (rail == TBP_MAX_RAILS)
+		return false;
+	memset(&h, 0, sizeof(h));
+	if (!tbp_build_seq_frame(l, s, &h)) {
+		/* The local copy failed: the sequence number still has to reach the peer. */
+		memset(&h, 0, sizeof(h));
+		h.opcode = TBP_W_NOP;
+		s->op = TBP_W_NOP;
+		s->payload_len = 0;
+		len = TBP_HDR_LEN;
+	}
+	h.flags |= TBP_F_SEQ;
+	h.seq = seq;
+	for (;;) {
+		fill_link_fields(l, &h, rail);
+		tbp_hdr_encode(l->scratch, &h);
+		if (xmit_scratch(l, rail, len) == 0)
+			break;
+		rail = choose_rail(l, len);
+		if (rail == TBP_MAX_RAILS)
+			return false;
+	}
+	if (s->sent_once) {
+		s->retx++;
+		l->st.retransmits++;
+	} else {
+		s->sent_once = 1;
+		l->st.tx_data_frames++;
+	}
+	s->state = TX_INFLIGHT;
+	s->rail = (uint8_t)rail;
+	s->sent_ns = l->now;
+	s->rail_tx_no = ++l->rails[rail].tx_no;
+	l->rails[rail].inflight++;
+	l->queued--;
+	return true;
+}
+
+static uint32_t ack_every(const struct tbp_link *l)
+{
+	return l->cfg.window / 8 < 32 ? l->cfg.window / 8 : 32;
+}
+
+void tbp_push(struct tbp_link *l)
+{
+	uint32_t r, seq;
+
+	if (l->state != TBP_LINK_UP)
+		return;
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		l->rails[r].busy = 0;
+	tbp_msg_fill_window(l);
+	for (seq = l->snd_una; l->queued && seq != l->snd_nxt; seq++) {
+		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+
+		if (s->state == TX_QUEUED && !send_slot(l, seq, s))
+			break;
+	}
+	if (l->ack_owed && tbp_ack_due(l))
+		send_standalone_ack(l);
+}
+
+bool tbp_ack_due(const struct tbp_link *l)
+{
+	return l->ack_owed >= ack_every(l) || l->now - l->last_ack_tx_ns >= l->cfg.ack_delay_ns;
+}
+
+/* ---- acks and retransmission ---- */
+
+static void rtt_sample(struct tbp_link *l, uint64_t rtt)
+{
+	uint64_t var;
+
+	if (!l->srtt) {
+		l->srtt = rtt;
+		l->rttvar = rtt / 2;
+	} else {
+		uint64_t dev = l->srtt > rtt ? l->srtt - rtt : rtt - l->srtt;
+
+		l->rttvar = (3 * l->rttvar + dev) / 4;
+		l->srtt = (7 * l->srtt + rtt) / 8;
+	}
+	var = 4 * l->rttvar;
+	l->rto = l->srtt + (var > l->cfg.rto_min_ns ? var : l->cfg.rto_min_ns);
+	if (l->rto > l->cfg.rto_max_ns)
+		l->rto = l->cfg.rto_max_ns;
+}
+
+static void slot_acked(struct tbp_link *l, struct tbp_txslot *s)
+{
+	if (s->state == TX_INFLIGHT) {
+		struct tbp_rail *rl = &l->rails[s->rail];
+
+		if (rl->inflight)
+			rl->inflight--;
+		if (s->rail_tx_no > rl->acked_tx_no)
+			rl->acked_tx_no = s->rail_tx_no;
+		if (s->retx == 0)
+			rtt_sample(l, l->now - s->sent_ns);
+	} else if (s->state == TX_QUEUED) {
+		/* An earlier copy got through while this one waited for a rail. */
+		l->queued--;
+	}
+	s->state = TX_ACKED;
+	tbp_msg_frame_acked(l, s);
+}
+
+/* A frame is presumed lost once TBP_FAST_RETX_GAP later frames on its rail were acked:
+ * a rail delivers in order, so this reacts faster than the timer without being fooled
+ * by the reordering between rails. */
+static void fast_retransmit_scan(struct tbp_link *l)
+{
+	uint32_t seq;
+
+	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
+		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+
+		if (s->state == TX_INFLIGHT &&
+		    l->rails[s->rail].acked_tx_no >= s->rail_tx_no + TBP_FAST_RETX_GAP) {
+			if (l->rails[s->rail].inflight)
+				l->rails[s->rail].inflight--;
+			s->state = TX_QUEUED;
+			l->queued++;
+		}
+	}
+}
+
+static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
+{
+	uint32_t seq, i, newly = 0;
+
+	/* An ack beyond what was sent is corrupt or from another life: ignore it. */
+	if (seq_diff(ack, l->snd_una) < 0 || seq_diff(ack, l->snd_nxt) > 0)
+		return;
+	for (seq = l->snd_una; seq != ack; seq++) {
+		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+
+		if (s->state != TX_ACKED) {
+			slot_acked(l, s);
+			newly++;
+		}
+	}
+	for (i = 0; sack && i < TBP_SACK_BITS; i++) {
+		struct tbp_txslot *s;
+
+		if (!(sack & (1ull << i)))
+			continue;
+		seq = ack + 1 + i;
+		if (seq_diff(seq, l->snd_nxt) >= 0)
+			break;
+		s = &l->tx[seq & l->win_mask];
+		if (s->state != TX_ACKED) {
+			slot_acked(l, s);
+			newly++;
+		}
+	}
+	while (l->snd_una != l->snd_nxt && l->tx[l->snd_una & l->win_mask].state == TX_ACKED) {
+		l->tx[l->snd_una & l->win_mask].state = TX_FREE;
+		l->snd_una++;
+	}
+	if (newly && l->snd_una != l->snd_nxt)
+		fast_retransmit_scan(l);
+}
+
+static uint64_t slot_deadline(const struct tbp_link *l, const struct tbp_txslot *s)
+{
+	uint64_t rto = l->rto;
+	uint32_t i;
+
+	for (i = 0; i < s->retx && rto < l->cfg.rto_max_ns; i++)
+		rto *= 2;
+	if (rto > l->cfg.rto_max_ns)
+		rto = l->cfg.rto_max_ns;
+	return s->sent_ns + rto;
+}
+
+/* Requeue timed-out frames; returns the earliest pending retransmission deadline. */
+static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
+{
+	uint32_t seq;
+
+	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
+		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+		uint64_t due;
+
+		if (s->state != TX_INFLIGHT)
+			continue;
+		due = slot_deadline(l, s);
+		if (l->now >= due) {
+			if (l->rails[s->rail].inflight)
+				l->rails[s->rail].inflight--;
+			s->state = TX_QUEUED;
+			l->queued++;
+		} else if (due < deadline) {
+			deadline = due;
+		}
+	}
+	return deadline;
+}
+
+/* ---- receive window ---- */
+
+enum rx_verdict { RX_NEW, RX_DUP, RX_OUTSIDE };
+
+static enum rx_verdict rx_classify(const struct tbp_link *l, uint32_t seq)
+{
+	int32_t d = seq_diff(seq, l->rcv_nxt);
+
+	if (d < 0)
+		return d >= -(int32_t)l->cfg.window ? RX_DUP : RX_OUTSIDE;
+	if ((uint32_t)d >= l->cfg.window)
+		return RX_OUTSIDE;
+	if (l->rx_bits[(seq & l->win_mask) / 64] & (1ull << (seq & 63)))
+		return RX_DUP;
+	return RX_NEW;
+}
+
+static void rx_mark(struct tbp_link *l, uint32_t seq)
+{
+	l->rx_bits[(seq & l->win_mask) / 64] |= 1ull << (seq & 63);
+	l->rx_ooo++;
+	while (l->rx_bits[(l->rcv_nxt & l->win_mask) / 64] & (1ull << (l->rcv_nxt & 63))) {
+		l->rx_bits[(l->rcv_nxt & l->win_mask) / 64] &= ~(1ull << (l->rcv_nxt & 63));
+		l->rcv_nxt++;
+		l->rx_ooo--;
+	}
+}
+
+static void owe_ack(struct tbp_link *l)
+{
+	l->ack_owed++;
+	if (!l->ack_deadline)
+		l->ack_deadline = l->last_ack_tx_ns + l->cfg.ack_delay_ns;
+}
+
+/* ---- handshake ---- */
+
+enum {
+	HP_VERSION = 0, HP_CAPS = 4, HP_RAIL = 8, HP_MAX_FRAME = 12, HP_NONCE_I = 16,
+	HP_NONCE_R = 32, HP_PEER_RAIL = 48, HP_MAC = 64,
+};
+
+static void le32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t le32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
+/* MAC over the opcode and every field before the MAC: both nonces bind it to this exchange. */
+static void hello_mac(struct tbp_link *l, uint8_t op, const uint8_t *payload, uint8_t out[32])
+{
+	uint8_t msg[1 + HP_MAC];
+
+	msg[0] = op;
+	memcpy(msg + 1, payload, HP_MAC);
+	l->env.hmac_sha256(l->env.ctx, l->cfg.key, l->cfg.key_len, msg, sizeof(msg), out);
+}
+
+static void derive_session(struct tbp_link *l, const uint8_t *nonce_i, const uint8_t *nonce_r)
+{
+	uint8_t msg[1 + 2 * TBP_NONCE_LEN], mac[TBP_MAC_LEN];
+
+	msg[0] = 'S';
+	memcpy(msg + 1, nonce_i, TBP_NONCE_LEN);
+	memcpy(msg + 1 + TBP_NONCE_LEN, nonce_r, TBP_NONCE_LEN);
+	l->env.hmac_sha256(l->env.ctx, l->cfg.key, l->cfg.key_len, msg, sizeof(msg), mac);
+	l->session = le32_get(mac) | 1u; /* never 0: handshake frames use 0 */
+}
+
+static void send_hello(struct tbp_link *l, uint32_t rail, uint8_t op)
+{
+	struct tbp_hdr h;
+	uint8_t *p = l->scratch + TBP_HDR_LEN;
+	bool initiator = l->cfg.role == TBP_ROLE_INITIATOR;
+
+	memset(p, 0, TBP_HELLO_LEN);
+	le32_put(p + HP_VERSION, TBP_PROTO_VERSION);
+	le32_put(p + HP_CAPS, l->cfg.caps);
+	le32_put(p + HP_RAIL, rail);
+	le32_put(p + HP_MAX_FRAME, l->rails[rail].max_frame);
+	memcpy(p + HP_NONCE_I, initiator ? l->nonce : l->peer_nonce, TBP_NONCE_LEN);
+	if (op != TBP_W_HELLO) {
+		memcpy(p + HP_NONCE_R, initiator ? l->peer_nonce : l->nonce, TBP_NONCE_LEN);
+		le32_put(p + HP_PEER_RAIL, l->rails[rail].peer_rail);
+	}
+	hello_mac(l, op, p, p + HP_MAC);
+	memset(&h, 0, sizeof(h));
+	h.magic = TBP_MAGIC;
+	h.version = TBP_PROTO_VERSION;
+	h.opcode = op;
+	h.rail = (uint8_t)rail;
+	h.payload_len = TBP_HELLO_LEN;
+	h.flags = TBP_F_PCSUM;
+	tbp_hdr_encode(l->scratch, &h);
+	l->rails[rail].hello_ns = l->now;
+	if (l->env.xmit(l->env.ctx, rail, l->scratch, TBP_HDR_LEN + TBP_HELLO_LEN) == 0) {
+		l->st.tx_frames++;
+		l->rails[rail].last_tx_ns = l->now;
+	} else {
+		l->st.xmit_busy++;
+	}
+}
+
+static void rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h,
+		     const uint8_t *p)
+{
+	struct tbp_rail *rl = &l->rails[rail];
+	bool initiator = l->cfg.role == TBP_ROLE_INITIATOR;
+	uint8_t mac[TBP_MAC_LEN];
+	const uint8_t *their_nonce = p + (initiator ? HP_NONCE_R : HP_NONCE_I);
+	uint32_t peer_max, caps;
+
+	if (l->state == TBP_LINK_FAILED ||
+	    (initiator ? h->opcode != TBP_W_HELLO_ACK : h->opcode == TBP_W_HELLO_ACK)) {
+		l->st.drop_state++;
+		return;
+	}
+	hello_mac(l, h->opcode, p, mac);
+	if (memcmp(mac, p + HP_MAC, TBP_MAC_LEN) != 0 ||
+	    le32_get(p + HP_VERSION) != TBP_PROTO_VERSION ||
+	    (initiator && memcmp(p + HP_NONCE_I, l->nonce, TBP_NONCE_LEN) != 0) ||
+	    (h->opcode == TBP_W_HELLO_CONFIRM &&
+	     memcmp(p + HP_NONCE_R, l->nonce, TBP_NONCE_LEN) != 0) ||
+	    (l->have_peer && memcmp(their_nonce, l->peer_nonce, TBP_NONCE_LEN) != 0) ||
+	    le32_get(p + HP_RAIL) >= TBP_MAX_RAILS) {
+		l->st.drop_auth++;
+		return;
+	}
+	peer_max = le32_get(p + HP_MAX_FRAME);
+	caps = le32_get(p + HP_CAPS) | l->cfg.caps;
+	if (peer_max < TBP_MIN_FRAME || peer_max > TBP_MAX_FRAME ||
+	    (l->have_peer && caps != l->caps)) {
+		l->st.drop_auth++;
+		return;
+	}
+	if (!l->have_peer) {
+		if (h->opcode == TBP_W_HELLO_CONFIRM) {
+			l->st.drop_state++;
+			return;
+		}
+		memcpy(l->peer_nonce, their_nonce, TBP_NONCE_LEN);
+		l->have_peer = 1;
+		l->caps = caps;
+		if (initiator)
+			derive_session(l, l->nonce, l->peer_nonce);
+		else
+			derive_session(l, l->peer_nonce, l->nonce);
+	}
+	rl->peer_rail = (uint8_t)le32_get(p + HP_RAIL);
+	if (peer_max < rl->max_frame)
+		rl->max_frame = peer_max;
+	rl->last_rx_ns = l->now;
+	switch (h->opcode) {
+	case TBP_W_HELLO:
+		rl->confirm_owed = 1; /* responder: waiting for CONFIRM on this rail */
+		send_hello(l, rail, TBP_W_HELLO_ACK);
+		break;
+	case TBP_W_HELLO_ACK:
+		send_hello(l, rail, TBP_W_HELLO_CONFIRM);
+		rail_came_up(l, rail);
+		break;
+	default:
+		rl->confirm_owed = 0;
+		rail_came_up(l, rail);
+		break;
+	}
+}
+
+/* ---- entry points ---- */
+
+void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
+{
+	struct tbp_hdr h;
+	struct tbp_rail *rl;
+	const uint8_t *payload = (const uint8_t *)frame + TBP_HDR_LEN;
+	int rc;
+
+	l->st.rx_frames++;
+	if (rail >= TBP_MAX_RAILS || l->rails[rail].state == RAIL_ABSENT) {
+		l->st.drop_rail++;
+		return;
+	}
+	rl = &l->rails[rail];
+	l->now = l->env.now_ns(l->env.ctx);
+	rc = tbp_frame_decode(frame, len, TBP_MAX_FRAME, &h);
+	if (rc) {
+		if (rc == TBP_DEC_SHORT)
+			l->st.drop_short++;
+		else if (rc == TBP_DEC_MAGIC)
+			l->st.drop_magic++;
+		else if (rc == TBP_DEC_CHECKSUM)
+			l->st.drop_checksum++;
+		else
+			l->st.drop_field++;
+		return;
+	}
+	if (h.opcode <= TBP_W_HELLO_CONFIRM) {
+		if (h.session != 0) {
+			l->st.drop_field++;
+			return;
+		}
+		rx_hello(l, rail, &h, payload);
+		tbp_push(l);
+		return;
+	}
+	if (l->state != TBP_LINK_UP && l->state != TBP_LINK_DEGRADED) {
+		l->st.drop_state++;
+		return;
+	}
+	if (h.session != l->session) {
+		l->st.drop_session++;
+		return;
+	}
+	if ((l->caps & TBP_CAP_PAYLOAD_CSUM) && !(h.flags & TBP_F_PCSUM)) {
+		l->st.drop_checksum++;
+		return;
+	}
+	if (rl->state != RAIL_UP) {
+		/* The peer thinks this rail is up: our CONFIRM or its ACK was lost. */
+		l->st.drop_rail++;
+		if (l->cfg.role == TBP_ROLE_RESPONDER && rl->confirm_owed &&
+		    l->now - rl->hello_ns >= l->cfg.hello_retry_ns)
+			send_hello(l, rail, TBP_W_HELLO_ACK);
+		return;
+	}
+	if (h.rail != rl->peer_rail) {
+		l->st.drop_rail++;
+		return;
+	}
+	rl->last_rx_ns = l->now;
+	process_ack(l, h.ack, h.sack);
+	if (h.flags & TBP_F_SEQ) {
+		enum rx_verdict v = rx_classify(l, h.seq);
+
+		if (v == RX_DUP) {
+			l->st.rx_duplicates++;
+			owe_ack(l);
+			l->ack_owed = ack_every(l); /* our ack was lost: answer at once */
+		} else if (v == RX_OUTSIDE) {
+			l->st.drop_window++;
+		} else if (h.opcode == TBP_W_NOP || tbp_msg_rx(l, &h, payload)) {
+			rx_mark(l, h.seq);
+			l->st.rx_accepted++;
+			owe_ack(l);
+		}
+	} else if (h.opcode == TBP_W_RNR_NAK) {
+		tbp_msg_rnr(l, &h);
+	}
+	tbp_push(l);
+}
+
+uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
+{
+	uint64_t deadline = now + l->cfg.keepalive_ns;
+	uint32_t r;
+
+	l->now = now;
+	if (l->state == TBP_LINK_FAILED)
+		return now + l->cfg.link_dead_ns;
+	for (r = 0; r < TBP_MAX_RAILS; r++) {
+		struct tbp_rail *rl = &l->rails[r];
+
+		if (rl->state == RAIL_UP && now - rl->last_rx_ns >= l->cfg.rail_dead_ns)
+			rail_went_down(l, r);
+		if (rl->state == RAIL_UP) {
+			if (now - rl->last_tx_ns >= l->cfg.keepalive_ns) {
+				tbp_send_unsequenced(l, r, TBP_W_KEEPALIVE, 0, 0);
+				l->st.tx_keepalives++;
+			}
+			deadline = min_u64(deadline, rl->last_tx_ns + l->cfg.keepalive_ns);
+			deadline = min_u64(deadline, rl->last_rx_ns + l->cfg.rail_dead_ns);
+		} else if (rl->state == RAIL_HELLO && l->cfg.role == TBP_ROLE_INITIATOR) {
+			if (now - rl->hello_ns >= l->cfg.hello_retry_ns)
+				send_hello(l, r, TBP_W_HELLO);
+			deadline = min_u64(deadline, rl->hello_ns + l->cfg.hello_retry_ns);
+		}
+	}
+	if (l->state == TBP_LINK_DEGRADED) {
+		if (now - l->down_since >= l->cfg.link_dead_ns) {
+			l->state = TBP_LINK_FAILED;
+			tbp_msg_fail_all(l, TBP_ERR_LINK_DOWN);
+			l->env.event(l->env.ctx, TBP_EV_LINK_FAILED, 0);
+			return now + l->cfg.link_dead_ns;
+		}
+		deadline = min_u64(deadline, l->down_since + l->cfg.link_dead_ns);
+	}
+	if (l->state == TBP_LINK_UP) {
+		deadline = retransmit_timers(l, deadline);
+		tbp_msg_retry_stalled(l);
+		tbp_push(l);
+		if (l->ack_deadline)
+			deadline = min_u64(deadline, l->ack_deadline);
+		deadline = tbp_msg_next_deadline(l, deadline);
+	}
+	/* A deadline already due means a resource (window, rail queue) is exhausted; the
+	 * event that frees it runs tbp_rx/tbp_tick anyway, so do not spin on the timer. */
+	return deadline > now + l->cfg.ack_delay_ns / 4 ? deadline : now + l->cfg.ack_delay_ns / 4 + 1;
+}
