@@ -107,6 +107,7 @@ class Cluster:
         config = keydir / "sshd_config"
         config.write_text("\n".join([
             f"ListenAddress {host.mgmt_ip}",
+            "ListenAddress 127.0.0.1",  # reached through a ProxyJump via the host itself
             f"HostKey {keydir / 'host_key'}",
             f"PidFile {keydir / 'sshd.pid'}",
             f"AuthorizedKeysFile {keydir / 'authorized_keys'}",

@@ -125,10 +125,27 @@ def _systemd_live() -> bool:
     return str(host_root()) == "/" and Path("/run/systemd/system").is_dir()
 
 
+NIXOS_MANIFEST = "etc/tbctl/nixos-host-files.json"
+
+
+def nixos_manifest() -> dict[str, Any] | None:
+    """On NixOS the module renders the host files from the same templates and owns them
+    (read-only links into the store); its manifest names them and the state directory."""
+    path = host_root() / NIXOS_MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _system_owned(rel: str) -> bool:
+    manifest = nixos_manifest()
+    return bool(manifest) and rel in manifest.get("files", [])
+
+
 def _write_host_files(state: dict[str, Any], files: dict[str, str]) -> list[str]:
     """Write the rendered files, remembering what each path held before tbctl touched it."""
     changed = []
     for rel, content in files.items():
+        if _system_owned(rel):
+            continue
         path = _files_root() / rel
         if rel not in state["files"]:
             state["files"][rel] = {"prior": path.read_text() if path.exists() else None}
@@ -162,6 +179,8 @@ def _restore_host_files(state: dict[str, Any]) -> None:
     if _systemd_live():
         net.run(["systemctl", "disable", UNIT_NAME], check=False)
     for rel, record in state["files"].items():
+        if _system_owned(rel):
+            continue
         path = _files_root() / rel
         if record["prior"] is None:
             if path.exists():
@@ -472,6 +491,9 @@ def main(argv: list[str]) -> int:
         return cmd_rdma_peer(argv[1:])
     args = parser().parse_args(argv)
     try:
+        manifest = nixos_manifest()
+        if manifest:
+            args.state_dir = manifest["state_dir"]
         result = COMMANDS[args.command](args)
     except Exception as exc:  # the controller always gets one JSON answer with one line
         if isinstance(exc, KeyError):

@@ -163,3 +163,19 @@ def test_host_specs_and_links_option(make_cluster):
     assert result.returncode == 0, result.stderr
     (cable,) = json.loads(result.stdout)["cables"]
     assert (cable["link_a"], cable["link_b"]) == ("usb4net0", "usb4net1")
+
+
+def test_proxyjump(pair_of_hosts):
+    """An alias reached through a jump host: tbt-a's own loopback sshd via tbt-a."""
+    cluster = pair_of_hosts
+    a = cluster.hosts[0]
+    host_key = (a.workdir / "ssh/host_key.pub").read_text().split()
+    with cluster.known_hosts.open("a") as f:
+        f.write(f"127.0.0.1 {host_key[0]} {host_key[1]}\n")
+    with cluster.ssh_config.open("a") as f:
+        f.write(f"\nHost tbt-a-jumped\n  HostName 127.0.0.1\n  User root\n  ProxyJump tbt-a\n"
+                f"  IdentityFile {cluster.key}\n  UserKnownHostsFile {cluster.known_hosts}\n")
+    result = cluster.tbctl("pair", "--yes", "--json", "tbt-a-jumped", "tbt-b")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["host_a"] == "tbt-a-jumped"
+    assert (a.root / STATE / "state.json").is_file()

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: MIT
+"""Host files: written with their prior content remembered, restored exactly; left alone
+where the NixOS module owns them."""
+
+from __future__ import annotations
+
+import json
+
+from tbctl.hostfiles import render_host_files
+from tbctl.node import agent
+
+
+def test_write_then_restore(tmp_path, monkeypatch):
+    monkeypatch.setenv("TBCTL_ROOT", str(tmp_path))
+    existing = tmp_path / "etc/modules-load.d/tbctl.conf"
+    existing.parent.mkdir(parents=True)
+    existing.write_text("admin's own\n")
+    files = render_host_files(state_dir="/var/lib/tbctl", tbctl_exec="/usr/bin/tbctl",
+                              modules=["rdma_rxe"])
+    state = {"files": {}}
+    assert sorted(agent._write_host_files(state, files)) == sorted(files)
+    assert agent._write_host_files(state, files) == []  # idempotent
+    for rel, content in files.items():
+        assert (tmp_path / rel).read_text() == content
+    agent._restore_host_files(state)
+    assert existing.read_text() == "admin's own\n"
+    assert not (tmp_path / "etc/systemd/system/tbctl-reapply.service").exists()
+    agent._remove_created_dirs(state)
+    assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["modules-load.d"]
+
+
+def test_nixos_owned_files_are_left_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TBCTL_ROOT", str(tmp_path))
+    files = render_host_files(state_dir="/srv/tbctl", tbctl_exec="/run/current-system/sw/bin/tbctl",
+                              modules=["tbrdma"])
+    manifest = tmp_path / agent.NIXOS_MANIFEST
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"state_dir": "/srv/tbctl", "files": sorted(files)}))
+    state = {"files": {}}
+    assert agent._write_host_files(state, files) == []
+    assert state["files"] == {}
+    assert not (tmp_path / "etc/systemd").exists()
+    # The agent reads the module's state directory whatever the controller passed.
+    state_file = tmp_path / "srv/tbctl/state.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(json.dumps({"protocol": 1, "files": {}, "agent": None, "pairings": {
+        "peer-id": {"peer_name": "strix-b", "transport": "ip", "cables": [
+            {"link": "tbnone0", "peer_link": "tbnone0", "address": "10.254.0.0",
+             "peer_address": "10.254.0.1", "prefix": 31, "mtu": 1500}]}}}))
+    assert agent.main(["status", "--state-dir", "/var/lib/tbctl"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    (pairing,) = answer["result"]["pairings"]
+    assert pairing["peer_name"] == "strix-b" and not pairing["cables"][0]["present"]
