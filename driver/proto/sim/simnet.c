@@ -337,6 +337,10 @@ static int env_buf_write(void *ctx, const struct tbp_buf *b, uint64_t off, const
 	}
 	memcpy(p, src, len);
 	e->bytes_placed += len;
+	if (getenv("SIM_TRACE"))
+		fprintf(stderr, "t=%llu ep%d write kind %u addr %llu off %llu len %u\n",
+			(unsigned long long)e->sim->now, e->id, b->kind,
+			(unsigned long long)b->addr, (unsigned long long)off, len);
 	return 0;
 }
 
@@ -430,8 +434,9 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	} else if (status == TBP_OK) {
 		if (w->opcode == TBP_OP_RDMA_WRITE || w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM) {
 			if (!check_bytes(peer->arena + w->raddr, w->pattern_seed, w->len, &bad))
-				fail(s, "ep%d qp%d: wr %llu WRITE len %u: byte %u wrong at the peer",
-				     e->id, q, (unsigned long long)wr_id, w->len, bad);
+				fail(s, "ep%d qp%d: wr %llu WRITE len %u raddr %llu: byte %u wrong at "
+				     "the peer", e->id, q, (unsigned long long)wr_id, w->len,
+				     (unsigned long long)w->raddr, bad);
 		} else if (w->opcode == TBP_OP_RDMA_READ) {
 			if (memcmp(w->local->data, peer->pattern + w->raddr, w->len) != 0)
 				fail(s, "ep%d qp%d: wr %llu READ len %u returned wrong bytes", e->id,
@@ -547,8 +552,7 @@ static uint32_t pick_len(struct sim *s)
 	if (r < 4)
 		return (uint32_t)rnd_below(s, 257);
 	if (r < 8)
-		return 257 + (uint32_t)rnd_below(s, 8192 - 257 < s->p.max_len ? 8192 - 257 :
-						   s->p.max_len - 257);
+		return 257 + (uint32_t)rnd_below(s, (s->p.max_len < 8192 ? s->p.max_len : 8192) - 256);
 	return (uint32_t)rnd_below(s, s->p.max_len + 1);
 }
 
@@ -586,7 +590,7 @@ static bool post_one(struct sim *s, struct endpoint *e)
 		for (i = 0; i < w->len; i++)
 			w->local->data[i] = pattern_byte(w->pattern_seed, i);
 		w->rkey = RKEY_ARENA;
-		w->raddr = (uint64_t)(e->write_slot++ % (ARENA_SIZE / WRITE_SLOT)) * WRITE_SLOT +
+		w->raddr = (uint64_t)(e->write_slot % (ARENA_SIZE / WRITE_SLOT)) * WRITE_SLOT +
 			   rnd_below(s, WRITE_SLOT - (w->len > WRITE_SLOT ? WRITE_SLOT : w->len) + 1);
 		if (w->raddr + w->len > ARENA_SIZE)
 			w->raddr = ARENA_SIZE - w->len;
@@ -636,6 +640,7 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	}
 	w->all_next = s->all_wrs;
 	s->all_wrs = w;
+	e->write_slot++; /* only posted WRs use up a WRITE target region */
 	e->wrs_posted++;
 	e->outstanding++;
 	if (e->posted[q].tail)
@@ -706,7 +711,7 @@ static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
 	cfg.window = s->p.window;
 	cfg.max_msgs = s->p.max_msgs;
 	cfg.max_rx_msgs = s->p.max_rx_msgs;
-	cfg.max_qps = MAX_QPS;
+	cfg.max_qps = s->p.qps;
 	cfg.caps = s->p.pcsum ? TBP_CAP_PAYLOAD_CSUM : 0;
 	cfg.key_len = 32;
 	memcpy(cfg.key, key, 32);
@@ -1001,8 +1006,8 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 	p->jitter_ns = rnd_below(s, 2000);
 	p->window = windows[rnd_below(s, 4)];
 	p->max_msgs = 8 + (uint32_t)rnd_below(s, 25);
-	p->max_rx_msgs = 4 + (uint32_t)rnd_below(s, 29);
 	p->qps = 1 + (uint32_t)rnd_below(s, MAX_QPS);
+	p->max_rx_msgs = p->qps + 1 + (uint32_t)rnd_below(s, 29);
 	p->messages = 120 + (uint32_t)rnd_below(s, 120);
 	p->max_len = 1024 + (uint32_t)rnd_below(s, 40000);
 	p->rail_queue = 4 + (uint32_t)rnd_below(s, 60);
@@ -1033,7 +1038,7 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 	} else if (!strcmp(mix, "smallwin")) {
 		p->window = 16;
 		p->max_msgs = 2 + (uint32_t)rnd_below(s, 4);
-		p->max_rx_msgs = 1 + (uint32_t)rnd_below(s, 3);
+		p->max_rx_msgs = p->qps + 1 + (uint32_t)rnd_below(s, 2);
 		p->rail_queue = 1 + (uint32_t)rnd_below(s, 3);
 		p->loss_ppm = (uint32_t)rnd_below(s, 20000);
 	} else if (!strcmp(mix, "chaos")) {

@@ -41,6 +41,9 @@ static bool config_valid(const struct tbp_config *c)
 	if (c->max_msgs < 2 || c->max_msgs >= TBP_NONE || c->max_rx_msgs < 1 ||
 	    c->max_rx_msgs >= TBP_NONE || c->max_qps < 1 || c->max_qps >= TBP_NONE)
 		return false;
+	/* Every QP's next in-order message must always find a reassembly slot (tbp_msg.c). */
+	if (c->max_rx_msgs <= c->max_qps)
+		return false;
 	if (c->max_msg_len > TBP_MSG_LEN_LIMIT)
 		return false;
 	if (c->key_len < 16 || c->key_len > TBP_KEY_MAX)
@@ -593,6 +596,9 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 			continue;
 		due = slot_deadline(l, s);
 		if (l->now >= due) {
+			/* Without any RTT sample yet (Karn), back the base timer off instead. */
+			if (!l->srtt && l->rto < l->cfg.rto_max_ns)
+				l->rto = l->rto * 2 < l->cfg.rto_max_ns ? l->rto * 2 : l->cfg.rto_max_ns;
 			if (l->rails[s->rail].inflight)
 				l->rails[s->rail].inflight--;
 			s->state = TX_QUEUED;
@@ -770,6 +776,9 @@ static void rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h,
 		send_hello(l, rail, TBP_W_HELLO_ACK);
 		break;
 	case TBP_W_HELLO_ACK:
+		/* The handshake round trip seeds the RTT estimate before any data is acked. */
+		if (rl->hello_ns && l->now > rl->hello_ns && !l->srtt)
+			rtt_sample(l, l->now - rl->hello_ns);
 		send_hello(l, rail, TBP_W_HELLO_CONFIRM);
 		rail_came_up(l, rail);
 		break;
@@ -884,7 +893,7 @@ uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
 			deadline = min_u64(deadline, rl->last_tx_ns + l->cfg.keepalive_ns);
 			deadline = min_u64(deadline, rl->last_rx_ns + l->cfg.rail_dead_ns);
 		} else if (rl->state == RAIL_HELLO && l->cfg.role == TBP_ROLE_INITIATOR) {
-			if (now - rl->hello_ns >= l->cfg.hello_retry_ns)
+			if (!rl->hello_ns || now - rl->hello_ns >= l->cfg.hello_retry_ns)
 				send_hello(l, r, TBP_W_HELLO);
 			deadline = min_u64(deadline, rl->hello_ns + l->cfg.hello_retry_ns);
 		}

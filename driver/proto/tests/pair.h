@@ -1,0 +1,543 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * pair.h - state-machine tests: two links joined by frame queues the test controls
+ * (deliver, drop, duplicate, reverse), with a manual clock. Included by unit.c.
+ */
+
+#define PQ_MAX 4096
+#define P_MEM (256u << 10)
+
+struct pframe {
+	uint32_t rail, len;
+	uint8_t data[TBP_MAX_FRAME];
+};
+
+struct pep {
+	struct tbp_link *link;
+	void *mem;
+	uint8_t mr[P_MEM];
+	uint8_t local[P_MEM];
+	uint8_t recvbuf[4][P_MEM / 4];
+	uint32_t recv_cap;
+	uint32_t recvs_posted, recvs_claimed;
+	struct pframe *out;   /* frames this side sent, not yet delivered */
+	uint32_t nout;
+	uint32_t busy_rail_mask;
+	/* completions */
+	uint64_t done_ids[64];
+	uint32_t done_status[64];
+	uint32_t ndone;
+	struct tbp_recv_completion rc[64];
+	uint32_t nrc;
+	uint32_t events[16];
+};
+
+static struct pep P[2];
+static uint64_t pnow;
+static bool run_full; /* pair_run keeps going after the links are idle */
+
+static uint64_t p_now(void *ctx)
+{
+	(void)ctx;
+	return pnow;
+}
+
+static int p_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
+{
+	struct pep *e = ctx;
+
+	if (e->busy_rail_mask & (1u << rail))
+		return -EAGAIN;
+	if (e->nout == PQ_MAX)
+		return -ENOBUFS;
+	e->out[e->nout].rail = rail;
+	e->out[e->nout].len = len;
+	memcpy(e->out[e->nout].data, frame, len);
+	e->nout++;
+	return 0;
+}
+
+static void p_hmac(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
+		   uint32_t msg_len, uint8_t out[32])
+{
+	(void)ctx;
+	hmac_sha256(key, key_len, msg, msg_len, out);
+}
+
+static void p_random(void *ctx, void *buf, uint32_t len)
+{
+	static uint32_t x = 12345;
+	uint8_t *p = buf;
+
+	(void)ctx;
+	while (len--) {
+		x = x * 1103515245u + 12345u;
+		*p++ = (uint8_t)(x >> 16);
+	}
+}
+
+static int p_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+{
+	(void)ctx;
+	(void)access;
+	if (rkey != 0x77)
+		return TBP_ERR_REMOTE_ACCESS;
+	return addr + len <= P_MEM ? 0 : TBP_ERR_REMOTE_ACCESS;
+}
+
+static uint8_t *p_ptr(struct pep *e, const struct tbp_buf *b, uint64_t off, uint32_t len)
+{
+	if (b->kind == TBP_BUF_MR)
+		return b->addr + off + len <= P_MEM ? e->mr + b->addr + off : NULL;
+	if (b->kind == TBP_BUF_LOCAL)
+		return b->addr + off + len <= P_MEM ? e->local + b->addr + off : NULL;
+	if (b->kind == TBP_BUF_RECV && b->addr < 4 && off + len <= P_MEM / 4)
+		return e->recvbuf[b->addr] + off;
+	return NULL;
+}
+
+static int p_read(void *ctx, const struct tbp_buf *b, uint64_t off, void *dst, uint32_t len)
+{
+	uint8_t *p = p_ptr(ctx, b, off, len);
+
+	if (!p)
+		return TBP_ERR_LOCAL_PROTECTION;
+	memcpy(dst, p, len);
+	return 0;
+}
+
+static int p_write(void *ctx, const struct tbp_buf *b, uint64_t off, const void *src, uint32_t len)
+{
+	uint8_t *p = p_ptr(ctx, b, off, len);
+
+	if (!p)
+		return TBP_ERR_LOCAL_PROTECTION;
+	memcpy(p, src, len);
+	return 0;
+}
+
+static int p_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *cap)
+{
+	struct pep *e = ctx;
+
+	(void)qpn;
+	if (e->recvs_claimed == e->recvs_posted)
+		return -EAGAIN;
+	*handle = e->recvs_claimed++ % 4;
+	*cap = e->recv_cap;
+	return 0;
+}
+
+static void p_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status)
+{
+	struct pep *e = ctx;
+
+	(void)qpn;
+	if (e->ndone < 64) {
+		e->done_ids[e->ndone] = wr_id;
+		e->done_status[e->ndone] = status;
+	}
+	e->ndone++;
+}
+
+static void p_recv_done(void *ctx, const struct tbp_recv_completion *c)
+{
+	struct pep *e = ctx;
+
+	if (e->nrc < 64)
+		e->rc[e->nrc] = *c;
+	e->nrc++;
+}
+
+static void p_event(void *ctx, uint32_t ev, uint32_t rail)
+{
+	struct pep *e = ctx;
+
+	(void)rail;
+	if (ev < 16)
+		e->events[ev]++;
+}
+
+static void pair_setup_keys(uint32_t rails, uint32_t window, uint8_t key_b)
+{
+	int i;
+	uint32_t r;
+
+	pnow = 1000000;
+	for (i = 0; i < 2; i++) {
+		struct pep *e = &P[i];
+		struct tbp_config cfg;
+		struct tbp_env env = {
+			.ctx = e, .now_ns = p_now, .xmit = p_xmit, .hmac_sha256 = p_hmac,
+			.random_bytes = p_random, .mr_check = p_mr_check, .buf_read = p_read,
+			.buf_write = p_write, .recv_claim = p_claim, .send_done = p_send_done,
+			.recv_done = p_recv_done, .event = p_event,
+		};
+		size_t size;
+
+		free(e->mem);
+		free(e->out);
+		memset(e, 0, sizeof(*e));
+		e->out = calloc(PQ_MAX, sizeof(struct pframe));
+		tbp_config_default(&cfg);
+		cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
+		cfg.window = window;
+		cfg.key_len = 32;
+		memset(cfg.key, i ? key_b : 0x42, 32);
+		size = tbp_link_size(&cfg);
+		e->mem = aligned_alloc(8, (size + 7) & ~(size_t)7);
+		CHECK(tbp_link_init(&e->link, e->mem, size, &cfg, &env) == 0);
+		e->recv_cap = P_MEM / 4;
+		for (r = 0; r < rails; r++)
+			CHECK(tbp_rail_add(e->link, r, 1, 4096) == 0);
+		CHECK(tbp_qp_open(e->link, 10 + (uint32_t)i, 11 - (uint32_t)i) == 0);
+	}
+}
+
+enum { KEEP, DROP, DUP };
+
+/* Move frames sent by side i to the other side in send order, or reversed. */
+static uint32_t pair_deliver_from(int i, int (*policy)(const struct pframe *), bool reverse)
+{
+	struct pep *e = &P[i];
+	uint32_t n = e->nout, k, moved = 0;
+	struct pframe *batch = malloc(sizeof(struct pframe) * (n ? n : 1));
+
+	memcpy(batch, e->out, sizeof(struct pframe) * n);
+	e->nout = 0;
+	for (k = 0; k < n; k++) {
+		struct pframe *f = &batch[reverse ? n - 1 - k : k];
+		int what = policy ? policy(f) : KEEP;
+
+		if (what == DROP)
+			continue;
+		tbp_rx(P[1 - i].link, f->rail, f->data, f->len);
+		if (what == DUP)
+			tbp_rx(P[1 - i].link, f->rail, f->data, f->len);
+		moved++;
+	}
+	free(batch);
+	return moved;
+}
+
+/* Deliver in both directions until quiet, advancing the clock by step_ns each round. */
+static void pair_run(int (*policy)(const struct pframe *), uint64_t step_ns, int rounds)
+{
+	while (rounds-- > 0) {
+		uint32_t moved = pair_deliver_from(0, policy, false) +
+				 pair_deliver_from(1, policy, false);
+
+		pnow += step_ns;
+		tbp_tick(P[0].link, pnow);
+		tbp_tick(P[1].link, pnow);
+		if (!run_full && !moved && !P[0].nout && !P[1].nout && tbp_link_idle(P[0].link) &&
+		    tbp_link_idle(P[1].link) && tbp_link_state(P[0].link) == TBP_LINK_UP)
+			break;
+	}
+}
+
+static void pair_up(uint32_t rails)
+{
+	pair_setup_keys(rails, 64, 0x42);
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000, 20);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+	CHECK(tbp_link_state(P[1].link) == TBP_LINK_UP);
+}
+
+static void post(int side, uint32_t op, uint64_t id, uint64_t local, uint32_t len, uint32_t rkey,
+		 uint64_t raddr, uint32_t imm)
+{
+	struct tbp_wr wr = { .opcode = op, .qpn = 10 + (uint32_t)side, .wr_id = id,
+			     .local_buf = local, .len = len, .imm = imm, .rkey = rkey,
+			     .raddr = raddr };
+
+	CHECK(tbp_post(P[side].link, &wr) == 0);
+}
+
+static void fill(uint8_t *p, uint32_t len, uint32_t seed)
+{
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed + i * 7 + (i >> 8));
+}
+
+static void test_handshake(void)
+{
+	struct tbp_stats st;
+
+	pair_up(3);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(st.rails_up == 3);
+	CHECK(P[0].events[TBP_EV_LINK_UP] == 1 && P[1].events[TBP_EV_LINK_UP] == 1);
+	CHECK(P[0].events[TBP_EV_RAIL_UP] == 3 && P[1].events[TBP_EV_RAIL_UP] == 3);
+}
+
+static void test_handshake_wrong_key(void)
+{
+	struct tbp_stats st;
+
+	pair_setup_keys(1, 64, 0x43);
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000000, 20);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_HANDSHAKE);
+	CHECK(tbp_link_state(P[1].link) == TBP_LINK_HANDSHAKE);
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.drop_auth > 0);
+}
+
+static void test_send_fragments(void)
+{
+	fill(P[0].local, 20000, 1);
+	pair_up(2);
+	fill(P[0].local, 20000, 1);
+	P[1].recvs_posted = 1;
+	post(0, TBP_OP_SEND_WITH_IMM, 5, 0, 20000, 0, 0, 0xabcd);
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 1 && P[0].done_ids[0] == 5 && P[0].done_status[0] == TBP_OK);
+	CHECK(P[1].nrc == 1 && P[1].rc[0].len == 20000 && P[1].rc[0].has_imm &&
+	      P[1].rc[0].imm == 0xabcd && P[1].rc[0].src_qpn == 10 &&
+	      P[1].rc[0].opcode == TBP_OP_SEND_WITH_IMM);
+	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 20000) == 0);
+}
+
+static int dup_all(const struct pframe *f)
+{
+	(void)f;
+	return DUP;
+}
+
+static void test_duplicates_suppressed(void)
+{
+	struct tbp_stats st;
+
+	pair_up(1);
+	fill(P[0].local, 9000, 2);
+	P[1].recvs_posted = 2;
+	post(0, TBP_OP_SEND, 1, 0, 9000, 0, 0, 0);
+	post(0, TBP_OP_SEND, 2, 0, 100, 0, 0, 0);
+	pair_run(dup_all, 1000, 50);
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.rx_duplicates >= 4);
+	CHECK(P[1].nrc == 2 && P[0].ndone == 2);
+	CHECK(P[1].rc[0].len == 9000 && P[1].rc[1].len == 100);
+	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 9000) == 0);
+}
+
+static void test_reverse_order_placement(void)
+{
+	pair_up(1);
+	fill(P[0].local, 30000, 3);
+	post(0, TBP_OP_RDMA_WRITE_WITH_IMM, 1, 0, 30000, 0x77, 1000, 42);
+	P[1].recvs_posted = 1;
+	pair_deliver_from(0, NULL, true); /* every fragment in reverse order */
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(P[1].nrc == 1 && P[1].rc[0].opcode == TBP_OP_RDMA_WRITE_WITH_IMM &&
+	      P[1].rc[0].imm == 42 && P[1].rc[0].len == 30000);
+	CHECK(memcmp(P[1].mr + 1000, P[0].local, 30000) == 0);
+}
+
+static void test_rnr_then_post(void)
+{
+	struct tbp_stats st0, st1;
+
+	pair_up(1);
+	fill(P[0].local, 500, 4);
+	post(0, TBP_OP_SEND, 9, 0, 500, 0, 0, 0);
+	pair_run(NULL, 1000, 5);
+	tbp_get_stats(P[1].link, &st1);
+	tbp_get_stats(P[0].link, &st0);
+	CHECK(st1.drop_rnr >= 1 && st1.rnr_naks_sent >= 1 && st0.rnr_naks_received >= 1);
+	CHECK(P[0].ndone == 0 && P[1].nrc == 0);
+	P[1].recvs_posted = 1;
+	pair_run(NULL, 100000, 200);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK && P[1].nrc == 1);
+	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 500) == 0);
+}
+
+static void test_read(void)
+{
+	pair_up(2);
+	fill(P[1].mr + 4096, 12345, 5);
+	post(0, TBP_OP_RDMA_READ, 3, 100, 12345, 0x77, 4096, 0);
+	post(0, TBP_OP_RDMA_READ, 4, 0, 0, 0x77, 0, 0);
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 2 && P[0].done_ids[0] == 3 && P[0].done_ids[1] == 4);
+	CHECK(P[0].done_status[0] == TBP_OK && P[0].done_status[1] == TBP_OK);
+	CHECK(memcmp(P[0].local + 100, P[1].mr + 4096, 12345) == 0);
+}
+
+static void test_remote_errors(void)
+{
+	pair_up(1);
+	P[1].recvs_posted = 2;
+	P[1].recv_cap = 10;
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 64, 0x99, 0, 0);          /* bad rkey */
+	post(0, TBP_OP_SEND, 2, 0, 11, 0, 0, 0);                   /* too long */
+	post(0, TBP_OP_RDMA_READ, 3, 0, 64, 0x77, P_MEM - 10, 0);  /* out of bounds */
+	post(0, TBP_OP_SEND, 4, 0, 10, 0, 0, 0);                   /* fine */
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 4);
+	CHECK(P[0].done_status[0] == TBP_ERR_REMOTE_ACCESS);
+	CHECK(P[0].done_status[1] == TBP_ERR_REMOTE_INVALID);
+	CHECK(P[0].done_status[2] == TBP_ERR_REMOTE_ACCESS);
+	CHECK(P[0].done_status[3] == TBP_OK);
+	CHECK(P[1].nrc == 2 && P[1].rc[0].status == TBP_ERR_LOCAL_LENGTH &&
+	      P[1].rc[1].status == TBP_OK);
+}
+
+static int drop_rail1(const struct pframe *f)
+{
+	return f->rail == 1 ? DROP : KEEP;
+}
+
+static void test_rail_failover(void)
+{
+	struct tbp_stats st;
+
+	pair_up(2);
+	fill(P[0].local, 60000, 6);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 60000, 0x77, 0, 0);
+	/* Rail 1 goes dark silently: keepalive timeout, then resend on rail 0. */
+	run_full = true;
+	pair_run(drop_rail1, 1000000, 200);
+	run_full = false;
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 60000) == 0);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(st.retransmits > 0);
+	CHECK(P[0].events[TBP_EV_RAIL_DOWN] >= 1);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+	CHECK(st.rails_up == 1);
+}
+
+static int drop_everything(const struct pframe *f)
+{
+	(void)f;
+	return DROP;
+}
+
+static void test_link_fails_without_rails(void)
+{
+	struct tbp_wr wr = { .opcode = TBP_OP_SEND, .qpn = 10, .wr_id = 7, .len = 10 };
+
+	pair_up(2);
+	P[1].recvs_posted = 1;
+	post(0, TBP_OP_SEND, 1, 0, 10, 0, 0, 0);
+	pair_run(drop_everything, 50000000, 100);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_FAILED);
+	CHECK(P[0].events[TBP_EV_LINK_FAILED] == 1);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_ERR_LINK_DOWN);
+	CHECK(tbp_post(P[0].link, &wr) == -ENOTCONN);
+}
+
+static void test_qp_close_flushes(void)
+{
+	pair_up(1);
+	post(0, TBP_OP_SEND, 1, 0, 10, 0, 0, 0);
+	post(0, TBP_OP_SEND, 2, 0, 10, 0, 0, 0);
+	CHECK(tbp_qp_close(P[0].link, 10) == 0);
+	CHECK(P[0].ndone == 2 && P[0].done_status[0] == TBP_ERR_FLUSHED &&
+	      P[0].done_ids[1] == 2);
+	/* The peer refuses the frames (no receive posted); their resends go out as NOPs. */
+	pair_run(NULL, 100000, 100);
+	CHECK(tbp_link_idle(P[0].link));
+	CHECK(tbp_qp_close(P[0].link, 10) == -ENOENT);
+}
+
+static void test_unknown_qp_and_session(void)
+{
+	struct tbp_stats st;
+	uint8_t frame[TBP_HDR_LEN];
+	struct tbp_hdr h;
+
+	pair_up(1);
+	memset(&h, 0, sizeof(h));
+	h.magic = TBP_MAGIC;
+	h.version = TBP_PROTO_VERSION;
+	h.opcode = TBP_W_KEEPALIVE;
+	h.session = P[1].link->session ^ 1;
+	tbp_hdr_encode(frame, &h);
+	tbp_rx(P[1].link, 0, frame, sizeof(frame));
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.drop_session == 1);
+	tbp_rx(P[1].link, 5, frame, sizeof(frame));
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.drop_rail == 1);
+	/* A SEND to a QP that is not open is consumed and counted. */
+	CHECK(tbp_qp_open(P[0].link, 20, 21) == 0);
+	post(0, TBP_OP_SEND, 1, 0, 0, 0, 0, 0);
+	{
+		struct tbp_wr wr = { .opcode = TBP_OP_SEND, .qpn = 20, .wr_id = 2 };
+
+		CHECK(tbp_post(P[0].link, &wr) == 0);
+	}
+	P[1].recvs_posted = 1;
+	pair_run(NULL, 1000, 20);
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.drop_no_qp == 1);
+	CHECK(P[1].nrc == 1);
+}
+
+static void test_window_bound(void)
+{
+	uint32_t i;
+	struct tbp_stats st;
+
+	pair_setup_keys(1, 16, 0x42);
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000, 20);
+	P[1].recvs_posted = 1000;
+	for (i = 0; i < 40; i++)
+		post(0, TBP_OP_SEND, i, 0, 100, 0, 0, 0);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(st.tx_data_frames == 16); /* nothing beyond the window before an ack */
+	pair_run(NULL, 1000, 100);
+	CHECK(P[0].ndone == 40 && P[1].nrc == 40);
+	for (i = 0; i < 40; i++)
+		CHECK(P[0].done_ids[i] == i);
+}
+
+static void test_xmit_backpressure(void)
+{
+	struct tbp_stats st;
+
+	pair_up(2);
+	P[0].busy_rail_mask = 3;
+	P[1].recvs_posted = 1;
+	post(0, TBP_OP_SEND, 1, 0, 100, 0, 0, 0);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(st.xmit_busy >= 2 && st.tx_data_frames == 0);
+	P[0].busy_rail_mask = 0;
+	pair_run(NULL, 1000, 20);
+	CHECK(P[0].ndone == 1 && P[1].nrc == 1);
+}
+
+static void test_tick_deadline(void)
+{
+	uint64_t d;
+
+	pair_up(1);
+	d = tbp_tick(P[0].link, pnow);
+	CHECK(d > pnow);
+	CHECK(d <= pnow + 10000000ull); /* keepalive interval bounds the sleep */
+}
+
+#define PAIR_TESTS                                                                         \
+	{ "handshake", test_handshake },                                                   \
+	{ "handshake_wrong_key", test_handshake_wrong_key },                               \
+	{ "send_fragments", test_send_fragments },                                         \
+	{ "duplicates_suppressed", test_duplicates_suppressed },                           \
+	{ "reverse_order_placement", test_reverse_order_placement },                       \
+	{ "rnr_then_post", test_rnr_then_post },                                           \
+	{ "read", test_read },                                                             \
+	{ "remote_errors", test_remote_errors },                                           \
+	{ "rail_failover", test_rail_failover },                                           \
+	{ "link_fails_without_rails", test_link_fails_without_rails },                     \
+	{ "qp_close_flushes", test_qp_close_flushes },                                     \
+	{ "unknown_qp_and_session", test_unknown_qp_and_session },                         \
+	{ "window_bound", test_window_bound },                                             \
+	{ "xmit_backpressure", test_xmit_backpressure },                                   \
+	{ "tick_deadline", test_tick_deadline },
