@@ -429,6 +429,10 @@ def up(nodes: int = 2, cables: int = 2, directory: Path | None = None,
         teardown_files(existing)
     if shutil.which("qemu-system-x86_64") is None:
         raise TbctlError("qemu-system-x86_64 not found (run `make deps`)")
+    others = other_qemu_processes()
+    if others:
+        say(f"note: {len(others)} other QEMU process(es) already share this machine's CPUs "
+            f"(pids {', '.join(others)}); expect a slower lab")
     image = ensure_image(rebuild=rebuild, progress=say)
     accel = accel_probe.choose(image, say)
     directory.mkdir(parents=True, exist_ok=True)
@@ -535,20 +539,32 @@ def set_cable(state: LabState, cable: str, up_: bool) -> None:
     save(state)
 
 
+def other_qemu_processes() -> list[str]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"qemu-system"):
+                pids.append(proc.name)
+        except OSError:
+            continue
+    return pids
+
+
 def leftovers(directory: Path) -> list[str]:
-    """QEMU processes or sockets of this lab still present (what `down` must leave none of)."""
+    """Processes (QEMU, SSH masters) or sockets of this lab still present."""
     found = []
     marker = str(directory.resolve()).encode()
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmdline.startswith(b"qemu-system") and marker in cmdline:
-            program = cmdline.split(b"\0")[0].decode()
-            found.append(f"process {proc.name}: {program}")
+        program = cmdline.split(b"\0")[0]
+        if program.startswith((b"qemu-system", b"ssh")) and marker in cmdline:
+            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"process {proc.name}: {shown}")
     if directory.exists():
         for path in directory.rglob("*"):
             if path.is_socket():

@@ -70,11 +70,12 @@ def _demo(cables: int, keep: bool, directory: Path, say: Callable[[str], None],
 
     status = 1
     try:
-        progress = _BuildProgress()
-        with phase("image"), progress.status:
-            cluster.ensure_image(progress=progress)
-        with phase("boot"), progress.status:
-            state = cluster.up(2, cables, directory, progress=progress)
+        building = _BuildProgress()
+        with phase("image"), building.status:
+            cluster.ensure_image(progress=building)
+        booting = _BuildProgress()
+        with phase("boot"), booting.status:
+            state = cluster.up(2, cables, directory, progress=booting)
         run = ssh_runner(state)
         with phase("pair"):
             if not pair_available():

@@ -95,9 +95,10 @@ def _rxe_by_hand(lab_dir: Path) -> None:
 
 
 def _undo_rxe_by_hand(lab_dir: Path) -> None:
+    # Only IPv4: the IPv6 link-local addresses stay, as tbctl's neighbour discovery needs.
     for host in ("lab-a", "lab-b"):
         for netdev in CABLE_NETDEVS:
-            ssh(lab_dir, host, f"rdma link delete rxe_{netdev}; ip addr flush dev {netdev}; "
+            ssh(lab_dir, host, f"rdma link delete rxe_{netdev}; ip -4 addr flush dev {netdev}; "
                                "true", check=False)
 
 
