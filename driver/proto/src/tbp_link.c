@@ -517,11 +517,14 @@ static void slot_acked(struct tbp_link *l, struct tbp_txslot *s)
 /* A frame is presumed lost once TBP_FAST_RETX_GAP later frames on its rail were acked:
  * a rail delivers in order, so this reacts faster than the timer without being fooled
  * by the reordering between rails. */
-static void fast_retransmit_scan(struct tbp_link *l)
+static void fast_retransmit_scan(struct tbp_link *l, uint32_t ack)
 {
-	uint32_t seq;
+	uint32_t seq, end = ack + 1 + TBP_SACK_BITS;
 
-	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
+	/* Only frames the peer's ack could have reported on can be judged lost. */
+	if (seq_diff(end, l->snd_nxt) > 0)
+		end = l->snd_nxt;
+	for (seq = l->snd_una; seq_diff(seq, end) < 0; seq++) {
 		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
 
 		if (s->state == TX_INFLIGHT &&
@@ -568,7 +571,7 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 		l->snd_una++;
 	}
 	if (newly && l->snd_una != l->snd_nxt)
-		fast_retransmit_scan(l);
+		fast_retransmit_scan(l, ack);
 }
 
 static uint64_t slot_deadline(const struct tbp_link *l, const struct tbp_txslot *s)

@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * libFuzzer target: the whole receive path. Two links complete a real handshake,
+ * then the input is a script of frames injected into the responder (optionally with
+ * the live session tag and a valid checksum patched in so the fuzzer gets past
+ * validation), interleaved with clock advances, posts and normal traffic between
+ * the two links. The environment aborts if the core ever touches memory outside
+ * what it validated, and ASan/UBSan catch everything else.
+ *
+ * Input records:  u8 ctl | u8 rail | u16 len (LE) | len bytes
+ *   ctl bit 0: patch session tag    bit 1: patch checksum (bit 2: over payload too)
+ *   ctl bit 3: pump traffic between the links afterwards
+ *   ctl bits 4-7: advance the clock by (bits << 16) ns before the frame
+ *
+ * Built with -DTBP_FUZZ_SEEDGEN it is instead a program writing seed inputs made of
+ * real frames into the directory given as argument.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/tbp_internal.h"
+#include "../userspace/hmac_sha256.h"
+
+#define MR_SIZE (64u << 10)
+#define MAXQ 64
+
+struct fep {
+	struct tbp_link *link;
+	uint64_t mem[(1u << 20) / 8];
+	uint8_t mr[MR_SIZE];
+	uint8_t local[MR_SIZE];
+	uint8_t recvbuf[8][8192];
+	uint32_t claims;
+	uint8_t q[MAXQ][TBP_MAX_FRAME];
+	uint32_t qlen[MAXQ], qrail[MAXQ], nq;
+};
+
+static struct fep F[2];
+static uint64_t fnow;
+static FILE *seed_out; /* seed generator: frames sent by the initiator */
+
+static uint64_t f_now(void *ctx)
+{
+	(void)ctx;
+	return fnow;
+}
+
+static int f_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
+{
+	struct fep *e = ctx;
+
+	if (rail >= TBP_MAX_RAILS || len > TBP_MAX_FRAME || len < TBP_HDR_LEN)
+		abort();
+	if (e->nq == MAXQ)
+		return -EAGAIN;
+	memcpy(e->q[e->nq], frame, len);
+	e->qlen[e->nq] = len;
+	e->qrail[e->nq] = rail;
+	e->nq++;
+	if (seed_out && e == &F[0]) {
+		uint8_t rec[4] = { 0x08, (uint8_t)rail, (uint8_t)len, (uint8_t)(len >> 8) };
+
+		fwrite(rec, 1, 4, seed_out);
+		fwrite(frame, 1, len, seed_out);
+	}
+	return 0;
+}
+
+static void f_hmac(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
+		   uint32_t msg_len, uint8_t out[32])
+{
+	(void)ctx;
+	hmac_sha256(key, key_len, msg, msg_len, out);
+}
+
+static void f_random(void *ctx, void *buf, uint32_t len)
+{
+	memset(buf, ctx == &F[0] ? 0x11 : 0x22, len);
+}
+
+static int f_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+{
+	(void)ctx;
+	(void)access;
+	if (rkey != 0x55)
+		return TBP_ERR_REMOTE_ACCESS;
+	return addr <= MR_SIZE && len <= MR_SIZE - addr ? 0 : TBP_ERR_REMOTE_ACCESS;
+}
+
+static uint8_t *f_ptr(struct fep *e, const struct tbp_buf *b, uint64_t off, uint32_t len)
+{
+	if (b->kind == TBP_BUF_MR) {
+		/* The core may only touch what mr_check approved for this rkey. */
+		if (b->rkey != 0x55 || b->addr > MR_SIZE || off > MR_SIZE ||
+		    b->addr + off + len > MR_SIZE)
+			abort();
+		return e->mr + b->addr + off;
+	}
+	if (b->kind == TBP_BUF_RECV) {
+		if (b->addr >= 8 || off + len > sizeof(e->recvbuf[0]))
+			abort();
+		return e->recvbuf[b->addr] + off;
+	}
+	if (b->kind == TBP_BUF_LOCAL) {
+		if (off + len > MR_SIZE)
+			abort();
+		return e->local + off;
+	}
+	abort();
+}
+
+static int f_read(void *ctx, const struct tbp_buf *b, uint64_t off, void *dst, uint32_t len)
+{
+	memcpy(dst, f_ptr(ctx, b, off, len), len);
+	return 0;
+}
+
+static int f_write(void *ctx, const struct tbp_buf *b, uint64_t off, const void *src, uint32_t len)
+{
+	memcpy(f_ptr(ctx, b, off, len), src, len);
+	return 0;
+}
+
+static int f_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *cap)
+{
+	struct fep *e = ctx;
+
+	(void)qpn;
+	if (e->claims % 5 == 4) { /* sometimes not ready */
+		e->claims++;
+		return -EAGAIN;
+	}
+	*handle = e->claims++ % 8;
+	*cap = sizeof(e->recvbuf[0]);
+	return 0;
+}
+
+static void f_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status)
+{
+	(void)ctx;
+	(void)qpn;
+	(void)wr_id;
+	if (status > TBP_STATUS_MAX)
+		abort();
+}
+
+static void f_recv_done(void *ctx, const struct tbp_recv_completion *c)
+{
+	(void)ctx;
+	if (c->status > TBP_STATUS_MAX || (c->status == TBP_OK && c->opcode != TBP_OP_RDMA_WRITE_WITH_IMM &&
+					   c->len > 8192))
+		abort();
+}
+
+static void f_event(void *ctx, uint32_t ev, uint32_t rail)
+{
+	(void)ctx;
+	(void)ev;
+	(void)rail;
+}
+
+static void pump(int rounds)
+{
+	while (rounds-- > 0) {
+		int i;
+
+		for (i = 0; i < 2; i++) {
+			struct fep *e = &F[i];
+			uint32_t n = e->nq, k;
+
+			e->nq = 0;
+			for (k = 0; k < n; k++)
+				tbp_rx(F[1 - i].link, e->qrail[k], e->q[k], e->qlen[k]);
+		}
+		fnow += 10000;
+		tbp_tick(F[0].link, fnow);
+		tbp_tick(F[1].link, fnow);
+	}
+}
+
+static void setup(void)
+{
+	int i;
+
+	fnow = 1000000;
+	for (i = 0; i < 2; i++) {
+		struct fep *e = &F[i];
+		struct tbp_config cfg;
+		struct tbp_env env = {
+			.ctx = e, .now_ns = f_now, .xmit = f_xmit, .hmac_sha256 = f_hmac,
+			.random_bytes = f_random, .mr_check = f_mr_check, .buf_read = f_read,
+			.buf_write = f_write, .recv_claim = f_claim, .send_done = f_send_done,
+			.recv_done = f_recv_done, .event = f_event,
+		};
+
+		e->nq = 0;
+		e->claims = 0;
+		tbp_config_default(&cfg);
+		cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
+		cfg.window = 64;
+		cfg.max_msgs = 16;
+		cfg.max_rx_msgs = 8;
+		cfg.max_qps = 2;
+		cfg.key_len = 16;
+		memset(cfg.key, 7, 16);
+		if (tbp_link_size(&cfg) > sizeof(e->mem) ||
+		    tbp_link_init(&e->link, e->mem, sizeof(e->mem), &cfg, &env))
+			abort();
+		tbp_rail_add(e->link, 0, 1, 4096);
+		tbp_rail_add(e->link, 1, 2, 9000);
+		tbp_qp_open(e->link, 0x10 + (uint32_t)i, 0x11 - (uint32_t)i);
+	}
+	tbp_tick(F[0].link, fnow);
+	pump(4);
+	if (tbp_link_state(F[1].link) != TBP_LINK_UP)
+		abort();
+}
+
+static void post_some(uint32_t k)
+{
+	struct tbp_wr wr;
+
+	memset(&wr, 0, sizeof(wr));
+	wr.qpn = 0x10;
+	wr.wr_id = k;
+	wr.opcode = TBP_OP_SEND + k % 5;
+	wr.len = (k * 977) % 9000;
+	wr.rkey = 0x55;
+	wr.raddr = (k * 131) % 1000;
+	wr.imm = k;
+	tbp_post(F[0].link, &wr);
+}
+
+static uint32_t checksum_of(const uint8_t *f, uint32_t len, bool payload)
+{
+	static const uint8_t zero[4];
+	uint32_t crc = tbp_crc32c(0, f, 72);
+
+	crc = tbp_crc32c(crc, zero, 4);
+	crc = tbp_crc32c(crc, f + 76, 4);
+	if (payload)
+		crc = tbp_crc32c(crc, f + TBP_HDR_LEN, len - TBP_HDR_LEN);
+	return crc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint8_t frame[TBP_MAX_FRAME + 16];
+	uint32_t k = 0;
+
+	setup();
+	while (size >= 4) {
+		uint8_t ctl = data[0], rail = data[1];
+		uint32_t len = (uint32_t)data[2] | (uint32_t)data[3] << 8;
+
+		data += 4;
+		size -= 4;
+		if (len > size)
+			len = (uint32_t)size;
+		if (len > TBP_MAX_FRAME + 16)
+			len = TBP_MAX_FRAME + 16;
+		memcpy(frame, data, len);
+		data += len;
+		size -= len;
+		fnow += (uint64_t)(ctl >> 4) << 16;
+		if (len >= TBP_HDR_LEN) {
+			if (ctl & 1) {
+				uint32_t s = F[1].link->session;
+
+				frame[8] = (uint8_t)s;
+				frame[9] = (uint8_t)(s >> 8);
+				frame[10] = (uint8_t)(s >> 16);
+				frame[11] = (uint8_t)(s >> 24);
+			}
+			if (ctl & 2) {
+				uint32_t c;
+
+				if (ctl & 4)
+					frame[6] |= TBP_F_PCSUM;
+				c = checksum_of(frame, len, (frame[6] & TBP_F_PCSUM) != 0);
+				frame[72] = (uint8_t)c;
+				frame[73] = (uint8_t)(c >> 8);
+				frame[74] = (uint8_t)(c >> 16);
+				frame[75] = (uint8_t)(c >> 24);
+			}
+		}
+		tbp_rx(F[1].link, rail % 3, frame, len);
+		if (ctl & 8) {
+			post_some(k++);
+			pump(2);
+		}
+	}
+	pump(3);
+	tbp_link_teardown(F[0].link);
+	tbp_link_teardown(F[1].link);
+	return 0;
+}
+
+#ifdef TBP_FUZZ_SEEDGEN
+int main(int argc, char **argv)
+{
+	char path[512];
+	uint32_t n, k;
+
+	if (argc != 2)
+		return 2;
+	for (n = 0; n < 6; n++) {
+		snprintf(path, sizeof(path), "%s/seed%u", argv[1], n);
+		seed_out = fopen(path, "wb");
+		if (!seed_out)
+			return 1;
+		setup();
+		for (k = 0; k < 3 + n * 2; k++)
+			post_some(n * 10 + k);
+		pump(6);
+		fclose(seed_out);
+		seed_out = NULL;
+		tbp_link_teardown(F[0].link);
+		tbp_link_teardown(F[1].link);
+	}
+	return 0;
+}
+#endif
