@@ -271,7 +271,7 @@ static struct result run(uint32_t rails, uint32_t opcode, uint32_t msg_len, doub
 	res.gbit = res.per_sec * msg_len * 8 / 1e9;
 	res.retransmits = st0.retransmits + st1.retransmits;
 	if (getenv("BENCH_DEBUG"))
-		fprintf(stderr, "dbg: dup %llu win %llu noslot %llu rnr %llu busy %llu failover %llu rto %llu srtt %llu\n", (unsigned long long)st1.rx_duplicates, (unsigned long long)st1.drop_window, (unsigned long long)st1.drop_no_slot, (unsigned long long)st1.drop_rnr, (unsigned long long)st0.xmit_busy, (unsigned long long)st0.rail_failovers, (unsigned long long)st0.rto_ns, (unsigned long long)st0.srtt_ns);
+		fprintf(stderr, "dbg: fast %llu timeouts %llu dup %llu win %llu noslot %llu rnr %llu busy %llu failover %llu rto %llu srtt %llu\n", (unsigned long long)st0.retx_fast, (unsigned long long)st0.retx_timeouts, (unsigned long long)st1.rx_duplicates, (unsigned long long)st1.drop_window, (unsigned long long)st1.drop_no_slot, (unsigned long long)st1.drop_rnr, (unsigned long long)st0.xmit_busy, (unsigned long long)st0.rail_failovers, (unsigned long long)st0.rto_ns, (unsigned long long)st0.srtt_ns);
 	return res;
 }
 

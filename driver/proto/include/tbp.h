@@ -198,6 +198,8 @@ struct tbp_stats {
 	uint64_t srtt_ns;           /* smoothed RTT over all rails */
 	uint64_t rttvar_ns;
 	uint64_t rto_ns;
+	uint64_t retx_timeouts;     /* frames resent because their timer expired */
+	uint64_t retx_fast;         /* frames resent because later frames on their rail were acked */
 };
 
 /* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */

@@ -489,7 +489,8 @@ static void rtt_sample(struct tbp_link *l, uint64_t rtt)
 		l->rttvar = (3 * l->rttvar + dev) / 4;
 		l->srtt = (7 * l->srtt + rtt) / 8;
 	}
-	var = 4 * l->rttvar;
+	/* Queueing on busy rails makes the RTT jumpy; srtt/2 keeps spurious timeouts rare. */
+	var = 4 * l->rttvar > l->srtt / 2 ? 4 * l->rttvar : l->srtt / 2;
 	l->rto = l->srtt + (var > l->cfg.rto_min_ns ? var : l->cfg.rto_min_ns);
 	if (l->rto > l->cfg.rto_max_ns)
 		l->rto = l->cfg.rto_max_ns;
@@ -502,10 +503,13 @@ static void slot_acked(struct tbp_link *l, struct tbp_txslot *s)
 
 		if (rl->inflight)
 			rl->inflight--;
-		if (s->rail_tx_no > rl->acked_tx_no)
-			rl->acked_tx_no = s->rail_tx_no;
-		if (s->retx == 0)
+		/* A resent frame's ack may be for an older copy on another rail (Karn): it says
+		 * nothing about this rail's order nor about the round trip. */
+		if (s->retx == 0) {
+			if (s->rail_tx_no > rl->acked_tx_no)
+				rl->acked_tx_no = s->rail_tx_no;
 			rtt_sample(l, l->now - s->sent_ns);
+		}
 	} else if (s->state == TX_QUEUED) {
 		/* An earlier copy got through while this one waited for a rail. */
 		l->queued--;
@@ -529,6 +533,7 @@ static void fast_retransmit_scan(struct tbp_link *l, uint32_t ack)
 
 		if (s->state == TX_INFLIGHT &&
 		    l->rails[s->rail].acked_tx_no >= s->rail_tx_no + TBP_FAST_RETX_GAP) {
+			l->st.retx_fast++;
 			if (l->rails[s->rail].inflight)
 				l->rails[s->rail].inflight--;
 			s->state = TX_QUEUED;
@@ -600,6 +605,7 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 		due = slot_deadline(l, s);
 		if (l->now >= due) {
 			/* Without any RTT sample yet (Karn), back the base timer off instead. */
+			l->st.retx_timeouts++;
 			if (!l->srtt && l->rto < l->cfg.rto_max_ns)
 				l->rto = l->rto * 2 < l->cfg.rto_max_ns ? l->rto * 2 : l->cfg.rto_max_ns;
 			if (l->rails[s->rail].inflight)
