@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PROTO = REPO / "driver" / "proto"
 
-SIM_SEEDS = int(os.environ.get("TBP_SIM_SEEDS", "300"))
+SIM_SEEDS = int(os.environ.get("TBP_SIM_SEEDS", "100"))
 FUZZ_SECONDS = int(os.environ.get("TBP_FUZZ_SECONDS", "45"))
 
 
