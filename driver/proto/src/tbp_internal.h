@@ -169,6 +169,7 @@ struct tbp_link {
 	uint32_t snd_una;
 	uint32_t snd_nxt;
 	uint32_t queued;        /* slots in TX_QUEUED */
+	uint32_t q_first;       /* no slot below this sequence number is TX_QUEUED */
 	uint32_t win_mask;
 	uint64_t srtt;
 	uint64_t rttvar;

@@ -13,6 +13,13 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+static void mark_queued(struct tbp_link *l, uint32_t seq)
+{
+	if (!l->queued || seq_diff(seq, l->q_first) < 0)
+		l->q_first = seq;
+	l->queued++;
+}
+
 void tbp_config_default(struct tbp_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -202,7 +209,7 @@ static void requeue_rail(struct tbp_link *l, uint32_t r)
 
 		if (s->state == TX_INFLIGHT && s->rail == r) {
 			s->state = TX_QUEUED;
-			l->queued++;
+			mark_queued(l, seq);
 			l->st.rail_failovers++;
 		}
 	}
@@ -394,8 +401,8 @@ int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, ui
 	s->msg = msg;
 	s->frag_off = off;
 	s->payload_len = plen;
+	mark_queued(l, l->snd_nxt);
 	l->snd_nxt++;
-	l->queued++;
 	*out = s;
 	return 0;
 }
@@ -459,12 +466,15 @@ void tbp_push(struct tbp_link *l)
 	for (r = 0; r < TBP_MAX_RAILS; r++)
 		l->rails[r].busy = 0;
 	tbp_msg_fill_window(l);
-	for (seq = l->snd_una; l->queued && seq != l->snd_nxt; seq++) {
+	/* Queued frames are rare below q_first, so the window is not rescanned on every call. */
+	seq = seq_diff(l->q_first, l->snd_una) > 0 ? l->q_first : l->snd_una;
+	for (; l->queued && seq != l->snd_nxt; seq++) {
 		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
 
 		if (s->state == TX_QUEUED && !send_slot(l, seq, s))
 			break;
 	}
+	l->q_first = seq;
 	if (l->ack_owed && tbp_ack_due(l))
 		send_standalone_ack(l);
 }
@@ -537,7 +547,7 @@ static void fast_retransmit_scan(struct tbp_link *l, uint32_t ack)
 			if (l->rails[s->rail].inflight)
 				l->rails[s->rail].inflight--;
 			s->state = TX_QUEUED;
-			l->queued++;
+			mark_queued(l, seq);
 		}
 	}
 }
@@ -611,7 +621,7 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 			if (l->rails[s->rail].inflight)
 				l->rails[s->rail].inflight--;
 			s->state = TX_QUEUED;
-			l->queued++;
+			mark_queued(l, seq);
 		} else if (due < deadline) {
 			deadline = due;
 		}
