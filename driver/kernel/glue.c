@@ -6,11 +6,37 @@
  */
 #include <crypto/hash.h>
 #include <linux/ktime.h>
+#include <linux/module.h>
 #include <linux/random.h>
 #include <linux/vmalloc.h>
 
 #include "tbrdma.h"
 #include "tbp.h"
+
+/*
+ * Link timing defaults. The core's own defaults suit a dedicated USB4 ring; these also hold up
+ * on a loaded host or a TCG guest, where a 50 ms scheduling stall is routine and must not
+ * count as a dead rail. Each new link takes the values current at its creation.
+ */
+static unsigned int keepalive_ms = 100;
+module_param(keepalive_ms, uint, 0644);
+MODULE_PARM_DESC(keepalive_ms, "Idle time before a rail sends a keepalive (default 100)");
+static unsigned int rail_dead_ms = 1000;
+module_param(rail_dead_ms, uint, 0644);
+MODULE_PARM_DESC(rail_dead_ms, "Silence after which a rail is declared down (default 1000)");
+static unsigned int link_dead_ms = 10000;
+module_param(link_dead_ms, uint, 0644);
+MODULE_PARM_DESC(link_dead_ms, "Time with no rail up before the link fails (default 10000)");
+static unsigned int rto_min_us = 1000;
+module_param(rto_min_us, uint, 0644);
+MODULE_PARM_DESC(rto_min_us, "Lower bound of the retransmission timeout (default 1000)");
+static unsigned int handshake_reset_ms = 2000;
+module_param(handshake_reset_ms, uint, 0644);
+MODULE_PARM_DESC(handshake_reset_ms,
+		 "A responder whose handshake is stuck on a stale peer restarts after this (default 2000)");
+static unsigned int max_outstanding = 1024;
+module_param(max_outstanding, uint, 0444);
+MODULE_PARM_DESC(max_outstanding, "Work requests in flight per link (default 1024)");
 
 /* The core refuses to tick faster than this; a past deadline means "soon", not "now". */
 #define TBRDMA_MIN_TICK_NS	(5 * NSEC_PER_USEC)
@@ -316,6 +342,27 @@ static void after_core_call(struct tbrdma_dev *tdev)
 	}
 }
 
+/*
+ * A responder that accepted one HELLO keeps that initiator's nonce, so when the initiator
+ * restarts its link (module reload, key rewrite, link failure) every new HELLO fails
+ * authentication here. Rebuilding our side of a link that never came up clears that.
+ */
+static void check_stuck_handshake(struct tbrdma_dev *tdev, u64 now)
+{
+	struct tbp_stats stats;
+
+	if (tdev->core_link_up || tdev->role != TBP_ROLE_RESPONDER ||
+	    now - tdev->link_built_ns < (u64)handshake_reset_ms * NSEC_PER_MSEC)
+		return;
+	tbp_get_stats(tdev->link, &stats);
+	if (stats.drop_auth > tdev->drop_auth_seen && !tdev->dying) {
+		tdev->link_built_ns = now;	/* one rebuild per period */
+		tdev->stat_handshake_resets++;
+		queue_work(system_wq, &tdev->relink_work);
+	}
+	tdev->drop_auth_seen = stats.drop_auth;
+}
+
 /* Runs the core's timers and arms the hrtimer for its next deadline. Link lock held. */
 static void tick_locked(struct tbrdma_dev *tdev)
 {
@@ -327,6 +374,7 @@ static void tick_locked(struct tbrdma_dev *tdev)
 	now = ktime_get_ns();
 	deadline = tbp_tick(link, now);
 	after_core_call(tdev);
+	check_stuck_handshake(tdev, now);
 	if (deadline < now + TBRDMA_MIN_TICK_NS)
 		deadline = now + TBRDMA_MIN_TICK_NS;
 	if (!hrtimer_active(&tdev->tick_timer) || deadline < tdev->armed_deadline) {
@@ -527,6 +575,14 @@ static int build_link(struct tbrdma_dev *tdev)
 	memcpy(cfg.key, tdev->key, tdev->key_len);
 	cfg.max_qps = TBRDMA_MAX_QP;
 	cfg.max_msg_len = TBRDMA_MAX_MSG_SIZE;
+	cfg.max_msgs = clamp_t(u32, max_outstanding, 2, 65534);
+	cfg.max_rx_msgs = cfg.max_msgs;
+	cfg.keepalive_ns = (u64)keepalive_ms * NSEC_PER_MSEC;
+	cfg.rail_dead_ns = (u64)rail_dead_ms * NSEC_PER_MSEC;
+	cfg.link_dead_ns = (u64)link_dead_ms * NSEC_PER_MSEC;
+	cfg.rto_min_ns = (u64)rto_min_us * NSEC_PER_USEC;
+	if (cfg.rto_max_ns < cfg.rto_min_ns)
+		cfg.rto_max_ns = cfg.rto_min_ns;
 	size = tbp_link_size(&cfg);
 	if (!size)
 		return -EINVAL;
@@ -541,7 +597,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		tdev->link_ready = false;
 		tdev->core_link_up = false;
 		tdev->port_state_dirty = true;
-		old_mem = tdev->link;
+		old_mem = tdev->link_mem;
 	}
 	err = tbp_link_init(&link, mem, size, &cfg, &env);
 	memzero_explicit(&cfg, sizeof(cfg));
@@ -556,6 +612,8 @@ static int build_link(struct tbrdma_dev *tdev)
 	tdev->link = link;
 	tdev->link_mem = mem;
 	tdev->link_ready = true;
+	tdev->link_built_ns = ktime_get_ns();
+	tdev->drop_auth_seen = 0;
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
 
@@ -696,6 +754,7 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "srtt_ns" },
 	{ .name = "rto_ns" },
 	{ .name = "orphan_completions" },
+	{ .name = "handshake_resets" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -741,6 +800,7 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[31] = s.srtt_ns;
 	v[32] = s.rto_ns;
 	v[33] = tdev->stat_orphan_completions;
+	v[34] = tdev->stat_handshake_resets;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

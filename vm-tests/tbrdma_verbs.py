@@ -1,0 +1,282 @@
+# SPDX-License-Identifier: MIT
+# ruff: noqa: F821 - the driver provides start_all, a, b
+# tbrdma end to end on two nodes: module load/unload x20, devices with rails on both cables
+# through tbctl's native.py, ibv_devices/ibv_devinfo PORT_ACTIVE, perftest and
+# ibv_rc_pingpong over RC and UC, byte-exact pyverbs SEND/WRITE/WRITE_WITH_IMM/READ from 1 B
+# to 16 MiB on one and two rails, and misuse (bad rkey, WRITE past the MR end, destroying a
+# QP with work outstanding) - each checked for kernel warnings.
+# Globals (NixOS test driver subset): start_all, a, b.
+import secrets
+
+KEY = secrets.token_hex(32)
+ADDR = {"a": "10.77.0.1", "b": "10.77.0.2"}
+SIZES = [1, 7, 4096, 65537, 1 << 20, 16 << 20]
+
+# Runs on the nodes: one RC QP; server/client exchange JSON files through the test script.
+PEER = r'''
+import json, random, sys, time
+import pyverbs.enums as e
+from pyverbs.addr import GID, AHAttr, GlobalRoute
+from pyverbs.cq import CQ
+from pyverbs.device import Context
+from pyverbs.mr import MR
+from pyverbs.pd import PD
+from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
+from pyverbs.wr import SGE, RecvWR, SendWR
+
+role, sizes, workdir = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], sys.argv[3]
+mode = sys.argv[4] if len(sys.argv) > 4 else "data"
+big = max(sizes)
+access = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
+ctx = Context(name="tbrdma0")
+pd = PD(ctx)
+mr = MR(pd, big, access)
+back = MR(pd, big, access)
+cq = CQ(ctx, 256)
+init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
+                  cap=QPCap(max_send_wr=64, max_recv_wr=64, max_send_sge=2, max_recv_sge=2))
+attr = QPAttr(port_num=1)
+attr.qp_access_flags = access
+qp = QP(pd, init, attr)
+gid_index = 1
+me = {"qpn": qp.qp_num, "gid": str(ctx.query_gid(1, gid_index)), "rkey": mr.rkey,
+      "addr": mr.buf, "length": big}
+open(f"{workdir}/{role}.json", "w").write(json.dumps(me))
+while True:
+    try:
+        peer = json.loads(open(f"{workdir}/peer.json").read())
+        break
+    except (OSError, ValueError):
+        time.sleep(0.2)
+attr = QPAttr(port_num=1)
+attr.path_mtu = e.IBV_MTU_4096
+attr.max_dest_rd_atomic = 16
+attr.max_rd_atomic = 16
+attr.min_rnr_timer = 1
+attr.rnr_retry = 7
+attr.retry_cnt = 7
+attr.timeout = 14
+attr.ah_attr = AHAttr(port_num=1, is_global=1,
+                      gr=GlobalRoute(dgid=GID(peer["gid"]), sgid_index=gid_index))
+attr.dest_qp_num = peer["qpn"]
+qp.to_rts(attr)
+# The core drops messages for a QP that is not open yet, so the client starts only after this.
+open(f"{workdir}/{role}.ready", "w").write("1")
+
+def payload(size, salt):
+    return random.Random(size * 7919 + salt).randbytes(size)
+
+def wait(expect_status=e.IBV_WC_SUCCESS, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n, wcs = cq.poll(1)
+        if n:
+            if wcs[0].status != expect_status:
+                raise SystemExit(f"completion status {wcs[0].status}, expected {expect_status}")
+            return wcs[0]
+    raise SystemExit("no completion")
+
+def post(opcode, size, local=mr, raddr=0, rkey=0, imm=0, offset=0):
+    # two SGEs when possible, so scatter/gather is exercised
+    if size >= 2:
+        half = size // 2
+        sg = [SGE(local.buf + offset, half, local.lkey),
+              SGE(local.buf + offset + half, size - half, local.lkey)]
+    else:
+        sg = [SGE(local.buf + offset, size, local.lkey)]
+    wr = SendWR(opcode=opcode, num_sge=len(sg), sg=sg, imm_data=imm)
+    if rkey:
+        wr.set_wr_rdma(rkey, raddr)
+    qp.post_send(wr)
+
+def recv(size):
+    qp.post_recv(RecvWR(num_sge=1, sg=[SGE(back.buf, max(size, 1), back.lkey)]))
+
+if mode == "data" and role == "server":
+    for size in sizes:
+        recv(size)
+        wc = wait()
+        assert wc.opcode == e.IBV_WC_RECV and wc.byte_len == size, (wc.opcode, wc.byte_len)
+        assert back.read(size, 0) == payload(size, 1), f"SEND data differs at {size}"
+        recv(size)
+        wc = wait()
+        assert wc.opcode == e.IBV_WC_RECV_RDMA_WITH_IMM, wc.opcode
+        assert wc.imm_data == size & 0xffffffff, wc.imm_data
+        assert mr.read(size, 0) == payload(size, 2), f"WRITE_WITH_IMM data differs at {size}"
+    print(json.dumps({"ok": True, "role": role}))
+elif mode == "data":
+    for size in sizes:
+        mr.write(payload(size, 1), size, 0)
+        post(e.IBV_WR_SEND, size)
+        wait()
+        mr.write(payload(size, 2), size, 0)
+        post(e.IBV_WR_RDMA_WRITE_WITH_IMM, size, raddr=peer["addr"], rkey=peer["rkey"],
+             imm=size & 0xffffffff)
+        wait()
+        data = payload(size, 3)
+        mr.write(data, size, 0)
+        post(e.IBV_WR_RDMA_WRITE, size, raddr=peer["addr"], rkey=peer["rkey"])
+        wait()
+        back.write(bytes(size), size, 0)
+        post(e.IBV_WR_RDMA_READ, size, local=back, raddr=peer["addr"], rkey=peer["rkey"])
+        wait()
+        assert back.read(size, 0) == data, f"WRITE then READ differs at {size}"
+    print(json.dumps({"ok": True, "role": role}))
+elif mode == "misuse" and role == "client":
+    post(e.IBV_WR_RDMA_WRITE, 64, raddr=peer["addr"], rkey=peer["rkey"] ^ 0x5a5a5a5a)
+    wait(e.IBV_WC_REM_ACCESS_ERR)
+    print(json.dumps({"bad_rkey": "IBV_WC_REM_ACCESS_ERR"}))
+elif mode == "past_end" and role == "client":
+    post(e.IBV_WR_RDMA_WRITE, 4096, raddr=peer["addr"] + peer["length"] - 100,
+         rkey=peer["rkey"])
+    wait(e.IBV_WC_REM_ACCESS_ERR)
+    print(json.dumps({"past_end": "IBV_WC_REM_ACCESS_ERR"}))
+elif mode == "flush" and role == "client":
+    for _ in range(32):
+        post(e.IBV_WR_RDMA_WRITE, 65536, raddr=peer["addr"], rkey=peer["rkey"])
+    for _ in range(16):
+        recv(64)
+    qp.close()
+    print(json.dumps({"destroyed_with_outstanding": 48}))
+else:
+    time.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 5)
+    print(json.dumps({"idle_server": True}))
+'''
+
+NATIVE = ("python3 -c 'import sys; from tbctl.node import native; "
+          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
+          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
+
+
+def no_kernel_trouble(machine):
+    log = machine.succeed("dmesg")
+    for bad in ("WARNING:", "BUG:", "Oops", "general protection", "UBSAN", "KASAN",
+                "refcount_t", "kmemleak", "Fatal error"):
+        assert bad not in log, f"{machine.name}: kernel log has {bad!r}:\n{log[-3000:]}"
+
+
+def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900):
+    for m in (a, b):
+        m.succeed("rm -rf /tmp/tbv && mkdir -p /tmp/tbv && cat > /tmp/tbv/peer.py <<'EOF'\n"
+                  + PEER + "\nEOF")
+    sizes_arg = ",".join(str(s) for s in sizes)
+    # detached from the shell's output, or the runner would wait for it
+    b.succeed(f"(python3 /tmp/tbv/peer.py server {sizes_arg} /tmp/tbv {server_mode or mode} "
+              f"> /tmp/tbv/out 2> /tmp/tbv/err; echo $? > /tmp/tbv/rc) > /dev/null 2>&1 &")
+    a.succeed(f"(python3 /tmp/tbv/peer.py client {sizes_arg} /tmp/tbv {mode} "
+              f"> /tmp/tbv/out 2> /tmp/tbv/err; echo $? > /tmp/tbv/rc) > /dev/null 2>&1 &")
+    b.wait_until_succeeds("test -s /tmp/tbv/server.json", timeout=120)
+    a.wait_until_succeeds("test -s /tmp/tbv/client.json", timeout=120)
+    info_b = b.succeed("cat /tmp/tbv/server.json")
+    info_a = a.succeed("cat /tmp/tbv/client.json")
+    # the server's QP must be open before the client sends anything
+    b.succeed(f"echo '{info_a}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
+    b.wait_until_succeeds("test -e /tmp/tbv/server.ready", timeout=60)
+    a.succeed(f"echo '{info_b}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
+    results = {}
+    for m in (a, b):
+        m.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
+        rc = m.succeed("cat /tmp/tbv/rc").strip()
+        out = m.succeed("cat /tmp/tbv/out; cat /tmp/tbv/err")
+        assert rc == "0", f"{m.name} {mode}: exit {rc}\n{out}"
+        results[m.name] = out
+    return results
+
+
+def stats(machine):
+    out = machine.succeed("rdma statistic show link tbrdma0/1").split()
+    return {out[i]: int(out[i + 1]) for i in range(2, len(out) - 1, 2) if out[i + 1].isdigit()}
+
+
+start_all()
+for m in (a, b):
+    m.wait_for_unit("multi-user.target")
+
+# 1. load/unload 20 times: devices appear and vanish, nothing leaks or warns.
+for m in (a, b):
+    m.succeed("modprobe -r tbrdma 2>/dev/null; true")
+    m.succeed(
+        "for i in $(seq 20); do modprobe tbrdma && "
+        "rdma link add tbrdma0 type tbrdma netdev thunderbolt0 && "
+        "test -e /sys/class/infiniband/tbrdma0 && "
+        "test -d /sys/kernel/config/tbrdma/tbrdma0 && "
+        "rdma link delete tbrdma0 && test ! -e /sys/class/infiniband/tbrdma0 && "
+        "modprobe -r tbrdma && test ! -e /sys/module/tbrdma || exit 1; done", timeout=600)
+    no_kernel_trouble(m)
+
+# 2. devices with a rail on cable 0, the pairing key, PORT_ACTIVE.
+for m, initiator in ((a, 1), (b, 0)):
+    m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
+    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
+for m in (a, b):
+    m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
+                          timeout=120)
+    devices = m.succeed("ibv_devices")
+    assert "tbrdma0" in devices, devices
+    info = m.succeed("ibv_devinfo -d tbrdma0")
+    assert "PORT_ACTIVE" in info, info
+    print(m.succeed("cat /sys/kernel/config/tbrdma/tbrdma0/state "
+                    "/sys/kernel/config/tbrdma/tbrdma0/rails"))
+    # re-applying the same pairing changes nothing (idempotent, link stays up)
+    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=int(m is a)))
+    m.succeed("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state")
+
+# 3. perftest and ibv_rc_pingpong (RC, and UC where perftest supports it).
+PERF = [("ib_write_bw", "-s 65536 -n 200"), ("ib_read_bw", "-s 65536 -n 100"),
+        ("ib_send_bw", "-s 65536 -n 200"), ("ib_write_lat", "-s 2 -n 200"),
+        ("ib_read_lat", "-s 2 -n 200"), ("ib_send_lat", "-s 2 -n 200"),
+        ("ib_write_bw", "-c UC -s 65536 -n 200"), ("ib_send_bw", "-c UC -s 65536 -n 200"),
+        ("ib_write_lat", "-c UC -s 2 -n 200"), ("ib_send_lat", "-c UC -s 2 -n 200")]
+for tool, args in PERF:
+    base = f"timeout 300 {tool} -d tbrdma0 -x 1 {args}"
+    b.succeed(f"({base} > /tmp/perf.out 2>&1; echo $? > /tmp/perf.rc) > /dev/null 2>&1 &")
+    a.wait_until_succeeds(f"{base} {ADDR['b']} > /tmp/perf.out 2>&1", timeout=300)
+    b.wait_until_succeeds("test -s /tmp/perf.rc", timeout=300)
+    assert b.succeed("cat /tmp/perf.rc").strip() == "0", b.succeed("cat /tmp/perf.out")
+    b.succeed("rm -f /tmp/perf.rc")
+    print(f"{tool} {args}:\n" + a.succeed("tail -n 3 /tmp/perf.out"))
+b.succeed("(timeout 120 ibv_rc_pingpong -d tbrdma0 -g 1 -n 100 > /tmp/pp.out 2>&1; "
+          "echo $? > /tmp/pp.rc) > /dev/null 2>&1 &")
+a.wait_until_succeeds(f"timeout 120 ibv_rc_pingpong -d tbrdma0 -g 1 -n 100 {ADDR['b']}",
+                      timeout=300)
+b.wait_until_succeeds("test -s /tmp/pp.rc", timeout=120)
+assert b.succeed("cat /tmp/pp.rc").strip() == "0", b.succeed("cat /tmp/pp.out")
+for m in (a, b):
+    no_kernel_trouble(m)
+
+# 4. pyverbs byte-exact data on one rail, then on two.
+print(run_pair("data"))
+for m, initiator in ((a, 1), (b, 0)):
+    m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
+for m in (a, b):
+    m.wait_until_succeeds(
+        "test $(grep -c ' added ' /sys/kernel/config/tbrdma/tbrdma0/rails) = 2", timeout=60)
+    m.wait_until_succeeds("rdma statistic show link tbrdma0/1 | grep -q 'rails_up 2'",
+                          timeout=120)
+before = stats(a)
+print(run_pair("data"))
+rails = a.succeed("cat /sys/kernel/config/tbrdma/tbrdma0/rails")
+print(rails)
+for line in rails.splitlines():
+    # both rails carried traffic during the two-rail run
+    assert int(line.split(" tx ")[1].split()[0]) > 100, rails
+print({k: stats(a)[k] - before.get(k, 0) for k in ("tx_frames", "retransmits")})
+for m in (a, b):
+    assert stats(m)["link_state"] == 1, stats(m)
+    no_kernel_trouble(m)
+
+# 5. misuse: bad rkey and WRITE past the MR end fail with remote access errors; destroying a
+# QP with work outstanding flushes cleanly; no kernel warning.
+print(run_pair("misuse", sizes=[65536], server_mode="idle"))
+print(run_pair("past_end", sizes=[65536], server_mode="idle"))
+print(run_pair("flush", sizes=[65536], server_mode="idle"))
+for m in (a, b):
+    no_kernel_trouble(m)
+    assert stats(m)["link_state"] == 1, stats(m)
+
+# 6. teardown through native.py: the device goes away cleanly.
+for m in (a, b):
+    m.succeed("python3 -c 'from tbctl.node import native; native.destroy(\"tbrdma0\"); "
+              "assert native.port_state(\"tbrdma0\") == \"ABSENT\"'")
+    m.succeed("modprobe -r tbrdma")
+    no_kernel_trouble(m)
