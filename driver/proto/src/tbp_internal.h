@@ -16,6 +16,9 @@
 #define TBP_MSN_HORIZON 0x100000u /* a message this far ahead of the next expected one is bogus */
 #define TBP_FAST_RETX_GAP 3u   /* later frames acked on the same rail before a frame counts as lost */
 #define TBP_SACK_BITS 64u
+/* Sequence spaces start just below the 32-bit wrap so every test crosses it early. */
+#define TBP_SEQ_START 0xffffff00u
+#define TBP_MSN_START 0xfffffff0u
 
 /* Sequence arithmetic modulo 2^32. */
 static inline int32_t seq_diff(uint32_t a, uint32_t b)

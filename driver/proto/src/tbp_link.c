@@ -138,6 +138,7 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	l->rto = cfg->rto_min_ns * 4 < cfg->rto_max_ns ? cfg->rto_min_ns * 4 : cfg->rto_max_ns;
 	l->sendq_head = TBP_NONE;
 	l->sendq_tail = TBP_NONE;
+	l->snd_una = l->snd_nxt = l->rcv_nxt = l->q_first = TBP_SEQ_START;
 	l->now = env->now_ns(env->ctx);
 	env->random_bytes(env->ctx, l->nonce, TBP_NONCE_LEN);
 	tbp_msg_init(l);

@@ -70,6 +70,8 @@ int tbp_qp_open(struct tbp_link *l, uint32_t qpn, uint32_t remote_qpn)
 		qp->rqpn = remote_qpn;
 		qp->head = TBP_NONE;
 		qp->tail = TBP_NONE;
+		qp->send_msn = qp->send_ssn = TBP_MSN_START;
+		qp->rx_msn = qp->rx_ssn_claimed = qp->ack_msn = TBP_MSN_START;
 		return 0;
 	}
 	return -ENOBUFS;
