@@ -36,4 +36,25 @@ static inline void tbrdma_hrtimer_setup(struct hrtimer *timer,
 }
 #endif
 
+/*
+ * hex2bin() moved from <linux/kernel.h> to <linux/hex.h>; including the new header where it
+ * exists keeps one spelling.
+ */
+#if __has_include(<linux/hex.h>)
+#include <linux/hex.h>
+#else
+#include <linux/kernel.h>
+#endif
+
+/*
+ * ib_umem_get() became ib_umem_get_va() (beside attribute-based variants) after 6.12; the
+ * supported kernels are checked on both sides (6.1/6.12 old, 7.x new), the exact release of
+ * the change is not relied on beyond that.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 0, 0)
+#define tbrdma_umem_get(dev, addr, size, access) ib_umem_get_va(dev, addr, size, access)
+#else
+#define tbrdma_umem_get(dev, addr, size, access) ib_umem_get(dev, addr, size, access)
+#endif
+
 #endif

@@ -2,7 +2,6 @@
 /*
  * Module entry, device life cycle (rdma link ops), rails and the netdev notifier.
  */
-#include <linux/delay.h>
 #include <linux/module.h>
 #include <linux/rtnetlink.h>
 #include <net/addrconf.h>
@@ -272,28 +271,23 @@ static struct notifier_block tbrdma_netdev_notifier = {
 
 /*
  * ib_unregister_driver() would match every device with our (unknown) driver id, including
- * other modules' devices, so unregister exactly ours, racing safely with `rdma link del`
- * through the registration reference that ib_device_get_by_name() takes.
+ * other modules' devices, so unregister exactly ours. A device reference keeps the memory
+ * alive if `rdma link delete` races with us; ib_core serialises the unregistration itself.
  */
 static void tbrdma_unregister_all(void)
 {
-	char name[IB_DEVICE_NAME_MAX];
-	struct ib_device *ibdev;
+	struct tbrdma_dev *tdev;
 
 	for (;;) {
 		mutex_lock(&tbrdma_devices_mutex);
-		if (list_empty(&tbrdma_devices)) {
-			mutex_unlock(&tbrdma_devices_mutex);
-			return;
-		}
-		strscpy(name, dev_name(&list_first_entry(&tbrdma_devices, struct tbrdma_dev,
-							 list)->ibdev.dev), sizeof(name));
+		tdev = list_first_entry_or_null(&tbrdma_devices, struct tbrdma_dev, list);
+		if (tdev)
+			get_device(&tdev->ibdev.dev);
 		mutex_unlock(&tbrdma_devices_mutex);
-		ibdev = ib_device_get_by_name(name, RDMA_DRIVER_UNKNOWN);
-		if (ibdev)
-			ib_unregister_device_and_put(ibdev);
-		else
-			msleep(10);
+		if (!tdev)
+			return;
+		ib_unregister_device(&tdev->ibdev);
+		put_device(&tdev->ibdev.dev);
 	}
 }
 
