@@ -38,3 +38,9 @@ def test_tbrdma_verbs_end_to_end(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 
     testdriver.run_script(VM_TESTS / "tbrdma_verbs.py", lab_dir)
+
+
+def test_tbrdma_faults_and_benchmark(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_bench.py", lab_dir)
