@@ -118,6 +118,8 @@ start_all()
 for m in (a, b):
     m.wait_for_unit("multi-user.target")
     for i, link in enumerate(("thunderbolt0", "thunderbolt1")):
+        # the same jumbo MTU for rxe and tbrdma: per-frame cost dominates under TCG
+        m.succeed(f"ip link set {link} mtu 9000")
         m.succeed(f"ip addr replace {ADDR[m.name][i]}/24 dev {link}")
 
 # rdma_rxe on cable 0 first, alone.
