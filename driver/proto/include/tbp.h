@@ -144,7 +144,7 @@ struct tbp_config {
 	uint32_t role;          /* enum tbp_role; exactly one side is the initiator */
 	uint32_t window;        /* frames in flight per link; power of two, 16..4096 */
 	uint32_t max_msgs;      /* posted WRs + READ responses per link, 2..65534; 1/4 is kept for READ responses */
-	uint32_t max_rx_msgs;   /* inbound messages being reassembled per link, max_qps+1..65534 */
+	uint32_t max_rx_msgs;   /* inbound messages reassembled ahead of each QP's next one; +max_qps < 65535 */
 	uint32_t max_qps;       /* QPs open on this link, 1..65534 */
 	uint32_t max_msg_len;   /* largest message accepted or posted, <= 2^31 */
 	uint32_t caps;          /* TBP_CAP_* this side asks for */

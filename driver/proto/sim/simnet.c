@@ -1007,7 +1007,7 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 	p->window = windows[rnd_below(s, 4)];
 	p->max_msgs = 8 + (uint32_t)rnd_below(s, 25);
 	p->qps = 1 + (uint32_t)rnd_below(s, MAX_QPS);
-	p->max_rx_msgs = p->qps + 1 + (uint32_t)rnd_below(s, 29);
+	p->max_rx_msgs = 1 + (uint32_t)rnd_below(s, 32);
 	p->messages = 120 + (uint32_t)rnd_below(s, 120);
 	p->max_len = 1024 + (uint32_t)rnd_below(s, 40000);
 	p->rail_queue = 4 + (uint32_t)rnd_below(s, 60);
@@ -1038,7 +1038,7 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 	} else if (!strcmp(mix, "smallwin")) {
 		p->window = 16;
 		p->max_msgs = 2 + (uint32_t)rnd_below(s, 4);
-		p->max_rx_msgs = p->qps + 1 + (uint32_t)rnd_below(s, 2);
+		p->max_rx_msgs = 1 + (uint32_t)rnd_below(s, 3);
 		p->rail_queue = 1 + (uint32_t)rnd_below(s, 3);
 		p->loss_ppm = (uint32_t)rnd_below(s, 20000);
 	} else if (!strcmp(mix, "chaos")) {

@@ -106,6 +106,7 @@ struct tbp_rmsg {
 };
 
 struct tbp_qp {
+	uint16_t hnext;        /* QPN hash chain */
 	uint8_t used;
 	uint8_t in_ctlq;       /* queued for a MSG_ACK */
 	uint8_t err_pending;   /* an error MSG_ACK waits for a sequence number */
@@ -177,6 +178,8 @@ struct tbp_link {
 	uint64_t srtt;
 	uint64_t rttvar;
 	uint64_t rto;
+	uint64_t rtx_next;      /* earliest retransmission timer: 0 unknown, ~0 none */
+	uint64_t rnr_next;      /* earliest end of an RNR back-off, 0 none */
 	/* receive window */
 	uint32_t rcv_nxt;
 	uint32_t ack_owed;
@@ -202,6 +205,10 @@ struct tbp_link {
 	struct tbp_qp *qps;
 	uint16_t *rbuckets;     /* hash of reassembly slots by (QP, MSN) or (QP, SSN) */
 	uint32_t rbucket_mask;
+	uint16_t *qbuckets;     /* hash of open QPs by QPN */
+	uint32_t qbucket_mask;
+	uint32_t open_qps;
+	uint32_t rmsg_slots;    /* max_rx_msgs + max_qps */
 	uint8_t *scratch;       /* one frame being built */
 };
 

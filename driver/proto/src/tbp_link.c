@@ -45,11 +45,9 @@ static bool config_valid(const struct tbp_config *c)
 		return false;
 	if (c->window < 16 || c->window > 4096 || (c->window & (c->window - 1)))
 		return false;
+	/* The reassembly table also holds one slot per QP for its next in-order message. */
 	if (c->max_msgs < 2 || c->max_msgs >= TBP_NONE || c->max_rx_msgs < 1 ||
-	    c->max_rx_msgs >= TBP_NONE || c->max_qps < 1 || c->max_qps >= TBP_NONE)
-		return false;
-	/* Every QP's next in-order message must always find a reassembly slot (tbp_msg.c). */
-	if (c->max_rx_msgs <= c->max_qps)
+	    c->max_qps < 1 || c->max_rx_msgs + c->max_qps >= TBP_NONE)
 		return false;
 	if (c->max_msg_len > TBP_MSG_LEN_LIMIT)
 		return false;
@@ -68,8 +66,8 @@ static size_t align8(size_t n)
 }
 
 struct layout {
-	size_t tx, rx_bits, smsgs, rmsgs, qps, rbuckets, scratch, total;
-	uint32_t nbuckets;
+	size_t tx, rx_bits, smsgs, rmsgs, qps, rbuckets, qbuckets, scratch, total;
+	uint32_t nbuckets, nqbuckets;
 };
 
 static void compute_layout(const struct tbp_config *c, struct layout *lo)
@@ -84,14 +82,19 @@ static void compute_layout(const struct tbp_config *c, struct layout *lo)
 	lo->smsgs = off;
 	off = align8(off + sizeof(struct tbp_smsg) * c->max_msgs);
 	lo->rmsgs = off;
-	off = align8(off + sizeof(struct tbp_rmsg) * c->max_rx_msgs);
+	off = align8(off + sizeof(struct tbp_rmsg) * (c->max_rx_msgs + c->max_qps));
 	lo->qps = off;
 	off = align8(off + sizeof(struct tbp_qp) * c->max_qps);
 	lo->nbuckets = 16;
-	while (lo->nbuckets < 2 * c->max_rx_msgs)
+	while (lo->nbuckets < 2 * (c->max_rx_msgs + c->max_qps))
 		lo->nbuckets *= 2;
 	lo->rbuckets = off;
 	off = align8(off + sizeof(uint16_t) * lo->nbuckets);
+	lo->nqbuckets = 16;
+	while (lo->nqbuckets < 2 * c->max_qps)
+		lo->nqbuckets *= 2;
+	lo->qbuckets = off;
+	off = align8(off + sizeof(uint16_t) * lo->nqbuckets);
 	lo->scratch = off;
 	off = align8(off + TBP_MAX_FRAME);
 	lo->total = off;
@@ -132,6 +135,8 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	l->qps = (struct tbp_qp *)(base + lo.qps);
 	l->rbuckets = (uint16_t *)(base + lo.rbuckets);
 	l->rbucket_mask = lo.nbuckets - 1;
+	l->qbuckets = (uint16_t *)(base + lo.qbuckets);
+	l->qbucket_mask = lo.nqbuckets - 1;
 	l->scratch = base + lo.scratch;
 	l->win_mask = cfg->window - 1;
 	l->state = TBP_LINK_HANDSHAKE;
@@ -408,6 +413,18 @@ int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, ui
 	return 0;
 }
 
+static uint64_t slot_deadline(const struct tbp_link *l, const struct tbp_txslot *s)
+{
+	uint64_t rto = l->rto;
+	uint32_t i;
+
+	for (i = 0; i < s->retx && rto < l->cfg.rto_max_ns; i++)
+		rto *= 2;
+	if (rto > l->cfg.rto_max_ns)
+		rto = l->cfg.rto_max_ns;
+	return s->sent_ns + rto;
+}
+
 /* Send one queued slot; returns false when no rail can take it now. */
 static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 {
@@ -450,6 +467,8 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 	s->rail_tx_no = ++l->rails[rail].tx_no;
 	l->rails[rail].inflight++;
 	l->queued--;
+	if (l->rtx_next)
+		l->rtx_next = min_u64(l->rtx_next, slot_deadline(l, s));
 	return true;
 }
 
@@ -588,18 +607,6 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 	}
 	if (newly && l->snd_una != l->snd_nxt)
 		fast_retransmit_scan(l, ack);
-}
-
-static uint64_t slot_deadline(const struct tbp_link *l, const struct tbp_txslot *s)
-{
-	uint64_t rto = l->rto;
-	uint32_t i;
-
-	for (i = 0; i < s->retx && rto < l->cfg.rto_max_ns; i++)
-		rto *= 2;
-	if (rto > l->cfg.rto_max_ns)
-		rto = l->cfg.rto_max_ns;
-	return s->sent_ns + rto;
 }
 
 /* Requeue timed-out frames; returns the earliest pending retransmission deadline. */
@@ -928,7 +935,11 @@ uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
 		deadline = min_u64(deadline, l->down_since + l->cfg.link_dead_ns);
 	}
 	if (l->state == TBP_LINK_UP) {
-		deadline = retransmit_timers(l, deadline);
+		/* The window is only scanned when a timer may have expired; a shrinking RTO can
+		 * delay a resend by at most the difference, which the timers tolerate. */
+		if (!l->rtx_next || now >= l->rtx_next)
+			l->rtx_next = retransmit_timers(l, ~0ull);
+		deadline = min_u64(deadline, l->rtx_next);
 		tbp_msg_retry_stalled(l);
 		tbp_push(l);
 		if (l->ack_deadline)

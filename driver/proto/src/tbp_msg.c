@@ -27,22 +27,34 @@ void tbp_msg_init(struct tbp_link *l)
 	for (i = 0; i < l->cfg.max_msgs; i++)
 		l->smsgs[i].next = (uint16_t)(i + 1 < l->cfg.max_msgs ? i + 1 : TBP_NONE);
 	l->smsg_free = 0;
-	for (i = 0; i < l->cfg.max_rx_msgs; i++)
-		l->rmsgs[i].hnext = (uint16_t)(i + 1 < l->cfg.max_rx_msgs ? i + 1 : TBP_NONE);
+	l->rmsg_slots = l->cfg.max_rx_msgs + l->cfg.max_qps;
+	for (i = 0; i < l->rmsg_slots; i++)
+		l->rmsgs[i].hnext = (uint16_t)(i + 1 < l->rmsg_slots ? i + 1 : TBP_NONE);
 	l->rmsg_free = 0;
 	for (i = 0; i <= l->rbucket_mask; i++)
 		l->rbuckets[i] = TBP_NONE;
+	for (i = 0; i <= l->qbucket_mask; i++)
+		l->qbuckets[i] = TBP_NONE;
 }
 
 /* ---- QPs ---- */
 
+static uint32_t qhash(const struct tbp_link *l, uint32_t qpn)
+{
+	uint32_t x = qpn * 0x9e3779b1u;
+
+	return (x ^ (x >> 16)) & l->qbucket_mask;
+}
+
 struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn)
 {
-	uint32_t i;
+	uint16_t i = l->qbuckets[qhash(l, qpn)];
 
-	for (i = 0; i < l->cfg.max_qps; i++)
-		if (l->qps[i].used && l->qps[i].qpn == qpn)
+	while (i != TBP_NONE) {
+		if (l->qps[i].qpn == qpn)
 			return &l->qps[i];
+		i = l->qps[i].hnext;
+	}
 	return NULL;
 }
 
@@ -72,6 +84,9 @@ int tbp_qp_open(struct tbp_link *l, uint32_t qpn, uint32_t remote_qpn)
 		qp->tail = TBP_NONE;
 		qp->send_msn = qp->send_ssn = TBP_MSN_START;
 		qp->rx_msn = qp->rx_ssn_claimed = qp->ack_msn = TBP_MSN_START;
+		qp->hnext = l->qbuckets[qhash(l, qpn)];
+		l->qbuckets[qhash(l, qpn)] = (uint16_t)i;
+		l->open_qps++;
 		return 0;
 	}
 	return -ENOBUFS;
@@ -315,15 +330,6 @@ static void rmsg_hash_remove(struct tbp_link *l, struct tbp_rmsg *r)
 	}
 }
 
-static uint32_t open_qps(const struct tbp_link *l)
-{
-	uint32_t i, n = 0;
-
-	for (i = 0; i < l->cfg.max_qps; i++)
-		n += l->qps[i].used;
-	return n;
-}
-
 /*
  * Slots are freed in per-QP MSN order, so if later messages could take every slot the
  * next in-order message would find none and the link would deadlock. Messages that are
@@ -337,7 +343,7 @@ static struct tbp_rmsg *rmsg_alloc(struct tbp_link *l, uint16_t qp, uint8_t stat
 
 	if (l->rmsg_free == TBP_NONE)
 		return NULL;
-	if (!in_order && l->cfg.max_rx_msgs - l->rmsgs_used <= open_qps(l))
+	if (!in_order && l->rmsg_slots - l->rmsgs_used <= l->open_qps)
 		return NULL;
 	r = &l->rmsgs[l->rmsg_free];
 	l->rmsg_free = r->hnext;
@@ -732,6 +738,8 @@ void tbp_msg_rnr(struct tbp_link *l, const struct tbp_hdr *h)
 		return;
 	l->st.rnr_naks_received++;
 	qp->rnr_until = l->now + l->cfg.rnr_backoff_ns;
+	if (l->rnr_next <= l->now || qp->rnr_until < l->rnr_next)
+		l->rnr_next = qp->rnr_until;
 }
 
 /* ---- transmit side of the message layer ---- */
@@ -821,19 +829,13 @@ void tbp_msg_fill_window(struct tbp_link *l)
 
 uint64_t tbp_msg_next_deadline(struct tbp_link *l, uint64_t deadline)
 {
-	uint32_t i;
-
 	if (l->ctlq_len && l->snd_nxt - l->snd_una < l->cfg.window &&
 	    l->last_ack_tx_ns + l->cfg.ack_delay_ns < deadline)
 		deadline = l->last_ack_tx_ns + l->cfg.ack_delay_ns;
 	if (l->stalled && l->now + l->cfg.rto_min_ns < deadline)
 		deadline = l->now + l->cfg.rto_min_ns;
-	for (i = 0; i < l->cfg.max_qps; i++) {
-		const struct tbp_qp *qp = &l->qps[i];
-
-		if (qp->used && qp->rnr_until > l->now && qp->rnr_until < deadline)
-			deadline = qp->rnr_until;
-	}
+	if (l->rnr_next > l->now && l->rnr_next < deadline)
+		deadline = l->rnr_next;
 	return deadline;
 }
 
@@ -849,7 +851,7 @@ static void flush_rx(struct tbp_link *l, uint16_t qi, uint32_t status)
 		struct tbp_recv_completion c;
 		uint32_t i;
 
-		for (i = 0; i < l->cfg.max_rx_msgs; i++) {
+		for (i = 0; i < l->rmsg_slots; i++) {
 			struct tbp_rmsg *r = &l->rmsgs[i];
 
 			if (r->state != RM_FREE && r->qp == qi &&
@@ -932,8 +934,16 @@ int tbp_qp_close(struct tbp_link *l, uint32_t qpn)
 	flush_rx(l, qp_index(l, qp), TBP_ERR_FLUSHED);
 	if (qp->in_ctlq)
 		l->ctlq_len--;
+	{
+		uint16_t *link = &l->qbuckets[qhash(l, qpn)], idx = qp_index(l, qp);
+
+		while (*link != idx)
+			link = &l->qps[*link].hnext;
+		*link = qp->hnext;
+	}
 	qp->used = 0;
 	qp->in_ctlq = 0;
+	l->open_qps--;
 	return 0;
 }
 
