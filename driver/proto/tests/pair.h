@@ -525,6 +525,45 @@ static void test_tick_deadline(void)
 	CHECK(d <= pnow + 10000000ull); /* keepalive interval bounds the sleep */
 }
 
+/* Many QPs opened and closed in a hashed table: lookups, MSN starts and slots stay right. */
+static void test_qp_table_churn(void)
+{
+	uint32_t i;
+
+	pair_up(1);
+	for (i = 0; i < 40; i++) {
+		CHECK(tbp_qp_open(P[0].link, 1000 + i, 2000 + i) == 0);
+		CHECK(tbp_qp_open(P[1].link, 2000 + i, 1000 + i) == 0);
+	}
+	CHECK(tbp_qp_open(P[0].link, 1005, 1) == -EEXIST);
+	for (i = 0; i < 40; i += 2) {
+		CHECK(tbp_qp_close(P[0].link, 1000 + i) == 0);
+		CHECK(tbp_qp_close(P[1].link, 2000 + i) == 0);
+	}
+	CHECK(tbp_qp_open(P[0].link, 1000, 2000) == 0);
+	CHECK(tbp_qp_open(P[1].link, 2000, 1000) == 0);
+	P[1].recvs_posted = 100;
+	for (i = 1; i < 40; i += 2) {
+		struct tbp_wr wr = { .opcode = TBP_OP_SEND_WITH_IMM, .qpn = 1000 + i, .wr_id = i,
+				     .len = 8, .imm = i };
+
+		CHECK(tbp_post(P[0].link, &wr) == 0);
+	}
+	{
+		struct tbp_wr wr = { .opcode = TBP_OP_SEND_WITH_IMM, .qpn = 1000, .wr_id = 0,
+				     .len = 8, .imm = 0 };
+
+		CHECK(tbp_post(P[0].link, &wr) == 0);
+		wr.qpn = 1002;
+		CHECK(tbp_post(P[0].link, &wr) == -ENOENT);
+	}
+	pair_run(NULL, 1000, 100);
+	CHECK(P[0].ndone == 21 && P[1].nrc == 21);
+	for (i = 0; i < 21 && i < P[1].nrc; i++)
+		CHECK(P[1].rc[i].src_qpn == P[1].rc[i].qpn - 1000 && P[1].rc[i].imm + 2000 == P[1].rc[i].qpn);
+	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
+}
+
 #define PAIR_TESTS                                                                         \
 	{ "handshake", test_handshake },                                                   \
 	{ "handshake_wrong_key", test_handshake_wrong_key },                               \
@@ -540,4 +579,5 @@ static void test_tick_deadline(void)
 	{ "unknown_qp_and_session", test_unknown_qp_and_session },                         \
 	{ "window_bound", test_window_bound },                                             \
 	{ "xmit_backpressure", test_xmit_backpressure },                                   \
-	{ "tick_deadline", test_tick_deadline },
+	{ "tick_deadline", test_tick_deadline },                                           \
+	{ "qp_table_churn", test_qp_table_churn },
