@@ -203,13 +203,17 @@ class Connection:
     def run(self, command: str, stdin: bytes | None = None,
             timeout: float = 120) -> tuple[int, str, str]:
         assert self.client is not None, "open() first"
-        chan_in, chan_out, chan_err = self.client.exec_command(command, timeout=timeout)
-        if stdin is not None:
-            chan_in.write(stdin)
-        chan_in.channel.shutdown_write()
-        out = chan_out.read().decode(errors="replace")
-        err = chan_err.read().decode(errors="replace")
-        return chan_out.channel.recv_exit_status(), out, err
+        try:
+            chan_in, chan_out, chan_err = self.client.exec_command(command, timeout=timeout)
+            if stdin is not None:
+                chan_in.write(stdin)
+            chan_in.channel.shutdown_write()
+            out = chan_out.read().decode(errors="replace")
+            err = chan_err.read().decode(errors="replace")
+            return chan_out.channel.recv_exit_status(), out, err
+        except (TimeoutError, paramiko.SSHException) as exc:
+            raise RemoteError(f"{self.name}: '{command[:60]}' did not finish: "
+                              f"{exc or 'timed out'}") from None
 
     # ------------------------------------------------------------ agent
 
