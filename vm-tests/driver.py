@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     scripts = [path if path.exists() else here / path for path in args.scripts]
     lab_dir = args.lab_dir or session.scratch_lab_dir()
     failed = 0
-    with session.heavy_lock():
+    with session.heavy_lock(testdriver.log):
         started = time.monotonic()
         cluster.up(2, args.cables, lab_dir, progress=testdriver.log)
         testdriver.log(f"phase boot: {time.monotonic() - started:.1f} s")

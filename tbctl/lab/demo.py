@@ -59,7 +59,7 @@ def run_demo(cables: int, keep: bool, lab_dir: Path | None,
             say(f"phase {name}: {timings[name]:.1f} s")
 
     directory = (lab_dir or cluster.default_lab_dir()).resolve()
-    with session.heavy_lock():
+    with session.heavy_lock(say):
         return _demo(cables, keep, directory, say, phase, timings)
 
 

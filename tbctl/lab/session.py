@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,10 +13,15 @@ HEAVY_LOCK = Path("/tmp/tbrdma-heavy.lock")
 
 
 @contextmanager
-def heavy_lock() -> Iterator[None]:
+def heavy_lock(say: Callable[[str], None] | None = None) -> Iterator[None]:
     """Holds the machine-wide lock that keeps two VM sets (or heavy builds) apart."""
     with open(HEAVY_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if say:
+                say(f"waiting for {HEAVY_LOCK} (another VM session or heavy build runs)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -31,7 +31,7 @@ CABLE_NETDEVS = ("thunderbolt0", "thunderbolt1")
 def lab_dir() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (debootstrap, QEMU networking)")
-    with session.heavy_lock():
+    with session.heavy_lock(testdriver.log):
         directory = session.scratch_lab_dir()
         started = time.monotonic()
         cluster.up(2, 2, directory, progress=testdriver.log)
