@@ -212,7 +212,25 @@ struct tbp_link {
 	uint8_t *scratch;       /* one frame being built */
 };
 
+static inline uint32_t tbp_qhash(const struct tbp_link *l, uint32_t qpn)
+{
+	uint32_t x = qpn * 0x9e3779b1u;
+
+	return (x ^ (x >> 16)) & l->qbucket_mask;
+}
+
+static inline uint16_t tbp_qp_index(const struct tbp_link *l, const struct tbp_qp *qp)
+{
+	return (uint16_t)(qp - l->qps);
+}
+
 /* tbp_link.c */
+void tbp_rail_came_up(struct tbp_link *l, uint32_t r);
+void tbp_rtt_sample(struct tbp_link *l, uint64_t rtt);
+
+/* tbp_hello.c */
+void tbp_send_hello(struct tbp_link *l, uint32_t rail, uint8_t op);
+void tbp_rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h, const uint8_t *p);
 uint32_t tbp_frag_payload(const struct tbp_link *l);
 int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, uint32_t plen,
 		  struct tbp_txslot **out);
@@ -226,6 +244,8 @@ bool tbp_ack_due(const struct tbp_link *l);
 void tbp_msg_init(struct tbp_link *l);
 
 /* tbp_msg.c */
+void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m);
+void tbp_rmsg_free(struct tbp_link *l, struct tbp_rmsg *r);
 struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn);
 /* Build the header (and payload) of a sequenced frame into l->scratch; returns frame length
  * or 0 when the local copy failed (the message is then completed with an error). */

@@ -39,16 +39,9 @@ void tbp_msg_init(struct tbp_link *l)
 
 /* ---- QPs ---- */
 
-static uint32_t qhash(const struct tbp_link *l, uint32_t qpn)
-{
-	uint32_t x = qpn * 0x9e3779b1u;
-
-	return (x ^ (x >> 16)) & l->qbucket_mask;
-}
-
 struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn)
 {
-	uint16_t i = l->qbuckets[qhash(l, qpn)];
+	uint16_t i = l->qbuckets[tbp_qhash(l, qpn)];
 
 	while (i != TBP_NONE) {
 		if (l->qps[i].qpn == qpn)
@@ -56,11 +49,6 @@ struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn)
 		i = l->qps[i].hnext;
 	}
 	return NULL;
-}
-
-static uint16_t qp_index(const struct tbp_link *l, const struct tbp_qp *qp)
-{
-	return (uint16_t)(qp - l->qps);
 }
 
 int tbp_qp_open(struct tbp_link *l, uint32_t qpn, uint32_t remote_qpn)
@@ -84,8 +72,8 @@ int tbp_qp_open(struct tbp_link *l, uint32_t qpn, uint32_t remote_qpn)
 		qp->tail = TBP_NONE;
 		qp->send_msn = qp->send_ssn = TBP_MSN_START;
 		qp->rx_msn = qp->rx_ssn_claimed = qp->ack_msn = TBP_MSN_START;
-		qp->hnext = l->qbuckets[qhash(l, qpn)];
-		l->qbuckets[qhash(l, qpn)] = (uint16_t)i;
+		qp->hnext = l->qbuckets[tbp_qhash(l, qpn)];
+		l->qbuckets[tbp_qhash(l, qpn)] = (uint16_t)i;
 		l->open_qps++;
 		return 0;
 	}
@@ -110,7 +98,7 @@ static struct tbp_smsg *smsg_alloc(struct tbp_link *l)
 	return m;
 }
 
-static void smsg_free(struct tbp_link *l, struct tbp_smsg *m)
+void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m)
 {
 	m->state = SM_FREE;
 	m->next = l->smsg_free;
@@ -167,7 +155,7 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 		return -ENOBUFS;
 	idx = (uint16_t)(m - l->smsgs);
 	m->op = wire_op_of[wr->opcode];
-	m->qp = qp_index(l, qp);
+	m->qp = tbp_qp_index(l, qp);
 	m->msn = qp->send_msn++;
 	if (consumes_recv(m->op))
 		m->ssn = qp->send_ssn++;
@@ -202,7 +190,7 @@ static void sender_complete(struct tbp_link *l, struct tbp_qp *qp)
 			qp->tail = TBP_NONE;
 		l->st.msgs_completed++;
 		l->env.send_done(l->env.ctx, qp->qpn, m->wr_id, m->status);
-		smsg_free(l, m);
+		tbp_smsg_free(l, m);
 	}
 }
 
@@ -211,7 +199,7 @@ static void smsg_progress(struct tbp_link *l, struct tbp_smsg *m)
 	if (!m->all_queued || m->frags_unacked)
 		return;
 	if (m->orphan || m->op == TBP_W_READ_RESP)
-		smsg_free(l, m);
+		tbp_smsg_free(l, m);
 	else
 		sender_complete(l, &l->qps[m->qp]);
 }
@@ -357,7 +345,7 @@ static struct tbp_rmsg *rmsg_alloc(struct tbp_link *l, uint16_t qp, uint8_t stat
 	return r;
 }
 
-static void rmsg_free(struct tbp_link *l, struct tbp_rmsg *r)
+void tbp_rmsg_free(struct tbp_link *l, struct tbp_rmsg *r)
 {
 	rmsg_hash_remove(l, r);
 	r->state = RM_FREE;
@@ -391,7 +379,7 @@ static void owe_msg_ack(struct tbp_link *l, struct tbp_qp *qp)
 /* Act on messages of a QP that are complete, strictly in MSN order. */
 static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 {
-	uint16_t qi = qp_index(l, qp);
+	uint16_t qi = tbp_qp_index(l, qp);
 
 	while (!qp->err_pending) {
 		struct tbp_rmsg *r = rmsg_lookup(l, qi, qp->rx_msn, false);
@@ -435,7 +423,7 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 			qp->err_status = sender_status(r->status);
 			qp->errs_sent++;
 		}
-		rmsg_free(l, r);
+		tbp_rmsg_free(l, r);
 		qp->rx_msn++;
 		qp->ack_msn = qp->rx_msn;
 		qp->ack_pending = 1;
@@ -472,7 +460,7 @@ static void send_rnr_nak(struct tbp_link *l, struct tbp_qp *qp)
 static struct tbp_rmsg *claim_through(struct tbp_link *l, struct tbp_qp *qp, uint32_t msn,
 				      uint32_t ssn, bool *refuse)
 {
-	uint16_t qi = qp_index(l, qp);
+	uint16_t qi = tbp_qp_index(l, qp);
 
 	while (seq_diff(qp->rx_ssn_claimed, ssn) <= 0) {
 		bool mine = qp->rx_ssn_claimed == ssn;
@@ -485,7 +473,7 @@ static struct tbp_rmsg *claim_through(struct tbp_link *l, struct tbp_qp *qp, uin
 			return NULL;
 		}
 		if (l->env.recv_claim(l->env.ctx, qp->qpn, &r->recv_handle, &r->capacity) != 0) {
-			rmsg_free(l, r);
+			tbp_rmsg_free(l, r);
 			send_rnr_nak(l, qp);
 			*refuse = true;
 			return NULL;
@@ -541,7 +529,7 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 		if (!r)
 			return NULL;
 	} else {
-		r = rmsg_alloc(l, qp_index(l, qp), RM_ACTIVE, h->msn, 0);
+		r = rmsg_alloc(l, tbp_qp_index(l, qp), RM_ACTIVE, h->msn, 0);
 		if (!r) {
 			l->st.drop_no_slot++;
 			*refuse = true;
@@ -570,7 +558,7 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr *h,
 		    const uint8_t *payload)
 {
-	struct tbp_rmsg *r = rmsg_lookup(l, qp_index(l, qp), h->msn, false);
+	struct tbp_rmsg *r = rmsg_lookup(l, tbp_qp_index(l, qp), h->msn, false);
 	bool refuse = false;
 
 	if (!r) {
@@ -837,139 +825,4 @@ uint64_t tbp_msg_next_deadline(struct tbp_link *l, uint64_t deadline)
 	if (l->rnr_next > l->now && l->rnr_next < deadline)
 		deadline = l->rnr_next;
 	return deadline;
-}
-
-/* ---- teardown paths ---- */
-
-static void flush_rx(struct tbp_link *l, uint16_t qi, uint32_t status)
-{
-	struct tbp_qp *qp = &l->qps[qi];
-
-	/* Claimed receive WQEs are reported in SSN order so the verbs queue stays consistent. */
-	for (;;) {
-		struct tbp_rmsg *first = NULL;
-		struct tbp_recv_completion c;
-		uint32_t i;
-
-		for (i = 0; i < l->rmsg_slots; i++) {
-			struct tbp_rmsg *r = &l->rmsgs[i];
-
-			if (r->state != RM_FREE && r->qp == qi &&
-			    (!first || (r->claimed && (!first->claimed ||
-						       seq_diff(r->ssn, first->ssn) < 0))))
-				first = r;
-		}
-		if (!first)
-			return;
-		if (first->claimed) {
-			memset(&c, 0, sizeof(c));
-			c.qpn = qp->qpn;
-			c.src_qpn = qp->rqpn;
-			c.recv_handle = first->recv_handle;
-			c.opcode = TBP_OP_SEND;
-			c.status = (uint16_t)status;
-			l->env.recv_done(l->env.ctx, &c);
-		}
-		rmsg_free(l, first);
-	}
-}
-
-static void flush_tx(struct tbp_link *l, struct tbp_qp *qp, uint32_t status)
-{
-	uint16_t qi = qp_index(l, qp);
-	uint32_t i;
-
-	while (qp->head != TBP_NONE) {
-		struct tbp_smsg *m = &l->smsgs[qp->head];
-
-		qp->head = m->next;
-		l->env.send_done(l->env.ctx, qp->qpn, m->wr_id, status);
-		m->orphan = 1;
-		m->all_queued = 1;
-	}
-	qp->tail = TBP_NONE;
-	for (i = 0; i < l->cfg.max_msgs; i++) {
-		struct tbp_smsg *m = &l->smsgs[i];
-
-		if (m->state == SM_ACTIVE && m->qp == qi) {
-			m->orphan = 1;
-			m->all_queued = 1;
-		}
-	}
-	/* Orphans leave the send queue; those with frames in flight wait for their acks. */
-	{
-		uint16_t prev = TBP_NONE, j = l->sendq_head;
-
-		while (j != TBP_NONE) {
-			uint16_t next = l->smsgs[j].sendq_next;
-
-			if (l->smsgs[j].orphan) {
-				if (prev == TBP_NONE)
-					l->sendq_head = next;
-				else
-					l->smsgs[prev].sendq_next = next;
-				if (l->sendq_tail == j)
-					l->sendq_tail = prev;
-			} else {
-				prev = j;
-			}
-			j = next;
-		}
-	}
-	for (i = 0; i < l->cfg.max_msgs; i++) {
-		struct tbp_smsg *m = &l->smsgs[i];
-
-		if (m->state == SM_ACTIVE && m->orphan && !m->frags_unacked)
-			smsg_free(l, m);
-	}
-}
-
-int tbp_qp_close(struct tbp_link *l, uint32_t qpn)
-{
-	struct tbp_qp *qp = tbp_qp_find(l, qpn);
-
-	if (!qp)
-		return -ENOENT;
-	flush_tx(l, qp, TBP_ERR_FLUSHED);
-	flush_rx(l, qp_index(l, qp), TBP_ERR_FLUSHED);
-	if (qp->in_ctlq)
-		l->ctlq_len--;
-	{
-		uint16_t *link = &l->qbuckets[qhash(l, qpn)], idx = qp_index(l, qp);
-
-		while (*link != idx)
-			link = &l->qps[*link].hnext;
-		*link = qp->hnext;
-	}
-	qp->used = 0;
-	qp->in_ctlq = 0;
-	l->open_qps--;
-	return 0;
-}
-
-void tbp_msg_fail_all(struct tbp_link *l, uint32_t status)
-{
-	uint32_t i;
-
-	l->stalled = 0;
-	for (i = 0; i < l->cfg.max_qps; i++) {
-		struct tbp_qp *qp = &l->qps[i];
-
-		if (!qp->used)
-			continue;
-		flush_tx(l, qp, status);
-		flush_rx(l, (uint16_t)i, status);
-		qp->in_ctlq = 0;
-	}
-	l->ctlq_len = 0;
-	/* Nothing is sent any more: drop the window and every remaining slot. */
-	for (i = 0; i < l->cfg.window; i++)
-		l->tx[i].state = TX_FREE;
-	l->snd_una = l->snd_nxt;
-	l->queued = 0;
-	for (i = 0; i < l->cfg.max_msgs; i++)
-		if (l->smsgs[i].state == SM_ACTIVE)
-			smsg_free(l, &l->smsgs[i]);
-	l->sendq_head = TBP_NONE;
-	l->sendq_tail = TBP_NONE;
 }
