@@ -12,7 +12,9 @@ import time
 
 KEY = secrets.token_hex(32)
 ADDR = {"a": ("10.77.0.1", "10.78.0.1"), "b": ("10.77.0.2", "10.78.0.2")}
-NATIVE = ("python3 -c 'import sys; from tbctl.node import native; "
+# the lab installs tbctl under /usr/local/lib/tbctl (its launcher sets PYTHONPATH likewise)
+NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
+          "'import sys; from tbctl.node import native; "
           "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
           "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 

@@ -143,7 +143,9 @@ else:
     print(json.dumps({"idle_server": True}))
 '''
 
-NATIVE = ("python3 -c 'import sys; from tbctl.node import native; "
+# the lab installs tbctl under /usr/local/lib/tbctl (its launcher sets PYTHONPATH likewise)
+NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
+          "'import sys; from tbctl.node import native; "
           "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
           "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
@@ -278,7 +280,8 @@ for m in (a, b):
 
 # 6. teardown through native.py: the device goes away cleanly.
 for m in (a, b):
-    m.succeed("python3 -c 'from tbctl.node import native; native.destroy(\"tbrdma0\"); "
+    m.succeed("PYTHONPATH=/usr/local/lib/tbctl python3 -c 'from tbctl.node import native; "
+              "native.destroy(\"tbrdma0\"); "
               "assert native.port_state(\"tbrdma0\") == \"ABSENT\"'")
     m.succeed("modprobe -r tbrdma")
     no_kernel_trouble(m)
