@@ -315,4 +315,28 @@ def ensure_image(rebuild: bool = False, progress: Progress | None = None) -> Nod
     _build_image(base_dir, image_dir, say)
     timings["image"] = time.monotonic() - started
     (image_dir / "build.json").write_text(json.dumps({"seconds": timings}) + "\n")
+    prune_images(cache, keep=image_dir)
     return _load(image_dir)
+
+
+def _open_paths() -> set[str]:
+    """Files some process holds open (a running VM holds its image's qcow2)."""
+    found = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                found.add(os.readlink(fd))
+        except OSError:
+            continue
+    return found
+
+
+def prune_images(cache: Path, keep: Path, newest: int = 2) -> None:
+    """Each driver change makes a ~0.5 GB image; keep the newest few and any VM's own."""
+    images = sorted(cache.glob("image-*"), key=lambda path: path.stat().st_mtime,
+                    reverse=True)
+    in_use = _open_paths()
+    for stale in images[newest:]:
+        if stale == keep or any(path.startswith(f"{stale}/") for path in in_use):
+            continue
+        shutil.rmtree(stale, ignore_errors=True)

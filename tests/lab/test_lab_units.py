@@ -148,3 +148,20 @@ def test_seed_unit_orders_before_udev() -> None:
     before = next(line for line in unit.splitlines() if line.startswith("Before="))
     assert "systemd-udevd.service" in before and "ssh.service" in before
     assert unit.count("DefaultDependencies=no") == 1
+
+
+def test_prune_images_keeps_newest_and_open_ones(tmp_path: Path) -> None:
+    import os
+    import time as clock
+
+    dirs = []
+    for index in range(5):
+        path = tmp_path / f"image-{index}"
+        path.mkdir()
+        (path / "root.qcow2").write_bytes(b"x")
+        stamp = clock.time() - 1000 + index
+        os.utime(path, (stamp, stamp))
+        dirs.append(path)
+    with open(dirs[0] / "root.qcow2", "rb"):  # a running VM's backing file
+        image.prune_images(tmp_path, keep=dirs[1])
+    assert [path.exists() for path in dirs] == [True, True, False, True, True]
