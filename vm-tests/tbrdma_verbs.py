@@ -14,7 +14,7 @@ SIZES = [1, 7, 4096, 65537, 1 << 20, 16 << 20]
 
 # Runs on the nodes: one RC QP; server/client exchange JSON files through the test script.
 PEER = r'''
-import json, random, sys, time
+import json, os, random, sys, time
 import pyverbs.enums as e
 from pyverbs.addr import GID, AHAttr, GlobalRoute
 from pyverbs.cq import CQ
@@ -103,6 +103,9 @@ if mode == "data" and role == "server":
         assert wc.opcode == e.IBV_WC_RECV_RDMA_WITH_IMM, wc.opcode
         assert wc.imm_data == size & 0xffffffff, wc.imm_data
         assert mr.read(size, 0) == payload(size, 2), f"WRITE_WITH_IMM data differs at {size}"
+    # the client still WRITEs and READs this QP's MR: stay until it is done
+    while not os.path.exists(f"{workdir}/done"):
+        time.sleep(0.2)
     print(json.dumps({"ok": True, "role": role}))
 elif mode == "data":
     for size in sizes:
@@ -139,7 +142,8 @@ elif mode == "flush" and role == "client":
     qp.close()
     print(json.dumps({"destroyed_with_outstanding": 48}))
 else:
-    time.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 5)
+    while not os.path.exists(f"{workdir}/done"):
+        time.sleep(0.2)
     print(json.dumps({"idle_server": True}))
 '''
 
@@ -176,6 +180,8 @@ def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900):
     b.wait_until_succeeds("test -e /tmp/tbv/server.ready", timeout=60)
     a.succeed(f"echo '{info_b}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
     results = {}
+    a.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
+    b.succeed("touch /tmp/tbv/done")
     for m in (a, b):
         m.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
         rc = m.succeed("cat /tmp/tbv/rc").strip()
