@@ -172,11 +172,17 @@ def console_command(node: str, lab_dir: Path | None) -> None:
     console.print(f"connected to {target.hostname}'s serial console; Ctrl-] detaches")
     interactive = sys.stdin.isatty()
     saved = termios.tcgetattr(sys.stdin) if interactive else None
+    inputs: list[object] = [conn, sys.stdin]
+    # Piped input: after it ends, show the console's answer for a few quiet seconds.
+    linger_s = 5.0
     try:
         if interactive:
             tty.setraw(sys.stdin.fileno())
         while True:
-            readable, _, _ = select.select([conn, sys.stdin], [], [])
+            readable, _, _ = select.select(inputs, [], [], None if sys.stdin in inputs
+                                           else linger_s)
+            if not readable:
+                break
             if conn in readable:
                 data = conn.recv(4096)
                 if not data:
@@ -184,8 +190,11 @@ def console_command(node: str, lab_dir: Path | None) -> None:
                 os.write(sys.stdout.fileno(), data)
             if sys.stdin in readable:
                 data = os.read(sys.stdin.fileno(), 1024)
-                if not data or b"\x1d" in data:
+                if b"\x1d" in data or (not data and interactive):
                     break
+                if not data:
+                    inputs.remove(sys.stdin)
+                    continue
                 conn.sendall(data)
     finally:
         if saved is not None:

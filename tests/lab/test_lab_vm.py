@@ -87,6 +87,18 @@ def test_lab_status_and_cable_cli(lab_dir: Path) -> None:
     assert lab_cli(lab_dir, "cable", "a-b/7", "down").returncode == 2
 
 
+def test_lab_console_and_ssh_cli(lab_dir: Path) -> None:
+    console = subprocess.run(
+        [sys.executable, "-m", "tbctl", "lab", "console", "b", "--lab-dir", str(lab_dir)],
+        input="\n", capture_output=True, text=True, timeout=120)
+    assert console.returncode == 0, console.stderr
+    assert "lab-b login:" in console.stdout, console.stdout
+    ssh_cli = subprocess.run(
+        [sys.executable, "-m", "tbctl", "lab", "ssh", "--lab-dir", str(lab_dir), "lab-a",
+         "cat", "/etc/hostname"], capture_output=True, text=True, timeout=120)
+    assert ssh_cli.returncode == 0 and ssh_cli.stdout.strip() == "lab-a", ssh_cli.stderr
+
+
 def _rxe_by_hand(lab_dir: Path) -> None:
     for host, octet in (("lab-a", 1), ("lab-b", 2)):
         for index, netdev in enumerate(CABLE_NETDEVS):
