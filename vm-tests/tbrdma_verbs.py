@@ -30,8 +30,10 @@ big = max(sizes)
 access = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
 ctx = Context(name="tbrdma0")
 pd = PD(ctx)
-mr = MR(pd, big, access)
-back = MR(pd, big, access)
+# [0, big): SEND source / WRITE_WITH_IMM target; [big, 2 big): WRITE then READ target, so the
+# client's next WRITE cannot overwrite what the server is still verifying.
+mr = MR(pd, 2 * big, access)
+back = MR(pd, 2 * big, access)
 cq = CQ(ctx, 256)
 init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
                   cap=QPCap(max_send_wr=64, max_recv_wr=64, max_send_sge=2, max_recv_sge=2))
@@ -40,7 +42,7 @@ attr.qp_access_flags = access
 qp = QP(pd, init, attr)
 gid_index = 1
 me = {"qpn": qp.qp_num, "gid": str(ctx.query_gid(1, gid_index)), "rkey": mr.rkey,
-      "addr": mr.buf, "length": big}
+      "addr": mr.buf, "length": 2 * big}
 open(f"{workdir}/{role}.json", "w").write(json.dumps(me))
 while True:
     try:
@@ -118,10 +120,10 @@ elif mode == "data":
         wait()
         data = payload(size, 3)
         mr.write(data, size, 0)
-        post(e.IBV_WR_RDMA_WRITE, size, raddr=peer["addr"], rkey=peer["rkey"])
+        post(e.IBV_WR_RDMA_WRITE, size, raddr=peer["addr"] + big, rkey=peer["rkey"])
         wait()
         back.write(bytes(size), size, 0)
-        post(e.IBV_WR_RDMA_READ, size, local=back, raddr=peer["addr"], rkey=peer["rkey"])
+        post(e.IBV_WR_RDMA_READ, size, local=back, raddr=peer["addr"] + big, rkey=peer["rkey"])
         wait()
         assert back.read(size, 0) == data, f"WRITE then READ differs at {size}"
     print(json.dumps({"ok": True, "role": role}))
