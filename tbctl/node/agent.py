@@ -404,14 +404,13 @@ def cable_status(cable: dict[str, Any], devices: dict[str, dict[str, Any]]) -> d
 
 def roce_gid_index(gids: list[dict[str, Any]], address: str) -> int | None:
     """Index of the RoCE v2 GID that maps the cable's IPv4 address (what perftest's -x takes)."""
-    mapped = ipaddress.IPv6Address(f"::ffff:{address}").exploded
-    for gid in gids:
-        if (gid["gid"].lower() == mapped and (gid.get("type") or "").lower().endswith("v2")):
+    # Compare addresses, not strings: Python 3.13 spells IPv4-mapped addresses differently.
+    mapped = ipaddress.IPv6Address(f"::ffff:{address}")
+    matching = [g for g in gids if ipaddress.IPv6Address(g["gid"]) == mapped]
+    for gid in matching:
+        if (gid.get("type") or "").lower().endswith("v2"):
             return gid["index"]
-    for gid in gids:
-        if gid["gid"].lower() == mapped:
-            return gid["index"]
-    return None
+    return matching[0]["index"] if matching else None
 
 
 def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
