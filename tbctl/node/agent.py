@@ -294,9 +294,12 @@ def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
         if transport == "native":
             device = _free_native_name()
             key = bytes.fromhex(request["native_key"])
-            _native().create(device, [c["link"] for c in request["cables"]], key)
+            # Exactly one end initiates the handshake; both ends decide alike from the ids.
+            initiator = probe.host_identity(host_root()) < peer
+            _native().create(device, [c["link"] for c in request["cables"]], key, initiator)
             pairing["native_device"] = device
             pairing["native_key"] = request["native_key"]
+            pairing["native_initiator"] = initiator
             for cable in pairing["cables"]:
                 cable["rdma_device"] = device
         if request.get("persist_agent"):
@@ -369,7 +372,8 @@ def cmd_reapply(args: argparse.Namespace) -> dict[str, Any]:
             links = [c["link"] for c in pairing["cables"] if c["link"] in applied]
             if links:
                 _native().create(pairing["native_device"], links,
-                                 bytes.fromhex(pairing["native_key"]))
+                                 bytes.fromhex(pairing["native_key"]),
+                                 pairing["native_initiator"])
     if failed:
         raise AgentError("; ".join(failed))
     return {"applied": applied, "absent": absent}

@@ -44,3 +44,9 @@ def test_tbrdma_faults_and_benchmark(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 
     testdriver.run_script(VM_TESTS / "tbrdma_bench.py", lab_dir)
+
+
+def test_tbctl_pair_native(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_pair.py", lab_dir)
