@@ -146,53 +146,66 @@ def _existing_result(a: Connection, b: Connection, pa: dict[str, Any],
 
 def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
            with_rdma: bool) -> dict[str, Any]:
-    """Ping every cable, check RDMA ports, and run an RDMA WRITE/READ round trip on each."""
+    """Ping every cable, check RDMA ports, and run an RDMA WRITE/READ round trip on every
+    RDMA device pair (one per cable with rxe; one per host pair with tbrdma, whose device
+    spans all cables and carries its GIDs on its first cable's netdev)."""
     rows, problems = [], []
     peer_side = {c["link"]: c for c in pb["cables"]}
     pings = in_parallel(lambda c: a.agent("ping", "--address", peer_side[c["peer_link"]][
         "address"])["rtt_us"], pa["cables"])
     for cable, ping_rtt in zip(pa["cables"], pings, strict=True):
         other = peer_side[cable["peer_link"]]
-        row = {
+        rows.append({
             "link_a": cable["link"], "address_a": cable["address"],
             "link_b": other["link"], "address_b": other["address"],
             "mtu": cable["mtu"], "up": cable["up"] and other["up"],
             "rdma_a": cable.get("rdma_device"), "rdma_b": other.get("rdma_device"),
             "port_a": cable["rdma_port_state"], "port_b": other["rdma_port_state"],
             "gid_index_a": cable["gid_index"], "gid_index_b": other["gid_index"],
-            "ping_rtt_us": ping_rtt,
-            "rdma_rtt_us": None, "rdma_ok": None,
-        }
-        where = f"{cable['link']}<->{other['link']}"
-        if row["ping_rtt_us"] is None:
-            problems.append(f"cable {where}: {other['address']} does not answer ping")
-        if pa["transport"] != "ip":
-            if row["port_a"] != "ACTIVE" or row["port_b"] != "ACTIVE":
-                problems.append(f"cable {where}: RDMA ports are {row['port_a']}/{row['port_b']}")
-            elif row["gid_index_a"] is None or row["gid_index_b"] is None:
-                problems.append(f"cable {where}: no RoCE v2 GID carries the cable's address")
-            elif with_rdma:
-                row.update(_rdma_round_trip(a, b, cable, other))
-                if not row["rdma_ok"]:
-                    problems.append(f"cable {where}: RDMA WRITE/READ round trip failed: "
-                                    f"{row.get('rdma_error', 'data mismatch')}")
-        rows.append(row)
+            "ping_rtt_us": ping_rtt, "rdma_rtt_us": None, "rdma_ok": None,
+        })
+        if ping_rtt is None:
+            problems.append(f"cable {cable['link']}<->{other['link']}: {other['address']} "
+                            "does not answer ping")
+    if pa["transport"] == "ip":
+        return {"cables": rows, "verified": not problems, "problems": problems}
+    devices: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        devices.setdefault((row["rdma_a"], row["rdma_b"]), []).append(row)
+    for (device_a, device_b), group in devices.items():
+        where = f"{device_a}<->{device_b}"
+        if any(r["port_a"] != "ACTIVE" or r["port_b"] != "ACTIVE" for r in group):
+            states = ", ".join(f"{r['port_a']}/{r['port_b']}" for r in group)
+            problems.append(f"{where}: RDMA ports are {states}")
+            continue
+        with_gids = [r for r in group if r["gid_index_a"] is not None
+                     and r["gid_index_b"] is not None]
+        if not with_gids:
+            problems.append(f"{where}: no RoCE v2 GID carries a cable's address")
+        elif with_rdma:
+            outcome = _rdma_round_trip(a, b, with_gids[0])
+            for row in group:
+                row.update(outcome)
+            if not outcome["rdma_ok"]:
+                problems.append(f"{where}: RDMA WRITE/READ round trip failed: "
+                                f"{outcome['rdma_error']}")
     return {"cables": rows, "verified": not problems, "problems": problems}
 
 
-def _rdma_round_trip(a: Connection, b: Connection, cable: dict[str, Any],
-                     other: dict[str, Any]) -> dict[str, Any]:
+def _rdma_round_trip(a: Connection, b: Connection, row: dict[str, Any]) -> dict[str, Any]:
     from tbctl.rdmaverify import verify_cable
 
     try:
         outcome = verify_cable(
             a.start_agent, b.start_agent,
-            device_a=cable["rdma_device"], gid_index_a=cable["gid_index"],
-            device_b=other["rdma_device"], gid_index_b=other["gid_index"])
+            device_a=row["rdma_a"], gid_index_a=row["gid_index_a"],
+            device_b=row["rdma_b"], gid_index_b=row["gid_index_b"])
     except RemoteError as exc:
-        return {"rdma_ok": False, "rdma_error": str(exc)}
-    return {"rdma_ok": bool(outcome.get("ok")), "rdma_rtt_us": outcome.get("rtt_us"),
-            "rdma_error": outcome.get("error", "data mismatch")}
+        outcome = {"ok": False, "error": str(exc)}
+    result = {"rdma_ok": bool(outcome.get("ok")), "rdma_rtt_us": outcome.get("rtt_us")}
+    if not result["rdma_ok"]:
+        result["rdma_error"] = outcome.get("error", "the data read back differs")
+    return result
 
 
 def unpair(spec_a: str, spec_b: str, ssh: SshOptions) -> dict[str, Any]:
