@@ -94,8 +94,10 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         id_a, id_b = status_a["host_id"], status_b["host_id"]
         have_a, have_b = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
         if have_a and have_b and _consistent(have_a, have_b):
-            return {**_existing_result(a, b, have_a, have_b), **verify(
-                a, b, have_a, have_b, options.verify_rdma)}
+            return {"dry_run": False, "already_paired": True, "host_a": a.name,
+                    "host_b": b.name, "transport": have_a["transport"],
+                    "transport_reason": "recorded pairing",
+                    **verify(a, b, have_a, have_b, options.verify_rdma)}
         if options.dry_run and (have_a or have_b):
             raise PlanError(f"{a.name} and {b.name} hold a half-recorded pairing: run "
                             f"tbctl unpair {a.name} {b.name}, then pair again")
@@ -136,12 +138,6 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
                   "host_b": b.name, "transport": plan.transport,
                   "transport_reason": plan.transport_reason}
         return {**result, **verify(a, b, pa, pb, options.verify_rdma)}
-
-
-def _existing_result(a: Connection, b: Connection, pa: dict[str, Any],
-                     pb: dict[str, Any]) -> dict[str, Any]:
-    return {"dry_run": False, "already_paired": True, "host_a": a.name, "host_b": b.name,
-            "transport": pa["transport"], "transport_reason": "recorded pairing"}
 
 
 def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],

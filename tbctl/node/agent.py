@@ -117,10 +117,6 @@ def cmd_ping(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- changes
 
 
-def _files_root() -> Path:
-    return host_root()
-
-
 def _systemd_live() -> bool:
     return str(host_root()) == "/" and Path("/run/systemd/system").is_dir()
 
@@ -146,7 +142,7 @@ def _write_host_files(state: dict[str, Any], files: dict[str, str]) -> list[str]
     for rel, content in files.items():
         if _system_owned(rel):
             continue
-        path = _files_root() / rel
+        path = host_root() / rel
         if rel not in state["files"]:
             state["files"][rel] = {"prior": path.read_text() if path.exists() else None}
         if not path.exists() or path.read_text() != content:
@@ -181,7 +177,7 @@ def _restore_host_files(state: dict[str, Any]) -> None:
     for rel, record in state["files"].items():
         if _system_owned(rel):
             continue
-        path = _files_root() / rel
+        path = host_root() / rel
         if record["prior"] is None:
             if path.exists():
                 path.unlink()
