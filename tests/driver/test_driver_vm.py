@@ -40,18 +40,19 @@ def test_tbrdma_verbs_end_to_end(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_verbs.py", lab_dir)
 
 
+def test_tbctl_pair_native(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_pair.py", lab_dir)
+
+
 # Known bug, issue 5 stays open for it: in 1 of 3 fresh-clone CI runs a WRITE+READ round
-# under faults read back different bytes ("round 3: data differs"). Not strict: an XPASS is
-# reported as such, and the table is printed either way.
+# under faults read back different bytes ("round 3: data differs"), and afterwards
+# `modprobe -r tbrdma` hung on the node; so this test runs last on its lab. Not strict: an
+# XPASS is reported as such, and the table is printed either way.
 @pytest.mark.xfail(reason="tbrdma: data differs after a fault round in some runs (issue 5)",
                    strict=False)
 def test_tbrdma_faults_and_benchmark(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 
     testdriver.run_script(VM_TESTS / "tbrdma_bench.py", lab_dir)
-
-
-def test_tbctl_pair_native(lab_dir: Path) -> None:
-    from tbctl.lab import testdriver
-
-    testdriver.run_script(VM_TESTS / "tbrdma_pair.py", lab_dir)
