@@ -309,7 +309,6 @@ def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
     state["pairings"][peer] = pairing
     _make_dirs(state, under_root(args.state_dir))
     state_mod.save(args.state_dir, state)
-    _protect_state(args.state_dir)
     return {"applied": True, "files_changed": changed, "systemd": _systemd_live(),
             "cables": pairing["cables"]}
 
@@ -317,12 +316,6 @@ def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
 def _free_native_name() -> str:
     existing = {p.name for p in Path("/sys/class/infiniband").glob("tbrdma*")}
     return next(f"tbrdma{i}" for i in range(64) if f"tbrdma{i}" not in existing)
-
-
-def _protect_state(state_dir: str) -> None:
-    path = under_root(state_dir) / "state.json"
-    if path.exists():
-        os.chmod(path, 0o600)  # it holds the native pairing key
 
 
 def cmd_unapply(args: argparse.Namespace) -> dict[str, Any]:

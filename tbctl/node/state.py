@@ -51,5 +51,8 @@ def save(state_dir: str, state: dict[str, Any]) -> None:
         return
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    # 0600 from the start: the state holds the native pairing key.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)

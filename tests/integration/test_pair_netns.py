@@ -41,7 +41,9 @@ def test_pair_configures_both_hosts_and_persists(pair_of_hosts):
         assert ip_address(cable["address_b"]) == ip_address(cable["address_a"]) + 1
 
     for host in (a, b):
-        state = json.loads((host.root / STATE / "state.json").read_text())
+        state_file = host.root / STATE / "state.json"
+        assert state_file.stat().st_mode & 0o777 == 0o600  # it may hold a pairing key
+        state = json.loads(state_file.read_text())
         assert len(state["pairings"]) == 1
         expected = render_host_files(state_dir="/var/lib/tbctl",
                                      tbctl_exec="/usr/bin/python3 /var/lib/tbctl/tbctl.pyz",
