@@ -34,6 +34,10 @@ static unsigned int handshake_reset_ms = 2000;
 module_param(handshake_reset_ms, uint, 0644);
 MODULE_PARM_DESC(handshake_reset_ms,
 		 "A responder whose handshake is stuck on a stale peer restarts after this (default 2000)");
+static bool payload_checksum = true;
+module_param(payload_checksum, bool, 0644);
+MODULE_PARM_DESC(payload_checksum,
+		 "CRC32C over frame payloads too; Ethernet rails need it (default Y)");
 static unsigned int max_outstanding = 1024;
 module_param(max_outstanding, uint, 0444);
 MODULE_PARM_DESC(max_outstanding, "Work requests in flight per link (default 1024)");
@@ -575,6 +579,12 @@ static int build_link(struct tbrdma_dev *tdev)
 	memcpy(cfg.key, tdev->key, tdev->key_len);
 	cfg.max_qps = TBRDMA_MAX_QP;
 	cfg.max_msg_len = TBRDMA_MAX_MSG_SIZE;
+	/*
+	 * Nothing on an Ethernet path guarantees an FCS check (software bridges, tc netem, virtual
+	 * NICs), so by default the payload is covered too; either side asking is enough.
+	 */
+	if (payload_checksum)
+		cfg.caps |= TBP_CAP_PAYLOAD_CSUM;
 	cfg.max_msgs = clamp_t(u32, max_outstanding, 2, 65534);
 	cfg.max_rx_msgs = cfg.max_msgs;
 	cfg.keepalive_ns = (u64)keepalive_ms * NSEC_PER_MSEC;
