@@ -46,6 +46,13 @@ static inline void tbrdma_hrtimer_setup(struct hrtimer *timer,
 #include <linux/kernel.h>
 #endif
 
+/* CRC32C moved from <linux/crc32c.h> into <linux/crc32.h>. */
+#if __has_include(<linux/crc32c.h>)
+#include <linux/crc32c.h>
+#else
+#include <linux/crc32.h>
+#endif
+
 /*
  * ib_umem_get() became ib_umem_get_va() (beside attribute-based variants) after 6.12; the
  * supported kernels are checked on both sides (6.1/6.12 old, 7.x new), the exact release of

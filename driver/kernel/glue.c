@@ -50,6 +50,12 @@ static struct tbp_link *core_link(struct tbrdma_dev *tdev)
 	return tdev->link_ready ? tdev->link : NULL;
 }
 
+/* The core's CRC32C convention (pre- and post-inverted) on top of the kernel's. */
+uint32_t tbp_port_crc32c(uint32_t crc, const void *data, size_t len)
+{
+	return ~crc32c(~crc, data, len);
+}
+
 /* ---- environment callbacks (run with tdev->lock held, BHs off) ---- */
 
 static uint64_t env_now_ns(void *ctx)
@@ -90,12 +96,14 @@ static void env_random_bytes(void *ctx, void *buf, uint32_t len)
 	get_random_bytes(buf, len);
 }
 
-static int env_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
+			uint32_t access)
 {
 	struct tbrdma_dev *tdev = ctx;
 	struct tbrdma_mr *mr = tbrdma_lookup_mr(tdev, rkey, true);
+	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
 
-	if (!mr || mr->is_dma)
+	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd)
 		return TBP_ERR_REMOTE_ACCESS;
 	if ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE))
 		return TBP_ERR_REMOTE_ACCESS;

@@ -8,6 +8,7 @@
 #include <rdma/rdma_netlink.h>
 
 #include "tbrdma.h"
+#include "tbp.h"
 
 static unsigned int default_rail_weight = 1;
 module_param(default_rail_weight, uint, 0444);
@@ -295,6 +296,11 @@ static int __init tbrdma_init(void)
 {
 	int err;
 
+	/* The wire format fixes CRC32C; the standard check value catches a wrong convention. */
+	if (tbp_crc32c(0, "123456789", 9) != 0xe3069283) {
+		pr_err("tbrdma: kernel CRC32C does not match the wire format\n");
+		return -ELIBBAD;
+	}
 	err = tbrdma_configfs_init();
 	if (err)
 		return err;

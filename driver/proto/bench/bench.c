@@ -79,9 +79,11 @@ static void b_random(void *ctx, void *buf, uint32_t len)
 	memset(buf, ctx == &B[0] ? 1 : 2, len);
 }
 
-static int b_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+static int b_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
+			uint32_t access)
 {
 	(void)ctx;
+	(void)qpn;
 	(void)rkey;
 	(void)access;
 	return addr + len <= BUF_SIZE ? 0 : TBP_ERR_REMOTE_ACCESS;

@@ -79,9 +79,11 @@ static void f_random(void *ctx, void *buf, uint32_t len)
 	memset(buf, ctx == &F[0] ? 0x11 : 0x22, len);
 }
 
-static int f_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+static int f_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
+			uint32_t access)
 {
 	(void)ctx;
+	(void)qpn;
 	(void)access;
 	if (rkey != 0x55)
 		return TBP_ERR_REMOTE_ACCESS;

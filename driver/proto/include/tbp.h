@@ -117,10 +117,12 @@ struct tbp_env {
 	void (*random_bytes)(void *ctx, void *buf, uint32_t len);
 	/*
 	 * Check that [addr, addr+len) of the MR named by rkey may be accessed by the
-	 * peer with `access` (TBP_ACCESS_*). Return 0, TBP_ERR_REMOTE_ACCESS or
+	 * peer with `access` (TBP_ACCESS_*) through the local QP qpn (whose protection
+	 * domain must own the MR). Return 0, TBP_ERR_REMOTE_ACCESS or
 	 * TBP_ERR_REMOTE_INVALID. Called once per incoming WRITE/READ message.
 	 */
-	int (*mr_check)(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access);
+	int (*mr_check)(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
+			uint32_t access);
 	/* Copy len bytes at byte offset off of buf into dst (SEND/WRITE source, READ response source). */
 	int (*buf_read)(void *ctx, const struct tbp_buf *buf, uint64_t off, void *dst, uint32_t len);
 	/* Copy len bytes from src to byte offset off of buf (placement of SEND/WRITE/READ data). */

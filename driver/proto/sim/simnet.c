@@ -263,9 +263,11 @@ static void env_random(void *ctx, void *buf, uint32_t len)
 		p[i] = (uint8_t)rnd(e->sim);
 }
 
-static int env_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
+			uint32_t access)
 {
 	(void)ctx;
+	(void)qpn;
 	if (rkey == RKEY_ARENA)
 		return addr + len <= ARENA_SIZE && addr + len >= addr ? 0 : TBP_ERR_REMOTE_ACCESS;
 	if (rkey == RKEY_PATTERN)

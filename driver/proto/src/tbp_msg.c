@@ -543,11 +543,11 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 	r->raddr = h->raddr;
 	r->ssn = h->ssn;
 	if (is_write(h->opcode) && h->msg_len)
-		r->status = (uint16_t)l->env.mr_check(l->env.ctx, h->rkey, h->raddr, h->msg_len,
-						      TBP_ACCESS_REMOTE_WRITE);
+		r->status = (uint16_t)l->env.mr_check(l->env.ctx, qp->qpn, h->rkey, h->raddr,
+						      h->msg_len, TBP_ACCESS_REMOTE_WRITE);
 	else if (h->opcode == TBP_W_READ_REQ && h->msg_len)
-		r->status = (uint16_t)l->env.mr_check(l->env.ctx, h->rkey, h->raddr, h->msg_len,
-						      TBP_ACCESS_REMOTE_READ);
+		r->status = (uint16_t)l->env.mr_check(l->env.ctx, qp->qpn, h->rkey, h->raddr,
+						      h->msg_len, TBP_ACCESS_REMOTE_READ);
 	else if (!is_write(h->opcode) && h->opcode != TBP_W_READ_REQ && h->msg_len > r->capacity)
 		r->status = TBP_ERR_LOCAL_LENGTH;
 	if (r->status > TBP_STATUS_MAX)

@@ -7,6 +7,12 @@
  */
 #include "tbp_internal.h"
 
+#ifdef TBP_PORT_CRC32C
+uint32_t tbp_crc32c(uint32_t crc, const void *data, size_t len)
+{
+	return tbp_port_crc32c(crc, data, len);
+}
+#else
 /* CRC32C (Castagnoli, reflected polynomial 0x82f63b78), slice-by-8 tables:
  * t[0] is the byte-wise table, t[k][i] = (t[k-1][i] >> 8) ^ t[0][t[k-1][i] & 0xff]. */
 static const uint32_t crc32c_table[8][256] = {
@@ -394,6 +400,7 @@ uint32_t tbp_crc32c(uint32_t crc, const void *data, size_t len)
 		crc = crc32c_table[0][(crc ^ *p++) & 0xffu] ^ (crc >> 8);
 	return ~crc;
 }
+#endif
 
 static void put16(uint8_t *p, uint16_t v)
 {

@@ -76,10 +76,15 @@ static void p_random(void *ctx, void *buf, uint32_t len)
 	}
 }
 
-static int p_mr_check(void *ctx, uint32_t rkey, uint64_t addr, uint64_t len, uint32_t access)
+static int p_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
+		      uint32_t access)
 {
-	(void)ctx;
+	const struct pep *e = ctx;
+
 	(void)access;
+	/* The MR belongs to the PD of this side's QP 10 + side; any other QP may not reach it. */
+	if (qpn != 10 + (uint32_t)(e - P))
+		return TBP_ERR_REMOTE_ACCESS;
 	if (rkey != 0x77)
 		return TBP_ERR_REMOTE_ACCESS;
 	return addr + len <= P_MEM ? 0 : TBP_ERR_REMOTE_ACCESS;
@@ -386,6 +391,16 @@ static void test_remote_errors(void)
 	CHECK(P[0].done_status[3] == TBP_OK);
 	CHECK(P[1].nrc == 2 && P[1].rc[0].status == TBP_ERR_LOCAL_LENGTH &&
 	      P[1].rc[1].status == TBP_OK);
+	/* A valid rkey through another QP (another PD on the real device) is refused too. */
+	CHECK(tbp_qp_open(P[0].link, 20, 21) == 0 && tbp_qp_open(P[1].link, 21, 20) == 0);
+	{
+		struct tbp_wr wr = { .opcode = TBP_OP_RDMA_WRITE, .qpn = 20, .wr_id = 5,
+				     .len = 64, .rkey = 0x77 };
+
+		CHECK(tbp_post(P[0].link, &wr) == 0);
+	}
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 5 && P[0].done_status[4] == TBP_ERR_REMOTE_ACCESS);
 }
 
 static int drop_rail1(const struct pframe *f)
