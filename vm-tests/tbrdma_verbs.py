@@ -3,8 +3,9 @@
 # tbrdma end to end on two nodes: module load/unload x20, devices with rails on both cables
 # through tbctl's native.py, ibv_devices/ibv_devinfo PORT_ACTIVE, perftest and
 # ibv_rc_pingpong over RC and UC, byte-exact pyverbs SEND/WRITE/WRITE_WITH_IMM/READ from 1 B
-# to 16 MiB on one and two rails, and misuse (bad rkey, WRITE past the MR end, destroying a
-# QP with work outstanding) - each checked for kernel warnings.
+# to 16 MiB on one and two rails, and misuse (bad rkey, WRITE past the MR end, an MR of another
+# PD than the target QP's, destroying a QP with work outstanding) - each checked for kernel
+# warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import secrets
 
@@ -31,8 +32,9 @@ access = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REM
 ctx = Context(name="tbrdma0")
 pd = PD(ctx)
 # [0, big): SEND source / WRITE_WITH_IMM target; [big, 2 big): WRITE then READ target, so the
-# client's next WRITE cannot overwrite what the server is still verifying.
-mr = MR(pd, 2 * big, access)
+# client's next WRITE cannot overwrite what the server is still verifying. In mode other_pd the
+# server's MR belongs to a second PD, so the peer's valid rkey must not reach it via this QP.
+mr = MR(PD(ctx) if mode == "other_pd" else pd, 2 * big, access)
 back = MR(pd, 2 * big, access)
 cq = CQ(ctx, 256)
 init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
@@ -131,6 +133,10 @@ elif mode == "misuse" and role == "client":
     post(e.IBV_WR_RDMA_WRITE, 64, raddr=peer["addr"], rkey=peer["rkey"] ^ 0x5a5a5a5a)
     wait(e.IBV_WC_REM_ACCESS_ERR)
     print(json.dumps({"bad_rkey": "IBV_WC_REM_ACCESS_ERR"}))
+elif mode == "other_pd" and role == "client":
+    post(e.IBV_WR_RDMA_WRITE, 64, raddr=peer["addr"], rkey=peer["rkey"])
+    wait(e.IBV_WC_REM_ACCESS_ERR)
+    print(json.dumps({"mr_of_other_pd": "IBV_WC_REM_ACCESS_ERR"}))
 elif mode == "past_end" and role == "client":
     post(e.IBV_WR_RDMA_WRITE, 4096, raddr=peer["addr"] + peer["length"] - 100,
          rkey=peer["rkey"])
@@ -277,10 +283,12 @@ for m in (a, b):
     assert stats(m)["link_state"] == 1, stats(m)
     no_kernel_trouble(m)
 
-# 5. misuse: bad rkey and WRITE past the MR end fail with remote access errors; destroying a
+# 5. misuse: bad rkey, WRITE past the MR end and an rkey whose MR is in another PD than the
+# target QP's fail with remote access errors; destroying a
 # QP with work outstanding flushes cleanly; no kernel warning.
 print(run_pair("misuse", sizes=[65536], server_mode="idle"))
 print(run_pair("past_end", sizes=[65536], server_mode="idle"))
+print(run_pair("other_pd", sizes=[65536]))
 print(run_pair("flush", sizes=[65536], server_mode="idle"))
 for m in (a, b):
     no_kernel_trouble(m)
