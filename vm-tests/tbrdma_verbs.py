@@ -34,7 +34,7 @@ pd = PD(ctx)
 # [0, big): SEND source / WRITE_WITH_IMM target; [big, 2 big): WRITE then READ target, so the
 # client's next WRITE cannot overwrite what the server is still verifying. In mode other_pd the
 # server's MR belongs to a second PD, so the peer's valid rkey must not reach it via this QP.
-mr = MR(PD(ctx) if mode == "other_pd" else pd, 2 * big, access)
+mr = MR(PD(ctx) if mode == "other_pd" and role == "server" else pd, 2 * big, access)
 back = MR(pd, 2 * big, access)
 cq = CQ(ctx, 256)
 init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
