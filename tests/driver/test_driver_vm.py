@@ -46,12 +46,7 @@ def test_tbctl_pair_native(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_pair.py", lab_dir)
 
 
-# Known bug, issue 5 stays open for it: in 2 of 4 lab runs a WRITE+READ round
-# under faults read back different bytes ("round 3: data differs"), and afterwards
-# `modprobe -r tbrdma` hung on the node; so this test runs last on its lab. Not strict: an
-# XPASS is reported as such, and the table is printed either way.
-@pytest.mark.xfail(reason="tbrdma: data differs after a fault round in some runs (issue 5)",
-                   strict=False)
+# Runs last on its lab: it leaves netem history and a pulled-and-restored cable behind.
 def test_tbrdma_faults_and_benchmark(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 
