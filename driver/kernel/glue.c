@@ -30,10 +30,6 @@ MODULE_PARM_DESC(link_dead_ms, "Time with no rail up before the link fails (defa
 static unsigned int rto_min_us = 1000;
 module_param(rto_min_us, uint, 0644);
 MODULE_PARM_DESC(rto_min_us, "Lower bound of the retransmission timeout (default 1000)");
-static unsigned int handshake_reset_ms = 2000;
-module_param(handshake_reset_ms, uint, 0644);
-MODULE_PARM_DESC(handshake_reset_ms,
-		 "A responder whose handshake is stuck on a stale peer restarts after this (default 2000)");
 static bool payload_checksum = true;
 module_param(payload_checksum, bool, 0644);
 MODULE_PARM_DESC(payload_checksum,
@@ -354,27 +350,6 @@ static void after_core_call(struct tbrdma_dev *tdev)
 	}
 }
 
-/*
- * A responder that accepted one HELLO keeps that initiator's nonce, so when the initiator
- * restarts its link (module reload, key rewrite, link failure) every new HELLO fails
- * authentication here. Rebuilding our side of a link that never came up clears that.
- */
-static void check_stuck_handshake(struct tbrdma_dev *tdev, u64 now)
-{
-	struct tbp_stats stats;
-
-	if (tdev->core_link_up || tdev->role != TBP_ROLE_RESPONDER ||
-	    now - tdev->link_built_ns < (u64)handshake_reset_ms * NSEC_PER_MSEC)
-		return;
-	tbp_get_stats(tdev->link, &stats);
-	if (stats.drop_auth > tdev->drop_auth_seen && !tdev->dying) {
-		tdev->link_built_ns = now;	/* one rebuild per period */
-		tdev->stat_handshake_resets++;
-		queue_work(system_wq, &tdev->relink_work);
-	}
-	tdev->drop_auth_seen = stats.drop_auth;
-}
-
 /* Runs the core's timers and arms the hrtimer for its next deadline. Link lock held. */
 static void tick_locked(struct tbrdma_dev *tdev)
 {
@@ -386,7 +361,6 @@ static void tick_locked(struct tbrdma_dev *tdev)
 	now = ktime_get_ns();
 	deadline = tbp_tick(link, now);
 	after_core_call(tdev);
-	check_stuck_handshake(tdev, now);
 	if (deadline < now + TBRDMA_MIN_TICK_NS)
 		deadline = now + TBRDMA_MIN_TICK_NS;
 	if (!hrtimer_active(&tdev->tick_timer) || deadline < tdev->armed_deadline) {
@@ -630,8 +604,6 @@ static int build_link(struct tbrdma_dev *tdev)
 	tdev->link = link;
 	tdev->link_mem = mem;
 	tdev->link_ready = true;
-	tdev->link_built_ns = ktime_get_ns();
-	tdev->drop_auth_seen = 0;
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
 
@@ -772,7 +744,6 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "srtt_ns" },
 	{ .name = "rto_ns" },
 	{ .name = "orphan_completions" },
-	{ .name = "handshake_resets" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -818,7 +789,6 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[31] = s.srtt_ns;
 	v[32] = s.rto_ns;
 	v[33] = tdev->stat_orphan_completions;
-	v[34] = tdev->stat_handshake_resets;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

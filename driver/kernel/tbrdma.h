@@ -157,9 +157,6 @@ struct tbrdma_dev {
 	u64 armed_deadline;
 	u64 stat_orphan_completions;
 	u64 stat_rx_no_link;
-	u64 stat_handshake_resets;
-	u64 link_built_ns;
-	u64 drop_auth_seen;
 
 	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
 	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
