@@ -15,6 +15,7 @@
  */
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/udp.h>
 #include <net/ip.h>
 #include <net/ipv6.h>
 #include <rdma/ib_addr.h>
@@ -458,7 +459,8 @@ static int gsi_check_and_build_grh(struct tbrdma_qp *qp, const struct tbrdma_gsi
 	if (le32_to_cpu(h->magic) != TBRDMA_GSI_MAGIC ||
 	    le32_to_cpu(h->src_qpn) != TBRDMA_GSI_QPN)
 		return -1;
-	if (le32_to_cpu(h->qkey) != qp->qkey)
+	/* QP1 only takes the well-known GSI Q_Key (IBA 10.2.5; rxe checks the same). */
+	if (le32_to_cpu(h->qkey) != IB_QP1_QKEY)
 		return -1;
 	/* Our only P_Key is the full default one: any default-partition member may talk to us. */
 	if ((pkey & 0x7fff) != (IB_DEFAULT_PKEY_FULL & 0x7fff))
