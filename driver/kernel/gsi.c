@@ -320,7 +320,7 @@ void tbrdma_gsi_flush_recvs(struct tbrdma_qp *qp)
 	qp->rq_claim = qp->rq_head;
 }
 
-/* May run with interrupts off (ib_mad holds its receive queue lock): gsi->lock only. */
+/* The receive ring of QP1 is under gsi->lock (delivery takes it inside the link lock). */
 int tbrdma_gsi_post_recv(struct tbrdma_qp *qp, const struct ib_recv_wr *wr,
 			 const struct ib_recv_wr **bad_wr)
 {

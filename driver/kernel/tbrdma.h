@@ -161,9 +161,9 @@ struct tbrdma_gsi_slot {
 };
 
 /*
- * QP1 state. ib_mad posts sends and receives with its own spinlock held and interrupts off,
- * where tdev->lock (a BH lock around dev_queue_xmit) must not be taken: posts only queue
- * under gsi->lock, and a work item hands sends to the core. Lock order: tdev->lock, then
+ * QP1 state. ib_mad posts sends with its send queue spinlock held and interrupts off, where
+ * tdev->lock (a BH lock around dev_queue_xmit) must not be taken: posts only queue under
+ * gsi->lock, and a work item hands sends to the core. Lock order: tdev->lock, then
  * gsi->lock.
  */
 struct tbrdma_gsi {
