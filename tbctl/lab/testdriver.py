@@ -228,7 +228,15 @@ def run_script(path: Path, lab_dir: Path, report: Callable[[str], None] = log) -
     """Runs one vm-tests script against a running lab; returns its wall time."""
     started = time.monotonic()
     code = compile(path.read_text(), str(path), "exec")
-    exec(code, script_globals(lab_dir))  # noqa: S102 - test scripts are this repo's own code
+    namespace = script_globals(lab_dir)
+    try:
+        exec(code, namespace)  # noqa: S102 - test scripts are this repo's own code
+    except Exception as err:
+        # The nodes' kernel logs usually say why; a CI report shows notes with the error.
+        for machine in namespace["machines"]:
+            status, out = machine.execute("dmesg | tail -n 25", timeout=30)
+            err.add_note(f"--- {machine.name}: dmesg | tail (exit {status}) ---\n{out}")
+        raise
     elapsed = time.monotonic() - started
     report(f"phase {path.stem}: {elapsed:.1f} s")
     return elapsed

@@ -165,3 +165,16 @@ def test_prune_images_keeps_newest_and_open_ones(tmp_path: Path) -> None:
     with open(dirs[0] / "root.qcow2", "rb"):  # a running VM's backing file
         image.prune_images(tmp_path, keep=dirs[1])
     assert [path.exists() for path in dirs] == [True, True, False, True, True]
+
+
+def test_failing_script_reports_each_nodes_kernel_log(tmp_path: Path) -> None:
+    from tbctl.lab import testdriver
+
+    cluster.save(cluster.plan(tmp_path, 2, 2, fake_image(tmp_path), "tcg"))
+    script = tmp_path / "fails.py"
+    script.write_text("raise AssertionError('boom')\n")
+    with pytest.raises(AssertionError, match="boom") as caught:
+        testdriver.run_script(script, tmp_path)
+    notes = "\n".join(caught.value.__notes__)
+    # no VM runs here, so each attempt fails, but it is made and reported per node
+    assert "--- a: dmesg | tail (exit " in notes and "--- b: dmesg | tail (exit " in notes
