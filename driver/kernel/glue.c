@@ -75,6 +75,8 @@ static int env_xmit(void *ctx, uint32_t rail_id, const void *frame, uint32_t len
 		return -ENODEV;
 	switch (rail->kind) {
 	case TBRDMA_RAIL_ETH:
+		if (!rail->netdev)
+			return -ENODEV;
 		return tbrdma_eth_xmit(rail, frame, len);
 	case TBRDMA_RAIL_TB:
 		return tbrdma_tb_xmit(rail, frame, len);

@@ -74,6 +74,9 @@ struct tbrdma_tb_service {
 	int login_retries;
 	int peer_hopid;			/* validated peer input HopID, -1 if none yet */
 	u32 peer_max_frame;
+	/* A login with a new HopID while connected: taken over after the reconnect. */
+	int pending_hopid;
+	u32 pending_max_frame;
 	atomic_t command_id;
 	struct delayed_work login_work;
 	struct work_struct connected_work;
@@ -538,9 +541,21 @@ static void tbrdma_tb_disconnect_work(struct work_struct *work)
 
 	mutex_lock(&ts->conn_lock);
 	was_up = tbrdma_tb_disconnect(ts);
-	if (!ts->removing)
+	if (ts->pending_hopid >= 0) {
+		/*
+		 * The peer's login that caused this was answered: the peer will not send
+		 * another, so it counts as received; our own login follows right away.
+		 */
+		ts->login_received = true;
+		ts->peer_hopid = ts->pending_hopid;
+		ts->peer_max_frame = ts->pending_max_frame;
+		ts->pending_hopid = -1;
+		if (!ts->removing)
+			mod_delayed_work(system_long_wq, &ts->login_work, 0);
+	} else if (!ts->removing) {
 		mod_delayed_work(system_long_wq, &ts->login_work,
 				 msecs_to_jiffies(TBRDMA_TB_LOGIN_DELAY_MS));
+	}
 	mutex_unlock(&ts->conn_lock);
 	if (was_up)
 		tbrdma_tb_rail_event(ts, false);
@@ -562,8 +577,11 @@ static void tbrdma_tb_handle_login(struct tbrdma_tb_service *ts, const struct tb
 	}
 	if (ts->connected) {
 		/* The peer started over (module reload) with another HopID: reconnect. */
-		if (msg->in_hopid != ts->peer_hopid)
+		if (msg->in_hopid != ts->peer_hopid) {
+			ts->pending_hopid = msg->in_hopid;
+			ts->pending_max_frame = msg->max_frame;
 			queue_work(system_long_wq, &ts->disconnect_work);
+		}
 		goto out;
 	}
 	ts->login_received = true;
@@ -600,8 +618,10 @@ static int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
 		tbrdma_tb_handle_login(ts, &msg);
 	} else {
 		mutex_lock(&ts->conn_lock);
-		if (!ts->removing && !tbrdma_tb_respond(ts, &msg, TBRDMA_TB_STATUS_OK))
+		if (!ts->removing && !tbrdma_tb_respond(ts, &msg, TBRDMA_TB_STATUS_OK)) {
+			ts->pending_hopid = -1;
 			queue_work(system_long_wq, &ts->disconnect_work);
+		}
 		mutex_unlock(&ts->conn_lock);
 	}
 	return 1;
@@ -713,6 +733,7 @@ static int tbrdma_tb_probe(struct tb_service *svc, const struct tb_service_id *i
 	ts->in_hopid = -1;
 	ts->out_hopid = -1;
 	ts->peer_hopid = -1;
+	ts->pending_hopid = -1;
 
 	err = tbrdma_tb_alloc_resources(ts);
 	if (err)
