@@ -65,22 +65,27 @@ struct tbrdma_tb_service {
 	struct tb_xdomain *xd;
 	struct tb_protocol_handler handler;
 
-	/* Login state, paths and ring start/stop; sleeps, never held around a request. */
+	/*
+	 * Login state, paths and ring start/stop (sleeps). Never held around our own
+	 * request, and the protocol handler never takes it: enabling paths waits for the
+	 * control channel, whose receive work runs that handler.
+	 */
 	struct mutex conn_lock;
-	bool login_sent;		/* the peer answered our login: it knows our HopID */
-	bool login_received;		/* the peer's login arrived: we know its HopID */
 	bool connected;			/* rings started, DMA paths enabled */
 	bool removing;
 	int login_retries;
-	int peer_hopid;			/* validated peer input HopID, -1 if none yet */
+	int peer_hopid;			/* validated peer input HopID while connected, else -1 */
 	u32 peer_max_frame;
-	/* A login with a new HopID while connected: taken over after the reconnect. */
-	int pending_hopid;
-	u32 pending_max_frame;
 	atomic_t command_id;
 	struct delayed_work login_work;
-	struct work_struct connected_work;
-	struct work_struct disconnect_work;
+
+	/* The latest LOGIN/LOGOUT from the peer, for ctl_work (handler -> process context). */
+	spinlock_t ctl_lock;
+	bool ctl_closed;		/* removing: refuse logins, queue nothing */
+	bool ctl_answered;		/* we accepted a peer login: it may have paths to us */
+	u32 ctl_type;			/* 0 if none pending */
+	u32 ctl_hopid;
+	struct work_struct ctl_work;
 
 	struct tb_ring *tx_ring;
 	struct tb_ring *rx_ring;
@@ -356,23 +361,27 @@ static void tbrdma_tb_reset_tx(struct tbrdma_tb_service *ts, bool ready)
 	spin_unlock_irqrestore(&ts->tx_lock, flags);
 }
 
-/* Both logins done: output HopID, rings, then the paths (last, so RX is primed). */
-static bool tbrdma_tb_connect(struct tbrdma_tb_service *ts)
+/*
+ * Our login was answered with the peer's (validated) input HopID: allocate it as output
+ * HopID, start the rings, post the RX frames and enable the paths last, so RX is primed.
+ */
+static bool tbrdma_tb_connect(struct tbrdma_tb_service *ts, u32 peer_hopid, u32 max_frame)
 {
 	int hopid, err;
 
 	lockdep_assert_held(&ts->conn_lock);
-	if (ts->connected || ts->removing || !ts->login_sent || !ts->login_received ||
-	    ts->peer_hopid < 0)
+	if (ts->connected || ts->removing)
 		return false;
-	hopid = tb_xdomain_alloc_out_hopid(ts->xd, ts->peer_hopid);
-	if (hopid != ts->peer_hopid) {
+	hopid = tb_xdomain_alloc_out_hopid(ts->xd, peer_hopid);
+	if (hopid != peer_hopid) {
 		if (hopid >= 0)
 			tb_xdomain_release_out_hopid(ts->xd, hopid);
-		dev_warn(&ts->svc->dev, "output HopID %d not available (%d)\n", ts->peer_hopid,
+		dev_warn(&ts->svc->dev, "output HopID %u not available (%d)\n", peer_hopid,
 			 hopid);
 		return false;
 	}
+	ts->peer_hopid = peer_hopid;
+	ts->peer_max_frame = max_frame;
 	ts->out_hopid = hopid;
 	tb_ring_start(ts->tx_ring);
 	tb_ring_start(ts->rx_ring);
@@ -385,6 +394,7 @@ static bool tbrdma_tb_connect(struct tbrdma_tb_service *ts)
 		tb_ring_stop(ts->tx_ring);
 		tb_xdomain_release_out_hopid(ts->xd, ts->out_hopid);
 		ts->out_hopid = -1;
+		ts->peer_hopid = -1;
 		return false;
 	}
 	tbrdma_tb_reset_tx(ts, true);
@@ -394,16 +404,12 @@ static bool tbrdma_tb_connect(struct tbrdma_tb_service *ts)
 	return true;
 }
 
-/* Reverse of tbrdma_tb_connect(); also forgets the login. Returns whether paths were up. */
+/* Reverse of tbrdma_tb_connect(). Returns whether the paths were up. */
 static bool tbrdma_tb_disconnect(struct tbrdma_tb_service *ts)
 {
 	int err;
 
 	lockdep_assert_held(&ts->conn_lock);
-	ts->login_sent = false;
-	ts->login_received = false;
-	ts->login_retries = 0;
-	ts->peer_hopid = -1;
 	if (!ts->connected)
 		return false;
 	/* After this no xmit is inside tb_ring_tx(): it holds tx_lock throughout. */
@@ -416,6 +422,7 @@ static bool tbrdma_tb_disconnect(struct tbrdma_tb_service *ts)
 	tb_ring_stop(ts->tx_ring);
 	tb_xdomain_release_out_hopid(ts->xd, ts->out_hopid);
 	ts->out_hopid = -1;
+	ts->peer_hopid = -1;
 	ts->connected = false;
 	dev_info(&ts->svc->dev, "rail %s down\n", ts->name);
 	return true;
@@ -480,12 +487,26 @@ static int tbrdma_tb_respond(struct tbrdma_tb_service *ts, const struct tbrdma_t
 	return tb_xdomain_response(ts->xd, res, sizeof(res), TB_CFG_PKG_XDOMAIN_RESP);
 }
 
+/* (Re)start our login series now or after delay_ms. conn_lock held. */
+static void tbrdma_tb_start_login(struct tbrdma_tb_service *ts, unsigned int delay_ms)
+{
+	lockdep_assert_held(&ts->conn_lock);
+	if (ts->removing)
+		return;
+	ts->login_retries = 0;
+	mod_delayed_work(system_long_wq, &ts->login_work, msecs_to_jiffies(delay_ms));
+}
+
+/*
+ * Sends LOGIN until the peer answers with its input HopID, then connects. Each end connects
+ * on its own login's answer: answering a login means "I am bound, here is my HopID".
+ */
 static void tbrdma_tb_login_work(struct work_struct *work)
 {
 	struct tbrdma_tb_service *ts = container_of(to_delayed_work(work),
 						    struct tbrdma_tb_service, login_work);
 	struct tbrdma_tb_msg reply;
-	bool connected;
+	bool up = false;
 	u32 sequence;
 	int err;
 
@@ -497,115 +518,91 @@ static void tbrdma_tb_login_work(struct work_struct *work)
 	sequence = ts->login_retries % 4;
 	mutex_unlock(&ts->conn_lock);
 
-	/* Not under conn_lock: the answer may wait behind our own protocol handler. */
 	err = tbrdma_tb_request(ts, TBRDMA_TB_LOGIN, sequence, TBRDMA_TB_LOGIN_TIMEOUT_MS,
 				&reply);
 
 	mutex_lock(&ts->conn_lock);
-	if (!err && !ts->connected) {
-		ts->login_retries = 0;
-		ts->login_sent = true;
-		ts->peer_hopid = reply.in_hopid;
-		ts->peer_max_frame = reply.max_frame;
-		queue_work(system_long_wq, &ts->connected_work);
-	} else if (err && !ts->removing && ts->login_retries++ < TBRDMA_TB_LOGIN_RETRIES) {
+	if (!err && !ts->connected && !ts->removing) {
+		up = tbrdma_tb_connect(ts, reply.in_hopid, reply.max_frame);
+		if (!up)
+			err = -EIO;	/* HopID taken or paths refused: try again */
+	}
+	if (!err || ts->connected || ts->removing) {
+		/* connected, or nothing left to do */
+	} else if (ts->login_retries++ < TBRDMA_TB_LOGIN_RETRIES) {
 		dev_dbg(&ts->svc->dev, "login failed (%d), retrying\n", err);
 		queue_delayed_work(system_long_wq, &ts->login_work,
 				   msecs_to_jiffies(TBRDMA_TB_LOGIN_DELAY_MS));
-	}
-	connected = ts->connected;
-	mutex_unlock(&ts->conn_lock);
-	if (err && !connected && ts->login_retries > TBRDMA_TB_LOGIN_RETRIES)
+	} else {
 		dev_info(&ts->svc->dev, "no login answer from the peer; waiting for its login\n");
-}
-
-static void tbrdma_tb_connected_work(struct work_struct *work)
-{
-	struct tbrdma_tb_service *ts = container_of(work, struct tbrdma_tb_service,
-						    connected_work);
-	bool up;
-
-	mutex_lock(&ts->conn_lock);
-	up = tbrdma_tb_connect(ts);
+	}
 	mutex_unlock(&ts->conn_lock);
 	if (up)
 		tbrdma_tb_rail_event(ts, false);
 }
 
-/* The peer logged out or started over: paths down, then log in afresh. */
-static void tbrdma_tb_disconnect_work(struct work_struct *work)
+/*
+ * The peer's latest LOGIN or LOGOUT, in process context. A LOGOUT takes the paths down and
+ * logs in again later (the peer may come back). A LOGIN with another HopID than the one we
+ * transmit to means the peer started over: reconnect at once. Any LOGIN while we are not
+ * connected restarts our login series, which may have given up.
+ */
+static void tbrdma_tb_ctl_work(struct work_struct *work)
 {
-	struct tbrdma_tb_service *ts = container_of(work, struct tbrdma_tb_service,
-						    disconnect_work);
-	bool was_up;
+	struct tbrdma_tb_service *ts = container_of(work, struct tbrdma_tb_service, ctl_work);
+	bool was_up = false;
+	u32 type, hopid;
+
+	spin_lock_bh(&ts->ctl_lock);
+	type = ts->ctl_type;
+	hopid = ts->ctl_hopid;
+	ts->ctl_type = 0;
+	spin_unlock_bh(&ts->ctl_lock);
 
 	mutex_lock(&ts->conn_lock);
-	was_up = tbrdma_tb_disconnect(ts);
-	if (ts->pending_hopid >= 0) {
-		/*
-		 * The peer's login that caused this was answered: the peer will not send
-		 * another, so it counts as received; our own login follows right away.
-		 */
-		ts->login_received = true;
-		ts->peer_hopid = ts->pending_hopid;
-		ts->peer_max_frame = ts->pending_max_frame;
-		ts->pending_hopid = -1;
-		if (!ts->removing)
-			mod_delayed_work(system_long_wq, &ts->login_work, 0);
-	} else if (!ts->removing) {
-		mod_delayed_work(system_long_wq, &ts->login_work,
-				 msecs_to_jiffies(TBRDMA_TB_LOGIN_DELAY_MS));
+	if (type == TBRDMA_TB_LOGOUT) {
+		was_up = tbrdma_tb_disconnect(ts);
+		tbrdma_tb_start_login(ts, TBRDMA_TB_LOGIN_DELAY_MS);
+	} else if (type == TBRDMA_TB_LOGIN) {
+		if (ts->connected && hopid != ts->peer_hopid)
+			was_up = tbrdma_tb_disconnect(ts);
+		if (!ts->connected)
+			tbrdma_tb_start_login(ts, 0);
 	}
 	mutex_unlock(&ts->conn_lock);
 	if (was_up)
 		tbrdma_tb_rail_event(ts, false);
 }
 
-static void tbrdma_tb_handle_login(struct tbrdma_tb_service *ts, const struct tbrdma_tb_msg *msg)
+/* Records the peer's LOGIN/LOGOUT for ctl_work; returns false once the service is going. */
+static bool tbrdma_tb_post_ctl(struct tbrdma_tb_service *ts, const struct tbrdma_tb_msg *msg)
 {
-	bool valid = !tbrdma_tb_check_peer(msg, ts->xd->remote_max_hopid);
-	int err;
+	bool open;
 
-	mutex_lock(&ts->conn_lock);
-	if (ts->removing)
-		goto out;
-	err = tbrdma_tb_respond(ts, msg, valid ? TBRDMA_TB_STATUS_OK : TBRDMA_TB_STATUS_REFUSED);
-	if (err || !valid) {
-		dev_dbg(&ts->svc->dev, "login from peer: %s (%d)\n",
-			valid ? "response not sent" : "invalid HopID or frame size", err);
-		goto out;
+	spin_lock_bh(&ts->ctl_lock);
+	open = !ts->ctl_closed;
+	if (open) {
+		ts->ctl_type = msg->type;
+		ts->ctl_hopid = msg->in_hopid;
+		if (msg->type == TBRDMA_TB_LOGIN)
+			ts->ctl_answered = true;
+		queue_work(system_long_wq, &ts->ctl_work);
 	}
-	if (ts->connected) {
-		/* The peer started over (module reload) with another HopID: reconnect. */
-		if (msg->in_hopid != ts->peer_hopid) {
-			ts->pending_hopid = msg->in_hopid;
-			ts->pending_max_frame = msg->max_frame;
-			queue_work(system_long_wq, &ts->disconnect_work);
-		}
-		goto out;
-	}
-	ts->login_received = true;
-	ts->peer_hopid = msg->in_hopid;
-	ts->peer_max_frame = msg->max_frame;
-	/* Our own login may have given up or not started: answer with one now. */
-	if (!ts->login_sent) {
-		ts->login_retries = 0;
-		mod_delayed_work(system_long_wq, &ts->login_work, 0);
-	}
-	queue_work(system_long_wq, &ts->connected_work);
-out:
-	mutex_unlock(&ts->conn_lock);
+	spin_unlock_bh(&ts->ctl_lock);
+	return open;
 }
 
 /*
- * XDomain control messages with our protocol UUID (ctl ring work, process context).
+ * XDomain control messages with our protocol UUID (control ring work, process context).
  * Returning 1 consumes the message; responses must return 0 so they reach the waiting
- * tb_xdomain_request(). Sending a response here is fine; waiting for one is not.
+ * tb_xdomain_request(). This only answers and hands over to ctl_work: it must not wait
+ * for anything on the control channel, nor for conn_lock (whose holder may).
  */
 static int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
 {
 	struct tbrdma_tb_service *ts = data;
 	struct tbrdma_tb_msg msg;
+	u32 status = TBRDMA_TB_STATUS_OK;
 
 	if (tbrdma_tb_msg_decode(buf, size, tbrdma_tb_proto_uuid.b, &msg))
 		return 0;
@@ -614,16 +611,12 @@ static int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
 	if (!tbrdma_tb_msg_for_us(&msg, ts->xd->route, ts->xd->local_uuid->b,
 				  ts->xd->remote_uuid->b))
 		return 0;
-	if (msg.type == TBRDMA_TB_LOGIN) {
-		tbrdma_tb_handle_login(ts, &msg);
-	} else {
-		mutex_lock(&ts->conn_lock);
-		if (!ts->removing && !tbrdma_tb_respond(ts, &msg, TBRDMA_TB_STATUS_OK)) {
-			ts->pending_hopid = -1;
-			queue_work(system_long_wq, &ts->disconnect_work);
-		}
-		mutex_unlock(&ts->conn_lock);
-	}
+	if (msg.type == TBRDMA_TB_LOGIN && tbrdma_tb_check_peer(&msg, ts->xd->remote_max_hopid))
+		status = TBRDMA_TB_STATUS_REFUSED;
+	else if (!tbrdma_tb_post_ctl(ts, &msg))
+		status = TBRDMA_TB_STATUS_REFUSED;
+	if (tbrdma_tb_respond(ts, &msg, status))
+		dev_dbg(&ts->svc->dev, "response to peer message %u not sent\n", msg.type);
 	return 1;
 }
 
@@ -724,16 +717,15 @@ static int tbrdma_tb_probe(struct tb_service *svc, const struct tb_service_id *i
 	mutex_init(&ts->conn_lock);
 	spin_lock_init(&ts->tx_lock);
 	spin_lock_init(&ts->rx_lock);
+	spin_lock_init(&ts->ctl_lock);
 	INIT_DELAYED_WORK(&ts->login_work, tbrdma_tb_login_work);
-	INIT_WORK(&ts->connected_work, tbrdma_tb_connected_work);
-	INIT_WORK(&ts->disconnect_work, tbrdma_tb_disconnect_work);
+	INIT_WORK(&ts->ctl_work, tbrdma_tb_ctl_work);
 	atomic_set(&ts->command_id, 0);
 	ts->svc = svc;
 	ts->xd = xd;
 	ts->in_hopid = -1;
 	ts->out_hopid = -1;
 	ts->peer_hopid = -1;
-	ts->pending_hopid = -1;
 
 	err = tbrdma_tb_alloc_resources(ts);
 	if (err)
@@ -769,6 +761,7 @@ static void tbrdma_tb_remove(struct tb_service *svc)
 {
 	struct tbrdma_tb_service *ts = tb_service_get_drvdata(svc);
 	struct tbrdma_tb_msg reply;
+	bool answered;
 
 	mutex_lock(&tbrdma_tb_mutex);
 	list_del(&ts->node);
@@ -776,19 +769,24 @@ static void tbrdma_tb_remove(struct tb_service *svc)
 	tbrdma_tb_rail_event(ts, true);
 
 	/*
-	 * The XDomain core calls handlers without its lock; a message in flight sees
-	 * removing and only answers (thunderbolt-net has the same window).
+	 * The XDomain core calls handlers without holding its list lock, so a message in
+	 * flight may still run our handler after this; ctl_closed makes it refuse and queue
+	 * nothing (thunderbolt-net has the same window).
 	 */
+	spin_lock_bh(&ts->ctl_lock);
+	ts->ctl_closed = true;
+	answered = ts->ctl_answered;
+	spin_unlock_bh(&ts->ctl_lock);
 	tb_unregister_protocol_handler(&ts->handler);
 	mutex_lock(&ts->conn_lock);
 	ts->removing = true;
 	mutex_unlock(&ts->conn_lock);
+	cancel_work_sync(&ts->ctl_work);
 	cancel_delayed_work_sync(&ts->login_work);
-	cancel_work_sync(&ts->connected_work);
-	cancel_work_sync(&ts->disconnect_work);
 
 	mutex_lock(&ts->conn_lock);
-	if (ts->connected && !ts->xd->is_unplugged)
+	/* The peer may have paths to us if it connected on our answer: tell it we go. */
+	if ((ts->connected || answered) && !ts->xd->is_unplugged)
 		tbrdma_tb_request(ts, TBRDMA_TB_LOGOUT, 0, TBRDMA_TB_LOGOUT_TIMEOUT_MS, &reply);
 	tbrdma_tb_disconnect(ts);
 	mutex_unlock(&ts->conn_lock);
