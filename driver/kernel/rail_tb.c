@@ -661,7 +661,8 @@ void tbrdma_tb_rail_stop(struct tbrdma_rail *rail)
 	struct tbrdma_tb_service *ts = rail->tb;
 
 	spin_lock_bh(&ts->rx_lock);
-	ts->rail = NULL;
+	if (ts->rail == rail)
+		ts->rail = NULL;
 	spin_unlock_bh(&ts->rx_lock);
 	rail->tb = NULL;
 	kref_put(&ts->kref, tbrdma_tb_release);
