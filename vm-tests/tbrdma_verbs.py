@@ -2,10 +2,10 @@
 # ruff: noqa: F821 - the driver provides start_all, a, b
 # tbrdma end to end on two nodes: module load/unload x20, devices with rails on both cables
 # through tbctl's native.py, ibv_devices/ibv_devinfo PORT_ACTIVE, perftest and
-# ibv_rc_pingpong over RC and UC, byte-exact pyverbs SEND/WRITE/WRITE_WITH_IMM/READ from 1 B
-# to 16 MiB on one and two rails, and misuse (bad rkey, WRITE past the MR end, an MR of another
-# PD than the target QP's, destroying a QP with work outstanding) - each checked for kernel
-# warnings.
+# ibv_rc_pingpong over RC and UC, rdma_cm (rping, ib_write_bw -R), byte-exact pyverbs
+# SEND/WRITE/WRITE_WITH_IMM/READ from 1 B to 16 MiB on one and two rails, and misuse (bad rkey,
+# WRITE past the MR end, an MR of another PD than the target QP's, destroying a QP with work
+# outstanding) - each checked for kernel warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import secrets
 
@@ -262,7 +262,45 @@ assert b.succeed("cat /tmp/pp.rc").strip() == "0", b.succeed("cat /tmp/pp.out")
 for m in (a, b):
     no_kernel_trouble(m)
 
-# 4. pyverbs byte-exact data on one rail, then on two.
+# 4. rdma_cm: the connection is made with IB CM MADs (REQ/REP/RTU, DREQ/DREP) on QP1, so
+# GSI datagrams must cross the link both ways. rping -V checks every ping's data.
+for m in (a, b):
+    m.succeed("modprobe rdma_ucm")
+gsi_before = {m.name: stats(m) for m in (a, b)}
+b.succeed(f"(timeout 180 rping -s -a {ADDR['b']} -v -V -C 10 > /tmp/rping.out 2>&1; "
+          "echo $? > /tmp/rping.rc) > /dev/null 2>&1 &")
+b.wait_until_succeeds("rdma resource show cm_id | grep -q LISTEN", timeout=60)
+status, out = a.execute(f"timeout 180 rping -c -a {ADDR['b']} -v -V -C 10 2>&1", timeout=240)
+b.wait_until_succeeds("test -s /tmp/rping.rc", timeout=240)
+server_rc = b.succeed("cat /tmp/rping.rc").strip()
+server_out = b.succeed("cat /tmp/rping.out")
+print(f"rping client (exit {status}):\n{out}\nrping server (exit {server_rc}):\n{server_out}")
+assert status == 0, f"rping client exit {status}:\n{out}\nserver:\n{server_out}"
+assert server_rc == "0", f"rping server exit {server_rc}:\n{server_out}"
+# -C 10: ten pings, each echoed back and compared (-V) by the client
+assert out.count("ping data: rdma-ping-") == 10, out
+assert server_out.count("server ping data: rdma-ping-") == 10, server_out
+for m in (a, b):
+    delta = {k: stats(m)[k] - gsi_before[m.name].get(k, 0)
+             for k in ("gsi_sent", "gsi_received", "gsi_dropped")}
+    print(f"{m.name} QP1 during rping: {delta}")
+    assert delta["gsi_sent"] > 0 and delta["gsi_received"] > 0, delta
+    no_kernel_trouble(m)
+
+# perftest with its connection made by rdma_cm (-R) instead of its TCP exchange.
+base = "timeout 300 ib_write_bw -d tbrdma0 -R -s 65536 -n 200"
+b.succeed(f"({base} > /tmp/perf.out 2>&1; echo $? > /tmp/perf.rc) > /dev/null 2>&1 &")
+b.wait_until_succeeds("rdma resource show cm_id | grep -q LISTEN", timeout=60)
+status, out = a.execute(f"{base} {ADDR['b']} 2>&1", timeout=360)
+b.wait_until_succeeds("test -s /tmp/perf.rc", timeout=300)
+assert status == 0, f"ib_write_bw -R client exit {status}:\n{out}"
+assert b.succeed("cat /tmp/perf.rc").strip() == "0", b.succeed("cat /tmp/perf.out")
+b.succeed("rm -f /tmp/perf.rc")
+print("ib_write_bw -R -s 65536 -n 200:\n" + "\n".join(out.splitlines()[-3:]))
+for m in (a, b):
+    no_kernel_trouble(m)
+
+# 5. pyverbs byte-exact data on one rail, then on two.
 print(run_pair("data"))
 for m, initiator in ((a, 1), (b, 0)):
     m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
@@ -283,7 +321,7 @@ for m in (a, b):
     assert stats(m)["link_state"] == 1, stats(m)
     no_kernel_trouble(m)
 
-# 5. misuse: bad rkey, WRITE past the MR end and an rkey whose MR is in another PD than the
+# 6. misuse: bad rkey, WRITE past the MR end and an rkey whose MR is in another PD than the
 # target QP's fail with remote access errors; destroying a
 # QP with work outstanding flushes cleanly; no kernel warning.
 print(run_pair("misuse", sizes=[65536], server_mode="idle"))
@@ -294,7 +332,7 @@ for m in (a, b):
     no_kernel_trouble(m)
     assert stats(m)["link_state"] == 1, stats(m)
 
-# 6. teardown through native.py: the device goes away cleanly.
+# 7. teardown through native.py: the device goes away cleanly.
 for m in (a, b):
     m.succeed("PYTHONPATH=/usr/local/lib/tbctl python3 -c 'from tbctl.node import native; "
               "native.destroy(\"tbrdma0\"); "

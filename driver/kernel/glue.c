@@ -30,10 +30,6 @@ MODULE_PARM_DESC(link_dead_ms, "Time with no rail up before the link fails (defa
 static unsigned int rto_min_us = 1000;
 module_param(rto_min_us, uint, 0644);
 MODULE_PARM_DESC(rto_min_us, "Lower bound of the retransmission timeout (default 1000)");
-static unsigned int handshake_reset_ms = 2000;
-module_param(handshake_reset_ms, uint, 0644);
-MODULE_PARM_DESC(handshake_reset_ms,
-		 "A responder whose handshake is stuck on a stale peer restarts after this (default 2000)");
 static bool payload_checksum = true;
 module_param(payload_checksum, bool, 0644);
 MODULE_PARM_DESC(payload_checksum,
@@ -122,8 +118,6 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	return 0;
 }
 
-#define RECV_HANDLE(qpn, gen, slot) (((u64)(qpn) << 32) | ((u64)(gen) << 16) | (slot))
-
 static struct tbrdma_recv_wqe *recv_wqe_of(struct tbrdma_dev *tdev, u64 handle,
 					   struct tbrdma_qp **qp_out)
 {
@@ -131,7 +125,8 @@ static struct tbrdma_recv_wqe *recv_wqe_of(struct tbrdma_dev *tdev, u64 handle,
 	u32 slot = handle & 0xffff;
 	struct tbrdma_recv_wqe *wqe;
 
-	if (!qp || slot >= qp->rq_capacity)
+	/* QP1's handles name datagram slots (gsi.c), never its consumer's receives. */
+	if (!qp || qp->gsi || slot >= qp->rq_capacity)
 		return NULL;
 	wqe = &qp->rq[slot];
 	if (wqe->generation != (u16)(handle >> 16) || wqe->done)
@@ -153,10 +148,31 @@ static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 
 		swqe = (struct tbrdma_send_wqe *)(uintptr_t)buf->addr;
 		if (off > swqe->total_len || len > swqe->total_len - off)
 			return TBP_ERR_LOCAL_LENGTH;
+		if (swqe->dgram) {
+			/* A GSI datagram, gathered when it was handed over; only ever read. */
+			if (to_buf)
+				return TBP_ERR_LOCAL_PROTECTION;
+			memcpy(data, swqe->dgram + off, len);
+			return 0;
+		}
 		if (tbrdma_copy_sges(tdev, swqe->sge, swqe->num_sge, off, data, len, to_buf))
 			return TBP_ERR_LOCAL_PROTECTION;
 		return 0;
 	case TBP_BUF_RECV:
+		qp = xa_load(&tdev->qps, (u32)(buf->addr >> 32));
+		if (qp && qp->gsi) {
+			u8 *slot = tbrdma_gsi_slot_buf(qp, buf->addr);
+
+			if (!slot)
+				return TBP_ERR_FLUSHED;
+			if (off > TBRDMA_GSI_DGRAM_MAX || len > TBRDMA_GSI_DGRAM_MAX - off)
+				return TBP_ERR_LOCAL_LENGTH;
+			if (to_buf)
+				memcpy(slot + off, data, len);
+			else
+				memcpy(data, slot + off, len);
+			return 0;
+		}
 		rwqe = recv_wqe_of(tdev, buf->addr, &qp);
 		if (!rwqe)
 			return TBP_ERR_FLUSHED;
@@ -198,12 +214,14 @@ static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *c
 
 	if (!qp || (qp->state != IB_QPS_RTR && qp->state != IB_QPS_RTS))
 		return -EAGAIN;
+	if (qp->gsi)
+		return tbrdma_gsi_slot_claim(qp, handle, capacity);
 	if (qp->rq_claim == qp->rq_tail)
 		return -EAGAIN;
 	slot = qp->rq_claim % qp->rq_capacity;
 	wqe = &qp->rq[slot];
 	qp->rq_claim++;
-	*handle = RECV_HANDLE(qpn, wqe->generation, slot);
+	*handle = TBRDMA_RECV_HANDLE(qpn, wqe->generation, slot);
 	*capacity = wqe->total_len;
 	return 0;
 }
@@ -274,9 +292,16 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	}
 	if (wqe->signaled || status != TBP_OK)
 		tbrdma_cq_push(to_tcq(qp->ibqp.send_cq), &wc);
+	kfree(wqe);
+	if (qp->gsi) {
+		/* A datagram's fate never takes QP1 down; the core has room again. */
+		if (status == TBP_OK)
+			tdev->stat_gsi_sent++;
+		tbrdma_gsi_kick(qp);
+		return;
+	}
 	if (status != TBP_OK && status != TBP_ERR_FLUSHED)
 		defer_qp_error(tdev, qp);
-	kfree(wqe);
 }
 
 static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
@@ -286,6 +311,17 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 	struct tbrdma_qp *qp = NULL;
 	struct ib_wc wc = {};
 
+	qp = xa_load(&tdev->qps, c->qpn);
+	if (qp && qp->gsi) {
+		if (c->recv_handle)
+			tbrdma_gsi_slot_done(qp, c->recv_handle, c->src_qpn, c->len,
+					     c->status == TBP_OK && c->opcode == TBP_OP_SEND &&
+					     !c->has_imm);
+		else
+			tdev->stat_gsi_dropped++;	/* WRITE_WITH_IMM: not a datagram */
+		return;
+	}
+	qp = NULL;
 	if (c->recv_handle) {
 		wqe = recv_wqe_of(tdev, c->recv_handle, &qp);
 	} else {
@@ -362,27 +398,6 @@ static void after_core_call(struct tbrdma_dev *tdev)
 	}
 }
 
-/*
- * A responder that accepted one HELLO keeps that initiator's nonce, so when the initiator
- * restarts its link (module reload, key rewrite, link failure) every new HELLO fails
- * authentication here. Rebuilding our side of a link that never came up clears that.
- */
-static void check_stuck_handshake(struct tbrdma_dev *tdev, u64 now)
-{
-	struct tbp_stats stats;
-
-	if (tdev->core_link_up || tdev->role != TBP_ROLE_RESPONDER ||
-	    now - tdev->link_built_ns < (u64)handshake_reset_ms * NSEC_PER_MSEC)
-		return;
-	tbp_get_stats(tdev->link, &stats);
-	if (stats.drop_auth > tdev->drop_auth_seen && !tdev->dying) {
-		tdev->link_built_ns = now;	/* one rebuild per period */
-		tdev->stat_handshake_resets++;
-		queue_work(system_wq, &tdev->relink_work);
-	}
-	tdev->drop_auth_seen = stats.drop_auth;
-}
-
 /* Runs the core's timers and arms the hrtimer for its next deadline. Link lock held. */
 static void tick_locked(struct tbrdma_dev *tdev)
 {
@@ -394,7 +409,6 @@ static void tick_locked(struct tbrdma_dev *tdev)
 	now = ktime_get_ns();
 	deadline = tbp_tick(link, now);
 	after_core_call(tdev);
-	check_stuck_handshake(tdev, now);
 	if (deadline < now + TBRDMA_MIN_TICK_NS)
 		deadline = now + TBRDMA_MIN_TICK_NS;
 	if (!hrtimer_active(&tdev->tick_timer) || deadline < tdev->armed_deadline) {
@@ -506,7 +520,7 @@ void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
 {
 	struct tbp_link *link = core_link(qp->tdev);
 
-	if (!link || qp->ibqp.qp_type == IB_QPT_GSI)
+	if (!link)
 		return;
 	tbp_qp_close(link, qp->ibqp.qp_num);
 	/* after_core_call() is not run: this is called from within it. */
@@ -551,6 +565,28 @@ int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
 		twr.rkey = rdma_wr(wr)->rkey;
 		twr.raddr = rdma_wr(wr)->remote_addr;
 	}
+	err = tbp_post(link, &twr);
+	after_core_call(qp->tdev);
+	if (err == -ENOBUFS)
+		return -ENOMEM;
+	return err;
+}
+
+/* A GSI datagram (header + MAD in wqe->dgram) as a SEND to the peer's QP1. Link lock held. */
+int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe)
+{
+	struct tbp_link *link = core_link(qp->tdev);
+	struct tbp_wr twr = {
+		.opcode = TBP_OP_SEND,
+		.qpn = TBRDMA_GSI_QPN,
+		.wr_id = wqe->wr_id,
+		.local_buf = (uintptr_t)wqe,
+		.len = wqe->total_len,
+	};
+	int err;
+
+	if (!link)
+		return -ENOTCONN;
 	err = tbp_post(link, &twr);
 	after_core_call(qp->tdev);
 	if (err == -ENOBUFS)
@@ -638,8 +674,6 @@ static int build_link(struct tbrdma_dev *tdev)
 	tdev->link = link;
 	tdev->link_mem = mem;
 	tdev->link_ready = true;
-	tdev->link_built_ns = ktime_get_ns();
-	tdev->drop_auth_seen = 0;
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
 
@@ -649,8 +683,9 @@ static int build_link(struct tbrdma_dev *tdev)
 							 rail_max_frame(rail));
 	}
 	xa_for_each(&tdev->qps, qpn, qp) {
-		if (qp->ibqp.qp_type != IB_QPT_GSI &&
-		    (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS))
+		if (qp->gsi)
+			tbrdma_gsi_reset_slots(qp);
+		if (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS)
 			tbp_qp_open(link, qp->ibqp.qp_num, qp->dest_qpn);
 	}
 	after_core_call(tdev);
@@ -780,7 +815,9 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "srtt_ns" },
 	{ .name = "rto_ns" },
 	{ .name = "orphan_completions" },
-	{ .name = "handshake_resets" },
+	{ .name = "gsi_sent" },
+	{ .name = "gsi_received" },
+	{ .name = "gsi_dropped" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -826,7 +863,9 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[31] = s.srtt_ns;
 	v[32] = s.rto_ns;
 	v[33] = tdev->stat_orphan_completions;
-	v[34] = tdev->stat_handshake_resets;
+	v[34] = tdev->stat_gsi_sent;
+	v[35] = tdev->stat_gsi_received;
+	v[36] = tdev->stat_gsi_dropped;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

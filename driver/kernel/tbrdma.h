@@ -32,6 +32,14 @@
 #define TBRDMA_GSI_QPN		1
 #define TBRDMA_FIRST_QPN	16
 #define TBRDMA_MAX_QPN		0xffffff
+/* GSI datagrams carry one MAD (IB_MGMT_MAD_SIZE); ib_mad's receive buffers are GRH + MAD. */
+#define TBRDMA_GSI_MAX_MAD	256
+#define TBRDMA_GSI_MIN_MAD	24	/* a MAD is at least its common header */
+#define TBRDMA_GSI_SLOTS	16	/* datagrams the core may reassemble at once on QP1 */
+#define TBRDMA_GSI_MAGIC	0x31475354	/* "TSG1" little-endian on the wire */
+
+/* A core receive handle: QPN, generation of the slot, slot index. Never 0 (QPN >= 1). */
+#define TBRDMA_RECV_HANDLE(qpn, gen, slot) (((u64)(qpn) << 32) | ((u64)(gen) << 16) | (slot))
 
 /* "tb:" + the peer host's UUID (+ "@" + XDomain device name if that UUID is taken) */
 #define TBRDMA_RAIL_NAME_LEN	64
@@ -65,6 +73,35 @@ struct tbrdma_rail {
 struct tbrdma_pd {
 	struct ib_pd ibpd;
 };
+
+/* Kernel address handles (GSI only): everything a datagram header needs, copied at creation. */
+struct tbrdma_ah {
+	struct ib_ah ibah;
+	union ib_gid sgid;
+	union ib_gid dgid;
+	u32 flow_label;
+	u8 traffic_class;
+	u8 hop_limit;
+};
+
+/*
+ * Wire header in front of every GSI datagram; the datagram travels as a core SEND on the QP
+ * pair 1 <-> 1 (the link has exactly one peer). The receiver validates every field and turns
+ * it into the GRH a RoCEv2 device would deliver. Little-endian like the core's own header.
+ */
+struct tbrdma_gsi_hdr {
+	__le32 magic;
+	__le32 src_qpn;
+	__le32 qkey;
+	__le16 pkey;
+	u8 traffic_class;
+	u8 hop_limit;
+	__le32 flow_label;
+	u8 sgid[16];
+	u8 dgid[16];
+} __packed;
+
+#define TBRDMA_GSI_DGRAM_MAX	(sizeof(struct tbrdma_gsi_hdr) + TBRDMA_GSI_MAX_MAD)
 
 struct tbrdma_mr {
 	struct ib_mr ibmr;
@@ -117,6 +154,30 @@ struct tbrdma_send_wqe {
 	u32 num_sge;
 	u32 total_len;
 	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
+	/* GSI only: header + MAD gathered at hand-over; the core reads these total_len bytes */
+	u8 *dgram;
+};
+
+/* One datagram of QP1 being reassembled by the core (owned by tdev->lock). */
+struct tbrdma_gsi_slot {
+	bool busy;
+	u16 generation;
+	u8 data[TBRDMA_GSI_DGRAM_MAX];
+};
+
+/*
+ * QP1 state. ib_mad posts sends with its send queue spinlock held and interrupts off, where
+ * tdev->lock (a BH lock around dev_queue_xmit) must not be taken: posts only queue under
+ * gsi->lock, and a work item hands sends to the core. Lock order: tdev->lock, then
+ * gsi->lock.
+ */
+struct tbrdma_gsi {
+	struct tbrdma_qp *qp;
+	spinlock_t lock;		/* pending, pending_count, the QP's receive ring */
+	struct list_head pending;	/* posted sends not yet handed to the core */
+	u32 pending_count;
+	struct work_struct work;
+	struct tbrdma_gsi_slot slots[TBRDMA_GSI_SLOTS];
 };
 
 struct tbrdma_qp {
@@ -125,6 +186,7 @@ struct tbrdma_qp {
 	struct mutex state_mutex;	/* serialises modify_qp/destroy against each other */
 	enum ib_qp_state state;
 	u32 dest_qpn;
+	u32 qkey;
 	u32 sq_psn, rq_psn;
 	u32 path_mtu;
 	int access_flags;
@@ -139,6 +201,7 @@ struct tbrdma_qp {
 	u32 rq_head, rq_claim, rq_tail;
 	u64 stat_flushed;
 	struct list_head pending_error_node;
+	struct tbrdma_gsi *gsi;		/* QP1 only */
 };
 
 struct tbrdma_ucontext {
@@ -162,9 +225,9 @@ struct tbrdma_dev {
 	u64 armed_deadline;
 	u64 stat_orphan_completions;
 	u64 stat_rx_no_link;
-	u64 stat_handshake_resets;
-	u64 link_built_ns;
-	u64 drop_auth_seen;
+	u64 stat_gsi_sent;
+	u64 stat_gsi_received;
+	u64 stat_gsi_dropped;
 
 	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
 	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
@@ -195,6 +258,11 @@ static inline struct tbrdma_dev *to_tdev(struct ib_device *ibdev)
 static inline struct tbrdma_pd *to_tpd(struct ib_pd *pd)
 {
 	return container_of(pd, struct tbrdma_pd, ibpd);
+}
+
+static inline struct tbrdma_ah *to_tah(struct ib_ah *ah)
+{
+	return container_of(ah, struct tbrdma_ah, ibah);
 }
 
 static inline struct tbrdma_mr *to_tmr(struct ib_mr *mr)
@@ -230,6 +298,25 @@ int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 
 		     u64 offset, void *buf, u32 len, bool to_mr);
 int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);
 struct tbrdma_mr *tbrdma_lookup_mr(struct tbrdma_dev *tdev, u32 key, bool remote);
+int tbrdma_check_sges(struct tbrdma_qp *qp, const struct tbrdma_sge *sge, u32 num_sge,
+		      bool for_write_into);
+
+/* gsi.c: QP1 (MADs for ib_cm / rdma_cm) and kernel address handles */
+int tbrdma_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);
+int tbrdma_destroy_ah(struct ib_ah *ibah, u32 flags);
+int tbrdma_gsi_create(struct tbrdma_qp *qp);
+void tbrdma_gsi_destroy(struct tbrdma_qp *qp);
+int tbrdma_gsi_post_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
+			 const struct ib_send_wr **bad_wr);
+int tbrdma_gsi_post_recv(struct tbrdma_qp *qp, const struct ib_recv_wr *wr,
+			 const struct ib_recv_wr **bad_wr);
+void tbrdma_gsi_flush_pending(struct tbrdma_qp *qp);
+void tbrdma_gsi_flush_recvs(struct tbrdma_qp *qp);
+void tbrdma_gsi_kick(struct tbrdma_qp *qp);
+int tbrdma_gsi_slot_claim(struct tbrdma_qp *qp, u64 *handle, u32 *capacity);
+u8 *tbrdma_gsi_slot_buf(struct tbrdma_qp *qp, u64 handle);
+void tbrdma_gsi_slot_done(struct tbrdma_qp *qp, u64 handle, u32 src_qpn, u32 len, bool ok);
+void tbrdma_gsi_reset_slots(struct tbrdma_qp *qp);
 
 /* rail_eth.c */
 int tbrdma_eth_rail_start(struct tbrdma_rail *rail);
@@ -286,6 +373,7 @@ void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bo
 void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
 int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
 		     const struct ib_send_wr *wr);
+int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe);
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp);
 int tbrdma_link_open_qp(struct tbrdma_qp *qp);
 void tbrdma_link_kick(struct tbrdma_dev *tdev);

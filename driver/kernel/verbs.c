@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Verbs objects: device/port queries, PD, MR (user memory and DMA), CQ, RC/UC QPs and their
- * state machine. The data path hands work to the protocol core through glue.c.
+ * state machine. The data path hands work to the protocol core through glue.c; QP1 (GSI) and
+ * address handles are in gsi.c.
  */
 #include <linux/highmem.h>
 #include <linux/random.h>
@@ -334,6 +335,28 @@ int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 
 	return len ? -EFAULT : 0;
 }
 
+/* Checks a stored SGE list against the QP's PD, access and MR bounds. Link lock held. */
+int tbrdma_check_sges(struct tbrdma_qp *qp, const struct tbrdma_sge *sge, u32 num_sge,
+		      bool for_write_into)
+{
+	u32 i;
+
+	for (i = 0; i < num_sge; i++) {
+		struct tbrdma_mr *mr;
+
+		if (!sge[i].length)
+			continue;
+		mr = tbrdma_lookup_mr(qp->tdev, sge[i].lkey, false);
+		if (!mr || &mr->pd->ibpd != qp->ibqp.pd)
+			return -EINVAL;
+		if (for_write_into && !(mr->access & IB_ACCESS_LOCAL_WRITE))
+			return -EACCES;
+		if (!tbrdma_mr_range_ok(mr, sge[i].addr, sge[i].length))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 /* ---- completion queues ---- */
 
 static void tbrdma_cq_notify_work(struct work_struct *work);
@@ -464,8 +487,11 @@ static int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	if (init->cap.max_send_wr > TBRDMA_MAX_QP_WR || init->cap.max_recv_wr > TBRDMA_MAX_QP_WR ||
 	    init->cap.max_send_sge > TBRDMA_MAX_SGE || init->cap.max_recv_sge > TBRDMA_MAX_SGE)
 		return -EINVAL;
-	if (udata && (udata->inlen || udata->outlen) && init->qp_type != IB_QPT_GSI)
+	if (udata && (udata->inlen || udata->outlen))
 		return -EINVAL;
+	/* QP1 belongs to ib_mad; its queues are never user-mapped. */
+	if (udata && init->qp_type == IB_QPT_GSI)
+		return -EOPNOTSUPP;
 
 	qp->tdev = tdev;
 	mutex_init(&qp->state_mutex);
@@ -483,6 +509,13 @@ static int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 		return -ENOMEM;
 
 	if (init->qp_type == IB_QPT_GSI) {
+		/* GSI datagrams go to the peer's QP1, carried on the core QP pair 1 <-> 1. */
+		qp->dest_qpn = TBRDMA_GSI_QPN;
+		err = tbrdma_gsi_create(qp);
+		if (err) {
+			kvfree(qp->rq);
+			return err;
+		}
 		qpn = TBRDMA_GSI_QPN;
 		err = xa_insert_bh(&tdev->qps, qpn, qp, GFP_KERNEL);
 	} else {
@@ -493,6 +526,8 @@ static int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 			err = 0;
 	}
 	if (err) {
+		if (qp->gsi)
+			tbrdma_gsi_destroy(qp);
 		kvfree(qp->rq);
 		return err;
 	}
@@ -514,6 +549,14 @@ static void tbrdma_flush_recvs(struct tbrdma_qp *qp)
 		.qp = &qp->ibqp,
 	};
 
+	if (qp->gsi) {
+		unsigned long flags;
+
+		spin_lock_irqsave(&qp->gsi->lock, flags);
+		tbrdma_gsi_flush_recvs(qp);
+		spin_unlock_irqrestore(&qp->gsi->lock, flags);
+		return;
+	}
 	while (qp->rq_head != qp->rq_tail) {
 		struct tbrdma_recv_wqe *wqe = &qp->rq[qp->rq_head % qp->rq_capacity];
 
@@ -546,6 +589,9 @@ static void tbrdma_flush_sends(struct tbrdma_qp *qp)
 		qp->stat_flushed++;
 		kfree(wqe);
 	}
+	qp->send_count = 0;
+	if (qp->gsi)
+		tbrdma_gsi_flush_pending(qp);
 }
 
 /* Link lock held. fatal: a transport error, reported to the consumer as an async event. */
@@ -597,8 +643,10 @@ static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mas
 	spin_lock_bh(&tdev->lock);
 	if (mask & IB_QP_ACCESS_FLAGS)
 		qp->access_flags = attr->qp_access_flags;
-	if (mask & IB_QP_DEST_QPN)
+	if ((mask & IB_QP_DEST_QPN) && ibqp->qp_type != IB_QPT_GSI)
 		qp->dest_qpn = attr->dest_qp_num;
+	if (mask & IB_QP_QKEY)
+		qp->qkey = attr->qkey;
 	if (mask & IB_QP_SQ_PSN)
 		qp->sq_psn = attr->sq_psn;
 	if (mask & IB_QP_RQ_PSN)
@@ -619,8 +667,7 @@ static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mas
 			tbrdma_qp_to_error(qp, false);
 			break;
 		case IB_QPS_RTR:
-			if (ibqp->qp_type != IB_QPT_GSI)
-				err = tbrdma_link_open_qp(qp);
+			err = tbrdma_link_open_qp(qp);
 			if (!err)
 				qp->state = next;
 			break;
@@ -648,6 +695,7 @@ static int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask
 	attr->path_mig_state = IB_MIG_MIGRATED;
 	attr->qp_access_flags = qp->access_flags;
 	attr->dest_qp_num = qp->dest_qpn;
+	attr->qkey = qp->qkey;
 	attr->sq_psn = qp->sq_psn;
 	attr->rq_psn = qp->rq_psn;
 	attr->port_num = 1;
@@ -678,6 +726,8 @@ static int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	xa_erase(&tdev->qps, ibqp->qp_num);
 	spin_unlock_bh(&tdev->lock);
 	mutex_unlock(&qp->state_mutex);
+	if (qp->gsi)
+		tbrdma_gsi_destroy(qp);
 	kvfree(qp->rq);
 	mutex_destroy(&qp->state_mutex);
 	return 0;
@@ -777,15 +827,11 @@ static int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 	struct tbrdma_dev *tdev = qp->tdev;
 	int err = 0;
 
+	if (qp->gsi)
+		return tbrdma_gsi_post_send(qp, wr, bad_wr);
 	spin_lock_bh(&tdev->lock);
 	if (qp->state != IB_QPS_RTS && qp->state != IB_QPS_ERR) {
 		err = -EINVAL;
-		*bad_wr = wr;
-		goto out;
-	}
-	if (ibqp->qp_type == IB_QPT_GSI) {
-		/* No MAD transport on this device yet: refuse rather than drop silently. */
-		err = -EOPNOTSUPP;
 		*bad_wr = wr;
 		goto out;
 	}
@@ -809,6 +855,8 @@ static int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 	struct tbrdma_dev *tdev = qp->tdev;
 	int err = 0;
 
+	if (qp->gsi)
+		return tbrdma_gsi_post_recv(qp, wr, bad_wr);
 	spin_lock_bh(&tdev->lock);
 	if (qp->state == IB_QPS_RESET) {
 		err = -EINVAL;
@@ -867,12 +915,14 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.alloc_hw_port_stats = tbrdma_alloc_hw_port_stats,
 	.alloc_pd = tbrdma_alloc_pd,
 	.alloc_ucontext = tbrdma_alloc_ucontext,
+	.create_ah = tbrdma_create_ah,
 	.create_cq = tbrdma_create_cq,
 	.create_qp = tbrdma_create_qp,
 	.dealloc_driver = tbrdma_dealloc_driver,
 	.dealloc_pd = tbrdma_dealloc_pd,
 	.dealloc_ucontext = tbrdma_dealloc_ucontext,
 	.dereg_mr = tbrdma_dereg_mr,
+	.destroy_ah = tbrdma_destroy_ah,
 	.destroy_cq = tbrdma_destroy_cq,
 	.destroy_qp = tbrdma_destroy_qp,
 	.get_dma_mr = tbrdma_get_dma_mr,
@@ -890,6 +940,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.reg_user_mr = tbrdma_reg_user_mr,
 	.req_notify_cq = tbrdma_req_notify_cq,
 
+	INIT_RDMA_OBJ_SIZE(ib_ah, tbrdma_ah, ibah),
 	INIT_RDMA_OBJ_SIZE(ib_cq, tbrdma_cq, ibcq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, tbrdma_pd, ibpd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, tbrdma_qp, ibqp),

@@ -31,7 +31,8 @@ RECIPE_VERSION = "3"
 # python3-cffi-backend-api-* packages python3-cryptography (for paramiko) depends on.
 GUEST_PACKAGES = (
     "systemd-sysv", "udev", "dbus", "openssh-server", "iproute2", "kmod", "rdma-core",
-    "ibverbs-utils", "ibverbs-providers", "perftest", "python3", "python3-pyverbs",
+    "ibverbs-utils", "ibverbs-providers", "rdmacm-utils", "perftest", "python3",
+    "python3-pyverbs",
     "python3-click", "python3-paramiko", "python3-cffi-backend", "python3-jinja2",
     "python3-rich",
     "linux-image-amd64", "initramfs-tools", "zstd", "iputils-ping", "procps", "netbase",

@@ -79,6 +79,28 @@ void tbp_send_hello(struct tbp_link *l, uint32_t rail, uint8_t op)
 	}
 }
 
+/*
+ * An authentic handshake frame with a peer nonce other than the recorded one: the peer rebuilt
+ * its link. Before this link was ever up, a new initiator's HELLO replaces the pending one.
+ * Once it has been up the session died with the peer's state, so with no rail up the link
+ * fails and its owner builds a fresh one; while a rail is up the frame can only be a replay.
+ * Returns true when the frame is to be handled as coming from a new peer.
+ */
+static bool peer_restarted(struct tbp_link *l, uint8_t op)
+{
+	uint32_t r;
+
+	if (l->state == TBP_LINK_HANDSHAKE && op == TBP_W_HELLO) {
+		l->have_peer = 0;
+		for (r = 0; r < TBP_MAX_RAILS; r++)
+			l->rails[r].confirm_owed = 0;
+		return true;
+	}
+	if (l->state == TBP_LINK_DEGRADED && tbp_rails_up(l) == 0 && op != TBP_W_HELLO_CONFIRM)
+		tbp_link_fail(l, TBP_ERR_LINK_DOWN);
+	return false;
+}
+
 void tbp_rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h,
 		  const uint8_t *p)
 {
@@ -99,8 +121,12 @@ void tbp_rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h,
 	    (initiator && memcmp(p + HP_NONCE_I, l->nonce, TBP_NONCE_LEN) != 0) ||
 	    (h->opcode == TBP_W_HELLO_CONFIRM &&
 	     memcmp(p + HP_NONCE_R, l->nonce, TBP_NONCE_LEN) != 0) ||
-	    (l->have_peer && memcmp(their_nonce, l->peer_nonce, TBP_NONCE_LEN) != 0) ||
 	    le32_get(p + HP_RAIL) >= TBP_MAX_RAILS) {
+		l->st.drop_auth++;
+		return;
+	}
+	if (l->have_peer && memcmp(their_nonce, l->peer_nonce, TBP_NONCE_LEN) != 0 &&
+	    !peer_restarted(l, h->opcode)) {
 		l->st.drop_auth++;
 		return;
 	}

@@ -225,6 +225,9 @@ static inline uint16_t tbp_qp_index(const struct tbp_link *l, const struct tbp_q
 }
 
 /* tbp_link.c */
+uint32_t tbp_rails_up(const struct tbp_link *l);
+/* The link is beyond repair: fail its messages with status and tell the owner. */
+void tbp_link_fail(struct tbp_link *l, uint32_t status);
 void tbp_rail_came_up(struct tbp_link *l, uint32_t r);
 void tbp_rtt_sample(struct tbp_link *l, uint64_t rtt);
 

@@ -151,6 +151,13 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	return 0;
 }
 
+void tbp_link_fail(struct tbp_link *l, uint32_t status)
+{
+	l->state = TBP_LINK_FAILED;
+	tbp_msg_fail_all(l, status);
+	l->env.event(l->env.ctx, TBP_EV_LINK_FAILED, 0);
+}
+
 void tbp_link_teardown(struct tbp_link *l)
 {
 	if (l->state != TBP_LINK_FAILED)
@@ -185,7 +192,7 @@ bool tbp_link_idle(const struct tbp_link *l)
 
 /* ---- rails ---- */
 
-static uint32_t rails_up(const struct tbp_link *l)
+uint32_t tbp_rails_up(const struct tbp_link *l)
 {
 	uint32_t r, n = 0;
 
@@ -232,7 +239,7 @@ static void rail_went_down(struct tbp_link *l, uint32_t r)
 	rl->hello_ns = 0;
 	requeue_rail(l, r);
 	l->env.event(l->env.ctx, TBP_EV_RAIL_DOWN, r);
-	if (rails_up(l) == 0 && l->state == TBP_LINK_UP) {
+	if (tbp_rails_up(l) == 0 && l->state == TBP_LINK_UP) {
 		l->state = TBP_LINK_DEGRADED;
 		l->down_since = l->now;
 	}
@@ -783,9 +790,7 @@ uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
 	}
 	if (l->state == TBP_LINK_DEGRADED) {
 		if (now - l->down_since >= l->cfg.link_dead_ns) {
-			l->state = TBP_LINK_FAILED;
-			tbp_msg_fail_all(l, TBP_ERR_LINK_DOWN);
-			l->env.event(l->env.ctx, TBP_EV_LINK_FAILED, 0);
+			tbp_link_fail(l, TBP_ERR_LINK_DOWN);
 			return now + l->cfg.link_dead_ns;
 		}
 		deadline = min_u64(deadline, l->down_since + l->cfg.link_dead_ns);

@@ -163,40 +163,43 @@ static void p_event(void *ctx, uint32_t ev, uint32_t rail)
 		e->events[ev]++;
 }
 
-static void pair_setup_keys(uint32_t rails, uint32_t window, uint8_t key_b)
+/* (Re)creates side i's link from scratch, as its owner does after a restart. */
+static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 {
-	int i;
+	struct pep *e = &P[i];
+	struct tbp_config cfg;
+	struct tbp_env env = {
+		.ctx = e, .now_ns = p_now, .xmit = p_xmit, .hmac_sha256 = p_hmac,
+		.random_bytes = p_random, .mr_check = p_mr_check, .buf_read = p_read,
+		.buf_write = p_write, .recv_claim = p_claim, .send_done = p_send_done,
+		.recv_done = p_recv_done, .event = p_event,
+	};
+	size_t size;
 	uint32_t r;
 
-	pnow = 1000000;
-	for (i = 0; i < 2; i++) {
-		struct pep *e = &P[i];
-		struct tbp_config cfg;
-		struct tbp_env env = {
-			.ctx = e, .now_ns = p_now, .xmit = p_xmit, .hmac_sha256 = p_hmac,
-			.random_bytes = p_random, .mr_check = p_mr_check, .buf_read = p_read,
-			.buf_write = p_write, .recv_claim = p_claim, .send_done = p_send_done,
-			.recv_done = p_recv_done, .event = p_event,
-		};
-		size_t size;
+	free(e->mem);
+	free(e->out);
+	memset(e, 0, sizeof(*e));
+	e->out = calloc(PQ_MAX, sizeof(struct pframe));
+	tbp_config_default(&cfg);
+	cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
+	cfg.window = window;
+	cfg.key_len = 32;
+	memset(cfg.key, key, 32);
+	size = tbp_link_size(&cfg);
+	e->mem = aligned_alloc(8, (size + 7) & ~(size_t)7);
+	CHECK(tbp_link_init(&e->link, e->mem, size, &cfg, &env) == 0);
+	e->recv_cap = P_MEM / 4;
+	for (r = 0; r < rails; r++)
+		CHECK(tbp_rail_add(e->link, r, 1, 4096) == 0);
+	CHECK(tbp_qp_open(e->link, 10 + (uint32_t)i, 11 - (uint32_t)i) == 0);
+}
 
-		free(e->mem);
-		free(e->out);
-		memset(e, 0, sizeof(*e));
-		e->out = calloc(PQ_MAX, sizeof(struct pframe));
-		tbp_config_default(&cfg);
-		cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
-		cfg.window = window;
-		cfg.key_len = 32;
-		memset(cfg.key, i ? key_b : 0x42, 32);
-		size = tbp_link_size(&cfg);
-		e->mem = aligned_alloc(8, (size + 7) & ~(size_t)7);
-		CHECK(tbp_link_init(&e->link, e->mem, size, &cfg, &env) == 0);
-		e->recv_cap = P_MEM / 4;
-		for (r = 0; r < rails; r++)
-			CHECK(tbp_rail_add(e->link, r, 1, 4096) == 0);
-		CHECK(tbp_qp_open(e->link, 10 + (uint32_t)i, 11 - (uint32_t)i) == 0);
-	}
+static void pair_setup_keys(uint32_t rails, uint32_t window, uint8_t key_b)
+{
+	pnow = 1000000;
+	pep_init(0, rails, window, 0x42);
+	pep_init(1, rails, window, key_b);
 }
 
 enum { KEEP, DROP, DUP };
@@ -290,6 +293,51 @@ static void test_handshake_wrong_key(void)
 	CHECK(tbp_link_state(P[1].link) == TBP_LINK_HANDSHAKE);
 	tbp_get_stats(P[1].link, &st);
 	CHECK(st.drop_auth > 0);
+}
+
+/* A responder that answered one initiator's HELLO still accepts a restarted initiator. */
+static void test_initiator_restart_in_handshake(void)
+{
+	struct tbp_stats st;
+
+	pair_setup_keys(1, 64, 0x42);
+	tbp_tick(P[0].link, pnow);
+	CHECK(pair_deliver_from(0, NULL, false) == 1);
+	CHECK(P[1].nout == 1); /* its HELLO_ACK, lost with the initiator */
+	P[1].nout = 0;
+	pep_init(0, 1, 64, 0x42);
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000, 20);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+	CHECK(tbp_link_state(P[1].link) == TBP_LINK_UP);
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.drop_auth == 0);
+}
+
+/*
+ * After either side restarts an established link, the survivor fails its link once no rail
+ * is up (rail death, not the much longer link death), so its owner can rebuild and pair again.
+ */
+static void test_peer_restart_after_up(void)
+{
+	int restarted;
+
+	for (restarted = 0; restarted < 2; restarted++) {
+		int survivor = 1 - restarted;
+		pair_up(1);
+		pep_init(restarted, 1, 64, 0x42);
+		tbp_tick(P[0].link, pnow);
+		run_full = true;
+		pair_run(NULL, 1000000, 200); /* 200 ms: past rail death (50 ms), not link death (2 s) */
+		run_full = false;
+		CHECK(P[survivor].events[TBP_EV_LINK_FAILED] == 1);
+		CHECK(tbp_link_state(P[survivor].link) == TBP_LINK_FAILED);
+		pep_init(survivor, 1, 64, 0x42);
+		tbp_tick(P[0].link, pnow);
+		pair_run(NULL, 1000, 50);
+		CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+		CHECK(tbp_link_state(P[1].link) == TBP_LINK_UP);
+	}
 }
 
 static void test_send_fragments(void)
@@ -582,6 +630,8 @@ static void test_qp_table_churn(void)
 #define PAIR_TESTS                                                                         \
 	{ "handshake", test_handshake },                                                   \
 	{ "handshake_wrong_key", test_handshake_wrong_key },                               \
+	{ "initiator_restart_in_handshake", test_initiator_restart_in_handshake },         \
+	{ "peer_restart_after_up", test_peer_restart_after_up },                           \
 	{ "send_fragments", test_send_fragments },                                         \
 	{ "duplicates_suppressed", test_duplicates_suppressed },                           \
 	{ "reverse_order_placement", test_reverse_order_placement },                       \
