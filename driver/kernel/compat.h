@@ -64,4 +64,14 @@ static inline void tbrdma_hrtimer_setup(struct hrtimer *timer,
 #define tbrdma_umem_get(dev, addr, size, access) ib_umem_get(dev, addr, size, access)
 #endif
 
+/*
+ * Thunderbolt (rail_tb.c): every <linux/thunderbolt.h> API the rail uses (ring alloc/start/
+ * stop/free/tx/rx, tb_ring_dma_device, tb_xdomain_{alloc,release}_{in,out}_hopid,
+ * tb_xdomain_{enable,disable}_paths with transmit/receive path and ring, tb_xdomain_request/
+ * response, protocol handlers, service drivers) has the same signature in the 6.1, 6.12 and
+ * 7.2 headers, so nothing is needed here. 7.x wraps the header in IS_REACHABLE(CONFIG_USB4),
+ * which rail_tb.c tests as well; TB_MAX_FRAME_SIZE exists only in 7.x, so the rail defines
+ * its own 4096-byte frame size.
+ */
+
 #endif

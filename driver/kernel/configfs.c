@@ -37,13 +37,16 @@ static ssize_t tbrdma_cfs_rails_show(struct config_item *item, char *page)
 	mutex_lock(&tdev->rail_mutex);
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
+		bool carrier;
 
 		if (!rail->in_use)
 			continue;
+		if (rail->kind == TBRDMA_RAIL_TB)
+			carrier = tbrdma_rail_running(rail);	/* DMA paths enabled */
+		else
+			carrier = netif_running(rail->netdev) && netif_carrier_ok(rail->netdev);
 		n += scnprintf(page + n, PAGE_SIZE - n, "%d %s %s %s peer %pM tx %llu rx %llu\n",
-			       i, rail->netdev->name,
-			       netif_running(rail->netdev) && netif_carrier_ok(rail->netdev) ?
-			       "carrier" : "no-carrier",
+			       i, tbrdma_rail_name(rail), carrier ? "carrier" : "no-carrier",
 			       rail->core_added ? "added" : "idle", rail->peer_mac,
 			       rail->tx_frames, rail->rx_frames);
 	}
@@ -55,13 +58,20 @@ static ssize_t tbrdma_cfs_add_rail_store(struct config_item *item, const char *p
 					 size_t count)
 {
 	struct tbrdma_dev *tdev = item_to_tdev(item);
-	char ifname[IFNAMSIZ];
+	char ifname[TBRDMA_RAIL_NAME_LEN];
 	struct net_device *ndev;
 	int err;
 
 	err = copy_word(ifname, sizeof(ifname), page, count);
 	if (err)
 		return err;
+	if (!strncmp(ifname, "tb:", 3)) {
+		/* A Thunderbolt service's rail (see docs/driver.md); no netdev involved. */
+		err = tbrdma_tb_add_rail(tdev, ifname);
+		goto out;
+	}
+	if (strlen(ifname) >= IFNAMSIZ)
+		return -EINVAL;
 	/* RTNL keeps the netdev from unregistering between lookup and rail creation. */
 	rtnl_lock();
 	ndev = __dev_get_by_name(&init_net, ifname);
@@ -72,6 +82,7 @@ static ssize_t tbrdma_cfs_add_rail_store(struct config_item *item, const char *p
 	else
 		err = tbrdma_add_rail(tdev, ndev);
 	rtnl_unlock();
+out:
 	if (err == -EEXIST)
 		err = 0;	/* idempotent, so tbctl can re-apply a configuration */
 	tbrdma_update_port_state(tdev);
@@ -82,7 +93,7 @@ static ssize_t tbrdma_cfs_remove_rail_store(struct config_item *item, const char
 					    size_t count)
 {
 	struct tbrdma_dev *tdev = item_to_tdev(item);
-	char ifname[IFNAMSIZ];
+	char ifname[TBRDMA_RAIL_NAME_LEN];
 	int err;
 
 	err = copy_word(ifname, sizeof(ifname), page, count);

@@ -67,9 +67,17 @@ static int env_xmit(void *ctx, uint32_t rail_id, const void *frame, uint32_t len
 	if (rail_id >= TBRDMA_MAX_RAILS)
 		return -EINVAL;
 	rail = &tdev->rails[rail_id];
-	if (!rail->in_use || !rail->netdev)
+	if (!rail->in_use)
 		return -ENODEV;
-	return tbrdma_eth_xmit(rail, frame, len);
+	switch (rail->kind) {
+	case TBRDMA_RAIL_ETH:
+		if (!rail->netdev)
+			return -ENODEV;
+		return tbrdma_eth_xmit(rail, frame, len);
+	case TBRDMA_RAIL_TB:
+		return tbrdma_tb_xmit(rail, frame, len);
+	}
+	return -ENODEV;
 }
 
 static void env_hmac_sha256(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
@@ -446,7 +454,7 @@ void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
 
 static u32 rail_max_frame(const struct tbrdma_rail *rail)
 {
-	return clamp_t(u32, rail->netdev->mtu, TBP_MIN_FRAME, TBP_MAX_FRAME);
+	return clamp_t(u32, tbrdma_rail_mtu(rail), TBP_MIN_FRAME, TBP_MAX_FRAME);
 }
 
 /* Rail mutex held. */
@@ -455,11 +463,11 @@ int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 	struct tbp_link *link;
 	int err = 0;
 
-	if (rail->netdev->mtu < TBP_MIN_FRAME)
+	if (tbrdma_rail_mtu(rail) < TBP_MIN_FRAME)
 		return -EINVAL;
 	spin_lock_bh(&tdev->lock);
 	link = core_link(tdev);
-	if (link && netif_running(rail->netdev)) {
+	if (link && tbrdma_rail_running(rail)) {
 		/* Re-adding after a carrier loss starts the rail's handshake afresh. */
 		if (rail->core_added)
 			tbp_rail_remove(link, rail->id);
@@ -670,7 +678,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		struct tbrdma_rail *rail = &tdev->rails[i];
 
 		rail->core_added = false;
-		if (rail->in_use && netif_running(rail->netdev))
+		if (rail->in_use && tbrdma_rail_running(rail))
 			rail->core_added = !tbp_rail_add(link, i, tdev->rail_weight,
 							 rail_max_frame(rail));
 	}

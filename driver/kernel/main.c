@@ -50,14 +50,17 @@ void tbrdma_update_port_state(struct tbrdma_dev *tdev)
 	ib_dispatch_event(&event);
 }
 
-int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev)
+/* One of ndev (an Ethernet rail) and ts (a Thunderbolt rail) is set. */
+static int add_rail(struct tbrdma_dev *tdev, struct net_device *ndev,
+		    struct tbrdma_tb_service *ts)
 {
 	struct tbrdma_rail *rail = NULL;
 	int i, err;
 
 	mutex_lock(&tdev->rail_mutex);
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
-		if (tdev->rails[i].in_use && tdev->rails[i].netdev == ndev) {
+		if (tdev->rails[i].in_use && (ndev ? tdev->rails[i].netdev == ndev :
+					      tdev->rails[i].tb == ts)) {
 			mutex_unlock(&tdev->rail_mutex);
 			return -EEXIST;
 		}
@@ -75,10 +78,22 @@ int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev)
 	memset(rail, 0, sizeof(*rail));
 	rail->tdev = tdev;
 	rail->id = i;
-	rail->kind = TBRDMA_RAIL_ETH;
-	rail->netdev = ndev;
-	dev_hold(ndev);
 	eth_broadcast_addr(rail->peer_mac);
+	if (ndev) {
+		rail->kind = TBRDMA_RAIL_ETH;
+		rail->netdev = ndev;
+		dev_hold(ndev);
+	} else {
+		rail->kind = TBRDMA_RAIL_TB;
+		rail->tb = ts;
+		/* Takes a reference; from here on the service's frames go to this rail. */
+		err = tbrdma_tb_rail_start(rail);
+		if (err) {
+			rail->tb = NULL;
+			mutex_unlock(&tdev->rail_mutex);
+			return err;
+		}
+	}
 
 	rail->in_use = true;
 	err = tbrdma_link_rail_add(tdev, rail);
@@ -86,26 +101,49 @@ int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev)
 		rail->in_use = false;
 		goto err_put;
 	}
-	err = tbrdma_eth_rail_start(rail);
-	if (err) {
-		tbrdma_link_rail_down(tdev, rail, true);
-		goto err_put;
+	if (ndev) {
+		err = tbrdma_eth_rail_start(rail);
+		if (err) {
+			tbrdma_link_rail_down(tdev, rail, true);
+			goto err_put;
+		}
+		if (i == 0)
+			ib_device_set_netdev(&tdev->ibdev, ndev, 1);
 	}
-	if (i == 0)
-		ib_device_set_netdev(&tdev->ibdev, ndev, 1);
 	mutex_unlock(&tdev->rail_mutex);
 	return 0;
 
 err_put:
-	dev_put(ndev);
-	rail->netdev = NULL;
+	if (ndev) {
+		dev_put(ndev);
+		rail->netdev = NULL;
+	} else {
+		tbrdma_tb_rail_stop(rail);
+	}
 	mutex_unlock(&tdev->rail_mutex);
 	return err;
+}
+
+int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev)
+{
+	return add_rail(tdev, ndev, NULL);
+}
+
+/* Called by rail_tb.c with its service list lock held, so ts cannot go away meanwhile. */
+int tbrdma_add_tb_rail(struct tbrdma_dev *tdev, struct tbrdma_tb_service *ts)
+{
+	return add_rail(tdev, NULL, ts);
 }
 
 static void tbrdma_drop_rail(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 {
 	lockdep_assert_held(&tdev->rail_mutex);
+	if (rail->kind == TBRDMA_RAIL_TB) {
+		/* Not in use stops xmit; then receive is detached and the service let go. */
+		tbrdma_link_rail_down(tdev, rail, true);
+		tbrdma_tb_rail_stop(rail);
+		return;
+	}
 	tbrdma_eth_rail_stop(rail);
 	tbrdma_link_rail_down(tdev, rail, true);
 	if (rail->id == 0)
@@ -114,7 +152,7 @@ static void tbrdma_drop_rail(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 	rail->netdev = NULL;
 }
 
-int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *ifname)
+int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *name)
 {
 	int i, err = -ENOENT;
 
@@ -122,7 +160,7 @@ int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *ifname)
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
 
-		if (rail->in_use && !strcmp(rail->netdev->name, ifname)) {
+		if (rail->in_use && !strcmp(tbrdma_rail_name(rail), name)) {
 			tbrdma_drop_rail(tdev, rail);
 			err = 0;
 			break;
@@ -131,6 +169,36 @@ int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *ifname)
 	mutex_unlock(&tdev->rail_mutex);
 	tbrdma_update_port_state(tdev);
 	return err;
+}
+
+/*
+ * A Thunderbolt service's DMA paths came up or went down (gone: the service is being
+ * removed): the counterpart of the netdev notifier for TB rails.
+ */
+void tbrdma_tb_rail_event(struct tbrdma_tb_service *ts, bool gone)
+{
+	struct tbrdma_dev *tdev;
+	int i;
+
+	mutex_lock(&tbrdma_devices_mutex);
+	list_for_each_entry(tdev, &tbrdma_devices, list) {
+		mutex_lock(&tdev->rail_mutex);
+		for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+			struct tbrdma_rail *rail = &tdev->rails[i];
+
+			if (!rail->in_use || rail->kind != TBRDMA_RAIL_TB || rail->tb != ts)
+				continue;
+			if (gone)
+				tbrdma_drop_rail(tdev, rail);
+			else if (tbrdma_rail_running(rail))
+				tbrdma_link_rail_add(tdev, rail);
+			else
+				tbrdma_link_rail_down(tdev, rail, false);
+		}
+		mutex_unlock(&tdev->rail_mutex);
+		tbrdma_update_port_state(tdev);
+	}
+	mutex_unlock(&tbrdma_devices_mutex);
 }
 
 void tbrdma_dealloc_driver(struct ib_device *ibdev)
@@ -250,7 +318,7 @@ static int tbrdma_netdev_event(struct notifier_block *nb, unsigned long event, v
 		for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 			struct tbrdma_rail *rail = &tdev->rails[i];
 
-			if (!rail->in_use || rail->netdev != ndev)
+			if (!rail->in_use || rail->kind != TBRDMA_RAIL_ETH || rail->netdev != ndev)
 				continue;
 			if (event == NETDEV_UNREGISTER)
 				tbrdma_drop_rail(tdev, rail);

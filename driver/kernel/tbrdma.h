@@ -41,9 +41,13 @@
 /* A core receive handle: QPN, generation of the slot, slot index. Never 0 (QPN >= 1). */
 #define TBRDMA_RECV_HANDLE(qpn, gen, slot) (((u64)(qpn) << 32) | ((u64)(gen) << 16) | (slot))
 
+/* "tb:" + the peer host's UUID (+ "@" + XDomain device name if that UUID is taken) */
+#define TBRDMA_RAIL_NAME_LEN	64
+
 struct tbrdma_dev;
 struct tbp_link;
 struct crypto_shash;
+struct tbrdma_tb_service;
 
 enum tbrdma_rail_kind {
 	TBRDMA_RAIL_ETH,
@@ -55,7 +59,8 @@ struct tbrdma_rail {
 	enum tbrdma_rail_kind kind;
 	u8 id;
 	bool in_use;
-	struct net_device *netdev;
+	struct net_device *netdev;		/* TBRDMA_RAIL_ETH */
+	struct tbrdma_tb_service *tb;		/* TBRDMA_RAIL_TB (holds a reference) */
 	/* Embedded so the receive handler finds its rail without a global lookup. */
 	struct packet_type ptype;
 	/* Learned from the first authenticated frame; broadcast until then. */
@@ -280,7 +285,9 @@ extern const struct ib_device_ops tbrdma_dev_ops;
 void tbrdma_dealloc_driver(struct ib_device *ibdev);
 struct tbrdma_dev *tbrdma_find_device(const char *name);
 int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev);
-int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *ifname);
+int tbrdma_add_tb_rail(struct tbrdma_dev *tdev, struct tbrdma_tb_service *ts);
+int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *name);
+void tbrdma_tb_rail_event(struct tbrdma_tb_service *ts, bool gone);
 int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
@@ -319,6 +326,38 @@ int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
 /* rail_tb.c */
 int tbrdma_tb_init(void);
 void tbrdma_tb_exit(void);
+int tbrdma_tb_add_rail(struct tbrdma_dev *tdev, const char *name);
+int tbrdma_tb_rail_start(struct tbrdma_rail *rail);
+void tbrdma_tb_rail_stop(struct tbrdma_rail *rail);
+int tbrdma_tb_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
+bool tbrdma_tb_running(const struct tbrdma_rail *rail);
+u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail);
+const char *tbrdma_tb_name(const struct tbrdma_rail *rail);
+
+/*
+ * What glue.c and configfs.c ask of a rail, by kind. "Running" is what the core may be
+ * given the rail on: an up netdev, or a Thunderbolt service whose DMA paths are enabled.
+ */
+static inline bool tbrdma_rail_running(const struct tbrdma_rail *rail)
+{
+	if (rail->kind == TBRDMA_RAIL_TB)
+		return tbrdma_tb_running(rail);
+	return netif_running(rail->netdev);
+}
+
+static inline u32 tbrdma_rail_mtu(const struct tbrdma_rail *rail)
+{
+	if (rail->kind == TBRDMA_RAIL_TB)
+		return tbrdma_tb_max_frame(rail);
+	return rail->netdev->mtu;
+}
+
+static inline const char *tbrdma_rail_name(const struct tbrdma_rail *rail)
+{
+	if (rail->kind == TBRDMA_RAIL_TB)
+		return tbrdma_tb_name(rail);
+	return rail->netdev->name;
+}
 
 /* configfs.c */
 int tbrdma_configfs_init(void);
