@@ -527,12 +527,20 @@ void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
 }
 
 /* Link lock held. */
+/* Hands one work request to the core; a full core is the verbs' -ENOMEM. Link lock held. */
+static int post_to_core(struct tbrdma_dev *tdev, struct tbp_link *link, const struct tbp_wr *twr)
+{
+	int err = tbp_post(link, twr);
+
+	after_core_call(tdev);
+	return err == -ENOBUFS ? -ENOMEM : err;
+}
+
 int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
 		     const struct ib_send_wr *wr)
 {
 	struct tbp_link *link = core_link(qp->tdev);
 	struct tbp_wr twr = {};
-	int err;
 
 	if (!link)
 		return -ENOTCONN;
@@ -565,11 +573,7 @@ int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
 		twr.rkey = rdma_wr(wr)->rkey;
 		twr.raddr = rdma_wr(wr)->remote_addr;
 	}
-	err = tbp_post(link, &twr);
-	after_core_call(qp->tdev);
-	if (err == -ENOBUFS)
-		return -ENOMEM;
-	return err;
+	return post_to_core(qp->tdev, link, &twr);
 }
 
 /* A GSI datagram (header + MAD in wqe->dgram) as a SEND to the peer's QP1. Link lock held. */
@@ -583,15 +587,10 @@ int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe)
 		.local_buf = (uintptr_t)wqe,
 		.len = wqe->total_len,
 	};
-	int err;
 
 	if (!link)
 		return -ENOTCONN;
-	err = tbp_post(link, &twr);
-	after_core_call(qp->tdev);
-	if (err == -ENOBUFS)
-		return -ENOMEM;
-	return err;
+	return post_to_core(qp->tdev, link, &twr);
 }
 
 bool tbrdma_link_is_up(struct tbrdma_dev *tdev)
