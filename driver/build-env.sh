@@ -43,9 +43,16 @@ fi
 
 mirror=$(mirror_from_host_apt)
 mkdir -p "$cache_dir"
-rm -rf "$root" "$root.tmp"
+# Lock before touching $root.tmp: a second caller must not delete a chroot that the first is
+# still building (with /proc mounted in it); once it holds the lock, the first may be done.
 exec 9>"$cache_dir/buildenv-$suite.lock"
 flock 9
+if [ -f "$root/.tbrdma-ready" ]; then
+	echo "$root"
+	exit 0
+fi
+umount "$root.tmp/proc" 2>/dev/null || true
+rm -rf --one-file-system "$root" "$root.tmp"
 debootstrap --variant=minbase "$suite" "$root.tmp" "$mirror" >"$cache_dir/buildenv-$suite.log" 2>&1 || {
 	tail -n 30 "$cache_dir/buildenv-$suite.log" >&2
 	exit 1
