@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
 # The parts of this repository each package builds from, so an edit to docs or tests does not
-# rebuild the kernel module, and an edit to the driver does not rebuild tbctl. `filesets` is
-# exported so tests/nix can check what each source contains.
+# rebuild the kernel module, and an edit to the driver does not rebuild tbctl.
 { lib }:
 let
   inherit (lib) fileset;
@@ -40,8 +39,6 @@ let
   };
 in
 {
-  inherit filesets;
-
   tbctl = toSource filesets.tbctl;
   tbctlTests = toSource filesets.tbctlTests;
   kernelModule = toSource filesets.kernelModule;

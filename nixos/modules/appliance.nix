@@ -181,68 +181,20 @@ in
             config.systemd.package
           ];
           serviceConfig.Type = "oneshot";
+          environment = {
+            KEY_DIR = keyDir;
+            BOOT_KEY_FILE = lib.optionalString bootPartitionKeys "/boot/${cfg.bootPartitionKeyFile}";
+            BOOT_HOSTNAME_FILE = lib.optionalString bootPartitionKeys "/boot/tbrdma/hostname";
+            HOSTNAME_SYSCTL = "/proc/sys/kernel/hostname";
+            STICK_DEVICE = lib.optionalString cfg.keyStick.enable "/dev/disk/by-label/${cfg.keyStick.label}";
+            STICK_KEY_PATH =
+              if cfg.bootPartitionKeyFile != null then cfg.bootPartitionKeyFile else "tbrdma/authorized_keys";
+            STICK_MOUNT_OPTIONS = stickOptions;
+          };
+          # The stick may still be settling when this starts early in boot.
           script = ''
-            set -eu
-            umask 022
-            install -d -m 0755 ${keyDir}
-            install -d -m 0700 ${keyDir}/sources
-
-            # Only lines that look like public keys count; files written on Windows carry CRLF.
-            keys_of() {
-              tr -d '\r' <"$1" | grep -E '^(ssh-|ecdsa-|sk-)' || true
-            }
-
-            # Replaces the keys one source supplied; $2 is the file to read.
-            replace_source() {
-              keys_of "$2" >${keyDir}/sources/"$1".new
-              mv ${keyDir}/sources/"$1".new ${keyDir}/sources/"$1"
-              echo "keys from $1: $(wc -l <${keyDir}/sources/"$1")"
-            }
-
-            ${lib.optionalString bootPartitionKeys ''
-              # The partition is read at every boot: no file there means no keys from it.
-              if [ -f /boot/${cfg.bootPartitionKeyFile} ]; then
-                replace_source boot-partition /boot/${cfg.bootPartitionKeyFile}
-              else
-                rm -f ${keyDir}/sources/boot-partition
-              fi
-
-              # One image for every box: a host name dropped next to the keys wins.
-              if [ -f /boot/tbrdma/hostname ]; then
-                name=$(tr -cd 'a-zA-Z0-9-' </boot/tbrdma/hostname | head -c 63)
-                if [ -n "$name" ]; then
-                  echo "$name" >/proc/sys/kernel/hostname
-                  echo "host name set to $name from /boot/tbrdma/hostname"
-                fi
-              fi
-            ''}
-
-            ${lib.optionalString cfg.keyStick.enable ''
-              # A stick replaces what the previous stick supplied; without one, those stay.
-              udevadm settle --timeout=10 || true
-              stick=/dev/disk/by-label/${cfg.keyStick.label}
-              if [ -e "$stick" ]; then
-                mnt=$(mktemp -d)
-                if mount -t vfat -o ${stickOptions} "$stick" "$mnt"; then
-                  file="$mnt/${
-                    if cfg.bootPartitionKeyFile != null then cfg.bootPartitionKeyFile else "tbrdma/authorized_keys"
-                  }"
-                  if [ -f "$file" ]; then
-                    replace_source stick "$file"
-                  else
-                    echo "the ${cfg.keyStick.label} stick has no authorized_keys file; keys unchanged"
-                  fi
-                  umount "$mnt"
-                else
-                  echo "${cfg.keyStick.label} is not a FAT file system; ignored" >&2
-                fi
-                rmdir "$mnt"
-              fi
-            ''}
-
-            cat ${keyDir}/sources/* 2>/dev/null | sort -u >${keyDir}/root.new || true
-            chmod 0644 ${keyDir}/root.new
-            mv ${keyDir}/root.new ${keyDir}/root
+            ${lib.optionalString cfg.keyStick.enable "udevadm settle --timeout=10 || true"}
+            exec ${pkgs.bash}/bin/bash ${../lib/import-keys.sh}
           '';
         };
       })

@@ -72,7 +72,8 @@ let
           null
         else
           {
-            inherit (keyImport) script before;
+            # Not `script`: it names the store paths of bash and nixos/lib/import-keys.sh.
+            inherit (keyImport) environment before;
             requiresMounts = keyImport.unitConfig.RequiresMountsFor or [ ];
           };
       isoVolumeId = config.isoImage.volumeID or null;

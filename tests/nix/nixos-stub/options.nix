@@ -85,12 +85,21 @@ in
     systemd.services = mkOption {
       type = types.attrsOf (
         types.submodule {
-          freeformType = types.attrsOf types.anything;
+          # Lazy: `script` and `path` name packages, which do not exist here.
+          freeformType = types.lazyAttrsOf types.raw;
           options.wantedBy = list types.str;
           options.before = list types.str;
           options.path = list types.package;
           options.serviceConfig = mkOption {
             type = types.attrsOf types.anything;
+            default = { };
+          };
+          options.unitConfig = mkOption {
+            type = types.attrsOf types.anything;
+            default = { };
+          };
+          options.environment = mkOption {
+            type = types.attrsOf types.str;
             default = { };
           };
         }
