@@ -140,12 +140,22 @@ in
       description = ''
         What the firewall lets through on {option}`hardware.tbrdma.linkInterfaces`.
         `rocev2` (the default) treats a cable like any untrusted network: only UDP 4791
-        (RoCEv2, the rdma_rxe transport) is opened, besides what the firewall allows
-        everywhere (ping). That is all a paired peer needs on the cable: tbctl talks to both
-        ends over SSH on the LAN, and tbrdma's own frames (ethertype 0x88B5) are not IP, so
-        the IP firewall neither sees nor blocks them. `trust` makes the links trusted
-        interfaces (every port open to whoever plugs in a cable); `unchanged` leaves the
-        firewall alone.
+        (RoCEv2, the rdma_rxe transport) and {option}`hardware.tbrdma.linkTCPPorts` are
+        opened, besides what the firewall allows everywhere (ping). That is all a paired peer
+        needs on the cable: tbctl talks to both ends over SSH on the LAN, and tbrdma's own
+        frames (ethertype 0x88B5) are not IP, so the IP firewall neither sees nor blocks them.
+        `trust` makes the links trusted interfaces (every port open to whoever plugs in a
+        cable); `unchanged` leaves the firewall alone.
+      '';
+    };
+
+    linkTCPPorts = lib.mkOption {
+      type = lib.types.listOf lib.types.port;
+      default = [ 18515 ];
+      description = ''
+        TCP ports opened on the links when {option}`hardware.tbrdma.firewall` is `rocev2`.
+        18515 is perftest's out-of-band exchange (ib_write_bw and friends run against the
+        peer's cable address); a listener exists there only while a benchmark runs.
       '';
     };
   };
@@ -203,6 +213,7 @@ in
       (lib.mkIf (cfg.firewall == "rocev2") {
         networking.firewall.interfaces = lib.genAttrs cfg.linkInterfaces (_: {
           allowedUDPPorts = [ 4791 ];
+          allowedTCPPorts = cfg.linkTCPPorts;
         });
       })
     ]

@@ -57,11 +57,12 @@ def test_module_combination_declares_each_option_once(case: str) -> None:
     except NixEvalError as error:
         pytest.fail(f"nixosModules combination {case} does not evaluate:\n{error}")
     assert summary["failedAssertions"] == []
-    # The driver's defaults: links untrusted, only RoCEv2 opened; memlock raised for the
-    # group's sessions only, no unit-wide default.
+    # The driver's defaults: links untrusted, only RoCEv2 and perftest's exchange opened;
+    # memlock raised for the group's sessions only, no unit-wide default.
     assert summary["firewall"]["trustedInterfaces"] == []
     assert summary["firewall"]["interfaces"] == {
-        f"thunderbolt{i}": {"allowedTCPPorts": [], "allowedUDPPorts": [4791]} for i in range(4)
+        f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
+        for i in range(4)
     }
     assert summary["defaultMemlock"] is None
     assert summary["memlockUnits"] == {}
