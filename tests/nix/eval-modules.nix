@@ -128,6 +128,19 @@ in
       }).config
   ) flake.nixosConfigurations;
 
+  # The NixOS VM tests' machines (vm-tests/nodes.nix). Their pkgs has only `lib` and a path
+  # nothing reads unless a package is built.
+  vmTestNodes =
+    let
+      machines = import (repo + "/vm-tests/nodes.nix") {
+        pkgs = {
+          inherit lib;
+          path = "/nixpkgs-is-not-here";
+        };
+      };
+    in
+    lib.mapAttrs (_: node: summary (evalNixos [ node ]).config) machines.nodes;
+
   # A raw image with the key stick enabled as well.
   rawWithStick = summary (
     flake.nixosConfigurations.appliance.extendModules {

@@ -131,3 +131,20 @@ def test_key_stick_is_opt_in_and_mounted_read_only_vfat() -> None:
         assert environment["STICK_DEVICE"] == "/dev/disk/by-label/TBRDMA_KEYS"
         options = environment["STICK_MOUNT_OPTIONS"].split(",")
         assert {"ro", "nosuid", "nodev", "noexec"} <= set(options)
+
+
+@pytest.mark.parametrize("node", ["a", "b"])
+def test_vm_test_hosts_open_what_the_shared_scripts_use_on_cables(node: str) -> None:
+    summary = evaluate(f"vmTestNodes.{node}")
+    assert summary["failedAssertions"] == []
+    # pair.py runs rdma_rxe (UDP 4791) and perftest against the peer's cable address (TCP
+    # 18515) over the two cables; nothing else is open on them.
+    assert summary["firewall"]["trustedInterfaces"] == []
+    assert summary["firewall"]["interfaces"] == {
+        f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
+        for i in range(2)
+    }
+
+
+def test_vm_test_controller_evaluates() -> None:
+    assert evaluate("vmTestNodes.controller.failedAssertions") == []

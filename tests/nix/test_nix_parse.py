@@ -26,6 +26,7 @@ REQUIRED = [
     "nixos/lib/image-ids.nix",
     "nixos/lib/nixpkgs-version.nix",
     "vm-tests/common.nix",
+    "vm-tests/nodes.nix",
     "vm-tests/cables.nix",
     "vm-tests/test-script.nix",
     "vm-tests/bringup.nix",
