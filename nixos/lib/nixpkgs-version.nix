@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-# The nixpkgs releases this project supports: 25.11 and newer (unstable included). Older ones
-# lack what the modules and packages use (rocmPackages with gfx1151, the image options of
-# nixos/configurations, kernelModuleMakeFlags). Builtins only, so tests/nix can evaluate it
-# without nixpkgs.
+# The nixpkgs releases this project supports: 25.11 and newer (unstable included), the range
+# flake.lock and tests/nix cover; older ones predate pieces used here (a rocmPackages whose
+# ROCm knows gfx1151, torch/vLLM taking rocmPackages and gpuTargets) and are refused rather
+# than half supported (docs/nix.md). Builtins only, so tests/nix can evaluate it without
+# nixpkgs.
 { version }:
 let
   minimum = "25.11";
