@@ -50,7 +50,7 @@ in
   # by the shared labels and gives every image the same root UUID, so this image calls the
   # same builder with this build's identifiers. make-disk-image.nix fixes the root file system
   # UUID and the root partition GUID; the ESP's and the disk's GUIDs are set afterwards.
-  system.build.tbrdmaImage = import "${modulesPath}/../lib/make-disk-image.nix" {
+  system.build.tbrdmaImage = import (modulesPath + "/../lib/make-disk-image.nix") {
     inherit lib config pkgs;
     name = "tbrdma-appliance-raw-efi";
     format = "raw";
