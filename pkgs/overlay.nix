@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # overlays.default: adds this project's packages to nixpkgs under their own names. It never
-# replaces nixpkgs' rdma-core or perftest; pkgs/ml-env does that for its own package set.
+# replaces nixpkgs' rdma-core or perftest.
 final: prev:
 import ./packages.nix {
   pkgs = final;

@@ -22,7 +22,7 @@ rec {
   tbctl = pkgs.python3Packages.callPackage ./tbctl { src = sources.tbctl; };
 
   # rdma-core is passed explicitly so an overlay that replaces `rdma-core` with this package
-  # (pkgs/ml-env does) does not make it depend on itself.
+  # does not make it depend on itself.
   rdma-core-tbrdma = pkgs.callPackage ./rdma-core-tbrdma {
     inherit rdma-core;
     providerSrc = sources.provider;
@@ -42,6 +42,7 @@ rec {
   );
   linux-tbrdma = linuxPackages-tbrdma.kernel;
   linux-tbrdma-config-check = linuxTbrdma.configCheck;
+  linux-tbrdma-patches-check = linuxTbrdma.patchesCheck;
   tbrdma-kmod = linuxPackages-tbrdma.tbrdma;
 
   # The tbctl test suite that needs no VM, kernel build or root namespaces.
@@ -50,6 +51,7 @@ rec {
   # driver/proto's `make check`, when this checkout has the userspace build.
   tbrdma-proto-check = pkgs.callPackage ./proto-tests.nix { src = sources.proto; };
 
-  # Heavy: a second nixpkgs with rocmSupport, torch/vLLM/RCCL built from source for gfx1151.
-  tbrdma-ml-env = pkgs.callPackage ./ml-env { };
+  # Heavy: torch/vLLM/RCCL from rocmPackages, built from source for gfx1151. Not a flake
+  # check and not in `packages` (flake.nix: legacyPackages).
+  tbrdma-ml-env = pkgs.callPackage ./ml-env { inherit rdma-core-tbrdma perftest-tbrdma; };
 }

@@ -5,52 +5,51 @@
 let
   inherit (lib) fileset;
   root = ../.;
-in
-{
-  tbctl = fileset.toSource {
-    inherit root;
-    fileset = fileset.unions [
+  toSource = set: fileset.toSource { inherit root; fileset = set; };
+
+  filesets = {
+    tbctl = fileset.unions [
       ../pyproject.toml
       ../README.md
       ../tbctl
     ];
-  };
 
-  # tbctl's own test suite, for the flake check that runs it (not the VM/kbuild/netns tests).
-  tbctlTests = fileset.toSource {
-    inherit root;
-    fileset = fileset.unions [
+    # tbctl's test suite as the `tbctl-tests` check runs it: tests/proto and tests/driver
+    # compile driver/proto and driver/kernel's userspace-testable parts, tests/lab reads the
+    # shared vm-tests scripts.
+    tbctlTests = fileset.unions [
       ../pyproject.toml
       ../README.md
       ../tbctl
       ../tests
+      ../driver
+      ../vm-tests
     ];
-  };
 
-  # driver/kernel's Kbuild also compiles driver/proto/src/*.c (driver/proto/Kbuild.inc).
-  # maybeMissing: a checkout without the driver still evaluates; the build then says what is
-  # missing instead of the whole flake failing to evaluate.
-  kernelModule = fileset.toSource {
-    inherit root;
-    fileset = fileset.unions [
+    # driver/kernel's Kbuild also compiles driver/proto/src/*.c (driver/proto/Kbuild.inc).
+    # maybeMissing: a checkout without the driver still evaluates; the build then says what
+    # is missing instead of the whole flake failing to evaluate.
+    kernelModule = fileset.unions [
       (fileset.maybeMissing ../driver/kernel)
       ../driver/proto
     ];
+
+    provider = ../driver/provider;
+    proto = ../driver/proto;
   };
+in
+{
+  tbctl = toSource filesets.tbctl;
+  tbctlTests = toSource filesets.tbctlTests;
+  kernelModule = toSource filesets.kernelModule;
 
   provider =
     if builtins.pathExists ../driver/provider then
-      fileset.toSource {
-        inherit root;
-        fileset = ../driver/provider;
-      }
+      toSource filesets.provider
     else
       throw "driver/provider is missing from this checkout";
 
-  proto = fileset.toSource {
-    inherit root;
-    fileset = ../driver/proto;
-  };
+  proto = toSource filesets.proto;
 
   patchDir = ../driver/patches;
 }

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
-# tbrdma.appliance: the profile of the flashable image. Boots, enables the driver and tbctl,
-# and is reachable only over SSH with keys: baked in at build time, or dropped by the user on
-# the image's FAT (EFI system) partition, or on any USB stick whose FAT label is TBRDMA_KEYS.
+# tbrdma.appliance: the profile of the flashable images (nixos/configurations). Boots, enables
+# the driver and tbctl, and is reachable only over SSH with keys: baked in at build time,
+# dropped by the user on the raw image's FAT (EFI system) partition, or, when enabled, read
+# from a USB stick labelled TBRDMA_KEYS at boot. docs/appliance.md has the security model.
 {
   config,
   lib,
@@ -11,7 +12,14 @@
 let
   cfg = config.tbrdma.appliance;
   tbrdmaPackages = import ../../pkgs/packages.nix { inherit pkgs; };
-  keyStickLabel = "TBRDMA_KEYS";
+
+  # Keys this module installs live here, one file per source, and are rewritten (never
+  # appended to) from that source; sshd reads `root` (services.openssh.authorizedKeysFiles).
+  keyDir = "/var/lib/tbrdma-keys";
+
+  # The raw image mounts its FAT partition at /boot; the ISO has none.
+  bootPartitionKeys = cfg.bootPartitionKeyFile != null && config.fileSystems ? "/boot";
+  stickOptions = "ro,nosuid,nodev,noexec,uid=0,gid=0,fmask=0177,dmask=0077";
 in
 {
   imports = [
@@ -26,8 +34,19 @@ in
       type = lib.types.str;
       default = "tbrdma";
       description = ''
-        Host name baked into the image. A file `tbrdma/hostname` on the FAT partition
-        overrides it at boot, so one image can be flashed to every box.
+        Host name baked into the image. On the raw image a file `tbrdma/hostname` on the FAT
+        partition overrides it at boot, so one image can be flashed to every box.
+      '';
+    };
+
+    imageId = lib.mkOption {
+      type = lib.types.strMatching "[a-z0-9]{1,32}";
+      example = "strix1";
+      description = ''
+        Identifies one build of the images: the root file system's UUID and label, the GPT
+        GUIDs and the ISO's volume id are derived from it (nixos/lib/image-ids.nix). The flake
+        sets it from the hash of its source tree; set your own to tell two media of the same
+        build apart (for example the stick you boot from and the NVMe you install to).
       '';
     };
 
@@ -42,11 +61,27 @@ in
       type = lib.types.nullOr lib.types.str;
       default = "tbrdma/authorized_keys";
       description = ''
-        Path, relative to the FAT partition, of an authorized_keys file the user may drop
-        there (from any OS) before booting. Its keys are added to root's
-        ~/.ssh/authorized_keys at every boot; a USB stick with FAT label TBRDMA_KEYS carrying
-        the same path works too (the only way for the ISO). Null disables the import.
+        Path, relative to the FAT partition mounted at /boot, of an authorized_keys file the
+        user may drop there (from any OS) before booting. At every boot its keys replace the
+        ones it supplied before, so deleting a key from the file revokes it. Only used when
+        /boot is a file system of the configuration (the raw image); null disables it.
       '';
+    };
+
+    keyStick = {
+      enable = lib.mkEnableOption ''
+        reading root's SSH keys from a USB stick at boot: a FAT file system labelled
+        {option}`tbrdma.appliance.keyStick.label`, carrying
+        {option}`tbrdma.appliance.bootPartitionKeyFile` (or `tbrdma/authorized_keys`). It is
+        mounted read-only with nosuid,nodev,noexec; its keys replace those of the previous stick.
+        Anyone who can plug in a stick at boot gains root, so only enable it where that is
+        acceptable (the ISO, which has no partition of its own to drop keys on)
+      '';
+      label = lib.mkOption {
+        type = lib.types.strMatching "[A-Z0-9_]{1,11}";
+        default = "TBRDMA_KEYS";
+        description = "FAT label of the key stick.";
+      };
     };
 
     serialConsole = lib.mkOption {
@@ -86,10 +121,11 @@ in
       {
         assertions = [
           {
-            assertion = cfg.authorizedKeys != [ ] || cfg.bootPartitionKeyFile != null;
+            assertion = cfg.authorizedKeys != [ ] || bootPartitionKeys || cfg.keyStick.enable;
             message = ''
-              tbrdma.appliance: with no authorizedKeys and bootPartitionKeyFile = null nobody
-              could ever log in (passwords are disabled).
+              tbrdma.appliance: nobody could ever log in (passwords are disabled): set
+              authorizedKeys, keep bootPartitionKeyFile on an image with a FAT /boot, or enable
+              keyStick.
             '';
           }
         ];
@@ -99,9 +135,11 @@ in
         hardware.tbrdma.enable = true;
         services.tbctl.enable = true;
 
-        # Key-only access: no account has a usable password, and sshd accepts keys only. Users
-        # stay mutable when no key is baked in, because NixOS refuses an immutable user set
-        # in which root has neither password nor key (the key then arrives at boot).
+        # Key-only access: no account has a usable password, and sshd accepts keys only, from
+        # the image (authorized_keys.d) and from the files this module writes. ~/.ssh is not
+        # read, so every key in use comes from a source the user controls and can revoke.
+        # Users stay mutable when no key is baked in, because NixOS refuses an immutable user
+        # set in which root has neither password nor key (the key then arrives at boot).
         users.mutableUsers = cfg.authorizedKeys == [ ];
         users.users.root = {
           hashedPassword = "!";
@@ -109,7 +147,8 @@ in
         };
         services.openssh = {
           enable = true;
-          authorizedKeysInHomedir = true;
+          authorizedKeysInHomedir = false;
+          authorizedKeysFiles = [ "${keyDir}/%u" ];
           settings = {
             PasswordAuthentication = false;
             KbdInteractiveAuthentication = false;
@@ -129,53 +168,33 @@ in
         '';
       }
 
-      (lib.mkIf (cfg.bootPartitionKeyFile != null) {
-        systemd.services.tbrdma-boot-partition-files = {
-          description = "Apply SSH keys and host name dropped on the FAT partition";
+      (lib.mkIf (bootPartitionKeys || cfg.keyStick.enable) {
+        systemd.services.tbrdma-import-keys = {
+          description = "Install root's SSH keys from the FAT partition or the key stick";
           wantedBy = [ "multi-user.target" ];
           before = [ "sshd.service" ];
-          unitConfig.RequiresMountsFor = "/boot";
-          path = with pkgs; [
-            coreutils
-            gnugrep
-            util-linux
+          unitConfig.RequiresMountsFor = lib.optional bootPartitionKeys "/boot";
+          path = [
+            pkgs.coreutils
+            pkgs.gnugrep
+            pkgs.util-linux
+            config.systemd.package
           ];
           serviceConfig.Type = "oneshot";
+          environment = {
+            KEY_DIR = keyDir;
+            BOOT_KEY_FILE = lib.optionalString bootPartitionKeys "/boot/${cfg.bootPartitionKeyFile}";
+            BOOT_HOSTNAME_FILE = lib.optionalString bootPartitionKeys "/boot/tbrdma/hostname";
+            HOSTNAME_SYSCTL = "/proc/sys/kernel/hostname";
+            STICK_DEVICE = lib.optionalString cfg.keyStick.enable "/dev/disk/by-label/${cfg.keyStick.label}";
+            STICK_KEY_PATH =
+              if cfg.bootPartitionKeyFile != null then cfg.bootPartitionKeyFile else "tbrdma/authorized_keys";
+            STICK_MOUNT_OPTIONS = stickOptions;
+          };
+          # The stick may still be settling when this starts early in boot.
           script = ''
-            keys=/root/.ssh/authorized_keys
-            install -d -m 0700 /root/.ssh
-            touch "$keys"
-            chmod 0600 "$keys"
-
-            import_from() {
-              [ -f "$1" ] || return 0
-              # Files written on Windows carry CRLF; only lines that look like keys count.
-              tr -d '\r' <"$1" | grep -E '^(ssh-|ecdsa-|sk-)' | while IFS= read -r key; do
-                grep -qxF -- "$key" "$keys" || printf '%s\n' "$key" >>"$keys"
-              done
-              echo "imported keys from $1"
-            }
-
-            import_from /boot/${cfg.bootPartitionKeyFile}
-
-            # One image for every box: a host name dropped next to the keys wins.
-            if [ -f /boot/tbrdma/hostname ]; then
-              name=$(tr -cd 'a-zA-Z0-9-' </boot/tbrdma/hostname | head -c 63)
-              if [ -n "$name" ]; then
-                echo "$name" >/proc/sys/kernel/hostname
-                echo "host name set to $name from /boot/tbrdma/hostname"
-              fi
-            fi
-
-            stick=/dev/disk/by-label/${keyStickLabel}
-            if [ -e "$stick" ]; then
-              mnt=$(mktemp -d)
-              if mount -o ro "$stick" "$mnt"; then
-                import_from "$mnt/${cfg.bootPartitionKeyFile}"
-                umount "$mnt"
-              fi
-              rmdir "$mnt"
-            fi
+            ${lib.optionalString cfg.keyStick.enable "udevadm settle --timeout=10 || true"}
+            exec ${pkgs.bash}/bin/bash ${../lib/import-keys.sh}
           '';
         };
       })

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # hardware.tbrdma: the kernel side (kernel choice, tbrdma module) and the RDMA userspace
 # plumbing every libibverbs consumer needs (provider, device permissions, memlock, firewall).
+# Needs nixpkgs 25.11 or newer (asserted; nixos/lib/nixpkgs-version.nix).
 {
   config,
   lib,
@@ -14,6 +15,11 @@ let
   # libibverbs appends -rdmav<ABI>.so to an absolute driver name (dynamic_driver.c), so this
   # loads the provider whatever rdma-core build the consuming program links.
   providerPath = "${cfg.rdmaCorePackage}/lib/libibverbs/libtbrdma";
+
+  nixpkgsVersion = import ../lib/nixpkgs-version.nix { inherit (lib) version; };
+
+  # systemd spells "no limit" infinity, pam_limits unlimited; sizes are KiB for both.
+  systemdMemlock = if cfg.memlockLimit == "unlimited" then "infinity" else "${cfg.memlockLimit}K";
 in
 {
   options.hardware.tbrdma = {
@@ -86,19 +92,30 @@ in
       type = lib.types.str;
       default = "rdma";
       description = ''
-        Group that owns /dev/infiniband/uverbs* and rdma_cm and gets the memlock limit below.
-        Add users who run RDMA programs to it.
+        Group that owns /dev/infiniband/uverbs* and rdma_cm, and whose members' login sessions
+        (PAM) get the memlock limit below. Add users who run RDMA programs to it.
       '';
     };
 
     memlockLimit = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.strMatching "unlimited|[1-9][0-9]*";
       default = "unlimited";
       example = "67108864";
       description = ''
-        Locked-memory limit (RLIMIT_MEMLOCK) for members of {option}`hardware.tbrdma.group`
-        and for systemd services: RDMA registers (pins) every buffer it transfers.
-        `unlimited` or a size in KiB.
+        Locked-memory limit (RLIMIT_MEMLOCK) for login sessions of members of
+        {option}`hardware.tbrdma.group` and for the units in
+        {option}`hardware.tbrdma.memlockServices`: RDMA registers (pins) every buffer it
+        transfers. `unlimited` or a size in KiB. Every other unit keeps systemd's default.
+      '';
+    };
+
+    memlockServices = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "vllm" ];
+      description = ''
+        systemd services (names without `.service`) that register RDMA memory and get
+        {option}`hardware.tbrdma.memlockLimit` as their LimitMEMLOCK.
       '';
     };
 
@@ -115,16 +132,30 @@ in
 
     firewall = lib.mkOption {
       type = lib.types.enum [
-        "trust"
         "rocev2"
+        "trust"
         "unchanged"
       ];
-      default = "trust";
+      default = "rocev2";
       description = ''
-        What the firewall lets through on {option}`hardware.tbrdma.linkInterfaces`: `trust`
-        adds them to the trusted interfaces (a cable joins two of your own machines),
-        `rocev2` opens only UDP 4791 (RoCEv2, used by the rdma_rxe fallback), `unchanged`
-        leaves the firewall alone.
+        What the firewall lets through on {option}`hardware.tbrdma.linkInterfaces`.
+        `rocev2` (the default) treats a cable like any untrusted network: only UDP 4791
+        (RoCEv2, the rdma_rxe transport) and {option}`hardware.tbrdma.linkTCPPorts` are
+        opened, besides what the firewall allows everywhere (ping). That is all a paired peer
+        needs on the cable: tbctl talks to both ends over SSH on the LAN, and tbrdma's own
+        frames (ethertype 0x88B5) are not IP, so the IP firewall neither sees nor blocks them.
+        `trust` makes the links trusted interfaces (every port open to whoever plugs in a
+        cable); `unchanged` leaves the firewall alone.
+      '';
+    };
+
+    linkTCPPorts = lib.mkOption {
+      type = lib.types.listOf lib.types.port;
+      default = [ 18515 ];
+      description = ''
+        TCP ports opened on the links when {option}`hardware.tbrdma.firewall` is `rocev2`.
+        18515 is perftest's out-of-band exchange (ib_write_bw and friends run against the
+        peer's cable address); a listener exists there only while a benchmark runs.
       '';
     };
   };
@@ -158,8 +189,16 @@ in
             value = cfg.memlockLimit;
           }
         ];
-        systemd.settings.Manager.DefaultLimitMEMLOCK =
-          if cfg.memlockLimit == "unlimited" then "infinity" else "${cfg.memlockLimit}K";
+        systemd.services = lib.genAttrs cfg.memlockServices (_: {
+          serviceConfig.LimitMEMLOCK = systemdMemlock;
+        });
+
+        assertions = [
+          {
+            assertion = nixpkgsVersion.supported;
+            message = "hardware.tbrdma needs nixpkgs ${nixpkgsVersion.minimum} or newer; this is ${lib.version}.";
+          }
+        ];
       }
 
       (lib.mkIf cfg.providerForAllConsumers {
@@ -174,6 +213,7 @@ in
       (lib.mkIf (cfg.firewall == "rocev2") {
         networking.firewall.interfaces = lib.genAttrs cfg.linkInterfaces (_: {
           allowedUDPPorts = [ 4791 ];
+          allowedTCPPorts = cfg.linkTCPPorts;
         });
       })
     ]

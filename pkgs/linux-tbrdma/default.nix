@@ -46,7 +46,43 @@ let
         done
         touch "$out"
       '';
+
+  # Cheap compared with a kernel build: unpack the source the kernel derivation builds from
+  # and apply the series to it in order, as the kernel build's patchPhase would. An empty
+  # series needs no source at all.
+  patchesCheck =
+    runCommand "linux-tbrdma-patches-apply"
+      {
+        kernelSrc = kernelPackages.kernel.src;
+        kernelVersion = kernelPackages.kernel.version;
+      }
+      (
+        if seriesPatches == [ ] then
+          ''
+            echo "driver/patches/series is empty; nothing to apply to linux $kernelVersion"
+            touch "$out"
+          ''
+        else
+          ''
+            mkdir linux
+            tar -xf "$kernelSrc" -C linux --strip-components=1
+            ${lib.concatMapStrings (entry: ''
+              echo ${lib.escapeShellArg "applying ${entry.name}"} "to linux $kernelVersion"
+              patch -d linux -p1 --batch --forward <${entry.patch} || {
+                echo ${lib.escapeShellArg "${entry.name} (${entry.reason}) does not apply"} \
+                  "to linux $kernelVersion; rebase it or drop it from driver/patches/series" >&2
+                exit 1
+              }
+            '') seriesPatches}
+            touch "$out"
+          ''
+      );
 in
 {
-  inherit kernelPackages configCheck seriesPatches;
+  inherit
+    kernelPackages
+    configCheck
+    patchesCheck
+    seriesPatches
+    ;
 }

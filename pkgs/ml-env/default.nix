@@ -1,63 +1,88 @@
 # SPDX-License-Identifier: MIT
-# The ML environment for Strix Halo (gfx1151): torch and vLLM built with ROCm, RCCL, all
-# linked against rdma-core-tbrdma so RCCL's IB transport sees the tbrdma devices.
+# The ML environment for Strix Halo (gfx1151): torch and vLLM built with ROCm, RCCL, rocminfo
+# and rocm-smi, from nixpkgs' rocmPackages narrowed to gfx1151.
 #
-# Heavy by design: a second nixpkgs instance with rocmSupport, in which `rdma-core` itself is
-# replaced. Nothing of it is in the public binary cache, so the first build compiles the ROCm
-# libraries, RCCL, torch and vLLM for gfx1151 (many hours and tens of GB on a big machine).
-# Restricting the GPU targets to gfx1151 keeps that to one architecture.
+# ROCm is switched on for torch and vLLM only (their `rocmSupport`, `rocmPackages` and
+# `gpuTargets` arguments), not through a second nixpkgs with `config.rocmSupport`, which
+# would rebuild every ROCm-capable package in the graph. Still heavy: nothing of it is in the
+# public binary cache, so the first build compiles clr's device libraries, RCCL, torch and vLLM
+# for gfx1151 (hours, tens of GB). Not a flake check (flake.nix: legacyPackages).
+#
+# RDMA: RCCL's IB transport dlopen()s libibverbs at run time, and libibverbs loads providers
+# named by RDMAV_DRIVERS; the wrapper below points both at rdma-core-tbrdma, so nothing in the
+# ROCm graph has to be rebuilt against it.
 {
-  pkgs,
+  lib,
+  python3,
+  rocmPackages,
+  buildEnv,
+  makeWrapper,
+  rdma-core-tbrdma,
+  perftest-tbrdma,
   gpuTargets ? [ "gfx1151" ],
 }:
 let
-  rocmPkgs = import pkgs.path {
-    localSystem = pkgs.stdenv.hostPlatform.system;
-    config = {
-      rocmSupport = true;
-      allowUnfree = pkgs.config.allowUnfree or false;
+  rocm = rocmPackages.overrideScope (
+    _: previous: {
+      clr = previous.clr.override { localGpuTargets = gpuTargets; };
+    }
+  );
+
+  python = python3.override {
+    self = python;
+    packageOverrides = _: previous: {
+      torch = previous.torch.override {
+        rocmSupport = true;
+        rocmPackages = rocm;
+        inherit gpuTargets;
+      };
+      vllm = previous.vllm.override {
+        rocmSupport = true;
+        rocmPackages = rocm;
+        inherit gpuTargets;
+      };
     };
-    overlays = [
-      (
-        final: prev:
-        let
-          ours = import ../packages.nix {
-            pkgs = final;
-            inherit (prev) rdma-core;
-          };
-        in
-        {
-          inherit (ours) rdma-core-tbrdma perftest-tbrdma;
-          # Every consumer in this package set (RCCL, UCX, MPI, ...) links our rdma-core.
-          rdma-core = ours.rdma-core-tbrdma;
-          rocmPackages = prev.rocmPackages.overrideScope (
-            _: rocmPrevious: {
-              clr = rocmPrevious.clr.override { localGpuTargets = gpuTargets; };
-            }
-          );
-        }
-      )
-    ];
   };
 
-  python = rocmPkgs.python3.withPackages (ps: [
+  pythonEnv = python.withPackages (ps: [
     ps.torch
     ps.vllm
   ]);
+
+  rdmaEnvironment = [
+    "--set-default"
+    "RDMAV_DRIVERS"
+    "${rdma-core-tbrdma}/lib/libibverbs/libtbrdma"
+    "--prefix"
+    "LD_LIBRARY_PATH"
+    ":"
+    "${lib.getLib rdma-core-tbrdma}/lib"
+  ];
 in
-rocmPkgs.buildEnv {
+buildEnv {
   name = "tbrdma-ml-env";
   paths = [
-    python
-    rocmPkgs.rocmPackages.rccl
-    rocmPkgs.rocmPackages.rocminfo
-    rocmPkgs.rocmPackages.rocm-smi
-    rocmPkgs.rdma-core-tbrdma
-    rocmPkgs.perftest-tbrdma
+    pythonEnv
+    rocm.rccl
+    rocm.rocminfo
+    rocm.rocm-smi
+    rdma-core-tbrdma
+    perftest-tbrdma
   ];
+  nativeBuildInputs = [ makeWrapper ];
+  # python3 and vllm find our libibverbs and provider however they are started.
+  postBuild = ''
+    for tool in python3 vllm; do
+      if [ -e "$out/bin/$tool" ]; then
+        target=$(readlink -f "$out/bin/$tool")
+        rm "$out/bin/$tool"
+        makeWrapper "$target" "$out/bin/$tool" ${lib.escapeShellArgs rdmaEnvironment}
+      fi
+    done
+  '';
   passthru = {
-    inherit python;
-    packageSet = rocmPkgs;
+    inherit python pythonEnv;
+    rocmPackages = rocm;
   };
-  meta.description = "torch, vLLM and RCCL with ROCm for ${toString gpuTargets}";
+  meta.description = "torch, vLLM and RCCL with ROCm for ${toString gpuTargets}, RDMA over tbrdma";
 }

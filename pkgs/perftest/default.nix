@@ -1,23 +1,35 @@
 # SPDX-License-Identifier: MIT
-# perftest linked against rdma-core-tbrdma (nixpkgs has no perftest of its own). The source is
-# the upstream release tarball as Debian's archive carries it (perftest 25.01.0-0.80); it ships
-# a generated configure script, so no autotools run here.
+# perftest linked against rdma-core-tbrdma, from its upstream release tag. The tag's tree has
+# no generated configure script (upstream runs autogen.sh), so autoreconfHook makes it.
 {
   lib,
   stdenv,
-  fetchurl,
+  fetchFromGitHub,
+  autoreconfHook,
   rdma-core,
   pciutils,
 }:
-stdenv.mkDerivation {
+stdenv.mkDerivation (finalAttrs: {
   pname = "perftest";
-  version = "25.01.0-0.80";
+  version = "26.04.17";
 
-  src = fetchurl {
-    url = "mirror://debian/pool/main/p/perftest/perftest_25.01.0+0.80.orig.tar.gz";
-    hash = "sha256-VOhrEx8LBoYri5zWknOXNylUY8/vRnvdpfWqPa6MWwU=";
+  # The hash is the NAR hash of `git archive 26.04.17` of github.com/linux-rdma/perftest
+  # (checked with nix-hash against a clone). To bump: change the version, build once with
+  # `hash = lib.fakeHash;` and copy the hash Nix reports.
+  src = fetchFromGitHub {
+    owner = "linux-rdma";
+    repo = "perftest";
+    tag = finalAttrs.version;
+    hash = "sha256-oNvzQubmslZ4JUNww/wvWd54JDsDLamCDlorHWlNtaY=";
   };
 
+  # configure.ac names config/ as its aux dir and m4/ as its macro dir; autogen.sh creates
+  # them before running the autotools, and so must we.
+  preAutoreconf = ''
+    mkdir -p config m4
+  '';
+
+  nativeBuildInputs = [ autoreconfHook ];
   buildInputs = [
     rdma-core
     pciutils
@@ -43,4 +55,4 @@ stdenv.mkDerivation {
     ];
     platforms = lib.platforms.linux;
   };
-}
+})

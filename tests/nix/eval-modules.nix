@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: MIT
+# Evaluates this repository's NixOS modules and configurations with lib.evalModules from a
+# real nixpkgs `lib` tree (test_nix_modules.py; NIXPKGS_LIB=<tree with lib/>). The modules
+# come from flake.nix's own outputs, evaluated with that lib; NixOS's option declarations
+# are stood in for by nixos-stub/options.nix. Returns, per case, what the tests judge.
+{
+  nixpkgsLib,
+  repo,
+}:
+let
+  lib = import (nixpkgsLib + "/lib");
+  stub = ./nixos-stub/options.nix;
+  # A string, not a path: "${modulesPath}/..." must not copy it into a (here absent) store.
+  modulesPath = toString ./nixos-stub/modules;
+
+  evalNixos =
+    modules:
+    lib.evalModules {
+      modules = [ stub ] ++ modules;
+      specialArgs = { inherit modulesPath; };
+    };
+
+  # flake.nix with a nixpkgs input that has the real lib and a nixosSystem on evalModules.
+  nixpkgs = {
+    lib = lib // {
+      nixosSystem = { modules, ... }: evalNixos modules;
+    };
+  };
+  flake = (import (repo + "/flake.nix")).outputs {
+    self = flake;
+    inherit nixpkgs;
+  };
+  inherit (flake) nixosModules;
+
+  # What the tests judge of one evaluated configuration. Only values that need no package
+  # are read (there is no pkgs here).
+  summary =
+    config:
+    let
+      services = config.systemd.services;
+      keyImport = services.tbrdma-import-keys or null;
+    in
+    {
+      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+      fileSystems = lib.mapAttrs (_: fs: {
+        device = fs.device or null;
+        fsType = fs.fsType or null;
+        options = fs.options;
+      }) config.fileSystems;
+      systemdBoot = {
+        inherit (config.boot.loader.systemd-boot) enable editor;
+      };
+      growPartition = config.boot.growPartition;
+      firewall = {
+        inherit (config.networking.firewall) trustedInterfaces;
+        interfaces = lib.mapAttrs (_: i: {
+          inherit (i) allowedTCPPorts allowedUDPPorts;
+        }) config.networking.firewall.interfaces;
+      };
+      defaultMemlock = config.systemd.settings.Manager.DefaultLimitMEMLOCK or null;
+      memlockUnits = lib.mapAttrs (_: s: s.serviceConfig.LimitMEMLOCK) (
+        lib.filterAttrs (_: s: s.serviceConfig ? LimitMEMLOCK) services
+      );
+      loginLimits = config.security.pam.loginLimits;
+      openssh = {
+        authorizedKeysInHomedir = config.services.openssh.authorizedKeysInHomedir or true;
+        inherit (config.services.openssh) authorizedKeysFiles;
+        settings = config.services.openssh.settings or { };
+      };
+      keyImport =
+        if keyImport == null then
+          null
+        else
+          {
+            # Not `script`: it names the store paths of bash and nixos/lib/import-keys.sh.
+            inherit (keyImport) environment before;
+            requiresMounts = keyImport.unitConfig.RequiresMountsFor or [ ];
+          };
+      isoVolumeId = config.isoImage.volumeID or null;
+      hostName = config.networking.hostName or null;
+    };
+
+  withEnabled = modules: settings: (evalNixos (modules ++ [ settings ])).config;
+  driver = {
+    hardware.tbrdma.enable = true;
+    services.tbctl.enable = true;
+  };
+in
+{
+  moduleKinds = lib.mapAttrs (_: builtins.typeOf) nixosModules;
+
+  # Each exported module alone, and the combinations users write: each must declare every
+  # option exactly once and evaluate with the driver enabled.
+  modules = lib.mapAttrs (_: modules: summary (withEnabled modules driver)) {
+    default = [ nixosModules.default ];
+    hardware-tbrdma = [ nixosModules.hardware-tbrdma ];
+    services-tbctl = [ nixosModules.services-tbctl ];
+    hardware-and-services = [
+      nixosModules.hardware-tbrdma
+      nixosModules.services-tbctl
+    ];
+    default-and-appliance = [
+      nixosModules.default
+      nixosModules.appliance
+    ];
+    all = builtins.attrValues nixosModules;
+  };
+
+  memlockForOneUnit = summary (
+    withEnabled [ nixosModules.hardware-tbrdma ] {
+      hardware.tbrdma = {
+        enable = true;
+        memlockServices = [ "vllm" ];
+        memlockLimit = "65536";
+      };
+    }
+  );
+
+  # flake.nix's nixosConfigurations, built by its own wiring.
+  configurations = lib.mapAttrs (_: system: summary system.config) flake.nixosConfigurations;
+
+  # The same configurations with another image id: nothing that names a disk may stay equal.
+  otherBuild = lib.mapAttrs (
+    _: system:
+    summary
+      (system.extendModules {
+        modules = [ { tbrdma.appliance.imageId = "otherbuild"; } ];
+      }).config
+  ) flake.nixosConfigurations;
+
+  # The NixOS VM tests' machines (vm-tests/nodes.nix). Their pkgs has only `lib` and a path
+  # nothing reads unless a package is built.
+  vmTestNodes =
+    let
+      machines = import (repo + "/vm-tests/nodes.nix") {
+        pkgs = {
+          inherit lib;
+          path = "/nixpkgs-is-not-here";
+        };
+      };
+    in
+    lib.mapAttrs (_: node: summary (evalNixos [ node ]).config) machines.nodes;
+
+  # A raw image with the key stick enabled as well.
+  rawWithStick = summary (
+    flake.nixosConfigurations.appliance.extendModules {
+      modules = [ { tbrdma.appliance.keyStick.enable = true; } ];
+    }
+  ).config;
+}

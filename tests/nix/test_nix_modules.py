@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: MIT
+"""The NixOS modules and configurations, evaluated with lib.evalModules from a real nixpkgs lib.
+
+Needs a nixpkgs `lib` tree: NIXPKGS_LIB=<dir with lib/default.nix> (a nixpkgs checkout, or
+github.com/nix-community/nixpkgs.lib). Without it every test here skips and says so; the Debian
+CI has no copy of nixpkgs. docs/nix.md records a run. tests/nix/eval-modules.nix evaluates
+flake.nix's own outputs with that lib; NixOS's option declarations are stood in for by
+tests/nix/nixos-stub (the options these modules define, with nixpkgs' types).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nixtool import REPO, NixEvalError, eval_json
+
+EVAL_NIX = Path(__file__).resolve().parent / "eval-modules.nix"
+NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
+
+pytestmark = pytest.mark.skipif(
+    not NIXPKGS_LIB,
+    reason="NIXPKGS_LIB is not set: point it at a nixpkgs or nixpkgs.lib tree (a directory "
+    "holding lib/default.nix) to evaluate the NixOS modules with lib.evalModules (docs/nix.md)",
+)
+
+MODULE_CASES = [
+    "default", "hardware-tbrdma", "services-tbctl", "hardware-and-services",
+    "default-and-appliance", "all",
+]
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def evaluate(attribute: str) -> Any:
+    lib = Path(NIXPKGS_LIB).resolve()
+    if not (lib / "lib" / "default.nix").is_file():
+        pytest.fail(f"NIXPKGS_LIB={NIXPKGS_LIB} has no lib/default.nix; point it at a nixpkgs "
+                    "or nixpkgs.lib tree")
+    return eval_json(
+        f"(import {EVAL_NIX} {{ nixpkgsLib = {lib}; repo = {REPO}; }}).{attribute}"
+    )
+
+
+def test_modules_are_exported_as_paths() -> None:
+    # An imported function has no key the module system could deduplicate it by.
+    assert evaluate("moduleKinds") == dict.fromkeys(
+        ["appliance", "default", "hardware-tbrdma", "services-tbctl"], "path")
+
+
+@pytest.mark.parametrize("case", MODULE_CASES)
+def test_module_combination_declares_each_option_once(case: str) -> None:
+    try:
+        summary = evaluate(f"modules.{case}")
+    except NixEvalError as error:
+        pytest.fail(f"nixosModules combination {case} does not evaluate:\n{error}")
+    assert summary["failedAssertions"] == []
+    # The driver's defaults: links untrusted, only RoCEv2 and perftest's exchange opened;
+    # memlock raised for the group's sessions only, no unit-wide default.
+    assert summary["firewall"]["trustedInterfaces"] == []
+    assert summary["firewall"]["interfaces"] == {
+        f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
+        for i in range(4)
+    }
+    assert summary["defaultMemlock"] is None
+    assert summary["memlockUnits"] == {}
+    assert summary["loginLimits"] == [
+        {"domain": "@rdma", "item": "memlock", "type": "-", "value": "unlimited"}]
+
+
+def test_memlock_is_raised_for_listed_units_only() -> None:
+    summary = evaluate("memlockForOneUnit")
+    assert summary["memlockUnits"] == {"vllm": "65536K"}
+    assert summary["defaultMemlock"] is None
+    assert summary["loginLimits"][0]["value"] == "65536"
+
+
+@pytest.mark.parametrize("name", ["appliance", "appliance-iso"])
+def test_configuration_assertions_hold(name: str) -> None:
+    assert evaluate(f"configurations.{name}.failedAssertions") == []
+
+
+def test_raw_efi_layout_uses_this_builds_ids() -> None:
+    raw = evaluate("configurations.appliance")
+    assert sorted(raw["fileSystems"]) == ["/", "/boot"]
+    assert re.fullmatch(f"/dev/disk/by-uuid/{UUID}", raw["fileSystems"]["/"]["device"])
+    assert re.fullmatch(f"/dev/disk/by-partuuid/{UUID}", raw["fileSystems"]["/boot"]["device"])
+    assert {"nosuid", "nodev", "noexec"} <= set(raw["fileSystems"]["/boot"]["options"])
+    assert raw["systemdBoot"] == {"enable": True, "editor": False}
+    assert raw["growPartition"] is True
+
+    other = evaluate("otherBuild.appliance")
+    for mount in ("/", "/boot"):
+        assert other["fileSystems"][mount]["device"] != raw["fileSystems"][mount]["device"]
+
+
+def test_iso_never_touches_the_boxs_disks() -> None:
+    iso = evaluate("configurations.appliance-iso")
+    # nixpkgs' iso-image.nix adds the live file systems (tmpfs, the medium, the store); this
+    # configuration must add none of the box's.
+    assert iso["fileSystems"] == {}
+    assert iso["systemdBoot"]["enable"] is False
+    assert iso["growPartition"] is False
+    assert iso["keyImport"]["requiresMounts"] == []
+    assert iso["keyImport"]["environment"]["BOOT_KEY_FILE"] == ""
+    assert iso["keyImport"]["environment"]["BOOT_HOSTNAME_FILE"] == ""
+    assert re.fullmatch(r"tbrdma-[0-9a-f]{8}", iso["isoVolumeId"])
+    assert evaluate("otherBuild.appliance-iso.isoVolumeId") != iso["isoVolumeId"]
+
+
+def test_ssh_keys_come_only_from_files_the_module_rewrites() -> None:
+    raw = evaluate("configurations.appliance")
+    # ~/.ssh is not read: every key in use comes from the image or from a file that
+    # nixos/lib/import-keys.sh rewrites whole (tests/nix/test_import_keys.py runs it).
+    assert raw["openssh"]["authorizedKeysInHomedir"] is False
+    assert raw["openssh"]["authorizedKeysFiles"] == ["/var/lib/tbrdma-keys/%u"]
+    assert raw["openssh"]["settings"]["PasswordAuthentication"] is False
+    environment = raw["keyImport"]["environment"]
+    assert environment["KEY_DIR"] == "/var/lib/tbrdma-keys"
+    assert environment["BOOT_KEY_FILE"] == "/boot/tbrdma/authorized_keys"
+    assert raw["keyImport"]["requiresMounts"] == ["/boot"]
+    assert raw["keyImport"]["before"] == ["sshd.service"]
+
+
+def test_key_stick_is_opt_in_and_mounted_read_only_vfat() -> None:
+    assert evaluate("configurations.appliance.keyImport.environment.STICK_DEVICE") == ""
+    for name in ("rawWithStick", "configurations.appliance-iso"):
+        environment = evaluate(f"{name}.keyImport.environment")
+        assert environment["STICK_DEVICE"] == "/dev/disk/by-label/TBRDMA_KEYS"
+        options = environment["STICK_MOUNT_OPTIONS"].split(",")
+        assert {"ro", "nosuid", "nodev", "noexec"} <= set(options)
+
+
+@pytest.mark.parametrize("node", ["a", "b"])
+def test_vm_test_hosts_open_what_the_shared_scripts_use_on_cables(node: str) -> None:
+    summary = evaluate(f"vmTestNodes.{node}")
+    assert summary["failedAssertions"] == []
+    # pair.py runs rdma_rxe (UDP 4791) and perftest against the peer's cable address (TCP
+    # 18515) over the two cables; nothing else is open on them.
+    assert summary["firewall"]["trustedInterfaces"] == []
+    assert summary["firewall"]["interfaces"] == {
+        f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
+        for i in range(2)
+    }
+
+
+def test_vm_test_controller_evaluates() -> None:
+    assert evaluate("vmTestNodes.controller.failedAssertions") == []
