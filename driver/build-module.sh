@@ -28,21 +28,21 @@ if [ ! -d "$root/usr/src/linux-headers-$release" ]; then
 	trap - EXIT
 fi
 
-work=$root/build/tbrdma
-rm -rf "$work"
-mkdir -p "$work"
+# One build directory per build: checkouts that build at the same time share the chroot.
+mkdir -p "$root/build"
+work=$(mktemp -d "$root/build/tbrdma.XXXXXX")
 cp -r "$here/kernel" "$here/proto" "$work/"
 mkdir -p "$out_dir"
 # objtool (7.x) reads /proc; the mount is stacked, so concurrent builds each undo only theirs.
 mount -t proc proc "$root/proc"
-trap 'umount "$root/proc" 2>/dev/null || true' EXIT
+trap 'umount "$root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
 set +e
-chroot "$root" make -C "/usr/src/linux-headers-$release" M=/build/tbrdma/kernel \
+chroot "$root" make -C "/usr/src/linux-headers-$release" M="/build/$(basename "$work")/kernel" \
 	KBUILD_MODPOST_WARN= W= modules >"$out_dir/build-$suite.log" 2>&1
 status=$?
 set -e
 umount "$root/proc"
-trap - EXIT
+trap 'rm -rf "$work"' EXIT
 if [ $status -ne 0 ]; then
 	tail -n 60 "$out_dir/build-$suite.log" >&2
 	exit $status

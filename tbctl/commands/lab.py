@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tbctl.errors import TbctlError
@@ -29,7 +30,8 @@ lab_dir_option = click.option(
 
 
 def _say(line: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {line}", markup=True)
+    # Build output holds brackets ("[/usr/src/...Makefile.build:234: main.o]"): never markup.
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {escape(line)}", markup=True)
 
 
 class _BuildProgress:
