@@ -167,7 +167,7 @@ def vllm_plan(envs: dict[str, HostEnv], args: Sequence[str], backend: str = "ray
                         "tbctl run vllm A B -- serve MODEL --tensor-parallel-size 2")
     owned = ("--distributed-executor-backend", "--nnodes", "--node-rank", "--master-addr",
              "--master-port", "--headless")
-    clash = [a for a in args if a.split("=", 1)[0] in owned]
+    clash = [a.split("=", 1)[0] for a in args if a.split("=", 1)[0] in owned]
     if clash:
         raise PlanError(f"{clash[0]} is set by tbctl run vllm (--backend {backend}): "
                         "remove it from the vllm arguments")
