@@ -14,6 +14,7 @@ program and everything it started, and the shell reports a program killed by a s
 from __future__ import annotations
 
 import shlex
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tbctl.envvars import HostEnv
-from tbctl.errors import PlanError
+from tbctl.errors import PlanError, TbctlError
 
 PGID_MARK = "TBCTL_PGID "
 DEFAULT_RAY_PORT = 6379
-STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL (ray start --block cleans up)
 READY_TIMEOUT = 300.0
 EXIT_INTERRUPTED = 130  # like a shell after Ctrl-C
 EXIT_NO_STATUS = 255  # the ssh channel closed without an exit status
@@ -42,6 +43,7 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     service: bool = False  # runs until the main processes end, then tbctl stops it
     ready: list[str] | None = None  # a command run on the host until it exits 0
+    cleanup: list[str] | None = None  # run on the host after the process ended or was stopped
     cwd: str | None = None
 
     def command_line(self) -> str:
@@ -143,11 +145,11 @@ def ray_plan(envs: dict[str, HostEnv], port: int = DEFAULT_RAY_PORT, ray: str = 
         [ray, "start", "--head", "--block", f"--node-ip-address={head.node_address}",
          f"--port={port}", *extra],
         _base_env(head, len(hosts)), service=service,
-        ready=[ray, "status", f"--address={address}"])
+        ready=[ray, "status", f"--address={address}"], cleanup=[ray, "stop"])
     workers = [Launch(e.host,
                       [ray, "start", "--block", f"--address={e.master_addr}:{port}",
                        f"--node-ip-address={e.node_address}", *extra],
-                      _base_env(e, len(hosts)), service=service)
+                      _base_env(e, len(hosts)), service=service, cleanup=[ray, "stop"])
                for e in hosts[1:]]
     return [[head_launch], workers]
 
@@ -202,6 +204,9 @@ def describe(plan: Plan) -> list[str]:
             if launch.ready:
                 lines.append(f"[stage {number}] {launch.host} (ready when): "
                              f"{shlex.join(launch.ready)}")
+            if launch.cleanup:
+                lines.append(f"[stage {number}] {launch.host} (at the end): "
+                             f"{shlex.join(launch.cleanup)}")
     return lines
 
 
@@ -263,7 +268,25 @@ class RemoteProcess:
 
 
 def _stop(procs: list[RemoteProcess]) -> None:
-    """SIGTERM every live process group, then SIGKILL what is left after STOP_GRACE."""
+    """SIGTERM every live process group, SIGKILL what is left after STOP_GRACE, then run the
+    cleanup commands (`ray stop` catches daemons that left the process group)."""
+    # A second Ctrl-C must not cut the stopping short and leave processes behind.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        _terminate(procs)
+        for p in procs:
+            if p.launch.cleanup:
+                try:
+                    p.conn.run(shlex.join(p.launch.cleanup), timeout=60)
+                except TbctlError as exc:  # the host is gone: nothing left to clean there
+                    p.emit(p.label, f"tbctl: {shlex.join(p.launch.cleanup)} failed: {exc}", True)
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _terminate(procs: list[RemoteProcess]) -> None:
     live = [p for p in procs if not p.done()]
     for p in live:
         p.stopped = True

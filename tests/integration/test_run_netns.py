@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tbctl.hosts import SshOptions, connected
+from tbctl.launch import Launch, run_plan
 from tests.integration.conftest import _skip_reason
 from tests.netns import Cluster
 
@@ -178,12 +180,15 @@ def test_vllm_dry_run_matches_vllm_and_ray_docs(paired):
     hosts = statuses(paired)
     a_ip = hosts["tbt-a"]["pairings"][0]["cables"][0]["address"]
     b_ip = hosts["tbt-b"]["pairings"][0]["cables"][0]["address"]
-    head, ready, worker, serve = dry_run(paired, "vllm", "--dry-run", *HOSTS, "--", "serve",
-                                         "Qwen/Qwen3-0.6B", "--tensor-parallel-size", "2")
+    head, ready, head_stop, worker, worker_stop, serve = dry_run(
+        paired, "vllm", "--dry-run", *HOSTS, "--", "serve", "Qwen/Qwen3-0.6B",
+        "--tensor-parallel-size", "2")
     assert head.startswith("[stage 1] tbt-a (service): ")
     assert command_of(head) == ["ray", "start", "--head", "--block",
                                 f"--node-ip-address={a_ip}", "--port=6379"]
     assert ready == f"[stage 1] tbt-a (ready when): ray status --address={a_ip}:6379"
+    assert head_stop == "[stage 1] tbt-a (at the end): ray stop"
+    assert worker_stop == "[stage 2] tbt-b (at the end): ray stop"
     assert worker.startswith("[stage 2] tbt-b (service): ")
     assert f"VLLM_HOST_IP={b_ip} " in worker
     assert command_of(worker) == ["ray", "start", "--block", f"--address={a_ip}:6379",
@@ -236,3 +241,35 @@ def test_run_refuses_bad_input_in_one_line(paired):
     none = paired.tbctl("run", *HOSTS)
     assert none.returncode == 5 and "no program given" in none.stderr
     assert len(none.stderr.strip().splitlines()) == 1
+
+
+def run_directly(cluster: Cluster, plan) -> tuple:
+    lines: list[tuple[str, str]] = []
+    with connected(list(HOSTS), SshOptions(str(cluster.ssh_config))) as conns:
+        result = run_plan(plan, dict(zip(HOSTS, conns, strict=True)),
+                          lambda label, line, _err: lines.append((label, line)))
+    return result, lines
+
+
+def test_services_wait_for_readiness_and_are_cleaned_up(paired, tmp_path):
+    """What run ray/vllm rely on, with stand-ins for ray (the hosts share this filesystem)."""
+    marker = f"{800 + secrets.randbelow(10**6) / 10**6:.6f}"
+    flag, cleaned = tmp_path / "ready", tmp_path / "cleaned"
+    service = Launch("tbt-a", ["sh", "-c", f"sleep 1; touch {flag}; sleep {marker}"],
+                     service=True, ready=["test", "-e", str(flag)],
+                     cleanup=["sh", "-c", f"echo cleanup >> {cleaned}"])
+    main = Launch("tbt-b", ["sh", "-c", f"test -e {flag} && echo saw-ready"])
+    result, lines = run_directly(paired, [[service], [main]])
+    assert (result.exit_code, result.reason) == (0, "every main process ended")
+    assert ("tbt-b", "saw-ready") in lines  # the main stage started after the check passed
+    assert result.stopped == ["tbt-a: sh"] and result.codes == {"tbt-b: sh": 0}
+    assert cleaned.read_text() == "cleanup\n"
+    assert wait_gone(marker) == []
+
+    # A service that ends early fails the run and stops the rest.
+    early = Launch("tbt-a", ["sh", "-c", "echo bye"], service=True)
+    waiting = Launch("tbt-b", ["sleep", marker])
+    result, lines = run_directly(paired, [[early, waiting]])
+    assert result.exit_code == 1 and result.reason == "tbt-a: sh exited 0"
+    assert result.stopped == ["tbt-b: sleep"]
+    assert wait_gone(marker) == []

@@ -119,6 +119,7 @@ def test_ray_head_then_workers_on_cable_addresses(envs):
     assert head.argv == ["ray", "start", "--head", "--block", "--node-ip-address=10.254.0.0",
                          "--port=6380"]
     assert head.ready == ["ray", "status", "--address=10.254.0.0:6380"]
+    assert head.cleanup == worker.cleanup == ["ray", "stop"]  # daemons outside the group
     assert worker.argv == ["ray", "start", "--block", "--address=10.254.0.0:6380",
                            "--node-ip-address=10.254.0.1"]
     assert worker.env["VLLM_HOST_IP"] == "10.254.0.1"
