@@ -52,10 +52,17 @@ def paired(tmp_path_factory) -> Iterator[Cluster]:
         cluster.close()
 
 
-def statuses(cluster: Cluster) -> dict:
-    result = cluster.tbctl("status", "--json", *HOSTS)
+@pytest.fixture(scope="module")
+def hosts(paired) -> dict:
+    """tbctl status --json of both hosts, read once."""
+    result = paired.tbctl("status", "--json", *HOSTS)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def address(hosts: dict, name: str) -> str:
+    """The host's address on its first cable (thunderbolt1): its node address."""
+    return hosts[name]["pairings"][0]["cables"][0]["address"]
 
 
 def remaining(marker: str) -> list[str]:
@@ -70,9 +77,8 @@ def wait_gone(marker: str, timeout: float = 10) -> list[str]:
     return remaining(marker)
 
 
-def test_eval_env_gives_exactly_that_hosts_values(paired):
+def test_eval_env_gives_exactly_that_hosts_values(paired, hosts):
     cluster = paired
-    hosts = statuses(cluster)
     for name, host in zip(HOSTS, cluster.hosts, strict=True):
         cables = hosts[name]["pairings"][0]["cables"]
         mine = {c["link"]: c["address"] for c in cables}
@@ -85,14 +91,13 @@ def test_eval_env_gives_exactly_that_hosts_values(paired):
         assert seen["NCCL_SOCKET_IFNAME"] == "=thunderbolt1,thunderbolt10"
         assert seen["GLOO_SOCKET_IFNAME"] == "thunderbolt1"
         assert seen["VLLM_HOST_IP"] == mine["thunderbolt1"]
-        assert seen["MASTER_ADDR"] == hosts["tbt-a"]["pairings"][0]["cables"][0]["address"]
+        assert seen["MASTER_ADDR"] == address(hosts, "tbt-a")
         assert seen["UCX_NET_DEVICES"] == "thunderbolt1,thunderbolt10"
         assert seen["OMPI_MCA_btl_tcp_if_include"] == "thunderbolt1,thunderbolt10"
         # On the host itself the address is on the interface Gloo binds to.
         (entry,) = host.ip_json("-4", "addr", "show", "dev", seen["GLOO_SOCKET_IFNAME"])
         assert seen["VLLM_HOST_IP"] in [a["local"] for a in entry["addr_info"]]
-    a_ip = hosts["tbt-a"]["pairings"][0]["cables"][0]["address"]
-    b_ip = hosts["tbt-b"]["pairings"][0]["cables"][0]["address"]
+    a_ip, b_ip = address(hosts, "tbt-a"), address(hosts, "tbt-b")
     assert a_ip != b_ip
 
     as_json = cluster.tbctl("env", "--host", "tbt-b", "--format", "json", *HOSTS)
@@ -101,15 +106,13 @@ def test_eval_env_gives_exactly_that_hosts_values(paired):
     assert wrong.returncode == 2 and "--host tbt-c is not one of the hosts" in wrong.stderr
 
 
-def test_run_streams_every_host_and_returns_the_worst_code(paired):
+def test_run_streams_every_host_and_returns_the_worst_code(paired, hosts):
     program = ('echo "hello from $TBCTL_HOST at $VLLM_HOST_IP"; echo "warn $TBCTL_HOST" >&2; '
                'exit $((TBCTL_NODE_RANK * 5))')
     result = paired.tbctl("run", *HOSTS, "--", "sh", "-c", program)
     assert result.returncode == 5, result.stderr
-    hosts = statuses(paired)
     for name in HOSTS:
-        address = hosts[name]["pairings"][0]["cables"][0]["address"]
-        assert f"[{name}] hello from {name} at {address}\n" in result.stdout
+        assert f"[{name}] hello from {name} at {address(hosts, name)}\n" in result.stdout
         assert f"[{name}] warn {name}\n" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("tbctl run: ")
 
@@ -176,10 +179,8 @@ def command_of(line: str) -> list[str]:
     return argv
 
 
-def test_vllm_dry_run_matches_vllm_and_ray_docs(paired):
-    hosts = statuses(paired)
-    a_ip = hosts["tbt-a"]["pairings"][0]["cables"][0]["address"]
-    b_ip = hosts["tbt-b"]["pairings"][0]["cables"][0]["address"]
+def test_vllm_dry_run_matches_vllm_and_ray_docs(paired, hosts):
+    a_ip, b_ip = address(hosts, "tbt-a"), address(hosts, "tbt-b")
     head, ready, head_stop, worker, worker_stop, serve = dry_run(
         paired, "vllm", "--dry-run", *HOSTS, "--", "serve", "Qwen/Qwen3-0.6B",
         "--tensor-parallel-size", "2")
@@ -212,10 +213,8 @@ def test_vllm_dry_run_matches_vllm_and_ray_docs(paired):
     assert command_of(rank1)[-1] == "--headless" and "--headless" not in command_of(rank0)
 
 
-def test_torchrun_and_mpi_dry_runs(paired):
-    hosts = statuses(paired)
-    a_ip = hosts["tbt-a"]["pairings"][0]["cables"][0]["address"]
-    b_ip = hosts["tbt-b"]["pairings"][0]["cables"][0]["address"]
+def test_torchrun_and_mpi_dry_runs(paired, hosts):
+    a_ip, b_ip = address(hosts, "tbt-a"), address(hosts, "tbt-b")
     lines = dry_run(paired, "torchrun", "--dry-run", "--master-port", "29555", *HOSTS, "--",
                     "fsdp.py", "--steps", "10")
     for rank, line in enumerate(lines):
