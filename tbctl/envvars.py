@@ -146,20 +146,14 @@ def cluster_env(statuses: dict[str, dict[str, Any]], hosts: list[str],
     if len(set(hosts)) != len(hosts):
         raise PlanError(f"a host is named twice in {' '.join(hosts)}: name each host once")
     master = hosts[0]
-    peers_of = {}
-    for me in hosts:
-        names: set[str] = set()
-        for other in hosts:
-            if other == me:
-                continue
-            found = _pairing_names(statuses[me], statuses[other])
-            if other == master and not found:
-                raise PlanError(f"{me} is not paired with {master}: run tbctl pair {master} {me}")
-            names |= found
-        if not names:
-            raise PlanError(f"{me} is not paired with any of {' '.join(hosts)}: "
-                            f"run tbctl pair {master} {me}")
-        peers_of[me] = names
+    for other in hosts[1:]:
+        if not (_pairing_names(statuses[master], statuses[other])
+                and _pairing_names(statuses[other], statuses[master])):
+            raise PlanError(f"{master} is not paired with {other}: "
+                            f"run tbctl pair {master} {other}")
+    peers_of = {me: set().union(*(_pairing_names(statuses[me], statuses[other])
+                                  for other in hosts if other != me))
+                for me in hosts}
     # Rank 0 binds to its first cable to rank 1; every other host reaches it over its own
     # direct cable, and binds to that cable's near end.
     master_cables = [c for p in statuses[master]["pairings"]

@@ -94,7 +94,7 @@ def test_missing_gid_is_an_error_not_gid_zero():
 def test_unpaired_and_repeated_hosts_are_refused():
     lonely = copy.deepcopy(RECORDED)
     lonely["tbt-b"]["pairings"] = []
-    with pytest.raises(PlanError, match="tbt-b is not paired with tbt-a: run tbctl pair"):
+    with pytest.raises(PlanError, match="tbt-a is not paired with tbt-b: run tbctl pair"):
         cluster_env(lonely, ["tbt-a", "tbt-b"])
     with pytest.raises(PlanError, match="named twice"):
         cluster_env(RECORDED, ["tbt-a", "tbt-a"])
