@@ -61,8 +61,9 @@ Plan = list[list[Launch]]
 
 
 def _base_env(env: HostEnv, count: int) -> dict[str, str]:
+    # Output goes to a pipe, not a terminal: unbuffered Python streams it line by line.
     return {**env.variables, "TBCTL_HOST": env.host, "TBCTL_NODE_RANK": str(env.rank),
-            "TBCTL_NNODES": str(count)}
+            "TBCTL_NNODES": str(count), "PYTHONUNBUFFERED": "1"}
 
 
 def _ordered(envs: dict[str, HostEnv]) -> list[HostEnv]:
@@ -228,6 +229,7 @@ class RemoteProcess:
         transport = conn.client.get_transport()
         self.channel = transport.open_session()
         self.channel.exec_command(launch.remote_command())
+        self.channel.shutdown_write()  # no input: a program reading stdin gets EOF, not a hang
         self.readers = [threading.Thread(target=self._read, args=(False,), daemon=True),
                         threading.Thread(target=self._read, args=(True,), daemon=True)]
         for reader in self.readers:

@@ -20,12 +20,13 @@ from typing import Any
 import click
 
 from tbctl.commands.common import ssh_options
-from tbctl.commands.status import host_statuses
+from tbctl.connection import Connection
 from tbctl.envvars import DEFAULT_MASTER_PORT, HostEnv, cluster_env
-from tbctl.hosts import SshOptions, connected
+from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.launch import (
     DEFAULT_RAY_PORT,
     Plan,
+    RunResult,
     describe,
     exec_plan,
     mpi_plan,
@@ -83,32 +84,34 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, hosts: tuple[str, ...], dry_run: bool, master_port: int,
                 ssh: SshOptions, **kwargs: Any) -> None:
         program = click.get_current_context().meta.get(PROGRAM_KEY, [])
-        envs = cluster_env(host_statuses(hosts, ssh), list(hosts), master_port)
-        plan = command(*args, envs=envs, program=program, **kwargs)
-        execute(plan, list(hosts), ssh, dry_run)
+        # One connection per host: it reads the pairings, then carries the processes.
+        with connected(list(hosts), ssh) as conns:
+            states = in_parallel(lambda c: c.agent("status", "--state-dir", ssh.state_dir),
+                                 conns)
+            envs = cluster_env(dict(zip(hosts, states, strict=True)), list(hosts), master_port)
+            plan = command(*args, envs=envs, program=program, **kwargs)
+            if dry_run:
+                for line in describe(plan):
+                    click.echo(line)
+                click.echo("Dry run: nothing was started.")
+                return
+            result = execute(plan, dict(zip(hosts, conns, strict=True)))
+        summary = ", ".join(f"{k} exited {v}" for k, v in result.codes.items())
+        if result.stopped:
+            summary += ("; " if summary else "") + "stopped " + ", ".join(result.stopped)
+        click.echo(f"tbctl run: {result.reason}: {summary}", err=True)
+        sys.exit(result.exit_code)
 
     return wrapper
 
 
-def execute(plan: Plan, hosts: list[str], ssh: SshOptions, dry_run: bool) -> None:
-    if dry_run:
-        for line in describe(plan):
-            click.echo(line)
-        click.echo("Dry run: nothing was started.")
-        return
-    used = [h for h in hosts if any(launch.host == h for stage in plan for launch in stage)]
+def execute(plan: Plan, conns: dict[str, Connection]) -> RunResult:
     # SIGTERM (systemd, a CI timeout) stops the remote processes like Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with connected(used, ssh) as conns:
-            result = run_plan(plan, dict(zip(used, conns, strict=True)), _emitter())
+        return run_plan(plan, conns, _emitter())
     finally:
         signal.signal(signal.SIGTERM, previous)
-    summary = ", ".join(f"{k} exited {v}" for k, v in result.codes.items())
-    if result.stopped:
-        summary += ("; " if summary else "") + "stopped " + ", ".join(result.stopped)
-    click.echo(f"tbctl run: {result.reason}: {summary}", err=True)
-    sys.exit(result.exit_code)
 
 
 @click.group("run", cls=RunGroup)

@@ -234,6 +234,15 @@ def test_torchrun_and_mpi_dry_runs(paired, hosts):
     assert second == f"-n 1 --host {b_ip}:1 -x VLLM_HOST_IP={b_ip} ./pingpong"
 
 
+def test_generic_dry_run(paired, hosts):
+    lines = dry_run(paired, "--dry-run", *HOSTS, "--", "python3", "-c", "print('hi there')")
+    for rank, (name, line) in enumerate(zip(HOSTS, lines, strict=True)):
+        assert line.startswith(f"[stage 1] {name} (main): env ")
+        assert f"VLLM_HOST_IP={address(hosts, name)} " in line
+        assert f"TBCTL_NODE_RANK={rank} " in line
+        assert command_of(line) == ["python3", "-c", "print('hi there')"]
+
+
 def test_run_refuses_bad_input_in_one_line(paired):
     one = paired.tbctl("run", "tbt-a", "--", "true")
     assert one.returncode == 5 and "name at least two paired hosts" in one.stderr
