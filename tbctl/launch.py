@@ -19,8 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from tbctl.connection import Connection
 from tbctl.envvars import HostEnv
 from tbctl.errors import PlanError, TbctlError
 
@@ -217,7 +217,7 @@ def describe(plan: Plan) -> list[str]:
 class RemoteProcess:
     """One launched process: its ssh channel, output readers and process group."""
 
-    def __init__(self, conn: Any, launch: Launch, emit: Emit) -> None:
+    def __init__(self, conn: Connection, launch: Launch, emit: Emit) -> None:
         self.conn = conn
         self.launch = launch
         self.label = launch.host
@@ -226,7 +226,9 @@ class RemoteProcess:
         self.pgid: int | None = None
         self.pgid_known = threading.Event()
         self.stopped = False  # tbctl stopped it: its exit status is not the program's verdict
+        assert conn.client is not None, "open() first"
         transport = conn.client.get_transport()
+        assert transport is not None
         self.channel = transport.open_session()
         self.channel.exec_command(launch.remote_command())
         self.channel.shutdown_write()  # no input: a program reading stdin gets EOF, not a hang
@@ -256,7 +258,7 @@ class RemoteProcess:
         status = self.channel.recv_exit_status()
         return EXIT_NO_STATUS if status < 0 else status
 
-    def signal(self, name: str) -> None:
+    def kill(self, name: str) -> None:
         self.pgid_known.wait(timeout=10)
         if self.pgid is None or self.done():
             return
@@ -292,7 +294,7 @@ def _terminate(procs: list[RemoteProcess]) -> None:
     live = [p for p in procs if not p.done()]
     for p in live:
         p.stopped = True
-    threads = [threading.Thread(target=p.signal, args=("TERM",)) for p in live]
+    threads = [threading.Thread(target=p.kill, args=("TERM",)) for p in live]
     for t in threads:
         t.start()
     for t in threads:
@@ -302,10 +304,10 @@ def _terminate(procs: list[RemoteProcess]) -> None:
         time.sleep(0.05)
     for p in live:
         if not p.done():
-            p.signal("KILL")
+            p.kill("KILL")
 
 
-def _wait_ready(conn: Any, launch: Launch, procs: list[RemoteProcess],
+def _wait_ready(conn: Connection, launch: Launch, procs: list[RemoteProcess],
                 timeout: float) -> str | None:
     """None when launch.ready succeeds on its host, else why not."""
     assert launch.ready is not None
@@ -329,7 +331,7 @@ class RunResult:
     reason: str  # one line: what ended the run
 
 
-def run_plan(plan: Plan, conns: dict[str, Any], emit: Emit,
+def run_plan(plan: Plan, conns: dict[str, Connection], emit: Emit,
              ready_timeout: float = READY_TIMEOUT, poll: float = 0.05) -> RunResult:
     """Run the plan; stop everything when one process fails or on KeyboardInterrupt.
 
@@ -366,7 +368,8 @@ def run_plan(plan: Plan, conns: dict[str, Any], emit: Emit,
         _stop(procs)
     codes = {}
     for p in procs:
-        code = p.exit_code()
+        # Still running after SIGKILL means the host is unreachable: do not wait for it.
+        code = p.exit_code() if p.done() else EXIT_NO_STATUS
         if not p.stopped:
             codes[p.key] = code or (1 if p.launch.service else 0)
         p.close()
