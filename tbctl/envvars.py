@@ -186,10 +186,15 @@ def cluster_env(statuses: dict[str, dict[str, Any]], hosts: list[str],
     return result
 
 
-def render(env: HostEnv, fmt: str, peers: list[str]) -> str:
+def render(env: HostEnv, fmt: str, peers: list[str], guard: bool = False) -> str:
     """shell: `export K=V` lines for eval; dotenv: K=V lines; json: an object. Values are
-    shell-quoted in both text formats (systemd's EnvironmentFile and python-dotenv
-    read that quoting)."""
+    shell-quoted in both text formats (systemd's EnvironmentFile and python-dotenv read that
+    quoting).
+
+    guard (shell): apply the exports only on the host that owns env.node_address, so that
+    one stream holding several hosts' blocks sets, wherever it is eval'ed, that host's values
+    and no other's.
+    """
     if fmt == "json":
         return json.dumps(env.variables, indent=2, sort_keys=True) + "\n"
     if fmt not in FORMATS:
@@ -198,5 +203,12 @@ def render(env: HostEnv, fmt: str, peers: list[str]) -> str:
     lines = [f"# tbctl env for {env.host} (rank {env.rank}, paired with {', '.join(peers)}); "
              f"transport {env.transport}.",
              f"# Ray: ray start --node-ip-address={shlex.quote(env.node_address)} ..."]
-    lines += [f"{prefix}{key}={shlex.quote(value)}" for key, value in env.variables.items()]
+    exports = [f"{prefix}{key}={shlex.quote(value)}" for key, value in env.variables.items()]
+    if guard and fmt == "shell":
+        owner = shlex.quote(f"{env.node_address}/32")
+        lines.append(f"if ip -4 -o addr show to {owner} 2>/dev/null | grep -q .; then")
+        lines += [f"  {line}" for line in exports]
+        lines.append("fi")
+    else:
+        lines += exports
     return "\n".join(lines) + "\n"

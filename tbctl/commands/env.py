@@ -32,7 +32,8 @@ def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port:
     """Print the variables that point NCCL/RCCL, Gloo, UCX, Open MPI and vLLM at the cables.
 
     HOSTS are the paired hosts of one job, rank 0 first (its cable address is MASTER_ADDR).
-    On each host: eval "$(tbctl env --host THAT_HOST HOSTS...)".
+    On each host: eval "$(tbctl env --host THAT_HOST HOSTS...)". Without --host every host's
+    block is printed, each applied by eval only on the host that owns its cable address.
 
     Exit codes: 0 printed, 2 bad usage, 3 SSH failure, 5 the hosts are not paired.
     """
@@ -50,7 +51,9 @@ def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port:
             print_json({h: envs[h].variables for h in chosen})
         return
     for i, host in enumerate(chosen):
-        text = render(envs[host], fmt, [h for h in hosts if h != host])
+        # Several hosts' exports in one stream: each block applies only on its own host.
+        text = render(envs[host], fmt, [h for h in hosts if h != host],
+                      guard=only is None and not out_dir)
         if out_dir:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / f"{host}.{'json' if fmt == 'json' else 'env'}"

@@ -100,6 +100,19 @@ def test_eval_env_gives_exactly_that_hosts_values(paired, hosts):
     a_ip, b_ip = address(hosts, "tbt-a"), address(hosts, "tbt-b")
     assert a_ip != b_ip
 
+    # Both hosts' blocks in one stream: eval'ed on a host, only its own block applies.
+    both = cluster.tbctl("env", *HOSTS)
+    assert both.returncode == 0, both.stderr
+    script = cluster.workdir / "both.sh"
+    script.write_text(both.stdout)
+    for name, host in zip(HOSTS, cluster.hosts, strict=True):
+        out = host.run("bash", "-c", f'VLLM_HOST_IP=unset; eval "$(cat {script})"; '
+                                     'echo "$VLLM_HOST_IP $GLOO_SOCKET_IFNAME"')
+        assert out == f"{address(hosts, name)} thunderbolt1\n"
+    nowhere = subprocess.run(["bash", "-c", f'eval "$(cat {script})"; echo "${{MASTER_ADDR-}}"'],
+                             capture_output=True, text=True, check=True)
+    assert nowhere.stdout == "\n"  # the controller owns neither address
+
     as_json = cluster.tbctl("env", "--host", "tbt-b", "--format", "json", *HOSTS)
     assert json.loads(as_json.stdout)["VLLM_HOST_IP"] == b_ip
     wrong = cluster.tbctl("env", "--host", "tbt-c", *HOSTS)
