@@ -186,6 +186,14 @@ def cluster_env(statuses: dict[str, dict[str, Any]], hosts: list[str],
     return result
 
 
+def down_cables(statuses: dict[str, dict[str, Any]], hosts: list[str]) -> list[str]:
+    """One warning per cable of these hosts' pairings that is not up (tbctl status says why)."""
+    return [f"{host}: cable {c['link']} ({c['address']}) is "
+            f"{'absent' if not c.get('present', True) else 'down'}: run tbctl status {host}"
+            for host in hosts for p in statuses[host]["pairings"] for c in p["cables"]
+            if not c.get("up", True)]
+
+
 def render(env: HostEnv, fmt: str, peers: list[str], guard: bool = False) -> str:
     """shell: `export K=V` lines for eval; dotenv: K=V lines; json: an object. Values are
     shell-quoted in both text formats (systemd's EnvironmentFile and python-dotenv read that

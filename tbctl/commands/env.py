@@ -10,7 +10,7 @@ import click
 
 from tbctl.commands.common import json_option, print_json, ssh_options
 from tbctl.commands.status import host_statuses
-from tbctl.envvars import DEFAULT_MASTER_PORT, FORMATS, cluster_env, render
+from tbctl.envvars import DEFAULT_MASTER_PORT, FORMATS, cluster_env, down_cables, render
 from tbctl.errors import EXIT_USAGE, TbctlError
 from tbctl.hosts import SshOptions
 
@@ -40,7 +40,10 @@ def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port:
     if only is not None and only not in hosts:
         raise TbctlError(f"--host {only} is not one of the hosts {' '.join(hosts)}: "
                          "name it among them", EXIT_USAGE)
-    envs = cluster_env(host_statuses(hosts, ssh), list(hosts), master_port)
+    states = host_statuses(hosts, ssh)
+    for warning in down_cables(states, list(hosts)):
+        click.echo(f"tbctl env: warning: {warning}", err=True)
+    envs = cluster_env(states, list(hosts), master_port)
     chosen = [only] if only else list(hosts)
     if as_json:
         fmt = "json"

@@ -21,7 +21,7 @@ import click
 
 from tbctl.commands.common import ssh_options
 from tbctl.connection import Connection
-from tbctl.envvars import DEFAULT_MASTER_PORT, HostEnv, cluster_env
+from tbctl.envvars import DEFAULT_MASTER_PORT, HostEnv, cluster_env, down_cables
 from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.launch import (
     DEFAULT_RAY_PORT,
@@ -64,12 +64,13 @@ class RunGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _emitter() -> Callable[[str, str, bool], None]:
+def _emitter(labels: list[str]) -> Callable[[str, str, bool], None]:
     lock = threading.Lock()
+    width = max(len(label) for label in labels)
 
     def emit(label: str, line: str, stderr: bool) -> None:
-        with lock:
-            click.echo(f"[{label}] {line}", err=stderr)
+        with lock:  # whole lines, never two hosts' output mixed within one
+            click.echo(f"{f'[{label}]':<{width + 2}} {line}", err=stderr)
 
     return emit
 
@@ -88,7 +89,10 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
         with connected(list(hosts), ssh) as conns:
             states = in_parallel(lambda c: c.agent("status", "--state-dir", ssh.state_dir),
                                  conns)
-            envs = cluster_env(dict(zip(hosts, states, strict=True)), list(hosts), master_port)
+            by_host = dict(zip(hosts, states, strict=True))
+            for warning in down_cables(by_host, list(hosts)):
+                click.echo(f"tbctl run: warning: {warning}", err=True)
+            envs = cluster_env(by_host, list(hosts), master_port)
             plan = command(*args, envs=envs, program=program, **kwargs)
             if dry_run:
                 for line in describe(plan):
@@ -109,7 +113,7 @@ def execute(plan: Plan, conns: dict[str, Connection]) -> RunResult:
     # SIGTERM (systemd, a CI timeout) stops the remote processes like Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return run_plan(plan, conns, _emitter())
+        return run_plan(plan, conns, _emitter(list(conns)))
     finally:
         signal.signal(signal.SIGTERM, previous)
 

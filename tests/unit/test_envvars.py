@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tbctl.envvars import cluster_env, render, variables_for
+from tbctl.envvars import cluster_env, down_cables, render, variables_for
 from tbctl.errors import PlanError
 
 RECORDED = json.loads((Path(__file__).parent / "data/status_ip_two_cables.json").read_text())
@@ -118,3 +118,11 @@ def test_rendered_text_reads_back_exactly(fmt, tmp_path):
 def test_json_format():
     env = cluster_env(RECORDED, ["tbt-a", "tbt-b"])["tbt-a"]
     assert json.loads(render(env, "json", ["tbt-b"])) == env.variables
+
+
+def test_cables_not_up_are_named():
+    assert down_cables(RECORDED, ["tbt-a", "tbt-b"]) == []
+    recorded = copy.deepcopy(RECORDED)
+    recorded["tbt-b"]["pairings"][0]["cables"][1].update(up=False, present=False)
+    assert down_cables(recorded, ["tbt-a", "tbt-b"]) == [
+        "tbt-b: cable thunderbolt10 (10.254.0.3) is absent: run tbctl status tbt-b"]
