@@ -13,6 +13,7 @@ from tbctl.commands.hostfiles import render_host_files_command
 from tbctl.commands.lab import lab
 from tbctl.commands.node import node_command
 from tbctl.commands.pair import pair_command, unpair_command
+from tbctl.commands.run import run_command
 from tbctl.commands.status import doctor_command, status_command
 from tbctl.errors import TbctlError
 
@@ -37,3 +38,4 @@ def main() -> None:
 for command in (pair_command, unpair_command, status_command, doctor_command, env_command,
                 node_command, render_host_files_command, lab):
     main.add_command(command)
+main.add_command(run_command)

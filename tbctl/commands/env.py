@@ -1,78 +1,66 @@
 # SPDX-License-Identifier: MIT
-"""`tbctl env`: the environment NCCL/RCCL, Gloo, UCX and vLLM need on each paired host."""
+"""`tbctl env`: the environment NCCL/RCCL, Gloo, UCX, Open MPI, torchrun and vLLM need on each
+paired host (computed in tbctl.envvars)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
 from tbctl.commands.common import json_option, print_json, ssh_options
 from tbctl.commands.status import host_statuses
-from tbctl.errors import PlanError
-from tbctl.hostfiles import render_template
+from tbctl.envvars import DEFAULT_MASTER_PORT, FORMATS, cluster_env, down_cables, render
+from tbctl.errors import EXIT_USAGE, TbctlError
 from tbctl.hosts import SshOptions
 
 
-def variables_for(status: dict[str, Any], peer_names: set[str]) -> dict[str, str]:
-    cables = [c for p in status["pairings"] if p["peer_name"] in peer_names for c in p["cables"]]
-    transport = next(p["transport"] for p in status["pairings"] if p["peer_name"] in peer_names)
-    links = [c["link"] for c in cables]
-    env = {
-        "NCCL_SOCKET_IFNAME": ",".join(links),
-        "GLOO_SOCKET_IFNAME": links[0],
-        "VLLM_HOST_IP": cables[0]["address"],
-    }
-    devices = list(dict.fromkeys(c["rdma_device"] for c in cables if c.get("rdma_device")))
-    if transport == "ip" or not devices:
-        env["NCCL_IB_DISABLE"] = "1"
-        env["UCX_NET_DEVICES"] = ",".join(links)
-    else:
-        gid = next((c["gid_index"] for c in cables if c["gid_index"] is not None), 0)
-        env["NCCL_IB_HCA"] = ",".join(devices)
-        env["NCCL_IB_GID_INDEX"] = str(gid)
-        env["UCX_NET_DEVICES"] = ",".join(f"{d}:1" for d in devices)
-    return dict(sorted(env.items()))
-
-
 @click.command("env")
-@click.argument("host_a")
-@click.argument("host_b")
-@click.option("--format", "fmt", type=click.Choice(["shell", "dotenv"]), default="shell",
-              show_default=True, help="shell: export lines; dotenv: KEY=value lines.")
+@click.argument("hosts", nargs=-1, required=True)
+@click.option("--host", "only", metavar="HOST",
+              help="Print only this host's variables (one of HOSTS): what `eval` on it needs.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="shell",
+              show_default=True, help="shell: export lines; dotenv: KEY=value lines; json.")
+@click.option("--master-port", type=click.IntRange(1, 65535), default=DEFAULT_MASTER_PORT,
+              show_default=True, help="MASTER_PORT (torch.distributed rendezvous on rank 0).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write <host>.env files into this directory instead of printing.")
 @ssh_options
 @json_option
-def env_command(host_a: str, host_b: str, fmt: str, out_dir: Path | None, ssh: SshOptions,
-                as_json: bool) -> None:
-    """Print per host the variables that point NCCL/RCCL, Gloo, UCX and vLLM at the cables.
+def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port: int,
+                out_dir: Path | None, ssh: SshOptions, as_json: bool) -> None:
+    """Print the variables that point NCCL/RCCL, Gloo, UCX, Open MPI and vLLM at the cables.
 
-    Exit codes: 0 printed, 3 SSH failure, 5 the hosts are not paired.
+    HOSTS are the paired hosts of one job, rank 0 first (its cable address is MASTER_ADDR).
+    On each host: eval "$(tbctl env --host THAT_HOST HOSTS...)". Without --host every host's
+    block is printed, each applied by eval only on the host that owns its cable address.
+
+    Exit codes: 0 printed, 2 bad usage, 3 SSH failure, 5 the hosts are not paired.
     """
-    statuses = host_statuses((host_a, host_b), ssh)
-    result: dict[str, dict[str, str]] = {}
-    for me, peer in ((host_a, host_b), (host_a, host_b)[::-1]):
-        status = statuses[me]
-        peer_status = statuses[peer]
-        names = {p["peer_name"] for p in status["pairings"]
-                 if p["peer_id"] == peer_status["host_id"]}
-        if not names:
-            raise PlanError(f"{me} is not paired with {peer}: run tbctl pair {host_a} {host_b}")
-        result[me] = variables_for(status, names)
+    if only is not None and only not in hosts:
+        raise TbctlError(f"--host {only} is not one of the hosts {' '.join(hosts)}: "
+                         "name it among them", EXIT_USAGE)
+    states = host_statuses(hosts, ssh)
+    for warning in down_cables(states, list(hosts)):
+        click.echo(f"tbctl env: warning: {warning}", err=True)
+    envs = cluster_env(states, list(hosts), master_port)
+    chosen = [only] if only else list(hosts)
     if as_json:
-        print_json(result)
+        fmt = "json"
+    if fmt == "json" and not out_dir:
+        if only:
+            print_json(envs[only].variables)
+        else:
+            print_json({h: envs[h].variables for h in chosen})
         return
-    prefix = "export " if fmt == "shell" else ""
-    for host, variables in result.items():
-        peer = host_b if host == host_a else host_a
-        transport = "rdma" if "NCCL_IB_HCA" in variables else "ip"
-        text = render_template("env.j2", host=host, peers=peer, transport=transport,
-                               variables=variables, prefix=prefix)
+    for i, host in enumerate(chosen):
+        # Several hosts' exports in one stream: each block applies only on its own host.
+        text = render(envs[host], fmt, [h for h in hosts if h != host],
+                      guard=only is None and not out_dir)
         if out_dir:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / f"{host}.env").write_text(text)
-            click.echo(str(out_dir / f"{host}.env"))
+            path = out_dir / f"{host}.{'json' if fmt == 'json' else 'env'}"
+            path.write_text(text)
+            click.echo(str(path))
         else:
-            click.echo(text)
+            click.echo(("\n" if i else "") + text, nl=False)

@@ -160,7 +160,7 @@ def test_three_hosts_status_env_and_cable_down(chain):
     assert env.returncode == 0, env.stderr
     a_addr = hosts["tbt-a"]["pairings"][0]["cables"][0]["address"]
     assert f"export VLLM_HOST_IP={a_addr}" in env.stdout
-    assert "export NCCL_SOCKET_IFNAME=thunderbolt0" in env.stdout
+    assert "export NCCL_SOCKET_IFNAME==thunderbolt0" in env.stdout  # '=': exact name
     assert "export NCCL_IB_DISABLE=1" in env.stdout  # transport ip on this kernel
     dotenv_dir = chain.workdir / "env"
     assert chain.tbctl("env", "--format", "dotenv", "--out", str(dotenv_dir), "tbt-b",
