@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from tbctl.commands.common import json_option, print_json, ssh_options
+from tbctl.commands.common import Progress, host_argument, json_option, print_json, ssh_options
 from tbctl.commands.status import host_statuses
 from tbctl.errors import PlanError
 from tbctl.hostfiles import render_template
 from tbctl.hosts import SshOptions
+from tbctl.schema import EnvResult, HostEnv, HostStatus
 
 
-def variables_for(status: dict[str, Any], peer_names: set[str]) -> dict[str, str]:
+def variables_for(status: HostStatus, peer_names: set[str]) -> dict[str, str]:
     cables = [c for p in status["pairings"] if p["peer_name"] in peer_names for c in p["cables"]]
     transport = next(p["transport"] for p in status["pairings"] if p["peer_name"] in peer_names)
     links = [c["link"] for c in cables]
@@ -37,8 +37,8 @@ def variables_for(status: dict[str, Any], peer_names: set[str]) -> dict[str, str
 
 
 @click.command("env")
-@click.argument("host_a")
-@click.argument("host_b")
+@host_argument("host_a")
+@host_argument("host_b")
 @click.option("--format", "fmt", type=click.Choice(["shell", "dotenv"]), default="shell",
               show_default=True, help="shell: export lines; dotenv: KEY=value lines.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -51,28 +51,30 @@ def env_command(host_a: str, host_b: str, fmt: str, out_dir: Path | None, ssh: S
 
     Exit codes: 0 printed, 3 SSH failure, 5 the hosts are not paired.
     """
-    statuses = host_statuses((host_a, host_b), ssh)
-    result: dict[str, dict[str, str]] = {}
-    for me, peer in ((host_a, host_b), (host_a, host_b)[::-1]):
-        status = statuses[me]
-        peer_status = statuses[peer]
+    with Progress() as progress:
+        status_a, status_b = host_statuses((host_a, host_b), ssh, progress)
+    hosts: list[HostEnv] = []
+    for (me, status), (peer, peer_status) in (((host_a, status_a), (host_b, status_b)),
+                                              ((host_b, status_b), (host_a, status_a))):
         names = {p["peer_name"] for p in status["pairings"]
                  if p["peer_id"] == peer_status["host_id"]}
         if not names:
             raise PlanError(f"{me} is not paired with {peer}: run tbctl pair {host_a} {host_b}")
-        result[me] = variables_for(status, names)
-    if as_json:
-        print_json(result)
-        return
+        hosts.append({"host": me, "peer": peer, "variables": variables_for(status, names)})
     prefix = "export " if fmt == "shell" else ""
-    for host, variables in result.items():
-        peer = host_b if host == host_a else host_a
+    for entry in hosts:
+        variables = entry["variables"]
         transport = "rdma" if "NCCL_IB_HCA" in variables else "ip"
-        text = render_template("env.j2", host=host, peers=peer, transport=transport,
-                               variables=variables, prefix=prefix)
+        text = render_template("env.j2", host=entry["host"], peers=entry["peer"],
+                               transport=transport, variables=variables, prefix=prefix)
         if out_dir:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / f"{host}.env").write_text(text)
-            click.echo(str(out_dir / f"{host}.env"))
-        else:
+            path = out_dir / f"{entry['host']}.env"
+            path.write_text(text)
+            entry["file"] = str(path)
+            if not as_json:
+                click.echo(str(path))
+        elif not as_json:
             click.echo(text)
+    if as_json:
+        print_json(EnvResult(hosts=hosts))
