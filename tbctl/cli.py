@@ -24,7 +24,13 @@ from tbctl.commands.lab import lab
 from tbctl.commands.node import node_command
 from tbctl.commands.pair import pair_command, unpair_command
 from tbctl.commands.status import doctor_command, status_command
-from tbctl.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, TbctlError
+from tbctl.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Interrupted,
+    TbctlError,
+)
 from tbctl.schema import envelope_error, json_schema
 
 
@@ -51,6 +57,13 @@ def _fail(code: str, message: str, exit_code: int, as_json: bool) -> NoReturn:
 
 
 class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Before click's own handler turns it into Abort and prints an empty line.
+            raise Interrupted("interrupted") from None
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
              **extra: Any) -> Any:
