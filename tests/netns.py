@@ -37,6 +37,7 @@ class Host:
     net: int = 199  # second octet of the management network (random per cluster)
     sshd: subprocess.Popen | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_sshd: list[str] = field(default_factory=list)  # more sshd_config lines
 
     @property
     def mgmt_ip(self) -> str:
@@ -122,6 +123,7 @@ class Cluster:
             "StrictModes no",
             "Subsystem sftp internal-sftp",
             "SetEnv " + " ".join(f"{k}={v}" for k, v in env.items()),
+            *host.extra_sshd,
             "",
         ]))
         return config
