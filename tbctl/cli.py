@@ -8,6 +8,7 @@ too, and a Ctrl-C exits 130 at once instead of waiting for SSH threads.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -20,7 +21,6 @@ import click
 from tbctl import __version__
 from tbctl.commands.env import env_command
 from tbctl.commands.hostfiles import render_host_files_command
-from tbctl.commands.lab import lab
 from tbctl.commands.node import node_command
 from tbctl.commands.pair import pair_command, unpair_command
 from tbctl.commands.status import doctor_command, status_command
@@ -57,6 +57,19 @@ def _fail(code: str, message: str, exit_code: int, as_json: bool) -> NoReturn:
 
 
 class Group(click.Group):
+    # Imported when used: the lab's modules are not needed to pair hosts, and every
+    # import is paid on every run.
+    LAZY = {"lab": ("tbctl.commands.lab", "lab")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            module, attribute = self.LAZY[name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -113,5 +126,5 @@ def schema_command() -> None:
 
 
 for command in (pair_command, unpair_command, status_command, doctor_command, env_command,
-                node_command, render_host_files_command, schema_command, lab):
+                node_command, render_host_files_command, schema_command):
     main.add_command(command)

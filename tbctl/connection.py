@@ -17,20 +17,25 @@ import queue
 import secrets
 import shlex
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-import paramiko
-from cryptography.hazmat.primitives import serialization
-from paramiko.auth_strategy import AuthSource, AuthStrategy, InMemoryPrivateKey
+# paramiko imports `invoke` (~0.3 s with its dependencies) only for its own ssh_config
+# parser's Match exec, which tbctl never uses: OpenSSH resolves hosts (tbctl/sshconfig.py).
+sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
 
-from tbctl import __version__
-from tbctl.errors import RemoteError, SshError
-from tbctl.hostspec import HostSpec, parse_host
-from tbctl.node import AGENT_PROTOCOL, MIN_PYTHON
-from tbctl.sshconfig import Resolved, resolve
-from tbctl.zipapp import agent_zipapp
+import paramiko  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from paramiko.auth_strategy import AuthSource, AuthStrategy, InMemoryPrivateKey  # noqa: E402
+
+from tbctl import __version__  # noqa: E402
+from tbctl.errors import RemoteError, SshError  # noqa: E402
+from tbctl.hostspec import HostSpec, parse_host  # noqa: E402
+from tbctl.node import AGENT_PROTOCOL, MIN_PYTHON  # noqa: E402
+from tbctl.sshconfig import Resolved, resolve  # noqa: E402
+from tbctl.zipapp import agent_zipapp  # noqa: E402
 
 # paramiko logs transport failures (a garbage banner, a reset during key exchange) with
 # 20-40 lines of traceback through Python's last-resort handler; tbctl reports each failure

@@ -206,10 +206,16 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         _apply_both(a, b, request_a, request_b, (id_a, id_b), state_args, step)
         try:
             step("checking the cables")
-            status_a, status_b = in_parallel(lambda c: c.agent("status", *state_args), [a, b])
+            # One round trip: both statuses and every cable's ping at once (the peer
+            # addresses are the plan's).
+            jobs: list[Callable[[], Any]] = [
+                lambda: a.agent("status", *state_args), lambda: b.agent("status", *state_args),
+                *[_pinger(a, c.address_b) for c in plan.cables]]
+            status_a, status_b, *rtts = in_parallel(lambda job: job(), jobs)
             pa, pb = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
             assert pa and pb
-            checked = verify(a, b, pa, pb, options.verify_rdma, step)
+            pings = {c.link_a: rtt for c, rtt in zip(plan.cables, rtts, strict=True)}
+            checked = verify(a, b, pa, pb, options.verify_rdma, step, pings)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted while verifying: {a.name} and {b.name} are paired "
                               f"but not verified; run tbctl status {a.name} {b.name}") from None
@@ -239,17 +245,26 @@ class Verified(TypedDict):
     problems: list[str]
 
 
+def _pinger(conn: Connection, address: str) -> Callable[[], float | None]:
+    return lambda: conn.agent("ping", "--address", address)["rtt_us"]
+
+
 def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
-           with_rdma: bool, step: Step = _no_step) -> Verified:
-    """Ping every cable, check RDMA ports, and run an RDMA WRITE/READ round trip on every
-    RDMA device pair (one per cable with rxe; one per host pair with tbrdma, whose device
-    spans all cables and carries its GIDs on its first cable's netdev)."""
+           with_rdma: bool, step: Step = _no_step,
+           pings: dict[str, float | None] | None = None) -> Verified:
+    """Ping every cable (unless `pings` has A's link -> round trip already), check RDMA
+    ports, and run an RDMA WRITE/READ round trip on every RDMA device pair (one per cable
+    with rxe; one per host pair with tbrdma, whose device spans all cables and carries its
+    GIDs on its first cable's netdev)."""
     rows: list[CableReport] = []
     problems: list[str] = []
     peer_side = {c["link"]: c for c in pb["cables"]}
-    pings = in_parallel(lambda c: a.agent("ping", "--address", peer_side[c["peer_link"]][
-        "address"])["rtt_us"], pa["cables"])
-    for cable, ping_rtt in zip(pa["cables"], pings, strict=True):
+    if pings is None:
+        rtts = in_parallel(lambda c: _pinger(a, peer_side[c["peer_link"]]["address"])(),
+                           pa["cables"])
+        pings = {c["link"]: rtt for c, rtt in zip(pa["cables"], rtts, strict=True)}
+    for cable in pa["cables"]:
+        ping_rtt = pings[cable["link"]]
         other = peer_side[cable["peer_link"]]
         rows.append({
             "link_a": cable["link"], "address_a": cable["address"],
