@@ -217,3 +217,51 @@ def json_schema() -> dict[str, Any]:
         "x-result-by-command": results,
         "$defs": dict(sorted(defs.items())),
     }
+
+
+def _type_words(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    simple = {type(None): "null", str: "string", bool: "boolean", int: "integer",
+              float: "number"}
+    if tp in simple:
+        return simple[tp]
+    if origin is Literal:
+        return " \\| ".join(f'`"{v}"`' for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_words(arg) for arg in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_words(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"object of {_type_words(typing.get_args(tp)[1])}"
+    if typing.is_typeddict(tp):
+        return tp.__name__
+    raise TypeError(f"no words for {tp!r}")
+
+
+def schema_markdown() -> str:
+    """The result types as docs/tbctl.md shows them (a unit test keeps the two equal)."""
+    lines = [f"Schema version {SCHEMA_VERSION}. Results by command: "
+             + ", ".join(f"`{name}` {tp.__name__}" for name, tp in RESULTS.items()) + "."]
+    seen: list[type] = []
+
+    def collect(tp: Any) -> None:
+        if typing.is_typeddict(tp):
+            if tp in seen:
+                return
+            seen.append(tp)
+            for hint in typing.get_type_hints(tp).values():
+                collect(hint)
+        for arg in typing.get_args(tp):
+            collect(arg)
+
+    for tp in [ErrorInfo, *RESULTS.values()]:
+        collect(tp)
+    for tp in seen:
+        lines += ["", f"**{tp.__name__}**" + (f": {' '.join(tp.__doc__.split())}"
+                                               if tp.__doc__ else ""), "",
+                  "| field | type |", "|---|---|"]
+        required = tp.__required_keys__
+        for field, hint in typing.get_type_hints(tp).items():
+            optional = "" if field in required else " (may be absent)"
+            lines.append(f"| `{field}` | {_type_words(hint)}{optional} |")
+    return "\n".join(lines) + "\n"
