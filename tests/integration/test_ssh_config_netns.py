@@ -19,7 +19,12 @@ def host_block(cluster, alias: str, body: str) -> str:
 
 
 def status_of(cluster, *hosts: str, env: dict[str, str] | None = None):
-    return cluster.tbctl("status", "--json", *hosts, env=env)
+    return cluster.tbctl("status", *hosts, env=env)
+
+
+def reached(result) -> bool:
+    assert result.returncode == 0, result.stderr
+    return "not paired" in result.stdout
 
 
 def test_include(pair_of_hosts):
@@ -32,7 +37,8 @@ def test_include(pair_of_hosts):
                                  f"  IdentityFile {cluster.key}\n"))
     cluster.ssh_config.write_text(f"Include {included}/*.conf\n"
                                   + cluster.ssh_config.read_text())
-    (host,) = json_result(status_of(cluster, "tbt-included"), "status")["hosts"]
+    (host,) = json_result(cluster.tbctl("status", "--json", "tbt-included"),
+                          "status")["hosts"]
     assert host["hostname"] == a.run("hostname").strip()
 
 
@@ -50,8 +56,8 @@ def test_proxycommand(pair_of_hosts):
                            f"  IdentityFile {cluster.key}\n"
                            f"  ProxyCommand ssh -F {cluster.ssh_config} -o BatchMode=yes "
                            "-W %h:%p tbt-a\n"))
-    result = cluster.tbctl("pair", "--yes", "--json", "tbt-proxied", "tbt-b")
-    assert json_result(result, "pair")["host_a"] == "tbt-proxied"
+    result = cluster.tbctl("pair", "--yes", "tbt-proxied", "tbt-b")
+    assert result.returncode == 0, result.stderr
     assert (a.root / "var/lib/tbctl/state.json").is_file()
 
 
@@ -71,7 +77,7 @@ def test_host_key_alias(pair_of_hosts):
         f.write(host_block(cluster, "tbt-aliased", body.replace("Port 22", "Port 2022")
                            + "  HostKeyAlias strix-a-key\n"))
         f.write(host_block(cluster, "tbt-unaliased", body.replace("Port 22", "Port 2022")))
-    assert json_result(status_of(cluster, "tbt-aliased"), "status")["hosts"]
+    assert reached(status_of(cluster, "tbt-aliased"))
     one_line_error(status_of(cluster, "tbt-unaliased"), 3, "host key of tbt-unaliased",
                    "is unknown")
 
@@ -103,7 +109,7 @@ def test_identities_only(pair_of_hosts, agent):
     with cluster.ssh_config.open("a") as f:
         f.write(host_block(cluster, "tbt-agent", body))
         f.write(host_block(cluster, "tbt-only", body + "  IdentitiesOnly yes\n"))
-    assert json_result(status_of(cluster, "tbt-agent", env=agent), "status")["hosts"]
+    assert reached(status_of(cluster, "tbt-agent", env=agent))
     ssh = subprocess.run(["ssh", "-F", str(cluster.ssh_config), "-o", "BatchMode=yes",
                           "tbt-only", "true"], capture_output=True, text=True,
                          env={**os.environ, **agent})
@@ -133,7 +139,7 @@ def test_certificate_file(pair_of_hosts):
                                                 f"  IdentityFile {user}\n"
                                                 f"  CertificateFile {cert}\n"
                                                 "  IdentitiesOnly yes\n"))
-    assert json_result(status_of(cluster, "tbt-cert"), "status")["hosts"]
+    assert reached(status_of(cluster, "tbt-cert"))
 
 
 @pytest.mark.parametrize("directive", ["ProxyUseFdpass yes", "PKCS11Provider /usr/lib/p11.so",
