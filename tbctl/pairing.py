@@ -13,7 +13,6 @@ from typing import Any, TypedDict
 
 from tbctl.connection import Connection
 from tbctl.errors import ApplyError, Interrupted, PlanError, RemoteError
-from tbctl.hostfiles import render_host_files
 from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.plan import DEFAULT_POOL, Plan, make_plan
 from tbctl.schema import CableReport, PairResult, UnpairResult
@@ -76,6 +75,7 @@ def _neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[str]]
 
 def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str,
              state_dir: str, native_key: str) -> dict[str, Any]:
+    from tbctl.hostfiles import render_host_files  # jinja2 is imported only to render
     modules = TRANSPORT_MODULES[plan.transport]
     assert me.tbctl_exec is not None
     request = plan.request_for(side, peer_id, peer_name)

@@ -10,7 +10,6 @@ import click
 from tbctl.commands.common import Progress, host_argument, json_option, print_json, ssh_options
 from tbctl.commands.status import host_statuses
 from tbctl.errors import PlanError
-from tbctl.hostfiles import render_template
 from tbctl.hosts import SshOptions
 from tbctl.schema import EnvResult, HostEnv, HostStatus
 
@@ -61,6 +60,7 @@ def env_command(host_a: str, host_b: str, fmt: str, out_dir: Path | None, ssh: S
         if not names:
             raise PlanError(f"{me} is not paired with {peer}: run tbctl pair {host_a} {host_b}")
         hosts.append({"host": me, "peer": peer, "variables": variables_for(status, names)})
+    from tbctl.hostfiles import render_template  # jinja2 is imported only to render
     prefix = "export " if fmt == "shell" else ""
     for entry in hosts:
         variables = entry["variables"]

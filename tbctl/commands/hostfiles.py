@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from tbctl.commands.common import json_option, print_json
-from tbctl.hostfiles import render_host_files
 from tbctl.schema import FilesResult
 
 
@@ -25,6 +24,7 @@ from tbctl.schema import FilesResult
 def render_host_files_command(out_dir: Path, state_dir: str, tbctl_exec: str,
                               modules: tuple[str, ...], as_json: bool) -> None:
     """Write the files a pairing installs on a host, exactly as `tbctl pair` writes them."""
+    from tbctl.hostfiles import render_host_files  # jinja2 is imported only to render
     written = []
     for rel, content in render_host_files(
         state_dir=state_dir, tbctl_exec=tbctl_exec, modules=modules

@@ -187,3 +187,38 @@ def test_status_as_non_root_says_so():
     finally:
         shutil.rmtree(work)
     one_line_error(result, 4, "needs root", "sudo tbctl status")
+
+
+STEPS = ["tbctl: connecting to tbt-a, tbt-b", "tbctl: probing", "tbctl: neighbour discovery",
+         "tbctl: applying on tbt-a", "tbctl: applying on tbt-b", "tbctl: checking the cables"]
+
+
+def test_progress_one_line_per_step(pair_of_hosts):
+    """Plain lines when stderr is not a terminal; rich's status line when it is."""
+    cluster = pair_of_hosts
+    plain = cluster.tbctl("pair", "--yes", "--json", "tbt-a", "tbt-b")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr.splitlines() == STEPS
+    assert cluster.tbctl("unpair", "tbt-a", "tbt-b").returncode == 0
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tbctl", "pair", "--yes", "--json", "tbt-a",
+                             "tbt-b"], stdout=subprocess.PIPE, stderr=follower, text=True,
+                            env={**os.environ, "TBCTL_SSH_CONFIG": str(cluster.ssh_config),
+                                 "TERM": "xterm"})
+    os.close(follower)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and envelope(subprocess.CompletedProcess(proc.args, 0, out, ""))
+    text = terminal.decode(errors="replace")
+    assert "probing" in text and "applying on tbt-b" in text
+    assert "tbctl: probing" not in text  # the spinner, not plain lines
