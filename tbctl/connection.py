@@ -127,7 +127,9 @@ def auth_sources(r: Resolved) -> list[AuthSource]:
     certs = {b64: p for p in r.certificate_files if (b64 := _certificate_key_b64(p))}
     wanted = {b64 for p in files if (b64 := _file_public_b64(p))} | set(certs)
     if r.use_agent:
-        for key in paramiko.Agent().get_keys():
+        agent = paramiko.Agent()
+        # The agent stays connected while keys from it may sign; it ends with the process.
+        for key in agent.get_keys():
             if r.identities_only and _public_b64(key) not in wanted:
                 continue
             if _public_b64(key) in certs:
@@ -252,11 +254,18 @@ class Connection:
                                            else paramiko.RejectPolicy())
         key_name, key_port = r.known_hosts_name
         try:
-            if sock is None:
-                sock = self._socket(r, where)
-            client.connect(key_name, port=key_port, username=r.user, sock=sock,
-                           timeout=r.connect_timeout, banner_timeout=r.connect_timeout,
-                           auth_timeout=r.connect_timeout, auth_strategy=_Keys(auth_sources(r)))
+            try:
+                if sock is None:
+                    sock = self._socket(r, where)
+                client.connect(key_name, port=key_port, username=r.user, sock=sock,
+                               timeout=r.connect_timeout, banner_timeout=r.connect_timeout,
+                               auth_timeout=r.connect_timeout,
+                               auth_strategy=_Keys(auth_sources(r)))
+            except BaseException:
+                client.close()  # also ends a ProxyCommand's process
+                if sock is not None:
+                    sock.close()
+                raise
         except SshError:
             raise
         except paramiko.BadHostKeyException:
