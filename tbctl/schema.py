@@ -115,7 +115,7 @@ class DoctorResult(TypedDict):
 
 class HostEnv(TypedDict):
     host: str
-    peer: str
+    peers: list[str]  # the other hosts of the job
     variables: dict[str, str]
     file: NotRequired[str]  # with --out: where the file was written
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,10 +12,10 @@ from tbctl.commands.common import Progress, host_argument, json_option, print_js
 from tbctl.commands.status import host_statuses
 from tbctl.errors import PlanError
 from tbctl.hosts import SshOptions
-from tbctl.schema import EnvResult, HostEnv, HostStatus
+from tbctl.schema import EnvResult, HostEnv
 
 
-def variables_for(status: HostStatus, peer_names: set[str]) -> dict[str, str]:
+def variables_for(status: dict[str, Any], peer_names: set[str]) -> dict[str, str]:
     cables = [c for p in status["pairings"] if p["peer_name"] in peer_names for c in p["cables"]]
     transport = next(p["transport"] for p in status["pairings"] if p["peer_name"] in peer_names)
     links = [c["link"] for c in cables]
@@ -51,7 +52,8 @@ def env_command(host_a: str, host_b: str, fmt: str, out_dir: Path | None, ssh: S
     Exit codes: 0 printed, 3 SSH failure, 5 the hosts are not paired.
     """
     with Progress() as progress:
-        status_a, status_b = host_statuses((host_a, host_b), ssh, progress)
+        statuses = host_statuses((host_a, host_b), ssh, progress)
+    status_a, status_b = statuses[host_a], statuses[host_b]
     hosts: list[HostEnv] = []
     for (me, status), (peer, peer_status) in (((host_a, status_a), (host_b, status_b)),
                                               ((host_b, status_b), (host_a, status_a))):
@@ -59,13 +61,13 @@ def env_command(host_a: str, host_b: str, fmt: str, out_dir: Path | None, ssh: S
                  if p["peer_id"] == peer_status["host_id"]}
         if not names:
             raise PlanError(f"{me} is not paired with {peer}: run tbctl pair {host_a} {host_b}")
-        hosts.append({"host": me, "peer": peer, "variables": variables_for(status, names)})
+        hosts.append({"host": me, "peers": [peer], "variables": variables_for(status, names)})
     from tbctl.hostfiles import render_template  # jinja2 is imported only to render
     prefix = "export " if fmt == "shell" else ""
     for entry in hosts:
         variables = entry["variables"]
         transport = "rdma" if "NCCL_IB_HCA" in variables else "ip"
-        text = render_template("env.j2", host=entry["host"], peers=entry["peer"],
+        text = render_template("env.j2", host=entry["host"], peers=" ".join(entry["peers"]),
                                transport=transport, variables=variables, prefix=prefix)
         if out_dir:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -69,16 +69,17 @@ def host_report(name: str, status: dict[str, Any]) -> HostStatus:
 
 
 def host_statuses(hosts: tuple[str, ...], ssh: SshOptions,
-                  progress: Progress | None = None) -> list[HostStatus]:
+                  progress: Progress | None = None) -> dict[str, dict[str, Any]]:
+    """{name as given: the agent's status} (this host alone, by its hostname, if none)."""
     if not hosts:
         local = _local_status(ssh.state_dir)
-        return [host_report(local["hostname"], local)]
+        return {local["hostname"]: local}
     step = progress or (lambda text: None)
     step(f"connecting to {', '.join(hosts)}")
     with connected(list(hosts), ssh) as conns:
         step("reading status")
         results = in_parallel(lambda c: c.agent("status", "--state-dir", ssh.state_dir), conns)
-    return [host_report(name, status) for name, status in zip(hosts, results, strict=True)]
+    return dict(zip(hosts, results, strict=True))
 
 
 @click.command("status")
@@ -92,7 +93,8 @@ def status_command(hosts: tuple[str, ...], ssh: SshOptions, as_json: bool) -> No
     4 host error (or root needed to read this host's state).
     """
     with Progress() as progress:
-        statuses = host_statuses(hosts, ssh, progress)
+        statuses = [host_report(name, status)
+                    for name, status in host_statuses(hosts, ssh, progress).items()]
     if as_json:
         print_json(StatusResult(hosts=statuses))
     else:
