@@ -10,6 +10,7 @@ opt-in accept-new; non-interactive sudo when the user is not root.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -81,6 +82,48 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with self.known_hosts.open("a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _load_known_hosts(keys: paramiko.HostKeys, path: str, revoked: set[str]) -> None:
+    """Add one known_hosts file's keys. paramiko's own loader fails on `@cert-authority`
+    and `@revoked` lines; certificates are not checked (their hosts count as unknown) and
+    revoked keys are collected so that a host presenting one is refused."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if fields[0] == "@revoked" and len(fields) >= 4:
+            revoked.add(fields[3])
+            continue
+        if fields[0].startswith("@"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
+            continue  # ssh skips lines it cannot read, too
+        if entry is not None and entry.key is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+
+
+def _cert_authority_for(entry: str, files: list[str]) -> bool:
+    """Whether a `@cert-authority` line in these known_hosts files covers `entry`."""
+    for path in files:
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "@cert-authority":
+                patterns = fields[1].split(",")
+                if any(fnmatch.fnmatchcase(entry, p) for p in patterns if not p.startswith("!")):
+                    return True
+    return False
 
 
 class _Keys(AuthStrategy):
@@ -241,12 +284,9 @@ class Connection:
         r = self._lookup()
         where = f"{self.name} ({r.user}@{r.hostname}:{r.port})"
         client = paramiko.SSHClient()
-        for path in r.global_known_hosts:
-            if Path(path).is_file():
-                client.load_system_host_keys(path)
-        for path in r.user_known_hosts:
-            if Path(path).is_file():
-                client.load_host_keys(path)
+        revoked: set[str] = set()
+        for path in [*r.global_known_hosts, *r.user_known_hosts]:
+            _load_known_hosts(client.get_host_keys(), path, revoked)
         record = Path(r.user_known_hosts[0]) if r.user_known_hosts else None
         accept = self.accept_new or r.strict_host_key_checking in ("accept-new", "no", "off",
                                                                    "false")
@@ -278,6 +318,12 @@ class Connection:
                            "or set IdentityFile in your ssh config") from None
         except paramiko.SSHException as exc:
             if "known_hosts" in str(exc):
+                entry = key_name if key_port == 22 else f"[{key_name}]:{key_port}"
+                if _cert_authority_for(entry, [*r.user_known_hosts, *r.global_known_hosts]):
+                    raise SshError(f"host key of {where} is vouched for only by a "
+                                   "@cert-authority line, and tbctl cannot check host "
+                                   "certificates: add the host's own key to known_hosts "
+                                   f"(ssh-keyscan {r.hostname}, checked)") from None
                 raise SshError(f"host key of {where} is unknown: check it with a plain ssh "
                                "login first, or pass --accept-new-host-keys") from None
             via = " through its ProxyCommand" if r.proxy_command else ""
@@ -285,6 +331,11 @@ class Connection:
         except (OSError, EOFError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise SshError(f"cannot reach {where}: {reason}") from None
+        server_key = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+        if server_key.get_base64() in revoked:
+            client.close()
+            raise SshError(f"host key of {where} is marked @revoked in known_hosts: "
+                           "refusing it, as ssh does")
         self.client = client
         return self
 

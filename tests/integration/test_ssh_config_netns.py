@@ -163,3 +163,27 @@ def test_config_ssh_rejects_is_one_line(pair_of_hosts):
     cluster = pair_of_hosts
     cluster.ssh_config.write_text(cluster.ssh_config.read_text() + "\nHost x\n  Bogus yes\n")
     one_line_error(cluster.tbctl("status", "tbt-a"), 3, "Bad configuration option: bogus")
+
+
+def test_host_certificate_only_is_explained(pair_of_hosts):
+    """A host known only through a @cert-authority line: tbctl cannot check host
+    certificates and says so, rather than calling the key merely unknown."""
+    cluster = pair_of_hosts
+    ca = cluster.workdir / "host_ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True)
+    cluster.known_hosts.write_text(f"@cert-authority 10.* {(ca.with_suffix('.pub')).read_text()}")
+    one_line_error(status_of(cluster, "tbt-a"), 3, "@cert-authority", "host certificates")
+
+
+def test_revoked_host_key_is_refused(pair_of_hosts):
+    """A key both listed and @revoked is refused, as ssh refuses it; a garbled line is
+    skipped, as ssh skips it."""
+    cluster = pair_of_hosts
+    a = cluster.hosts[0]
+    a_key = (a.workdir / "ssh/host_key.pub").read_text().split()
+    with cluster.known_hosts.open("a") as f:
+        f.write("garbage line without a key\n")
+    assert reached(status_of(cluster, "tbt-a"))
+    with cluster.known_hosts.open("a") as f:
+        f.write(f"@revoked * {a_key[0]} {a_key[1]}\n")
+    one_line_error(status_of(cluster, "tbt-a"), 3, "@revoked")
