@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,3 +78,27 @@ def test_ctrl_c_while_connecting_exits_at_once(pair_of_hosts):
         silent.wait()
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     one_line_error(result, 130, "interrupted")
+
+
+def test_ctrl_c_during_the_second_apply_undoes_both(pair_of_hosts):
+    """Ctrl-C while B's apply is running: that apply is let finish (stopping it half way
+    would leave B half changed), then both hosts are rolled back."""
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    before = [h.snapshot() for h in (a, b)]
+    # B's `ip addr replace` takes 2 s and leaves a mark when it starts: the moment to press.
+    slow = cluster.workdir / "slow-ip"
+    slow.mkdir()
+    mark = cluster.workdir / "b-is-applying"
+    (slow / "ip").write_text(f"#!/bin/sh\ncase \"$*\" in *'addr replace'*) touch {mark}; "
+                             f"sleep 2;; esac\nexec {shutil.which('ip')} \"$@\"\n")
+    (slow / "ip").chmod(0o755)
+    b.extra_env["PATH"] = f"{slow}:{b.extra_env['PATH']}"
+    cluster.restart_sshd(b)
+    proc = _start_pair(cluster, {})
+    _interrupt_when(proc, mark.exists)
+    out, err = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    one_line_error(result, 130, "interrupted", "rolled back tbt-a, tbt-b")
+    assert not (a.root / STATE).exists() and not (b.root / STATE).exists()
+    assert [h.snapshot() for h in (a, b)] == before
