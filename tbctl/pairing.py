@@ -149,12 +149,15 @@ def _roll_back(started: list[tuple[Connection, str, Future[Any]]],
         try:
             future.exception(timeout=APPLY_SETTLE_TIMEOUT)
         except FutureTimeout:
-            stuck.append(conn.name)
+            stuck.append(f"{conn.name} (its apply did not finish)")
             continue
-        conn.agent("unapply", *state_args, "--peer", peer_id)
+        try:
+            conn.agent("unapply", *state_args, "--peer", peer_id)
+        except RemoteError as exc:
+            stuck.append(f"{conn.name} ({exc})")
     if stuck:
-        return (f"interrupted; the apply on {', '.join(stuck)} did not finish: run tbctl "
-                f"unpair on the two hosts once it has")
+        return (f"interrupted; could not roll back {', '.join(stuck)}: run tbctl unpair on "
+                "the two hosts")
     return f"interrupted; rolled back {names}: neither host is changed"
 
 
