@@ -1,35 +1,49 @@
 # SPDX-License-Identifier: MIT
-"""SSH to one host the way a user expects, and the node agent behind it.
+"""SSH to one host exactly where and as `ssh` would, and the node agent behind it.
 
-Honours ~/.ssh/config (or --ssh-config / TBCTL_SSH_CONFIG): Host aliases, HostName, User,
-Port, IdentityFile, UserKnownHostsFile, ProxyJump; ssh-agent; known_hosts checking with an
-opt-in accept-new; and non-interactive sudo when the user is not root.
+Every host is resolved by OpenSSH itself (`ssh -G`, tbctl/sshconfig.py): Include, Match,
+/etc/ssh/ssh_config, HostName, User, Port, IdentityFile, IdentitiesOnly, CertificateFile,
+UserKnownHostsFile, GlobalKnownHostsFile, HostKeyAlias, StrictHostKeyChecking,
+ProxyCommand, ProxyJump, ConnectTimeout, AddressFamily; ssh-agent; known_hosts checking with an
+opt-in accept-new; non-interactive sudo when the user is not root.
 """
 
 from __future__ import annotations
 
-import getpass
+import fnmatch
 import json
+import logging
 import os
 import queue
 import secrets
 import shlex
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-import paramiko
+# paramiko imports `invoke` (~0.3 s with its dependencies) only for its own ssh_config
+# parser's Match exec, which tbctl never uses: OpenSSH resolves hosts (tbctl/sshconfig.py).
+sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
 
-from tbctl import __version__
-from tbctl.errors import RemoteError, SshError
-from tbctl.hostspec import HostSpec, parse_host
-from tbctl.node import AGENT_PROTOCOL, MIN_PYTHON
-from tbctl.zipapp import agent_zipapp
+import paramiko  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from paramiko.auth_strategy import AuthSource, AuthStrategy, InMemoryPrivateKey  # noqa: E402
 
-DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
-CONNECT_TIMEOUT = 10.0
-GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+from tbctl import __version__  # noqa: E402
+from tbctl.errors import RemoteError, SshError  # noqa: E402
+from tbctl.hostspec import HostSpec, parse_host  # noqa: E402
+from tbctl.node import AGENT_PROTOCOL, MIN_PYTHON  # noqa: E402
+from tbctl.sshconfig import Resolved, resolve  # noqa: E402
+from tbctl.zipapp import agent_zipapp  # noqa: E402
+
+# paramiko logs transport failures (a garbage banner, a reset during key exchange) with
+# 20-40 lines of traceback through Python's last-resort handler; tbctl reports each failure
+# as one line itself.
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.addHandler(logging.NullHandler())
+_paramiko_log.propagate = False
 
 # Runs on the host before anything else: which python, which tbctl, which user.
 BOOTSTRAP = (
@@ -42,28 +56,146 @@ BOOTSTRAP = (
 
 
 def ssh_config_path(explicit: str | None) -> Path | None:
+    """The file given with --ssh-config / TBCTL_SSH_CONFIG (ssh -F), else None: then ssh
+    reads ~/.ssh/config and /etc/ssh/ssh_config itself."""
     chosen = explicit or os.environ.get("TBCTL_SSH_CONFIG")
-    if chosen:
-        path = Path(chosen).expanduser()
-        if not path.is_file():
-            raise SshError(f"ssh config {path} does not exist: fix --ssh-config/TBCTL_SSH_CONFIG")
-        return path
-    default = DEFAULT_SSH_CONFIG.expanduser()
-    return default if default.is_file() else None
+    if not chosen:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_file():
+        raise SshError(f"ssh config {path} does not exist: fix --ssh-config/TBCTL_SSH_CONFIG",
+                       exit_code=2)
+    return path
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):
     """StrictHostKeyChecking=accept-new: record unknown keys, still refuse changed ones."""
 
-    def __init__(self, known_hosts: Path) -> None:
+    def __init__(self, known_hosts: Path | None) -> None:
         self.known_hosts = known_hosts
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
         client.get_host_keys().add(hostname, key.get_name(), key)
+        if self.known_hosts is None:  # UserKnownHostsFile none: accepted, not recorded
+            return
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with self.known_hosts.open("a") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _load_known_hosts(keys: paramiko.HostKeys, path: str, revoked: set[str]) -> None:
+    """Add one known_hosts file's keys. paramiko's own loader fails on `@cert-authority`
+    and `@revoked` lines; certificates are not checked (their hosts count as unknown) and
+    revoked keys are collected so that a host presenting one is refused."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if fields[0] == "@revoked" and len(fields) >= 4:
+            revoked.add(fields[3])
+            continue
+        if fields[0].startswith("@"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
+            continue  # ssh skips lines it cannot read, too
+        if entry is not None and entry.key is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+
+
+def _cert_authority_for(entry: str, files: list[str]) -> bool:
+    """Whether a `@cert-authority` line in these known_hosts files covers `entry`."""
+    for path in files:
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "@cert-authority":
+                patterns = fields[1].split(",")
+                if any(fnmatch.fnmatchcase(entry, p) for p in patterns if not p.startswith("!")):
+                    return True
+    return False
+
+
+class _Keys(AuthStrategy):
+    """Try these keys in order, as ssh does (agent first, then IdentityFile/CertificateFile)."""
+
+    def __init__(self, sources: list[AuthSource]) -> None:
+        super().__init__(ssh_config=None)
+        self.sources = sources
+
+    def get_sources(self) -> Any:
+        yield from self.sources
+
+
+def _public_b64(key: paramiko.PKey) -> str:
+    return key.get_base64()
+
+
+def _certificate_key_b64(path: str) -> str | None:
+    """The base64 public key a certificate certifies (to pair it with its private key)."""
+    try:
+        cert = serialization.load_ssh_public_identity(Path(path).read_bytes().strip())
+    except (OSError, ValueError):
+        return None
+    public = getattr(cert, "public_key", None)
+    if public is None:
+        return None
+    return public().public_bytes(serialization.Encoding.OpenSSH,
+                                 serialization.PublicFormat.OpenSSH).split()[1].decode()
+
+
+def _file_public_b64(path: str) -> str | None:
+    pub = Path(f"{path}.pub")
+    if pub.is_file():
+        parts = pub.read_text(errors="replace").split()
+        return parts[1] if len(parts) > 1 else None
+    return None
+
+
+def auth_sources(r: Resolved) -> list[AuthSource]:
+    """ssh's key order: agent keys (with IdentitiesOnly, only those matching an IdentityFile
+    or CertificateFile), then each IdentityFile, with its certificate first."""
+    sources: list[AuthSource] = []
+    files = [p for p in r.identity_files if Path(p).is_file()]
+    certs = {b64: p for p in r.certificate_files if (b64 := _certificate_key_b64(p))}
+    wanted = {b64 for p in files if (b64 := _file_public_b64(p))} | set(certs)
+    if r.use_agent:
+        agent = paramiko.Agent()
+        # The agent stays connected while keys from it may sign; it ends with the process.
+        for key in agent.get_keys():
+            if r.identities_only and _public_b64(key) not in wanted:
+                continue
+            if _public_b64(key) in certs:
+                with_cert = paramiko.AgentKey(key.agent, key.asbytes())
+                with_cert.load_certificate(certs[_public_b64(key)])
+                sources.append(InMemoryPrivateKey(r.user, with_cert))
+            sources.append(InMemoryPrivateKey(r.user, key))
+    for path in files:
+        try:
+            key = paramiko.PKey.from_path(path)  # loads <path>-cert.pub too, as ssh does
+        except paramiko.PasswordRequiredException:
+            continue  # ssh would prompt; tbctl cannot, the agent may hold it
+        except (paramiko.SSHException, ValueError, OSError):
+            continue  # ssh skips keys it cannot load, too
+        cert = certs.get(_public_b64(key))
+        if cert:
+            key.load_certificate(cert)
+        if key.public_blob is not None:
+            sources.append(InMemoryPrivateKey(r.user, key))
+            key = paramiko.PKey.from_path(path)
+            key.public_blob = None
+        sources.append(InMemoryPrivateKey(r.user, key))
+    return sources
 
 
 class AgentProcess:
@@ -117,56 +249,93 @@ class Connection:
 
     # ------------------------------------------------------------ ssh
 
-    def _lookup(self) -> dict[str, Any]:
-        config = paramiko.SSHConfig()
-        if self.ssh_config:
-            config = paramiko.SSHConfig.from_path(str(self.ssh_config))
-        return config.lookup(self.spec.host)
+    def _lookup(self) -> Resolved:
+        return resolve(self.spec, self.ssh_config)
+
+    def _socket(self, r: Resolved, where: str) -> Any:
+        """The byte stream to the host's sshd: ProxyJump, ProxyCommand, or TCP."""
+        if r.proxy_jump:
+            return self._jump(r.proxy_jump, r.hostname, r.port)
+        if r.proxy_command:
+            # As OpenSSH: the command runs through the shell, exec'd so that closing the
+            # connection ends it.
+            return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c",
+                                                     f"exec {r.proxy_command}"]))
+        try:
+            infos = socket.getaddrinfo(r.hostname, r.port, r.address_family,
+                                       socket.SOCK_STREAM)
+        except socket.gaierror:
+            raise SshError(f"unknown host {self.name}: '{r.hostname}' does not resolve; "
+                           "check the name or add a Host entry to your ssh config") from None
+        last: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(r.connect_timeout)
+            try:
+                sock.connect(address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                last = exc
+        reason = (last.strerror if last and last.strerror else str(last)) or "no address"
+        raise SshError(f"cannot reach {where}: {reason}")
 
     def open(self, sock: Any = None) -> Connection:
-        entry = self._lookup()
-        hostname = entry.get("hostname", self.spec.host)
-        port = self.spec.port or int(entry.get("port", 22))
-        user = self.spec.user or entry.get("user") or getpass.getuser()
-        where = f"{self.name} ({user}@{hostname}:{port})"
-        if sock is None and entry.get("proxyjump") and entry["proxyjump"].lower() != "none":
-            sock = self._jump(entry["proxyjump"], hostname, port)
-        known = [Path(p).expanduser() for p in
-                 shlex.split(entry.get("userknownhostsfile", "~/.ssh/known_hosts"))]
+        r = self._lookup()
+        where = f"{self.name} ({r.user}@{r.hostname}:{r.port})"
         client = paramiko.SSHClient()
-        if Path(GLOBAL_KNOWN_HOSTS).is_file():
-            client.load_system_host_keys(GLOBAL_KNOWN_HOSTS)
-        for path in known:
-            if path.is_file():
-                client.load_host_keys(str(path))
-        client.set_missing_host_key_policy(
-            _AcceptNew(known[0]) if self.accept_new else paramiko.RejectPolicy())
-        keys = [str(Path(k).expanduser()) for k in entry.get("identityfile", [])]
+        revoked: set[str] = set()
+        for path in [*r.global_known_hosts, *r.user_known_hosts]:
+            _load_known_hosts(client.get_host_keys(), path, revoked)
+        record = Path(r.user_known_hosts[0]) if r.user_known_hosts else None
+        accept = self.accept_new or r.strict_host_key_checking in ("accept-new", "no", "off",
+                                                                   "false")
+        client.set_missing_host_key_policy(_AcceptNew(record) if accept
+                                           else paramiko.RejectPolicy())
+        key_name, key_port = r.known_hosts_name
         try:
-            client.connect(hostname, port=port, username=user,
-                           key_filename=[k for k in keys if Path(k).is_file()] or None,
-                           timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT,
-                           auth_timeout=CONNECT_TIMEOUT, sock=sock, allow_agent=True,
-                           look_for_keys=not keys)
-        except socket.gaierror:
-            raise SshError(f"unknown host {self.name}: '{hostname}' does not resolve; "
-                           "check the name or add a Host entry to your ssh config") from None
+            try:
+                if sock is None:
+                    sock = self._socket(r, where)
+                client.connect(key_name, port=key_port, username=r.user, sock=sock,
+                               timeout=r.connect_timeout, banner_timeout=r.connect_timeout,
+                               auth_timeout=r.connect_timeout,
+                               auth_strategy=_Keys(auth_sources(r)))
+            except BaseException:
+                client.close()  # also ends a ProxyCommand's process
+                if sock is not None:
+                    sock.close()
+                raise
+        except SshError:
+            raise
         except paramiko.BadHostKeyException:
-            entry_name = hostname if port == 22 else f"[{hostname}]:{port}"
+            entry = key_name if key_port == 22 else f"[{key_name}]:{key_port}"
             raise SshError(f"host key of {where} does not match known_hosts: if the host was "
-                           f"reinstalled, run: ssh-keygen -R '{entry_name}' -f {known[0]}"
-                           ) from None
+                           f"reinstalled, run: ssh-keygen -R '{entry}'"
+                           f"{' -f ' + str(record) if record else ''}") from None
         except paramiko.AuthenticationException:
             raise SshError(f"authentication failed for {where}: load your key into ssh-agent "
                            "or set IdentityFile in your ssh config") from None
         except paramiko.SSHException as exc:
             if "known_hosts" in str(exc):
+                entry = key_name if key_port == 22 else f"[{key_name}]:{key_port}"
+                if _cert_authority_for(entry, [*r.user_known_hosts, *r.global_known_hosts]):
+                    raise SshError(f"host key of {where} is vouched for only by a "
+                                   "@cert-authority line, and tbctl cannot check host "
+                                   "certificates: add the host's own key to known_hosts "
+                                   f"(ssh-keyscan {r.hostname}, checked)") from None
                 raise SshError(f"host key of {where} is unknown: check it with a plain ssh "
                                "login first, or pass --accept-new-host-keys") from None
-            raise SshError(f"ssh to {where} failed: {exc}") from None
-        except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+            via = " through its ProxyCommand" if r.proxy_command else ""
+            raise SshError(f"ssh to {where}{via} failed: {exc}") from None
+        except (OSError, EOFError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise SshError(f"cannot reach {where}: {reason}") from None
+        server_key = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+        if server_key.get_base64() in revoked:
+            client.close()
+            raise SshError(f"host key of {where} is marked @revoked in known_hosts: "
+                           "refusing it, as ssh does")
         self.client = client
         return self
 
@@ -174,25 +343,28 @@ class Connection:
         previous: Connection | None = None
         for hop in proxyjump.split(","):
             conn = Connection(hop.strip(), self.ssh_config, self.accept_new)
+            self.jumps.append(conn)
             if previous is None:
                 conn.open()
             else:
                 conn.open(sock=previous._channel_to(conn))
-            self.jumps.append(conn)
             previous = conn
         assert previous is not None
         return previous._direct_tcpip(hostname, port)
 
     def _channel_to(self, target: Connection) -> paramiko.Channel:
-        entry = target._lookup()
-        return self._direct_tcpip(entry.get("hostname", target.spec.host),
-                                  target.spec.port or int(entry.get("port", 22)))
+        r = target._lookup()
+        return self._direct_tcpip(r.hostname, r.port)
 
     def _direct_tcpip(self, hostname: str, port: int) -> paramiko.Channel:
         assert self.client is not None
         transport = self.client.get_transport()
         assert transport is not None
-        return transport.open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0))
+        try:
+            return transport.open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0))
+        except paramiko.ChannelException as exc:
+            raise SshError(f"jump host {self.name} cannot reach {hostname}:{port}: "
+                           f"{exc.text}") from None
 
     def close(self) -> None:
         if self.client:

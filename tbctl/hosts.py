@@ -23,10 +23,18 @@ class SshOptions:
 
 
 def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """Run `function` over items concurrently; the first error (in item order) is raised."""
-    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+    """Run `function` over items concurrently; the first error (in item order) is raised.
+
+    On an error or Ctrl-C the other workers are not waited for (they may sit in an SSH read
+    for many seconds); the caller closes their connections."""
+    if len(items) == 1:
+        return [function(items[0])]
+    pool = ThreadPoolExecutor(max_workers=max(1, len(items)))
+    try:
         futures = [pool.submit(function, item) for item in items]
         return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextmanager

@@ -4,15 +4,23 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from tbctl.connection import Connection
-from tbctl.errors import ApplyError, PlanError, RemoteError
-from tbctl.hostfiles import render_host_files
+from tbctl.errors import ApplyError, Interrupted, PlanError, RemoteError
 from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.plan import DEFAULT_POOL, Plan, make_plan
+from tbctl.schema import CableReport, PairResult, UnpairResult
+
+# Reports each step ("probing", "applying on tbt-a", ...) to the user; the CLI shows them.
+Step = Callable[[str], None]
+# How long Ctrl-C waits for an apply already running on a host before undoing it.
+APPLY_SETTLE_TIMEOUT = 15.0
 
 TRANSPORT_MODULES = {"native": ["tbrdma"], "rxe": ["rdma_rxe"], "ip": []}
 
@@ -67,6 +75,7 @@ def _neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[str]]
 
 def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str,
              state_dir: str, native_key: str) -> dict[str, Any]:
+    from tbctl.hostfiles import render_host_files  # jinja2 is imported only to render
     modules = TRANSPORT_MODULES[plan.transport]
     assert me.tbctl_exec is not None
     request = plan.request_for(side, peer_id, peer_name)
@@ -79,12 +88,87 @@ def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str
     return request
 
 
+def _pause_between_applies() -> None:
+    """Test hook: hold between the two hosts' applies so a test can press Ctrl-C exactly
+    there (tests/integration/test_interrupt_netns.py). Unset on real runs."""
+    seconds = os.environ.get("TBCTL_TEST_PAUSE_BETWEEN_APPLIES")
+    if seconds:
+        time.sleep(float(seconds))
+
+
+def _no_step(text: str) -> None:
+    pass
+
+
+def _apply_both(a: Connection, b: Connection, request_a: dict[str, Any],
+                request_b: dict[str, Any], ids: tuple[str, str], state_args: tuple[str, ...],
+                step: Step) -> None:
+    """Apply on A, then on B; a failure on B, or Ctrl-C anywhere in between, undoes A.
+
+    Each apply runs in a worker thread so that Ctrl-C reaches the main thread at once; an
+    apply already running on a host is let finish (it is short) and then undone, because
+    stopping it half way would leave that host half changed."""
+    id_a, id_b = ids
+    started: list[tuple[Connection, str, Future[Any]]] = []
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def apply(conn: Connection, peer_id: str, request: dict[str, Any]) -> None:
+        step(f"applying on {conn.name}")
+        future = pool.submit(conn.agent, "apply", *state_args, payload=request)
+        started.append((conn, peer_id, future))
+        future.result()
+
+    try:
+        try:
+            apply(a, id_b, request_a)
+        except RemoteError as exc:
+            raise ApplyError(f"applying on {a.name} failed, nothing changed on either host: "
+                             f"{exc}") from None
+        _pause_between_applies()
+        try:
+            apply(b, id_a, request_b)
+        except RemoteError as exc:
+            step(f"rolling back {a.name}")
+            a.agent("unapply", *state_args, "--peer", id_b)
+            raise ApplyError(f"applying on {b.name} failed and {a.name} was rolled back: "
+                             f"{exc}") from None
+    except KeyboardInterrupt:
+        raise Interrupted(_roll_back(started, state_args, step)) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _roll_back(started: list[tuple[Connection, str, Future[Any]]],
+               state_args: tuple[str, ...], step: Step) -> str:
+    if not started:
+        return "interrupted before anything was changed"
+    names = ", ".join(conn.name for conn, _, _ in started)
+    step(f"interrupted: rolling back {names}")
+    stuck = []
+    for conn, peer_id, future in started:
+        try:
+            future.exception(timeout=APPLY_SETTLE_TIMEOUT)
+        except FutureTimeout:
+            stuck.append(f"{conn.name} (its apply did not finish)")
+            continue
+        try:
+            conn.agent("unapply", *state_args, "--peer", peer_id)
+        except RemoteError as exc:
+            stuck.append(f"{conn.name} ({exc})")
+    if stuck:
+        return (f"interrupted; could not roll back {', '.join(stuck)}: run tbctl unpair on "
+                "the two hosts")
+    return f"interrupted; rolled back {names}: neither host is changed"
+
+
 def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
-         confirm: Callable[[Plan], bool]) -> dict[str, Any]:
+         confirm: Callable[[Plan], bool], step: Step = _no_step) -> PairResult:
     if spec_a == spec_b:
         raise PlanError(f"the same host twice ({spec_a}): name two different hosts")
+    step(f"connecting to {spec_a}, {spec_b}")
     with connected([spec_a, spec_b], ssh) as (a, b):
         state_args = ("--state-dir", ssh.state_dir)
+        step("probing")
         probe_a, probe_b = in_parallel(
             lambda c: c.agent("probe", *state_args, "--links", ",".join(options.links)), [a, b])
         status_a, status_b = probe_a["status"], probe_b["status"]
@@ -94,10 +178,11 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         id_a, id_b = status_a["host_id"], status_b["host_id"]
         have_a, have_b = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
         if have_a and have_b and _consistent(have_a, have_b):
+            step("checking the recorded pairing")
             return {"dry_run": False, "already_paired": True, "host_a": a.name,
                     "host_b": b.name, "transport": have_a["transport"],
                     "transport_reason": "recorded pairing",
-                    **verify(a, b, have_a, have_b, options.verify_rdma)}
+                    **verify(a, b, have_a, have_b, options.verify_rdma, step)}
         if options.dry_run and (have_a or have_b):
             raise PlanError(f"{a.name} and {b.name} hold a half-recorded pairing: run "
                             f"tbctl unpair {a.name} {b.name}, then pair again")
@@ -109,65 +194,99 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         _drop_links_in_use(probe_a, _links_of_other_pairings(status_a, id_b))
         _drop_links_in_use(probe_b, _links_of_other_pairings(status_b, id_a))
         _check_links_option(options.links, (a.name, b.name), (probe_a, probe_b))
+        step("neighbour discovery")
         neigh_a, neigh_b = in_parallel(lambda args: _neighbours(*args),
                                        [(a, probe_a), (b, probe_b)])
         plan = make_plan(a.name, probe_a, neigh_a, b.name, probe_b, neigh_b,
                          transport=options.transport, pool=options.pool, mtu=options.mtu)
         if options.dry_run:
-            return {"dry_run": True, "already_paired": False, **plan.to_json()}
+            return _planned(plan)
         if not confirm(plan):
             raise PlanError("not applied: the plan was declined")
         key = os.urandom(32).hex()
         request_a = _request(plan, "a", a, id_b, b.name, ssh.state_dir, key)
         request_b = _request(plan, "b", b, id_a, a.name, ssh.state_dir, key)
+        _apply_both(a, b, request_a, request_b, (id_a, id_b), state_args, step)
         try:
-            a.agent("apply", *state_args, payload=request_a)
-        except RemoteError as exc:
-            raise ApplyError(f"applying on {a.name} failed, nothing changed on either host: "
-                             f"{exc}") from None
-        try:
-            b.agent("apply", *state_args, payload=request_b)
-        except RemoteError as exc:
-            a.agent("unapply", *state_args, "--peer", id_b)
-            raise ApplyError(f"applying on {b.name} failed and {a.name} was rolled back: "
-                             f"{exc}") from None
-        status_a, status_b = in_parallel(lambda c: c.agent("status", *state_args), [a, b])
-        pa, pb = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
-        assert pa and pb
-        result = {"dry_run": False, "already_paired": False, "host_a": a.name,
-                  "host_b": b.name, "transport": plan.transport,
-                  "transport_reason": plan.transport_reason}
-        return {**result, **verify(a, b, pa, pb, options.verify_rdma)}
+            step("checking the cables")
+            # One round trip: both statuses and every cable's ping at once (the peer
+            # addresses are the plan's).
+            jobs: list[Callable[[], Any]] = [
+                lambda: a.agent("status", *state_args), lambda: b.agent("status", *state_args),
+                *[_pinger(a, c.address_b) for c in plan.cables]]
+            status_a, status_b, *rtts = in_parallel(lambda job: job(), jobs)
+            pa, pb = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
+            assert pa and pb
+            pings = {c.link_a: rtt for c, rtt in zip(plan.cables, rtts, strict=True)}
+            checked = verify(a, b, pa, pb, options.verify_rdma, step, pings)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted while verifying: {a.name} and {b.name} are paired "
+                              f"but not verified; run tbctl status {a.name} {b.name}") from None
+        return {"dry_run": False, "already_paired": False, "host_a": a.name,
+                "host_b": b.name, "transport": plan.transport,  # type: ignore[typeddict-item]
+                "transport_reason": plan.transport_reason, **checked}
+
+
+def _planned(plan: Plan) -> PairResult:
+    """A dry run's answer: the same shape as a pairing's, observations left null."""
+    rows: list[CableReport] = [{
+        "link_a": c.link_a, "link_b": c.link_b, "address_a": c.address_a,
+        "address_b": c.address_b, "prefix": c.prefix, "mtu": c.mtu, "matched_by": c.matched_by,
+        "rdma_a": c.rdma_a, "rdma_b": c.rdma_b, "up": None, "port_a": None, "port_b": None,
+        "gid_index_a": None, "gid_index_b": None, "ping_rtt_us": None, "rdma_rtt_us": None,
+        "rdma_ok": None, "rdma_error": None,
+    } for c in plan.cables]
+    return {"dry_run": True, "already_paired": False, "host_a": plan.host_a,
+            "host_b": plan.host_b, "transport": plan.transport,  # type: ignore[typeddict-item]
+            "transport_reason": plan.transport_reason, "cables": rows, "verified": None,
+            "problems": []}
+
+
+class Verified(TypedDict):
+    cables: list[CableReport]
+    verified: bool
+    problems: list[str]
+
+
+def _pinger(conn: Connection, address: str) -> Callable[[], float | None]:
+    return lambda: conn.agent("ping", "--address", address)["rtt_us"]
 
 
 def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
-           with_rdma: bool) -> dict[str, Any]:
-    """Ping every cable, check RDMA ports, and run an RDMA WRITE/READ round trip on every
-    RDMA device pair (one per cable with rxe; one per host pair with tbrdma, whose device
-    spans all cables and carries its GIDs on its first cable's netdev)."""
-    rows, problems = [], []
+           with_rdma: bool, step: Step = _no_step,
+           pings: dict[str, float | None] | None = None) -> Verified:
+    """Ping every cable (unless `pings` has A's link -> round trip already), check RDMA
+    ports, and run an RDMA WRITE/READ round trip on every RDMA device pair (one per cable
+    with rxe; one per host pair with tbrdma, whose device spans all cables and carries its
+    GIDs on its first cable's netdev)."""
+    rows: list[CableReport] = []
+    problems: list[str] = []
     peer_side = {c["link"]: c for c in pb["cables"]}
-    pings = in_parallel(lambda c: a.agent("ping", "--address", peer_side[c["peer_link"]][
-        "address"])["rtt_us"], pa["cables"])
-    for cable, ping_rtt in zip(pa["cables"], pings, strict=True):
+    if pings is None:
+        rtts = in_parallel(lambda c: _pinger(a, peer_side[c["peer_link"]]["address"])(),
+                           pa["cables"])
+        pings = {c["link"]: rtt for c, rtt in zip(pa["cables"], rtts, strict=True)}
+    for cable in pa["cables"]:
+        ping_rtt = pings[cable["link"]]
         other = peer_side[cable["peer_link"]]
         rows.append({
             "link_a": cable["link"], "address_a": cable["address"],
             "link_b": other["link"], "address_b": other["address"],
-            "mtu": cable["mtu"], "up": cable["up"] and other["up"],
+            "prefix": cable["prefix"], "mtu": cable["mtu"], "matched_by": None,
+            "up": cable["up"] and other["up"],
             "rdma_a": cable.get("rdma_device"), "rdma_b": other.get("rdma_device"),
             "port_a": cable["rdma_port_state"], "port_b": other["rdma_port_state"],
             "gid_index_a": cable["gid_index"], "gid_index_b": other["gid_index"],
-            "ping_rtt_us": ping_rtt, "rdma_rtt_us": None, "rdma_ok": None,
+            "ping_rtt_us": ping_rtt, "rdma_rtt_us": None, "rdma_ok": None, "rdma_error": None,
         })
         if ping_rtt is None:
             problems.append(f"cable {cable['link']}<->{other['link']}: {other['address']} "
                             "does not answer ping")
     if pa["transport"] == "ip":
         return {"cables": rows, "verified": not problems, "problems": problems}
-    devices: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    devices: dict[tuple[str, str], list[CableReport]] = {}
     for row in rows:
-        devices.setdefault((row["rdma_a"], row["rdma_b"]), []).append(row)
+        devices.setdefault((row["rdma_a"] or "", row["rdma_b"] or ""), []).append(row)
     for (device_a, device_b), group in devices.items():
         where = f"{device_a}<->{device_b}"
         if any(r["port_a"] != "ACTIVE" or r["port_b"] != "ACTIVE" for r in group):
@@ -179,16 +298,17 @@ def verify(a: Connection, b: Connection, pa: dict[str, Any], pb: dict[str, Any],
         if not with_gids:
             problems.append(f"{where}: no RoCE v2 GID carries a cable's address")
         elif with_rdma:
+            step(f"RDMA check {where}")
             outcome = _rdma_round_trip(a, b, with_gids[0])
             for row in group:
-                row.update(outcome)
+                row.update(outcome)  # type: ignore[typeddict-item]
             if not outcome["rdma_ok"]:
                 problems.append(f"{where}: RDMA WRITE/READ round trip failed: "
                                 f"{outcome['rdma_error']}")
     return {"cables": rows, "verified": not problems, "problems": problems}
 
 
-def _rdma_round_trip(a: Connection, b: Connection, row: dict[str, Any]) -> dict[str, Any]:
+def _rdma_round_trip(a: Connection, b: Connection, row: CableReport) -> dict[str, Any]:
     from tbctl.rdmaverify import verify_cable
 
     try:
@@ -204,13 +324,16 @@ def _rdma_round_trip(a: Connection, b: Connection, row: dict[str, Any]) -> dict[
     return result
 
 
-def unpair(spec_a: str, spec_b: str, ssh: SshOptions) -> dict[str, Any]:
+def unpair(spec_a: str, spec_b: str, ssh: SshOptions, step: Step = _no_step) -> UnpairResult:
     if spec_a == spec_b:
         raise PlanError(f"the same host twice ({spec_a}): name two different hosts")
+    step(f"connecting to {spec_a}, {spec_b}")
     with connected([spec_a, spec_b], ssh) as (a, b):
         hello_a, hello_b = in_parallel(lambda c: c.agent("hello"), [a, b])
         state_args = ("--state-dir", ssh.state_dir)
-        removed_a = a.agent("unapply", *state_args, "--peer", hello_b["host_id"])["removed"]
-        removed_b = b.agent("unapply", *state_args, "--peer", hello_a["host_id"])["removed"]
+        step("removing the pairing")
+        removed_a, removed_b = in_parallel(
+            lambda args: args[0].agent("unapply", *state_args, "--peer", args[1])["removed"],
+            [(a, hello_b["host_id"]), (b, hello_a["host_id"])])
         return {"host_a": a.name, "host_b": b.name, "removed_a": removed_a,
                 "removed_b": removed_b}

@@ -34,12 +34,14 @@ class Host:
     ns: str
     index: int
     workdir: Path
+    net: int = 199  # second octet of the management network (random per cluster)
     sshd: subprocess.Popen | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_sshd: list[str] = field(default_factory=list)  # more sshd_config lines
 
     @property
     def mgmt_ip(self) -> str:
-        return f"10.199.{self.index}.2"
+        return f"10.{self.net}.{self.index}.2"
 
     @property
     def root(self) -> Path:
@@ -66,12 +68,15 @@ class Cluster:
     def __init__(self, workdir: Path, count: int) -> None:
         self.workdir = workdir
         self.tag = secrets.token_hex(3)
+        # Other test runs on this machine build clusters too: a management network of its
+        # own keeps this run from reaching (and trusting) another run's sshd.
+        self.net = 100 + secrets.randbelow(150)
         self.key = workdir / "id_ed25519"
         self.ssh_config = workdir / "ssh_config"
         self.known_hosts = workdir / "known_hosts"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self.hosts = [Host(f"tbt-{chr(ord('a') + i)}", f"tbt{self.tag}{i}", i + 1,
-                           workdir / f"host{i}") for i in range(count)]
+                           workdir / f"host{i}", self.net) for i in range(count)]
         Path("/run/sshd").mkdir(exist_ok=True)
         for host in self.hosts:
             self._create(host)
@@ -90,7 +95,7 @@ class Cluster:
         outer = f"tbm{self.tag}{host.index}"
         sh("ip", "link", "add", outer, "type", "veth", "peer", "name", "mgmt0",
            "netns", host.ns)
-        sh("ip", "addr", "add", f"10.199.{host.index}.1/30", "dev", outer)
+        sh("ip", "addr", "add", f"10.{self.net}.{host.index}.1/30", "dev", outer)
         sh("ip", "link", "set", outer, "up")
         host.run("ip", "addr", "add", f"{host.mgmt_ip}/30", "dev", "mgmt0")
         host.run("ip", "link", "set", "mgmt0", "up")
@@ -118,6 +123,7 @@ class Cluster:
             "StrictModes no",
             "Subsystem sftp internal-sftp",
             "SetEnv " + " ".join(f"{k}={v}" for k, v in env.items()),
+            *host.extra_sshd,
             "",
         ]))
         return config
@@ -152,7 +158,7 @@ class Cluster:
         blocks = [f"Host {h.alias}\n  HostName {h.mgmt_ip}\n  User root\n"
                   f"  IdentityFile {self.key}\n  UserKnownHostsFile {self.known_hosts}\n"
                   for h in self.hosts]
-        blocks.append(f"Host 10.199.*\n  IdentityFile {self.key}\n"
+        blocks.append(f"Host 10.{self.net}.*\n  IdentityFile {self.key}\n"
                       f"  UserKnownHostsFile {self.known_hosts}\n")
         self.ssh_config.write_text("\n".join(blocks))
 

@@ -14,7 +14,8 @@ def cable_states():
     # status exits 1 while a cable is down; its JSON is what matters here.
     output = controller.execute(f"tbctl status --json {HOST_A} {HOST_B}")[1]
     states = {}
-    for host, status in json.loads(output[output.index("{"):]).items():
+    for status in json.loads(output[output.index("{"):])["result"]["hosts"]:  # the envelope
+        host = status["name"]
         for pairing in status["pairings"]:
             for row in pairing["cables"]:
                 if row["link"] == netdev:

@@ -13,7 +13,7 @@ DEVICE_DIR = "/sys/kernel/config/tbrdma/tbrdma0"
 def pair(args):
     output = controller.succeed(f"tbctl pair --yes --json {args} {HOST_A} {HOST_B}",
                                 timeout=900)
-    return json.loads(output)
+    return json.loads(output)["result"]  # the --json envelope (docs/tbctl.md)
 
 
 start_all()

@@ -1,31 +1,99 @@
 # SPDX-License-Identifier: MIT
-"""Options every host-facing command shares, and output helpers."""
+"""Options every host-facing command shares (validated at parse time), output and progress.
+
+With --json, stdout carries exactly one JSON envelope and nothing else; everything for humans
+(progress, prompts, the plan table of a prompt) goes to stderr.
+"""
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
+import os
+import re
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.status import Status
 
 from tbctl.hosts import SshOptions
+from tbctl.hostspec import parse_host
+from tbctl.plan import DEFAULT_POOL
+from tbctl.schema import envelope_ok
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+# Linux interface names: 1-15 characters, no '/', ':', whitespace (dev_valid_name()).
+_IFNAME = re.compile(r"^[^/:\s]{1,15}$")
+
+
+# ------------------------------------------------------------------ parse-time validation
+
+
+def host_argument(name: str) -> Callable[..., Any]:
+    """A `[user@]host[:port]` argument, rejected with exit 2 before anything connects."""
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        try:
+            parse_host(value)
+        except Exception as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value
+
+    return click.argument(name, callback=check)
+
+
+def check_hosts(ctx: click.Context, param: click.Parameter,
+                value: tuple[str, ...]) -> tuple[str, ...]:
+    for spec in value:
+        try:
+            parse_host(spec)
+        except Exception as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def check_pool(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"'{value}' is not an IPv4 network ({exc}); give one like "
+                                 f"{DEFAULT_POOL}") from None
+    if network.prefixlen > 31:
+        raise click.BadParameter(f"{value} is smaller than one /31")
+    return value
+
+
+def check_links(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    bad = [name for name in value.split(",") if name and not _IFNAME.match(name)]
+    if bad:
+        raise click.BadParameter(f"'{bad[0]}' is not an interface name (1-15 characters, "
+                                 "no '/', ':' or spaces)")
+    return value
+
+
+def check_state_dir(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.startswith("/") or "\n" in value:
+        raise click.BadParameter(f"'{value}' is not an absolute path")
+    return value
 
 
 def ssh_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--ssh-config", metavar="FILE", envvar="TBCTL_SSH_CONFIG",
-                  help="ssh_config to read instead of ~/.ssh/config [env: TBCTL_SSH_CONFIG].")
+                  type=click.Path(exists=True, dir_okay=False, readable=True),
+                  help="ssh_config to read instead of ~/.ssh/config and /etc/ssh/ssh_config "
+                       "(like ssh -F) [env: TBCTL_SSH_CONFIG].")
     @click.option("--accept-new-host-keys", is_flag=True,
                   help="Record host keys of hosts not yet in known_hosts (changed keys are "
                        "still refused), like StrictHostKeyChecking=accept-new.")
     @click.option("--state-dir", default="/var/lib/tbctl", show_default=True,
-                  help="Where hosts keep tbctl's pairing state.")
+                  callback=check_state_dir, help="Where hosts keep tbctl's pairing state.")
     @functools.wraps(command)
     def wrapper(*args: Any, ssh_config: str | None, accept_new_host_keys: bool,
                 state_dir: str, **kwargs: Any) -> Any:
@@ -35,11 +103,14 @@ def ssh_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON envelope on stdout (see `tbctl schema`) instead of tables.")
 
 
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+def print_json(result: Any) -> None:
+    """The success envelope; errors get theirs from the top-level handler (tbctl.cli)."""
+    click.echo(json.dumps(envelope_ok(result), indent=2, sort_keys=True))
 
 
 def fmt(value: Any, suffix: str = "") -> str:
@@ -48,3 +119,53 @@ def fmt(value: Any, suffix: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.0f}{suffix}"
     return f"{value}{suffix}"
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """One status line per step on stderr: rich's spinner on a terminal, plain lines
+    ("tbctl: probing tbt-a, tbt-b") otherwise. With TBCTL_TIMINGS=1 it ends with one line
+    giving the seconds each step took (the netns benchmark prints it)."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.status: Status | None = None
+        self.current: str | None = None
+        self.started = self.begin = time.monotonic()
+        self.timings: list[tuple[str, float]] = []
+
+    def __call__(self, text: str) -> None:
+        self._finish_step()
+        self.current = text
+        if self.live:
+            if self.status is None:
+                self.status = err_console.status(text)
+                self.status.start()
+            else:
+                self.status.update(text)
+        else:
+            click.echo(f"tbctl: {text}", err=True)
+
+    def _finish_step(self) -> None:
+        now = time.monotonic()
+        if self.current is not None:
+            self.timings.append((self.current, now - self.started))
+        self.current, self.started = None, now
+
+    def close(self) -> None:
+        self._finish_step()
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if os.environ.get("TBCTL_TIMINGS") and self.timings:
+            steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in self.timings)
+            click.echo(f"tbctl: timings: {steps}; total {time.monotonic() - self.begin:.2f}s",
+                       err=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -4,6 +4,7 @@ paired host (computed in tbctl.envvars)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -13,6 +14,8 @@ from tbctl.commands.status import host_statuses
 from tbctl.envvars import DEFAULT_MASTER_PORT, FORMATS, cluster_env, down_cables, render
 from tbctl.errors import EXIT_USAGE, TbctlError
 from tbctl.hosts import SshOptions
+from tbctl.schema import EnvResult
+from tbctl.schema import HostEnv as HostEnvResult
 
 
 @click.command("env")
@@ -45,14 +48,18 @@ def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port:
         click.echo(f"tbctl env: warning: {warning}", err=True)
     envs = cluster_env(states, list(hosts), master_port)
     chosen = [only] if only else list(hosts)
-    if as_json:
-        fmt = "json"
-    if fmt == "json" and not out_dir:
-        if only:
-            print_json(envs[only].variables)
-        else:
-            print_json({h: envs[h].variables for h in chosen})
+    if as_json and not out_dir:
+        print_json(EnvResult(hosts=[
+            HostEnvResult(host=h, peers=[p for p in hosts if p != h],
+                          variables=envs[h].variables) for h in chosen]))
         return
+    if fmt == "json" and not out_dir:
+        # The variables themselves (what a job reads), not the --json envelope.
+        click.echo(json.dumps(envs[only].variables if only
+                              else {h: envs[h].variables for h in chosen},
+                              indent=2, sort_keys=True))
+        return
+    written: list[HostEnvResult] = []
     for i, host in enumerate(chosen):
         # Several hosts' exports in one stream: each block applies only on its own host.
         text = render(envs[host], fmt, [h for h in hosts if h != host],
@@ -61,6 +68,11 @@ def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / f"{host}.{'json' if fmt == 'json' else 'env'}"
             path.write_text(text)
-            click.echo(str(path))
+            written.append(HostEnvResult(host=host, peers=[p for p in hosts if p != host],
+                                         variables=envs[host].variables, file=str(path)))
+            if not as_json:
+                click.echo(str(path))
         else:
             click.echo(("\n" if i else "") + text, nl=False)
+    if as_json:
+        print_json(EnvResult(hosts=written))

@@ -9,14 +9,26 @@ from typing import Any
 import click
 from rich.table import Table
 
-from tbctl.commands.common import console, fmt, json_option, print_json, ssh_options
+from tbctl.commands.common import (
+    Progress,
+    check_links,
+    check_pool,
+    console,
+    err_console,
+    fmt,
+    host_argument,
+    json_option,
+    print_json,
+    ssh_options,
+)
 from tbctl.errors import EXIT_FAILED, PlanError
 from tbctl.hosts import SshOptions
 from tbctl.pairing import PairOptions, pair, unpair
 from tbctl.plan import DEFAULT_POOL, TRANSPORTS, Plan
+from tbctl.schema import PairResult
 
 
-def plan_table(plan: dict[str, Any]) -> Table:
+def plan_table(plan: dict[str, Any] | PairResult) -> Table:
     table = Table(title=f"Plan: {plan['host_a']} <-> {plan['host_b']}")
     for column in ("cable", plan["host_a"], "address", plan["host_b"], "address", "MTU",
                    "RDMA", "matched by"):
@@ -28,7 +40,7 @@ def plan_table(plan: dict[str, Any]) -> Table:
     return table
 
 
-def result_table(result: dict[str, Any]) -> Table:
+def result_table(result: PairResult) -> Table:
     table = Table(title=f"{result['host_a']} <-> {result['host_b']} ({result['transport']})")
     for column in ("cable", result["host_a"], "address", result["host_b"], "address", "MTU",
                    "RDMA device", "GID index", "ping", "RDMA RTT", "state"):
@@ -45,14 +57,14 @@ def result_table(result: dict[str, Any]) -> Table:
 
 
 @click.command("pair")
-@click.argument("host_a")
-@click.argument("host_b")
+@host_argument("host_a")
+@host_argument("host_b")
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True,
               help="native = tbrdma; rxe = RoCE in software; ip = addresses only.")
-@click.option("--links", default="", metavar="IF[,IF...]",
+@click.option("--links", default="", metavar="IF[,IF...]", callback=check_links,
               help="Also treat these interfaces as cable links (besides thunderbolt-net links "
                    "and those listed in /etc/tbctl/links.conf).")
-@click.option("--pool", default=DEFAULT_POOL, show_default=True,
+@click.option("--pool", default=DEFAULT_POOL, show_default=True, callback=check_pool,
               help="IPv4 network to take the per-cable /31s from.")
 @click.option("--mtu", type=click.IntRange(1280, 65535), default=None,
               help="MTU for every cable (default: 65520 on thunderbolt-net, else unchanged).")
@@ -71,20 +83,25 @@ def pair_command(host_a: str, host_b: str, transport: str, links: str, pool: str
 
     Exit codes: 0 paired and verified (or already paired), 1 paired but verification found
     a problem, 2 bad usage, 3 SSH failure, 4 unsuitable host, 5 nothing safe to do, 6 apply
-    failed and was rolled back.
+    failed and was rolled back, 130 interrupted (a half-applied pairing is rolled back).
     """
+    progress = Progress()
+
     def confirm(plan: Plan) -> bool:
         if yes:
             return True
         if not sys.stdin.isatty():
             raise PlanError("not applied: pass --yes to apply without a prompt")
-        console.print(plan_table(plan.to_json()))
-        return click.confirm("Apply this plan on both hosts?", default=False)
+        # The question and its table go to stderr: stdout stays the result (or the JSON).
+        progress.close()
+        err_console.print(plan_table(plan.to_json()))
+        return click.confirm("Apply this plan on both hosts?", default=False, err=True)
 
     options = PairOptions(transport=transport, pool=pool, mtu=mtu,
                           links=tuple(x for x in links.split(",") if x), dry_run=dry_run,
                           verify_rdma=not no_rdma_check)
-    result = pair(host_a, host_b, ssh, options, confirm)
+    with progress:
+        result = pair(host_a, host_b, ssh, options, confirm, progress)
     if as_json:
         print_json(result)
     elif result["dry_run"]:
@@ -105,16 +122,20 @@ def pair_command(host_a: str, host_b: str, transport: str, links: str, pool: str
 
 
 @click.command("unpair")
-@click.argument("host_a")
-@click.argument("host_b")
+@host_argument("host_a")
+@host_argument("host_b")
+@click.option("--yes", "-y", is_flag=True,
+              help="Accepted for symmetry with pair (unpair never asks).")
 @ssh_options
 @json_option
-def unpair_command(host_a: str, host_b: str, ssh: SshOptions, as_json: bool) -> None:
+def unpair_command(host_a: str, host_b: str, yes: bool, ssh: SshOptions, as_json: bool) -> None:
     """Remove exactly what `tbctl pair HOST_A HOST_B` added, on both hosts.
 
-    Exit codes: 0 done (or nothing to remove), 2 bad usage, 3 SSH failure, 4 host error.
+    Exit codes: 0 done (or nothing to remove), 2 bad usage, 3 SSH failure, 4 host error,
+    130 interrupted.
     """
-    result = unpair(host_a, host_b, ssh)
+    with Progress() as progress:
+        result = unpair(host_a, host_b, ssh, progress)
     if as_json:
         print_json(result)
     elif result["removed_a"] or result["removed_b"]:

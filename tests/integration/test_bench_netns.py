@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Wall time of `tbctl pair` (two hosts, two cables, no RDMA round trip; target < 3 s) and
-of `tbctl status` over three hosts. Printed by pytest-benchmark, never asserted."""
+of `tbctl status` over three hosts. Printed by pytest-benchmark, with pair's time per phase
+(TBCTL_TIMINGS) printed per round; never asserted."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ def test_bench_pair_two_hosts(pair_of_hosts, benchmark):
         assert cluster.tbctl("unpair", "tbt-a", "tbt-b").returncode == 0
 
     def pair() -> None:
-        result = cluster.tbctl("pair", "--yes", "--no-rdma-check", "tbt-a", "tbt-b")
+        result = cluster.tbctl("pair", "--yes", "--no-rdma-check", "tbt-a", "tbt-b",
+                               env={"TBCTL_TIMINGS": "1"})
         assert result.returncode == 0, result.stderr
+        timings = [line for line in result.stderr.splitlines() if "timings:" in line]
+        print(f"\npair phases: {timings[-1] if timings else result.stderr}")
 
     benchmark.pedantic(pair, setup=unpair, rounds=3, iterations=1)
 

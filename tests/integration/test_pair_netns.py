@@ -10,6 +10,7 @@ from ipaddress import ip_address
 import pytest
 
 from tbctl.hostfiles import render_host_files
+from tests.output import json_result, one_line_error
 
 pytestmark = pytest.mark.netns
 
@@ -25,7 +26,7 @@ def test_pair_configures_both_hosts_and_persists(pair_of_hosts):
     a, b = cluster.hosts
     result = pair(cluster)
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json_result(result, "pair")
     assert report["transport"] == "ip"  # this kernel has no rdma_rxe: RDMA is the lab's job
     assert report["verified"] and len(report["cables"]) == 2
     for cable in report["cables"]:
@@ -105,7 +106,7 @@ def test_dry_run_changes_nothing(pair_of_hosts):
     assert result.returncode == 0, result.stderr
     assert "Dry run: nothing was changed." in result.stdout
     as_json = cluster.tbctl("pair", "--dry-run", "--json", "tbt-a", "tbt-b")
-    plan = json.loads(as_json.stdout)
+    plan = json_result(as_json, "pair")
     assert plan["dry_run"] and plan["transport"] == "ip"
     # thunderbolt1 was found although it was down, and left down.
     assert sorted(c["link_a"] for c in plan["cables"]) == ["thunderbolt0", "thunderbolt1"]
@@ -123,8 +124,7 @@ def test_second_host_failing_rolls_back_the_first(pair_of_hosts):
     before[1] = b.snapshot()
     result = pair(cluster)
     assert result.returncode == 6, result.stderr
-    assert "applying on tbt-b failed and tbt-a was rolled back" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    one_line_error(result, 6, "applying on tbt-b failed and tbt-a was rolled back")
     assert [h.snapshot() for h in (a, b)] == before
 
 
@@ -163,7 +163,7 @@ def test_host_specs_and_links_option(make_cluster):
     result = cluster.tbctl("pair", "--yes", "--json", "--links", "usb4net0,usb4net1",
                            "root@tbt-a:22", "tbt-b")
     assert result.returncode == 0, result.stderr
-    (cable,) = json.loads(result.stdout)["cables"]
+    (cable,) = json_result(result, "pair")["cables"]
     assert (cable["link_a"], cable["link_b"]) == ("usb4net0", "usb4net1")
 
 
@@ -179,5 +179,5 @@ def test_proxyjump(pair_of_hosts):
                 f"  IdentityFile {cluster.key}\n  UserKnownHostsFile {cluster.known_hosts}\n")
     result = cluster.tbctl("pair", "--yes", "--json", "tbt-a-jumped", "tbt-b")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["host_a"] == "tbt-a-jumped"
+    assert json_result(result, "pair")["host_a"] == "tbt-a-jumped"
     assert (a.root / STATE / "state.json").is_file()

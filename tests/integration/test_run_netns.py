@@ -57,7 +57,7 @@ def hosts(paired) -> dict:
     """tbctl status --json of both hosts, read once."""
     result = paired.tbctl("status", "--json", *HOSTS)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return {h["name"]: h for h in json.loads(result.stdout)["result"]["hosts"]}
 
 
 def address(hosts: dict, name: str) -> str:

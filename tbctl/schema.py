@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: MIT
+"""The `--json` contract: one envelope per command and exit, its results as TypedDicts, and
+the JSON Schema generated from them (`tbctl schema`, published in docs/tbctl.md).
+
+Bump SCHEMA_VERSION whenever a field is removed, renamed or changes type; adding a field does
+not bump it. Scripts check `tbctl` in the envelope before reading anything else.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Literal, NotRequired, TypedDict, Union
+
+SCHEMA_VERSION = 1
+
+
+class ErrorInfo(TypedDict):
+    """`code` is stable (see docs/tbctl.md, Exit codes); `message` is one line for humans."""
+
+    code: str
+    message: str
+
+
+class CableReport(TypedDict):
+    """One cable of a pairing. A dry run fills in the plan and leaves the observations null."""
+
+    link_a: str
+    link_b: str
+    address_a: str
+    address_b: str
+    prefix: int
+    mtu: int
+    matched_by: str | None  # "xdomain" or "neighbour"; null for a recorded pairing
+    rdma_a: str | None
+    rdma_b: str | None
+    up: bool | None
+    port_a: str | None
+    port_b: str | None
+    gid_index_a: int | None
+    gid_index_b: int | None
+    ping_rtt_us: float | None
+    rdma_rtt_us: float | None
+    rdma_ok: bool | None
+    rdma_error: str | None
+
+
+class PairResult(TypedDict):
+    """`tbctl pair`, dry run or not: the same keys either way."""
+
+    dry_run: bool
+    already_paired: bool
+    host_a: str
+    host_b: str
+    transport: Literal["native", "rxe", "ip"]
+    transport_reason: str
+    cables: list[CableReport]
+    verified: bool | None  # null on a dry run
+    problems: list[str]
+
+
+class UnpairResult(TypedDict):
+    host_a: str
+    host_b: str
+    removed_a: bool
+    removed_b: bool
+
+
+class CableStatus(TypedDict):
+    link: str
+    peer_link: str
+    address: str
+    peer_address: str
+    prefix: int
+    mtu: int
+    mtu_now: int | None
+    present: bool
+    up: bool
+    rdma_device: str | None
+    rdma_port_state: str | None
+    gid_index: int | None
+
+
+class PairingStatus(TypedDict):
+    peer_id: str
+    peer_name: str
+    transport: str
+    cables: list[CableStatus]
+
+
+class HostStatus(TypedDict):
+    name: str  # as given on the command line (or this host's name)
+    hostname: str
+    host_id: str
+    version: str
+    pairings: list[PairingStatus]
+
+
+class StatusResult(TypedDict):
+    hosts: list[HostStatus]
+
+
+class Finding(TypedDict):
+    check: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+    fix: str
+
+
+class DoctorResult(TypedDict):
+    host: str
+    hostname: str
+    findings: list[Finding]
+
+
+class HostEnv(TypedDict):
+    host: str
+    peers: list[str]  # the other hosts of the job
+    variables: dict[str, str]
+    file: NotRequired[str]  # with --out: where the file was written
+
+
+class EnvResult(TypedDict):
+    hosts: list[HostEnv]
+
+
+class FilesResult(TypedDict):
+    files: list[str]
+
+
+# Every command's result, by command name.
+RESULTS: dict[str, type] = {
+    "pair": PairResult,
+    "unpair": UnpairResult,
+    "status": StatusResult,
+    "doctor": DoctorResult,
+    "env": EnvResult,
+    "render-host-files": FilesResult,
+}
+
+
+def envelope_ok(result: Any) -> dict[str, Any]:
+    return {"tbctl": SCHEMA_VERSION, "ok": True, "result": result}
+
+
+def envelope_error(code: str, message: str) -> dict[str, Any]:
+    return {"tbctl": SCHEMA_VERSION, "ok": False,
+            "error": ErrorInfo(code=code, message=message)}
+
+
+# ------------------------------------------------------------------ JSON Schema generation
+
+
+def _schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    if tp is type(None):
+        return {"type": "null"}
+    if tp is str:
+        return {"type": "string"}
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is Any:
+        return {}
+    if origin is Literal:
+        return {"enum": list(typing.get_args(tp))}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [_schema_of(arg, defs) for arg in typing.get_args(tp)]}
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return {"type": "array", "items": _schema_of(item, defs)}
+    if origin is dict:
+        key, value = typing.get_args(tp)
+        assert key is str, "JSON object keys are strings"
+        return {"type": "object", "additionalProperties": _schema_of(value, defs)}
+    if typing.is_typeddict(tp):
+        name = tp.__name__
+        if name not in defs:
+            defs[name] = {}  # placeholder: breaks recursion
+            hints = typing.get_type_hints(tp, include_extras=True)
+            properties, required = {}, []
+            for field, hint in hints.items():
+                if typing.get_origin(hint) is NotRequired:
+                    (hint,) = typing.get_args(hint)
+                else:
+                    required.append(field)
+                properties[field] = _schema_of(hint, defs)
+            defs[name] = {"type": "object", "properties": properties, "required": required,
+                          "additionalProperties": True}
+            if tp.__doc__:
+                defs[name]["description"] = " ".join(tp.__doc__.split())
+        return {"$ref": f"#/$defs/{name}"}
+    raise TypeError(f"no JSON Schema for {tp!r}")
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of every envelope `tbctl ... --json` prints."""
+    defs: dict[str, Any] = {}
+    results = {name: _schema_of(tp, defs) for name, tp in RESULTS.items()}
+    error = _schema_of(ErrorInfo, defs)
+    version = {"const": SCHEMA_VERSION}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "tbctl --json output",
+        "description": "What `tbctl <command> --json` prints on stdout, for every exit. "
+                       "`x-result-by-command` names the result of each command.",
+        "oneOf": [
+            {"type": "object", "required": ["tbctl", "ok", "result"],
+             "properties": {"tbctl": version, "ok": {"const": True},
+                            "result": {"anyOf": list(results.values())}}},
+            {"type": "object", "required": ["tbctl", "ok", "error"],
+             "properties": {"tbctl": version, "ok": {"const": False}, "error": error}},
+        ],
+        "x-result-by-command": results,
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def _type_words(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    simple = {type(None): "null", str: "string", bool: "boolean", int: "integer",
+              float: "number"}
+    if tp in simple:
+        return simple[tp]
+    if origin is Literal:
+        return " \\| ".join(f'`"{v}"`' for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_words(arg) for arg in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_words(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"object of {_type_words(typing.get_args(tp)[1])}"
+    if typing.is_typeddict(tp):
+        return tp.__name__
+    raise TypeError(f"no words for {tp!r}")
+
+
+def schema_markdown() -> str:
+    """The result types as docs/tbctl.md shows them (a unit test keeps the two equal)."""
+    lines = [f"Schema version {SCHEMA_VERSION}. Results by command: "
+             + ", ".join(f"`{name}` {tp.__name__}" for name, tp in RESULTS.items()) + "."]
+    seen: list[type] = []
+
+    def collect(tp: Any) -> None:
+        if typing.is_typeddict(tp):
+            if tp in seen:
+                return
+            seen.append(tp)
+            for hint in typing.get_type_hints(tp).values():
+                collect(hint)
+        for arg in typing.get_args(tp):
+            collect(arg)
+
+    for tp in [ErrorInfo, *RESULTS.values()]:
+        collect(tp)
+    for tp in seen:
+        lines += ["", f"**{tp.__name__}**" + (f": {' '.join(tp.__doc__.split())}"
+                                               if tp.__doc__ else ""), "",
+                  "| field | type |", "|---|---|"]
+        required = tp.__required_keys__
+        for field, hint in typing.get_type_hints(tp).items():
+            optional = "" if field in required else " (may be absent)"
+            lines.append(f"| `{field}` | {_type_words(hint)}{optional} |")
+    return "\n".join(lines) + "\n"
