@@ -16,7 +16,7 @@ let
 
     # tbctl's test suite as the `tbctl-tests` check runs it: tests/proto and tests/driver
     # compile driver/proto and driver/kernel's userspace-testable parts, tests/lab reads the
-    # shared vm-tests scripts.
+    # shared vm-tests scripts, tests/unit/test_schema.py checks docs/tbctl.md against the code.
     tbctlTests = fileset.unions [
       ../pyproject.toml
       ../README.md
@@ -24,6 +24,7 @@ let
       ../tests
       ../driver
       ../vm-tests
+      ../docs
     ];
 
     # driver/kernel's Kbuild also compiles driver/proto/src/*.c (driver/proto/Kbuild.inc).
