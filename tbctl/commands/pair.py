@@ -107,9 +107,10 @@ def pair_command(host_a: str, host_b: str, transport: str, links: str, pool: str
 @click.command("unpair")
 @click.argument("host_a")
 @click.argument("host_b")
+@click.option("--yes", "-y", is_flag=True, help="Accepted like pair's; unpair never prompts.")
 @ssh_options
 @json_option
-def unpair_command(host_a: str, host_b: str, ssh: SshOptions, as_json: bool) -> None:
+def unpair_command(host_a: str, host_b: str, yes: bool, ssh: SshOptions, as_json: bool) -> None:
     """Remove exactly what `tbctl pair HOST_A HOST_B` added, on both hosts.
 
     Exit codes: 0 done (or nothing to remove), 2 bad usage, 3 SSH failure, 4 host error.

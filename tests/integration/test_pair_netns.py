@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 from ipaddress import ip_address
@@ -78,7 +79,8 @@ def run_unit(host) -> tuple[int, str]:
         key, _, command = line.partition("=")
         if key not in ("ExecStartPre", "ExecStart"):
             continue
-        command = command.replace("/var/lib/tbctl/tbctl-", f"{host.root}/var/lib/tbctl/tbctl-")
+        command = re.sub(r"/var/lib/tbctl/\S*?\.pyz", lambda m: f"{host.root}{m.group(0)}",
+                         command)
         proc = subprocess.run(["ip", "netns", "exec", host.ns, "env", f"TBCTL_ROOT={host.root}",
                                *shlex.split(command)], capture_output=True, text=True)
         out += proc.stdout
