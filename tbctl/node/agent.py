@@ -362,19 +362,28 @@ def _finish_unapply(state_dir: str, state: dict[str, Any], peer: str) -> dict[st
 
 def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
     request = _read_request()
-    with state_mod.locked(args.state_dir, create=True) as made:
-        assert made is not None
-        recovered = _recover(args.state_dir)
-        state = state_mod.load(args.state_dir)
-        state.setdefault("created_dirs", [])
-        state["created_dirs"] += [d for d in made if d not in state["created_dirs"]]
-        try:
-            result = _apply(args.state_dir, request, state)
-        except Exception:
-            if not state["pairings"]:
-                _remove_dirs(state["created_dirs"])
-            raise
-        return {**result, "recovered": recovered}
+    recovered = None
+    while True:
+        with state_mod.locked(args.state_dir, create=True) as made:
+            assert made is not None
+            recovered = _recover(args.state_dir) or recovered
+            if not under_root(args.state_dir).is_dir():
+                continue  # the rollback removed the state directory: lock a new one
+            return _apply_locked(args.state_dir, request, made, recovered)
+
+
+def _apply_locked(state_dir: str, request: dict[str, Any], made: list[str],
+                  recovered: str | None) -> dict[str, Any]:
+    state = state_mod.load(state_dir)
+    state.setdefault("created_dirs", [])
+    state["created_dirs"] += [d for d in made if d not in state["created_dirs"]]
+    try:
+        result = _apply(state_dir, request, state)
+    except Exception:
+        if not state["pairings"]:
+            _remove_dirs(state["created_dirs"])
+        raise
+    return {**result, "recovered": recovered}
 
 
 def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
