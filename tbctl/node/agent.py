@@ -194,7 +194,8 @@ def _put_back(files: dict[str, str | None]) -> None:
     for rel, content in files.items():
         path = host_root() / rel
         if content is None:
-            path.unlink(missing_ok=True)
+            if path.is_file() or path.is_symlink():
+                path.unlink()
         elif path.parent.is_dir():
             path.write_text(content)
 
@@ -454,7 +455,10 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
         _mark_links(state_dir, state)
         state_mod.save(state_dir, state)
     except BaseException:
-        _rollback_apply(state_dir, journal)
+        try:
+            _rollback_apply(state_dir, journal)
+        except Exception:
+            pass  # the journal stays: the next command on this host retries the rollback
         state["pairings"] = journal["before"]["pairings"]
         raise
     state_mod.clear_journal(state_dir)
