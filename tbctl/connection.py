@@ -232,7 +232,7 @@ class Connection:
                 facts.setdefault(key, value)
         sudo = [] if facts.get("uid") == "0" else ["sudo", "-n"]
         if "tbctl-error" in facts:
-            raise RemoteError(self._install_error(facts["tbctl-error"], facts))
+            raise RemoteError(self._install_error(facts["tbctl-error"]))
         if not answer:
             if sudo and "sudo" in err:
                 raise RemoteError(f"sudo on {self.name} needs a password: allow this user "
@@ -255,7 +255,7 @@ class Connection:
         self.tbctl_exec = f"{python} -I {state_dir.rstrip('/')}/tbctl-{digest}.pyz"
         self.persist_agent = digest
 
-    def _install_error(self, error: str, facts: dict[str, str]) -> str:
+    def _install_error(self, error: str) -> str:
         kind, _, detail = error.partition(" ")
         minimum = ".".join(map(str, MIN_PYTHON))
         if kind == "no-python":
