@@ -231,6 +231,9 @@ class Connection:
                 key, value = line.split("=", 1)
                 facts.setdefault(key, value)
         sudo = [] if facts.get("uid") == "0" else ["sudo", "-n"]
+        version = facts.get("version", "")
+        if version and tuple(int(v) for v in version.split(".")[:2] if v.isdigit()) < MIN_PYTHON:
+            raise RemoteError(self._install_error(f"old-python {version}"))
         if "tbctl-error" in facts:
             raise RemoteError(self._install_error(facts["tbctl-error"]))
         if not answer:
@@ -271,6 +274,9 @@ class Connection:
             return (f"{self.name}: refusing to run {path} as root: {culprit} is not root-owned "
                     "or is writable by other users; install python3 from the distribution "
                     "(root-owned, e.g. /usr/bin/python3) or fix that path's owner and mode")
+        if kind == "untrusted-tmp":
+            return (f"{self.name}: {detail} is writable by other users and not sticky: "
+                    "refusing to install the agent there; fix its mode (1777 for /tmp)")
         if kind == "checksum":
             return (f"{self.name}: the tbctl agent arrived corrupted (sha256 {detail[:16]}...): "
                     "nothing was run; check the connection and retry")

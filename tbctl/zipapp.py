@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: MIT
 """The node agent as a zipapp, and the one shell command that delivers it to a host as root.
 
-Trust model (docs/tbctl.md, "Agent delivery and trust"): the archive travels on the SSH
+Trust model (docs/tbctl.md, "Running as root safely"): the archive travels on the SSH
 channel's stdin, never through a file a non-root user could create first. As root, the
-command checks that the python3 it will run is root-owned and writable by nobody else, writes
-the archive into a fresh `mktemp -d` directory (root-owned, 0700), checks its sha256 against
-the digest the controller computed, and only then runs it. All in one SSH round trip.
+command checks that the python3 it will run is root-owned and writable by nobody else; that
+python3 reads the archive into memory, checks its sha256 against the digest the controller
+computed, writes it into a fresh mkdtemp directory (root-owned, 0700) and runs it from there.
+All in one SSH round trip.
 """
 
 from __future__ import annotations
@@ -75,22 +76,39 @@ if [ -z "$p" ]; then
 fi
 trusted "$p"
 echo "python=$p"
-v=$("$p" -I -c 'import sys; print("version=%d.%d.%d" % sys.version_info[:3])') || fail "python $p"
-v=${v#version=}
-echo "version=$v"
-major=${v%%.*} minor=${v#*.}
-minor=${minor%%.*}
-case "$major.$minor" in *[!0-9.]*|.*|*.) fail "old-python $v" ;; esac
-[ "$major" -gt @MAJOR@ ] || { [ "$major" -eq @MAJOR@ ] && [ "$minor" -ge @MINOR@ ]; } ||
-  fail "old-python $v"
-d=$(mktemp -d /tmp/tbctl-agent.XXXXXXXXXX) || fail "mktemp cannot create a directory in /tmp"
-bad=$(chain "$d") || { rm -rf "$d"; fail "untrusted $d $bad"; }
-cat > "$d/tbctl.pyz"
-h=$("$p" -I -c 'import hashlib, sys
-print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$d/tbctl.pyz")
-[ "$h" = @SHA256@ ] || { rm -rf "$d"; fail "checksum $h"; }
-echo "agent=$d/tbctl.pyz"
-exec "$p" -I "$d/tbctl.pyz" node --ssh-address "$ssh_at" hello
+exec "$p" -I -c '@BOOT@' @SHA256@ "$ssh_at"
+"""
+
+# Runs as root in the checked python3 (-I: no PYTHON* variables, no user site-packages), so
+# delivery costs one interpreter start: the archive is read from stdin into memory, checked,
+# written into a fresh mkdtemp directory (root's, 0700) and run from there in this process.
+# The version line comes first and the syntax is old, so a too-old python still reports it.
+_BOOT = """
+import hashlib, os, stat, sys, tempfile
+print("version=%d.%d.%d" % sys.version_info[:3])
+sys.stdout.flush()
+if sys.version_info[:2] < (@MAJOR@, @MINOR@):
+    sys.exit(0)
+data = sys.stdin.buffer.read()
+digest = hashlib.sha256(data).hexdigest()
+if digest != sys.argv[1]:
+    print("tbctl-error=checksum " + digest)
+    sys.exit(0)
+for d in ("/tmp", "/"):
+    st = os.stat(d)
+    if st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+        print("tbctl-error=untrusted-tmp " + d)
+        sys.exit(0)
+path = os.path.join(tempfile.mkdtemp(prefix="tbctl-agent.", dir="/tmp"), "tbctl.pyz")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+with os.fdopen(fd, "wb") as f:
+    f.write(data)
+print("agent=" + path)
+sys.stdout.flush()
+sys.argv = [path, "node", "--ssh-address", sys.argv[2], "hello"]
+sys.path.insert(0, path)
+import runpy
+runpy.run_path(path, run_name="__main__")
 """
 
 # Runs as the SSH user: become root (directly or by non-interactive sudo), keeping stdin.
@@ -107,8 +125,10 @@ exec sudo -n sh -c "$1_" tbctl-install "$at"
 
 def install_command(digest: str, version: str, min_python: tuple[int, int]) -> str:
     """The command that installs, verifies and runs the agent (archive on its stdin)."""
-    root = (_ROOT_SCRIPT.replace("@SHA256@", digest).replace("@VERSION@", version)
-            .replace("@MAJOR@", str(min_python[0])).replace("@MINOR@", str(min_python[1])))
+    boot = _BOOT.replace("@MAJOR@", str(min_python[0])).replace("@MINOR@", str(min_python[1]))
+    assert "'" not in boot  # it is single-quoted in the root script
+    root = (_ROOT_SCRIPT.replace("@BOOT@", boot).replace("@SHA256@", digest)
+            .replace("@VERSION@", version))
     user = _USER_SCRIPT.replace('"$1_"', shlex.quote(root))
     return f"sh -c {shlex.quote(user)}"
 
