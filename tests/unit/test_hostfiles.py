@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: MIT
 import fnmatch
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tbctl.cli import main
@@ -96,3 +100,16 @@ def test_boot_unit_checks_the_persisted_archive():
     plain = render_host_files(state_dir="/var/lib/tbctl", tbctl_exec="/usr/bin/tbctl",
                               modules=[])["etc/systemd/system/tbctl-reapply.service"]
     assert "ExecStartPre" not in plain
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
+def test_boot_unit_parses_as_systemd_reads_it(tmp_path):
+    """systemd's own parser accepts the unit (quoting of the ExecStartPre= check included)."""
+    archive = f"/var/lib/tbctl/tbctl-{'cd' * 32}.pyz"
+    unit = render_host_files(state_dir="/var/lib/tbctl",
+                             tbctl_exec=f"{sys.executable} -I {archive}",
+                             modules=[])["etc/systemd/system/tbctl-reapply.service"]
+    (tmp_path / "tbctl-reapply.service").write_text(unit)
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "tbctl-reapply.service")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
