@@ -8,11 +8,13 @@ import io
 import json
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+import tbctl
 from tbctl.zipapp import agent_zipapp
 from tests.integration.test_errors_netns import one_line_error
 from tests.integration.test_pair_netns import STATE, run_unit
@@ -20,6 +22,7 @@ from tests.integration.test_pair_netns import STATE, run_unit
 pytestmark = pytest.mark.netns
 
 NOBODY = 65534
+REPO = Path(tbctl.__file__).resolve().parents[1]
 
 
 def evil_zipapp(marker: Path) -> bytes:
@@ -162,3 +165,32 @@ def test_links_on_a_switch_are_refused(make_cluster):
     # The link tbctl reached the host on is refused the same way.
     one_line_error(cluster.tbctl("pair", "--yes", "--links", "mgmt0", "tbt-a", "tbt-b"), 5,
                    "refusing --links mgmt0: mgmt0 on tbt-a carries the SSH session")
+
+
+@pytest.mark.parametrize("owner", [0, NOBODY], ids=["root-owned", "owned-by-another-user"])
+def test_host_without_python3_uses_a_trusted_installed_tbctl(pair_of_hosts, owner):
+    """No python3 on PATH (NixOS without a system python): an installed tbctl of the same
+    version runs the agent, if root owns it; one another user could have written is refused."""
+    cluster = pair_of_hosts
+    b = cluster.hosts[1]
+    bin_dir = cluster.workdir / "no-python-bin"
+    bin_dir.mkdir()
+    for directory in ("/usr/sbin", "/usr/bin"):
+        for entry in Path(directory).iterdir():
+            if not entry.name.startswith("python") and not (bin_dir / entry.name).exists():
+                (bin_dir / entry.name).symlink_to(entry)
+    (bin_dir / "tbctl").unlink(missing_ok=True)
+    plant(bin_dir / "tbctl", f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m tbctl "$@"\n'
+          .encode(), owner=owner)
+    b.extra_env["PATH"] = str(bin_dir)
+    cluster.restart_sshd(b)
+    result = cluster.tbctl("pair", "--yes", "--json", "tbt-a", "tbt-b")
+    if owner != 0:
+        one_line_error(result, 4, f"refusing to run {bin_dir}/tbctl as root")
+        return
+    assert result.returncode == 0, result.stderr
+    status = json.loads(cluster.tbctl("status", "--json", "tbt-b").stdout)["tbt-b"]
+    assert status["zipapp"] is None and len(status["pairings"]) == 1
+    unit = (b.root / "etc/systemd/system/tbctl-reapply.service").read_text()
+    assert f"ExecStart={bin_dir}/tbctl node reapply" in unit and "ExecStartPre" not in unit
+    assert not list((b.root / STATE).glob("*.pyz"))
