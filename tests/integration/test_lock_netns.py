@@ -40,6 +40,11 @@ elif fault == "die-before-files":
     def die(*args, **kwargs):
         os._exit(137)
     agent._write_host_files = die
+elif fault == "die-before-forgetting":
+    # Dies in the last unpair after the links were put back, before the files were.
+    def die(*args, **kwargs):
+        os._exit(137)
+    agent._forget_host = die
 sys.exit(agent.main(sys.argv[2:]))
 """
 
@@ -133,4 +138,22 @@ def test_killed_apply_is_rolled_back_before_the_next_apply(pair_of_hosts):
     assert sorted(state["pairings"]) == ["peer-two"]
     status, out = finish(start_agent(a, "none", "unapply", "--peer", "peer-two"))
     assert status == 0, out
+    assert a.snapshot() == before
+
+
+def test_agent_killed_mid_unapply_is_completed(pair_of_hosts):
+    """An unapply that died half way is finished by the next command: host as before."""
+    a = pair_of_hosts.hosts[0]
+    before = a.snapshot()
+    status, out = finish(start_agent(
+        a, "none", "apply", request=apply_request("peer-one", "thunderbolt0", "10.254.9.0")))
+    assert status == 0, out
+    status, out = finish(start_agent(a, "die-before-forgetting", "unapply", "--peer",
+                                     "peer-one"))
+    assert status == 137, out
+    assert (a.root / "etc/systemd/system/tbctl-reapply.service").exists()
+    status, out = finish(start_agent(a, "none", "status"))
+    assert status == 0, out
+    assert json.loads(out)["result"]["recovered"] == (
+        "an interrupted unapply with peer-one was completed")
     assert a.snapshot() == before
