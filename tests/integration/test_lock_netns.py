@@ -154,6 +154,6 @@ def test_agent_killed_mid_unapply_is_completed(pair_of_hosts):
     assert (a.root / "etc/systemd/system/tbctl-reapply.service").exists()
     status, out = finish(start_agent(a, "none", "status"))
     assert status == 0, out
+    assert a.snapshot() == before
     assert json.loads(out)["result"]["recovered"] == (
         "an interrupted unapply with peer-one was completed")
-    assert a.snapshot() == before
