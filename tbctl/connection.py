@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import queue
-import secrets
 import shlex
 import socket
 import sys
@@ -36,7 +35,7 @@ from tbctl.errors import RemoteError, SshError  # noqa: E402
 from tbctl.hostspec import HostSpec, parse_host  # noqa: E402
 from tbctl.node import AGENT_PROTOCOL, MIN_PYTHON  # noqa: E402
 from tbctl.sshconfig import Resolved, resolve  # noqa: E402
-from tbctl.zipapp import agent_zipapp  # noqa: E402
+from tbctl.zipapp import agent_zipapp, cleanup_command, install_command  # noqa: E402
 
 # paramiko logs transport failures (a garbage banner, a reset during key exchange) with
 # 20-40 lines of traceback through Python's last-resort handler; tbctl reports each failure
@@ -44,16 +43,6 @@ from tbctl.zipapp import agent_zipapp  # noqa: E402
 _paramiko_log = logging.getLogger("paramiko")
 _paramiko_log.addHandler(logging.NullHandler())
 _paramiko_log.propagate = False
-
-# Runs on the host before anything else: which python, which tbctl, which user.
-BOOTSTRAP = (
-    'p=$(command -v python3) || p=""; echo "python=$p"; '
-    '[ -n "$p" ] && "$p" -c \'import sys; print("version=%d.%d.%d" % sys.version_info[:3])\'; '
-    't=$(command -v tbctl) && echo "tbctl=$t" && '
-    'echo "tbctl_version=$(tbctl --version 2>/dev/null)"; '
-    'echo "uid=$(id -u)"'
-)
-
 
 def ssh_config_path(explicit: str | None) -> Path | None:
     """The file given with --ssh-config / TBCTL_SSH_CONFIG (ssh -F), else None: then ssh
@@ -245,7 +234,12 @@ class Connection:
         self.jumps: list[Connection] = []
         self.agent_command: list[str] | None = None
         self.tbctl_exec: str | None = None
-        self.persist_agent = False
+        # The agent archive's sha256 when the boot unit needs a persisted copy, else False.
+        self.persist_agent: str | bool = False
+        self.agent_path: str | None = None  # this session's root-owned private copy
+        self.sudo = False
+        self.hello: dict[str, Any] = {}
+        self.ssh_address = ""
 
     # ------------------------------------------------------------ ssh
 
@@ -367,6 +361,7 @@ class Connection:
                            f"{exc.text}") from None
 
     def close(self) -> None:
+        self._cleanup_agent()
         if self.client:
             self.client.close()
         for jump in reversed(self.jumps):
@@ -390,40 +385,103 @@ class Connection:
     # ------------------------------------------------------------ agent
 
     def prepare_agent(self, state_dir: str) -> None:
-        """Find python3 and tbctl on the host, ship the agent if needed, check sudo."""
-        status, out, err = self.run(f"sh -c {shlex.quote(BOOTSTRAP)}")
-        facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        python = facts.get("python", "")
-        if not python:
-            raise RemoteError(f"{self.name} has no python3: install python3 (>= "
-                              f"{'.'.join(map(str, MIN_PYTHON))}) there")
-        version = tuple(int(v) for v in facts.get("version", "0.0.0").split("."))
-        if version[:2] < MIN_PYTHON:
-            raise RemoteError(f"python3 on {self.name} is {'.'.join(map(str, version))}; tbctl "
-                              f"needs {'.'.join(map(str, MIN_PYTHON))} or newer: install it there")
+        """Deliver the agent as root and run its `hello`, in one SSH round trip.
+
+        The archive goes over the channel's stdin into a fresh root-owned directory and is
+        checked against its sha256 before it runs (see tbctl.zipapp); the python3 that runs it
+        is resolved as root and must be root-owned and writable by nobody else.
+        """
+        data, digest = agent_zipapp()
+        command = install_command(digest, __version__, MIN_PYTHON)
+        status, out, err = self._run_bytes(command, data)
+        facts: dict[str, str] = {}
+        answer = ""
+        for line in out.splitlines():
+            if line.startswith("{"):
+                answer = line
+            elif "=" in line:
+                key, value = line.split("=", 1)
+                facts.setdefault(key, value)
         sudo = [] if facts.get("uid") == "0" else ["sudo", "-n"]
-        if facts.get("tbctl") and facts.get("tbctl_version", "").endswith(__version__):
-            self.agent_command = [*sudo, facts["tbctl"], "node"]
-            self.tbctl_exec = facts["tbctl"]
-        else:
-            data, digest = agent_zipapp()
-            path = f"/tmp/tbctl-agent-{digest[:16]}.pyz"
-            status, _, _ = self.run(f"test -s {path}")
-            if status != 0:
-                tmp = f"{path}.{secrets.token_hex(6)}"
-                assert self.client is not None
-                with self.client.open_sftp() as sftp:
-                    with sftp.open(tmp, "wb") as f:
-                        f.write(data)
-                    sftp.posix_rename(tmp, path)
-            self.agent_command = [*sudo, python, path, "node"]
-            self.tbctl_exec = f"{python} {state_dir.rstrip('/')}/tbctl.pyz"
-            self.persist_agent = True
-        if sudo:
-            status, _, err = self.run("sudo -n true")
-            if status != 0:
+        version = facts.get("version", "")
+        if version and tuple(int(v) for v in version.split(".")[:2] if v.isdigit()) < MIN_PYTHON:
+            raise RemoteError(self._install_error(f"old-python {version}"))
+        if "tbctl-error" in facts:
+            raise RemoteError(self._install_error(facts["tbctl-error"]))
+        if not answer:
+            if sudo and "sudo" in err:
                 raise RemoteError(f"sudo on {self.name} needs a password: allow this user "
                                   "passwordless sudo (NOPASSWD) or connect as root")
+            last = (err.strip().splitlines() or [f"exit status {status}"])[-1]
+            raise RemoteError(f"{self.name}: starting the tbctl agent failed: {last}")
+        self.hello = self._answer("hello", answer, err, status)
+        self.ssh_address = self.hello.get("ssh_address") or ""
+        options = ["node", "--ssh-address", self.ssh_address]
+        if "tbctl" in facts:
+            self.agent_command = [*sudo, facts["tbctl"], *options]
+            self.tbctl_exec = facts["tbctl"]
+            self.persist_agent = False
+            return
+        python, self.agent_path = facts["python"], facts["agent"]
+        self.sudo = bool(sudo)
+        self.agent_command = [*sudo, python, "-I", self.agent_path, *options]
+        # The boot unit runs the persisted copy, stored under its own digest so the unit can
+        # check it before running it (templates/tbctl-reapply.service.j2).
+        self.tbctl_exec = f"{python} -I {state_dir.rstrip('/')}/tbctl-{digest}.pyz"
+        self.persist_agent = digest
+
+    def _install_error(self, error: str) -> str:
+        kind, _, detail = error.partition(" ")
+        minimum = ".".join(map(str, MIN_PYTHON))
+        if kind == "no-python":
+            return f"{self.name} has no python3: install python3 (>= {minimum}) there"
+        if kind == "old-python":
+            return (f"python3 on {self.name} is {detail}; tbctl needs {minimum} or newer: "
+                    "install it there")
+        if kind == "no-sudo":
+            return (f"{self.name}: this user is not root and sudo is not installed: connect "
+                    "as root or install sudo (NOPASSWD for this user)")
+        if kind == "untrusted":
+            path, _, culprit = detail.partition(" ")
+            return (f"{self.name}: refusing to run {path} as root: {culprit} is not root-owned "
+                    "or is writable by other users; install python3 from the distribution "
+                    "(root-owned, e.g. /usr/bin/python3) or fix that path's owner and mode")
+        if kind == "untrusted-tmp":
+            return (f"{self.name}: {detail} is writable by other users and not sticky: "
+                    "refusing to install the agent there; fix its mode (1777 for /tmp)")
+        if kind == "checksum":
+            return (f"{self.name}: the tbctl agent arrived corrupted (sha256 {detail[:16]}...): "
+                    "nothing was run; check the connection and retry")
+        return f"{self.name}: cannot install the tbctl agent: {detail or kind}"
+
+    def _run_bytes(self, command: str, stdin: bytes) -> tuple[int, str, str]:
+        """Like run(), but a command that exits before reading all of stdin (sudo refusing)
+        is not an error: its output says what happened."""
+        assert self.client is not None, "open() first"
+        try:
+            chan_in, chan_out, chan_err = self.client.exec_command(command, timeout=120)
+            try:
+                chan_in.write(stdin)
+                chan_in.channel.shutdown_write()
+            except OSError:
+                pass
+            out = chan_out.read().decode(errors="replace")
+            err = chan_err.read().decode(errors="replace")
+            return chan_out.channel.recv_exit_status(), out, err
+        except (TimeoutError, paramiko.SSHException) as exc:
+            raise RemoteError(f"{self.name}: installing the tbctl agent did not finish: "
+                              f"{exc or 'timed out'}") from None
+
+    def _cleanup_agent(self) -> None:
+        """Remove this session's private copy of the agent (best effort: /tmp is cleared at
+        boot anyway, and the copy is root's alone)."""
+        if not self.agent_path or self.client is None:
+            return
+        try:
+            self.run(cleanup_command(self.agent_path, self.sudo), timeout=10)
+        except (RemoteError, OSError, paramiko.SSHException):
+            pass
+        self.agent_path = None
 
     def _agent_cmdline(self, command: str, args: list[str]) -> str:
         assert self.agent_command is not None, "prepare_agent() first"
@@ -436,9 +494,14 @@ class Connection:
         if payload is not None:
             stdin = json.dumps({"protocol": AGENT_PROTOCOL, **payload}).encode()
         status, out, err = self.run(self._agent_cmdline(command, list(args)), stdin, timeout)
+        lines = out.strip().splitlines()
+        return self._answer(command, lines[-1] if lines else "", err, status)
+
+    def _answer(self, command: str, line: str, err: str, status: int) -> Any:
+        """The result of one agent answer line, or RemoteError with its one line."""
         try:
-            answer = json.loads(out.strip().splitlines()[-1])
-        except (json.JSONDecodeError, IndexError):
+            answer = json.loads(line)
+        except json.JSONDecodeError:
             last = (err.strip().splitlines() or [f"exit status {status}"])[-1]
             raise RemoteError(f"{self.name}: tbctl node {command} failed: {last}") from None
         if answer.get("protocol") != AGENT_PROTOCOL:

@@ -7,6 +7,7 @@ host paired over SSH run byte-identical units and rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,9 +37,20 @@ def render_template(name: str, **context: object) -> str:
     return environment().get_template(name).render(**context)
 
 
+# The agent archive tbctl persists for the boot unit, named by its own sha256.
+AGENT_ARCHIVE = re.compile(r"^/\S*/tbctl-([0-9a-f]{64})\.pyz$")
+
+
 def render_host_files(
     *, state_dir: str, tbctl_exec: str, modules: Iterable[str]
 ) -> dict[str, str]:
-    """Return {root-relative path: content} for every file a pairing installs on a host."""
-    context = {"state_dir": state_dir, "tbctl_exec": tbctl_exec, "modules": sorted(set(modules))}
+    """Return {root-relative path: content} for every file a pairing installs on a host.
+
+    When `tbctl_exec` runs a persisted agent archive, the unit checks the archive against
+    the digest in its name before running it.
+    """
+    archive = next((m for word in tbctl_exec.split() if (m := AGENT_ARCHIVE.match(word))), None)
+    context = {"state_dir": state_dir, "tbctl_exec": tbctl_exec, "modules": sorted(set(modules)),
+               "agent_archive": archive.group(0) if archive else None,
+               "agent_sha256": archive.group(1) if archive else None}
     return {path: render_template(tpl, **context) for path, tpl in HOST_FILES.items()}

@@ -72,11 +72,38 @@ def _xdomain_peer(probe: dict[str, Any], link: dict[str, Any]) -> tuple[str, str
     return None
 
 
+def not_cable(name: str, probe: dict[str, Any],
+              neighbours: dict[str, list[str]]) -> dict[str, str]:
+    """{link: why it is not a cable} for the candidate links of host `name`.
+
+    A cable is point to point: it never carries the way out (the default route) or the
+    SSH session tbctl arrived on, and it sees exactly one neighbour (the peer); a link that
+    sees more is a switch or a LAN.
+    """
+    reasons = {}
+    for link in _links(probe).values():
+        where = f"{link['name']} on {name}"
+        seen = neighbours.get(link["name"], [])
+        if link.get("ssh_session"):
+            reasons[link["name"]] = f"{where} carries the SSH session tbctl uses"
+        elif link.get("default_route"):
+            reasons[link["name"]] = f"{where} carries the default route"
+        elif len(seen) > 1:
+            reasons[link["name"]] = (f"{where} sees {len(seen)} neighbours (a switch or LAN, "
+                                     "not a point-to-point cable)")
+    return reasons
+
+
+def _without(probe: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    return {**probe, "links": [link for link in probe["links"] if link["name"] not in links]}
+
+
 def match_cables(probe_a: dict[str, Any], probe_b: dict[str, Any],
                  neighbours_a: dict[str, list[str]],
                  neighbours_b: dict[str, list[str]]) -> list[Cable]:
     """Pairs of links joined by a cable: by XDomain unique ids where both ends are Thunderbolt
-    and the match is unambiguous, else by each end seeing the other's MAC over IPv6."""
+    and the match is unambiguous, else by each end seeing the other's MAC over IPv6 (and
+    nothing else: see not_cable)."""
     links_a, links_b = _links(probe_a), _links(probe_b)
     cables: list[Cable] = []
     used_b: set[str] = set()
@@ -94,7 +121,10 @@ def match_cables(probe_a: dict[str, Any], probe_b: dict[str, Any],
             if name_b in used_b:
                 continue
             mac_b = (link_b.get("mac") or "").lower()
-            if mac_b in neighbours_a.get(name_a, []) or mac_a in neighbours_b.get(name_b, []):
+            seen_a, seen_b = neighbours_a.get(name_a, []), neighbours_b.get(name_b, [])
+            if len(seen_a) > 1 or len(seen_b) > 1:
+                continue
+            if mac_b in seen_a or mac_a in seen_b:
                 cables.append(Cable(name_a, name_b, "neighbour"))
                 used_b.add(name_b)
                 break
@@ -202,13 +232,23 @@ def make_plan(name_a: str, probe_a: dict[str, Any], neighbours_a: dict[str, list
               name_b: str, probe_b: dict[str, Any], neighbours_b: dict[str, list[str]],
               *, transport: str = "auto", pool: str = DEFAULT_POOL,
               mtu: int | None = None) -> Plan:
-    cables = match_cables(probe_a, probe_b, neighbours_a, neighbours_b)
+    rejected_a = not_cable(name_a, probe_a, neighbours_a)
+    rejected_b = not_cable(name_b, probe_b, neighbours_b)
+    for probe, rejected in ((probe_a, rejected_a), (probe_b, rejected_b)):
+        named = [link["name"] for link in probe["links"] if link.get("source") == "option"
+                 and link["name"] in rejected]
+        if named:
+            raise PlanError(f"refusing --links {named[0]}: {rejected[named[0]]}; name only "
+                            "links that are a cable between the two hosts")
+    cables = match_cables(_without(probe_a, rejected_a), _without(probe_b, rejected_b),
+                          neighbours_a, neighbours_b)
     if not cables:
         seen_a = ", ".join(sorted(_links(probe_a))) or "none"
         seen_b = ", ".join(sorted(_links(probe_b))) or "none"
+        why = "; ".join([*rejected_a.values(), *rejected_b.values()])
         raise PlanError(f"{name_a} and {name_b} share no cable (links on {name_a}: {seen_a}; on "
-                        f"{name_b}: {seen_b}): plug a USB4 cable between them, or name the "
-                        "links with --links")
+                        f"{name_b}: {seen_b}{'; ' + why if why else ''}): plug a USB4 cable "
+                        "between them, or name the links with --links")
     allocate_addresses(cables, pool, probe_a, probe_b)
     choose_mtu(cables, probe_a, probe_b, mtu)
     chosen, reason = choose_transport(transport, probe_a, name_a, probe_b, name_b)

@@ -8,6 +8,7 @@ Every answer is {"protocol": N, "ok": true, "result": ...} or {"protocol": N, "o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import ipaddress
 import json
 import os
@@ -25,6 +26,8 @@ from tbctl.node import state as state_mod
 from tbctl.node.state import DEFAULT_STATE_DIR, host_root, under_root
 
 UNIT_NAME = "tbctl-reapply.service"
+# Facts about this invocation from the controller (`tbctl node --ssh-address ADDR ...`).
+SESSION: dict[str, str] = {"ssh_address": ""}
 
 
 class AgentError(Exception):
@@ -43,6 +46,7 @@ def cmd_hello(args: argparse.Namespace) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "euid": os.geteuid(),
         "zipapp": _running_zipapp(),
+        "ssh_address": SESSION["ssh_address"],
     }
 
 
@@ -67,9 +71,13 @@ def gather_probe(links: list[str]) -> dict[str, Any]:
     root = Path("/")
     release = probe.kernel_release(root)
     candidates = probe.candidate_links(root, links, probe.declared_links(host_root()))
+    default_links = net.default_route_links()
+    ssh_links = net.links_with_address(SESSION["ssh_address"])
     for link in candidates:
         if not link.get("missing"):
             link["ipv4"] = net.ipv4_addresses(link["name"])
+            link["default_route"] = link["name"] in default_links
+            link["ssh_session"] = link["name"] in ssh_links
     return {
         **cmd_hello(argparse.Namespace()),
         "kernel": release,
@@ -156,47 +164,93 @@ def _write_host_files(state: dict[str, Any], files: dict[str, str]) -> list[str]
     return changed
 
 
+def _missing_dirs(directory: Path) -> list[str]:
+    return [str(d) for d in [directory, *directory.parents] if not d.exists()]
+
+
 def _make_dirs(state: dict[str, Any], directory: Path) -> None:
     """mkdir -p, remembering each directory it made so the last unpair removes it again."""
-    missing = [d for d in [directory, *directory.parents] if not d.exists()]
-    for d in reversed(missing):
-        d.mkdir()
-        state.setdefault("created_dirs", []).append(str(d))
+    for d in reversed(_missing_dirs(directory)):
+        Path(d).mkdir()
+        state.setdefault("created_dirs", []).append(d)
+
+
+def _remove_dirs(dirs: list[str]) -> None:
+    """Remove directories tbctl made, deepest first, if empty; never a mount point (on NixOS
+    with impermanence the state directory often is one, and rmdir would fail with EBUSY)."""
+    for d in sorted(set(dirs), key=len, reverse=True):
+        path = Path(d)
+        if path.is_dir() and not path.is_symlink() and not os.path.ismount(path) \
+                and not any(path.iterdir()):
+            path.rmdir()
 
 
 def _remove_created_dirs(state: dict[str, Any]) -> None:
-    for d in sorted(state.pop("created_dirs", []), key=len, reverse=True):
-        path = Path(d)
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    _remove_dirs(state.pop("created_dirs", []))
+
+
+def _put_back(files: dict[str, str | None]) -> None:
+    """Give each host file the content it had (None: it did not exist)."""
+    for rel, content in files.items():
+        path = host_root() / rel
+        if content is None:
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        elif path.parent.is_dir():
+            path.write_text(content)
 
 
 def _restore_host_files(state: dict[str, Any]) -> None:
     if _systemd_live():
         net.run(["systemctl", "disable", UNIT_NAME], check=False)
-    for rel, record in state["files"].items():
-        if _system_owned(rel):
-            continue
-        path = host_root() / rel
-        if record["prior"] is None:
-            if path.exists():
-                path.unlink()
-        else:
-            path.write_text(record["prior"])
+    _put_back({rel: record["prior"] for rel, record in state["files"].items()
+               if not _system_owned(rel)})
     state["files"] = {}
     if _systemd_live():
         net.run(["systemctl", "daemon-reload"], check=False)
         net.run(["udevadm", "control", "--reload"], check=False)
 
 
-def _persist_agent(state_dir: str, state: dict[str, Any]) -> None:
+LINKS_DIR = "links"
+
+
+def _mark_links(state_dir: str, state: dict[str, Any]) -> None:
+    """One empty file per paired link in <state dir>/links: the hotplug rule starts the
+    re-apply unit only for links named there (or thunderbolt-net links)."""
+    directory = under_root(state_dir) / LINKS_DIR
+    wanted = set(_links_in_use(state))
+    if wanted:
+        directory.mkdir(mode=0o700, exist_ok=True)
+    present = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    for name in wanted - present:
+        (directory / name).touch(mode=0o600)
+    for name in present - wanted:
+        (directory / name).unlink()
+    if not wanted and directory.is_dir():
+        directory.rmdir()
+
+
+def agent_archive(state_dir: str, digest: str) -> Path:
+    """The persisted agent, named by its own sha256 so the boot unit can check it."""
+    return under_root(state_dir) / f"tbctl-{digest}.pyz"
+
+
+def _persist_agent(state_dir: str, state: dict[str, Any], digest: str) -> None:
+    """Copy the running (already verified) archive into the state directory and check the
+    copy against the digest the controller computed before the boot unit may run it."""
     archive = _running_zipapp()
     if not archive:
         raise AgentError("persist_agent asked, but this agent is not running from a zipapp")
-    target = under_root(state_dir) / "tbctl.pyz"
-    _make_dirs(state, target.parent)
-    if Path(archive) != target:
-        target.write_bytes(Path(archive).read_bytes())
+    data = Path(archive).read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise AgentError("the running agent does not match the digest the controller sent: "
+                         "refusing to persist it")
+    target = agent_archive(state_dir, digest)
+    if not target.exists() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+        state_mod.write_private(target, data)
+    old = state.get("agent")
+    if old and old != str(target):
+        Path(old).unlink(missing_ok=True)
     state["agent"] = str(target)
 
 
@@ -229,7 +283,8 @@ def _configure_cable(cable: dict[str, Any], transport: str) -> None:
 
 
 def _undo_pairing(pairing: dict[str, Any]) -> None:
-    """Put back what one pairing changed; safe on a partly applied pairing."""
+    """Put back what one pairing changed; safe on a partly applied pairing, and on one whose
+    changes were only intended (a journal): each undo step tolerates a change not made."""
     if pairing.get("native_device"):
         _native().destroy(pairing["native_device"])
     for device in pairing.get("created_rdma", []):
@@ -251,9 +306,88 @@ def _links_in_use(state: dict[str, Any]) -> dict[str, str]:
     return {c["link"]: peer for peer, p in state["pairings"].items() for c in p["cables"]}
 
 
+# ---------------------------------------------------------------- transactions
+
+
+def _recover(state_dir: str) -> str | None:
+    """Finish or undo what a command that died left in the journal (lock held)."""
+    journal = state_mod.read_journal(state_dir)
+    if journal is None:
+        return None
+    state = state_mod.load(state_dir)
+    peer = journal["peer"]
+    if journal["op"] == "apply":
+        if peer in state["pairings"]:
+            outcome = "completed"  # it died after recording the pairing
+        else:
+            _rollback_apply(state_dir, journal)
+            outcome = "rolled back"
+    else:
+        before = journal["before"]
+        if state_mod.under_root(state_dir).joinpath(state_mod.STATE_FILE).exists():
+            before = state
+        _finish_unapply(state_dir, before, peer)
+        outcome = "completed"
+    state_mod.clear_journal(state_dir)
+    return f"an interrupted {journal['op']} with {journal['peer_name']} was {outcome}"
+
+
+def _rollback_apply(state_dir: str, journal: dict[str, Any]) -> None:
+    """Put the host back as the journal found it; the journal goes last but for the empty
+    directories it made (the state directory among them on a host with no other pairing)."""
+    before = journal["before"]
+    _undo_pairing(journal["pairing"])
+    _put_back(journal["files"])
+    if journal.get("agent") and journal["agent"] != before.get("agent"):
+        Path(journal["agent"]).unlink(missing_ok=True)
+    _mark_links(state_dir, before)
+    state_mod.save(state_dir, before)
+    state_mod.clear_journal(state_dir)
+    if before["pairings"]:
+        _remove_dirs([d for d in journal["dirs"] if d not in before.get("created_dirs", [])])
+    else:
+        _remove_dirs([*before.get("created_dirs", []), *journal["dirs"]])
+
+
+def _finish_unapply(state_dir: str, state: dict[str, Any], peer: str) -> dict[str, Any] | None:
+    pairing = state["pairings"].pop(peer, None)
+    if pairing is not None:
+        _undo_pairing(pairing)
+    _mark_links(state_dir, state)
+    if state["pairings"]:
+        state_mod.save(state_dir, state)
+    else:
+        _forget_host(state_dir, state)
+    return pairing
+
+
 def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
     request = _read_request()
-    state = state_mod.load(args.state_dir)
+    recovered = None
+    while True:
+        with state_mod.locked(args.state_dir, create=True) as made:
+            assert made is not None
+            recovered = _recover(args.state_dir) or recovered
+            if not under_root(args.state_dir).is_dir():
+                continue  # the rollback removed the state directory: lock a new one
+            return _apply_locked(args.state_dir, request, made, recovered)
+
+
+def _apply_locked(state_dir: str, request: dict[str, Any], made: list[str],
+                  recovered: str | None) -> dict[str, Any]:
+    state = state_mod.load(state_dir)
+    state.setdefault("created_dirs", [])
+    state["created_dirs"] += [d for d in made if d not in state["created_dirs"]]
+    try:
+        result = _apply(state_dir, request, state)
+    except Exception:
+        if not state["pairings"]:
+            _remove_dirs(state["created_dirs"])
+        raise
+    return {**result, "recovered": recovered}
+
+
+def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     peer = request["peer"]["host_id"]
     if peer in state["pairings"]:
         raise AgentError(f"already paired with {request['peer']['name']}; unpair first")
@@ -262,53 +396,72 @@ def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
         if cable["link"] in in_use:
             raise AgentError(f"link {cable['link']} already carries another pairing")
     transport = request["transport"]
+    files = {rel: content for rel, content in request.get("files", {}).items()
+             if not _system_owned(rel)}
+    digest = request.get("persist_agent")
+    # The intent: every change this apply may make, with what puts it back. Undoing a
+    # change that was never made is harmless, so the journal is written once, up front.
     pairing: dict[str, Any] = {
         "peer_name": request["peer"]["name"],
         "transport": transport,
         "cables": request["cables"],
         "prior_links": {},
         "created_rdma": [],
-        "loaded_modules": [],
-        "native_device": None,
+        "loaded_modules": [m for m in request.get("modules", [])
+                           if not Path(f"/sys/module/{m}").exists()],
+        "native_device": _free_native_name() if transport == "native" else None,
         "native_key": None,
     }
+    for cable in request["cables"]:
+        link = cable["link"]
+        prior = net.link_state(link)
+        pairing["prior_links"][link] = {
+            "mtu": prior["mtu"], "up": prior["up"], "addresses": net.ipv4_addresses(link)}
+        if transport == "rxe" and not Path(
+                f"/sys/class/infiniband/{cable.get('rdma_device')}").exists():
+            pairing["created_rdma"].append(cable["rdma_device"])
+    root = host_root()
+    dirs = sorted({d for rel in files for d in _missing_dirs((root / rel).parent)})
+    journal = {
+        "op": "apply", "peer": peer, "peer_name": pairing["peer_name"], "pairing": pairing,
+        "before": json.loads(json.dumps(state)),
+        "files": {rel: (root / rel).read_text() if (root / rel).exists() else None
+                  for rel in files},
+        "dirs": dirs,
+        "agent": str(agent_archive(state_dir, digest)) if isinstance(digest, str) else None,
+    }
+    state_mod.write_journal(state_dir, journal)
     try:
+        for module in pairing["loaded_modules"]:
+            net.modprobe(module)
         for cable in request["cables"]:
-            link = cable["link"]
-            prior = net.link_state(link)
-            pairing["prior_links"][link] = {
-                "mtu": prior["mtu"], "up": prior["up"], "addresses": net.ipv4_addresses(link)}
-        for module in request.get("modules", []):
-            if not Path(f"/sys/module/{module}").exists():
-                net.modprobe(module)
-                pairing["loaded_modules"].append(module)
-        for cable in request["cables"]:
-            existed = Path(f"/sys/class/infiniband/{cable.get('rdma_device')}").exists()
             _configure_cable(cable, transport)
-            if transport == "rxe" and not existed:
-                pairing["created_rdma"].append(cable["rdma_device"])
         if transport == "native":
-            device = _free_native_name()
             key = bytes.fromhex(request["native_key"])
             # Exactly one end initiates the handshake; both ends decide alike from the ids.
             initiator = probe.host_identity(host_root()) < peer
-            _native().create(device, [c["link"] for c in request["cables"]], key, initiator)
-            pairing["native_device"] = device
+            _native().create(pairing["native_device"], [c["link"] for c in request["cables"]],
+                             key, initiator)
             pairing["native_key"] = request["native_key"]
             pairing["native_initiator"] = initiator
             for cable in pairing["cables"]:
-                cable["rdma_device"] = device
-        if request.get("persist_agent"):
-            _persist_agent(args.state_dir, state)
-        changed = _write_host_files(state, request.get("files", {}))
-    except Exception:
-        _undo_pairing(pairing)
-        if not state["pairings"]:
-            _forget_host(args.state_dir, state)
+                cable["rdma_device"] = pairing["native_device"]
+        if isinstance(digest, str):
+            _persist_agent(state_dir, state, digest)
+        elif digest:
+            raise AgentError("persist_agent needs the archive's sha256: upgrade tbctl")
+        changed = _write_host_files(state, files)
+        state["pairings"][peer] = pairing
+        _mark_links(state_dir, state)
+        state_mod.save(state_dir, state)
+    except BaseException:
+        try:
+            _rollback_apply(state_dir, journal)
+        except Exception:
+            pass  # the journal stays: the next command on this host retries the rollback
+        state["pairings"] = journal["before"]["pairings"]
         raise
-    state["pairings"][peer] = pairing
-    _make_dirs(state, under_root(args.state_dir))
-    state_mod.save(args.state_dir, state)
+    state_mod.clear_journal(state_dir)
     return {"applied": True, "files_changed": changed, "systemd": _systemd_live(),
             "cables": pairing["cables"]}
 
@@ -319,31 +472,44 @@ def _free_native_name() -> str:
 
 
 def cmd_unapply(args: argparse.Namespace) -> dict[str, Any]:
-    state = state_mod.load(args.state_dir)
-    pairing = state["pairings"].pop(args.peer, None)
-    if pairing is None:
-        return {"removed": False}
-    _undo_pairing(pairing)
-    if state["pairings"]:
-        state_mod.save(args.state_dir, state)
-    else:
-        _forget_host(args.state_dir, state)
-    return {"removed": True, "peer_name": pairing["peer_name"]}
+    with state_mod.locked(args.state_dir, create=False) as held:
+        if held is None:
+            return {"removed": False, "recovered": None}
+        recovered = _recover(args.state_dir)
+        state = state_mod.load(args.state_dir)
+        pairing = state["pairings"].get(args.peer)
+        if pairing is None:
+            return {"removed": False, "recovered": recovered}
+        state_mod.write_journal(args.state_dir, {
+            "op": "unapply", "peer": args.peer, "peer_name": pairing["peer_name"],
+            "before": state})
+        _finish_unapply(args.state_dir, json.loads(json.dumps(state)), args.peer)
+        state_mod.clear_journal(args.state_dir)
+        return {"removed": True, "peer_name": pairing["peer_name"], "recovered": recovered}
 
 
 def _forget_host(state_dir: str, state: dict[str, Any]) -> None:
-    """The last pairing is gone: remove every file and directory tbctl made on this host."""
+    """The last pairing is gone: remove every file and directory tbctl made on this host,
+    and nothing else (an admin's mount point at the state directory stays)."""
     _restore_host_files(state)
     if state.get("agent"):
         Path(state["agent"]).unlink(missing_ok=True)
         state["agent"] = None
     state_mod.save(state_dir, state)
+    state_mod.clear_journal(state_dir)
     _remove_created_dirs(state)
 
 
 def cmd_reapply(args: argparse.Namespace) -> dict[str, Any]:
     """Boot and hotplug: configure every recorded cable whose link is present."""
-    state = state_mod.load(args.state_dir)
+    with state_mod.locked(args.state_dir, create=False) as held:
+        if held is None:
+            return {"applied": [], "absent": [], "recovered": None}
+        recovered = _recover(args.state_dir)
+        return {**_reapply(state_mod.load(args.state_dir)), "recovered": recovered}
+
+
+def _reapply(state: dict[str, Any]) -> dict[str, Any]:
     applied, absent, failed = [], [], []
     for pairing in state["pairings"].values():
         for module in pairing.get("loaded_modules", []):
@@ -407,6 +573,10 @@ def roce_gid_index(gids: list[dict[str, Any]], address: str) -> int | None:
 
 
 def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
+    recovered = None
+    if state_mod.read_journal(args.state_dir) is not None:
+        with state_mod.locked(args.state_dir, create=False):
+            recovered = _recover(args.state_dir)
     state = state_mod.load(args.state_dir)
     devices = {d["name"]: d for d in probe.rdma_devices(Path("/"))}
     pairings = []
@@ -417,7 +587,8 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
             "transport": pairing["transport"],
             "cables": [cable_status(c, devices) for c in pairing["cables"]],
         })
-    return {**cmd_hello(args), "pairings": pairings, "files": sorted(state["files"])}
+    return {**cmd_hello(args), "pairings": pairings, "files": sorted(state["files"]),
+            "recovered": recovered}
 
 
 def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
@@ -479,6 +650,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "node":
         argv = argv[1:]
+    if len(argv) >= 2 and argv[0] == "--ssh-address":
+        SESSION["ssh_address"] = argv[1]
+        argv = argv[2:]
     if argv and argv[0] == "rdma-peer":
         return cmd_rdma_peer(argv[1:])
     args = parser().parse_args(argv)

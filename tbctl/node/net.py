@@ -55,6 +55,26 @@ def ipv4_routes() -> list[str]:
     return routes
 
 
+def default_route_links() -> set[str]:
+    """Links that carry a default route (IPv4 or IPv6): the way out, never a cable."""
+    links = set()
+    for family in ("-4", "-6"):
+        for route in ip_json(family, "route", "show", "default"):
+            links.update(n.get("dev") for n in [route, *route.get("nexthops", [])])
+    links.discard(None)
+    return links
+
+
+def links_with_address(address: str) -> set[str]:
+    """Links holding `address` (the SSH session's end on this host, IPv4 or IPv6)."""
+    if not address:
+        return set()
+    try:
+        return {e["ifname"] for e in ip_json("addr", "show", "to", address.split("%")[0])}
+    except CommandError:
+        return set()
+
+
 def link_state(link: str) -> dict[str, Any]:
     entries = ip_json("link", "show", "dev", link)
     entry = entries[0]

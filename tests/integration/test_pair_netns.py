@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import subprocess
 from ipaddress import ip_address
 
 import pytest
 
 from tbctl.hostfiles import render_host_files
+from tbctl.zipapp import agent_zipapp
 from tests.output import json_result, one_line_error
 
 pytestmark = pytest.mark.netns
@@ -41,31 +44,50 @@ def test_pair_configures_both_hosts_and_persists(pair_of_hosts):
     for cable in report["cables"]:
         assert ip_address(cable["address_b"]) == ip_address(cable["address_a"]) + 1
 
+    digest = agent_zipapp()[1]
     for host in (a, b):
         state_file = host.root / STATE / "state.json"
         assert state_file.stat().st_mode & 0o777 == 0o600  # it may hold a pairing key
+        assert (host.root / STATE).stat().st_mode & 0o777 == 0o700
         state = json.loads(state_file.read_text())
         assert len(state["pairings"]) == 1
+        archive = f"/var/lib/tbctl/tbctl-{digest}.pyz"
         expected = render_host_files(state_dir="/var/lib/tbctl",
-                                     tbctl_exec="/usr/bin/python3 /var/lib/tbctl/tbctl.pyz",
-                                     modules=[])
+                                     tbctl_exec=f"/usr/bin/python3 -I {archive}", modules=[])
         for rel, content in expected.items():
             assert (host.root / rel).read_text() == content
-        assert (host.root / STATE / "tbctl.pyz").is_file()
+        assert (host.root / archive.lstrip("/")).read_bytes() == agent_zipapp()[0]
+        # The hotplug rule's markers: exactly the paired links.
+        assert sorted(p.name for p in (host.root / STATE / "links").iterdir()) == [
+            "thunderbolt0", "thunderbolt1"]
 
     # What the boot unit runs brings a flushed link back (as after a reboot).
-    unit = (a.root / "etc/systemd/system/tbctl-reapply.service").read_text()
-    exec_start = next(line.split("=", 1)[1] for line in unit.splitlines()
-                      if line.startswith("ExecStart="))
-    # The archive path is a real path on a real host; the state dir is read below TBCTL_ROOT.
-    command = [str(a.root / STATE / "tbctl.pyz") if part.endswith("tbctl.pyz") else part
-               for part in shlex.split(exec_start)]
     a.run("ip", "addr", "flush", "dev", "thunderbolt0")
-    out = a.run("env", f"TBCTL_ROOT={a.root}", *command)
+    status, out = run_unit(a)
+    assert status == 0, out
     assert json.loads(out)["result"]["applied"] == ["thunderbolt0", "thunderbolt1"]
     a_addr = report["cables"][0]["address_a"]
     assert a_addr in a.run("ip", "-4", "addr", "show", "dev", "thunderbolt0")
     b.run("ping", "-c", "1", "-W", "2", a_addr)
+
+
+def run_unit(host) -> tuple[int, str]:
+    """Run the boot unit's ExecStartPre= and ExecStart= lines in order, as systemd does
+    (stopping at the first failure), with the host's paths below its TBCTL_ROOT."""
+    unit = (host.root / "etc/systemd/system/tbctl-reapply.service").read_text()
+    out = ""
+    for line in unit.splitlines():
+        key, _, command = line.partition("=")
+        if key not in ("ExecStartPre", "ExecStart"):
+            continue
+        command = re.sub(r"/var/lib/tbctl/\S*?\.pyz", lambda m: f"{host.root}{m.group(0)}",
+                         command)
+        proc = subprocess.run(["ip", "netns", "exec", host.ns, "env", f"TBCTL_ROOT={host.root}",
+                               *shlex.split(command)], capture_output=True, text=True)
+        out += proc.stdout
+        if proc.returncode != 0:
+            return proc.returncode, out + proc.stderr
+    return 0, out
 
 
 def test_pair_twice_changes_nothing(pair_of_hosts):

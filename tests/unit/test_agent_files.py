@@ -51,3 +51,20 @@ def test_nixos_owned_files_are_left_alone(tmp_path, monkeypatch, capsys):
     answer = json.loads(capsys.readouterr().out)
     (pairing,) = answer["result"]["pairings"]
     assert pairing["peer_name"] == "strix-b" and not pairing["cables"][0]["present"]
+
+
+def test_state_dir_others_can_write_is_refused(tmp_path, monkeypatch, capsys):
+    """What the boot unit runs as root lives in the state directory: one that users other
+    than root may write is refused before anything changes, with the fix."""
+    monkeypatch.setenv("TBCTL_ROOT", str(tmp_path))
+    state_dir = tmp_path / "var/lib/tbctl"
+    state_dir.mkdir(parents=True)
+    (state_dir / "state.json").write_text(json.dumps(
+        {"protocol": 1, "files": {}, "agent": None, "pairings": {}}))
+    state_dir.chmod(0o777)
+    assert agent.main(["unapply", "--peer", "someone", "--state-dir", "/var/lib/tbctl"]) == 1
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert "writable by users other than root" in error and "chmod 0700" in error
+    state_dir.chmod(0o700)
+    assert agent.main(["unapply", "--peer", "someone", "--state-dir", "/var/lib/tbctl"]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["removed"] is False

@@ -119,3 +119,40 @@ def test_transport_choice(tmp_path, requested, a, b, expect):
     else:
         chosen, reason = choose_transport(requested, pa, "a", pb, "b")
         assert chosen == expect and reason
+
+
+def test_a_link_seeing_several_neighbours_is_no_cable(tmp_path):
+    """Two hosts behind one switch see each other's MAC, and everyone else's."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    tree.netdev(a, "eth0", "02:00:00:00:0a:00")
+    tree.netdev(b, "eth0", "02:00:00:00:0b:00")
+    pa, pb = facts(a, ["eth0"]), facts(b, ["eth0"])
+    for host_facts in (pa, pb):
+        host_facts["links"][0]["source"] = "declared"
+    lan = ({"eth0": ["02:00:00:00:0b:00", "02:00:00:00:0c:00"]},
+           {"eth0": ["02:00:00:00:0a:00", "02:00:00:00:0c:00"]})
+    assert match_cables(pa, pb, *lan) == []
+    with pytest.raises(PlanError, match="eth0 on a sees 2 neighbours"):
+        make_plan("a", pa, lan[0], "b", pb, lan[1])
+    # Named with --links: refused outright, in one line.
+    pa, pb = facts(a, ["eth0"]), facts(b, ["eth0"])
+    with pytest.raises(PlanError, match=r"refusing --links eth0: eth0 on a sees 2 neighbours"):
+        make_plan("a", pa, lan[0], "b", pb, lan[1])
+
+
+@pytest.mark.parametrize(("flag", "why"), [("default_route", "carries the default route"),
+                                           ("ssh_session", "carries the SSH session")])
+def test_the_way_out_is_no_cable(tmp_path, flag, why):
+    """Even with exactly one neighbour: a link carrying the default route or the SSH
+    session is how the host is reached, not a cable."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    tree.netdev(a, "eth0", "02:00:00:00:0a:00")
+    tree.netdev(b, "eth0", "02:00:00:00:0b:00")
+    pa, pb = facts(a, ["eth0"]), facts(b, ["eth0"])
+    pb["links"][0][flag] = True
+    seen = ({"eth0": ["02:00:00:00:0b:00"]}, {"eth0": ["02:00:00:00:0a:00"]})
+    with pytest.raises(PlanError, match=f"refusing --links eth0: eth0 on b {why}"):
+        make_plan("a", pa, seen[0], "b", pb, seen[1])
+    pb["links"][0].pop(flag)
+    (cable,) = make_plan("a", pa, seen[0], "b", pb, seen[1]).cables
+    assert (cable.link_a, cable.link_b) == ("eth0", "eth0")
