@@ -419,7 +419,10 @@ def wait_for_ssh(state: LabState, nodes: list[Node], timeout: float = BOOT_TIMEO
 
 
 def up(nodes: int = 2, cables: int = 2, directory: Path | None = None,
-       progress: Progress | None = None, rebuild: bool = False) -> LabState:
+       progress: Progress | None = None, rebuild: bool = False,
+       marks: dict[str, float] | None = None) -> LabState:
+    """Boots the lab; `marks["launched"]` gets the monotonic time every QEMU was running
+    (the rest of the wait is the guests booting to SSH)."""
     say = progress or (lambda line: None)
     directory = (directory or default_lab_dir()).resolve()
     if (directory / "state.json").exists():
@@ -451,6 +454,8 @@ def up(nodes: int = 2, cables: int = 2, directory: Path | None = None,
         for node in state.nodes:
             say(f"starting {node.hostname} ({accel}, 1 vCPU, {NODE_MEMORY_MIB} MiB)")
             start_node(state, node)
+        if marks is not None:
+            marks["launched"] = time.monotonic()
         say("waiting for SSH on " + ", ".join(state.hostnames()))
         wait_for_ssh(state, state.nodes)
     except BaseException:

@@ -36,6 +36,8 @@ GUEST_PACKAGES = (
     "python3-click", "python3-paramiko", "python3-cffi-backend", "python3-jinja2",
     "python3-rich",
     "linux-image-amd64", "initramfs-tools", "zstd", "iputils-ping", "procps", "netbase",
+    # `lab demo`'s TCP baseline on the same cables: iperf3 (bandwidth), qperf (latency).
+    "iperf3", "qperf",
 )
 FILES_DIR = Path(__file__).with_name("files")
 # Where each baked-in file lands in the guest, and its mode.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tarfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from tbctl.errors import TbctlError
 from tbctl.lab import cluster, image, perf
 from tbctl.lab.image import NodeImage
+from tests.lab import demo_output
 
 
 def fake_image(tmp_path: Path) -> NodeImage:
@@ -131,9 +133,55 @@ PERFTEST_LAT_OUTPUT = """\
 
 
 def test_perftest_result_parsing() -> None:
-    assert perf.parse_result(PERFTEST_BW_OUTPUT, 3) == 0.17
-    assert perf.parse_result(PERFTEST_LAT_OUTPUT, 4) == 211.43
-    assert perf.parse_result("Couldn't connect to 10.0.0.2:18515\n", 3) is None
+    assert perf.parse_perftest(PERFTEST_BW_OUTPUT, 3) == 0.17
+    assert perf.parse_perftest(PERFTEST_LAT_OUTPUT, 5) == 240.50
+    assert perf.parse_perftest("Couldn't connect to 10.0.0.2:18515\n", 3) is None
+
+
+def test_tcp_tool_output_parsing() -> None:
+    assert perf.parse_qperf_latency("tcp_lat:\n    latency  =  58.6 us\n") == 58.6
+    assert perf.parse_qperf_latency("tcp_lat:\n    latency  =  1.5 ms\n") == 1500.0
+    assert perf.parse_qperf_latency("failed to connect: Connection refused") is None
+    report = {"end": {"sum_sent": {"bits_per_second": 9e8},
+                      "sum_received": {"bits_per_second": 8.5e8}}}
+    assert perf.parse_iperf3(json.dumps(report)) == 850.0
+    assert perf.parse_iperf3('{"error": "unable to connect to server"}') is None
+    assert perf.parse_iperf3("iperf3: error") is None
+
+
+def test_schedule_interleaves_and_rotates_transports() -> None:
+    order = perf.schedule(["tbrdma", "rxe", "tcp"], {"bw": [4096], "lat": [2]}, rounds=3)
+    assert len(order) == 3 * 2 * 3
+    firsts = [order[i][3] for i in range(0, len(order), 3)]
+    # each point runs all three back to back, and who goes first changes every round
+    assert firsts == ["tbrdma", "tbrdma", "rxe", "rxe", "tcp", "tcp"]
+    for i in range(0, len(order), 3):
+        assert sorted(name for *_, name in order[i:i + 3]) == ["rxe", "tbrdma", "tcp"]
+
+
+def test_spread_is_median_and_range_of_successful_runs() -> None:
+    samples = [perf.Sample("rxe", "bw", 4096, value, 1.0) for value in (30.0, 10.0, None, 20.0)]
+    got = perf.summarize(samples)[("rxe", "bw", 4096)]
+    assert got == perf.Spread(median=20.0, low=10.0, high=30.0, count=3)
+    assert got.show() == "20.0 (10.0-30.0)"
+    assert perf.spread([perf.Sample("rxe", "bw", 4096, None, 1.0, "boom")]) is None
+    assert perf.iterations(1 << 20, 16 << 20) == 20 and perf.iterations(4096, 16 << 20) == 4096
+
+
+def test_demo_plot_is_a_png_and_an_svg(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from tbctl.lab import plot
+
+    summary: dict[tuple[str, str, int], perf.Spread | None] = {}
+    for name, scale in (("tbrdma", 1.0), ("rxe", 2.0), ("tcp", 3.0)):
+        for size in (4096, 65536):
+            summary[(name, "bw", size)] = perf.Spread(scale * size / 1000, 1, scale * 99, 3)
+        summary[(name, "lat", 2)] = perf.Spread(scale * 100, scale * 90, scale * 120, 3)
+    summary[("tcp", "lat", 1024)] = None
+    paths = plot.write_plot(summary, [("tbrdma", "tbrdma"), ("rxe", "rxe"), ("tcp", "TCP")],
+                            "unit test", tmp_path / "fig")
+    assert [p.name for p in paths] == ["fig.png", "fig.svg"]
+    assert demo_output.check_plot(*paths) == (1100, 450)
 
 
 def test_rdmacheck_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
