@@ -219,7 +219,16 @@ def _tbctl_source_files() -> list[tuple[str, Path]]:
     return found
 
 
-LAUNCHER = "#!/bin/sh\nPYTHONPATH=/usr/local/lib/tbctl exec python3 -m tbctl \"$@\"\n"
+# `tbctl node ...` (the agent, run by pair for every step) goes straight to the agent's own
+# entry point: importing the CLI (click, rich, paramiko) costs seconds per call under TCG.
+LAUNCHER = """#!/bin/sh
+export PYTHONPATH=/usr/local/lib/tbctl
+if [ "$1" = node ]; then
+    shift
+    exec python3 -m tbctl.node "$@"
+fi
+exec python3 -m tbctl "$@"
+"""
 
 
 def seed_members(state: LabState, node: Node) -> list[tuple[str, bytes | None, int]]:

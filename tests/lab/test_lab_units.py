@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -226,3 +227,22 @@ def test_failing_script_reports_each_nodes_kernel_log(tmp_path: Path) -> None:
     notes = "\n".join(caught.value.__notes__)
     # no VM runs here, so each attempt fails, but it is made and reported per node
     assert "--- a: dmesg | tail (exit " in notes and "--- b: dmesg | tail (exit " in notes
+
+
+def test_lab_launcher_runs_the_agent_and_the_cli(tmp_path: Path) -> None:
+    """The guests' /usr/local/bin/tbctl: `node` goes to the agent's own entry point (no CLI
+    imports), anything else to the CLI; both from the tree the seed installs."""
+    root = Path(__file__).resolve().parents[2]
+    launcher = tmp_path / "tbctl"
+    launcher.write_text(cluster.LAUNCHER.replace("/usr/local/lib/tbctl", str(root)))
+    launcher.chmod(0o755)
+    hello = subprocess.run([str(launcher), "node", "hello"], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    answer = json.loads(hello.stdout.strip().splitlines()[-1])
+    assert hello.returncode == 0 and answer["ok"], hello.stderr
+    imported = {line.split("|")[-1].strip() for line in hello.stderr.splitlines()}
+    assert "tbctl.node.agent" in imported
+    assert not imported & {"click", "rich", "paramiko", "tbctl.cli"}, imported
+    version = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("tbctl, version"), version
