@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tbctl.errors import TbctlError
@@ -45,9 +46,10 @@ class _BuildProgress:
                             "I: Unpacking", "I: Configuring")) or not line.strip():
             self.status.update(f"[{self.count}] {line[:100]}")
             if not console.is_terminal and self.count % 100 == 0:
-                _say(f"... {line}")
+                _say(f"... {escape(line)}")
             return
-        _say(line)
+        # Build output is not rich markup: a compiler's "[/path/Makefile:430: x.o]" is text.
+        _say(escape(line))
 
 
 @click.group()

@@ -246,3 +246,15 @@ def test_lab_launcher_runs_the_agent_and_the_cli(tmp_path: Path) -> None:
     version = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
                              timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("tbctl, version"), version
+
+
+def test_build_progress_prints_bracketed_build_output_as_text(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A failing kbuild's "[/path/Makefile.build:430: x.o]" once crashed `lab image`
+    (rich read it as a markup closing tag) and hid the compiler's error."""
+    from tbctl.commands.lab import _BuildProgress
+
+    line = ("make[2]: *** [/usr/src/linux-headers-6.12-common/scripts/Makefile.build:430: "
+            "/build/tbrdma/kernel/tbrdma.o] Error 1")
+    _BuildProgress()(line)
+    assert "Makefile.build:430" in capsys.readouterr().err.replace("\n", "")
