@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tbctl.errors import TbctlError
@@ -108,7 +109,7 @@ def pair_native(state: cluster.LabState, rdma_check: bool, say: Say) -> dict[str
     cables = ", ".join(f"{c['link_a']}={c['address_a']}<->{c['address_b']}"
                        for c in report["cables"])
     if not report.get("verified"):
-        verdict = "[red]NOT verified[/red]: " + "; ".join(report.get("problems", []))
+        verdict = "[red]NOT verified[/red]: " + escape("; ".join(report.get("problems", [])))
     elif rdma_check:
         verdict = "verified (ping, ports ACTIVE, pyverbs WRITE/READ)"
     else:
@@ -172,7 +173,7 @@ def benchmark(run: perf.Run, chosen: Sequence[perf.Transport], rounds: int, volu
         phases.add(f"bench {name} {metric}", time.monotonic() - started, quiet=True)
         samples.append(sample)
         shown = (f"{sample.value:.2f} {perf.UNITS[metric]}" if sample.ok
-                 else f"[red]FAILED[/red] {sample.error}")
+                 else f"[red]FAILED[/red] {escape(sample.error)}")
         say(f"round {number + 1}/{rounds} {name} {metric} {perf.human_size(size)}: {shown} "
             f"({sample.seconds:.1f} s)")
     return samples
@@ -233,7 +234,8 @@ def pair_and_benchmark(state: cluster.LabState, phases: Phases, say: Say, rounds
     failed = [s for s in samples if not s.ok]
     if failed:
         say(f"[red]{len(failed)} of {len(samples)} runs failed[/red]; first: "
-            f"{failed[0].transport} {failed[0].metric} {failed[0].size}: {failed[0].error}")
+            f"{failed[0].transport} {failed[0].metric} {failed[0].size}: "
+            f"{escape(failed[0].error)}")
     return 0 if report.get("verified") and not failed else 1
 
 
