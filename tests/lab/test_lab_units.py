@@ -258,3 +258,26 @@ def test_build_progress_prints_bracketed_build_output_as_text(
             "/build/tbrdma/kernel/tbrdma.o] Error 1")
     _BuildProgress()(line)
     assert "Makefile.build:430" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_demo_table_has_a_row_per_transport_and_metric() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tbctl.lab import demo
+
+    chosen = [perf.Transport("tbrdma", "tbrdma", "10.0.0.1", "tbrdma0", 1, 1),
+              perf.Transport("rxe", "rxe", "10.0.0.1", "rxe_demo", 1, 1),
+              perf.Transport("tcp", "TCP", "10.0.0.1")]
+    summary: dict[tuple[str, str, int], perf.Spread | None] = {
+        (t.name, metric, size): perf.Spread(12.5, 10.0, 15.25, 2)
+        for t in chosen for metric, sizes in demo.SIZES.items() for size in sizes}
+    summary[("tcp", "lat", 2)] = None
+    text = io.StringIO()
+    Console(file=text, width=200).print(demo.results_table(chosen, summary, rounds=2))
+    rows = demo_output.table_rows(text.getvalue())
+    assert set(rows) == {(t, m) for t in ("tbrdma", "rxe", "tcp")
+                         for m in ("bandwidth", "latency")}, text.getvalue()
+    assert [c for c in rows[("rxe", "bandwidth")] if c] == ["12.5 (10.0-15.2)"] * 3
+    assert [c for c in rows[("tcp", "latency")] if c][0] == "failed"
