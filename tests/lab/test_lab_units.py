@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,29 @@ def test_demo_table_has_a_row_per_transport_and_metric() -> None:
                          for m in ("bandwidth", "latency")}, text.getvalue()
     assert [c for c in rows[("rxe", "bandwidth")] if c] == ["12.5 (10.0-15.2)"] * 3
     assert [c for c in rows[("tcp", "latency")] if c][0] == "failed"
+
+
+def test_heavy_lock_held_by_a_parent_flock_is_not_waited_for(tmp_path: Path) -> None:
+    """`flock LOCK tbctl lab demo` (docs/lab.md's advice for shared machines) must run, not
+    wait for its own parent; a lock held by anyone else is still waited for."""
+    lock = tmp_path / "heavy.lock"
+    lock.touch()
+    inner = (f"from pathlib import Path; from tbctl.lab.session import heavy_lock\n"
+             f"with heavy_lock(path=Path({str(lock)!r})): print('inside')\n")
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    nested = subprocess.run(["flock", str(lock), sys.executable, "-c", inner],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert nested.returncode == 0 and nested.stdout.strip() == "inside", nested.stderr
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        for _ in range(100):
+            if f" {holder.pid} " in Path("/proc/locks").read_text():
+                break
+            time.sleep(0.05)
+        with pytest.raises(subprocess.TimeoutExpired):
+            subprocess.run([sys.executable, "-c", inner], capture_output=True, timeout=5,
+                           env=env)
+    finally:
+        holder.kill()
+        holder.wait()
