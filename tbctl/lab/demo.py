@@ -199,7 +199,7 @@ def results_table(chosen: Sequence[perf.Transport],
                     continue
                 got = summary.get((transport.name, metric, size))
                 cells.append(got.show() if got else "[red]failed[/red]")
-            table.add_row(transport.name, f"{heading} [{perf.UNITS[metric]}]", *cells)
+            table.add_row(transport.name, escape(f"{heading} [{perf.UNITS[metric]}]"), *cells)
     return table
 
 

@@ -283,6 +283,7 @@ def test_demo_table_has_a_row_per_transport_and_metric() -> None:
                          for m in ("bandwidth", "latency")}, text.getvalue()
     assert [c for c in rows[("rxe", "bandwidth")] if c] == ["12.5 (10.0-15.2)"] * 3
     assert [c for c in rows[("tcp", "latency")] if c][0] == "failed"
+    assert "latency [us]" in text.getvalue() and "bandwidth [Mb/s]" in text.getvalue()
 
 
 def test_heavy_lock_held_by_a_parent_flock_is_not_waited_for(tmp_path: Path) -> None:
