@@ -220,12 +220,16 @@ def _tbctl_source_files() -> list[tuple[str, Path]]:
 
 
 # `tbctl node ...` (the agent, run by pair for every step) goes straight to the agent's own
-# entry point: importing the CLI (click, rich, paramiko) costs seconds per call under TCG.
+# entry point, and `tbctl --version` (pair's probe of every host) prints what the CLI
+# would: importing the CLI (click, rich, paramiko) costs 4-7 s per call in a busy TCG guest.
 LAUNCHER = """#!/bin/sh
 export PYTHONPATH=/usr/local/lib/tbctl
 if [ "$1" = node ]; then
     shift
     exec python3 -m tbctl.node "$@"
+fi
+if [ "$*" = --version ]; then
+    exec python3 -c 'import tbctl; print("tbctl, version " + tbctl.__version__)'
 fi
 exec python3 -m tbctl "$@"
 """

@@ -246,8 +246,14 @@ def test_lab_launcher_runs_the_agent_and_the_cli(tmp_path: Path) -> None:
     assert "tbctl.node.agent" in imported
     assert not imported & {"click", "rich", "paramiko", "tbctl.cli"}, imported
     version = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
-                             timeout=60)
-    assert version.returncode == 0 and version.stdout.startswith("tbctl, version"), version
+                             timeout=60, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    cli = subprocess.run([sys.executable, "-m", "tbctl", "--version"], capture_output=True,
+                         text=True, timeout=60, cwd=root)
+    assert version.returncode == 0 and version.stdout == cli.stdout, (version, cli)
+    assert "click" not in version.stderr
+    usage = subprocess.run([str(launcher), "lab", "--help"], capture_output=True, text=True,
+                           timeout=60)
+    assert usage.returncode == 0 and "demo" in usage.stdout, usage.stderr
 
 
 def test_build_progress_prints_bracketed_build_output_as_text(
