@@ -242,7 +242,7 @@ def pair_and_benchmark(state: cluster.LabState, phases: Phases, say: Say, rounds
 def run_demo(cables: int, keep: bool, lab_dir: Path | None, say: Say, *,
              running: bool = False, rounds: int = DEFAULT_ROUNDS,
              volume_mib: int = DEFAULT_VOLUME_MIB, out_dir: Path | None = None,
-             rdma_check: bool = False) -> int:
+             rdma_check: bool = True) -> int:
     require_matplotlib()
     directory = (lab_dir or cluster.default_lab_dir()).resolve()
     out = (out_dir or default_out_dir()).resolve()
