@@ -8,4 +8,4 @@ sudo_cmd=()
 mapfile -t pkgs < <(grep -v '^\s*#' .ci/apt-packages | sed '/^\s*$/d')
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-python3 -m pip install -q -e '.[dev]'
+python3 -m pip install -q -e '.[dev,lab]'

@@ -47,9 +47,10 @@ class _BuildProgress:
                             "I: Unpacking", "I: Configuring")) or not line.strip():
             self.status.update(f"[{self.count}] {line[:100]}")
             if not console.is_terminal and self.count % 100 == 0:
-                _say(f"... {line}")
+                _say(f"... {escape(line)}")
             return
-        _say(line)
+        # Build output is not rich markup: a compiler's "[/path/Makefile:430: x.o]" is text.
+        _say(escape(line))
 
 
 @click.group()
@@ -206,10 +207,26 @@ def console_command(node: str, lab_dir: Path | None) -> None:
 
 @lab.command("demo")
 @click.option("--cables", default=2, show_default=True)
-@click.option("--keep", is_flag=True, help="Leave the lab running afterwards.")
+@click.option("--keep", is_flag=True, help="Leave the lab running (and paired) afterwards.")
+@click.option("--running", is_flag=True,
+              help="Use the lab already running in --lab-dir (booted with `lab up`, whose "
+                   "owner holds the heavy lock) instead of booting one; it stays up.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Interleaved rounds per transport and message size (spreads need >= 2).")
+@click.option("--volume-mib", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Bytes moved per bandwidth run, in MiB.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Where the plot (PNG, SVG) and results JSON go "
+                                 "(default: ~/.local/state/tbrdma/demo).")
+@click.option("--rdma-check/--no-rdma-check", default=True, show_default=True,
+              help="Whether `tbctl pair` runs its pyverbs WRITE/READ round trip (about 6 s "
+                   "in the lab; the benchmarks move data over tbrdma0 either way).")
 @lab_dir_option
-def demo_command(cables: int, keep: bool, lab_dir: Path | None) -> None:
-    """Image, boot, `tbctl pair lab-a lab-b`, perftest on every cable, a table, lab down."""
+def demo_command(cables: int, keep: bool, running: bool, rounds: int, volume_mib: int,
+                 out_dir: Path | None, rdma_check: bool, lab_dir: Path | None) -> None:
+    """Boot two VMs, pair them over tbrdma, benchmark tbrdma vs rdma_rxe vs TCP, plot."""
     from tbctl.lab.demo import run_demo
 
-    sys.exit(run_demo(cables=cables, keep=keep, lab_dir=lab_dir, say=_say))
+    sys.exit(run_demo(cables=cables, keep=keep, lab_dir=lab_dir, say=_say, running=running,
+                      rounds=rounds, volume_mib=volume_mib, out_dir=out_dir,
+                      rdma_check=rdma_check))

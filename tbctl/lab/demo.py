@@ -1,120 +1,286 @@
 # SPDX-License-Identifier: MIT
-"""`tbctl lab demo`: the README's first command, end to end on two VMs, phases timed."""
+"""`tbctl lab demo`: the README's first command, end to end on two VMs, phases timed.
+
+Boots the two-node lab (two cables), pairs it with `tbctl pair --transport native` (one
+tbrdma device pooling both cables), then measures, on the same cables in the same run,
+tbrdma, rdma_rxe (on cable 0) and plain TCP (cable 0): perftest for RDMA, iperf3 and qperf
+for TCP, transports interleaved round by round. Prints a side-by-side table of medians with
+their spreads and writes a plot (PNG and SVG).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from tbctl.errors import TbctlError
 from tbctl.lab import cluster, perf, session
+from tbctl.lab.plot import require_matplotlib, write_plot
+
+Say = Callable[[str], None]
+HOST_A, HOST_B = "lab-a", "lab-b"
+# Message sizes per metric; every point is measured once per round on every transport.
+SIZES = {"bw": (4096, 65536, 1 << 20), "lat": (2, 1024, 16384)}
+DEFAULT_ROUNDS = 3
+DEFAULT_VOLUME_MIB = 16
+# Target for the lab on a 2-core TCG host, from QEMU start to a verified pairing.
+BOOT_TO_PAIRED_TARGET_S = 90
+FIRST_PORT = 18600
 
 
-def ssh_runner(state: cluster.LabState) -> perf.Run:
+def ssh_runner(state: cluster.LabState, timeout: float = 300) -> perf.Run:
     def run(host: str, command: str) -> tuple[int, str]:
         argv = cluster.ssh_command(state, state.node(host), "--", "bash", "-c",
-                                   _quote(command))
+                                   shlex.quote(command))
         result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, timeout=300, check=False)
+                                text=True, timeout=timeout, check=False)
         return result.returncode, result.stdout
 
     return run
 
 
-def _quote(command: str) -> str:
-    return shlex.quote(command)
+def default_out_dir() -> Path:
+    return cluster.default_lab_dir().parent / "demo"
 
 
-def pair_command(host_a: str, host_b: str) -> list[str]:
-    return [sys.executable, "-m", "tbctl", "pair", "--yes", "--transport", "rxe", host_a,
-            host_b]
+@dataclass
+class Phases:
+    """Wall-clock seconds per phase, in the order they ran; printed as they end."""
 
-
-def pair_available() -> bool:
-    from tbctl.cli import main
-
-    return "pair" in main.commands
-
-
-def run_demo(cables: int, keep: bool, lab_dir: Path | None,
-             say: Callable[[str], None]) -> int:
-    timings: dict[str, float] = {}
+    say: Say
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def phase(name: str) -> Iterator[None]:
+    def __call__(self, name: str) -> Iterator[None]:
         started = time.monotonic()
-        say(f"[bold]{name}[/bold] ...")
+        self.say(f"[bold]{name}[/bold] ...")
         try:
             yield
         finally:
-            timings[name] = time.monotonic() - started
-            say(f"phase {name}: {timings[name]:.1f} s")
+            self.add(name, time.monotonic() - started)
 
+    def add(self, name: str, seconds: float, quiet: bool = False) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        if not quiet:
+            self.say(f"phase {name}: {seconds:.1f} s")
+
+    def report(self) -> None:
+        shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
+        self.say(f"benchmark: {shown}")
+        if all(name in self.seconds for name in ("boot", "ssh-ready", "pair")):
+            total = self.seconds["boot"] + self.seconds["ssh-ready"] + self.seconds["pair"]
+            self.say(f"benchmark: boot of 2 nodes to paired {total:.1f} s "
+                     f"(target < {BOOT_TO_PAIRED_TARGET_S} s)")
+
+
+def pair_command(rdma_check: bool) -> list[str]:
+    command = [sys.executable, "-m", "tbctl", "pair", "--yes", "--json", "--transport",
+               "native", HOST_A, HOST_B]
+    return command if rdma_check else [*command, "--no-rdma-check"]
+
+
+def pair_native(state: cluster.LabState, rdma_check: bool, say: Say) -> dict[str, Any]:
+    """`tbctl pair --transport native` through the lab's ssh_config; its JSON report."""
+    env = dict(os.environ, TBCTL_SSH_CONFIG=str(cluster.ssh_config_path(state)))
+    # Its stderr (progress, errors) goes straight to the user; stdout is the JSON report.
+    result = subprocess.run(pair_command(rdma_check), env=env, stdout=subprocess.PIPE,
+                            text=True, timeout=900, check=False)
+    # Exit 1 is "paired but not verified": the report says what failed.
+    try:
+        report: dict[str, Any] = json.loads(result.stdout)
+    except ValueError:
+        raise TbctlError(f"tbctl pair failed (exit {result.returncode}): "
+                         f"{result.stdout.strip()[-500:]}") from None
+    if report.get("transport") != "native" or not report.get("cables"):
+        raise TbctlError(f"tbctl pair did not pair natively: {json.dumps(report)}")
+    cables = ", ".join(f"{c['link_a']}={c['address_a']}<->{c['address_b']}"
+                       for c in report["cables"])
+    if not report.get("verified"):
+        verdict = "[red]NOT verified[/red]: " + escape("; ".join(report.get("problems", [])))
+    elif rdma_check:
+        verdict = "verified (ping, ports ACTIVE, pyverbs WRITE/READ)"
+    else:
+        verdict = "verified (ping, ports ACTIVE; the benchmarks move the RDMA data)"
+    say(f"paired {HOST_A} <-> {HOST_B}: {report['cables'][0]['rdma_a']} over {cables}, "
+        f"{verdict}")
+    return report
+
+
+@dataclass(frozen=True)
+class RxeDevice:
+    name: str
+    netdev_a: str
+    netdev_b: str
+
+
+def add_rxe(run: perf.Run, cable: dict[str, Any]) -> RxeDevice:
+    """rdma_rxe next to tbrdma on the same cable (tbrdma frames use their own ethertype,
+    rxe RoCEv2 over UDP, so both coexist on one netdev)."""
+    device = RxeDevice("rxe_demo", cable["link_a"], cable["link_b"])
+    for host, netdev in ((HOST_A, device.netdev_a), (HOST_B, device.netdev_b)):
+        status, output = run(host, f"rdma link delete {device.name} 2>/dev/null; "
+                                   f"rdma link add {device.name} type rxe netdev {netdev}")
+        if status != 0:
+            raise TbctlError(f"{host}: rdma link add {device.name} on {netdev}: "
+                             f"{output.strip()}")
+    return device
+
+
+def remove_rxe(run: perf.Run, device: RxeDevice) -> None:
+    for host in (HOST_A, HOST_B):
+        run(host, f"rdma link delete {device.name} 2>/dev/null; true")
+
+
+def transports(run: perf.Run, report: dict[str, Any], rxe: RxeDevice
+               ) -> list[perf.Transport]:
+    cables = report["cables"]
+    first = cables[0]
+    return [
+        perf.Transport("tbrdma", f"tbrdma ({len(cables)} cables pooled)", first["address_b"],
+                       device=first["rdma_a"], gid_index_a=first["gid_index_a"],
+                       gid_index_b=first["gid_index_b"]),
+        perf.Transport("rxe", f"rdma_rxe ({first['link_a']})", first["address_b"],
+                       device=rxe.name,
+                       gid_index_a=perf.roce_v2_ipv4_gid_index(run, HOST_A, rxe.name),
+                       gid_index_b=perf.roce_v2_ipv4_gid_index(run, HOST_B, rxe.name)),
+        perf.Transport("tcp", f"TCP ({first['link_a']})", first["address_b"]),
+    ]
+
+
+def benchmark(run: perf.Run, chosen: Sequence[perf.Transport], rounds: int, volume: int,
+              phases: Phases, say: Say) -> list[perf.Sample]:
+    by_name = {transport.name: transport for transport in chosen}
+    samples = []
+    plan = perf.schedule([t.name for t in chosen], dict(SIZES), rounds)
+    for index, (number, metric, size, name) in enumerate(plan):
+        # A fresh port per run: a server that has not quite let go never blocks the next.
+        port = FIRST_PORT + index % 200
+        started = time.monotonic()
+        sample = perf.measure(run, HOST_A, HOST_B, by_name[name], metric, size, volume, port)
+        phases.add(f"bench {name} {metric}", time.monotonic() - started, quiet=True)
+        samples.append(sample)
+        shown = (f"{sample.value:.2f} {perf.UNITS[metric]}" if sample.ok
+                 else f"[red]FAILED[/red] {escape(sample.error)}")
+        say(f"round {number + 1}/{rounds} {name} {metric} {perf.human_size(size)}: {shown} "
+            f"({sample.seconds:.1f} s)")
+    return samples
+
+
+def results_table(chosen: Sequence[perf.Transport],
+                  summary: dict[tuple[str, str, int], perf.Spread | None], rounds: int
+                  ) -> Table:
+    table = Table(title=f"tbrdma vs rdma_rxe vs TCP on the lab's virtual cables: median "
+                        f"(min-max) of {rounds} interleaved rounds; TCG guests, so "
+                        "CPU-bound, not a hardware speed")
+    table.add_column("transport")
+    table.add_column("metric")
+    for size in sorted({*SIZES["bw"], *SIZES["lat"]}):
+        table.add_column(perf.human_size(size), justify="right")
+    every_size = sorted({*SIZES["bw"], *SIZES["lat"]})
+    for transport in chosen:
+        for metric, heading in (("bw", "bandwidth"), ("lat", "latency")):
+            cells = []
+            for size in every_size:
+                if size not in SIZES[metric]:
+                    cells.append("")
+                    continue
+                got = summary.get((transport.name, metric, size))
+                cells.append(got.show() if got else "[red]failed[/red]")
+            table.add_row(transport.name, escape(f"{heading} [{perf.UNITS[metric]}]"), *cells)
+    return table
+
+
+def pair_and_benchmark(state: cluster.LabState, phases: Phases, say: Say, rounds: int,
+                       volume: int, out_dir: Path, rdma_check: bool) -> int:
+    """Everything after boot: pair natively, add rxe, benchmark, table, plot, results."""
+    run = ssh_runner(state)
+    with phases("pair"):
+        report = pair_native(state, rdma_check, say)
+    with phases("rxe-setup"):
+        rxe = add_rxe(run, report["cables"][0])
+    try:
+        chosen = transports(run, report, rxe)
+        samples = benchmark(run, chosen, rounds, volume, phases, say)
+    finally:
+        remove_rxe(run, rxe)
+    summary = perf.summarize(samples)
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    out.print(results_table(chosen, summary, rounds))
+    title = (f"{HOST_A} -> {HOST_B}, TCG lab: tbrdma over {len(report['cables'])} cables "
+             f"vs rdma_rxe and TCP on {report['cables'][0]['link_a']}")
+    paths = write_plot(summary, [(t.name, t.label) for t in chosen], title,
+                       out_dir / "tbrdma-demo")
+    results = out_dir / "tbrdma-demo.json"
+    results.write_text(json.dumps({
+        "pair": report, "rounds": rounds, "volume_bytes": volume, "sizes": SIZES,
+        "transports": [asdict(t) for t in chosen],
+        "samples": [asdict(s) for s in samples], "phases_s": phases.seconds,
+    }, indent=1) + "\n")
+    out.print(f"plot: {paths[0]} {paths[1]}")
+    out.print(f"results: {results}")
+    failed = [s for s in samples if not s.ok]
+    if failed:
+        say(f"[red]{len(failed)} of {len(samples)} runs failed[/red]; first: "
+            f"{failed[0].transport} {failed[0].metric} {failed[0].size}: "
+            f"{escape(failed[0].error)}")
+    return 0 if report.get("verified") and not failed else 1
+
+
+def run_demo(cables: int, keep: bool, lab_dir: Path | None, say: Say, *,
+             running: bool = False, rounds: int = DEFAULT_ROUNDS,
+             volume_mib: int = DEFAULT_VOLUME_MIB, out_dir: Path | None = None,
+             rdma_check: bool = True) -> int:
+    require_matplotlib()
     directory = (lab_dir or cluster.default_lab_dir()).resolve()
+    out = (out_dir or default_out_dir()).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    phases = Phases(say)
+    volume = volume_mib << 20
+    if running:
+        # The lab's owner holds the heavy lock for as long as it runs.
+        state = cluster.load(directory)
+        try:
+            return pair_and_benchmark(state, phases, say, rounds, volume, out, rdma_check)
+        finally:
+            phases.report()
     with session.heavy_lock(say):
-        return _demo(cables, keep, directory, say, phase, timings)
+        return _boot_and_run(cables, keep, directory, say, phases, rounds, volume, out,
+                             rdma_check)
 
 
-def _demo(cables: int, keep: bool, directory: Path, say: Callable[[str], None],
-          phase: Callable[[str], AbstractContextManager[None]],
-          timings: dict[str, float]) -> int:
+def _boot_and_run(cables: int, keep: bool, directory: Path, say: Say, phases: Phases,
+                  rounds: int, volume: int, out: Path, rdma_check: bool) -> int:
     from tbctl.commands.lab import _BuildProgress
 
-    status = 1
     try:
         building = _BuildProgress()
-        with phase("image"), building.status:
+        with phases("image"), building.status:
             cluster.ensure_image(progress=building)
         booting = _BuildProgress()
-        with phase("boot"), booting.status:
-            state = cluster.up(2, cables, directory, progress=booting)
-        run = ssh_runner(state)
-        with phase("pair"):
-            if not pair_available():
-                say("[red]`tbctl pair` is not in this tbctl yet; the demo cannot pair[/red]")
-                return 1
-            env = dict(os.environ, TBCTL_SSH_CONFIG=str(cluster.ssh_config_path(state)))
-            result = subprocess.run(pair_command("lab-a", "lab-b"), env=env, check=False)
-            # Exit 1 means paired but not verified: perftest below still shows what works.
-            pair_verified = result.returncode == 0
-            if result.returncode not in (0, 1):
-                say(f"[red]tbctl pair failed (exit {result.returncode})[/red]")
-                return 1
-            if not pair_verified:
-                say("[red]tbctl pair paired the nodes but could not verify them[/red]")
-        rows = []
-        with phase("perftest"):
-            for end in state.node("a").ends:
-                ends = perf.endpoints(run, "lab-a", "lab-b", end.ifname)
-                for test in perf.PERFTESTS:
-                    outcome = perf.run_perftest(run, "lab-a", "lab-b", ends, test)
-                    rows.append((end.cable, end.ifname, outcome))
-                    say(f"{end.cable} {test}: {outcome['value']} {outcome['unit']}")
-        table = Table(title="RDMA over the lab's virtual cables (rdma_rxe, TCG: not a "
-                            "hardware speed)")
-        for column in ("cable", "netdev", "test", "result", "wall s"):
-            table.add_column(column)
-        for cable, netdev, outcome in rows:
-            value = outcome["value"]
-            shown = f"{value} {outcome['unit']}" if outcome["ok"] else "[red]FAILED[/red]"
-            table.add_row(cable, netdev, str(outcome["test"]), shown, str(outcome["seconds"]))
-        Console(highlight=False).print(table)
-        status = 0 if pair_verified and all(outcome["ok"] for _, _, outcome in rows) else 1
+        marks: dict[str, float] = {}
+        started = time.monotonic()
+        say("[bold]boot[/bold] ...")
+        with booting.status:
+            state = cluster.up(2, cables, directory, progress=booting, marks=marks)
+        launched = marks.get("launched", started)
+        phases.add("boot", launched - started)
+        phases.add("ssh-ready", time.monotonic() - launched)
+        return pair_and_benchmark(state, phases, say, rounds, volume, out, rdma_check)
     finally:
         if not keep:
-            with phase("down"):
+            with phases("down"):
                 cluster.down(directory, progress=say)
-        bench = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
-        say(f"benchmark: {bench}")
-        if "boot" in timings and "pair" in timings:
-            say(f"benchmark: boot of 2 nodes to paired {timings['boot'] + timings['pair']:.1f} s"
-                " (target < 90 s)")
-    return status
+        phases.report()

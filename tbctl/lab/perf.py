@@ -1,38 +1,65 @@
 # SPDX-License-Identifier: MIT
-"""perftest between two lab nodes on one cable, over the rdma_rxe device tbctl pair made.
+"""Benchmarks between two lab nodes: perftest on an RDMA device, iperf3/qperf over TCP.
 
 Works through a `run(host, command) -> (status, output)` callable, so the demo (ssh
-subprocesses) and tests can share it. Numbers are printed, never asserted.
+subprocesses) and tests can share it. Every measurement returns a `Sample`; a failed one
+says why instead of raising, so one broken transport never hides the others' numbers.
+Numbers are printed, never asserted: TCG wall-clock figures vary severalfold.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Run = Callable[[str, str], tuple[int, str]]
 
-# name -> (extra arguments, column of the figure reported, unit)
-PERFTESTS = {
-    "ib_write_bw": (["-s", "65536", "-n", "200", "--report_gbits"], 3, "Gb/s"),
-    "ib_send_bw": (["-s", "65536", "-n", "200", "--report_gbits"], 3, "Gb/s"),
-    "ib_read_lat": (["-s", "2", "-n", "200"], 4, "us"),
-    "ib_write_lat": (["-s", "2", "-n", "200"], 4, "us"),
-}
+# Bandwidth in Mb/s (10^6 bit/s) and one-way latency in us for every transport: perftest's
+# ib_write_lat and qperf's tcp_lat both report half the round trip.
+UNITS = {"bw": "Mb/s", "lat": "us"}
+# ib_write_lat polls memory on both ends: on a one-vCPU guest that keeps the receive path
+# waiting for a scheduler tick (ms per round trip on a busy host), so a few hundred suffice.
+LAT_ITERATIONS = 200
+# perftest's "MB/sec" is 2^20 bytes per second.
+MIB_PER_S_IN_MBIT = 8 * 1.048576
+# A server that never sees its client must not outlive the demo.
+SERVER_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Transport:
+    """One way to move bytes from host a to host b.
+
+    `device` is None for plain TCP; the RDMA fields follow perftest's `-d`/`-x` options.
+    `address_b` is b's IPv4 address on the cable that carries perftest's own TCP handshake
+    (RDMA) or the traffic itself (TCP).
+    """
+
+    name: str
+    label: str
+    address_b: str
+    device: str | None = None
+    gid_index_a: int | None = None
+    gid_index_b: int | None = None
 
 
 @dataclass
-class CableEndpoints:
-    """What perftest needs on one cable: each side's RDMA device, GID index and address."""
+class Sample:
+    transport: str
+    metric: str  # "bw" or "lat"
+    size: int
+    value: float | None
+    seconds: float
+    error: str = ""
 
-    netdev: str
-    device: str
-    gid_index_a: int
-    gid_index_b: int
-    address_b: str
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
 
 
 GID_SCRIPT = r"""
@@ -55,21 +82,15 @@ def roce_v2_ipv4_gid_index(run: Run, host: str, device: str) -> int:
     return int(output.strip())
 
 
-def endpoints(run: Run, host_a: str, host_b: str, netdev: str) -> CableEndpoints:
-    device = f"rxe_{netdev}"
-    status, output = run(host_b, f"ip -4 -o addr show dev {shlex.quote(netdev)}")
+def ipv4_address(run: Run, host: str, netdev: str) -> str:
+    status, output = run(host, f"ip -4 -o addr show dev {shlex.quote(netdev)}")
     match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", output)
     if status != 0 or not match:
-        raise RuntimeError(f"{host_b}: {netdev} has no IPv4 address: {output.strip()}")
-    return CableEndpoints(
-        netdev=netdev, device=device,
-        gid_index_a=roce_v2_ipv4_gid_index(run, host_a, device),
-        gid_index_b=roce_v2_ipv4_gid_index(run, host_b, device),
-        address_b=match.group(1),
-    )
+        raise RuntimeError(f"{host}: {netdev} has no IPv4 address: {output.strip()}")
+    return match.group(1)
 
 
-def parse_result(output: str, column: int) -> float | None:
+def parse_perftest(output: str, column: int) -> float | None:
     """The figure in `column` of perftest's result row (the first all-numeric row)."""
     for line in output.splitlines():
         fields = line.split()
@@ -78,33 +99,188 @@ def parse_result(output: str, column: int) -> float | None:
     return None
 
 
-def run_perftest(run: Run, host_a: str, host_b: str, ends: CableEndpoints, test: str,
-                 port: int = 18515) -> dict[str, object]:
-    """Server on b, client on a; returns {"test", "ok", "value", "unit", "seconds"}."""
-    extra, column, unit = PERFTESTS[test]
-    common = [test, "-d", ends.device, "-p", str(port), "-F", *extra]
-    server_log = f"/tmp/tbctl-lab-{test}-{port}.log"
-    server = " ".join(shlex.quote(word) for word in [*common, "-x", str(ends.gid_index_b)])
-    run(host_b, f"rm -f {server_log}; (timeout 120 {server} > {server_log} 2>&1 &)")
-    client = " ".join(shlex.quote(word) for word in [*common, "-x", str(ends.gid_index_a),
-                                                     ends.address_b])
-    started = time.monotonic()
+_QPERF_SCALE = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "sec": 1e6, "s": 1e6}
+
+
+def parse_qperf_latency(output: str) -> float | None:
+    """qperf's `latency = 52.3 us` line, in microseconds."""
+    match = re.search(r"latency\s*=\s*([\d.]+)\s*(ns|us|ms|sec|s)\b", output)
+    return float(match.group(1)) * _QPERF_SCALE[match.group(2)] if match else None
+
+
+def parse_iperf3(output: str) -> float | None:
+    """Receiver-side bandwidth of an `iperf3 -J` run, in Mb/s."""
+    try:
+        report = json.loads(output)
+        return float(report["end"]["sum_received"]["bits_per_second"]) / 1e6
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def iterations(size: int, volume: int, least: int = 20, most: int = 20000) -> int:
+    """How many messages of `size` bytes move about `volume` bytes."""
+    return max(least, min(most, volume // size))
+
+
+def _quoted(words: Sequence[str]) -> str:
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _client_until_server_listens(run: Run, host: str, command: str, tries: int = 30
+                                 ) -> tuple[int, str]:
+    """The servers are started in the background just before; none of the clients retry."""
     status, output = 1, ""
-    # The server needs a moment to listen; perftest's client does not retry by itself.
-    for _ in range(20):
-        time.sleep(0.5)
-        status, output = run(host_a, f"timeout 120 {client}")
-        if status == 0 or "Couldn't connect" not in output:
+    for _ in range(tries):
+        status, output = run(host, command)
+        if status == 0 or not re.search(r"[Cc]ouldn't connect|[Cc]onnection refused|"
+                                        r"unable to connect|failed to connect", output):
             break
+        time.sleep(0.3)
+    return status, output
+
+
+def _start_server(run: Run, host: str, command: str, port: int) -> str:
+    """Starts `command` in the background on `host`; returns its log's path."""
+    log = f"/tmp/tbctl-demo-{port}.log"
+    run(host, f"(timeout {SERVER_TIMEOUT_S} {command} > {log} 2>&1 & echo $! > {log}.pid)")
+    return log
+
+
+def _stop_server(run: Run, host: str, port: int, wait: bool) -> None:
+    """Lets a server that ends with its client finish (so the next run finds the port
+    free), then stops whatever is left of it and removes its files."""
+    log = f"/tmp/tbctl-demo-{port}.log"
+    pid = f"$(cat {log}.pid 2>/dev/null || echo 0)"
+    settle = f"for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.2; done; " \
+        if wait else ""
+    run(host, f"{settle}kill {pid} 2>/dev/null; rm -f {log} {log}.pid; true")
+
+
+def _tail(output: str, lines: int = 6) -> str:
+    return " | ".join(line.strip() for line in output.strip().splitlines()[-lines:])
+
+
+def _failure(run: Run, host_b: str, log: str, tool: str, status: int, output: str) -> str:
+    """One line with the client's and the server's last words."""
+    _, server_output = run(host_b, f"cat {log}")
+    return f"{tool} exit {status}: {_tail(output)}; server: {_tail(server_output)}"
+
+
+def rdma(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, size: int,
+         volume: int, port: int) -> Sample:
+    """ib_write_bw (bandwidth) or ib_write_lat (latency): server on b, client on a."""
+    assert transport.device is not None
+    tool = "ib_write_bw" if metric == "bw" else "ib_write_lat"
+    count = iterations(size, volume) if metric == "bw" else LAT_ITERATIONS
+    common = [tool, "-d", transport.device, "-p", str(port), "-F", "-s", str(size),
+              "-n", str(count)]
+    if metric == "bw":
+        # A send queue deeper than the run is long makes perftest refuse some sizes. The
+        # default MB/sec column (2^20 bytes) keeps precision that --report_gbits's two
+        # decimals of Gb/s lose below 10 Mb/s.
+        common += ["-t", str(min(128, count))]
+    server = _quoted([*common, "-x", str(transport.gid_index_b)])
+    log = _start_server(run, host_b, server, port)
+    client = _quoted([*common, "-x", str(transport.gid_index_a), transport.address_b])
+    started = time.monotonic()
+    status, output = _client_until_server_listens(
+        run, host_a, f"timeout {SERVER_TIMEOUT_S} {client}")
     elapsed = time.monotonic() - started
-    for _ in range(20):
-        done, _ = run(host_b, f"! pgrep -x {test} >/dev/null")
-        if done == 0:
-            break
-        time.sleep(0.5)
-    _, server_output = run(host_b, f"cat {server_log}; rm -f {server_log}")
-    value = parse_result(output, column)
-    return {"test": test, "ok": status == 0 and value is not None, "value": value,
-            "unit": unit, "seconds": round(elapsed, 1),
-            "output": output if status != 0 else "", "server_output":
-                server_output if status != 0 else ""}
+    # bw: BW average [MB/sec] in column 3; lat: t_avg [us] in column 5 (qperf reports a mean).
+    value = parse_perftest(output, 3 if metric == "bw" else 5)
+    error = ""
+    if status != 0 or value is None:
+        value, error = None, _failure(run, host_b, log, tool, status, output)
+    elif metric == "bw":
+        value *= MIB_PER_S_IN_MBIT
+    _stop_server(run, host_b, port, wait=True)
+    return Sample(transport.name, metric, size, value, round(elapsed, 2), error)
+
+
+def tcp(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, size: int,
+        volume: int, port: int) -> Sample:
+    """iperf3 (bandwidth, `size`-byte writes) or qperf tcp_lat (latency): server on b."""
+    if metric == "bw":
+        server = f"iperf3 -s -1 -p {port}"
+        client = (f"iperf3 -J -c {shlex.quote(transport.address_b)} -p {port} -l {size} "
+                  f"-n {iterations(size, volume) * size}")
+        name = "iperf3"
+    else:
+        server = f"qperf -lp {port}"
+        client = (f"qperf -lp {port} -m {size} -t 2 {shlex.quote(transport.address_b)} "
+                  "tcp_lat")
+        name = "qperf"
+    log = _start_server(run, host_b, server, port)
+    started = time.monotonic()
+    status, output = _client_until_server_listens(
+        run, host_a, f"timeout {SERVER_TIMEOUT_S} {client} 2>&1")
+    elapsed = time.monotonic() - started
+    value = parse_iperf3(output) if metric == "bw" else parse_qperf_latency(output)
+    error = ""
+    if status != 0 or value is None:
+        value, error = None, _failure(run, host_b, log, name, status, output)
+    # qperf's server serves until stopped; iperf3 -1 ends after one client.
+    _stop_server(run, host_b, port, wait=metric == "bw")
+    return Sample(transport.name, metric, size, value, round(elapsed, 2), error)
+
+
+def measure(run: Run, host_a: str, host_b: str, transport: Transport, metric: str,
+            size: int, volume: int, port: int) -> Sample:
+    bench = rdma if transport.device else tcp
+    try:
+        return bench(run, host_a, host_b, transport, metric, size, volume, port)
+    except Exception as exc:  # noqa: BLE001 - an ssh timeout must not end the comparison
+        return Sample(transport.name, metric, size, None, 0.0, f"{type(exc).__name__}: {exc}")
+
+
+def schedule(transports: Sequence[str], metrics: dict[str, Sequence[int]], rounds: int
+             ) -> list[tuple[int, str, int, str]]:
+    """(round, metric, size, transport) in run order.
+
+    Transports are interleaved per point and their order rotates every round, so slow
+    phases of a noisy TCG host spread over all of them instead of landing on one.
+    """
+    order = []
+    for number in range(rounds):
+        for metric, sizes in metrics.items():
+            for size in sizes:
+                shift = number % len(transports)
+                rotated = [*transports[shift:], *transports[:shift]]
+                order += [(number, metric, size, name) for name in rotated]
+    return order
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+    count: int
+
+    def show(self) -> str:
+        digits = 1 if self.median >= 10 else 2
+        if self.count == 1:
+            return f"{self.median:.{digits}f}"
+        return f"{self.median:.{digits}f} ({self.low:.{digits}f}-{self.high:.{digits}f})"
+
+
+def spread(samples: Sequence[Sample]) -> Spread | None:
+    values = [sample.value for sample in samples if sample.value is not None]
+    if not values:
+        return None
+    return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+def summarize(samples: Sequence[Sample]) -> dict[tuple[str, str, int], Spread | None]:
+    """(transport, metric, size) -> the spread of its rounds (None if every round failed)."""
+    grouped: dict[tuple[str, str, int], list[Sample]] = {}
+    for sample in samples:
+        grouped.setdefault((sample.transport, sample.metric, sample.size), []).append(sample)
+    return {key: spread(group) for key, group in grouped.items()}
+
+
+def human_size(size: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"

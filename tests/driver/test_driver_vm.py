@@ -4,7 +4,10 @@ driver/lab-hook.sh, running vm-tests/tbrdma_*.py through the lab's runner."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +47,50 @@ def test_tbctl_pair_native(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 
     testdriver.run_script(VM_TESTS / "tbrdma_pair.py", lab_dir)
+
+
+def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """`tbctl lab demo` (the README's first command) on this module's lab: native pairing,
+    tbrdma vs rdma_rxe vs TCP interleaved, the table, the PNG and SVG plot."""
+    from tbctl.lab import cluster, testdriver
+    from tests.lab import demo_output
+
+    out = tmp_path / "demo"
+    env = dict(os.environ, TBCTL_SSH_CONFIG=str(lab_dir / "ssh_config"))
+    started = time.monotonic()
+    try:
+        demo = subprocess.run(
+            [sys.executable, "-m", "tbctl", "lab", "demo", "--running", "--lab-dir",
+             str(lab_dir), "--rounds", "2", "--volume-mib", "4", "--out", str(out)],
+            capture_output=True, text=True, timeout=1800, env=env)
+    finally:
+        testdriver.log(f"benchmark: lab demo --running --rounds 2 "
+                       f"{time.monotonic() - started:.1f} s")
+        # Leave the lab as the next test expects it: unpaired, no rxe device.
+        subprocess.run([sys.executable, "-m", "tbctl", "unpair", "lab-a", "lab-b"], env=env,
+                       capture_output=True, timeout=600, check=False)
+    testdriver.log(demo.stderr)
+    print(demo.stdout)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    rows = demo_output.table_rows(demo.stdout)
+    for transport in ("tbrdma", "rxe", "tcp"):
+        for metric in ("bandwidth", "latency"):
+            cells = [cell for cell in rows.get((transport, metric), []) if cell]
+            assert len(cells) == 3 and all(c[0].isdigit() for c in cells), (transport, rows)
+    png, svg = demo_output.plot_paths(demo.stdout)
+    assert png.parent == out.resolve()
+    demo_output.check_plot(png, svg)
+    results = json.loads((out / "tbrdma-demo.json").read_text())
+    assert results["pair"]["transport"] == "native" and results["pair"]["verified"]
+    assert {c["rdma_a"] for c in results["pair"]["cables"]} == {"tbrdma0"}
+    assert len(results["pair"]["cables"]) == 2
+    assert all(sample["value"] is not None for sample in results["samples"])
+    state = cluster.load(lab_dir)
+    for node in state.nodes:
+        leftover = subprocess.run(cluster.ssh_command(state, node, "rdma link show"),
+                                  capture_output=True, text=True, timeout=120)
+        assert "rxe_demo" not in leftover.stdout and "tbrdma0" not in leftover.stdout
 
 
 # Runs last on its lab: it leaves netem history and a pulled-and-restored cable behind.
