@@ -100,10 +100,14 @@ def pair_native(state: cluster.LabState, rdma_check: bool, say: Say) -> dict[str
                             text=True, timeout=900, check=False)
     # Exit 1 is "paired but not verified": the report says what failed.
     try:
-        report: dict[str, Any] = json.loads(result.stdout)
+        answer: dict[str, Any] = json.loads(result.stdout)  # the --json envelope
     except ValueError:
         raise TbctlError(f"tbctl pair failed (exit {result.returncode}): "
                          f"{result.stdout.strip()[-500:]}") from None
+    if not answer.get("ok"):
+        raise TbctlError(f"tbctl pair failed (exit {result.returncode}): "
+                         f"{answer.get('error', {}).get('message', answer)}")
+    report: dict[str, Any] = answer["result"]
     if report.get("transport") != "native" or not report.get("cables"):
         raise TbctlError(f"tbctl pair did not pair natively: {json.dumps(report)}")
     cables = ", ".join(f"{c['link_a']}={c['address_a']}<->{c['address_b']}"
