@@ -75,7 +75,7 @@ def find_inventory(given: str | None, cwd: Path | None = None) -> Path | None:
 
 
 def _bad(path: Path, field: str, problem: str) -> UsageError:
-    return UsageError(f"{path}: {field}: {problem} (see docs/tbctl.md, Inventory)")
+    return UsageError(f"{path}: {field}: {problem} (see docs/tbctl.md, section 7)")
 
 
 def _strings(path: Path, field: str, value: Any) -> list[str]:
