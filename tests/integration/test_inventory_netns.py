@@ -59,6 +59,11 @@ def test_two_hosts_from_the_inventory_in_the_current_directory(pair_of_hosts):
     cluster = pair_of_hosts
     before = [h.snapshot() for h in cluster.hosts]
     write_inventory(cluster)
+    dry = cluster.tbctl("pair", "--dry-run", "--json", cwd=cluster.workdir)
+    planned = json_result(dry, "pair (inventory)")
+    assert planned["dry_run"] and planned["verified"] is None
+    assert len(planned["pairs"][0]["cables"]) == 2
+    assert [h.snapshot() for h in cluster.hosts] == before
     result = cluster.tbctl("pair", "--yes", "--json", cwd=cluster.workdir)
     assert result.returncode == 0, result.stderr
     report = json_result(result, "pair (inventory)")
@@ -74,6 +79,21 @@ def test_two_hosts_from_the_inventory_in_the_current_directory(pair_of_hosts):
     assert removed["pairs"] == [{"host_a": "tbt-a", "host_b": "tbt-b", "removed_a": True,
                                  "removed_b": True}]
     assert [h.snapshot() for h in cluster.hosts] == before
+
+
+def test_status_of_named_hosts_keeps_going(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    cluster.stop_sshd(b)
+    result = cluster.tbctl("status", "--json", "tbt-a", "tbt-b")
+    assert result.returncode == 1, result.stderr
+    report = json_result(result, "status")
+    assert [h["name"] for h in report["hosts"]] == ["tbt-a"]
+    assert [(f["name"], f["error"]["code"]) for f in report["failed"]] == [("tbt-b", "ssh")]
+    assert "tbt-b" in report["failed"][0]["error"]["message"]
+    cluster.stop_sshd(a)
+    # No host answered: nothing to show, the first host's error and exit code, as for one.
+    one_line_error(cluster.tbctl("status", "tbt-a", "tbt-b"), 3, "tbt-a")
 
 
 def test_triangle_pair_status_with_a_host_down_and_unpair(make_cluster):
