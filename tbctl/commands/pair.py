@@ -64,9 +64,12 @@ def result_table(result: PairResult) -> Table:
 def _two_or_inventory(hosts: tuple[str, ...], inventory: str | None,
                       command: str) -> Inventory | None:
     """None for two named hosts, else the inventory (which must exist)."""
-    if len(hosts) not in (0, 2):
-        raise click.UsageError(f"name two hosts (or none, to {command} every cabled pair of "
-                               "the inventory)")
+    if len(hosts) == 1:
+        raise click.UsageError(f"missing HOST_B: name two hosts (or none, to {command} "
+                               "every cabled pair of the inventory)")
+    if len(hosts) > 2:
+        raise click.UsageError(f"{len(hosts)} hosts named: name two hosts (or none, to "
+                               f"{command} every cabled pair of the inventory)")
     found = inventory_for(inventory, hosts)
     if not hosts and found is None:
         raise click.UsageError(f"name two hosts, or write a {INVENTORY_FILE} here (or give "

@@ -103,7 +103,8 @@ def test_cli_usage(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     one_line_error(tbctl("pair", cwd=empty), 2, "name two hosts, or write a tbctl.toml here")
-    one_line_error(tbctl("unpair", "a", cwd=empty), 2, "name two hosts (or none")
+    one_line_error(tbctl("unpair", "a", cwd=empty), 2, "missing HOST_B: name two hosts (or none")
+    one_line_error(tbctl("pair", "a", "b", "c", cwd=empty), 2, "3 hosts named")
     one_line_error(tbctl("pair", "--inventory", "x.toml", "a", "b", cwd=empty), 2,
                    "name hosts or give --inventory, not both")
     (tmp_path / "tbctl.toml").write_text('hosts = ["nowhere-a", "nowhere-b"]\n')
