@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -169,4 +174,39 @@ def test_a_failing_pair_rolls_back_the_pairs_applied_before_it(make_cluster):
     one_line_error(result, 6, "applying on tbt-c failed and tbt-a was rolled back",
                    "rolled back the pairs this run had applied (tbt-a-tbt-b)")
     assert json.loads(result.stdout)["error"]["code"] == "apply"
+    assert [h.snapshot() for h in cluster.hosts] == before
+
+
+def test_ctrl_c_in_the_second_pair_rolls_back_the_first(make_cluster):
+    """Ctrl-C between A's and C's apply of the pair a-c: that pair is undone by pair's own
+    rollback, and a-b, applied before it in this run, is unpaired again."""
+    cluster = make_cluster(3)
+    cluster.wire(TRIANGLE)
+    a = cluster.hosts[0]
+    before = [h.snapshot() for h in cluster.hosts]
+    inventory = write_inventory(cluster)
+    # Every pair holds 3 s between its two applies; the second pair's hold is the moment.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbctl", "pair", "--yes", "--inventory", inventory],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TBCTL_SSH_CONFIG": str(cluster.ssh_config),
+             "TBCTL_TEST_PAUSE_BETWEEN_APPLIES": "3"})
+
+    def a_has_two_pairings() -> bool:
+        try:
+            state = json.loads((a.root / "var/lib/tbctl/state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return len(state["pairings"]) == 2
+
+    deadline = time.monotonic() + 60
+    while not a_has_two_pairings():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the second pair never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    one_line_error(result, 130, "interrupted; rolled back tbt-a",
+                   "rolled back the pairs this run had applied (tbt-a-tbt-b)")
     assert [h.snapshot() for h in cluster.hosts] == before
