@@ -33,6 +33,8 @@ class PairOptions:
     links: tuple[str, ...] = ()
     dry_run: bool = False
     verify_rdma: bool = True
+    # Networks no cable of this pairing may use (the other cables of an inventory).
+    reserved: tuple[str, ...] = ()
 
 
 def _pairing_with(status: dict[str, Any], peer_id: str) -> dict[str, Any] | None:
@@ -66,7 +68,7 @@ def _check_links_option(links: tuple[str, ...], names: tuple[str, str],
                         "(given with --links): check the interface names with 'ip link'")
 
 
-def _neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[str]]:
+def link_neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[str]]:
     names = [link["name"] for link in probe["links"] if not link.get("missing")]
     if not names:
         return {}
@@ -194,8 +196,10 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         _drop_links_in_use(probe_a, _links_of_other_pairings(status_a, id_b))
         _drop_links_in_use(probe_b, _links_of_other_pairings(status_b, id_a))
         _check_links_option(options.links, (a.name, b.name), (probe_a, probe_b))
+        # Planned as if the reserved networks were routes on A: the allocator avoids them.
+        probe_a["routes"] = [*probe_a["routes"], *options.reserved]
         step("neighbour discovery")
-        neigh_a, neigh_b = in_parallel(lambda args: _neighbours(*args),
+        neigh_a, neigh_b = in_parallel(lambda args: link_neighbours(*args),
                                        [(a, probe_a), (b, probe_b)])
         plan = make_plan(a.name, probe_a, neigh_a, b.name, probe_b, neigh_b,
                          transport=options.transport, pool=options.pool, mtu=options.mtu)

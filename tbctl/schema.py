@@ -66,6 +66,32 @@ class UnpairResult(TypedDict):
     removed_b: bool
 
 
+class PairAllResult(TypedDict):
+    """`tbctl pair` over an inventory: one PairResult per cabled pair, in the order paired."""
+
+    inventory: str  # the tbctl.toml read
+    hosts: list[str]
+    dry_run: bool
+    pairs: list[PairResult]
+    verified: bool | None  # every pair verified; null on a dry run
+    problems: list[str]  # each pair's problems, prefixed "host_a-host_b: "
+
+
+class UnpairAllResult(TypedDict):
+    """`tbctl unpair` over an inventory: the pairs something was removed from."""
+
+    inventory: str
+    hosts: list[str]
+    pairs: list[UnpairResult]
+
+
+class HostFailure(TypedDict):
+    """A host that could not be read (down, refused, agent error); the others still are."""
+
+    name: str
+    error: ErrorInfo
+
+
 class CableStatus(TypedDict):
     link: str
     peer_link: str
@@ -98,6 +124,7 @@ class HostStatus(TypedDict):
 
 class StatusResult(TypedDict):
     hosts: list[HostStatus]
+    failed: list[HostFailure]  # hosts that could not be read, each with why
 
 
 class Finding(TypedDict):
@@ -111,6 +138,13 @@ class DoctorResult(TypedDict):
     host: str
     hostname: str
     findings: list[Finding]
+
+
+class DoctorAllResult(TypedDict):
+    """`tbctl doctor` over an inventory or several hosts."""
+
+    hosts: list[DoctorResult]
+    failed: list[HostFailure]
 
 
 class HostEnv(TypedDict):
@@ -134,6 +168,9 @@ RESULTS: dict[str, type] = {
     "unpair": UnpairResult,
     "status": StatusResult,
     "doctor": DoctorResult,
+    "pair (inventory)": PairAllResult,
+    "unpair (inventory)": UnpairAllResult,
+    "doctor (several hosts)": DoctorAllResult,
     "env": EnvResult,
     "render-host-files": FilesResult,
 }

@@ -172,6 +172,22 @@ class Cluster:
         for host, name in ((a, name_a), (b, name_b)):
             host.run("ip", "link", "set", name, "up")
 
+    def wire(self, edges: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[str, str]]:
+        """One cable per edge (host indexes), named thunderbolt0, 1, ... on each host in
+        turn and declared in links.conf: a triangle is [(0, 1), (1, 2), (2, 0)]. Returns
+        edge -> (link on the first host, link on the second)."""
+        used = [0] * len(self.hosts)
+        names: dict[tuple[int, int], tuple[str, str]] = {}
+        for i, j in edges:
+            names[(i, j)] = (f"thunderbolt{used[i]}", f"thunderbolt{used[j]}")
+            used[i] += 1
+            used[j] += 1
+            self.cable(self.hosts[i], self.hosts[j], *names[(i, j)])
+        for host, count in zip(self.hosts, used, strict=True):
+            self.declare_links(host, [f"thunderbolt{n}" for n in range(count)])
+        self.wait_link_local()
+        return names
+
     def declare_links(self, host: Host, names: list[str]) -> None:
         conf = host.root / "etc/tbctl/links.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
@@ -187,11 +203,14 @@ class Cluster:
             time.sleep(0.1)
 
     def tbctl(self, *args: str, env: dict[str, str] | None = None,
-              netns: str | None = None) -> subprocess.CompletedProcess:
+              netns: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
         command = ["python3", "-m", "tbctl", *args]
         if netns:
             command = ["ip", "netns", "exec", netns, *command]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120,
+        if cwd is not None:
+            # The package is imported from the checkout, wherever the command runs.
+            env = {"PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})}
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd,
                               env={**os.environ, "TBCTL_SSH_CONFIG": str(self.ssh_config),
                                    **(env or {})})
 

@@ -8,10 +8,8 @@ With --json, stdout carries exactly one JSON envelope and nothing else; everythi
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -23,16 +21,12 @@ from rich.status import Status
 
 from tbctl.hosts import SshOptions
 from tbctl.hostspec import parse_host
-from tbctl.plan import DEFAULT_POOL
+from tbctl.inventory import Inventory, find_inventory, ifname_problem, load_inventory, pool_problem
 from tbctl.schema import envelope_ok
 
 # Piped output (logs, CI) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-# Linux interface names: 1-15 characters, no '/', ':', whitespace (dev_valid_name()).
-_IFNAME = re.compile(r"^[^/:\s]{1,15}$")
-
 
 # ------------------------------------------------------------------ parse-time validation
 
@@ -60,21 +54,15 @@ def check_hosts(ctx: click.Context, param: click.Parameter,
 
 
 def check_pool(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        network = ipaddress.IPv4Network(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"'{value}' is not an IPv4 network ({exc}); give one like "
-                                 f"{DEFAULT_POOL}") from None
-    if network.prefixlen > 31:
-        raise click.BadParameter(f"{value} is smaller than one /31")
+    if problem := pool_problem(value):
+        raise click.BadParameter(problem)
     return value
 
 
 def check_links(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    bad = [name for name in value.split(",") if name and not _IFNAME.match(name)]
-    if bad:
-        raise click.BadParameter(f"'{bad[0]}' is not an interface name (1-15 characters, "
-                                 "no '/', ':' or spaces)")
+    problems = [p for name in value.split(",") if name and (p := ifname_problem(name))]
+    if problems:
+        raise click.BadParameter(problems[0])
     return value
 
 
@@ -101,6 +89,23 @@ def ssh_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, ssh=options, **kwargs)
 
     return wrapper
+
+
+inventory_option = click.option(
+    "--inventory", metavar="FILE",
+    help="The cluster's inventory, used when no hosts are named (default: ./tbctl.toml if "
+         "present).")
+
+
+def inventory_for(given: str | None, hosts: tuple[str, ...]) -> Inventory | None:
+    """The inventory to use when no hosts are named; naming hosts and --inventory is
+    ambiguous, and an inventory in the current directory is then not read."""
+    if hosts:
+        if given:
+            raise click.UsageError("name hosts or give --inventory, not both")
+        return None
+    path = find_inventory(given)
+    return load_inventory(path) if path else None
 
 
 json_option = click.option(

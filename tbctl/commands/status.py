@@ -5,27 +5,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.table import Table
 
+from tbctl.cluster import each_host, failure
 from tbctl.commands.common import (
     Progress,
     check_hosts,
     check_links,
     console,
     fmt,
-    host_argument,
+    inventory_for,
+    inventory_option,
     json_option,
     print_json,
     ssh_options,
 )
-from tbctl.errors import EXIT_FAILED, NeedsRoot
+from tbctl.errors import EXIT_FAILED, NeedsRoot, TbctlError
 from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.node import agent
-from tbctl.schema import CableStatus, DoctorResult, Finding, HostStatus, StatusResult
+from tbctl.schema import (
+    CableStatus,
+    DoctorAllResult,
+    DoctorResult,
+    Finding,
+    HostFailure,
+    HostStatus,
+    StatusResult,
+)
 
+R = TypeVar("R")
 STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
@@ -82,60 +93,129 @@ def host_statuses(hosts: tuple[str, ...], ssh: SshOptions,
     return dict(zip(hosts, results, strict=True))
 
 
+def _hosts_or_inventory(hosts: tuple[str, ...], inventory: str | None) -> tuple[str, ...]:
+    """The hosts named, else the inventory's, else () for this host."""
+    found = inventory_for(inventory, hosts)
+    return found.hosts if found else hosts
+
+
+def _split(names: tuple[str, ...],
+           answers: list[R | TbctlError]) -> tuple[list[tuple[str, R]], list[HostFailure]]:
+    """Every host's answer or why there is none; if no host answered at all there is
+    nothing to show, and the first error ends the command as it would for one host."""
+    if answers and all(isinstance(a, TbctlError) for a in answers):
+        raise answers[0]  # type: ignore[misc]
+    good = [(n, a) for n, a in zip(names, answers, strict=True)
+            if not isinstance(a, TbctlError)]
+    bad = [failure(n, a) for n, a in zip(names, answers, strict=True)
+           if isinstance(a, TbctlError)]
+    return good, bad  # type: ignore[return-value]
+
+
+def _print_failed(failed: list[HostFailure]) -> None:
+    for row in failed:
+        console.print(f"[red]{row['name']}: not read[/red] ({row['error']['code']}): "
+                      f"{row['error']['message']}")
+
+
 @click.command("status")
 @click.argument("hosts", nargs=-1, callback=check_hosts)
+@inventory_option
 @ssh_options
 @json_option
-def status_command(hosts: tuple[str, ...], ssh: SshOptions, as_json: bool) -> None:
-    """Show every host's pairings and the live state of each cable (this host if none given).
+def status_command(hosts: tuple[str, ...], inventory: str | None, ssh: SshOptions,
+                   as_json: bool) -> None:
+    """Show every host's pairings and the live state of each cable.
 
-    Exit codes: 0 every cable up, 1 a cable is down or absent, 2 bad usage, 3 SSH failure,
-    4 host error (or root needed to read this host's state).
+    With no hosts: the inventory's hosts (./tbctl.toml or --inventory), else this host.
+    Every host is read on its own: one that is down gets a row saying why, and the others
+    are still shown.
+
+    Exit codes: 0 every host read and every cable up, 1 a cable is down or absent or a host
+    could not be read, 2 bad usage (or a bad inventory), 3 SSH failure and 4 host error (or
+    root needed to read this host's state) when no host could be read at all.
     """
+    names = _hosts_or_inventory(hosts, inventory)
     with Progress() as progress:
-        statuses = [host_report(name, status)
-                    for name, status in host_statuses(hosts, ssh, progress).items()]
+        if names:
+            progress(f"reading {', '.join(names)}")
+            answers = each_host(names, ssh,
+                                lambda c: c.agent("status", "--state-dir", ssh.state_dir))
+            good, failed = _split(names, answers)
+        else:
+            good, failed = list(host_statuses((), ssh).items()), []
+    statuses = [host_report(name, status) for name, status in good]
     if as_json:
-        print_json(StatusResult(hosts=statuses))
+        print_json(StatusResult(hosts=statuses, failed=failed))
     else:
         for status in statuses:
             if status["pairings"]:
                 console.print(status_table(status, status["name"]))
             else:
                 console.print(f"{status['name']}: not paired")
-    if any(not c["up"] for s in statuses for p in s["pairings"] for c in p["cables"]):
+        _print_failed(failed)
+    if failed or any(not c["up"] for s in statuses for p in s["pairings"]
+                     for c in p["cables"]):
         sys.exit(EXIT_FAILED)
 
 
+def _doctor_report(host: str, answer: dict[str, Any]) -> DoctorResult:
+    return {"host": host, "hostname": answer["host"],
+            "findings": [Finding(check=f["check"], status=f["status"], detail=f["detail"],
+                                 fix=f["fix"]) for f in answer["findings"]]}
+
+
+def _local_doctor(links: str) -> dict[str, Any]:
+    return agent.cmd_doctor(argparse.Namespace(links=links))
+
+
+def _doctor_table(report: DoctorResult) -> Table:
+    table = Table(title=f"doctor: {report['host']} ({report['hostname']})")
+    for column in ("check", "status", "finding", "fix"):
+        table.add_column(column)
+    for f in report["findings"]:
+        style = STATUS_STYLE[f["status"]]
+        table.add_row(f["check"], f"[{style}]{f['status']}[/{style}]", f["detail"], f["fix"])
+    return table
+
+
 @click.command("doctor")
-@host_argument("host")
+@click.argument("hosts", nargs=-1, callback=check_hosts)
 @click.option("--links", default="", metavar="IF[,IF...]", callback=check_links,
               help="Extra cable links to check.")
+@inventory_option
 @ssh_options
 @json_option
-def doctor_command(host: str, links: str, ssh: SshOptions, as_json: bool) -> None:
-    """Check HOST for what RDMA over USB4 needs, each finding with its fix.
+def doctor_command(hosts: tuple[str, ...], links: str, inventory: str | None,
+                   ssh: SshOptions, as_json: bool) -> None:
+    """Check hosts for what RDMA over USB4 needs, each finding with its fix.
 
-    Exit codes: 0 no failing check (warnings allowed), 1 a check failed, 3 SSH failure.
+    With no hosts: the inventory's hosts (./tbctl.toml or --inventory), else this host
+    (no SSH). Several hosts are checked in parallel, each on its own: one that is down gets
+    a row saying why, and the others are still checked. With one host the result is a
+    DoctorResult, with several a DoctorAllResult (see Scripting).
+
+    Exit codes: 0 no failing check (warnings allowed), 1 a check failed or a host could
+    not be checked, 2 bad usage (or a bad inventory), 3 SSH failure and 4 host error when
+    no host could be checked at all.
     """
+    names = _hosts_or_inventory(hosts, inventory)
     with Progress() as progress:
-        progress(f"connecting to {host}")
-        with connected([host], ssh) as (conn,):
-            progress("checking")
-            answer = conn.agent("doctor", "--links", links)
-    report: DoctorResult = {
-        "host": host, "hostname": answer["host"],
-        "findings": [Finding(check=f["check"], status=f["status"], detail=f["detail"],
-                             fix=f["fix"]) for f in answer["findings"]]}
+        if not names:
+            progress("checking this host")
+            local = _local_doctor(links)
+            good, failed = [(local["host"], local)], []
+        else:
+            progress(f"checking {', '.join(names)}")
+            answers = each_host(names, ssh, lambda c: c.agent("doctor", "--links", links))
+            good, failed = _split(names, answers)
+    reports = [_doctor_report(name, answer) for name, answer in good]
+    several = len(names) > 1
     if as_json:
-        print_json(report)
+        print_json(DoctorAllResult(hosts=reports, failed=failed) if several else reports[0])
     else:
-        table = Table(title=f"doctor: {host} ({report['hostname']})")
-        for column in ("check", "status", "finding", "fix"):
-            table.add_column(column)
-        for f in report["findings"]:
-            style = STATUS_STYLE[f["status"]]
-            table.add_row(f["check"], f"[{style}]{f['status']}[/{style}]", f["detail"], f["fix"])
-        console.print(table)
-    if any(f["status"] == "fail" for f in report["findings"]):
+        for report in reports:
+            console.print(_doctor_table(report))
+        _print_failed(failed)
+    if failed or any(f["status"] == "fail" for r in reports for f in r["findings"]):
         sys.exit(EXIT_FAILED)

@@ -1,0 +1,212 @@
+# SPDX-License-Identifier: MIT
+"""An inventory (tbctl.toml) of 2, 3 (triangle) and 4 (ring) hosts in network namespaces with
+real sshd: pair every cabled pair, status/doctor that keep going with a host down, unpair all,
+and a failing pair that rolls back the pairs applied before it."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.output import json_result, one_line_error
+
+pytestmark = pytest.mark.netns
+
+TRIANGLE = [(0, 1), (1, 2), (2, 0)]
+RING = [(0, 1), (1, 2), (2, 3), (3, 0)]
+
+
+def write_inventory(cluster, extra: str = "") -> str:
+    path = cluster.workdir / "tbctl.toml"
+    hosts = ", ".join(f'"{h.alias}"' for h in cluster.hosts)
+    path.write_text(f"hosts = [{hosts}]\npool = \"10.254.0.0/16\"\n{extra}")
+    return str(path)
+
+
+def pair_all(cluster, inventory: str):
+    return cluster.tbctl("pair", "--yes", "--json", "--inventory", inventory)
+
+
+def check_paired(cluster, report, edges, wires) -> None:
+    """Exactly the cabled pairs are paired, every cable answered the verify step's ping,
+    and every cable has a /31 of its own, configured on both ends."""
+    hosts = cluster.hosts
+    assert report["verified"] is True and report["problems"] == []
+    expected = {frozenset((hosts[i].alias, hosts[j].alias)) for i, j in edges}
+    assert {frozenset((p["host_a"], p["host_b"])) for p in report["pairs"]} == expected
+    assert len(report["pairs"]) == len(edges)
+    subnets = []
+    by_alias = {h.alias: h for h in hosts}
+    links = {frozenset(((hosts[i].alias, a), (hosts[j].alias, b)))
+             for (i, j), (a, b) in wires.items()}
+    for pair in report["pairs"]:
+        assert pair["verified"] and len(pair["cables"]) == 1
+        (cable,) = pair["cables"]
+        assert cable["ping_rtt_us"] is not None and cable["ping_rtt_us"] > 0
+        assert frozenset(((pair["host_a"], cable["link_a"]),
+                          (pair["host_b"], cable["link_b"]))) in links
+        subnets.append(ipaddress.ip_network(f"{cable['address_a']}/31", strict=False))
+        for alias, link, address in ((pair["host_a"], cable["link_a"], cable["address_a"]),
+                                     (pair["host_b"], cable["link_b"], cable["address_b"])):
+            (entry,) = by_alias[alias].ip_json("addr", "show", "dev", link)
+            assert address in [a["local"] for a in entry["addr_info"]]
+    assert len(set(subnets)) == len(subnets), subnets  # no /31 used on two cables
+
+
+def test_two_hosts_from_the_inventory_in_the_current_directory(pair_of_hosts):
+    cluster = pair_of_hosts
+    before = [h.snapshot() for h in cluster.hosts]
+    write_inventory(cluster)
+    dry = cluster.tbctl("pair", "--dry-run", "--json", cwd=cluster.workdir)
+    planned = json_result(dry, "pair (inventory)")
+    assert planned["dry_run"] and planned["verified"] is None
+    assert len(planned["pairs"][0]["cables"]) == 2
+    assert [h.snapshot() for h in cluster.hosts] == before
+    result = cluster.tbctl("pair", "--yes", "--json", cwd=cluster.workdir)
+    assert result.returncode == 0, result.stderr
+    report = json_result(result, "pair (inventory)")
+    assert report["hosts"] == ["tbt-a", "tbt-b"]
+    ((pair),) = report["pairs"]
+    assert pair["verified"] and len(pair["cables"]) == 2
+    assert all(c["ping_rtt_us"] > 0 for c in pair["cables"])
+    again = cluster.tbctl("pair", "--yes", cwd=cluster.workdir)
+    assert again.returncode == 0, again.stderr
+    assert "Paired 1 pair(s)" in again.stdout
+    result = cluster.tbctl("unpair", "--json", cwd=cluster.workdir)
+    removed = json_result(result, "unpair (inventory)")
+    assert removed["pairs"] == [{"host_a": "tbt-a", "host_b": "tbt-b", "removed_a": True,
+                                 "removed_b": True}]
+    assert [h.snapshot() for h in cluster.hosts] == before
+
+
+def test_status_of_named_hosts_keeps_going(pair_of_hosts):
+    cluster = pair_of_hosts
+    a, b = cluster.hosts
+    cluster.stop_sshd(b)
+    result = cluster.tbctl("status", "--json", "tbt-a", "tbt-b")
+    assert result.returncode == 1, result.stderr
+    report = json_result(result, "status")
+    assert [h["name"] for h in report["hosts"]] == ["tbt-a"]
+    assert [(f["name"], f["error"]["code"]) for f in report["failed"]] == [("tbt-b", "ssh")]
+    assert "tbt-b" in report["failed"][0]["error"]["message"]
+    cluster.stop_sshd(a)
+    # No host answered: nothing to show, the first host's error and exit code, as for one.
+    one_line_error(cluster.tbctl("status", "tbt-a", "tbt-b"), 3, "tbt-a")
+
+
+def test_triangle_pair_status_with_a_host_down_and_unpair(make_cluster):
+    cluster = make_cluster(3)
+    wires = cluster.wire(TRIANGLE)
+    before = [h.snapshot() for h in cluster.hosts]
+    inventory = write_inventory(cluster)
+    result = pair_all(cluster, inventory)
+    assert result.returncode == 0, result.stderr
+    check_paired(cluster, json_result(result, "pair (inventory)"), TRIANGLE, wires)
+
+    c = cluster.hosts[2]
+    cluster.stop_sshd(c)
+    status = cluster.tbctl("status", "--json", "--inventory", inventory)
+    assert status.returncode == 1, status.stderr
+    report = json_result(status, "status")
+    assert [h["name"] for h in report["hosts"]] == ["tbt-a", "tbt-b"]
+    for host in report["hosts"]:
+        # Each of the two reachable hosts has both its cables, up.
+        assert len(host["pairings"]) == 2
+        assert all(cable["up"] for p in host["pairings"] for cable in p["cables"])
+    ((down),) = report["failed"]
+    assert down["name"] == "tbt-c" and down["error"]["code"] == "ssh"
+    table = cluster.tbctl("status", "--inventory", inventory)
+    assert table.returncode == 1
+    assert "tbt-c: not read" in table.stdout and "tbt-a" in table.stdout
+    doctor = cluster.tbctl("doctor", "--json", "--inventory", inventory)
+    checked = json_result(doctor, "doctor (several hosts)")
+    assert [h["host"] for h in checked["hosts"]] == ["tbt-a", "tbt-b"]
+    assert [f["name"] for f in checked["failed"]] == ["tbt-c"]
+    assert doctor.returncode == 1
+    cluster.start_sshd(c)
+
+    result = cluster.tbctl("unpair", "--json", "--inventory", inventory)
+    assert result.returncode == 0, result.stderr
+    assert len(json_result(result, "unpair (inventory)")["pairs"]) == 3
+    assert [h.snapshot() for h in cluster.hosts] == before
+
+
+def test_ring_pairs_only_the_cabled_pairs(make_cluster):
+    cluster = make_cluster(4)
+    wires = cluster.wire(RING)
+    before = [h.snapshot() for h in cluster.hosts]
+    # A topology naming a diagonal that has no cable is refused before anything changes.
+    wrong = write_inventory(cluster, 'topology = [["tbt-a", "tbt-c"]]\n')
+    refused = pair_all(cluster, wrong)
+    one_line_error(refused, 5, "tbt-a and tbt-c share no cable")
+    assert [h.snapshot() for h in cluster.hosts] == before
+
+    inventory = write_inventory(cluster)
+    result = pair_all(cluster, inventory)
+    assert result.returncode == 0, result.stderr
+    check_paired(cluster, json_result(result, "pair (inventory)"), RING, wires)
+    status = cluster.tbctl("status", "--json", "--inventory", inventory)
+    assert status.returncode == 0, status.stderr
+    assert json_result(status, "status")["failed"] == []
+    result = cluster.tbctl("unpair", "--inventory", inventory)
+    assert result.returncode == 0, result.stderr
+    assert [h.snapshot() for h in cluster.hosts] == before
+
+
+def test_a_failing_pair_rolls_back_the_pairs_applied_before_it(make_cluster):
+    cluster = make_cluster(3)
+    cluster.wire(TRIANGLE)
+    a, b, c = cluster.hosts
+    # C cannot write its unit: its etc/systemd is a file. Pairs go a-b, a-c, b-c: a-b is
+    # applied, then a-c fails on C.
+    blocker = c.root / "etc/systemd"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a directory\n")
+    before = [h.snapshot() for h in cluster.hosts]
+    result = pair_all(cluster, write_inventory(cluster))
+    one_line_error(result, 6, "applying on tbt-c failed and tbt-a was rolled back",
+                   "rolled back the pairs this run had applied (tbt-a-tbt-b)")
+    assert json.loads(result.stdout)["error"]["code"] == "apply"
+    assert [h.snapshot() for h in cluster.hosts] == before
+
+
+def test_ctrl_c_in_the_second_pair_rolls_back_the_first(make_cluster):
+    """Ctrl-C between A's and C's apply of the pair a-c: that pair is undone by pair's own
+    rollback, and a-b, applied before it in this run, is unpaired again."""
+    cluster = make_cluster(3)
+    cluster.wire(TRIANGLE)
+    a = cluster.hosts[0]
+    before = [h.snapshot() for h in cluster.hosts]
+    inventory = write_inventory(cluster)
+    # Every pair holds 3 s between its two applies; the second pair's hold is the moment.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbctl", "pair", "--yes", "--inventory", inventory],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TBCTL_SSH_CONFIG": str(cluster.ssh_config),
+             "TBCTL_TEST_PAUSE_BETWEEN_APPLIES": "3"})
+
+    def a_has_two_pairings() -> bool:
+        try:
+            state = json.loads((a.root / "var/lib/tbctl/state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return len(state["pairings"]) == 2
+
+    deadline = time.monotonic() + 60
+    while not a_has_two_pairings():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the second pair never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    one_line_error(result, 130, "interrupted; rolled back tbt-a",
+                   "rolled back the pairs this run had applied (tbt-a-tbt-b)")
+    assert [h.snapshot() for h in cluster.hosts] == before
