@@ -445,12 +445,15 @@ void tbrdma_backlog_del(struct tbrdma_qp *qp)
  * The next WR the backlog may hand over, moved to the QP's outstanding list (the core may
  * complete it within tbp_post), or NULL when the backlog is empty. QPs take turns; a QP
  * leaves the backlog when it has nothing waiting or its next WR is fenced behind READs.
+ * A WR of a QP no longer in RTS is taken off its queue with *flush set: it completes as
+ * flushed (posted in the error state, or racing the error transition). Link lock held.
  */
-static struct tbrdma_send_wqe *backlog_next(struct tbrdma_dev *tdev)
+static struct tbrdma_send_wqe *backlog_next(struct tbrdma_dev *tdev, bool *flush)
 {
 	struct tbrdma_send_wqe *wqe = NULL;
 	unsigned long flags;
 
+	*flush = false;
 	spin_lock_irqsave(&tdev->backlog_lock, flags);
 	while (!wqe && !list_empty(&tdev->backlog)) {
 		struct tbrdma_qp *qp = list_first_entry(&tdev->backlog, struct tbrdma_qp,
@@ -458,16 +461,21 @@ static struct tbrdma_send_wqe *backlog_next(struct tbrdma_dev *tdev)
 
 		spin_lock(&qp->sq_lock);
 		wqe = list_first_entry_or_null(&qp->send_waiting, struct tbrdma_send_wqe, node);
-		if (wqe && wqe->fence && qp->reads_in_core)
+		if (wqe && qp->state != IB_QPS_RTS) {
+			list_del(&wqe->node);
+			qp->send_count--;
+			*flush = true;
+		} else if (wqe && wqe->fence && qp->reads_in_core) {
 			wqe = NULL;
-		if (wqe) {
+		} else if (wqe) {
 			list_move_tail(&wqe->node, &qp->send_outstanding);
 			if (wqe->opcode == IB_WR_RDMA_READ)
 				qp->reads_in_core++;
-			list_move_tail(&qp->backlog_node, &tdev->backlog);
-		} else {
-			list_del_init(&qp->backlog_node);
 		}
+		if (wqe)
+			list_move_tail(&qp->backlog_node, &tdev->backlog);
+		else
+			list_del_init(&qp->backlog_node);
 		spin_unlock(&qp->sq_lock);
 	}
 	spin_unlock_irqrestore(&tdev->backlog_lock, flags);
@@ -510,10 +518,9 @@ static void push_backlog(struct tbrdma_dev *tdev)
 {
 	struct tbp_link *link = core_link(tdev);
 	struct tbrdma_send_wqe *wqe;
+	bool flush;
 
-	if (!link)
-		return;
-	while ((wqe = backlog_next(tdev))) {
+	while ((wqe = backlog_next(tdev, &flush))) {
 		struct tbrdma_qp *qp = wqe->qp;
 		struct tbp_wr twr = {
 			.opcode = tbp_opcode_of[wqe->opcode],
@@ -527,10 +534,19 @@ static void push_backlog(struct tbrdma_dev *tdev)
 		};
 		struct ib_wc wc = {
 			.wr_id = wqe->wr_id,
+			.status = IB_WC_WR_FLUSH_ERR,
 			.qp = &qp->ibqp,
 		};
-		int err = tbp_post(link, &twr);
+		int err;
 
+		if (flush) {
+			tbrdma_qp_complete(qp, true, &wc);
+			qp->stat_flushed++;
+			tbrdma_free_send_wqe(tdev, wqe);
+			continue;
+		}
+		/* no link (rebuilding): the WR waits for the next one */
+		err = link ? tbp_post(link, &twr) : -ENOBUFS;
 		if (!err)
 			continue;
 		if (err == -ENOBUFS) {
