@@ -529,7 +529,7 @@ static int tbrdma_resize_cq(struct ib_cq *ibcq, int cqe, struct ib_udata *udata)
 	if (!queue)
 		return -ENOMEM;
 	spin_lock_irqsave(&cq->lock, flags);
-	if (cq->count > cqe) {
+	if (cq->count > (u32)cqe) {
 		spin_unlock_irqrestore(&cq->lock, flags);
 		kvfree(queue);
 		return -EINVAL;
@@ -721,8 +721,7 @@ static int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	if (init->srq || init->create_flags)
 		return -EOPNOTSUPP;
 	if (init->cap.max_send_wr > TBRDMA_MAX_QP_WR || init->cap.max_recv_wr > TBRDMA_MAX_QP_WR ||
-	    init->cap.max_send_sge > TBRDMA_MAX_SGE || init->cap.max_recv_sge > TBRDMA_MAX_SGE ||
-	    init->cap.max_inline_data)
+	    init->cap.max_send_sge > TBRDMA_MAX_SGE || init->cap.max_recv_sge > TBRDMA_MAX_SGE)
 		return -EINVAL;
 	if (udata && (udata->inlen || udata->outlen))
 		return -EINVAL;
