@@ -514,7 +514,7 @@ static int tbrdma_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata)
 }
 
 /* Keeps every queued completion, in order; fewer entries than queued is -EINVAL like rxe. */
-static int tbrdma_resize_cq(struct ib_cq *ibcq, int cqe, struct ib_udata *udata)
+static int tbrdma_resize_cq(struct ib_cq *ibcq, tbrdma_cqe_t cqe, struct ib_udata *udata)
 {
 	struct tbrdma_cq *cq = to_tcq(ibcq);
 	struct ib_wc *queue, *old;
@@ -523,7 +523,7 @@ static int tbrdma_resize_cq(struct ib_cq *ibcq, int cqe, struct ib_udata *udata)
 
 	if (udata && (udata->inlen || udata->outlen))
 		return -EINVAL;
-	if (cqe < 1 || cqe > TBRDMA_MAX_CQE)
+	if ((long)cqe < 1 || cqe > TBRDMA_MAX_CQE)
 		return -EINVAL;
 	queue = kvcalloc(cqe, sizeof(*queue), GFP_KERNEL_ACCOUNT);
 	if (!queue)
@@ -1296,7 +1296,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.query_port = tbrdma_query_port,
 	.query_qp = tbrdma_query_qp,
 	.reg_user_mr = tbrdma_reg_user_mr,
-	.resize_cq = tbrdma_resize_cq,
+	.TBRDMA_RESIZE_CQ_OP = tbrdma_resize_cq,
 	.req_notify_cq = tbrdma_req_notify_cq,
 
 	INIT_RDMA_OBJ_SIZE(ib_ah, tbrdma_ah, ibah),
