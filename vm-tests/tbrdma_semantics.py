@@ -21,9 +21,9 @@ PEER = r'''
 import json
 import os
 import random
+import select
 import socket
 import sys
-import threading
 import time
 
 import pyverbs.enums as e
@@ -81,6 +81,18 @@ def qp_state(qp):
     return qp.query(e.IBV_QP_STATE)[0].qp_state
 
 
+def async_event_fd():
+    """The context's async event file (pyverbs does not expose it, and its
+    get_async_event() blocks holding the GIL, so the fd is polled first)."""
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[infinibandevent]":
+                return int(fd)
+        except OSError:
+            pass
+    raise SystemExit("no async event file among this process's fds")
+
+
 class Channel:
     """JSON lines over one TCP connection."""
 
@@ -123,23 +135,21 @@ def serve():
             for i in range(req.get("recvs", 0)):
                 qp.post_recv(RecvWR(wr_id=i, num_sge=1, sg=[SGE(mr.buf + MIB, 4096, mr.lkey)]))
             qp.to_rts(rts_attr(req["qpn"], req["gid"]))
-            entry = {"qp": qp, "cq": cq, "mr": mr, "channel": channel, "woke": threading.Event()}
+            entry = {"qp": qp, "cq": cq, "mr": mr, "channel": channel}
             if channel:
                 cq.req_notify(solicited_only=True)
-
-                def wait_event(entry=entry):
-                    entry["channel"].get_cq_event(entry["cq"])
-                    entry["cq"].ack_events(1)
-                    entry["woke"].set()
-
-                threading.Thread(target=wait_event, daemon=True).start()
             qps[qp.qp_num] = entry
             chan.send({"qpn": qp.qp_num, "gid": gid, "rkey": mr.rkey, "addr": mr.buf})
         elif op == "state":
             chan.send({"state": qp_state(qps[req["qpn"]]["qp"])})
         elif op == "woke":
-            woke = qps[req["qpn"]]["woke"].wait(req["timeout"])
-            chan.send({"woke": woke})
+            # pyverbs blocks with the GIL held: wait on the channel's fd, then take the event
+            entry = qps[req["qpn"]]
+            ready, _, _ = select.select([entry["channel"].fd], [], [], req["timeout"])
+            if ready:
+                entry["channel"].get_cq_event(entry["cq"])
+                entry["cq"].ack_events(1)
+            chan.send({"woke": bool(ready)})
         elif op == "close":
             entry = qps.pop(req["qpn"])
             entry["qp"].close()
@@ -225,21 +235,17 @@ def check_cq_overflow(chan):
     peer = connect_qp(chan, qp)
     qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
     events = []
-
-    def collect():
-        while True:
-            event = ctx.get_async_event()
-            events.append(event.event_type)
-            event.ack()
-
-    threading.Thread(target=collect, daemon=True).start()
+    fd = async_event_fd()
     for i in range(8):
         qp.post_send(write_wr(mr, 4096, peer["addr"], peer["rkey"], wr_id=i))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            event = ctx.get_async_event()
+            events.append(event.event_type)
+            event.ack()
         if e.IBV_EVENT_CQ_ERR in events and qp_state(qp) == e.IBV_QPS_ERR:
             break
-        time.sleep(0.1)
     state = qp_state(qp)
     assert e.IBV_EVENT_CQ_ERR in events, f"no IBV_EVENT_CQ_ERR, events {events}"
     assert state == e.IBV_QPS_ERR, f"QP state {state} after the CQ overflowed, not ERR"
