@@ -81,16 +81,26 @@ def qp_state(qp):
     return qp.query(e.IBV_QP_STATE)[0].qp_state
 
 
-def async_event_fd():
-    """The context's async event file (pyverbs does not expose it, and its
-    get_async_event() blocks holding the GIL, so the fd is polled first)."""
+def event_fds():
+    """This process's uverbs event files (async events, completion channels). pyverbs 56
+    exposes neither fd, and its get_*_event() calls block holding the GIL, so they are
+    found here and polled first."""
+    found = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[infinibandevent]":
-                return int(fd)
+                found.add(int(fd))
         except OSError:
             pass
-    raise SystemExit("no async event file among this process's fds")
+    return found
+
+
+def async_event_fd():
+    """The client has no completion channel: its only event file is the async one."""
+    fds = event_fds()
+    if len(fds) != 1:
+        raise SystemExit(f"expected one async event file, found {sorted(fds)}")
+    return fds.pop()
 
 
 class Channel:
@@ -126,7 +136,9 @@ def serve():
         if op == "qp":
             # one RC QP connected to the client's, with a 2 MiB MR: [0, 1 MiB) a pattern,
             # [1 MiB, 2 MiB) zeros; optionally a receive CQ armed for solicited events
+            before = event_fds()
             channel = CompChannel(ctx) if req.get("solicited") else None
+            channel_fd = (event_fds() - before).pop() if channel else None
             cq = CQ(ctx, 256, None, channel, 0)
             qp = make_qp(cq)
             mr = MR(pd, 2 * MIB, ACCESS)
@@ -135,7 +147,7 @@ def serve():
             for i in range(req.get("recvs", 0)):
                 qp.post_recv(RecvWR(wr_id=i, num_sge=1, sg=[SGE(mr.buf + MIB, 4096, mr.lkey)]))
             qp.to_rts(rts_attr(req["qpn"], req["gid"]))
-            entry = {"qp": qp, "cq": cq, "mr": mr, "channel": channel}
+            entry = {"qp": qp, "cq": cq, "mr": mr, "channel": channel, "fd": channel_fd}
             if channel:
                 cq.req_notify(solicited_only=True)
             qps[qp.qp_num] = entry
@@ -145,7 +157,7 @@ def serve():
         elif op == "woke":
             # pyverbs blocks with the GIL held: wait on the channel's fd, then take the event
             entry = qps[req["qpn"]]
-            ready, _, _ = select.select([entry["channel"].fd], [], [], req["timeout"])
+            ready, _, _ = select.select([entry["fd"]], [], [], req["timeout"])
             if ready:
                 entry["channel"].get_cq_event(entry["cq"])
                 entry["cq"].ack_events(1)
