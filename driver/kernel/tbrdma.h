@@ -324,13 +324,34 @@ int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
 
-/* verbs.c */
+/* cq.c */
+int tbrdma_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
+		     TBRDMA_CREATE_CQ_LAST_ARG);
+int tbrdma_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata);
+int tbrdma_resize_cq(struct ib_cq *ibcq, tbrdma_cqe_t cqe, struct ib_udata *udata);
+int tbrdma_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc);
+int tbrdma_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags);
 bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc);
+void tbrdma_cq_purge(struct tbrdma_cq *cq, struct tbrdma_qp *qp);
 void tbrdma_qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc);
+
+/* qp.c */
+int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata);
+int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		     struct ib_udata *udata);
+int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		    struct ib_qp_init_attr *init);
+int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata);
+int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
+		     const struct ib_send_wr **bad_wr);
+int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
+		     const struct ib_recv_wr **bad_wr);
 void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal);
-void tbrdma_defer_qp_error(struct tbrdma_qp *qp);
-void tbrdma_free_send_wqe(struct tbrdma_dev *tdev, struct tbrdma_send_wqe *wqe);
 struct tbrdma_send_wqe *tbrdma_alloc_send_wqe(struct tbrdma_dev *tdev, size_t size, gfp_t gfp);
+void tbrdma_free_send_wqe(struct tbrdma_dev *tdev, struct tbrdma_send_wqe *wqe);
+
+/* verbs.c */
+bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len);
 int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 num_sge,
 		     u64 offset, void *buf, u32 len, bool to_mr);
 int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);
@@ -414,6 +435,7 @@ void tbrdma_backlog_del(struct tbrdma_qp *qp);
 void tbrdma_after_core_call(struct tbrdma_dev *tdev);
 int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe);
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp);
+void tbrdma_defer_qp_error(struct tbrdma_qp *qp);
 int tbrdma_link_open_qp(struct tbrdma_qp *qp);
 void tbrdma_link_kick(struct tbrdma_dev *tdev);
 bool tbrdma_link_is_up(struct tbrdma_dev *tdev);
