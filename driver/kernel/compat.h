@@ -65,6 +65,18 @@ static inline void tbrdma_hrtimer_setup(struct hrtimer *timer,
 #endif
 
 /*
+ * 7.x calls the CQ resize op resize_user_cq and passes an unsigned size (6.1 and 6.12:
+ * resize_cq, int); checked on both sides like the umem change above.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 0, 0)
+#define TBRDMA_RESIZE_CQ_OP resize_user_cq
+typedef unsigned int tbrdma_cqe_t;
+#else
+#define TBRDMA_RESIZE_CQ_OP resize_cq
+typedef int tbrdma_cqe_t;
+#endif
+
+/*
  * Thunderbolt (rail_tb.c): every <linux/thunderbolt.h> API the rail uses (ring alloc/start/
  * stop/free/tx/rx, tb_ring_dma_device, tb_xdomain_{alloc,release}_{in,out}_hopid,
  * tb_xdomain_{enable,disable}_paths with transmit/receive path and ring, tb_xdomain_request/

@@ -107,14 +107,18 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	struct tbrdma_mr *mr = tbrdma_lookup_mr(tdev, rkey, true);
 	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
 
-	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd)
+	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd ||
+	    ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE)) ||
+	    ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ)) ||
+	    addr < mr->iova || len > mr->length || addr - mr->iova > mr->length - len) {
+		/*
+		 * IBA 9.9.3 / rxe: a responder that detects a remote access violation NAKs it
+		 * and its QP goes to the error state too (QP1 never does).
+		 */
+		if (qp && !qp->gsi)
+			tbrdma_defer_qp_error(qp);
 		return TBP_ERR_REMOTE_ACCESS;
-	if ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE))
-		return TBP_ERR_REMOTE_ACCESS;
-	if ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ))
-		return TBP_ERR_REMOTE_ACCESS;
-	if (addr < mr->iova || len > mr->length || addr - mr->iova > mr->length - len)
-		return TBP_ERR_REMOTE_ACCESS;
+	}
 	return 0;
 }
 
@@ -210,20 +214,25 @@ static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *c
 	struct tbrdma_dev *tdev = ctx;
 	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
 	struct tbrdma_recv_wqe *wqe;
+	unsigned long flags;
+	int err = -EAGAIN;
 	u32 slot;
 
 	if (!qp || (qp->state != IB_QPS_RTR && qp->state != IB_QPS_RTS))
 		return -EAGAIN;
 	if (qp->gsi)
 		return tbrdma_gsi_slot_claim(qp, handle, capacity);
-	if (qp->rq_claim == qp->rq_tail)
-		return -EAGAIN;
-	slot = qp->rq_claim % qp->rq_capacity;
-	wqe = &qp->rq[slot];
-	qp->rq_claim++;
-	*handle = TBRDMA_RECV_HANDLE(qpn, wqe->generation, slot);
-	*capacity = wqe->total_len;
-	return 0;
+	spin_lock_irqsave(&qp->rq_lock, flags);
+	if (qp->rq_claim != qp->rq_tail) {
+		slot = qp->rq_claim % qp->rq_capacity;
+		wqe = &qp->rq[slot];
+		qp->rq_claim++;
+		*handle = TBRDMA_RECV_HANDLE(qpn, wqe->generation, slot);
+		*capacity = wqe->total_len;
+		err = 0;
+	}
+	spin_unlock_irqrestore(&qp->rq_lock, flags);
+	return err;
 }
 
 static enum ib_wc_status wc_status_of(uint32_t status)
@@ -249,11 +258,15 @@ static enum ib_wc_status wc_status_of(uint32_t status)
 	return IB_WC_GENERAL_ERR;
 }
 
-/* The QP goes to error after the core call returns: the core may not be re-entered here. */
-static void defer_qp_error(struct tbrdma_dev *tdev, struct tbrdma_qp *qp)
+/*
+ * The QP goes to error after the current core call returns: the core may not be re-entered
+ * from its callbacks. Link lock held.
+ */
+void tbrdma_defer_qp_error(struct tbrdma_qp *qp)
 {
+	lockdep_assert_held(&qp->tdev->lock);
 	if (list_empty(&qp->pending_error_node))
-		list_add_tail(&qp->pending_error_node, &tdev->pending_errors);
+		list_add_tail(&qp->pending_error_node, &qp->tdev->pending_errors);
 }
 
 static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status)
@@ -262,17 +275,32 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
 	struct tbrdma_send_wqe *wqe;
 	struct ib_wc wc = {};
+	unsigned long flags;
+	bool unfenced = false;
 
-	if (!qp || list_empty(&qp->send_outstanding)) {
+	if (!qp) {
 		tdev->stat_orphan_completions++;
 		return;
 	}
+	spin_lock_irqsave(&qp->sq_lock, flags);
 	/* The core completes in post order, so this is the oldest outstanding WR. */
-	wqe = list_first_entry(&qp->send_outstanding, struct tbrdma_send_wqe, node);
+	wqe = list_first_entry_or_null(&qp->send_outstanding, struct tbrdma_send_wqe, node);
+	if (wqe) {
+		list_del(&wqe->node);
+		qp->send_count--;
+		if (wqe->opcode == IB_WR_RDMA_READ && !--qp->reads_in_core)
+			unfenced = !list_empty(&qp->send_waiting);
+	}
+	spin_unlock_irqrestore(&qp->sq_lock, flags);
+	if (!wqe) {
+		tdev->stat_orphan_completions++;
+		return;
+	}
 	if (wqe->wr_id != wr_id)
 		tdev->stat_orphan_completions++;
-	list_del(&wqe->node);
-	qp->send_count--;
+	/* A fenced WR waits outside the backlog until the QP's READs are done. */
+	if (unfenced)
+		tbrdma_backlog_add(qp);
 
 	wc.wr_id = wqe->wr_id;
 	wc.status = wc_status_of(status);
@@ -291,8 +319,8 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 		break;
 	}
 	if (wqe->signaled || status != TBP_OK)
-		tbrdma_cq_push(to_tcq(qp->ibqp.send_cq), &wc);
-	kfree(wqe);
+		tbrdma_qp_complete(qp, true, &wc);
+	tbrdma_free_send_wqe(tdev, wqe);
 	if (qp->gsi) {
 		/* A datagram's fate never takes QP1 down; the core has room again. */
 		if (status == TBP_OK)
@@ -301,7 +329,7 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 		return;
 	}
 	if (status != TBP_OK && status != TBP_ERR_FLUSHED)
-		defer_qp_error(tdev, qp);
+		tbrdma_defer_qp_error(qp);
 }
 
 static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
@@ -310,6 +338,7 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 	struct tbrdma_recv_wqe *wqe = NULL;
 	struct tbrdma_qp *qp = NULL;
 	struct ib_wc wc = {};
+	unsigned long flags;
 
 	qp = xa_load(&tdev->qps, c->qpn);
 	if (qp && qp->gsi) {
@@ -321,18 +350,24 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 			tdev->stat_gsi_dropped++;	/* WRITE_WITH_IMM: not a datagram */
 		return;
 	}
-	qp = NULL;
-	if (c->recv_handle) {
-		wqe = recv_wqe_of(tdev, c->recv_handle, &qp);
-	} else {
-		/* WRITE_WITH_IMM consumes the next posted receive without the core claiming it. */
-		qp = xa_load(&tdev->qps, c->qpn);
-		if (qp && qp->rq_claim != qp->rq_tail) {
-			wqe = &qp->rq[qp->rq_claim % qp->rq_capacity];
-			qp->rq_claim++;
-		}
+	if (!qp) {
+		tdev->stat_orphan_completions++;
+		return;
 	}
-	if (!qp || !wqe) {
+	spin_lock_irqsave(&qp->rq_lock, flags);
+	if (c->recv_handle) {
+		struct tbrdma_qp *owner = NULL;
+
+		wqe = recv_wqe_of(tdev, c->recv_handle, &owner);
+		if (owner != qp)
+			wqe = NULL;
+	} else if (qp->rq_claim != qp->rq_tail) {
+		/* WRITE_WITH_IMM consumes the next posted receive without the core claiming it. */
+		wqe = &qp->rq[qp->rq_claim % qp->rq_capacity];
+		qp->rq_claim++;
+	}
+	if (!wqe) {
+		spin_unlock_irqrestore(&qp->rq_lock, flags);
 		tdev->stat_orphan_completions++;
 		return;
 	}
@@ -348,7 +383,7 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		wc.ex.imm_data = (__force __be32)c->imm;
 	}
 	wqe->done = true;
-	tbrdma_cq_push(to_tcq(qp->ibqp.recv_cq), &wc);
+	tbrdma_qp_complete(qp, false, &wc);
 	while (qp->rq_head != qp->rq_claim && qp->rq[qp->rq_head % qp->rq_capacity].done) {
 		struct tbrdma_recv_wqe *old = &qp->rq[qp->rq_head % qp->rq_capacity];
 
@@ -356,8 +391,9 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		old->generation++;
 		qp->rq_head++;
 	}
+	spin_unlock_irqrestore(&qp->rq_lock, flags);
 	if (c->status != TBP_OK && c->status != TBP_ERR_FLUSHED)
-		defer_qp_error(tdev, qp);
+		tbrdma_defer_qp_error(qp);
 }
 
 static void env_event(void *ctx, uint32_t event, uint32_t rail)
@@ -382,20 +418,180 @@ static void env_event(void *ctx, uint32_t event, uint32_t rail)
 
 /* ---- core calls ---- */
 
-/* Work the callbacks could not do from inside the core. Link lock held. */
-static void after_core_call(struct tbrdma_dev *tdev)
-{
-	while (!list_empty(&tdev->pending_errors)) {
-		struct tbrdma_qp *qp = list_first_entry(&tdev->pending_errors, struct tbrdma_qp,
-							pending_error_node);
+/* ---- send backlog: posted WRs the core has no room for yet ---- */
 
-		list_del_init(&qp->pending_error_node);
-		tbrdma_qp_to_error(qp, true);
+void tbrdma_backlog_add(struct tbrdma_qp *qp)
+{
+	struct tbrdma_dev *tdev = qp->tdev;
+	unsigned long flags;
+
+	spin_lock_irqsave(&tdev->backlog_lock, flags);
+	if (list_empty(&qp->backlog_node))
+		list_add_tail(&qp->backlog_node, &tdev->backlog);
+	spin_unlock_irqrestore(&tdev->backlog_lock, flags);
+}
+
+void tbrdma_backlog_del(struct tbrdma_qp *qp)
+{
+	struct tbrdma_dev *tdev = qp->tdev;
+	unsigned long flags;
+
+	spin_lock_irqsave(&tdev->backlog_lock, flags);
+	list_del_init(&qp->backlog_node);
+	spin_unlock_irqrestore(&tdev->backlog_lock, flags);
+}
+
+/*
+ * The next WR the backlog may hand over, moved to the QP's outstanding list (the core may
+ * complete it within tbp_post), or NULL when the backlog is empty. QPs take turns; a QP
+ * leaves the backlog when it has nothing waiting or its next WR is fenced behind READs.
+ * A WR of a QP no longer in RTS is taken off its queue with *flush set: it completes as
+ * flushed (posted in the error state, or racing the error transition). Link lock held.
+ */
+static struct tbrdma_send_wqe *backlog_next(struct tbrdma_dev *tdev, bool *flush)
+{
+	struct tbrdma_send_wqe *wqe = NULL;
+	unsigned long flags;
+
+	*flush = false;
+	spin_lock_irqsave(&tdev->backlog_lock, flags);
+	while (!wqe && !list_empty(&tdev->backlog)) {
+		struct tbrdma_qp *qp = list_first_entry(&tdev->backlog, struct tbrdma_qp,
+							backlog_node);
+
+		spin_lock(&qp->sq_lock);
+		wqe = list_first_entry_or_null(&qp->send_waiting, struct tbrdma_send_wqe, node);
+		if (wqe && qp->state != IB_QPS_RTS) {
+			list_del(&wqe->node);
+			qp->send_count--;
+			*flush = true;
+		} else if (wqe && wqe->fence && qp->reads_in_core) {
+			wqe = NULL;
+		} else if (wqe) {
+			list_move_tail(&wqe->node, &qp->send_outstanding);
+			if (wqe->opcode == IB_WR_RDMA_READ)
+				qp->reads_in_core++;
+		}
+		if (wqe)
+			list_move_tail(&qp->backlog_node, &tdev->backlog);
+		else
+			list_del_init(&qp->backlog_node);
+		spin_unlock(&qp->sq_lock);
 	}
+	spin_unlock_irqrestore(&tdev->backlog_lock, flags);
+	return wqe;
+}
+
+/* A WR the core did not take: back to the head of its queue (full) or failed. */
+static void backlog_undo(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe, bool requeue)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&qp->sq_lock, flags);
+	if (wqe->opcode == IB_WR_RDMA_READ)
+		qp->reads_in_core--;
+	if (requeue) {
+		list_move(&wqe->node, &qp->send_waiting);
+	} else {
+		list_del(&wqe->node);
+		qp->send_count--;
+	}
+	spin_unlock_irqrestore(&qp->sq_lock, flags);
+	if (requeue)
+		tbrdma_backlog_add(qp);
+}
+
+static const u32 tbp_opcode_of[] = {
+	[IB_WR_SEND] = TBP_OP_SEND,
+	[IB_WR_SEND_WITH_IMM] = TBP_OP_SEND_WITH_IMM,
+	[IB_WR_RDMA_WRITE] = TBP_OP_RDMA_WRITE,
+	[IB_WR_RDMA_WRITE_WITH_IMM] = TBP_OP_RDMA_WRITE_WITH_IMM,
+	[IB_WR_RDMA_READ] = TBP_OP_RDMA_READ,
+};
+
+/*
+ * Hands waiting WRs to the core until it is full. The core's tables are per link, the verbs'
+ * limits per QP: every QP may have max_qp_wr WRs posted at once, the ones beyond the core's
+ * room wait here, in post order per QP. Link lock held.
+ */
+static void push_backlog(struct tbrdma_dev *tdev)
+{
+	struct tbp_link *link = core_link(tdev);
+	struct tbrdma_send_wqe *wqe;
+	bool flush;
+
+	while ((wqe = backlog_next(tdev, &flush))) {
+		struct tbrdma_qp *qp = wqe->qp;
+		struct tbp_wr twr = {
+			.opcode = tbp_opcode_of[wqe->opcode],
+			.qpn = qp->ibqp.qp_num,
+			.wr_id = wqe->wr_id,
+			.local_buf = (uintptr_t)wqe,
+			.len = wqe->total_len,
+			.imm = wqe->imm,
+			.rkey = wqe->rkey,
+			.raddr = wqe->raddr,
+		};
+		struct ib_wc wc = {
+			.wr_id = wqe->wr_id,
+			.status = IB_WC_WR_FLUSH_ERR,
+			.qp = &qp->ibqp,
+		};
+		int err;
+
+		if (flush) {
+			tbrdma_qp_complete(qp, true, &wc);
+			qp->stat_flushed++;
+			tbrdma_free_send_wqe(tdev, wqe);
+			continue;
+		}
+		/* no link (rebuilding): the WR waits for the next one */
+		err = link ? tbp_post(link, &twr) : -ENOBUFS;
+		if (!err)
+			continue;
+		if (err == -ENOBUFS) {
+			backlog_undo(qp, wqe, true);
+			return;
+		}
+		/* Not open in the core (a failed link) or refused: the WR fails, the QP errs. */
+		backlog_undo(qp, wqe, false);
+		wc.status = err == -EINVAL ? IB_WC_LOC_QP_OP_ERR : IB_WC_RETRY_EXC_ERR;
+		tbrdma_qp_complete(qp, true, &wc);
+		tbrdma_free_send_wqe(tdev, wqe);
+		tbrdma_defer_qp_error(qp);
+	}
+}
+
+/* Work the callbacks could not do from inside the core. Link lock held. */
+void tbrdma_after_core_call(struct tbrdma_dev *tdev)
+{
+	lockdep_assert_held(&tdev->lock);
+	/* The error transitions below call the core; their callbacks may queue more. */
+	if (tdev->in_after_core_call)
+		return;
+	tdev->in_after_core_call = true;
+	do {
+		while (!list_empty(&tdev->pending_errors)) {
+			struct tbrdma_qp *qp = list_first_entry(&tdev->pending_errors,
+								struct tbrdma_qp,
+								pending_error_node);
+
+			list_del_init(&qp->pending_error_node);
+			tbrdma_qp_to_error(qp, true);
+		}
+		push_backlog(tdev);
+	} while (!list_empty(&tdev->pending_errors));
+	tdev->in_after_core_call = false;
 	if (tdev->port_state_dirty) {
 		tdev->port_state_dirty = false;
-		tbrdma_update_port_state(tdev);
+		/* ib_dispatch_event() and its handlers run outside the device lock. */
+		queue_work(system_wq, &tdev->port_work);
 	}
+}
+
+static void after_core_call(struct tbrdma_dev *tdev)
+{
+	tbrdma_after_core_call(tdev);
 }
 
 /* Runs the core's timers and arms the hrtimer for its next deadline. Link lock held. */
@@ -433,6 +629,25 @@ void tbrdma_link_kick(struct tbrdma_dev *tdev)
 	spin_lock_bh(&tdev->lock);
 	tick_locked(tdev);
 	spin_unlock_bh(&tdev->lock);
+}
+
+/* Hands the send backlog to the core and transmits. Process or softirq context. */
+void tbrdma_link_push_backlog(struct tbrdma_dev *tdev)
+{
+	spin_lock_bh(&tdev->lock);
+	after_core_call(tdev);
+	tick_locked(tdev);
+	spin_unlock_bh(&tdev->lock);
+}
+
+static void tbrdma_kick_work(struct work_struct *work)
+{
+	tbrdma_link_push_backlog(container_of(work, struct tbrdma_dev, kick_work));
+}
+
+static void tbrdma_port_work(struct work_struct *work)
+{
+	tbrdma_update_port_state(container_of(work, struct tbrdma_dev, port_work));
 }
 
 void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
@@ -526,7 +741,6 @@ void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
 	/* after_core_call() is not run: this is called from within it. */
 }
 
-/* Link lock held. */
 /* Hands one work request to the core; a full core is the verbs' -ENOMEM. Link lock held. */
 static int post_to_core(struct tbrdma_dev *tdev, struct tbp_link *link, const struct tbp_wr *twr)
 {
@@ -534,46 +748,6 @@ static int post_to_core(struct tbrdma_dev *tdev, struct tbp_link *link, const st
 
 	after_core_call(tdev);
 	return err == -ENOBUFS ? -ENOMEM : err;
-}
-
-int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
-		     const struct ib_send_wr *wr)
-{
-	struct tbp_link *link = core_link(qp->tdev);
-	struct tbp_wr twr = {};
-
-	if (!link)
-		return -ENOTCONN;
-	switch (wr->opcode) {
-	case IB_WR_SEND:
-		twr.opcode = TBP_OP_SEND;
-		break;
-	case IB_WR_SEND_WITH_IMM:
-		twr.opcode = TBP_OP_SEND_WITH_IMM;
-		break;
-	case IB_WR_RDMA_WRITE:
-		twr.opcode = TBP_OP_RDMA_WRITE;
-		break;
-	case IB_WR_RDMA_WRITE_WITH_IMM:
-		twr.opcode = TBP_OP_RDMA_WRITE_WITH_IMM;
-		break;
-	case IB_WR_RDMA_READ:
-		twr.opcode = TBP_OP_RDMA_READ;
-		break;
-	default:
-		return -EINVAL;
-	}
-	twr.qpn = qp->ibqp.qp_num;
-	twr.wr_id = wr->wr_id;
-	twr.local_buf = (uintptr_t)wqe;
-	twr.len = wqe->total_len;
-	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
-		twr.imm = (__force u32)wr->ex.imm_data;
-	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
-		twr.rkey = rdma_wr(wr)->rkey;
-		twr.raddr = rdma_wr(wr)->remote_addr;
-	}
-	return post_to_core(qp->tdev, link, &twr);
 }
 
 /* A GSI datagram (header + MAD in wqe->dgram) as a SEND to the peer's QP1. Link lock held. */
@@ -659,6 +833,14 @@ static int build_link(struct tbrdma_dev *tdev)
 		tdev->core_link_up = false;
 		tdev->port_state_dirty = true;
 		old_mem = tdev->link_mem;
+		/*
+		 * The old link took the QPs' in-flight messages with it: a QP left in RTS would
+		 * lose WRs silently, so each connected QP goes to error (IB_EVENT_QP_FATAL) as on
+		 * a transport failure. QP1 is connectionless and is reopened below.
+		 */
+		xa_for_each(&tdev->qps, qpn, qp)
+			if (!qp->gsi)
+				tbrdma_qp_to_error(qp, true);
 	}
 	err = tbp_link_init(&link, mem, size, &cfg, &env);
 	memzero_explicit(&cfg, sizeof(cfg));
@@ -682,6 +864,7 @@ static int build_link(struct tbrdma_dev *tdev)
 							 rail_max_frame(rail));
 	}
 	xa_for_each(&tdev->qps, qpn, qp) {
+		/* only QPs that reached RTR since no link existed, and QP1 */
 		if (qp->gsi)
 			tbrdma_gsi_reset_slots(qp);
 		if (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS)
@@ -745,6 +928,10 @@ int tbrdma_link_create(struct tbrdma_dev *tdev)
 		return err;
 	}
 	INIT_LIST_HEAD(&tdev->pending_errors);
+	spin_lock_init(&tdev->backlog_lock);
+	INIT_LIST_HEAD(&tdev->backlog);
+	INIT_WORK(&tdev->kick_work, tbrdma_kick_work);
+	INIT_WORK(&tdev->port_work, tbrdma_port_work);
 	INIT_WORK(&tdev->relink_work, tbrdma_relink_work);
 	tbrdma_hrtimer_setup(&tdev->tick_timer, tbrdma_tick_timer, CLOCK_MONOTONIC,
 			     HRTIMER_MODE_ABS_SOFT);
@@ -761,6 +948,8 @@ void tbrdma_link_destroy(struct tbrdma_dev *tdev)
 	tdev->dying = true;
 	spin_unlock_bh(&tdev->lock);
 	cancel_work_sync(&tdev->relink_work);
+	cancel_work_sync(&tdev->kick_work);
+	cancel_work_sync(&tdev->port_work);
 	hrtimer_cancel(&tdev->tick_timer);
 	spin_lock_bh(&tdev->lock);
 	if (tdev->link_ready) {

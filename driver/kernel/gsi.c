@@ -92,7 +92,7 @@ void tbrdma_gsi_destroy(struct tbrdma_qp *qp)
 
 	cancel_work_sync(&qp->gsi->work);
 	list_for_each_entry_safe(wqe, next, &qp->gsi->pending, node)
-		kfree(wqe);
+		tbrdma_free_send_wqe(qp->tdev, wqe);
 	kvfree(qp->gsi);
 	qp->gsi = NULL;
 }
@@ -113,8 +113,8 @@ static void gsi_complete_send(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
 	};
 
 	if (wqe->signaled || status != IB_WC_SUCCESS)
-		tbrdma_cq_push(to_tcq(qp->ibqp.send_cq), &wc);
-	kfree(wqe);
+		tbrdma_qp_complete(qp, true, &wc);
+	tbrdma_free_send_wqe(qp->tdev, wqe);
 }
 
 /* Posted sends the core never saw complete as flushed. Link lock held. */
@@ -171,7 +171,7 @@ static int gsi_queue_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr)
 	if (gsi->pending_count + READ_ONCE(qp->send_count) >= qp->max_send_wr)
 		return -ENOMEM;
 
-	gs = kzalloc(sizeof(*gs), GFP_ATOMIC);
+	gs = (struct tbrdma_gsi_send *)tbrdma_alloc_send_wqe(qp->tdev, sizeof(*gs), GFP_ATOMIC);
 	if (!gs)
 		return -ENOMEM;
 	ah = to_tah(ud->ah);
@@ -272,12 +272,16 @@ static void tbrdma_gsi_work(struct work_struct *work)
 
 		status = gsi_gather(qp, wqe);
 		if (status == IB_WC_SUCCESS) {
+			spin_lock_irq(&qp->sq_lock);
 			list_add_tail(&wqe->node, &qp->send_outstanding);
 			qp->send_count++;
+			spin_unlock_irq(&qp->sq_lock);
 			err = tbrdma_link_post_gsi(qp, wqe);
 			if (err) {
+				spin_lock_irq(&qp->sq_lock);
 				list_del(&wqe->node);
 				qp->send_count--;
+				spin_unlock_irq(&qp->sq_lock);
 			}
 			if (err == -ENOMEM) {
 				/* The core is full: retried when one of its sends completes. */
@@ -313,7 +317,7 @@ void tbrdma_gsi_flush_recvs(struct tbrdma_qp *qp)
 	lockdep_assert_held(&qp->gsi->lock);
 	while (qp->rq_head != qp->rq_tail) {
 		wc.wr_id = qp->rq[qp->rq_head % qp->rq_capacity].wr_id;
-		tbrdma_cq_push(to_tcq(qp->ibqp.recv_cq), &wc);
+		tbrdma_qp_complete(qp, false, &wc);
 		qp->stat_flushed++;
 		qp->rq_head++;
 	}
@@ -554,7 +558,7 @@ static bool gsi_deliver(struct tbrdma_qp *qp, const u8 *dgram, u32 len)
 		wc.wc_flags = IB_WC_GRH | IB_WC_WITH_NETWORK_HDR_TYPE;
 		wc.network_hdr_type = net_type;
 	}
-	tbrdma_cq_push(to_tcq(qp->ibqp.recv_cq), &wc);
+	tbrdma_qp_complete(qp, false, &wc);
 	return wc.status == IB_WC_SUCCESS;
 }
 

@@ -36,14 +36,20 @@ struct tbrdma_dev *tbrdma_find_device(const char *name)
 	return found;
 }
 
+/* Process context, no driver lock held: the event's handlers may call back into verbs. */
 void tbrdma_update_port_state(struct tbrdma_dev *tdev)
 {
-	enum ib_port_state new_state = tbrdma_link_is_up(tdev) ? IB_PORT_ACTIVE : IB_PORT_DOWN;
+	enum ib_port_state new_state;
 	struct ib_event event = {};
+	bool changed;
 
-	if (new_state == tdev->port_state)
-		return;
+	spin_lock_bh(&tdev->lock);
+	new_state = tbrdma_link_is_up(tdev) ? IB_PORT_ACTIVE : IB_PORT_DOWN;
+	changed = new_state != tdev->port_state;
 	tdev->port_state = new_state;
+	spin_unlock_bh(&tdev->lock);
+	if (!changed)
+		return;
 	event.device = &tdev->ibdev;
 	event.element.port_num = 1;
 	event.event = new_state == IB_PORT_ACTIVE ? IB_EVENT_PORT_ACTIVE : IB_EVENT_PORT_ERR;

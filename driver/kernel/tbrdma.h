@@ -27,6 +27,9 @@
 #define TBRDMA_MAX_QP		1024
 #define TBRDMA_MAX_QP_WR	1024
 #define TBRDMA_MAX_CQE		16384
+#define TBRDMA_MAX_CQ		4096
+#define TBRDMA_MAX_MR		65536
+#define TBRDMA_MAX_PD		4096
 #define TBRDMA_MAX_MR_SIZE	(1ULL << 32)
 #define TBRDMA_MAX_MSG_SIZE	(1U << 31)
 #define TBRDMA_GSI_QPN		1
@@ -105,6 +108,8 @@ struct tbrdma_gsi_hdr {
 
 struct tbrdma_mr {
 	struct ib_mr ibmr;
+	/* post paths check SGEs without the device lock, under RCU */
+	struct rcu_head rcu;
 	struct tbrdma_pd *pd;
 	struct ib_umem *umem;
 	struct page **pages;
@@ -126,6 +131,7 @@ struct tbrdma_cq {
 	u8 notify_flags;
 	bool overflowed;
 	struct work_struct notify_work;
+	struct work_struct err_work;	/* IB_EVENT_CQ_ERR, outside every driver lock */
 };
 
 struct tbrdma_sge {
@@ -150,7 +156,10 @@ struct tbrdma_send_wqe {
 	u64 wr_id;
 	enum ib_wr_opcode opcode;
 	bool signaled;
-	bool handed_to_core;
+	bool fence;		/* IB_SEND_FENCE: waits for the QP's earlier READs */
+	u32 imm;
+	u32 rkey;
+	u64 raddr;
 	u32 num_sge;
 	u32 total_len;
 	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
@@ -187,20 +196,34 @@ struct tbrdma_qp {
 	enum ib_qp_state state;
 	u32 dest_qpn;
 	u32 qkey;
-	u32 sq_psn, rq_psn;
-	u32 path_mtu;
-	int access_flags;
+	/* what modify_qp was given, for query_qp (ah_attr without its sgid_attr reference) */
+	struct ib_qp_attr attr;
 	bool sq_sig_all;
 	u32 max_send_wr, max_recv_wr, max_send_sge, max_recv_sge;
-	/* guarded by tdev->lock: the protocol core calls back with it held */
+	/*
+	 * Send queue, under sq_lock (IRQ-safe: a post may run with interrupts off; the core's
+	 * callbacks take it inside tdev->lock). send_outstanding: WRs the core owns, in post
+	 * order; send_waiting: posted WRs the core has no room for yet (or fenced), handed over
+	 * in order by the device's backlog. send_count counts both.
+	 */
+	spinlock_t sq_lock;
 	struct list_head send_outstanding;
+	struct list_head send_waiting;
 	u32 send_count;
+	u32 reads_in_core;		/* RDMA READs the core owns (IB_SEND_FENCE waits for 0) */
+	struct list_head backlog_node;	/* on tdev->backlog, under tdev->backlog_lock */
 	/* rq_head <= rq_claim <= rq_tail, free-running; slot = index % rq_capacity */
+	spinlock_t rq_lock;		/* the receive ring of an RC/UC QP (IRQ-safe) */
 	struct tbrdma_recv_wqe *rq;
 	u32 rq_capacity;
 	u32 rq_head, rq_claim, rq_tail;
 	u64 stat_flushed;
+	/* destroy or RESET: flushed work is dropped, not completed (its CQEs are purged) */
+	bool discard;
 	struct list_head pending_error_node;
+	/* async events, delivered from a work item, never under a driver lock */
+	struct work_struct event_work;
+	unsigned long pending_events;	/* bit 0: IB_EVENT_QP_FATAL */
 	struct tbrdma_gsi *gsi;		/* QP1 only */
 };
 
@@ -220,7 +243,16 @@ struct tbrdma_dev {
 	bool core_link_up;
 	bool port_state_dirty;
 	bool dying;
+	bool in_after_core_call;
 	struct list_head pending_errors;	/* QPs to move to error after a core call */
+	/* QPs with WRs in send_waiting; under backlog_lock (IRQ-safe), inside tdev->lock */
+	spinlock_t backlog_lock;
+	struct list_head backlog;
+	struct work_struct kick_work;	/* hands the backlog over for posts made with IRQs off */
+	struct work_struct port_work;	/* port events, dispatched outside tdev->lock */
+	/* objects, for the advertised limits and the leak check (configfs "objects") */
+	atomic_t n_pd, n_cq, n_qp, n_mr, n_wqe;
+
 	struct hrtimer tick_timer;
 	u64 armed_deadline;
 	u64 stat_orphan_completions;
@@ -291,9 +323,35 @@ void tbrdma_tb_rail_event(struct tbrdma_tb_service *ts, bool gone);
 int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
-/* verbs.c */
-void tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc);
+
+/* cq.c */
+int tbrdma_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
+		     TBRDMA_CREATE_CQ_LAST_ARG);
+int tbrdma_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata);
+int tbrdma_resize_cq(struct ib_cq *ibcq, tbrdma_cqe_t cqe, struct ib_udata *udata);
+int tbrdma_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc);
+int tbrdma_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags);
+bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc);
+void tbrdma_cq_purge(struct tbrdma_cq *cq, struct tbrdma_qp *qp);
+void tbrdma_qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc);
+
+/* qp.c */
+int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata);
+int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		     struct ib_udata *udata);
+int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		    struct ib_qp_init_attr *init);
+int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata);
+int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
+		     const struct ib_send_wr **bad_wr);
+int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
+		     const struct ib_recv_wr **bad_wr);
 void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal);
+struct tbrdma_send_wqe *tbrdma_alloc_send_wqe(struct tbrdma_dev *tdev, size_t size, gfp_t gfp);
+void tbrdma_free_send_wqe(struct tbrdma_dev *tdev, struct tbrdma_send_wqe *wqe);
+
+/* verbs.c */
+bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len);
 int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 num_sge,
 		     u64 offset, void *buf, u32 len, bool to_mr);
 int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);
@@ -371,10 +429,13 @@ void tbrdma_link_destroy(struct tbrdma_dev *tdev);
 int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail);
 void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bool remove);
 void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
-int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
-		     const struct ib_send_wr *wr);
+void tbrdma_link_push_backlog(struct tbrdma_dev *tdev);
+void tbrdma_backlog_add(struct tbrdma_qp *qp);
+void tbrdma_backlog_del(struct tbrdma_qp *qp);
+void tbrdma_after_core_call(struct tbrdma_dev *tdev);
 int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe);
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp);
+void tbrdma_defer_qp_error(struct tbrdma_qp *qp);
 int tbrdma_link_open_qp(struct tbrdma_qp *qp);
 void tbrdma_link_kick(struct tbrdma_dev *tdev);
 bool tbrdma_link_is_up(struct tbrdma_dev *tdev);

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Verbs objects: device/port queries, PD, MR (user memory and DMA), CQ, RC/UC QPs and their
- * state machine. The data path hands work to the protocol core through glue.c; QP1 (GSI) and
- * address handles are in gsi.c.
+ * Verbs objects: device/port queries, PD, MR (user memory and DMA) and the device's op
+ * table. CQs are in cq.c, RC/UC QPs in qp.c, QP1 (GSI) and address handles in gsi.c; the
+ * data path hands work to the protocol core through glue.c.
  */
+#include <linux/ethtool.h>
 #include <linux/highmem.h>
 #include <linux/random.h>
+#include <linux/rtnetlink.h>
 #include <linux/vmalloc.h>
 #include <rdma/ib_mad.h>
 #include <rdma/uverbs_ioctl.h>
@@ -33,10 +35,10 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_send_sge = TBRDMA_MAX_SGE;
 	attr->max_recv_sge = TBRDMA_MAX_SGE;
 	attr->max_sge_rd = TBRDMA_MAX_SGE;
-	attr->max_cq = 4096;
+	attr->max_cq = TBRDMA_MAX_CQ;
 	attr->max_cqe = TBRDMA_MAX_CQE;
-	attr->max_mr = 65536;
-	attr->max_pd = 4096;
+	attr->max_mr = TBRDMA_MAX_MR;
+	attr->max_pd = TBRDMA_MAX_PD;
 	attr->max_qp_rd_atom = 16;
 	attr->max_qp_init_rd_atom = 16;
 	attr->max_res_rd_atom = 16 * TBRDMA_MAX_QP;
@@ -46,9 +48,88 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	return 0;
 }
 
+/*
+ * Lane rates in Mb/s (IBA 14.2.5.6 / ib_core's enum ib_port_speed). FDR10 and the rates past
+ * NDR are left out so the same table works on every supported kernel.
+ */
+static const struct {
+	u16 speed;
+	u32 mbps;
+} tbrdma_lane_rates[] = {
+	{ IB_SPEED_SDR, 2500 }, { IB_SPEED_DDR, 5000 }, { IB_SPEED_QDR, 10000 },
+	{ IB_SPEED_FDR, 14000 }, { IB_SPEED_EDR, 25000 }, { IB_SPEED_HDR, 50000 },
+	{ IB_SPEED_NDR, 100000 },
+};
+
+static const struct {
+	u8 width;
+	u32 lanes;
+} tbrdma_widths[] = {
+	{ IB_WIDTH_1X, 1 }, { IB_WIDTH_2X, 2 }, { IB_WIDTH_4X, 4 }, { IB_WIDTH_8X, 8 },
+	{ IB_WIDTH_12X, 12 },
+};
+
+/* The largest IB rate (width x lane speed) not above mbps; at least 1X SDR. */
+static void tbrdma_rate_to_ib(u64 mbps, u16 *speed, u8 *width)
+{
+	u64 best = 0;
+	unsigned int i, j;
+
+	*speed = IB_SPEED_SDR;
+	*width = IB_WIDTH_1X;
+	for (i = 0; i < ARRAY_SIZE(tbrdma_widths); i++) {
+		for (j = 0; j < ARRAY_SIZE(tbrdma_lane_rates); j++) {
+			u64 rate = (u64)tbrdma_widths[i].lanes * tbrdma_lane_rates[j].mbps;
+
+			if (rate <= mbps && rate > best) {
+				best = rate;
+				*speed = tbrdma_lane_rates[j].speed;
+				*width = tbrdma_widths[i].width;
+			}
+		}
+	}
+}
+
+/*
+ * Sum of the link speeds of the rails carrying the link. An Ethernet rail reports ethtool's
+ * speed (unknown counts as 1 Gb/s, like ib_get_eth_speed() for rxe); a Thunderbolt rail
+ * counts as USB4's 40 Gb/s. Takes RTNL (as rxe's query_port does) and the rail mutex.
+ */
+static u64 tbrdma_rails_mbps(struct tbrdma_dev *tdev)
+{
+	u64 total = 0;
+	int i;
+
+	rtnl_lock();
+	mutex_lock(&tdev->rail_mutex);
+	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
+		struct tbrdma_rail *rail = &tdev->rails[i];
+		struct ethtool_link_ksettings ks;
+		u32 mbps = SPEED_1000;
+
+		if (!rail->in_use || !rail->core_added || !tbrdma_rail_running(rail))
+			continue;
+		if (rail->kind == TBRDMA_RAIL_TB) {
+			total += 40000;
+			continue;
+		}
+		if (!netif_carrier_ok(rail->netdev))
+			continue;
+		if (!__ethtool_get_link_ksettings(rail->netdev, &ks) &&
+		    ks.base.speed != (u32)SPEED_UNKNOWN && ks.base.speed)
+			mbps = ks.base.speed;
+		total += mbps;
+	}
+	mutex_unlock(&tdev->rail_mutex);
+	rtnl_unlock();
+	return total;
+}
+
 static int tbrdma_query_port(struct ib_device *ibdev, u32 port, struct ib_port_attr *attr)
 {
 	struct tbrdma_dev *tdev = to_tdev(ibdev);
+	u16 speed;
+	u8 width;
 
 	/* ib_core hands a zeroed attr; fill only what we know. */
 	attr->state = tdev->port_state;
@@ -62,8 +143,9 @@ static int tbrdma_query_port(struct ib_device *ibdev, u32 port, struct ib_port_a
 	attr->bad_pkey_cntr = 0;
 	attr->qkey_viol_cntr = 0;
 	attr->pkey_tbl_len = 1;
-	attr->active_width = IB_WIDTH_4X;
-	attr->active_speed = IB_SPEED_EDR;
+	tbrdma_rate_to_ib(tbrdma_rails_mbps(tdev), &speed, &width);
+	attr->active_speed = speed;
+	attr->active_width = width;
 	return 0;
 }
 
@@ -111,11 +193,28 @@ static void tbrdma_dealloc_ucontext(struct ib_ucontext *uctx)
 
 static int tbrdma_alloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
 {
+	struct tbrdma_dev *tdev = to_tdev(ibpd->device);
+
+	if (atomic_inc_return(&tdev->n_pd) > TBRDMA_MAX_PD) {
+		atomic_dec(&tdev->n_pd);
+		return -EINVAL;
+	}
 	return 0;
 }
 
 static int tbrdma_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
 {
+	atomic_dec(&to_tdev(ibpd->device)->n_pd);
+	return 0;
+}
+
+/* The advertised max_mr holds: every MR (DMA or user) counts. */
+static int tbrdma_mr_count_get(struct tbrdma_dev *tdev)
+{
+	if (atomic_inc_return(&tdev->n_mr) > TBRDMA_MAX_MR) {
+		atomic_dec(&tdev->n_mr);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -157,6 +256,7 @@ static void tbrdma_release_keys(struct tbrdma_dev *tdev, struct tbrdma_mr *mr)
 	spin_unlock_bh(&tdev->lock);
 }
 
+/* Link lock or RCU read lock held. */
 struct tbrdma_mr *tbrdma_lookup_mr(struct tbrdma_dev *tdev, u32 key, bool remote)
 {
 	struct tbrdma_mr *mr = xa_load(&tdev->mrs, key);
@@ -174,9 +274,14 @@ static struct ib_mr *tbrdma_get_dma_mr(struct ib_pd *ibpd, int access)
 	struct tbrdma_mr *mr;
 	int err;
 
-	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
-	if (!mr)
+	err = tbrdma_mr_count_get(tdev);
+	if (err)
+		return ERR_PTR(err);
+	mr = kzalloc(sizeof(*mr), GFP_KERNEL_ACCOUNT);
+	if (!mr) {
+		atomic_dec(&tdev->n_mr);
 		return ERR_PTR(-ENOMEM);
+	}
 	mr->pd = to_tpd(ibpd);
 	mr->is_dma = true;
 	mr->access = access;
@@ -185,6 +290,7 @@ static struct ib_mr *tbrdma_get_dma_mr(struct ib_pd *ibpd, int access)
 	err = tbrdma_assign_keys(tdev, mr);
 	if (err) {
 		kfree(mr);
+		atomic_dec(&tdev->n_mr);
 		return ERR_PTR(err);
 	}
 	return &mr->ibmr;
@@ -202,9 +308,14 @@ static struct ib_mr *tbrdma_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 lengt
 
 	if (!length || length > TBRDMA_MAX_MR_SIZE)
 		return ERR_PTR(-EINVAL);
-	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
-	if (!mr)
+	err = tbrdma_mr_count_get(tdev);
+	if (err)
+		return ERR_PTR(err);
+	mr = kzalloc(sizeof(*mr), GFP_KERNEL_ACCOUNT);
+	if (!mr) {
+		atomic_dec(&tdev->n_mr);
 		return ERR_PTR(-ENOMEM);
+	}
 	mr->umem = tbrdma_umem_get(ibpd->device, start, length, access);
 	if (IS_ERR(mr->umem)) {
 		err = PTR_ERR(mr->umem);
@@ -212,7 +323,7 @@ static struct ib_mr *tbrdma_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 lengt
 	}
 	mr->first_page_offset = ib_umem_offset(mr->umem);
 	mr->npages = ib_umem_num_pages(mr->umem);
-	mr->pages = kvcalloc(mr->npages, sizeof(*mr->pages), GFP_KERNEL);
+	mr->pages = kvcalloc(mr->npages, sizeof(*mr->pages), GFP_KERNEL_ACCOUNT);
 	if (!mr->pages) {
 		err = -ENOMEM;
 		goto err_umem;
@@ -243,6 +354,7 @@ err_umem:
 	ib_umem_release(mr->umem);
 err_free:
 	kfree(mr);
+	atomic_dec(&tdev->n_mr);
 	return ERR_PTR(err);
 }
 
@@ -250,16 +362,18 @@ static int tbrdma_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 {
 	struct tbrdma_mr *mr = to_tmr(ibmr);
 
+	/* After this no core callback can reach the pages; a post may still be checking. */
 	tbrdma_release_keys(to_tdev(ibmr->device), mr);
 	if (mr->umem) {
 		kvfree(mr->pages);
 		ib_umem_release(mr->umem);
 	}
-	kfree(mr);
+	kfree_rcu(mr, rcu);
+	atomic_dec(&to_tdev(ibmr->device)->n_mr);
 	return 0;
 }
 
-static bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len)
+bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len)
 {
 	if (mr->is_dma)
 		return true;
@@ -357,542 +471,6 @@ int tbrdma_check_sges(struct tbrdma_qp *qp, const struct tbrdma_sge *sge, u32 nu
 	return 0;
 }
 
-/* ---- completion queues ---- */
-
-static void tbrdma_cq_notify_work(struct work_struct *work);
-
-struct tbrdma_cq_notify {
-	struct work_struct work;
-	struct tbrdma_cq *cq;
-};
-
-static int tbrdma_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
-			    TBRDMA_CREATE_CQ_LAST_ARG)
-{
-	struct tbrdma_cq *cq = to_tcq(ibcq);
-
-	if (attr->flags || attr->cqe < 1 || attr->cqe > TBRDMA_MAX_CQE)
-		return -EINVAL;
-	spin_lock_init(&cq->lock);
-	cq->capacity = attr->cqe;
-	cq->queue = kvcalloc(cq->capacity, sizeof(*cq->queue), GFP_KERNEL);
-	if (!cq->queue)
-		return -ENOMEM;
-	INIT_WORK(&cq->notify_work, tbrdma_cq_notify_work);
-	ibcq->cqe = attr->cqe;
-	return 0;
-}
-
-static int tbrdma_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata)
-{
-	struct tbrdma_cq *cq = to_tcq(ibcq);
-
-	cancel_work_sync(&cq->notify_work);
-	kvfree(cq->queue);
-	return 0;
-}
-
-static void tbrdma_cq_notify_work(struct work_struct *work)
-{
-	struct tbrdma_cq *cq = container_of(work, struct tbrdma_cq, notify_work);
-
-	if (cq->ibcq.comp_handler)
-		cq->ibcq.comp_handler(&cq->ibcq, cq->ibcq.cq_context);
-}
-
-void tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc)
-{
-	unsigned long flags;
-	bool notify = false;
-
-	spin_lock_irqsave(&cq->lock, flags);
-	if (cq->count == cq->capacity) {
-		cq->overflowed = true;
-		spin_unlock_irqrestore(&cq->lock, flags);
-		if (cq->ibcq.event_handler) {
-			struct ib_event ev = {
-				.device = cq->ibcq.device,
-				.element.cq = &cq->ibcq,
-				.event = IB_EVENT_CQ_ERR,
-			};
-
-			cq->ibcq.event_handler(&ev, cq->ibcq.cq_context);
-		}
-		return;
-	}
-	cq->queue[(cq->head + cq->count) % cq->capacity] = *wc;
-	cq->count++;
-	if (cq->notify_flags == IB_CQ_NEXT_COMP ||
-	    (cq->notify_flags == IB_CQ_SOLICITED && wc->status != IB_WC_SUCCESS)) {
-		cq->notify_flags = 0;
-		notify = true;
-	}
-	spin_unlock_irqrestore(&cq->lock, flags);
-	/* Deferred: a consumer's handler may post again, which takes the link lock we hold. */
-	if (notify)
-		queue_work(system_highpri_wq, &cq->notify_work);
-}
-
-static int tbrdma_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc)
-{
-	struct tbrdma_cq *cq = to_tcq(ibcq);
-	unsigned long flags;
-	int n = 0;
-
-	spin_lock_irqsave(&cq->lock, flags);
-	while (n < num_entries && cq->count) {
-		wc[n++] = cq->queue[cq->head];
-		cq->head = (cq->head + 1) % cq->capacity;
-		cq->count--;
-	}
-	spin_unlock_irqrestore(&cq->lock, flags);
-	return n;
-}
-
-static int tbrdma_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags)
-{
-	struct tbrdma_cq *cq = to_tcq(ibcq);
-	unsigned long irqflags;
-	int ret = 0;
-
-	spin_lock_irqsave(&cq->lock, irqflags);
-	if (cq->notify_flags != IB_CQ_NEXT_COMP)
-		cq->notify_flags = flags & IB_CQ_SOLICITED_MASK;
-	if ((flags & IB_CQ_REPORT_MISSED_EVENTS) && cq->count)
-		ret = 1;
-	spin_unlock_irqrestore(&cq->lock, irqflags);
-	return ret;
-}
-
-/* ---- queue pairs ---- */
-
-static int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
-			    struct ib_udata *udata)
-{
-	struct tbrdma_dev *tdev = to_tdev(ibqp->device);
-	struct tbrdma_qp *qp = to_tqp(ibqp);
-	u32 qpn;
-	int err;
-
-	switch (init->qp_type) {
-	case IB_QPT_RC:
-	case IB_QPT_UC:
-	case IB_QPT_GSI:
-		break;
-	default:
-		return -EOPNOTSUPP;
-	}
-	if (init->srq || init->create_flags)
-		return -EOPNOTSUPP;
-	if (init->cap.max_send_wr > TBRDMA_MAX_QP_WR || init->cap.max_recv_wr > TBRDMA_MAX_QP_WR ||
-	    init->cap.max_send_sge > TBRDMA_MAX_SGE || init->cap.max_recv_sge > TBRDMA_MAX_SGE)
-		return -EINVAL;
-	if (udata && (udata->inlen || udata->outlen))
-		return -EINVAL;
-	/* QP1 belongs to ib_mad; its queues are never user-mapped. */
-	if (udata && init->qp_type == IB_QPT_GSI)
-		return -EOPNOTSUPP;
-
-	qp->tdev = tdev;
-	mutex_init(&qp->state_mutex);
-	INIT_LIST_HEAD(&qp->send_outstanding);
-	INIT_LIST_HEAD(&qp->pending_error_node);
-	qp->state = IB_QPS_RESET;
-	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
-	qp->max_send_wr = max(init->cap.max_send_wr, 1U);
-	qp->max_recv_wr = max(init->cap.max_recv_wr, 1U);
-	qp->max_send_sge = max(init->cap.max_send_sge, 1U);
-	qp->max_recv_sge = max(init->cap.max_recv_sge, 1U);
-	qp->rq_capacity = qp->max_recv_wr;
-	qp->rq = kvcalloc(qp->rq_capacity, sizeof(*qp->rq), GFP_KERNEL);
-	if (!qp->rq)
-		return -ENOMEM;
-
-	if (init->qp_type == IB_QPT_GSI) {
-		/* GSI datagrams go to the peer's QP1, carried on the core QP pair 1 <-> 1. */
-		qp->dest_qpn = TBRDMA_GSI_QPN;
-		err = tbrdma_gsi_create(qp);
-		if (err) {
-			kvfree(qp->rq);
-			return err;
-		}
-		qpn = TBRDMA_GSI_QPN;
-		err = xa_insert_bh(&tdev->qps, qpn, qp, GFP_KERNEL);
-	} else {
-		err = xa_alloc_cyclic_bh(&tdev->qps, &qpn, qp,
-					 XA_LIMIT(TBRDMA_FIRST_QPN, TBRDMA_MAX_QPN),
-					 &tdev->next_qpn, GFP_KERNEL);
-		if (err > 0)
-			err = 0;
-	}
-	if (err) {
-		if (qp->gsi)
-			tbrdma_gsi_destroy(qp);
-		kvfree(qp->rq);
-		return err;
-	}
-	ibqp->qp_num = qpn;
-	init->cap.max_send_wr = qp->max_send_wr;
-	init->cap.max_recv_wr = qp->max_recv_wr;
-	init->cap.max_send_sge = qp->max_send_sge;
-	init->cap.max_recv_sge = qp->max_recv_sge;
-	init->cap.max_inline_data = 0;
-	return 0;
-}
-
-/* Completes every receive WQE not yet completed with a flush error. Link lock held. */
-static void tbrdma_flush_recvs(struct tbrdma_qp *qp)
-{
-	struct ib_wc wc = {
-		.status = IB_WC_WR_FLUSH_ERR,
-		.opcode = IB_WC_RECV,
-		.qp = &qp->ibqp,
-	};
-
-	if (qp->gsi) {
-		unsigned long flags;
-
-		spin_lock_irqsave(&qp->gsi->lock, flags);
-		tbrdma_gsi_flush_recvs(qp);
-		spin_unlock_irqrestore(&qp->gsi->lock, flags);
-		return;
-	}
-	while (qp->rq_head != qp->rq_tail) {
-		struct tbrdma_recv_wqe *wqe = &qp->rq[qp->rq_head % qp->rq_capacity];
-
-		if (!wqe->done) {
-			wc.wr_id = wqe->wr_id;
-			tbrdma_cq_push(to_tcq(qp->ibqp.recv_cq), &wc);
-			qp->stat_flushed++;
-		}
-		wqe->done = false;
-		wqe->generation++;
-		qp->rq_head++;
-	}
-	qp->rq_claim = qp->rq_head;
-}
-
-/* Flushes what the core no longer owns. Link lock held. */
-static void tbrdma_flush_sends(struct tbrdma_qp *qp)
-{
-	struct tbrdma_send_wqe *wqe, *next;
-
-	list_for_each_entry_safe(wqe, next, &qp->send_outstanding, node) {
-		struct ib_wc wc = {
-			.wr_id = wqe->wr_id,
-			.status = IB_WC_WR_FLUSH_ERR,
-			.qp = &qp->ibqp,
-		};
-
-		list_del(&wqe->node);
-		tbrdma_cq_push(to_tcq(qp->ibqp.send_cq), &wc);
-		qp->stat_flushed++;
-		kfree(wqe);
-	}
-	qp->send_count = 0;
-	if (qp->gsi)
-		tbrdma_gsi_flush_pending(qp);
-}
-
-/* Link lock held. fatal: a transport error, reported to the consumer as an async event. */
-void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal)
-{
-	if (qp->state == IB_QPS_ERR || qp->state == IB_QPS_RESET)
-		return;
-	qp->state = IB_QPS_ERR;
-	tbrdma_link_cancel_qp(qp);
-	tbrdma_flush_sends(qp);
-	tbrdma_flush_recvs(qp);
-	if (fatal && qp->ibqp.event_handler) {
-		struct ib_event ev = {
-			.device = qp->ibqp.device,
-			.element.qp = &qp->ibqp,
-			.event = IB_EVENT_QP_FATAL,
-		};
-
-		qp->ibqp.event_handler(&ev, qp->ibqp.qp_context);
-	}
-}
-
-static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
-			    struct ib_udata *udata)
-{
-	struct tbrdma_qp *qp = to_tqp(ibqp);
-	struct tbrdma_dev *tdev = qp->tdev;
-	enum ib_qp_state cur, next;
-	int err = 0;
-
-	if (udata && (udata->inlen || udata->outlen))
-		return -EOPNOTSUPP;
-	mutex_lock(&qp->state_mutex);
-	cur = (mask & IB_QP_CUR_STATE) ? attr->cur_qp_state : qp->state;
-	next = (mask & IB_QP_STATE) ? attr->qp_state : cur;
-	if (!ib_modify_qp_is_ok(cur, next, ibqp->qp_type, mask)) {
-		err = -EINVAL;
-		goto out;
-	}
-	if ((mask & IB_QP_PORT) && attr->port_num != 1) {
-		err = -EINVAL;
-		goto out;
-	}
-	if ((mask & IB_QP_MAX_QP_RD_ATOMIC) && attr->max_rd_atomic > 16) {
-		err = -EINVAL;
-		goto out;
-	}
-
-	spin_lock_bh(&tdev->lock);
-	if (mask & IB_QP_ACCESS_FLAGS)
-		qp->access_flags = attr->qp_access_flags;
-	if ((mask & IB_QP_DEST_QPN) && ibqp->qp_type != IB_QPT_GSI)
-		qp->dest_qpn = attr->dest_qp_num;
-	if (mask & IB_QP_QKEY)
-		qp->qkey = attr->qkey;
-	if (mask & IB_QP_SQ_PSN)
-		qp->sq_psn = attr->sq_psn;
-	if (mask & IB_QP_RQ_PSN)
-		qp->rq_psn = attr->rq_psn;
-	if (mask & IB_QP_PATH_MTU)
-		qp->path_mtu = attr->path_mtu;
-
-	if (next != cur) {
-		switch (next) {
-		case IB_QPS_RESET:
-			if (qp->state != IB_QPS_ERR)
-				tbrdma_qp_to_error(qp, false);
-			tbrdma_flush_sends(qp);
-			tbrdma_flush_recvs(qp);
-			qp->state = IB_QPS_RESET;
-			break;
-		case IB_QPS_ERR:
-			tbrdma_qp_to_error(qp, false);
-			break;
-		case IB_QPS_RTR:
-			err = tbrdma_link_open_qp(qp);
-			if (!err)
-				qp->state = next;
-			break;
-		default:
-			qp->state = next;
-			break;
-		}
-	}
-	spin_unlock_bh(&tdev->lock);
-out:
-	mutex_unlock(&qp->state_mutex);
-	return err;
-}
-
-static int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
-			   struct ib_qp_init_attr *init)
-{
-	struct tbrdma_qp *qp = to_tqp(ibqp);
-
-	memset(attr, 0, sizeof(*attr));
-	memset(init, 0, sizeof(*init));
-	attr->qp_state = qp->state;
-	attr->cur_qp_state = qp->state;
-	attr->path_mtu = qp->path_mtu ? qp->path_mtu : IB_MTU_4096;
-	attr->path_mig_state = IB_MIG_MIGRATED;
-	attr->qp_access_flags = qp->access_flags;
-	attr->dest_qp_num = qp->dest_qpn;
-	attr->qkey = qp->qkey;
-	attr->sq_psn = qp->sq_psn;
-	attr->rq_psn = qp->rq_psn;
-	attr->port_num = 1;
-	attr->max_rd_atomic = 16;
-	attr->max_dest_rd_atomic = 16;
-	attr->cap.max_send_wr = qp->max_send_wr;
-	attr->cap.max_recv_wr = qp->max_recv_wr;
-	attr->cap.max_send_sge = qp->max_send_sge;
-	attr->cap.max_recv_sge = qp->max_recv_sge;
-	init->cap = attr->cap;
-	init->qp_type = ibqp->qp_type;
-	init->send_cq = ibqp->send_cq;
-	init->recv_cq = ibqp->recv_cq;
-	init->sq_sig_type = qp->sq_sig_all ? IB_SIGNAL_ALL_WR : IB_SIGNAL_REQ_WR;
-	return 0;
-}
-
-static int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
-{
-	struct tbrdma_qp *qp = to_tqp(ibqp);
-	struct tbrdma_dev *tdev = qp->tdev;
-
-	mutex_lock(&qp->state_mutex);
-	spin_lock_bh(&tdev->lock);
-	list_del_init(&qp->pending_error_node);
-	tbrdma_qp_to_error(qp, false);
-	tbrdma_flush_sends(qp);
-	xa_erase(&tdev->qps, ibqp->qp_num);
-	spin_unlock_bh(&tdev->lock);
-	mutex_unlock(&qp->state_mutex);
-	if (qp->gsi)
-		tbrdma_gsi_destroy(qp);
-	kvfree(qp->rq);
-	mutex_destroy(&qp->state_mutex);
-	return 0;
-}
-
-/* Resolves and checks an SGE list against the QP's PD. */
-static int tbrdma_take_sges(struct tbrdma_qp *qp, const struct ib_sge *src, int num_sge,
-			    struct tbrdma_sge *dst, u32 *total, bool for_write_into)
-{
-	u64 sum = 0;
-	int i;
-
-	for (i = 0; i < num_sge; i++) {
-		struct tbrdma_mr *mr;
-
-		if (!src[i].length)
-			continue;
-		mr = tbrdma_lookup_mr(qp->tdev, src[i].lkey, false);
-		if (!mr || &mr->pd->ibpd != qp->ibqp.pd)
-			return -EINVAL;
-		if (for_write_into && !(mr->access & IB_ACCESS_LOCAL_WRITE))
-			return -EACCES;
-		if (!tbrdma_mr_range_ok(mr, src[i].addr, src[i].length))
-			return -EINVAL;
-		dst[i].addr = src[i].addr;
-		dst[i].length = src[i].length;
-		dst[i].lkey = src[i].lkey;
-		sum += src[i].length;
-	}
-	if (sum > TBRDMA_MAX_MSG_SIZE)
-		return -EINVAL;
-	*total = sum;
-	return 0;
-}
-
-static int tbrdma_post_one_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr)
-{
-	struct tbrdma_send_wqe *wqe;
-	int err;
-
-	if (wr->num_sge > qp->max_send_sge || wr->num_sge < 0)
-		return -EINVAL;
-	switch (wr->opcode) {
-	case IB_WR_SEND:
-	case IB_WR_SEND_WITH_IMM:
-	case IB_WR_RDMA_WRITE:
-	case IB_WR_RDMA_WRITE_WITH_IMM:
-		break;
-	case IB_WR_RDMA_READ:
-		if (qp->ibqp.qp_type != IB_QPT_RC)
-			return -EINVAL;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (wr->send_flags & IB_SEND_INLINE)
-		return -EINVAL;
-	if (qp->send_count >= qp->max_send_wr)
-		return -ENOMEM;
-
-	wqe = kzalloc(sizeof(*wqe), GFP_ATOMIC);
-	if (!wqe)
-		return -ENOMEM;
-	wqe->qp = qp;
-	wqe->wr_id = wr->wr_id;
-	wqe->opcode = wr->opcode;
-	wqe->signaled = qp->sq_sig_all || (wr->send_flags & IB_SEND_SIGNALED);
-	wqe->num_sge = wr->num_sge;
-	err = tbrdma_take_sges(qp, wr->sg_list, wr->num_sge, wqe->sge, &wqe->total_len,
-			       wr->opcode == IB_WR_RDMA_READ);
-	if (err) {
-		kfree(wqe);
-		return err;
-	}
-
-	if (qp->state == IB_QPS_ERR) {
-		/* Work posted to a QP in error completes right away as flushed. */
-		list_add_tail(&wqe->node, &qp->send_outstanding);
-		tbrdma_flush_sends(qp);
-		return 0;
-	}
-	list_add_tail(&wqe->node, &qp->send_outstanding);
-	qp->send_count++;
-	err = tbrdma_link_post(qp, wqe, wr);
-	if (err) {
-		list_del(&wqe->node);
-		qp->send_count--;
-		kfree(wqe);
-	}
-	return err;
-}
-
-static int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
-			    const struct ib_send_wr **bad_wr)
-{
-	struct tbrdma_qp *qp = to_tqp(ibqp);
-	struct tbrdma_dev *tdev = qp->tdev;
-	int err = 0;
-
-	if (qp->gsi)
-		return tbrdma_gsi_post_send(qp, wr, bad_wr);
-	spin_lock_bh(&tdev->lock);
-	if (qp->state != IB_QPS_RTS && qp->state != IB_QPS_ERR) {
-		err = -EINVAL;
-		*bad_wr = wr;
-		goto out;
-	}
-	for (; wr; wr = wr->next) {
-		err = tbrdma_post_one_send(qp, wr);
-		if (err) {
-			*bad_wr = wr;
-			break;
-		}
-	}
-out:
-	spin_unlock_bh(&tdev->lock);
-	tbrdma_link_kick(tdev);
-	return err;
-}
-
-static int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
-			    const struct ib_recv_wr **bad_wr)
-{
-	struct tbrdma_qp *qp = to_tqp(ibqp);
-	struct tbrdma_dev *tdev = qp->tdev;
-	int err = 0;
-
-	if (qp->gsi)
-		return tbrdma_gsi_post_recv(qp, wr, bad_wr);
-	spin_lock_bh(&tdev->lock);
-	if (qp->state == IB_QPS_RESET) {
-		err = -EINVAL;
-		*bad_wr = wr;
-		goto out;
-	}
-	for (; wr; wr = wr->next) {
-		struct tbrdma_recv_wqe *wqe;
-
-		if (qp->rq_tail - qp->rq_head >= qp->rq_capacity) {
-			err = -ENOMEM;
-		} else if (wr->num_sge > qp->max_recv_sge || wr->num_sge < 0) {
-			err = -EINVAL;
-		} else {
-			wqe = &qp->rq[qp->rq_tail % qp->rq_capacity];
-			err = tbrdma_take_sges(qp, wr->sg_list, wr->num_sge, wqe->sge,
-					       &wqe->total_len, true);
-			if (!err) {
-				wqe->wr_id = wr->wr_id;
-				wqe->num_sge = wr->num_sge;
-				wqe->done = false;
-				qp->rq_tail++;
-			}
-		}
-		if (err) {
-			*bad_wr = wr;
-			break;
-		}
-	}
-	if (!err && qp->state == IB_QPS_ERR)
-		tbrdma_flush_recvs(qp);
-out:
-	spin_unlock_bh(&tdev->lock);
-	return err;
-}
-
 /* ---- statistics ---- */
 
 static struct rdma_hw_stats *tbrdma_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)
@@ -938,6 +516,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.query_port = tbrdma_query_port,
 	.query_qp = tbrdma_query_qp,
 	.reg_user_mr = tbrdma_reg_user_mr,
+	.TBRDMA_RESIZE_CQ_OP = tbrdma_resize_cq,
 	.req_notify_cq = tbrdma_req_notify_cq,
 
 	INIT_RDMA_OBJ_SIZE(ib_ah, tbrdma_ah, ibah),

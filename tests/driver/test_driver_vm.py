@@ -43,6 +43,13 @@ def test_tbrdma_verbs_end_to_end(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_verbs.py", lab_dir)
 
 
+# Same lab boot: sets its device up on both cables and removes it (and the module) again.
+def test_tbrdma_verbs_semantics(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_semantics.py", lab_dir)
+
+
 def test_tbctl_pair_native(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 

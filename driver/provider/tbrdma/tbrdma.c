@@ -128,6 +128,15 @@ static int tbrdma_destroy_cq(struct ibv_cq *cq)
 	return ret;
 }
 
+/* The CQ lives in the kernel; resizing keeps every queued completion (or fails). */
+static int tbrdma_resize_cq(struct ibv_cq *cq, int cqe)
+{
+	struct ib_uverbs_resize_cq_resp resp;
+	struct ibv_resize_cq cmd;
+
+	return ibv_cmd_resize_cq(cq, cqe, &cmd, sizeof(cmd), &resp, sizeof(resp));
+}
+
 static struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
 {
 	struct ib_uverbs_create_qp_resp resp;
@@ -188,6 +197,7 @@ static const struct verbs_context_ops tbrdma_ctx_ops = {
 	.create_cq = tbrdma_create_cq,
 	.poll_cq = ibv_cmd_poll_cq,
 	.req_notify_cq = ibv_cmd_req_notify_cq,
+	.resize_cq = tbrdma_resize_cq,
 	.destroy_cq = tbrdma_destroy_cq,
 	.create_qp = tbrdma_create_qp,
 	.query_qp = tbrdma_query_qp,

@@ -1,0 +1,642 @@
+# SPDX-License-Identifier: MIT
+# ruff: noqa: F821 - the driver provides start_all, a, b
+# Verbs semantics of tbrdma0 over both cables, IBA as rxe implements them: query_port's rate
+# is the rails' real rate; 4 QPs x max_qp_wr outstanding (ib_write_bw -q 4 -t 1024); then
+# vm-tests/tbrdma_semantics_peer.py: destroy/RESET with work outstanding leave no CQE behind,
+# CQ overflow (IBV_EVENT_CQ_ERR, QP to error), solicited notification, IBV_SEND_FENCE,
+# resize_cq, query_qp, a responder's remote access violation, 1,000 create/destroy cycles
+# without growth, and a link rebuild moving QPs to error - each checked for kernel warnings.
+# Globals (NixOS test driver subset): start_all, a, b.
+import json
+import secrets
+
+KEY = secrets.token_hex(32)
+ADDR = {"a": "10.77.0.1", "b": "10.77.0.2"}
+# Runs on the nodes: server and client of the semantics checks.
+PEER = r'''
+# Runs on the lab nodes (copied there by tbrdma_semantics.py): verbs semantics of tbrdma0,
+# IBA as rxe implements it. "server" answers JSON-line requests on a TCP socket over cable 0;
+# "client" runs each check and prints one JSON line per check. Every check names what it saw
+# when it fails. usage: peer.py server|client <server-ip> <port> <hex key>
+import json
+import os
+import random
+import select
+import socket
+import sys
+import time
+
+import pyverbs.enums as e
+from pyverbs.addr import GID, AHAttr, GlobalRoute
+from pyverbs.cq import CQ, CompChannel
+from pyverbs.device import Context
+from pyverbs.mr import MR
+from pyverbs.pd import PD
+from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
+from pyverbs.wr import SGE, RecvWR, SendWR
+
+DEV = "tbrdma0"
+GID_INDEX = 1
+ACCESS = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
+MIB = 1 << 20
+CFS = f"/sys/kernel/config/tbrdma/{DEV}"
+
+role, server_ip, port, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+ctx = Context(name=DEV)
+pd = PD(ctx)
+gid = str(ctx.query_gid(1, GID_INDEX))
+
+
+def pattern(seed, size):
+    return random.Random(seed).randbytes(size)
+
+
+def make_qp(cq, rcq=None, send_wr=64, recv_wr=64, sig_all=1):
+    init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=rcq or cq, sq_sig_all=sig_all,
+                      cap=QPCap(max_send_wr=send_wr, max_recv_wr=recv_wr, max_send_sge=1,
+                                max_recv_sge=1))
+    attr = QPAttr(port_num=1)
+    attr.qp_access_flags = ACCESS
+    return QP(pd, init, attr)
+
+
+def rts_attr(peer_qpn, peer_gid, **extra):
+    attr = QPAttr(port_num=1)
+    attr.path_mtu = e.IBV_MTU_4096
+    attr.max_dest_rd_atomic = 16
+    attr.max_rd_atomic = 16
+    attr.min_rnr_timer = 1
+    attr.rnr_retry = 7
+    attr.retry_cnt = 7
+    attr.timeout = 14
+    for name, value in extra.items():
+        setattr(attr, name, value)
+    attr.ah_attr = AHAttr(port_num=1, is_global=1,
+                          gr=GlobalRoute(dgid=GID(peer_gid), sgid_index=GID_INDEX))
+    attr.dest_qp_num = peer_qpn
+    return attr
+
+
+def qp_state(qp):
+    return qp.query(e.IBV_QP_STATE)[0].qp_state
+
+
+def event_fds():
+    """This process's uverbs event files (async events, completion channels). pyverbs 56
+    exposes neither fd, and its get_*_event() calls block holding the GIL, so they are
+    found here and polled first."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[infinibandevent]":
+                found.add(int(fd))
+        except OSError:
+            pass
+    return found
+
+
+def async_event_fd():
+    """The client has no completion channel: its only event file is the async one."""
+    fds = event_fds()
+    if len(fds) != 1:
+        raise SystemExit(f"expected one async event file, found {sorted(fds)}")
+    return fds.pop()
+
+
+class Channel:
+    """JSON lines over one TCP connection."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.file = sock.makefile("rw")
+
+    def send(self, obj):
+        self.file.write(json.dumps(obj) + "\n")
+        self.file.flush()
+
+    def recv(self):
+        line = self.file.readline()
+        if not line:
+            raise SystemExit("control connection closed")
+        return json.loads(line)
+
+
+def serve():
+    listener = socket.create_server((server_ip, port))
+    open("/tmp/tbsem/server.listening", "w").write("1")
+    conn, _ = listener.accept()
+    chan = Channel(conn)
+    qps = {}
+    while True:
+        req = chan.recv()
+        op = req["op"]
+        if op == "quit":
+            chan.send({"ok": True})
+            return
+        if op == "qp":
+            # one RC QP connected to the client's, with a 2 MiB MR: [0, 1 MiB) a pattern,
+            # [1 MiB, 2 MiB) zeros; optionally a receive CQ armed for solicited events
+            before = event_fds()
+            channel = CompChannel(ctx) if req.get("solicited") else None
+            channel_fd = (event_fds() - before).pop() if channel else None
+            cq = CQ(ctx, 256, None, channel, 0)
+            qp = make_qp(cq)
+            mr = MR(pd, 2 * MIB, ACCESS)
+            mr.write(pattern(req.get("seed", 1), MIB), MIB, 0)
+            mr.write(bytes(MIB), MIB, MIB)
+            for i in range(req.get("recvs", 0)):
+                qp.post_recv(RecvWR(wr_id=i, num_sge=1, sg=[SGE(mr.buf + MIB, 4096, mr.lkey)]))
+            qp.to_rts(rts_attr(req["qpn"], req["gid"]))
+            entry = {"qp": qp, "cq": cq, "mr": mr, "channel": channel, "fd": channel_fd}
+            if channel:
+                cq.req_notify(solicited_only=True)
+            qps[qp.qp_num] = entry
+            chan.send({"qpn": qp.qp_num, "gid": gid, "rkey": mr.rkey, "addr": mr.buf})
+        elif op == "state":
+            chan.send({"state": qp_state(qps[req["qpn"]]["qp"])})
+        elif op == "woke":
+            # pyverbs blocks with the GIL held: wait on the channel's fd, then take the event
+            entry = qps[req["qpn"]]
+            ready, _, _ = select.select([entry["fd"]], [], [], req["timeout"])
+            if ready:
+                entry["channel"].get_cq_event(entry["cq"])
+                entry["cq"].ack_events(1)
+            chan.send({"woke": bool(ready)})
+        elif op == "close":
+            entry = qps.pop(req["qpn"])
+            entry["qp"].close()
+            entry["mr"].close()
+            entry["cq"].close()
+            chan.send({"ok": True})
+
+
+def connect_qp(chan, qp, **server_opts):
+    chan.send(dict(op="qp", qpn=qp.qp_num, gid=gid, **server_opts))
+    peer = chan.recv()
+    return peer
+
+
+def wait_wc(cq, count=1, timeout=120):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        n, wcs = cq.poll(count - len(got))
+        got.extend(wcs)
+        if not n:
+            time.sleep(0.001)
+    if len(got) < count:
+        raise SystemExit(f"only {len(got)} of {count} completions within {timeout} s")
+    return got
+
+
+def write_wr(mr, size, raddr, rkey, wr_id=0, flags=e.IBV_SEND_SIGNALED, opcode=None,
+             offset=0):
+    wr = SendWR(wr_id=wr_id, opcode=e.IBV_WR_RDMA_WRITE if opcode is None else opcode,
+                num_sge=1, sg=[SGE(mr.buf + offset, size, mr.lkey)], send_flags=flags)
+    wr.set_wr_rdma(rkey, raddr)
+    return wr
+
+
+def report(name, **facts):
+    print(json.dumps(dict(check=name, **facts)), flush=True)
+
+
+def check_destroy_purges(chan):
+    """Destroy / RESET with work outstanding: no CQE of that QP is ever polled."""
+    cq = CQ(ctx, 1024)
+    mr = MR(pd, MIB, ACCESS)
+    bystander = make_qp(cq)
+    for how in ("destroy", "reset"):
+        victim = make_qp(cq)
+        qpn = victim.qp_num
+        peer = connect_qp(chan, victim)
+        victim.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+        for i in range(32):
+            victim.post_send(write_wr(mr, 64 * 1024, peer["addr"], peer["rkey"], wr_id=i))
+        for i in range(16):
+            victim.post_recv(RecvWR(wr_id=100 + i, num_sge=1, sg=[SGE(mr.buf, 64, mr.lkey)]))
+        if how == "destroy":
+            victim.close()
+        else:
+            attr = QPAttr()
+            attr.qp_state = e.IBV_QPS_RESET
+            victim.modify(attr, e.IBV_QP_STATE)
+        seen = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            n, wcs = cq.poll(64)
+            seen.extend((wc.qp_num, wc.wr_id, wc.status) for wc in wcs)
+            if not n:
+                time.sleep(0.01)
+        assert not seen, f"after {how} of QP {qpn}: CQ still returned {seen[:8]} ({len(seen)})"
+        if how == "reset":
+            victim.close()
+        chan.send({"op": "close", "qpn": peer["qpn"]})
+        chan.recv()
+        report("destroy_purges_cq", how=how, qpn=qpn, entries_after=0)
+    bystander.close()
+    mr.close()
+    cq.close()
+
+
+def check_cq_overflow(chan):
+    """A full CQ: IBV_EVENT_CQ_ERR, and the QP whose completion did not fit goes to error."""
+    cq = CQ(ctx, 4)
+    qp = make_qp(cq, send_wr=16)
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    events = []
+    fd = async_event_fd()
+    for i in range(8):
+        qp.post_send(write_wr(mr, 4096, peer["addr"], peer["rkey"], wr_id=i))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            event = ctx.get_async_event()
+            events.append(event.event_type)
+            event.ack()
+        if e.IBV_EVENT_CQ_ERR in events and qp_state(qp) == e.IBV_QPS_ERR:
+            break
+    state = qp_state(qp)
+    assert e.IBV_EVENT_CQ_ERR in events, f"no IBV_EVENT_CQ_ERR, events {events}"
+    assert state == e.IBV_QPS_ERR, f"QP state {state} after the CQ overflowed, not ERR"
+    n, wcs = cq.poll(8)
+    report("cq_overflow", events=events, qp_state="ERR", polled=n)
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
+def check_solicited(chan):
+    """req_notify_cq(solicited_only) wakes on a SEND with IBV_SEND_SOLICITED."""
+    cq = CQ(ctx, 64)
+    qp = make_qp(cq)
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp, solicited=True, recvs=4)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    qp.post_send(SendWR(wr_id=1, opcode=e.IBV_WR_SEND, num_sge=1,
+                        sg=[SGE(mr.buf, 64, mr.lkey)],
+                        send_flags=e.IBV_SEND_SIGNALED | e.IBV_SEND_SOLICITED))
+    wc = wait_wc(cq)[0]
+    assert wc.status == e.IBV_WC_SUCCESS, wc.status
+    chan.send({"op": "woke", "qpn": peer["qpn"], "timeout": 60})
+    woke = chan.recv()["woke"]
+    assert woke, "the peer's solicited-only CQ notification never fired"
+    report("solicited_notify", woke=True)
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
+def check_fence(chan):
+    """READ X -> L, then a fenced WRITE L -> Y: Y must hold X (the WRITE waits for the READ)."""
+    cq = CQ(ctx, 64)
+    qp = make_qp(cq)
+    local = MR(pd, MIB, ACCESS)
+    back = MR(pd, MIB, ACCESS)
+    local.write(bytes(MIB), MIB, 0)
+    peer = connect_qp(chan, qp, seed=77)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    read = write_wr(local, MIB, peer["addr"], peer["rkey"], wr_id=1,
+                    opcode=e.IBV_WR_RDMA_READ)
+    qp.post_send(read)
+    qp.post_send(write_wr(local, MIB, peer["addr"] + MIB, peer["rkey"], wr_id=2,
+                          flags=e.IBV_SEND_SIGNALED | e.IBV_SEND_FENCE))
+    wcs = wait_wc(cq, 2)
+    assert [(w.wr_id, w.status) for w in wcs] == [(1, 0), (2, 0)], \
+        [(w.wr_id, w.status) for w in wcs]
+    qp.post_send(write_wr(back, MIB, peer["addr"] + MIB, peer["rkey"], wr_id=3,
+                          opcode=e.IBV_WR_RDMA_READ))
+    assert wait_wc(cq)[0].status == e.IBV_WC_SUCCESS
+    got = back.read(MIB, 0)
+    want = pattern(77, MIB)
+    same = sum(1 for i in range(0, MIB, 4096) if got[i:i + 4096] == want[i:i + 4096])
+    assert got == want, f"fenced WRITE sent stale data: {same} of 256 pages match"
+    report("fence", pages_ok=same)
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    local.close()
+    back.close()
+    cq.close()
+
+
+def check_resize_cq(chan):
+    """ibv_resize_cq keeps queued completions; shrinking below them is refused."""
+    cq = CQ(ctx, 4)
+    qp = make_qp(cq, send_wr=8)
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    for i in range(3):
+        qp.post_send(write_wr(mr, 4096, peer["addr"], peer["rkey"], wr_id=i))
+    time.sleep(2)
+    cq.resize(64)
+    assert cq.cqe >= 64, cq.cqe
+    wcs = wait_wc(cq, 3)
+    assert [(w.wr_id, w.status) for w in wcs] == [(0, 0), (1, 0), (2, 0)], \
+        [(w.wr_id, w.status) for w in wcs]
+    for i in range(8):
+        qp.post_send(write_wr(mr, 64, peer["addr"], peer["rkey"], wr_id=10 + i))
+    # eight small WRITEs complete within milliseconds; give a slow TCG guest plenty
+    time.sleep(5)
+    try:
+        cq.resize(2)
+        refused = False
+    except Exception:  # noqa: BLE001 - pyverbs raises PyverbsRDMAError (EINVAL)
+        refused = True
+    assert refused, "resize to 2 entries with 8 completions queued was accepted"
+    wcs = wait_wc(cq, 8)
+    assert [w.wr_id for w in wcs] == list(range(10, 18)), [w.wr_id for w in wcs]
+    report("resize_cq", grown_to=cq.cqe, shrink_below_count="refused")
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
+def check_query_qp(chan):
+    """query_qp returns what modify_qp set."""
+    cq = CQ(ctx, 16)
+    qp = make_qp(cq)
+    peer = connect_qp(chan, qp)
+    want = {"path_mtu": e.IBV_MTU_1024, "timeout": 17, "retry_cnt": 6, "rnr_retry": 5,
+            "min_rnr_timer": 12, "max_rd_atomic": 8, "max_dest_rd_atomic": 4,
+            "sq_psn": 0x1234, "rq_psn": 0x4321}
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"], **want))
+    attr, init = qp.query(0x1fffff)
+    got = {k: getattr(attr, k) for k in want}
+    got_more = {"qp_state": attr.qp_state, "dest_qp_num": attr.dest_qp_num,
+                "qp_access_flags": attr.qp_access_flags, "port_num": attr.port_num}
+    assert got == want, f"query_qp {got}, set {want}"
+    assert got_more == {"qp_state": e.IBV_QPS_RTS, "dest_qp_num": peer["qpn"],
+                        "qp_access_flags": ACCESS, "port_num": 1}, got_more
+    report("query_qp", **got)
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    cq.close()
+
+
+def check_responder_error(chan):
+    """A responder that sees a remote access violation goes to error, like rxe's."""
+    cq = CQ(ctx, 16)
+    qp = make_qp(cq)
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    qp.post_send(write_wr(mr, 64, peer["addr"], peer["rkey"] ^ 0x5a5a5a5a))
+    wc = wait_wc(cq)[0]
+    assert wc.status == e.IBV_WC_REM_ACCESS_ERR, wc.status
+    deadline = time.monotonic() + 60
+    state = None
+    while time.monotonic() < deadline:
+        chan.send({"op": "state", "qpn": peer["qpn"]})
+        state = chan.recv()["state"]
+        if state == e.IBV_QPS_ERR:
+            break
+        time.sleep(0.2)
+    assert state == e.IBV_QPS_ERR, f"responder QP state {state} after the violation, not ERR"
+    report("responder_access_error", requester=wc.status, responder_state="ERR")
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
+def objects():
+    with open(f"{CFS}/objects") as f:
+        return dict((k, int(v)) for k, v in (line.split() for line in f))
+
+
+def slab_kib():
+    with open("/proc/meminfo") as f:
+        return dict((line.split(":")[0], int(line.split()[1])) for line in f)["Slab"]
+
+
+def check_no_leak(chan):
+    """1,000 create/destroy cycles of PD, MR, CQ and QP (+ connected QPs with work): the
+    module's object counts return to where they were and slab memory does not grow."""
+    before, slab_before = objects(), slab_kib()
+    for _ in range(1000):
+        p = PD(ctx)
+        mr = MR(p, 65536, ACCESS)
+        cq = CQ(ctx, 16)
+        init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
+                          cap=QPCap(max_send_wr=16, max_recv_wr=16))
+        attr = QPAttr(port_num=1)
+        attr.qp_access_flags = ACCESS
+        qp = QP(p, init, attr)
+        for i in range(8):
+            qp.post_recv(RecvWR(wr_id=i, num_sge=1, sg=[SGE(mr.buf, 64, mr.lkey)]))
+        qp.close()
+        cq.close()
+        mr.close()
+        p.close()
+    cq = CQ(ctx, 256)
+    mr = MR(pd, MIB, ACCESS)
+    for _ in range(100):
+        qp = make_qp(cq)
+        peer = connect_qp(chan, qp)
+        qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+        for i in range(16):
+            qp.post_send(write_wr(mr, 65536, peer["addr"], peer["rkey"], wr_id=i))
+        qp.close()
+        chan.send({"op": "close", "qpn": peer["qpn"]})
+        chan.recv()
+    mr.close()
+    cq.close()
+    time.sleep(2)
+    after, slab_after = objects(), slab_kib()
+    assert after == before, f"object counts {before} -> {after}"
+    # one leaked QP, MR or WQE per cycle would be megabytes; allow for unrelated slab noise
+    assert slab_after - slab_before < 4096, f"Slab grew {slab_after - slab_before} KiB"
+    report("no_leak", objects=after, slab_delta_kib=slab_after - slab_before)
+
+
+def check_relink_errors_qps(chan):
+    """A link rebuild (here: the pairing key written again) moves connected QPs to error."""
+    cq = CQ(ctx, 64)
+    qp = make_qp(cq)
+    peer = connect_qp(chan, qp)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    with open(f"{CFS}/peer_key", "w") as f:
+        f.write(key)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and qp_state(qp) != e.IBV_QPS_ERR:
+        time.sleep(0.1)
+    state = qp_state(qp)
+    assert state == e.IBV_QPS_ERR, f"QP state {state} after the link was rebuilt, not ERR"
+    report("relink_errors_qps", state="ERR")
+    qp.close()
+    cq.close()
+
+
+def client():
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            sock = socket.create_connection((server_ip, port), timeout=10)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    sock.settimeout(600)
+    chan = Channel(sock)
+    only = os.environ.get("TBSEM_ONLY")
+    failed = []
+    # Every check runs even after one failed, so a run shows each verdict.
+    for check in (check_destroy_purges, check_cq_overflow, check_solicited, check_fence,
+                  check_resize_cq, check_query_qp, check_responder_error, check_no_leak,
+                  check_relink_errors_qps):
+        if only and check.__name__ not in only.split(","):
+            continue
+        try:
+            check(chan)
+        except (AssertionError, SystemExit, Exception) as err:  # noqa: BLE001
+            failed.append(check.__name__)
+            report(check.__name__, failed=f"{type(err).__name__}: {err}")
+    chan.send({"op": "quit"})
+    chan.recv()
+    if failed:
+        raise SystemExit(f"failed: {failed}")
+
+
+if role == "server":
+    serve()
+else:
+    client()
+'''
+NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
+          "'import sys; from tbctl.node import native; "
+          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
+          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
+# Sets a virtio-net cable's reported speed (legacy ETHTOOL_GSET/SSET; no ethtool binary in
+# the guest). Best effort: the expected rate below is computed from what sysfs then reports.
+SET_SPEED = r'''
+import ctypes, fcntl, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for name in sys.argv[2:]:
+    cmd = ctypes.create_string_buffer(44)
+    struct.pack_into("I", cmd, 0, 1)
+    ifr = struct.pack("16sP16x", name.encode(), ctypes.addressof(cmd))
+    try:
+        fcntl.ioctl(s, 0x8946, ifr)
+        struct.pack_into("I", cmd, 0, 2)
+        speed = int(sys.argv[1])
+        struct.pack_into("H", cmd, 12, speed & 0xffff)
+        struct.pack_into("B", cmd, 14, 1)
+        struct.pack_into("H", cmd, 28, speed >> 16)
+        fcntl.ioctl(s, 0x8946, ifr)
+    except OSError as exc:
+        print(name, "speed not set:", exc)
+'''
+LANES = {"1X": 1, "2X": 2, "4X": 4, "8X": 8, "12X": 12}
+LANE_MBPS = {"SDR": 2500, "DDR": 5000, "QDR": 10000, "FDR": 14000, "EDR": 25000,
+             "HDR": 50000, "NDR": 100000}
+
+
+def expected_rate(total_mbps):
+    """The largest width x lane rate not above the rails' sum (at least 1X SDR)."""
+    best, choice = 0, ("1X", "SDR")
+    for width, lanes in LANES.items():
+        for name, mbps in LANE_MBPS.items():
+            if best < lanes * mbps <= total_mbps:
+                best, choice = lanes * mbps, (width, name)
+    return choice
+
+
+def no_kernel_trouble(machine):
+    log = machine.succeed("dmesg")
+    for bad in ("WARNING:", "BUG:", "Oops", "general protection", "UBSAN", "KASAN",
+                "refcount_t", "kmemleak", "Fatal error", "INFO: task", "lockdep"):
+        assert bad not in log, f"{machine.name}: kernel log has {bad!r}:\n{log[-3000:]}"
+
+
+start_all()
+for m in (a, b):
+    m.wait_for_unit("multi-user.target")
+
+# 1. a device on both cables.
+for m, initiator in ((a, 1), (b, 0)):
+    m.succeed("modprobe tbrdma")
+    m.succeed("ip link set thunderbolt0 mtu 9000 && ip link set thunderbolt1 mtu 9000")
+    m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
+    m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
+for m in (a, b):
+    m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
+                          timeout=120)
+    m.wait_until_succeeds("rdma statistic show link tbrdma0/1 | grep -q 'rails_up 2'",
+                          timeout=120)
+
+failures = []
+
+# 2. query_port: the rate is the sum of the rails' link speeds, not a fixed 4X EDR.
+for m in (a, b):
+    m.succeed(f"cat > /tmp/speed.py <<'EOF'\n{SET_SPEED}\nEOF")
+    print(m.succeed("python3 /tmp/speed.py 10000 thunderbolt0 thunderbolt1"))
+    total = 0
+    for cable in ("thunderbolt0", "thunderbolt1"):
+        speed = int(m.succeed(f"cat /sys/class/net/{cable}/speed").strip())
+        total += speed if speed > 0 else 1000  # unknown counts as 1 Gb/s, as for rxe
+    rate = m.succeed("cat /sys/class/infiniband/tbrdma0/ports/1/rate").strip()
+    width, name = expected_rate(total)
+    print(f"{m.name}: rails {total} Mb/s, port rate {rate!r}")
+    if not rate.endswith(f"({width} {name})"):
+        failures.append(f"{m.name}: port rate {rate!r}, want {width} {name} ({total} Mb/s)")
+
+# 3. every QP may have max_qp_wr (1024) WRs outstanding at once.
+base = "timeout 600 ib_write_bw -d tbrdma0 -x 1 -q 4 -t 1024 -s 4096 -n 4096"
+b.succeed(f"({base} > /tmp/qd.out 2>&1; echo $? > /tmp/qd.rc) > /dev/null 2>&1 &")
+b.wait_until_succeeds("ss -ltn | grep -q ':18515 '", timeout=60)
+status, out = a.execute(f"{base} {ADDR['b']} 2>&1", timeout=660)
+b.wait_until_succeeds("test -s /tmp/qd.rc", timeout=660)
+print(f"ib_write_bw -q 4 -t 1024 (exit {status}):\n" + "\n".join(out.splitlines()[-3:]))
+if status != 0 or b.succeed("cat /tmp/qd.rc").strip() != "0":
+    failures.append(f"ib_write_bw -q 4 -t 1024: client exit {status}, server exit "
+                    f"{b.succeed('cat /tmp/qd.rc').strip()}:\n{out[-1500:]}")
+for m in (a, b):
+    no_kernel_trouble(m)
+
+# 4. the semantics checks (client on a, server on b, control over TCP on cable 0).
+for m in (a, b):
+    m.succeed("rm -rf /tmp/tbsem && mkdir -p /tmp/tbsem && cat > /tmp/tbsem/peer.py <<'EOF'\n"
+              + PEER + "\nEOF")
+b.succeed(f"(python3 /tmp/tbsem/peer.py server {ADDR['b']} 18600 {KEY} > /tmp/tbsem/out "
+          "2> /tmp/tbsem/err; echo $? > /tmp/tbsem/rc) > /dev/null 2>&1 &")
+b.wait_until_succeeds("test -e /tmp/tbsem/server.listening", timeout=120)
+a.succeed(f"(python3 /tmp/tbsem/peer.py client {ADDR['b']} 18600 {KEY} > /tmp/tbsem/out "
+          "2> /tmp/tbsem/err; echo $? > /tmp/tbsem/rc) > /dev/null 2>&1 &")
+a.wait_until_succeeds("test -s /tmp/tbsem/rc", timeout=1500)
+client_rc = a.succeed("cat /tmp/tbsem/rc").strip()
+client_out = a.succeed("cat /tmp/tbsem/out /tmp/tbsem/err")
+print(client_out)
+if client_rc != "0":
+    failures.append(f"semantics client exit {client_rc}:\n{client_out}")
+b.wait_until_succeeds("test -s /tmp/tbsem/rc", timeout=120)
+if b.succeed("cat /tmp/tbsem/rc").strip() != "0":
+    failures.append("semantics server: " + b.succeed("cat /tmp/tbsem/err"))
+passed = {json.loads(line)["check"] for line in client_out.splitlines()
+          if line.startswith("{") and "failed" not in json.loads(line)}
+want = {"destroy_purges_cq", "cq_overflow", "solicited_notify", "fence", "resize_cq",
+        "query_qp", "responder_access_error", "no_leak", "relink_errors_qps"}
+if not passed >= want:
+    failures.append(f"checks not passed: {sorted(want - passed)}")
+for m in (a, b):
+    no_kernel_trouble(m)
+assert not failures, "\n".join(failures)
+
+# 5. teardown: the device and the module go away cleanly.
+for m in (a, b):
+    m.succeed("PYTHONPATH=/usr/local/lib/tbctl python3 -c 'from tbctl.node import native; "
+              "native.destroy(\"tbrdma0\")'")
+    m.succeed("modprobe -r tbrdma")
+    no_kernel_trouble(m)
