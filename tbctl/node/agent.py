@@ -509,20 +509,31 @@ def cmd_reapply(args: argparse.Namespace) -> dict[str, Any]:
         return {**_reapply(state_mod.load(args.state_dir)), "recovered": recovered}
 
 
+def _link_present(link: str) -> bool:
+    return Path(f"/sys/class/net/{link}").exists()
+
+
 def _reapply(state: dict[str, Any]) -> dict[str, Any]:
     applied, absent, failed = [], [], []
     for pairing in state["pairings"].values():
         for module in pairing.get("loaded_modules", []):
             net.run(["modprobe", module], check=False)
-        for cable in pairing["cables"]:
-            if not Path(f"/sys/class/net/{cable['link']}").exists():
-                absent.append(cable["link"])
-                continue
-            try:
-                _configure_cable(cable, pairing["transport"])
-                applied.append(cable["link"])
-            except net.CommandError as exc:
-                failed.append(f"{cable['link']}: {exc}")
+        # Scan again until nothing new appears: a link that shows up while this run is busy
+        # starts no second run (systemd merges the hotplug rule's start into this one), so a
+        # boot where the cable NICs come up late would otherwise leave them unconfigured.
+        pending = list(pairing["cables"])
+        while True:
+            present = [c for c in pending if _link_present(c["link"])]
+            if not present:
+                break
+            for cable in present:
+                pending.remove(cable)
+                try:
+                    _configure_cable(cable, pairing["transport"])
+                    applied.append(cable["link"])
+                except net.CommandError as exc:
+                    failed.append(f"{cable['link']}: {exc}")
+        absent.extend(c["link"] for c in pending)
         if pairing.get("native_device"):
             links = [c["link"] for c in pairing["cables"] if c["link"] in applied]
             if links:

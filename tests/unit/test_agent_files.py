@@ -68,3 +68,22 @@ def test_state_dir_others_can_write_is_refused(tmp_path, monkeypatch, capsys):
     state_dir.chmod(0o700)
     assert agent.main(["unapply", "--peer", "someone", "--state-dir", "/var/lib/tbctl"]) == 0
     assert json.loads(capsys.readouterr().out)["result"]["removed"] is False
+
+
+def test_reapply_configures_a_link_that_appears_while_it_runs(monkeypatch) -> None:
+    """A cable NIC that appears while a boot re-apply is busy gets no run of its own (systemd
+    merges the hotplug start into the running one): the same run must pick it up."""
+    present = {"thunderbolt0"}
+    configured = []
+
+    def configure(cable, transport):
+        configured.append(cable["link"])
+        present.add("thunderbolt1")  # udev renames the second NIC meanwhile
+
+    monkeypatch.setattr(agent, "_link_present", lambda link: link in present)
+    monkeypatch.setattr(agent, "_configure_cable", configure)
+    state = {"pairings": {"peer": {"transport": "ip", "cables": [
+        {"link": "thunderbolt0"}, {"link": "thunderbolt1"}, {"link": "thunderbolt2"}]}}}
+    assert agent._reapply(state) == {"applied": ["thunderbolt0", "thunderbolt1"],
+                                     "absent": ["thunderbolt2"]}
+    assert configured == ["thunderbolt0", "thunderbolt1"]
