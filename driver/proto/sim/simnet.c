@@ -42,6 +42,7 @@ struct wr_rec {
 	uint32_t expect_status;      /* at the sender */
 	uint32_t expect_rx_status;   /* in the receiver's completion */
 	uint32_t pattern_seed;
+	int slot;                    /* WRITE target region held, or -1 */
 	struct buffer *local;
 };
 
@@ -72,6 +73,9 @@ struct endpoint {
 	uint64_t bytes_placed, bytes_expected;
 	uint32_t rail_inflight[4];
 	uint32_t write_slot;
+	/* WRITE target regions of outstanding WRs: with per-QP retries a WR can stay outstanding
+	 * while many later ones complete, so a region is reused only once its WR completed. */
+	bool slot_busy[ARENA_SIZE / WRITE_SLOT];
 	int link_failed_events;
 };
 
@@ -412,6 +416,9 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 
 	if (s->tearing_down)
 		return;
+	if (getenv("SIM_TRACE"))
+		fprintf(stderr, "t=%llu ep%d send_done wr %llu status %u\n",
+			(unsigned long long)s->now, e->id, (unsigned long long)wr_id, status);
 	if (q < 0) {
 		fail(s, "ep%d: send_done for unknown QP %u", e->id, qpn);
 		return;
@@ -426,6 +433,8 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	e->posted[q].head = w->next_posted;
 	if (!e->posted[q].head)
 		e->posted[q].tail = NULL;
+	if (w->opcode != TBP_OP_RDMA_READ)
+		e->slot_busy[w->slot] = false;
 	e->wrs_done++;
 	e->outstanding--;
 	if (status != w->expect_status &&
@@ -592,6 +601,9 @@ static bool post_one(struct sim *s, struct endpoint *e)
 		for (i = 0; i < w->len; i++)
 			w->local->data[i] = pattern_byte(w->pattern_seed, i);
 		w->rkey = RKEY_ARENA;
+		while (e->slot_busy[e->write_slot % (ARENA_SIZE / WRITE_SLOT)])
+			e->write_slot++;
+		w->slot = (int)(e->write_slot % (ARENA_SIZE / WRITE_SLOT));
 		w->raddr = (uint64_t)(e->write_slot % (ARENA_SIZE / WRITE_SLOT)) * WRITE_SLOT +
 			   rnd_below(s, WRITE_SLOT - (w->len > WRITE_SLOT ? WRITE_SLOT : w->len) + 1);
 		if (w->raddr + w->len > ARENA_SIZE)
@@ -631,6 +643,10 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	wr.rkey = w->rkey;
 	wr.raddr = w->raddr;
 	rc = tbp_post(e->link, &wr);
+	if (getenv("SIM_TRACE"))
+		fprintf(stderr, "t=%llu ep%d post wr %llu qp %u op %u len %u raddr %llu rc %d\n",
+			(unsigned long long)s->now, e->id, (unsigned long long)w->wr_id, q, w->opcode,
+			w->len, (unsigned long long)w->raddr, rc);
 	if (rc) {
 		if (rc == -ENOTCONN)
 			e->post_closed = true;
@@ -642,7 +658,10 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	}
 	w->all_next = s->all_wrs;
 	s->all_wrs = w;
-	e->write_slot++; /* only posted WRs use up a WRITE target region */
+	if (w->opcode != TBP_OP_RDMA_READ) {
+		e->slot_busy[w->slot] = true;
+		e->write_slot++; /* only posted WRs use up a WRITE target region */
+	}
 	e->wrs_posted++;
 	e->outstanding++;
 	if (e->posted[q].tail)
@@ -950,11 +969,16 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 		for (i = 0; i < NEP; i++) {
 			struct endpoint *e = &s->ep[i];
 
-			if (!p->blackout && e->bytes_placed != e->bytes_expected)
-				fail(s, "ep%d placed %llu bytes but %llu were delivered "
+			struct tbp_stats st;
+
+			/* Attempts a QP abandoned (RNR, re-cut) placed bytes that are placed again. */
+			tbp_get_stats(e->link, &st);
+			if (!p->blackout && e->bytes_placed != e->bytes_expected + st.rx_rewound_bytes)
+				fail(s, "ep%d placed %llu bytes but %llu were delivered and %llu rewound "
 				     "(a fragment placed twice or lost)", i,
 				     (unsigned long long)e->bytes_placed,
-				     (unsigned long long)e->bytes_expected);
+				     (unsigned long long)e->bytes_expected,
+				     (unsigned long long)st.rx_rewound_bytes);
 			if (p->blackout && !link_failed(s))
 				fail(s, "blackout longer than link_dead_ns did not fail the link");
 		}
