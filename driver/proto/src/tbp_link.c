@@ -412,9 +412,15 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 	h.status = code;
 	h.ssn = attempt;
 	h.imm = delay_us;
-	fill_link_fields(l, &h, rail);
-	tbp_hdr_encode(l->scratch, &h);
-	xmit_scratch(l, rail, TBP_HDR_LEN);
+	/* A full rail queue is not a reason to lose it: try the others. */
+	do {
+		h.flags = 0;
+		fill_link_fields(l, &h, rail);
+		tbp_hdr_encode(l->scratch, &h);
+		if (xmit_scratch(l, rail, TBP_HDR_LEN) == 0)
+			return;
+		rail = choose_rail(l, TBP_HDR_LEN);
+	} while (rail != TBP_MAX_RAILS);
 }
 
 static void send_standalone_ack(struct tbp_link *l)
