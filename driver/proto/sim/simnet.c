@@ -894,14 +894,15 @@ static void scenario_step(struct sim *s)
 	}
 	if (p->bigrail_end_ns && !s->bigrail_done && s->now >= p->bigrail_end_ns) {
 		s->bigrail_done = true;
-		for (i = 0; i < NEP; i++) {
-			tbp_rail_remove(s->ep[i].link, 0);
-			if (p->bigrail_shrinks &&
-			    tbp_rail_add(s->ep[i].link, 0, 1, p->rail_frame[1]))
-				fail(s, "re-adding the shrunk rail failed");
+		if (p->bigrail_shrinks) {
+			for (i = 0; i < NEP; i++) {
+				tbp_rail_remove(s->ep[i].link, 0);
+				if (tbp_rail_add(s->ep[i].link, 0, 1, p->rail_frame[1]))
+					fail(s, "re-adding the shrunk rail failed");
+			}
+		} else {
+			s->rail_dead_until[0] = ~0ull; /* no carrier report: keepalives find it */
 		}
-		if (!p->bigrail_shrinks)
-			s->rail_dead_until[0] = ~0ull;
 	}
 }
 
@@ -1260,12 +1261,12 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 		p->loss_ppm = (uint32_t)rnd_below(s, 5000);
 	} else if (!strcmp(mix, "mixedmtu")) {
 		/* Fragments cut for a 9000-byte rail while a 1024-byte one is still silent; then
-		 * the big rail dies or its MTU shrinks. */
+		 * the big rail dies (silently) or its MTU shrinks, and the small one comes up. */
 		p->rails = 2;
 		p->rail_frame[0] = 9000;
 		p->rail_frame[1] = rnd_below(s, 2) ? 1024 : 512;
-		p->revive_ns = 1000000 + 1000000 + rnd_below(s, 4000000);
-		p->bigrail_end_ns = p->revive_ns + 2000000 + rnd_below(s, 5000000);
+		p->bigrail_end_ns = 1000000 + 1000000 + rnd_below(s, 5000000);
+		p->revive_ns = p->bigrail_end_ns + rnd_below(s, 3000000);
 		p->bigrail_shrinks = rnd_below(s, 2) != 0;
 		p->max_len = 20000 + (uint32_t)rnd_below(s, 20000);
 		p->loss_ppm = (uint32_t)rnd_below(s, 5000);
