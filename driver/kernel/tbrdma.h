@@ -190,6 +190,8 @@ struct tbrdma_qp {
 	u32 sq_psn, rq_psn;
 	u32 path_mtu;
 	int access_flags;
+	/* IBA transport attributes (ib_qp_attr encodings), handed to the protocol core */
+	u8 timeout, retry_cnt, rnr_retry, min_rnr_timer;
 	bool sq_sig_all;
 	u32 max_send_wr, max_recv_wr, max_send_sge, max_recv_sge;
 	/* guarded by tdev->lock: the protocol core calls back with it held */
@@ -376,6 +378,7 @@ int tbrdma_link_post(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe,
 int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe);
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp);
 int tbrdma_link_open_qp(struct tbrdma_qp *qp);
+void tbrdma_link_qp_attr(struct tbrdma_qp *qp);
 void tbrdma_link_kick(struct tbrdma_dev *tdev);
 bool tbrdma_link_is_up(struct tbrdma_dev *tdev);
 int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats);

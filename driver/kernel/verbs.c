@@ -639,6 +639,14 @@ static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mas
 		err = -EINVAL;
 		goto out;
 	}
+	/* IBA field widths: 5-bit timeout and RNR timer, 3-bit retry counts. */
+	if (((mask & IB_QP_TIMEOUT) && attr->timeout > 31) ||
+	    ((mask & IB_QP_RETRY_CNT) && attr->retry_cnt > 7) ||
+	    ((mask & IB_QP_RNR_RETRY) && attr->rnr_retry > 7) ||
+	    ((mask & IB_QP_MIN_RNR_TIMER) && attr->min_rnr_timer > 31)) {
+		err = -EINVAL;
+		goto out;
+	}
 
 	spin_lock_bh(&tdev->lock);
 	if (mask & IB_QP_ACCESS_FLAGS)
@@ -653,6 +661,14 @@ static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mas
 		qp->rq_psn = attr->rq_psn;
 	if (mask & IB_QP_PATH_MTU)
 		qp->path_mtu = attr->path_mtu;
+	if (mask & IB_QP_TIMEOUT)
+		qp->timeout = attr->timeout;
+	if (mask & IB_QP_RETRY_CNT)
+		qp->retry_cnt = attr->retry_cnt;
+	if (mask & IB_QP_RNR_RETRY)
+		qp->rnr_retry = attr->rnr_retry;
+	if (mask & IB_QP_MIN_RNR_TIMER)
+		qp->min_rnr_timer = attr->min_rnr_timer;
 
 	if (next != cur) {
 		switch (next) {
@@ -676,6 +692,10 @@ static int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mas
 			break;
 		}
 	}
+	if (!err && (mask & (IB_QP_TIMEOUT | IB_QP_RETRY_CNT | IB_QP_RNR_RETRY |
+			     IB_QP_MIN_RNR_TIMER)) &&
+	    (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS))
+		tbrdma_link_qp_attr(qp);
 	spin_unlock_bh(&tdev->lock);
 out:
 	mutex_unlock(&qp->state_mutex);
