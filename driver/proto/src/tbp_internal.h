@@ -268,7 +268,11 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 bool tbp_ack_due(const struct tbp_link *l);
 void tbp_msg_init(struct tbp_link *l);
 
+/* tbp_qp.c */
+void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp);
+
 /* tbp_msg.c */
+void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m);
 void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m);
 void tbp_rmsg_free(struct tbp_link *l, struct tbp_rmsg *r);
 /* An open QP (used), or NULL. */
