@@ -5,7 +5,9 @@
 # ibv_rc_pingpong over RC and UC, rdma_cm (rping, ib_write_bw -R), byte-exact pyverbs
 # SEND/WRITE/WRITE_WITH_IMM/READ from 1 B to 16 MiB on one and two rails, and misuse (bad rkey,
 # WRITE past the MR end, an MR of another PD than the target QP's, destroying a QP with work
-# outstanding) - each checked for kernel warnings.
+# outstanding) - each checked for kernel warnings; per-QP transport: a SEND posted before the
+# peer's RTR completes once the peer is ready, a WRITE to a destroyed peer QP completes with
+# IBV_WC_REM_OP_ERR.
 # Globals (NixOS test driver subset): start_all, a, b.
 import secrets
 
@@ -59,12 +61,18 @@ attr.max_rd_atomic = 16
 attr.min_rnr_timer = 1
 attr.rnr_retry = 7
 attr.retry_cnt = 7
-attr.timeout = 14
+# early: 0.54 s per retry, 4.3 s for the test script to bring the server to RTR
+attr.timeout = 17 if mode == "early" else 14
 attr.ah_attr = AHAttr(port_num=1, is_global=1,
                       gr=GlobalRoute(dgid=GID(peer["gid"]), sgid_index=gid_index))
 attr.dest_qp_num = peer["qpn"]
 qp.to_rts(attr)
-# The core drops messages for a QP that is not open yet, so the client starts only after this.
+if mode == "destroyed" and role == "server":
+    qp.close()  # the client's WRITE finds a destroyed QP
+if mode == "early" and role == "client":
+    # posted before the server's QP exists: retried until it does
+    mr.write(random.Random(4096).randbytes(4096), 4096, 0)
+    qp.post_send(SendWR(opcode=e.IBV_WR_SEND, num_sge=1, sg=[SGE(mr.buf, 4096, mr.lkey)]))
 open(f"{workdir}/{role}.ready", "w").write("1")
 
 def payload(size, salt):
@@ -142,6 +150,20 @@ elif mode == "past_end" and role == "client":
          rkey=peer["rkey"])
     wait(e.IBV_WC_REM_ACCESS_ERR)
     print(json.dumps({"past_end": "IBV_WC_REM_ACCESS_ERR"}))
+elif mode == "early" and role == "client":
+    wait(timeout=120)
+    print(json.dumps({"post_before_peer_rtr": "IBV_WC_SUCCESS"}))
+elif mode == "early":
+    recv(4096)
+    wc = wait(timeout=120)
+    assert back.read(4096, 0) == random.Random(4096).randbytes(4096), "early SEND data differs"
+    print(json.dumps({"early_send_received": wc.byte_len}))
+elif mode == "destroyed" and role == "client":
+    start = time.monotonic()
+    post(e.IBV_WR_RDMA_WRITE, 64, raddr=peer["addr"], rkey=peer["rkey"])
+    wait(e.IBV_WC_REM_OP_ERR, timeout=30)
+    print(json.dumps({"write_to_destroyed_qp": "IBV_WC_REM_OP_ERR",
+                      "seconds": round(time.monotonic() - start, 3)}))
 elif mode == "flush" and role == "client":
     for _ in range(32):
         post(e.IBV_WR_RDMA_WRITE, 65536, raddr=peer["addr"], rkey=peer["rkey"])
@@ -169,7 +191,7 @@ def no_kernel_trouble(machine):
         assert bad not in log, f"{machine.name}: kernel log has {bad!r}:\n{log[-3000:]}"
 
 
-def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900):
+def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900, client_first=False):
     for m in (a, b):
         m.succeed("rm -rf /tmp/tbv && mkdir -p /tmp/tbv && cat > /tmp/tbv/peer.py <<'EOF'\n"
                   + PEER + "\nEOF")
@@ -183,10 +205,13 @@ def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900):
     a.wait_until_succeeds("test -s /tmp/tbv/client.json", timeout=120)
     info_b = b.succeed("cat /tmp/tbv/server.json")
     info_a = a.succeed("cat /tmp/tbv/client.json")
-    # the server's QP must be open before the client sends anything
-    b.succeed(f"echo '{info_a}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
-    b.wait_until_succeeds("test -e /tmp/tbv/server.ready", timeout=60)
-    a.succeed(f"echo '{info_b}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
+    # the server's QP is open before the client sends anything, unless client_first
+    first, second = ((a, info_b, "client"), (b, info_a, "server"))
+    if not client_first:
+        first, second = second, first
+    for m, info, role in (first, second):
+        m.succeed(f"echo '{info}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
+        m.wait_until_succeeds(f"test -e /tmp/tbv/{role}.ready", timeout=60)
     results = {}
     a.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
     b.succeed("touch /tmp/tbv/done")
@@ -328,6 +353,15 @@ print(run_pair("misuse", sizes=[65536], server_mode="idle"))
 print(run_pair("past_end", sizes=[65536], server_mode="idle"))
 print(run_pair("other_pd", sizes=[65536]))
 print(run_pair("flush", sizes=[65536], server_mode="idle"))
+for m in (a, b):
+    no_kernel_trouble(m)
+    assert stats(m)["link_state"] == 1, stats(m)
+
+# 6b. per-QP transport: a SEND posted right after RTS, before the peer's QP reached RTR,
+# completes once it does; a WRITE to a destroyed peer QP fails with REM_OP_ERR at once
+# (seconds printed, not asserted), and the link stays up.
+print(run_pair("early", sizes=[4096], client_first=True))
+print(run_pair("destroyed", sizes=[64]))
 for m in (a, b):
     no_kernel_trouble(m)
     assert stats(m)["link_state"] == 1, stats(m)

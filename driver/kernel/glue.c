@@ -254,6 +254,10 @@ static enum ib_wc_status wc_status_of(uint32_t status)
 		return IB_WC_RETRY_EXC_ERR;
 	case TBP_ERR_FLUSHED:
 		return IB_WC_WR_FLUSH_ERR;
+	case TBP_ERR_RETRY_EXC:
+		return IB_WC_RETRY_EXC_ERR;
+	case TBP_ERR_RNR_RETRY_EXC:
+		return IB_WC_RNR_RETRY_EXC_ERR;
 	}
 	return IB_WC_GENERAL_ERR;
 }
@@ -717,6 +721,29 @@ void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bo
 	spin_unlock_bh(&tdev->lock);
 }
 
+/* Timeouts and retry counts of qp, as modify_qp set them. Link lock held. */
+static void core_qp_attr(struct tbp_link *link, struct tbrdma_qp *qp)
+{
+	/* QP1 carries every consumer's MADs: it never gives up on the peer's QP1. */
+	struct tbp_qp_attr a = {
+		.timeout = qp->gsi ? 0 : qp->attr.timeout,
+		.retry_cnt = qp->gsi ? 7 : qp->attr.retry_cnt,
+		.rnr_retry = qp->gsi ? 7 : qp->attr.rnr_retry,
+		.min_rnr_timer = qp->gsi ? 12 : qp->attr.min_rnr_timer,
+	};
+
+	tbp_qp_set_attr(link, qp->ibqp.qp_num, &a);
+}
+
+static int core_qp_open(struct tbp_link *link, struct tbrdma_qp *qp)
+{
+	int err = tbp_qp_open(link, qp->ibqp.qp_num, qp->dest_qpn);
+
+	if (!err)
+		core_qp_attr(link, qp);
+	return err;
+}
+
 /* Link lock held. */
 int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 {
@@ -725,9 +752,18 @@ int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 
 	if (!link)
 		return 0;	/* opened when the link is built */
-	err = tbp_qp_open(link, qp->ibqp.qp_num, qp->dest_qpn);
+	err = core_qp_open(link, qp);
 	after_core_call(qp->tdev);
 	return err;
+}
+
+/* modify_qp changed timeout, retry_cnt, rnr_retry or min_rnr_timer. Link lock held. */
+void tbrdma_link_qp_attr(struct tbrdma_qp *qp)
+{
+	struct tbp_link *link = core_link(qp->tdev);
+
+	if (link)
+		core_qp_attr(link, qp);
 }
 
 /* Link lock held. */
@@ -868,7 +904,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		if (qp->gsi)
 			tbrdma_gsi_reset_slots(qp);
 		if (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS)
-			tbp_qp_open(link, qp->ibqp.qp_num, qp->dest_qpn);
+			core_qp_open(link, qp);
 	}
 	after_core_call(tdev);
 	tick_locked(tdev);

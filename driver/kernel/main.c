@@ -314,8 +314,10 @@ static int tbrdma_netdev_event(struct notifier_block *nb, unsigned long event, v
 	struct tbrdma_dev *tdev;
 	int i;
 
+	/* NETDEV_CHANGEMTU re-adds the rail: it handshakes again with its new frame size and
+	 * the core resends frames cut for the old one. */
 	if (event != NETDEV_UNREGISTER && event != NETDEV_DOWN && event != NETDEV_UP &&
-	    event != NETDEV_CHANGE)
+	    event != NETDEV_CHANGE && event != NETDEV_CHANGEMTU)
 		return NOTIFY_DONE;
 
 	mutex_lock(&tbrdma_devices_mutex);

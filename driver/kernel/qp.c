@@ -302,6 +302,14 @@ int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 		err = -EINVAL;
 		goto out;
 	}
+	/* IBA field widths: 5-bit timeout and RNR timer, 3-bit retry counts. */
+	if (((mask & IB_QP_TIMEOUT) && attr->timeout > 31) ||
+	    ((mask & IB_QP_RETRY_CNT) && attr->retry_cnt > 7) ||
+	    ((mask & IB_QP_RNR_RETRY) && attr->rnr_retry > 7) ||
+	    ((mask & IB_QP_MIN_RNR_TIMER) && attr->min_rnr_timer > 31)) {
+		err = -EINVAL;
+		goto out;
+	}
 
 	spin_lock_bh(&tdev->lock);
 	tbrdma_save_attr(qp, attr, mask);
@@ -332,6 +340,11 @@ int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 		}
 	}
 	qp->attr.qp_state = qp->state;
+	/* The core's per-QP retry timers follow the attributes (they were set at RTR). */
+	if (!err && (mask & (IB_QP_TIMEOUT | IB_QP_RETRY_CNT | IB_QP_RNR_RETRY |
+			     IB_QP_MIN_RNR_TIMER)) &&
+	    (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS))
+		tbrdma_link_qp_attr(qp);
 	tbrdma_after_core_call(tdev);
 	spin_unlock_bh(&tdev->lock);
 out:

@@ -437,6 +437,7 @@ int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe);
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp);
 void tbrdma_defer_qp_error(struct tbrdma_qp *qp);
 int tbrdma_link_open_qp(struct tbrdma_qp *qp);
+void tbrdma_link_qp_attr(struct tbrdma_qp *qp);
 void tbrdma_link_kick(struct tbrdma_dev *tdev);
 bool tbrdma_link_is_up(struct tbrdma_dev *tdev);
 int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats);

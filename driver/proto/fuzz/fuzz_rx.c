@@ -12,8 +12,11 @@
  *   ctl bit 3: pump traffic between the links afterwards
  *   ctl bits 4-7: advance the clock by (bits << 16) ns before the frame
  *
+ * The initiator also has QPs the responder never opened (0x20: "not ready" NAKs) and
+ * one it closed (0x30: "QP error" NAKs), so the per-QP NAK, retry and rewind paths run.
+ *
  * Built with -DTBP_FUZZ_SEEDGEN it is instead a program writing seed inputs made of
- * real frames into the directory given as argument.
+ * real frames into the directory given as argument (including NAK frames).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +146,7 @@ static void f_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status
 	(void)ctx;
 	(void)qpn;
 	(void)wr_id;
-	if (status > TBP_STATUS_MAX)
+	if (status > TBP_ERR_RNR_RETRY_EXC)
 		abort();
 }
 
@@ -203,7 +206,7 @@ static void setup(void)
 		cfg.window = 64;
 		cfg.max_msgs = 16;
 		cfg.max_rx_msgs = 8;
-		cfg.max_qps = 2;
+		cfg.max_qps = 4;
 		cfg.key_len = 16;
 		memset(cfg.key, 7, 16);
 		if (tbp_link_size(&cfg) > sizeof(e->mem) ||
@@ -212,7 +215,10 @@ static void setup(void)
 		tbp_rail_add(e->link, 0, 1, 4096);
 		tbp_rail_add(e->link, 1, 2, 9000);
 		tbp_qp_open(e->link, 0x10 + (uint32_t)i, 0x11 - (uint32_t)i);
+		tbp_qp_open(e->link, 0x30 + (uint32_t)i, 0x31 - (uint32_t)i);
 	}
+	tbp_qp_open(F[0].link, 0x20, 0x21);
+	tbp_qp_close(F[1].link, 0x31);
 	tbp_tick(F[0].link, fnow);
 	pump(4);
 	if (tbp_link_state(F[1].link) != TBP_LINK_UP)
@@ -224,7 +230,7 @@ static void post_some(uint32_t k)
 	struct tbp_wr wr;
 
 	memset(&wr, 0, sizeof(wr));
-	wr.qpn = 0x10;
+	wr.qpn = k % 7 == 5 ? 0x20 : k % 7 == 6 ? 0x30 : 0x10;
 	wr.wr_id = k;
 	wr.opcode = TBP_OP_SEND + k % 5;
 	wr.len = (k * 977) % 9000;
@@ -309,7 +315,7 @@ int main(int argc, char **argv)
 
 	if (argc != 2)
 		return 2;
-	for (n = 0; n < 6; n++) {
+	for (n = 0; n < 7; n++) {
 		snprintf(path, sizeof(path), "%s/seed%u", argv[1], n);
 		seed_out = fopen(path, "wb");
 		if (!seed_out)
@@ -318,6 +324,33 @@ int main(int argc, char **argv)
 		for (k = 0; k < 3 + n * 2; k++)
 			post_some(n * 10 + k);
 		pump(6);
+		if (n == 6) {
+			/* NAKs as the initiator would send them: RNR, not ready, QP error. */
+			static const uint16_t codes[3] = { TBP_NAK_RNR, TBP_NAK_NOT_READY,
+							   TBP_NAK_QP_ERROR };
+			uint8_t f[TBP_HDR_LEN];
+
+			for (k = 0; k < 3; k++) {
+				struct tbp_hdr h;
+				uint8_t rec[4] = { 0x18, 0, TBP_HDR_LEN, 0 };
+
+				memset(&h, 0, sizeof(h));
+				h.magic = TBP_MAGIC;
+				h.version = TBP_PROTO_VERSION;
+				h.opcode = TBP_W_NAK;
+				h.session = F[1].link->session;
+				h.ack = F[1].link->snd_nxt;
+				h.dst_qpn = 0x11;
+				h.src_qpn = 0x10;
+				h.msn = F[1].link->qps[0].send_msn - 1;
+				h.status = codes[k];
+				h.ssn = 1;
+				h.imm = k == 0 ? 300 : 0;
+				tbp_hdr_encode(f, &h);
+				fwrite(rec, 1, 4, seed_out);
+				fwrite(f, 1, sizeof(f), seed_out);
+			}
+		}
 		fclose(seed_out);
 		seed_out = NULL;
 		tbp_link_teardown(F[0].link);

@@ -19,7 +19,7 @@
 
 #include "tbp_port.h"
 
-#define TBP_PROTO_VERSION 1u
+#define TBP_PROTO_VERSION 2u /* 2: per-QP NAK frame, retry attempt in data frames */
 #define TBP_MAGIC 0x31504254u /* "TBP1" little-endian on the wire */
 #define TBP_HDR_LEN 80u
 #define TBP_MAX_RAILS 8u
@@ -48,6 +48,8 @@ enum tbp_status {
 	TBP_ERR_LOCAL_PROTECTION = 5,/* IB_WC_LOC_PROT_ERR (local copy callback failed) */
 	TBP_ERR_LINK_DOWN = 6,       /* IB_WC_RETRY_EXC_ERR (every rail gone) */
 	TBP_ERR_FLUSHED = 7,         /* IB_WC_WR_FLUSH_ERR (QP closed / link torn down) */
+	TBP_ERR_RETRY_EXC = 8,       /* IB_WC_RETRY_EXC_ERR (peer QP not ready / silent past retry_cnt) */
+	TBP_ERR_RNR_RETRY_EXC = 9,   /* IB_WC_RNR_RETRY_EXC_ERR (receiver not ready past rnr_retry) */
 };
 
 enum tbp_role { TBP_ROLE_INITIATOR = 0, TBP_ROLE_RESPONDER = 1 };
@@ -57,6 +59,20 @@ enum tbp_link_state {
 	TBP_LINK_UP = 1,        /* at least one rail up */
 	TBP_LINK_DEGRADED = 2,  /* was up, every rail down, still inside link_dead_ns */
 	TBP_LINK_FAILED = 3,    /* terminal: re-init the link to reconnect */
+};
+
+/*
+ * Per-QP transport attributes, IBA encodings (ib_qp_attr): timeout 0..31 (4.096 us * 2^timeout
+ * without any answer from the peer QP counts one retry; 0 = infinite), retry_cnt 0..7,
+ * rnr_retry 0..7 (7 = infinite), min_rnr_timer 0..31 (the RNR timer table: how long the
+ * peer waits after this QP answered receiver-not-ready). tbp_qp_open starts with timeout 14,
+ * retry_cnt 7, rnr_retry 7 and, until set, the link's rnr_backoff_ns as the RNR timer.
+ */
+struct tbp_qp_attr {
+	uint8_t timeout;
+	uint8_t retry_cnt;
+	uint8_t rnr_retry;
+	uint8_t min_rnr_timer;
 };
 
 /* Events reported through tbp_env.event. */
@@ -159,7 +175,7 @@ struct tbp_config {
 	uint64_t rail_dead_ns;  /* silence after which a rail is declared down */
 	uint64_t link_dead_ns;  /* time with no rail up after which the link fails */
 	uint64_t hello_retry_ns;/* handshake retransmission interval */
-	uint64_t rnr_backoff_ns;/* delay before retrying a message refused for RNR */
+	uint64_t rnr_backoff_ns;/* RNR timer of QPs whose min_rnr_timer was never set */
 };
 
 /* Capabilities negotiated in HELLO; the link uses the union of both sides' requests. */
@@ -202,6 +218,18 @@ struct tbp_stats {
 	uint64_t rto_ns;
 	uint64_t retx_timeouts;     /* frames resent because their timer expired */
 	uint64_t retx_fast;         /* frames resent because later frames on their rail were acked */
+	/* per-QP transport (version 2) */
+	uint64_t naks_not_ready_sent;  /* messages to a QP that is not open (yet) */
+	uint64_t naks_qp_error_sent;   /* messages to a closed QP or one in error */
+	uint64_t naks_not_ready_received;
+	uint64_t naks_qp_error_received;
+	uint64_t qp_rewinds;        /* a QP resent its unfinished messages (NAK, timer, re-cut) */
+	uint64_t qp_timeouts;       /* the QP's ACK timer expired */
+	uint64_t rx_stale;          /* frames of an abandoned attempt (dropped, acked) */
+	uint64_t rx_rewound_bytes;  /* bytes placed by attempts that were abandoned */
+	uint64_t recuts;            /* frames too big for every rail still up, resent smaller */
+	uint64_t retry_exc;         /* WRs failed with TBP_ERR_RETRY_EXC */
+	uint64_t rnr_retry_exc;     /* WRs failed with TBP_ERR_RNR_RETRY_EXC */
 };
 
 /* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */
@@ -237,11 +265,18 @@ int tbp_rail_remove(struct tbp_link *link, uint32_t rail);
 
 /* Queue pairs: the receive side only accepts messages for open QPs from their peer QP. */
 int tbp_qp_open(struct tbp_link *link, uint32_t qpn, uint32_t remote_qpn);
-/* Outstanding WRs of qpn complete with TBP_ERR_FLUSHED. */
+/* Outstanding WRs of qpn complete with TBP_ERR_FLUSHED. The QPN is remembered as closed
+ * (while its table slot is not needed) so the peer's messages to it get an error NAK. */
 int tbp_qp_close(struct tbp_link *link, uint32_t qpn);
+/* Set the transport attributes of an open QP. Returns 0, -ENOENT or -EINVAL (out of range). */
+int tbp_qp_set_attr(struct tbp_link *link, uint32_t qpn, const struct tbp_qp_attr *attr);
+/* IBA encodings in nanoseconds: local ACK timeout (0 = infinite -> 0) and the RNR timer table. */
+uint64_t tbp_ack_timeout_ns(uint32_t timeout);
+uint64_t tbp_rnr_timer_ns(uint32_t min_rnr_timer);
 
 /* Post one WR. Returns 0, -ENOBUFS (max_msgs reached), -ENOENT (QP not open),
- * -EINVAL (bad opcode/length), -ENOTCONN (link failed). */
+ * -EINVAL (bad opcode/length), -ENOTCONN (link failed), -EPIPE (the QP failed with a
+ * transport error and is in the error state until closed). */
 int tbp_post(struct tbp_link *link, const struct tbp_wr *wr);
 
 /* Every received frame. Invalid frames are counted in stats and dropped. */
@@ -264,7 +299,7 @@ enum tbp_wire_op {
 	TBP_W_HELLO_CONFIRM = 3,
 	TBP_W_KEEPALIVE = 4,
 	TBP_W_ACK = 5,
-	TBP_W_RNR_NAK = 6,
+	TBP_W_NAK = 6,  /* per-QP negative ack, unsequenced; status = enum tbp_nak */
 	TBP_W_NOP = 7, /* sequenced filler: a sequence number whose frame could not be built */
 	TBP_W_SEND = 16,
 	TBP_W_SEND_IMM = 17,
@@ -274,6 +309,14 @@ enum tbp_wire_op {
 	TBP_W_READ_RESP = 21,
 	TBP_W_MSG_ACK = 22,
 };
+
+/* NAK codes (status field of a NAK frame). */
+enum tbp_nak {
+	TBP_NAK_RNR = 1,       /* no receive posted: resend after imm microseconds */
+	TBP_NAK_NOT_READY = 2, /* no such QP open (yet): resend after the sender's ACK timeout */
+	TBP_NAK_QP_ERROR = 3,  /* the QP was closed or is in error: IB_WC_REM_OP_ERR */
+};
+#define TBP_NAK_MAX_DELAY_US 655360u /* largest RNR timer (IBA code 0) */
 
 /* Header flags. */
 #define TBP_F_SEQ 0x01u      /* seq is valid: the frame is reliable and must be acked */
@@ -301,7 +344,7 @@ struct tbp_hdr {
 	uint32_t frag_off;
 	uint32_t imm;
 	uint16_t payload_len;
-	uint16_t status;   /* MSG_ACK / RNR_NAK status; zero otherwise */
+	uint16_t status;   /* MSG_ACK status, NAK code, data frames: retry attempt; else zero */
 	uint32_t csum;
 	uint32_t reserved; /* must be zero */
 };

@@ -34,6 +34,15 @@ struct sim_params {
 	uint32_t max_len;        /* largest message */
 	uint32_t rail_queue;     /* frames a rail accepts before xmit says -EAGAIN */
 	uint64_t time_limit_ns;  /* virtual time allowed before declaring a deadlock */
+	/* Per-QP transport scenarios; each acts on QP `special` (the last one) unless noted.
+	 * Times are virtual, from the start of the run. */
+	uint64_t late_open_ns;   /* ep1 opens QP special only then; ep0 posts on it at once */
+	uint64_t close_ns;       /* ep1 closes QP special then (only ep0 posts on it) */
+	uint64_t rnr_release_ns; /* ep1 posts no receive on QP special before then */
+	uint32_t rail_frame[4];  /* fixed max frame per rail (0: random) */
+	uint64_t revive_ns;      /* rail 1 is silent until then */
+	uint64_t bigrail_end_ns; /* then rail 0 (the big one) dies for good, or shrinks */
+	bool bigrail_shrinks;    /* rail 0 is re-added with rail 1's frame size (MTU change) */
 };
 
 struct sim;

@@ -38,16 +38,29 @@ static void flush_rx(struct tbp_link *l, uint16_t qi, uint32_t status)
 	}
 }
 
-static void flush_tx(struct tbp_link *l, struct tbp_qp *qp, uint32_t status)
+/*
+ * Report every posted WR of qp now, in post order. With a transport error (first != status)
+ * WRs whose outcome is already known keep it, the first unfinished one gets `first` and
+ * the rest are flushed, as an IBA requester moving to the error state does.
+ */
+static void flush_tx(struct tbp_link *l, struct tbp_qp *qp, uint32_t status, uint32_t first)
 {
 	uint16_t qi = tbp_qp_index(l, qp);
+	bool failed = first == status;
 	uint32_t i;
 
 	while (qp->head != TBP_NONE) {
 		struct tbp_smsg *m = &l->smsgs[qp->head];
+		uint32_t st = status;
 
+		if (!failed && m->done) {
+			st = m->status;
+		} else if (!failed) {
+			st = first;
+			failed = true;
+		}
 		qp->head = m->next;
-		l->env.send_done(l->env.ctx, qp->qpn, m->wr_id, status);
+		l->env.send_done(l->env.ctx, qp->qpn, m->wr_id, st);
 		m->orphan = 1;
 		m->all_queued = 1;
 	}
@@ -94,21 +107,32 @@ int tbp_qp_close(struct tbp_link *l, uint32_t qpn)
 
 	if (!qp)
 		return -ENOENT;
-	flush_tx(l, qp, TBP_ERR_FLUSHED);
+	flush_tx(l, qp, TBP_ERR_FLUSHED, TBP_ERR_FLUSHED);
 	flush_rx(l, tbp_qp_index(l, qp), TBP_ERR_FLUSHED);
 	if (qp->in_ctlq)
 		l->ctlq_len--;
-	{
-		uint16_t *link = &l->qbuckets[tbp_qhash(l, qpn)], idx = tbp_qp_index(l, qp);
-
-		while (*link != idx)
-			link = &l->qps[*link].hnext;
-		*link = qp->hnext;
-	}
+	/* The slot stays hashed as a tombstone until it is needed: the peer's messages to a
+	 * closed QP get an error NAK instead of "not ready" retries. */
 	qp->used = 0;
+	qp->state = QP_CLOSED;
+	qp->tseq = l->tomb_seq++;
 	qp->in_ctlq = 0;
+	qp->err_pending = 0;
+	qp->ack_pending = 0;
 	l->open_qps--;
 	return 0;
+}
+
+void tbp_qp_fail(struct tbp_link *l, struct tbp_qp *qp, uint32_t status)
+{
+	if (status == TBP_ERR_RETRY_EXC)
+		l->st.retry_exc++;
+	else if (status == TBP_ERR_RNR_RETRY_EXC)
+		l->st.rnr_retry_exc++;
+	/* The QP stays in the table in error (posts fail, the peer's messages are NAKed) until
+	 * its owner closes it; receive WQEs are flushed then. */
+	qp->state = QP_ERROR;
+	flush_tx(l, qp, TBP_ERR_FLUSHED, status);
 }
 
 void tbp_msg_fail_all(struct tbp_link *l, uint32_t status)
@@ -121,7 +145,7 @@ void tbp_msg_fail_all(struct tbp_link *l, uint32_t status)
 
 		if (!qp->used)
 			continue;
-		flush_tx(l, qp, status);
+		flush_tx(l, qp, status, status);
 		flush_rx(l, (uint16_t)i, status);
 		qp->in_ctlq = 0;
 	}

@@ -9,7 +9,7 @@
 #include "../include/tbp.h"
 
 #define TBP_QPN_MASK 0xffffffu
-#define TBP_STATUS_MAX 7u
+#define TBP_STATUS_MAX 7u      /* highest status a MSG_ACK may carry */
 #define TBP_MSG_LEN_LIMIT 0x80000000u
 #define TBP_HELLO_LEN 96u
 #define TBP_NONE 0xffffu       /* "no index" in 16-bit index fields */
@@ -24,6 +24,12 @@
 static inline int32_t seq_diff(uint32_t a, uint32_t b)
 {
 	return (int32_t)(a - b);
+}
+
+/* Retry attempts are 16 bits on the wire (the status field of data frames). */
+static inline int16_t attempt_diff(uint16_t a, uint16_t b)
+{
+	return (int16_t)(uint16_t)(a - b);
 }
 
 enum txslot_state {
@@ -41,6 +47,8 @@ struct tbp_txslot {
 	uint8_t sent_once;
 	uint16_t retx;        /* resends so far (exponential timer back-off) */
 	uint16_t msg;         /* send message slot (data, READ_REQ, READ_RESP) */
+	uint16_t attempt;     /* retry attempt the frame belongs to; a stale one goes out as NOP */
+	uint16_t pad;
 	uint32_t payload_len;
 	uint32_t frag_off;
 	uint64_t sent_ns;
@@ -75,7 +83,7 @@ struct tbp_smsg {
 	uint32_t read_got;     /* RDMA_READ requester: response bytes placed */
 	uint8_t read_seen;     /* at least one response fragment arrived */
 	uint8_t orphan;        /* its QP was closed: finish the frames, report nothing */
-	uint8_t pad[2];
+	uint16_t attempt;      /* READ_RESP: current attempt; READ_REQ: response attempt accepted */
 	uint64_t raddr;
 	uint64_t wr_id;
 	uint64_t local_buf;
@@ -100,14 +108,16 @@ struct tbp_rmsg {
 	uint32_t imm;
 	uint32_t rkey;
 	uint32_t capacity;
-	uint32_t pad2;
+	uint32_t placed;       /* bytes written to the target (for the rewound-bytes count) */
 	uint64_t raddr;
 	uint64_t recv_handle;
 };
 
+enum qp_state { QP_FREE = 0, QP_OPEN, QP_ERROR, QP_CLOSED /* tombstone: hashed, slot reusable */ };
+
 struct tbp_qp {
 	uint16_t hnext;        /* QPN hash chain */
-	uint8_t used;
+	uint8_t used;          /* QP_OPEN or QP_ERROR: opened by the owner and not closed */
 	uint8_t in_ctlq;       /* queued for a MSG_ACK */
 	uint8_t err_pending;   /* an error MSG_ACK waits for a sequence number */
 	uint8_t ack_pending;   /* a cumulative MSG_ACK waits for a sequence number */
@@ -123,8 +133,16 @@ struct tbp_qp {
 	uint32_t ok_msn;       /* stashed cumulative ack: every MSN before ok_msn succeeded... */
 	uint32_t ok_errs;      /* ...once peer_errs reaches this */
 	uint8_t ok_valid;
-	uint8_t pad[3];
-	uint64_t rnr_until;    /* do not start new fragments before this time */
+	uint8_t state;         /* enum qp_state */
+	uint16_t send_attempt; /* attempt number of our frames; bumped by every rewind */
+	uint64_t hold_until;   /* do not start new fragments before this time (RNR, not ready) */
+	uint64_t progress_ns;  /* last sign of life from the peer QP (ACK timer base) */
+	uint64_t timeout_ns;   /* ACK timeout, 0 = infinite */
+	uint64_t rnr_delay_ns; /* what our RNR NAKs ask the peer to wait */
+	uint8_t retry_cnt, retries_left, rnr_retry, rnr_left;
+	uint16_t rx_attempt;   /* attempt of the peer's frames we accept; older ones are stale */
+	uint16_t pad3;
+	uint32_t tseq;         /* order of tombstones: the oldest is reused first */
 	/* receive side */
 	uint32_t rx_msn;       /* next MSN to complete in order */
 	uint32_t rx_ssn_claimed; /* next SSN that needs a receive WQE */
@@ -133,7 +151,6 @@ struct tbp_qp {
 	uint32_t err_msn;
 	uint16_t err_status;
 	uint16_t pad2;
-	uint64_t rnr_nak_ns;   /* last RNR NAK sent for this QP */
 };
 
 enum rail_state {
@@ -179,7 +196,9 @@ struct tbp_link {
 	uint64_t rttvar;
 	uint64_t rto;
 	uint64_t rtx_next;      /* earliest retransmission timer: 0 unknown, ~0 none */
-	uint64_t rnr_next;      /* earliest end of an RNR back-off, 0 none */
+	uint64_t rnr_next;      /* earliest end of a QP's hold, 0 none */
+	uint64_t qp_timer_next; /* no QP's ACK timer expires before this (~0: none armed) */
+	uint32_t tomb_seq;
 	/* receive window */
 	uint32_t rcv_nxt;
 	uint32_t ack_owed;
@@ -242,21 +261,40 @@ void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_
 			  uint32_t src_qpn);
 /* Send an unsequenced frame on the least loaded rail. */
 void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn);
+/* Unsequenced per-QP NAK (see enum tbp_nak). */
+void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
+		  uint16_t code, uint16_t attempt, uint32_t delay_us);
 /* True when the peer should hear our ack now (rate limit of ACK and MSG_ACK frames). */
 bool tbp_ack_due(const struct tbp_link *l);
 void tbp_msg_init(struct tbp_link *l);
 
+/* tbp_qp.c */
+void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp);
+
 /* tbp_msg.c */
+void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m);
 void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m);
 void tbp_rmsg_free(struct tbp_link *l, struct tbp_rmsg *r);
+/* An open QP (used), or NULL. */
 struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn);
+/* Any hashed QP: open, in error, or a closed tombstone. */
+struct tbp_qp *tbp_qp_lookup(struct tbp_link *l, uint32_t qpn);
 /* Build the header (and payload) of a sequenced frame into l->scratch; returns frame length
  * or 0 when the local copy failed (the message is then completed with an error). */
 uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tbp_hdr *h);
 void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s);
 /* Returns true if the frame is accepted (counts as received), false if refused. */
 bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload);
-void tbp_msg_rnr(struct tbp_link *l, const struct tbp_hdr *h);
+void tbp_msg_nak(struct tbp_link *l, const struct tbp_hdr *h);
+/* The slot's fragment fits no rail that is up: send it as NOP, resend its bytes smaller. */
+void tbp_msg_recut(struct tbp_link *l, struct tbp_txslot *s);
+/* Resend every unfinished message of qp (from msn on, if from_msn); hold it until hold_ns. */
+void tbp_qp_rewind(struct tbp_link *l, struct tbp_qp *qp, bool from_msn, uint32_t msn,
+		   uint64_t hold_ns);
+/* A transport error: the first unfinished WR completes with status, the rest flush. */
+void tbp_qp_fail(struct tbp_link *l, struct tbp_qp *qp, uint32_t status);
+/* Run the QPs' ACK timers; returns the next deadline. */
+uint64_t tbp_msg_qp_timers(struct tbp_link *l, uint64_t deadline);
 /* Give sequence numbers to control frames and new fragments while the window allows. */
 void tbp_msg_fill_window(struct tbp_link *l);
 void tbp_msg_retry_stalled(struct tbp_link *l);

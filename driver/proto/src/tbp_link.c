@@ -144,6 +144,7 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	l->sendq_head = TBP_NONE;
 	l->sendq_tail = TBP_NONE;
 	l->snd_una = l->snd_nxt = l->rcv_nxt = l->q_first = TBP_SEQ_START;
+	l->qp_timer_next = ~0ull;
 	l->now = env->now_ns(env->ctx);
 	env->random_bytes(env->ctx, l->nonce, TBP_NONCE_LEN);
 	tbp_msg_init(l);
@@ -394,6 +395,34 @@ void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t
 		tbp_send_unsequenced(l, rail, op, dst_qpn, src_qpn);
 }
 
+void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
+		  uint16_t code, uint16_t attempt, uint32_t delay_us)
+{
+	uint32_t rail = choose_rail(l, TBP_HDR_LEN);
+	struct tbp_hdr h;
+
+	/* Lost or not sent: the peer's ACK timer resends, and the resend is answered again. */
+	if (rail == TBP_MAX_RAILS)
+		return;
+	memset(&h, 0, sizeof(h));
+	h.opcode = TBP_W_NAK;
+	h.dst_qpn = dst_qpn;
+	h.src_qpn = src_qpn;
+	h.msn = msn;
+	h.status = code;
+	h.ssn = attempt;
+	h.imm = delay_us;
+	/* A full rail queue is not a reason to lose it: try the others. */
+	do {
+		h.flags = 0;
+		fill_link_fields(l, &h, rail);
+		tbp_hdr_encode(l->scratch, &h);
+		if (xmit_scratch(l, rail, TBP_HDR_LEN) == 0)
+			return;
+		rail = choose_rail(l, TBP_HDR_LEN);
+	} while (rail != TBP_MAX_RAILS);
+}
+
 static void send_standalone_ack(struct tbp_link *l)
 {
 	tbp_send_control(l, TBP_W_ACK, 0, 0);
@@ -432,6 +461,16 @@ static uint64_t slot_deadline(const struct tbp_link *l, const struct tbp_txslot 
 	return s->sent_ns + rto;
 }
 
+static bool some_up_rail_fits(const struct tbp_link *l, uint32_t len)
+{
+	uint32_t r;
+
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		if (l->rails[r].state == RAIL_UP && l->rails[r].max_frame >= len)
+			return true;
+	return false;
+}
+
 /* Send one queued slot; returns false when no rail can take it now. */
 static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 {
@@ -439,8 +478,17 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 	uint32_t rail, len = TBP_HDR_LEN + s->payload_len;
 
 	rail = choose_rail(l, len);
-	if (rail == TBP_MAX_RAILS)
-		return false;
+	if (rail == TBP_MAX_RAILS) {
+		/* Cut for a bigger rail that is gone (or an MTU that shrank): waiting cannot help,
+		 * so the sequence number goes out as a NOP and the bytes are resent smaller. */
+		if (len == TBP_HDR_LEN || !tbp_rails_up(l) || some_up_rail_fits(l, len))
+			return false;
+		tbp_msg_recut(l, s);
+		len = TBP_HDR_LEN;
+		rail = choose_rail(l, len);
+		if (rail == TBP_MAX_RAILS)
+			return false;
+	}
 	memset(&h, 0, sizeof(h));
 	if (!tbp_build_seq_frame(l, s, &h)) {
 		/* The local copy failed: the sequence number still has to reach the peer. */
@@ -756,8 +804,8 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 			l->st.rx_accepted++;
 			owe_ack(l);
 		}
-	} else if (h.opcode == TBP_W_RNR_NAK) {
-		tbp_msg_rnr(l, &h);
+	} else if (h.opcode == TBP_W_NAK) {
+		tbp_msg_nak(l, &h);
 	}
 	tbp_push(l);
 }
@@ -801,6 +849,15 @@ uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
 		if (!l->rtx_next || now >= l->rtx_next)
 			l->rtx_next = retransmit_timers(l, ~0ull);
 		deadline = min_u64(deadline, l->rtx_next);
+	}
+	/* QP ACK timers also run while no rail is up: a QP fails after its retries, not when
+	 * the whole link dies. */
+	if (l->state == TBP_LINK_UP || l->state == TBP_LINK_DEGRADED) {
+		if (now >= l->qp_timer_next)
+			l->qp_timer_next = tbp_msg_qp_timers(l, ~0ull);
+		deadline = min_u64(deadline, l->qp_timer_next);
+	}
+	if (l->state == TBP_LINK_UP) {
 		tbp_msg_retry_stalled(l);
 		tbp_push(l);
 		if (l->ack_deadline)

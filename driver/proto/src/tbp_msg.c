@@ -20,6 +20,12 @@ static bool is_write(uint8_t op)
 	return op == TBP_W_WRITE || op == TBP_W_WRITE_IMM;
 }
 
+/* Frames a responder answers: they start or continue a message of the peer's QP. */
+static bool is_request(uint8_t op)
+{
+	return consumes_recv(op) || op == TBP_W_WRITE || op == TBP_W_READ_REQ;
+}
+
 void tbp_msg_init(struct tbp_link *l)
 {
 	uint32_t i;
@@ -35,49 +41,6 @@ void tbp_msg_init(struct tbp_link *l)
 		l->rbuckets[i] = TBP_NONE;
 	for (i = 0; i <= l->qbucket_mask; i++)
 		l->qbuckets[i] = TBP_NONE;
-}
-
-/* ---- QPs ---- */
-
-struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn)
-{
-	uint16_t i = l->qbuckets[tbp_qhash(l, qpn)];
-
-	while (i != TBP_NONE) {
-		if (l->qps[i].qpn == qpn)
-			return &l->qps[i];
-		i = l->qps[i].hnext;
-	}
-	return NULL;
-}
-
-int tbp_qp_open(struct tbp_link *l, uint32_t qpn, uint32_t remote_qpn)
-{
-	uint32_t i;
-
-	if (qpn > TBP_QPN_MASK || remote_qpn > TBP_QPN_MASK)
-		return -EINVAL;
-	if (tbp_qp_find(l, qpn))
-		return -EEXIST;
-	for (i = 0; i < l->cfg.max_qps; i++) {
-		struct tbp_qp *qp = &l->qps[i];
-
-		if (qp->used)
-			continue;
-		memset(qp, 0, sizeof(*qp));
-		qp->used = 1;
-		qp->qpn = qpn;
-		qp->rqpn = remote_qpn;
-		qp->head = TBP_NONE;
-		qp->tail = TBP_NONE;
-		qp->send_msn = qp->send_ssn = TBP_MSN_START;
-		qp->rx_msn = qp->rx_ssn_claimed = qp->ack_msn = TBP_MSN_START;
-		qp->hnext = l->qbuckets[tbp_qhash(l, qpn)];
-		l->qbuckets[tbp_qhash(l, qpn)] = (uint16_t)i;
-		l->open_qps++;
-		return 0;
-	}
-	return -ENOBUFS;
 }
 
 /* ---- send message slots ---- */
@@ -108,7 +71,7 @@ void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m)
 		tbp_msg_retry_stalled(l);
 }
 
-static void sendq_append(struct tbp_link *l, struct tbp_smsg *m)
+void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m)
 {
 	uint16_t idx = (uint16_t)(m - l->smsgs);
 
@@ -147,6 +110,8 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 	qp = tbp_qp_find(l, wr->qpn);
 	if (!qp)
 		return -ENOENT;
+	if (qp->state != QP_OPEN)
+		return -EPIPE;
 	/* Keep slots for READ responses, or two sides full of READs would wait on each other. */
 	if (l->smsgs_used + read_resp_reserve(l) >= l->cfg.max_msgs)
 		return -ENOBUFS;
@@ -165,14 +130,18 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 	m->raddr = wr->raddr;
 	m->wr_id = wr->wr_id;
 	m->local_buf = wr->local_buf;
-	if (qp->tail == TBP_NONE)
-		qp->head = idx;
-	else
-		l->smsgs[qp->tail].next = idx;
-	qp->tail = idx;
-	sendq_append(l, m);
-	l->st.msgs_posted++;
 	l->now = l->env.now_ns(l->env.ctx);
+	if (qp->tail == TBP_NONE) {
+		qp->head = idx;
+		/* The ACK timer starts with the QP's first outstanding WR. */
+		qp->progress_ns = l->now > qp->hold_until ? l->now : qp->hold_until;
+		tbp_qp_arm_timer(l, qp);
+	} else {
+		l->smsgs[qp->tail].next = idx;
+	}
+	qp->tail = idx;
+	tbp_sendq_append(l, m);
+	l->st.msgs_posted++;
 	tbp_push(l);
 	return 0;
 }
@@ -214,6 +183,9 @@ void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s)
 	s->msg = TBP_NONE;
 	if (m->frags_unacked)
 		m->frags_unacked--;
+	/* The link delivered the QP's frame: its ACK timer measures from here. */
+	if (!m->orphan && m->op != TBP_W_READ_RESP && l->qps[m->qp].progress_ns < l->now)
+		l->qps[m->qp].progress_ns = l->now;
 	smsg_progress(l, m);
 }
 
@@ -238,6 +210,10 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 	if (m->orphan)
 		return 0;
 	qp = &l->qps[m->qp];
+	/* A frame of an abandoned attempt: its sequence number still has to reach the peer. */
+	if (s->attempt != (m->op == TBP_W_READ_RESP ? m->attempt : qp->send_attempt))
+		return 0;
+	h->status = s->attempt;
 	h->dst_qpn = qp->rqpn;
 	h->src_qpn = qp->qpn;
 	h->msn = m->msn;
@@ -401,7 +377,7 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 			m->rkey = r->rkey;
 			m->raddr = r->raddr;
 			m->done = 1;
-			sendq_append(l, m);
+			tbp_sendq_append(l, m);
 		} else if (consumes_recv(r->op)) {
 			memset(&c, 0, sizeof(c));
 			c.qpn = qp->qpn;
@@ -441,14 +417,51 @@ void tbp_msg_retry_stalled(struct tbp_link *l)
 			complete_in_order(l, &l->qps[i]);
 }
 
+/*
+ * Forget every message of qp from rx_msn on: the peer resends them in a new attempt. Claimed
+ * receive WQEs go back to placeholders so they are claimed again in the same order.
+ */
+static void rx_rewind(struct tbp_link *l, struct tbp_qp *qp)
+{
+	uint16_t qi = tbp_qp_index(l, qp);
+	uint32_t i;
+
+	for (i = 0; i < l->rmsg_slots; i++) {
+		struct tbp_rmsg *r = &l->rmsgs[i];
+
+		if (r->state == RM_FREE || r->state == RM_PLACEHOLDER || r->qp != qi)
+			continue;
+		l->st.rx_rewound_bytes += r->placed;
+		if (!r->claimed) {
+			tbp_rmsg_free(l, r);
+			continue;
+		}
+		rmsg_hash_remove(l, r);
+		r->state = RM_PLACEHOLDER;
+		r->op = 0;
+		r->msn = 0;
+		r->len = r->got = r->placed = r->imm = r->rkey = 0;
+		r->raddr = 0;
+		r->status = TBP_OK;
+		rmsg_hash_insert(l, r);
+	}
+}
+
+/*
+ * No receive WQE: the frame is accepted (so the link's window moves on and other QPs keep
+ * flowing), the QP's unfinished messages are dropped and the peer is told to resend them,
+ * in a new attempt, after our RNR timer. Frames of the old attempt are stale from now on.
+ */
 static void send_rnr_nak(struct tbp_link *l, struct tbp_qp *qp)
 {
+	uint64_t us = qp->rnr_delay_ns / 1000;
+
 	l->st.drop_rnr++;
-	if (qp->rnr_nak_ns && l->now - qp->rnr_nak_ns < l->cfg.rnr_backoff_ns / 2)
-		return;
-	qp->rnr_nak_ns = l->now;
 	l->st.rnr_naks_sent++;
-	tbp_send_control(l, TBP_W_RNR_NAK, qp->rqpn, qp->qpn);
+	qp->rx_attempt++;
+	rx_rewind(l, qp);
+	tbp_send_nak(l, qp->rqpn, qp->qpn, qp->rx_msn, TBP_NAK_RNR, qp->rx_attempt,
+		     (uint32_t)(us > TBP_NAK_MAX_DELAY_US ? TBP_NAK_MAX_DELAY_US : us));
 }
 
 /*
@@ -475,7 +488,6 @@ static struct tbp_rmsg *claim_through(struct tbp_link *l, struct tbp_qp *qp, uin
 		if (l->env.recv_claim(l->env.ctx, qp->qpn, &r->recv_handle, &r->capacity) != 0) {
 			tbp_rmsg_free(l, r);
 			send_rnr_nak(l, qp);
-			*refuse = true;
 			return NULL;
 		}
 		r->claimed = 1;
@@ -499,16 +511,6 @@ static struct tbp_rmsg *claim_through(struct tbp_link *l, struct tbp_qp *qp, uin
 	}
 }
 
-static struct tbp_qp *rx_qp(struct tbp_link *l, const struct tbp_hdr *h)
-{
-	struct tbp_qp *qp = tbp_qp_find(l, h->dst_qpn);
-
-	if (!qp || qp->rqpn != h->src_qpn) {
-		l->st.drop_no_qp++;
-		return NULL;
-	}
-	return qp;
-}
 
 /* First fragment of a new inbound message: set up its slot and access checks. */
 static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
@@ -597,6 +599,8 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 		if (rc)
 			r->status = is_write(h->opcode) && rc <= (int)TBP_STATUS_MAX ?
 				    (uint16_t)rc : TBP_ERR_LOCAL_PROTECTION;
+		else
+			r->placed += h->payload_len;
 	}
 	r->got += h->payload_len;
 	if (r->got == r->len) {
@@ -621,17 +625,34 @@ static void rx_read_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp
 {
 	struct tbp_smsg *m = find_posted(l, qp, h->msn);
 
-	if (!m || m->op != TBP_W_READ_REQ || m->done || m->len != h->msg_len ||
-	    (uint64_t)m->read_got + h->payload_len > m->len) {
+	if (!m || m->op != TBP_W_READ_REQ || m->done || m->len != h->msg_len) {
 		l->st.drop_bad_msg++;
 		return;
 	}
+	/* The responder restarted its response (re-cut for smaller rails): start over. */
+	if (m->read_seen && attempt_diff(h->status, m->attempt) < 0) {
+		l->st.rx_stale++;
+		return;
+	}
+	if (m->read_seen && attempt_diff(h->status, m->attempt) > 0) {
+		l->st.rx_rewound_bytes += m->read_got;
+		m->read_got = 0;
+	}
+	m->attempt = h->status;
+	if ((uint64_t)m->read_got + h->payload_len > m->len) {
+		l->st.drop_bad_msg++;
+		return;
+	}
+	qp->progress_ns = l->now;
+	qp->retries_left = qp->retry_cnt;
+	qp->rnr_left = qp->rnr_retry;
 	if (h->payload_len) {
 		struct tbp_buf buf = { .kind = TBP_BUF_LOCAL, .rkey = 0, .addr = m->local_buf };
 
-		if (l->env.buf_write(l->env.ctx, &buf, h->frag_off, payload, h->payload_len) &&
-		    m->status == TBP_OK)
-			m->status = TBP_ERR_LOCAL_PROTECTION;
+		if (l->env.buf_write(l->env.ctx, &buf, h->frag_off, payload, h->payload_len)) {
+			if (m->status == TBP_OK)
+				m->status = TBP_ERR_LOCAL_PROTECTION;
+		}
 	}
 	m->read_got += h->payload_len;
 	m->read_seen = 1;
@@ -663,6 +684,10 @@ static void apply_ok(struct tbp_link *l, struct tbp_qp *qp, uint32_t msn)
  */
 static bool rx_msg_ack(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr *h)
 {
+	/* The peer QP answered: its timers and retry budgets start afresh (IBA). */
+	qp->progress_ns = l->now;
+	qp->retries_left = qp->retry_cnt;
+	qp->rnr_left = qp->rnr_retry;
 	if (h->status != TBP_OK) {
 		int32_t d = seq_diff(h->imm, qp->peer_errs + 1);
 		struct tbp_smsg *m;
@@ -696,11 +721,30 @@ static bool rx_msg_ack(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_h
 
 bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload)
 {
-	struct tbp_qp *qp = rx_qp(l, h);
+	struct tbp_qp *qp = tbp_qp_lookup(l, h->dst_qpn);
+	bool peer = qp && qp->rqpn == h->src_qpn;
 
-	/* Frames for unknown QPs are consumed (acked) so they cannot block the link. */
-	if (!qp)
+	/*
+	 * Not open for this peer QP: the frame is consumed (acked) so it cannot block the link,
+	 * and the first fragment of each message is answered. A QP that was closed or failed
+	 * is final (IB_WC_REM_OP_ERR at the sender); an unknown one may still be opened, so the
+	 * sender retries on its ACK timer and retry_cnt.
+	 */
+	if (!peer || qp->state != QP_OPEN) {
+		l->st.drop_no_qp++;
+		if (is_request(h->opcode) && h->frag_off == 0) {
+			bool dead = peer && (qp->state == QP_ERROR || qp->state == QP_CLOSED);
+
+			if (dead)
+				l->st.naks_qp_error_sent++;
+			else
+				l->st.naks_not_ready_sent++;
+			tbp_send_nak(l, h->src_qpn, h->dst_qpn, h->msn,
+				     dead ? TBP_NAK_QP_ERROR : TBP_NAK_NOT_READY,
+				     (uint16_t)(h->status + 1), 0);
+		}
 		return true;
+	}
 	switch (h->opcode) {
 	case TBP_W_MSG_ACK:
 		return rx_msg_ack(l, qp, h);
@@ -710,24 +754,24 @@ bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payl
 	default:
 		break;
 	}
-	if (seq_diff(h->msn, qp->rx_msn) < 0 ||
-	    seq_diff(h->msn, qp->rx_msn) >= (int32_t)TBP_MSN_HORIZON) {
+	if (attempt_diff(h->status, qp->rx_attempt) < 0) {
+		l->st.rx_stale++;
+		return true;
+	}
+	if (attempt_diff(h->status, qp->rx_attempt) > 0) {
+		/* The sender gave up on its previous attempt (ACK timer, re-cut): so do we. */
+		rx_rewind(l, qp);
+		qp->rx_attempt = h->status;
+	}
+	if (seq_diff(h->msn, qp->rx_msn) < 0) {
+		l->st.rx_stale++; /* resent after we completed it; its MSG_ACK is on the way */
+		return true;
+	}
+	if (seq_diff(h->msn, qp->rx_msn) >= (int32_t)TBP_MSN_HORIZON) {
 		l->st.drop_bad_msg++;
 		return true;
 	}
 	return rx_data(l, qp, h, payload);
-}
-
-void tbp_msg_rnr(struct tbp_link *l, const struct tbp_hdr *h)
-{
-	struct tbp_qp *qp = rx_qp(l, h);
-
-	if (!qp)
-		return;
-	l->st.rnr_naks_received++;
-	qp->rnr_until = l->now + l->cfg.rnr_backoff_ns;
-	if (l->rnr_next <= l->now || qp->rnr_until < l->rnr_next)
-		l->rnr_next = qp->rnr_until;
 }
 
 /* ---- transmit side of the message layer ---- */
@@ -785,7 +829,7 @@ void tbp_msg_fill_window(struct tbp_link *l)
 		struct tbp_smsg *m = &l->smsgs[i];
 		uint16_t next = m->sendq_next;
 
-		if (!m->orphan && l->qps[m->qp].rnr_until > l->now) {
+		if (!m->orphan && m->op != TBP_W_READ_RESP && l->qps[m->qp].hold_until > l->now) {
 			prev = i;
 			i = next;
 			continue;
@@ -797,6 +841,8 @@ void tbp_msg_fill_window(struct tbp_link *l)
 
 			if (tbp_seq_alloc(l, m->op, i, m->next_off, plen, &s))
 				return;
+			s->attempt = m->op == TBP_W_READ_RESP ? m->attempt :
+				     l->qps[m->qp].send_attempt;
 			m->frags_unacked++;
 			m->next_off += plen;
 			if (m->next_off == m->len || m->op == TBP_W_READ_REQ)

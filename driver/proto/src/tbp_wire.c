@@ -514,21 +514,29 @@ static bool fields_valid(const struct tbp_hdr *h)
 	case TBP_W_KEEPALIVE:
 	case TBP_W_ACK:
 		return !sequenced && h->payload_len == 0 && h->status == 0;
-	case TBP_W_RNR_NAK:
-		return !sequenced && h->payload_len == 0 && h->status == 0;
+	case TBP_W_NAK:
+		/* ssn: the attempt the sender must move to; imm: RNR delay in microseconds. */
+		if (sequenced || h->payload_len != 0 || h->msg_len != 0 || h->frag_off != 0 ||
+		    h->ssn > 0xffffu)
+			return false;
+		if (h->status == TBP_NAK_RNR)
+			return h->imm <= TBP_NAK_MAX_DELAY_US;
+		return (h->status == TBP_NAK_NOT_READY || h->status == TBP_NAK_QP_ERROR) &&
+		       h->imm == 0;
 	case TBP_W_NOP:
 		return sequenced && h->payload_len == 0 && h->status == 0;
 	case TBP_W_MSG_ACK:
 		return sequenced && h->payload_len == 0 && h->status <= TBP_STATUS_MAX;
 	case TBP_W_READ_REQ:
+		/* status: the retry attempt, as in every data frame */
 		return sequenced && h->payload_len == 0 && h->frag_off == 0 &&
-		       h->msg_len <= TBP_MSG_LEN_LIMIT && h->status == 0;
+		       h->msg_len <= TBP_MSG_LEN_LIMIT;
 	default:
 		break;
 	}
 	if (!is_data_op(h->opcode))
 		return false;
-	if (!sequenced || h->status != 0 || h->msg_len > TBP_MSG_LEN_LIMIT)
+	if (!sequenced || h->msg_len > TBP_MSG_LEN_LIMIT)
 		return false;
 	if ((uint64_t)h->frag_off + h->payload_len > h->msg_len)
 		return false;

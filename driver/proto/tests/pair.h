@@ -20,6 +20,8 @@ struct pep {
 	uint8_t recvbuf[4][P_MEM / 4];
 	uint32_t recv_cap;
 	uint32_t recvs_posted, recvs_claimed;
+	uint32_t no_recv_qpn;  /* this QP never has a receive posted (0: none) */
+	uint64_t done_ns[64];  /* pnow at each send completion */
 	struct pframe *out;   /* frames this side sent, not yet delivered */
 	uint32_t nout;
 	uint32_t busy_rail_mask;
@@ -125,8 +127,7 @@ static int p_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *cap)
 {
 	struct pep *e = ctx;
 
-	(void)qpn;
-	if (e->recvs_claimed == e->recvs_posted)
+	if (qpn == e->no_recv_qpn || e->recvs_claimed == e->recvs_posted)
 		return -EAGAIN;
 	*handle = e->recvs_claimed++ % 4;
 	*cap = e->recv_cap;
@@ -141,6 +142,7 @@ static void p_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status
 	if (e->ndone < 64) {
 		e->done_ids[e->ndone] = wr_id;
 		e->done_status[e->ndone] = status;
+		e->done_ns[e->ndone] = pnow;
 	}
 	e->ndone++;
 }
@@ -261,6 +263,22 @@ static void post(int side, uint32_t op, uint64_t id, uint64_t local, uint32_t le
 			     .raddr = raddr };
 
 	CHECK(tbp_post(P[side].link, &wr) == 0);
+}
+
+static int post_qp(int side, uint32_t qpn, uint32_t op, uint64_t id, uint32_t len)
+{
+	struct tbp_wr wr = { .opcode = op, .qpn = qpn, .wr_id = id, .len = len, .rkey = 0x77 };
+
+	return tbp_post(P[side].link, &wr);
+}
+
+static void set_attr(int side, uint32_t qpn, uint8_t timeout, uint8_t retry, uint8_t rnr_retry,
+		     uint8_t min_rnr)
+{
+	struct tbp_qp_attr a = { .timeout = timeout, .retry_cnt = retry, .rnr_retry = rnr_retry,
+				 .min_rnr_timer = min_rnr };
+
+	CHECK(tbp_qp_set_attr(P[side].link, qpn, &a) == 0);
 }
 
 static void fill(uint8_t *p, uint32_t len, uint32_t seed)
@@ -488,6 +506,7 @@ static void test_link_fails_without_rails(void)
 
 	pair_up(2);
 	P[1].recvs_posted = 1;
+	set_attr(0, 10, 0, 7, 7, 0); /* infinite ACK timeout: only the link's death ends the WR */
 	post(0, TBP_OP_SEND, 1, 0, 10, 0, 0, 0);
 	pair_run(drop_everything, 50000000, 100);
 	CHECK(tbp_link_state(P[0].link) == TBP_LINK_FAILED);
@@ -529,19 +548,200 @@ static void test_unknown_qp_and_session(void)
 	tbp_rx(P[1].link, 5, frame, sizeof(frame));
 	tbp_get_stats(P[1].link, &st);
 	CHECK(st.drop_rail == 1);
-	/* A SEND to a QP that is not open is consumed and counted. */
+	/* A SEND to a QP that is not open is consumed (the link moves on) and answered. */
 	CHECK(tbp_qp_open(P[0].link, 20, 21) == 0);
 	post(0, TBP_OP_SEND, 1, 0, 0, 0, 0, 0);
-	{
-		struct tbp_wr wr = { .opcode = TBP_OP_SEND, .qpn = 20, .wr_id = 2 };
-
-		CHECK(tbp_post(P[0].link, &wr) == 0);
-	}
+	CHECK(post_qp(0, 20, TBP_OP_SEND, 2, 0) == 0);
 	P[1].recvs_posted = 1;
 	pair_run(NULL, 1000, 20);
 	tbp_get_stats(P[1].link, &st);
-	CHECK(st.drop_no_qp == 1);
+	CHECK(st.drop_no_qp == 1 && st.naks_not_ready_sent == 1);
 	CHECK(P[1].nrc == 1);
+	CHECK(P[0].ndone == 1 && P[0].done_ids[0] == 1);
+}
+
+/* Post right after RTS, before the peer's RTR: retried until the peer opens the QP. */
+static void test_peer_qp_opened_late(void)
+{
+	struct tbp_stats st;
+	uint64_t opened;
+
+	pair_up(1);
+	CHECK(tbp_qp_open(P[0].link, 20, 21) == 0);
+	set_attr(0, 20, 10, 7, 7, 0); /* 4.2 ms per try, 7 retries */
+	fill(P[0].local, 3000, 9);
+	CHECK(post_qp(0, 20, TBP_OP_SEND, 1, 3000) == 0);
+	CHECK(post_qp(0, 20, TBP_OP_SEND_WITH_IMM, 2, 3000) == 0);
+	run_full = true;
+	pair_run(NULL, 100000, 100); /* 10 ms: two retries */
+	run_full = false;
+	CHECK(P[0].ndone == 0);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(st.naks_not_ready_received >= 2 && st.qp_rewinds >= 2);
+	CHECK(tbp_qp_open(P[1].link, 21, 20) == 0);
+	P[1].recvs_posted = 2;
+	opened = pnow;
+	pair_run(NULL, 100000, 200);
+	CHECK(P[0].ndone == 2 && P[0].done_status[0] == TBP_OK && P[0].done_status[1] == TBP_OK);
+	CHECK(P[0].done_ns[0] <= opened + tbp_ack_timeout_ns(10) + 1000000);
+	CHECK(P[1].nrc == 2 && P[1].rc[0].qpn == 21 && P[1].rc[0].len == 3000);
+	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 3000) == 0);
+}
+
+/* Nobody opens the peer QP: RETRY_EXC after retry_cnt retries of `timeout`, QP in error. */
+static void test_not_ready_retry_exceeded(void)
+{
+	uint64_t start, t = tbp_ack_timeout_ns(8);
+
+	pair_up(1);
+	CHECK(tbp_qp_open(P[0].link, 20, 21) == 0);
+	set_attr(0, 20, 8, 3, 7, 0);
+	start = pnow;
+	CHECK(post_qp(0, 20, TBP_OP_SEND, 1, 100) == 0);
+	CHECK(post_qp(0, 20, TBP_OP_SEND, 2, 100) == 0);
+	run_full = true;
+	pair_run(NULL, 20000, 2000);
+	run_full = false;
+	CHECK(P[0].ndone == 2);
+	CHECK(P[0].done_status[0] == TBP_ERR_RETRY_EXC && P[0].done_status[1] == TBP_ERR_FLUSHED);
+	CHECK(P[0].done_ns[0] >= start + 3 * t && P[0].done_ns[0] <= start + 5 * t + 1000000);
+	CHECK(post_qp(0, 20, TBP_OP_SEND, 3, 1) == -EPIPE);
+	CHECK(tbp_qp_close(P[0].link, 20) == 0);
+	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
+}
+
+/* The peer destroyed its QP: the next WR completes with REM_OP_ERR at once, not on a timer. */
+static void test_peer_qp_closed(void)
+{
+	struct tbp_stats st;
+	uint64_t start;
+
+	pair_up(1);
+	P[1].recvs_posted = 1;
+	post(0, TBP_OP_SEND, 1, 0, 100, 0, 0, 0);
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(tbp_qp_close(P[1].link, 11) == 0);
+	start = pnow;
+	post(0, TBP_OP_RDMA_WRITE, 2, 0, 5000, 0x77, 0, 0);
+	post(0, TBP_OP_SEND, 3, 0, 100, 0, 0, 0);
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 3 && P[0].done_status[1] == TBP_ERR_REMOTE_OP &&
+	      P[0].done_status[2] == TBP_ERR_FLUSHED);
+	CHECK(P[0].done_ns[1] <= start + 20000);
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.naks_qp_error_sent >= 1);
+	/* A new QP with the same number is a new QP: it works. */
+	CHECK(tbp_qp_close(P[0].link, 10) == 0);
+	CHECK(tbp_qp_open(P[0].link, 10, 11) == 0 && tbp_qp_open(P[1].link, 11, 10) == 0);
+	P[1].recvs_posted = 2;
+	post(0, TBP_OP_SEND, 4, 0, 100, 0, 0, 0);
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 4 && P[0].done_status[3] == TBP_OK);
+}
+
+/* rnr_retry = 2: the third RNR NAK fails the WR with RNR_RETRY_EXC, paced by min_rnr_timer. */
+static void test_rnr_retry_exceeded(void)
+{
+	struct tbp_stats st;
+	uint64_t start, rnr = tbp_rnr_timer_ns(14); /* 1.28 ms */
+
+	pair_up(1);
+	set_attr(0, 10, 14, 7, 2, 0);
+	set_attr(1, 11, 14, 7, 7, 14);
+	start = pnow;
+	post(0, TBP_OP_SEND, 1, 0, 100, 0, 0, 0);
+	run_full = true;
+	pair_run(NULL, 20000, 1000);
+	run_full = false;
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_ERR_RNR_RETRY_EXC);
+	CHECK(P[0].done_ns[0] >= start + 2 * rnr && P[0].done_ns[0] <= start + 3 * rnr);
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.rnr_naks_sent == 3);
+}
+
+/* RNR on one QP, the others keep the link: more frames than the window complete meanwhile. */
+static void test_rnr_does_not_block_other_qps(void)
+{
+	uint32_t i;
+
+	pair_setup_keys(1, 16, 0x42);
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000, 20);
+	P[1].no_recv_qpn = 21;
+	CHECK(tbp_qp_open(P[0].link, 20, 21) == 0 && tbp_qp_open(P[1].link, 21, 20) == 0);
+	for (i = 0; i < 4; i++)
+		CHECK(post_qp(0, 20, TBP_OP_SEND, 100 + i, 5000) == 0);
+	for (i = 0; i < 40; i++) {
+		pair_run(NULL, 10000, 1);
+		/* WRITEs on QP 10 that need no receive: 80 frames, five windows. */
+		post(0, TBP_OP_RDMA_WRITE, i, 0, 8000, 0x77, 0, 0);
+	}
+	run_full = true;
+	pair_run(NULL, 10000, 300);
+	run_full = false;
+	CHECK(P[0].ndone == 40);
+	for (i = 0; i < 40 && i < P[0].ndone; i++)
+		CHECK(P[0].done_ids[i] == i && P[0].done_status[i] == TBP_OK);
+	P[1].no_recv_qpn = 0;
+	P[1].recvs_posted = 4;
+	pair_run(NULL, 100000, 100);
+	CHECK(P[0].ndone == 44 && P[0].done_ids[40] == 100 && P[0].done_status[43] == TBP_OK);
+	CHECK(P[1].nrc == 4);
+}
+
+/* Every rail silent: the QP fails after retry_cnt ACK timeouts, long before the link dies. */
+static void test_silent_peer_retry_exceeded(void)
+{
+	uint64_t start, t = tbp_ack_timeout_ns(10);
+
+	pair_up(2);
+	P[1].recvs_posted = 1;
+	set_attr(0, 10, 10, 2, 7, 0);
+	start = pnow;
+	post(0, TBP_OP_SEND, 1, 0, 10, 0, 0, 0);
+	run_full = true;
+	pair_run(drop_everything, 100000, 300);
+	run_full = false;
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_ERR_RETRY_EXC);
+	CHECK(P[0].done_ns[0] >= start + 3 * t && P[0].done_ns[0] <= start + 4 * t);
+	CHECK(P[0].events[TBP_EV_LINK_FAILED] == 0);
+}
+
+static int drop_big(const struct pframe *f)
+{
+	return f->len > 512 ? DROP : KEEP;
+}
+
+/* Fragments cut for a 4 KiB rail, then only a 512-byte rail is left: they are re-cut. */
+static void test_recut_when_big_rail_leaves(void)
+{
+	struct tbp_stats st0, st1;
+	int i;
+
+	pair_up(1);
+	fill(P[0].local, 60000, 11);
+	fill(P[1].mr + 100000, 30000, 12);
+	post(0, TBP_OP_RDMA_READ, 1, 70000, 30000, 0x77, 100000, 0);
+	post(0, TBP_OP_RDMA_WRITE, 2, 0, 60000, 0x77, 0, 0);
+	/* The WRITE's frames and the READ's responses are cut for rail 0 and lost with it; a
+	 * 512-byte rail comes up, then rail 0 is gone for good. */
+	run_full = true;
+	pair_run(drop_big, 1000, 3);
+	for (i = 0; i < 2; i++)
+		CHECK(tbp_rail_add(P[i].link, 1, 1, 512) == 0);
+	pair_run(drop_big, 1000, 20); /* rail 1 handshakes */
+	for (i = 0; i < 2; i++)
+		CHECK(tbp_rail_remove(P[i].link, 0) == 0);
+	pair_run(NULL, 100000, 300);
+	run_full = false;
+	CHECK(P[0].ndone == 2 && P[0].done_status[0] == TBP_OK && P[0].done_status[1] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 60000) == 0);
+	CHECK(memcmp(P[0].local + 70000, P[1].mr + 100000, 30000) == 0);
+	tbp_get_stats(P[0].link, &st0);
+	tbp_get_stats(P[1].link, &st1);
+	CHECK(st0.recuts > 0 && st1.recuts > 0);
+	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
 }
 
 static void test_window_bound(void)
@@ -645,4 +845,11 @@ static void test_qp_table_churn(void)
 	{ "window_bound", test_window_bound },                                             \
 	{ "xmit_backpressure", test_xmit_backpressure },                                   \
 	{ "tick_deadline", test_tick_deadline },                                           \
-	{ "qp_table_churn", test_qp_table_churn },
+	{ "qp_table_churn", test_qp_table_churn },                                         \
+	{ "peer_qp_opened_late", test_peer_qp_opened_late },                               \
+	{ "not_ready_retry_exceeded", test_not_ready_retry_exceeded },                     \
+	{ "peer_qp_closed", test_peer_qp_closed },                                         \
+	{ "rnr_retry_exceeded", test_rnr_retry_exceeded },                                 \
+	{ "rnr_does_not_block_other_qps", test_rnr_does_not_block_other_qps },             \
+	{ "silent_peer_retry_exceeded", test_silent_peer_retry_exceeded },                 \
+	{ "recut_when_big_rail_leaves", test_recut_when_big_rail_leaves },

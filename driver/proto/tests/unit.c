@@ -210,7 +210,7 @@ static int decode_mutated(void (*mutate)(struct tbp_hdr *))
 }
 
 static void m_magic(struct tbp_hdr *h) { h->magic ^= 1; }
-static void m_version(struct tbp_hdr *h) { h->version = 2; }
+static void m_version(struct tbp_hdr *h) { h->version = TBP_PROTO_VERSION + 1; }
 static void m_flags(struct tbp_hdr *h) { h->flags |= 0x80; }
 static void m_reserved(struct tbp_hdr *h) { h->reserved = 1; }
 static void m_rail(struct tbp_hdr *h) { h->rail = TBP_MAX_RAILS; }
@@ -223,7 +223,37 @@ static void m_frag_wrap(struct tbp_hdr *h) { h->frag_off = 0xffffffc0u; }
 static void m_msg_too_long(struct tbp_hdr *h) { h->msg_len = 0x80000001u; h->frag_off = 0; }
 static void m_empty_frag(struct tbp_hdr *h) { h->payload_len = 0; }
 static void m_unsequenced_data(struct tbp_hdr *h) { h->flags &= (uint8_t)~TBP_F_SEQ; }
-static void m_status_on_data(struct tbp_hdr *h) { h->status = 1; }
+static void m_status_on_keepalive(struct tbp_hdr *h)
+{
+	h->opcode = TBP_W_KEEPALIVE;
+	h->flags = 0;
+	h->payload_len = 0;
+	h->status = 1;
+}
+/* Data frames carry their retry attempt in the status field: any value is valid. */
+static void m_attempt_on_data(struct tbp_hdr *h) { h->status = 0xfffe; }
+/* A valid NAK: RNR with a delay, NOT_READY and QP_ERROR without. */
+static void m_nak(struct tbp_hdr *h)
+{
+	h->opcode = TBP_W_NAK;
+	h->flags = 0;
+	h->payload_len = 0;
+	h->msg_len = 0;
+	h->frag_off = 0;
+	h->status = TBP_NAK_RNR;
+	h->imm = TBP_NAK_MAX_DELAY_US;
+	h->ssn = 0xffff;
+}
+static void m_nak_not_ready(struct tbp_hdr *h) { m_nak(h); h->status = TBP_NAK_NOT_READY; h->imm = 0; }
+static void m_nak_qp_error(struct tbp_hdr *h) { m_nak(h); h->status = TBP_NAK_QP_ERROR; h->imm = 0; }
+static void m_nak_code0(struct tbp_hdr *h) { m_nak(h); h->status = 0; }
+static void m_nak_code4(struct tbp_hdr *h) { m_nak(h); h->status = 4; h->imm = 0; }
+static void m_nak_delay(struct tbp_hdr *h) { m_nak(h); h->imm = TBP_NAK_MAX_DELAY_US + 1; }
+static void m_nak_delay_not_rnr(struct tbp_hdr *h) { m_nak_not_ready(h); h->imm = 1; }
+static void m_nak_attempt(struct tbp_hdr *h) { m_nak(h); h->ssn = 0x10000; }
+static void m_nak_sequenced(struct tbp_hdr *h) { m_nak(h); h->flags = TBP_F_SEQ; }
+static void m_nak_payload(struct tbp_hdr *h) { m_nak(h); h->payload_len = 4; }
+static void m_nak_msg_len(struct tbp_hdr *h) { m_nak(h); h->msg_len = 1; }
 static void m_ack_with_payload(struct tbp_hdr *h) { h->opcode = TBP_W_ACK; h->flags = 0; }
 static void m_sequenced_ack(struct tbp_hdr *h)
 {
@@ -267,7 +297,8 @@ static void test_codec_field_rules(void)
 	CHECK(decode_mutated(m_msg_too_long) == TBP_DEC_FIELD);
 	CHECK(decode_mutated(m_empty_frag) == TBP_DEC_FIELD);
 	CHECK(decode_mutated(m_unsequenced_data) == TBP_DEC_FIELD);
-	CHECK(decode_mutated(m_status_on_data) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_status_on_keepalive) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_attempt_on_data) == 0);
 	CHECK(decode_mutated(m_ack_with_payload) == TBP_DEC_FIELD);
 	CHECK(decode_mutated(m_sequenced_ack) == TBP_DEC_FIELD);
 	CHECK(decode_mutated(m_hello_len) == TBP_DEC_FIELD);
@@ -275,6 +306,34 @@ static void test_codec_field_rules(void)
 	CHECK(decode_mutated(m_msg_ack_status) == TBP_DEC_FIELD);
 	CHECK(decode_mutated(m_ok_msg_ack) == 0);
 	CHECK(decode_mutated(m_ok_empty_msg) == 0);
+}
+
+static void test_codec_nak_rules(void)
+{
+	CHECK(decode_mutated(m_nak) == 0);
+	CHECK(decode_mutated(m_nak_not_ready) == 0);
+	CHECK(decode_mutated(m_nak_qp_error) == 0);
+	CHECK(decode_mutated(m_nak_code0) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_code4) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_delay) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_delay_not_rnr) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_attempt) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_sequenced) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_payload) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_nak_msg_len) == TBP_DEC_FIELD);
+}
+
+/* IBA encodings: local ACK timeout 4.096 us * 2^n (0 = infinite) and the RNR timer table. */
+static void test_iba_timer_encodings(void)
+{
+	CHECK(tbp_ack_timeout_ns(0) == 0);
+	CHECK(tbp_ack_timeout_ns(1) == 8192);
+	CHECK(tbp_ack_timeout_ns(14) == 67108864);
+	CHECK(tbp_rnr_timer_ns(0) == 655360000ull);
+	CHECK(tbp_rnr_timer_ns(1) == 10000);
+	CHECK(tbp_rnr_timer_ns(12) == 640000);
+	CHECK(tbp_rnr_timer_ns(14) == 1280000);
+	CHECK(tbp_rnr_timer_ns(31) == 491520000ull);
 }
 
 static void test_config_validation(void)
@@ -313,6 +372,8 @@ static const struct {
 	{ "codec_lengths", test_codec_lengths },
 	{ "codec_checksum", test_codec_checksum },
 	{ "codec_field_rules", test_codec_field_rules },
+	{ "codec_nak_rules", test_codec_nak_rules },
+	{ "iba_timer_encodings", test_iba_timer_encodings },
 	{ "config_validation", test_config_validation },
 	PAIR_TESTS
 };
