@@ -73,15 +73,19 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
+def _file_lines(path: str) -> list[str]:
+    """A known_hosts file's lines; none when it cannot be read (ssh ignores it, too)."""
+    try:
+        return Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
 def _load_known_hosts(keys: paramiko.HostKeys, path: str, revoked: set[str]) -> None:
     """Add one known_hosts file's keys. paramiko's own loader fails on `@cert-authority`
     and `@revoked` lines; certificates are not checked (their hosts count as unknown) and
     revoked keys are collected so that a host presenting one is refused."""
-    try:
-        lines = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return
-    for line in lines:
+    for line in _file_lines(path):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -102,11 +106,7 @@ def _load_known_hosts(keys: paramiko.HostKeys, path: str, revoked: set[str]) -> 
 def _cert_authority_for(entry: str, files: list[str]) -> bool:
     """Whether a `@cert-authority` line in these known_hosts files covers `entry`."""
     for path in files:
-        try:
-            lines = Path(path).read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
+        for line in _file_lines(path):
             fields = line.split()
             if len(fields) >= 2 and fields[0] == "@cert-authority":
                 patterns = fields[1].split(",")

@@ -103,12 +103,8 @@ def finish_transfer(timeout=1200):
     return out
 
 
-def perftest(device, tool, args, gid=1):
-    base = f"timeout 300 {tool} -d {device} -x {gid} {args}"
-    b.succeed(f"({base} > /tmp/perf.out 2>&1; echo $? > /tmp/perf.rc) > /dev/null 2>&1 &")
-    out = a.wait_until_succeeds(f"{base} {ADDR['b'][0]} 2>&1", timeout=300)
-    b.wait_until_succeeds("test -s /tmp/perf.rc", timeout=300)
-    b.succeed("rm -f /tmp/perf.rc")
+def measure(device, tool, args, gid=1):
+    out = perftest(b, a, f"{tool} -d {device} -x {gid} {args}", ADDR["b"][0])
     rows = [line.split() for line in out.splitlines()
             if line.split() and line.split()[0].isdigit() and len(line.split()) >= 4]
     assert rows, out
@@ -128,8 +124,8 @@ for m in (a, b):
 for m in (a, b):
     m.succeed("modprobe rdma_rxe && rdma link add rxe0 type rxe netdev thunderbolt0")
 time.sleep(2)
-rxe_bw = perftest("rxe0", "ib_write_bw", "-s 65536 -n 300")
-rxe_lat = perftest("rxe0", "ib_write_lat", "-s 2 -n 300")
+rxe_bw = measure("rxe0", "ib_write_bw", "-s 65536 -n 300")
+rxe_lat = measure("rxe0", "ib_write_lat", "-s 2 -n 300")
 for m in (a, b):
     m.succeed("rdma link delete rxe0")
 
@@ -137,13 +133,13 @@ for m, initiator in ((a, 1), (b, 0)):
     m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state", 120)
-tb_bw1 = perftest("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
-tb_lat = perftest("tbrdma0", "ib_write_lat", "-s 2 -n 300")
+tb_bw1 = measure("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
+tb_lat = measure("tbrdma0", "ib_write_lat", "-s 2 -n 300")
 for m, initiator in ((a, 1), (b, 0)):
     m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
 for m in (a, b):
     m.wait_until_succeeds("rdma statistic show link tbrdma0/1 | grep -q 'rails_up 2'", 120)
-tb_bw2 = perftest("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
+tb_bw2 = measure("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
 
 print("side by side (TCG lab; MiB/s and usec; targets are for hardware-like hosts)")
 print(f"| test | rdma_rxe | tbrdma | ratio | target |\n|---|---|---|---|---|\n"

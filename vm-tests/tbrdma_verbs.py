@@ -271,13 +271,8 @@ PERF = [("ib_write_bw", "-s 65536 -n 200"), ("ib_read_bw", "-s 65536 -n 100"),
         ("ib_write_bw", "-c UC -s 65536 -n 200"), ("ib_send_bw", "-c UC -s 65536 -n 200"),
         ("ib_write_lat", "-c UC -s 2 -n 200"), ("ib_send_lat", "-c UC -s 2 -n 200")]
 for tool, args in PERF:
-    base = f"timeout 300 {tool} -d tbrdma0 -x 1 {args}"
-    b.succeed(f"({base} > /tmp/perf.out 2>&1; echo $? > /tmp/perf.rc) > /dev/null 2>&1 &")
-    a.wait_until_succeeds(f"{base} {ADDR['b']} > /tmp/perf.out 2>&1", timeout=300)
-    b.wait_until_succeeds("test -s /tmp/perf.rc", timeout=300)
-    assert b.succeed("cat /tmp/perf.rc").strip() == "0", b.succeed("cat /tmp/perf.out")
-    b.succeed("rm -f /tmp/perf.rc")
-    print(f"{tool} {args}:\n" + a.succeed("tail -n 3 /tmp/perf.out"))
+    out = perftest(b, a, f"{tool} -d tbrdma0 -x 1 {args}", ADDR["b"])
+    print(f"{tool} {args}:\n" + "\n".join(out.splitlines()[-3:]))
 b.succeed("(timeout 120 ibv_rc_pingpong -d tbrdma0 -g 1 -n 100 > /tmp/pp.out 2>&1; "
           "echo $? > /tmp/pp.rc) > /dev/null 2>&1 &")
 a.wait_until_succeeds(f"timeout 120 ibv_rc_pingpong -d tbrdma0 -g 1 -n 100 {ADDR['b']}",
@@ -313,14 +308,8 @@ for m in (a, b):
     no_kernel_trouble(m)
 
 # perftest with its connection made by rdma_cm (-R) instead of its TCP exchange.
-base = "timeout 300 ib_write_bw -d tbrdma0 -R -s 65536 -n 200"
-b.succeed(f"({base} > /tmp/perf.out 2>&1; echo $? > /tmp/perf.rc) > /dev/null 2>&1 &")
-b.wait_until_succeeds("rdma resource show cm_id | grep -q LISTEN", timeout=60)
-status, out = a.execute(f"{base} {ADDR['b']} 2>&1", timeout=360)
-b.wait_until_succeeds("test -s /tmp/perf.rc", timeout=300)
-assert status == 0, f"ib_write_bw -R client exit {status}:\n{out}"
-assert b.succeed("cat /tmp/perf.rc").strip() == "0", b.succeed("cat /tmp/perf.out")
-b.succeed("rm -f /tmp/perf.rc")
+out = perftest(b, a, "ib_write_bw -d tbrdma0 -R -s 65536 -n 200", ADDR["b"],
+               ready="rdma resource show cm_id | grep -q LISTEN")
 print("ib_write_bw -R -s 65536 -n 200:\n" + "\n".join(out.splitlines()[-3:]))
 for m in (a, b):
     no_kernel_trouble(m)

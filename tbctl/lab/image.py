@@ -26,7 +26,7 @@ from tbctl.errors import TbctlError
 
 SUITE = "trixie"
 # Bump when the recipe below changes in a way the hashed inputs do not show.
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "3"
 # python3-cffi-backend is named explicitly: debootstrap cannot resolve the virtual
 # python3-cffi-backend-api-* packages python3-cryptography (for paramiko) depends on.
 GUEST_PACKAGES = (
@@ -39,8 +39,6 @@ GUEST_PACKAGES = (
     # `lab demo`'s TCP baseline on the same cables: iperf3 (bandwidth), qperf (latency).
     "iperf3", "qperf",
 )
-# What the initrd needs to mount the root filesystem (the rest loads from it).
-INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 FILES_DIR = Path(__file__).with_name("files")
 # Where each baked-in file lands in the guest, and its mode.
 BAKED_FILES = {
@@ -197,8 +195,6 @@ def _build_base(target: Path, progress: Progress) -> None:
         if len(releases) != 1:
             raise TbctlError(f"expected one guest kernel, found {releases}")
         release = releases[0]
-        progress("a small initrd: only what booting from virtio-blk needs")
-        _run(["chroot", str(rootfs), "update-initramfs", "-u", "-k", release], progress)
         shutil.copy2(rootfs / "boot" / f"vmlinuz-{release}", work / "vmlinuz")
         shutil.copy2(rootfs / "boot" / f"initrd.img-{release}", work / "initrd.img")
         progress("packing the base layer")
@@ -239,13 +235,6 @@ def _configure_rootfs(rootfs: Path) -> None:
     if dbus_id.exists() or dbus_id.is_symlink():
         dbus_id.unlink()
     (rootfs / "etc" / "fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")
-    # Debian's initrd carries most modules (36 MB); under TCG unpacking it and letting its
-    # udev probe everything takes seconds of every boot. The lab's root is ext4 on virtio-blk.
-    (rootfs / "etc" / "initramfs-tools" / "conf.d" / "tbctl-lab").write_text(
-        "# Written by the tbctl lab image builder.\nMODULES=list\n")
-    (rootfs / "etc" / "initramfs-tools" / "modules").write_text(
-        "# Written by the tbctl lab image builder: the root disk's drivers.\n"
-        + "".join(f"{name}\n" for name in INITRD_MODULES))
     for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt/archives",
                  "var/lib/apt/lists"):
         shutil.rmtree(rootfs / junk, ignore_errors=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tbctl.errors import TbctlError
-from tbctl.lab import cluster, image, perf
+from tbctl.lab import cluster, image, perf, testdriver
 from tbctl.lab.image import NodeImage
 from tests.lab import demo_output
 
@@ -219,8 +219,6 @@ def test_prune_images_keeps_newest_and_open_ones(tmp_path: Path) -> None:
 
 
 def test_failing_script_reports_each_nodes_kernel_log(tmp_path: Path) -> None:
-    from tbctl.lab import testdriver
-
     cluster.save(cluster.plan(tmp_path, 2, 2, fake_image(tmp_path), "tcg"))
     script = tmp_path / "fails.py"
     script.write_text("raise AssertionError('boom')\n")
@@ -229,6 +227,35 @@ def test_failing_script_reports_each_nodes_kernel_log(tmp_path: Path) -> None:
     notes = "\n".join(caught.value.__notes__)
     # no VM runs here, so each attempt fails, but it is made and reported per node
     assert "--- a: dmesg | tail (exit " in notes and "--- b: dmesg | tail (exit " in notes
+
+
+def _fake_perftest(tmp_path: Path, server_lines: list[str]) -> testdriver.LocalMachine:
+    """A `perftest` on PATH: as server (no address) its Nth run prints server_lines[N] and
+    exits 1 unless that line is "ok"; as client it succeeds."""
+    tool = tmp_path / "bin" / "perftest"
+    tool.parent.mkdir(parents=True)
+    (tmp_path / "script").write_text("\n".join(server_lines) + "\n")
+    tool.write_text(f"""#!/bin/bash
+if [ $# -eq 0 ]; then
+  line=$(head -n 1 {tmp_path}/script); sed -i 1d {tmp_path}/script; echo "$line"
+  [ "$line" = ok ]; exit
+fi
+echo client-result
+""")
+    tool.chmod(0o755)
+    environment = dict(os.environ, PATH=f"{tool.parent}:{os.environ['PATH']}")
+    return testdriver.LocalMachine(environment)
+
+
+def test_perftest_runs_again_only_when_its_clock_calibration_failed(tmp_path: Path) -> None:
+    machine = _fake_perftest(tmp_path, ["Can't produce a report", "ok"])
+    assert testdriver.perftest(machine, machine, "perftest", "10.0.0.1",
+                               scratch=str(tmp_path)).strip() == "client-result"
+
+    machine = _fake_perftest(tmp_path / "device", ["Failed to modify QP to RTR", "ok"])
+    with pytest.raises(AssertionError, match="Failed to modify QP to RTR"):
+        testdriver.perftest(machine, machine, "perftest", "10.0.0.1",
+                            scratch=str(tmp_path / "device"))
 
 
 def test_lab_launcher_runs_the_agent_and_the_cli(tmp_path: Path) -> None:
