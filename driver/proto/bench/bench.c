@@ -177,7 +177,7 @@ static void setup(uint32_t rails, bool pcsum)
 		cfg.max_msgs = 1024;
 		cfg.max_rx_msgs = 1024;
 		cfg.max_qps = 4;
-		cfg.caps = pcsum ? TBP_CAP_PAYLOAD_CSUM : 0;
+		cfg.caps = (pcsum ? TBP_CAP_PAYLOAD_CSUM : 0) | TBP_CAP_FRAME_MAC;
 		cfg.key_len = 32;
 		memset(cfg.key, 9, 32);
 		size = tbp_link_size(&cfg);

@@ -301,6 +301,7 @@ static void test_config_validation(void)
 }
 
 #include "pair.h"
+#include "auth.h"
 
 static const struct {
 	const char *name;
@@ -315,6 +316,7 @@ static const struct {
 	{ "codec_field_rules", test_codec_field_rules },
 	{ "config_validation", test_config_validation },
 	PAIR_TESTS
+	AUTH_TESTS
 };
 
 int main(int argc, char **argv)

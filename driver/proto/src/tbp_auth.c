@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * tbp_auth.c - per-frame authentication (docs/protocol.md, "Frame authentication").
+ *
+ * Once the handshake has run, every frame a link sends carries a trailer: a 64-bit frame
+ * counter (per direction, never reused within a session) and a SipHash-2-4 tag over header,
+ * payload and counter, keyed with the sender's direction key. The receiver checks the tag
+ * before the frame can touch any state and refuses a counter it has seen or that lies more
+ * than TBP_REPLAY_BITS behind the newest one. SipHash is small, needs no tables and no
+ * floating point, so the same code runs in the kernel and in userspace.
+ */
+#include "tbp_internal.h"
+
+#ifdef TBP_TEST_HOOKS
+uint32_t tbp_ct_calls;
+#endif
+
+bool tbp_ct_equal(const void *a, const void *b, uint32_t n)
+{
+	const volatile uint8_t *x = a, *y = b;
+	uint8_t diff = 0;
+	uint32_t i;
+
+#ifdef TBP_TEST_HOOKS
+	tbp_ct_calls++;
+#endif
+	/* Every byte is read whatever the others hold: the time says nothing about the tag. */
+	for (i = 0; i < n; i++)
+		diff |= (uint8_t)(x[i] ^ y[i]);
+	return diff == 0;
+}
+
+static uint64_t rotl(uint64_t x, unsigned int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+#define SIPROUND                                                                           \
+	do {                                                                               \
+		v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);                  \
+		v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;                                     \
+		v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;                                     \
+		v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);                  \
+	} while (0)
+
+/* SipHash-2-4 (Aumasson, Bernstein 2012), 128-bit key, 64-bit output. */
+uint64_t tbp_siphash24(const uint64_t key[2], const uint8_t *msg, uint32_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ull ^ key[0];
+	uint64_t v1 = 0x646f72616e646f6dull ^ key[1];
+	uint64_t v2 = 0x6c7967656e657261ull ^ key[0];
+	uint64_t v3 = 0x7465646279746573ull ^ key[1];
+	uint64_t m, b = (uint64_t)len << 56;
+	uint32_t i, left = len & 7u;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		m = le64(msg + i);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	while (left--)
+		b |= (uint64_t)msg[i + left] << (8 * left);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint32_t tbp_auth_overhead(const struct tbp_link *l)
+{
+	return (l->caps & TBP_CAP_FRAME_MAC) ? TBP_MAC_TRAILER : 0;
+}
+
+void tbp_auth_seal(struct tbp_link *l, uint32_t len)
+{
+	uint8_t *t;
+
+	if (!(l->caps & TBP_CAP_FRAME_MAC))
+		return;
+	/* A fresh counter per transmission, resends included: the receiver's window only
+	 * ever has to move forward. */
+	t = l->scratch + len - TBP_MAC_TRAILER;
+	put_le64(t, ++l->auth.tx_ctr);
+	put_le64(t + 8, tbp_siphash24(l->auth.tx_key, l->scratch, len - 8));
+}
+
+static bool replay_seen(const struct tbp_link *l, uint64_t c)
+{
+	return (l->auth.rx_bits[(c % TBP_REPLAY_BITS) / 64] >> (c % 64)) & 1u;
+}
+
+bool tbp_auth_rx(struct tbp_link *l, const uint8_t *frame, uint32_t len, const struct tbp_hdr *h)
+{
+	struct tbp_auth *a = &l->auth;
+	uint8_t tag[8];
+	uint64_t c;
+
+	if (!(l->caps & TBP_CAP_FRAME_MAC)) {
+		/* Not negotiated: a trailer is as wrong as a missing one is below. */
+		if (h->flags & TBP_F_MAC) {
+			l->st.drop_mac++;
+			return false;
+		}
+		return true;
+	}
+	if (!(h->flags & TBP_F_MAC) || !a->keyed) {
+		l->st.drop_mac++;
+		return false;
+	}
+	put_le64(tag, tbp_siphash24(a->rx_key, frame, len - 8));
+	if (!tbp_ct_equal(tag, frame + len - 8, 8)) {
+		l->st.drop_mac++;
+		return false;
+	}
+	c = le64(frame + len - TBP_MAC_TRAILER);
+	if (c == 0 || (c <= a->rx_top && (a->rx_top - c >= TBP_REPLAY_BITS || replay_seen(l, c)))) {
+		l->st.drop_replay++;
+		return false;
+	}
+	if (c > a->rx_top) {
+		/* Forget the counters the window slides past. */
+		uint64_t k;
+
+		if (c - a->rx_top >= TBP_REPLAY_BITS) {
+			memset(a->rx_bits, 0, sizeof(a->rx_bits));
+		} else {
+			for (k = a->rx_top + 1; k < c; k++)
+				a->rx_bits[(k % TBP_REPLAY_BITS) / 64] &= ~(1ull << (k % 64));
+		}
+		a->rx_top = c;
+	}
+	a->rx_bits[(c % TBP_REPLAY_BITS) / 64] |= 1ull << (c % 64);
+	a->rx_authentic = 1;
+	return true;
+}
+
+void tbp_auth_derive(struct tbp_link *l, const uint8_t *nonce_i, const uint8_t *nonce_r)
+{
+	uint8_t msg[2 + 2 * TBP_NONCE_LEN], mac[TBP_MAC_LEN];
+	bool initiator = l->cfg.role == TBP_ROLE_INITIATOR;
+	uint64_t i2r[2], r2i[2];
+
+	msg[0] = 'K';
+	memcpy(msg + 2, nonce_i, TBP_NONCE_LEN);
+	memcpy(msg + 2 + TBP_NONCE_LEN, nonce_r, TBP_NONCE_LEN);
+	msg[1] = 'i'; /* initiator to responder */
+	l->env.hmac_sha256(l->env.ctx, l->cfg.key, l->cfg.key_len, msg, sizeof(msg), mac);
+	i2r[0] = le64(mac);
+	i2r[1] = le64(mac + 8);
+	msg[1] = 'r';
+	l->env.hmac_sha256(l->env.ctx, l->cfg.key, l->cfg.key_len, msg, sizeof(msg), mac);
+	r2i[0] = le64(mac);
+	r2i[1] = le64(mac + 8);
+	memcpy(l->auth.tx_key, initiator ? i2r : r2i, sizeof(i2r));
+	memcpy(l->auth.rx_key, initiator ? r2i : i2r, sizeof(i2r));
+	l->auth.tx_ctr = 0;
+	l->auth.rx_top = 0;
+	memset(l->auth.rx_bits, 0, sizeof(l->auth.rx_bits));
+	l->auth.keyed = 1;
+	tbp_auth_wipe_buf(mac, sizeof(mac));
+	tbp_auth_wipe_buf(i2r, sizeof(i2r));
+	tbp_auth_wipe_buf(r2i, sizeof(r2i));
+}
+
+void tbp_auth_wipe_buf(void *p, size_t n)
+{
+	volatile uint8_t *v = p;
+
+	/* Volatile stores: the compiler may not drop them as dead. */
+	while (n--)
+		*v++ = 0;
+}
+
+void tbp_auth_wipe(struct tbp_link *l)
+{
+	tbp_auth_wipe_buf(l->cfg.key, sizeof(l->cfg.key));
+	tbp_auth_wipe_buf(&l->auth, sizeof(l->auth));
+	tbp_auth_wipe_buf(l->nonce, sizeof(l->nonce));
+	tbp_auth_wipe_buf(l->peer_nonce, sizeof(l->peer_nonce));
+	l->cfg.key_len = 0;
+}
+
+bool tbp_rx_authentic(const struct tbp_link *l)
+{
+	return l->auth.rx_authentic != 0;
+}
