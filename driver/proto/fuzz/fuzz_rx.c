@@ -8,7 +8,8 @@
  * what it validated, and ASan/UBSan catch everything else.
  *
  * Input records:  u8 ctl | u8 rail | u16 len (LE) | len bytes
- *   ctl bit 0: patch session tag    bit 1: patch checksum (bit 2: over payload too)
+ *   ctl bit 0: patch session tag    bit 1: patch checksum (bit 2: over payload too) and,
+ *              on a non-handshake frame, the frame MAC trailer with a fresh counter
  *   ctl bit 3: pump traffic between the links afterwards
  *   ctl bits 4-7: advance the clock by (bits << 16) ns before the frame
  *
@@ -59,7 +60,8 @@ static int f_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
 	e->qrail[e->nq] = rail;
 	e->nq++;
 	if (seed_out && e == &F[0]) {
-		uint8_t rec[4] = { 0x08, (uint8_t)rail, (uint8_t)len, (uint8_t)(len >> 8) };
+		/* Pump, and re-MAC the frame when it is played (its recorded counter is used). */
+		uint8_t rec[4] = { 0x0a, (uint8_t)rail, (uint8_t)len, (uint8_t)(len >> 8) };
 
 		fwrite(rec, 1, 4, seed_out);
 		fwrite(frame, 1, len, seed_out);
@@ -246,6 +248,20 @@ static uint32_t checksum_of(const uint8_t *f, uint32_t len, bool payload)
 	return crc;
 }
 
+/* Give an injected frame a valid trailer, as the peer would: a counter the peer never uses
+ * (taken from its own sequence) and the tag under the peer's direction key. */
+static void patch_mac(uint8_t *f, uint32_t len)
+{
+	uint64_t c = ++F[0].link->auth.tx_ctr, tag;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		f[len - TBP_MAC_TRAILER + i] = (uint8_t)(c >> (8 * i));
+	tag = tbp_siphash24(F[1].link->auth.rx_key, f, len - 8);
+	for (i = 0; i < 8; i++)
+		f[len - 8 + i] = (uint8_t)(tag >> (8 * i));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -278,15 +294,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				frame[11] = (uint8_t)(s >> 24);
 			}
 			if (ctl & 2) {
-				uint32_t c;
+				bool mac = frame[5] > TBP_W_HELLO_CONFIRM &&
+					   len >= TBP_HDR_LEN + TBP_MAC_TRAILER;
+				uint32_t c, body = mac ? len - TBP_MAC_TRAILER : len;
 
 				if (ctl & 4)
 					frame[6] |= TBP_F_PCSUM;
-				c = checksum_of(frame, len, (frame[6] & TBP_F_PCSUM) != 0);
+				if (mac)
+					frame[6] |= TBP_F_MAC;
+				c = checksum_of(frame, body, (frame[6] & TBP_F_PCSUM) != 0);
 				frame[72] = (uint8_t)c;
 				frame[73] = (uint8_t)(c >> 8);
 				frame[74] = (uint8_t)(c >> 16);
 				frame[75] = (uint8_t)(c >> 24);
+				if (mac)
+					patch_mac(frame, len);
 			}
 		}
 		tbp_rx(F[1].link, rail % 3, frame, len);
