@@ -33,6 +33,7 @@ UNIT_TESTS = _names_in(
     r'\{\s*"([a-z0-9_]+)",\s*test_[a-z0-9_]+\s*\}',
     PROTO / "tests" / "unit.c",
     PROTO / "tests" / "pair.h",
+    PROTO / "tests" / "auth.h",
 )
 _mix_block = re.search(
     r"mixes\[\]\s*=\s*\{(.*?)\};", (PROTO / "sim" / "simnet.c").read_text(), re.S
