@@ -257,7 +257,7 @@ static void patch_mac(uint8_t *f, uint32_t len)
 
 	for (i = 0; i < 8; i++)
 		f[len - TBP_MAC_TRAILER + i] = (uint8_t)(c >> (8 * i));
-	tag = tbp_siphash24(F[1].link->auth.rx_key, f, len - 8);
+	tag = tbp_frame_tag(F[1].link->auth.rx_key, F[1].link->auth.rx_nh, f, len - 8);
 	for (i = 0; i < 8; i++)
 		f[len - 8 + i] = (uint8_t)(tag >> (8 * i));
 }

@@ -174,10 +174,15 @@ struct tbp_rail_hs {
 	uint64_t budget_start;
 };
 
+/* NH key words: one per 4 bytes of the longest frame, plus the Toeplitz shift of the 2nd pass. */
+#define TBP_NH_WORDS (TBP_MAX_FRAME / 4 + 4)
+
 /* Frame authentication and handshake freshness (tbp_auth.c, tbp_hello.c). Wiped on teardown. */
 struct tbp_auth {
-	uint64_t tx_key[2];     /* SipHash key of frames we send */
+	uint64_t tx_key[2];     /* SipHash key (final PRF) of frames we send */
 	uint64_t rx_key[2];     /* ... and of frames the peer sends */
+	uint32_t tx_nh[TBP_NH_WORDS]; /* NH hash keys, per direction */
+	uint32_t rx_nh[TBP_NH_WORDS];
 	uint64_t tx_ctr;        /* last frame counter used */
 	uint64_t rx_top;        /* highest authentic counter received */
 	uint64_t rx_bits[TBP_REPLAY_BITS / 64]; /* bit c % TBP_REPLAY_BITS: counter c seen */
@@ -285,6 +290,9 @@ uint32_t tbp_auth_overhead(const struct tbp_link *l);
 /* l->scratch holds a frame of len bytes whose last tbp_auth_overhead() bytes are free:
  * fill in the counter and tag. */
 void tbp_auth_seal(struct tbp_link *l, uint32_t len);
+/* The 64-bit tag of msg[0, len) (header, payload, counter) under one direction's keys. */
+uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *nh_key, const uint8_t *msg,
+		       uint32_t len);
 /* Check a decoded non-handshake frame; false (counted) when it is forged or replayed. */
 bool tbp_auth_rx(struct tbp_link *l, const uint8_t *frame, uint32_t len, const struct tbp_hdr *h);
 /* Both direction keys from the pairing key and both link nonces. */

@@ -106,6 +106,35 @@ static void test_siphash_vectors(void)
 	CHECK(tbp_siphash24(key, msg, 63) == 0x958a324ceb064572ull);
 }
 
+/* The frame tag depends on every bit, on the length (zero padding) and on the keys. */
+static void test_frame_tag(void)
+{
+	static uint32_t nh[TBP_NH_WORDS], nh2[TBP_NH_WORDS];
+	static uint8_t msg[TBP_MAX_FRAME];
+	uint64_t key[2] = { 1, 2 }, t;
+	uint32_t i, bit, collisions = 0;
+
+	for (i = 0; i < TBP_NH_WORDS; i++)
+		nh[i] = nh2[i] = i * 0x9e3779b9u;
+	nh2[TBP_NH_WORDS / 2] ^= 1;
+	for (i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 13);
+	msg[100] = 0;
+	t = tbp_frame_tag(key, nh, msg, 1000);
+	for (i = 0; i < 1000; i += 7) {
+		for (bit = 0; bit < 8; bit += 3) {
+			msg[i] ^= (uint8_t)(1u << bit);
+			collisions += tbp_frame_tag(key, nh, msg, 1000) == t;
+			msg[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	CHECK(collisions == 0);
+	CHECK(tbp_frame_tag(key, nh, msg, 100) != tbp_frame_tag(key, nh, msg, 101));
+	CHECK(tbp_frame_tag(key, nh, msg, 9208) != tbp_frame_tag(key, nh2, msg, 9208));
+	key[1] = 3;
+	CHECK(tbp_frame_tag(key, nh, msg, 1000) != t);
+}
+
 /* Forged data and ack frames (right session, any tag) never write into an MR nor ack. */
 static void test_forged_frame_rejected(void)
 {
@@ -433,6 +462,7 @@ static void test_frame_mac_negotiated(void)
 
 #define AUTH_TESTS                                                                         \
 	{ "siphash_vectors", test_siphash_vectors },                                       \
+	{ "frame_tag", test_frame_tag },                                                   \
 	{ "forged_frame_rejected", test_forged_frame_rejected },                           \
 	{ "replayed_frame_rejected", test_replayed_frame_rejected },                       \
 	{ "replayed_hello_rejected", test_replayed_hello_rejected },                       \
