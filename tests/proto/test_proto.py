@@ -147,7 +147,7 @@ def test_benchmark_prints_table(build_dir: Path, capsys: pytest.CaptureFixture[s
     assert res.returncode == 0, res.stderr
     rows = re.findall(r"^(RDMA WRITE|SEND|same).*?\s(\d+)\s+(\d+)\s+[\d.]+\s+\d+$",
                       res.stdout, re.M)
-    assert len(rows) == 7, res.stdout
+    assert len(rows) == 8, res.stdout
     assert all(int(frames) > 0 for _, frames, _ in rows)
 
 
