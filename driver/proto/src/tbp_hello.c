@@ -207,12 +207,20 @@ void tbp_rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h,
 			l->st.drop_auth++;
 			return;
 		}
-		/* Answer with a fresh rail nonce; nothing else changes until the CONFIRM. */
-		memcpy(hs->pend_nonce, p + HP_NONCE_I, TBP_NONCE_LEN);
-		memcpy(hs->hn_peer, p + HP_HN_I, TBP_RAIL_NONCE_LEN);
-		l->env.random_bytes(l->env.ctx, hs->hn_mine, TBP_RAIL_NONCE_LEN);
-		hs->peer_rail = (uint8_t)le32_get(p + HP_RAIL);
-		hs->pending = 1;
+		/*
+		 * Answer a new attempt with a fresh rail nonce; nothing else changes until the
+		 * CONFIRM. A retry of the pending attempt (a round trip longer than
+		 * hello_retry_ns) gets the same answer, so whichever copy the initiator
+		 * confirms is the one pending here.
+		 */
+		if (!hs->pending || !same(hs->pend_nonce, p + HP_NONCE_I, TBP_NONCE_LEN) ||
+		    !same(hs->hn_peer, p + HP_HN_I, TBP_RAIL_NONCE_LEN)) {
+			memcpy(hs->pend_nonce, p + HP_NONCE_I, TBP_NONCE_LEN);
+			memcpy(hs->hn_peer, p + HP_HN_I, TBP_RAIL_NONCE_LEN);
+			l->env.random_bytes(l->env.ctx, hs->hn_mine, TBP_RAIL_NONCE_LEN);
+			hs->peer_rail = (uint8_t)le32_get(p + HP_RAIL);
+			hs->pending = 1;
+		}
 		rl->confirm_owed = 1; /* resent when data arrives on the unconfirmed rail */
 		tbp_send_hello(l, rail, TBP_W_HELLO_ACK);
 		break;

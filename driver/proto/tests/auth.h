@@ -281,6 +281,24 @@ static void test_replayed_hello_rejected(void)
 	}
 }
 
+/* A round trip longer than hello_retry_ns: the HELLO is sent twice before any answer arrives,
+ * and the rail still comes up at once on both ends (no wait for rail death). */
+static void test_slow_handshake(void)
+{
+	pair_setup_keys(1, 64, 0x42);
+	tbp_tick(P[0].link, pnow);
+	pnow += 6000000;
+	tbp_tick(P[0].link, pnow);
+	CHECK(P[0].nout == 2);
+	pair_deliver_from(0, NULL, false); /* both HELLOs: two answers */
+	CHECK(P[1].nout == 2);
+	pair_deliver_from(1, NULL, false); /* the first brings rail 0 up and is confirmed */
+	pair_deliver_from(0, NULL, false);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+	CHECK(tbp_link_state(P[1].link) == TBP_LINK_UP);
+	CHECK(P[1].link->st.drop_auth == 0);
+}
+
 /* Only fresh, authenticated frames may teach the glue the peer's address. */
 static void test_authentic_verdict(void)
 {
@@ -466,6 +484,7 @@ static void test_frame_mac_negotiated(void)
 	{ "forged_frame_rejected", test_forged_frame_rejected },                           \
 	{ "replayed_frame_rejected", test_replayed_frame_rejected },                       \
 	{ "replayed_hello_rejected", test_replayed_hello_rejected },                       \
+	{ "slow_handshake", test_slow_handshake },                                         \
 	{ "authentic_verdict", test_authentic_verdict },                                   \
 	{ "ct_compare", test_ct_compare },                                                 \
 	{ "key_zeroed", test_key_zeroed },                                                 \
