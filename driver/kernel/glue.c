@@ -34,6 +34,10 @@ static bool payload_checksum = true;
 module_param(payload_checksum, bool, 0644);
 MODULE_PARM_DESC(payload_checksum,
 		 "CRC32C over frame payloads too; Ethernet rails need it (default Y)");
+static bool frame_mac = true;
+module_param(frame_mac, bool, 0644);
+MODULE_PARM_DESC(frame_mac,
+		 "SipHash MAC and replay counter on every frame; Ethernet rails need it (default Y)");
 static unsigned int max_outstanding = 1024;
 module_param(max_outstanding, uint, 0444);
 MODULE_PARM_DESC(max_outstanding, "Work requests in flight per link (default 1024)");
@@ -654,21 +658,25 @@ static void tbrdma_port_work(struct work_struct *work)
 	tbrdma_update_port_state(container_of(work, struct tbrdma_dev, port_work));
 }
 
-void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
+/* Returns true when the core proved the frame to be the peer's and fresh. */
+bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
 {
 	struct tbrdma_dev *tdev = rail->tdev;
 	struct tbp_link *link;
+	bool authentic = false;
 
 	spin_lock_bh(&tdev->lock);
 	link = core_link(tdev);
 	if (link && rail->in_use && len <= U32_MAX) {
 		tbp_rx(link, rail->id, frame, len);
+		authentic = tbp_rx_authentic(link);
 		after_core_call(tdev);
 		tick_locked(tdev);
 	} else {
 		tdev->stat_rx_no_link++;
 	}
 	spin_unlock_bh(&tdev->lock);
+	return authentic;
 }
 
 static u32 rail_max_frame(const struct tbrdma_rail *rail)
@@ -829,7 +837,7 @@ static int build_link(struct tbrdma_dev *tdev)
 	struct tbp_link *link;
 	unsigned long qpn;
 	struct tbrdma_qp *qp;
-	size_t size;
+	size_t size, old_size = 0;
 	void *mem, *old_mem = NULL;
 	int i, err;
 
@@ -846,6 +854,14 @@ static int build_link(struct tbrdma_dev *tdev)
 	 */
 	if (payload_checksum)
 		cfg.caps |= TBP_CAP_PAYLOAD_CSUM;
+	/*
+	 * Anyone on an Ethernet segment can send frames with our ethertype: the frame MAC keeps
+	 * them from writing, acking or steering. Either side asking is enough.
+	 */
+	if (frame_mac)
+		cfg.caps |= TBP_CAP_FRAME_MAC;
+	else
+		cfg.caps &= ~TBP_CAP_FRAME_MAC;
 	cfg.max_msgs = clamp_t(u32, max_outstanding, 2, 65534);
 	cfg.max_rx_msgs = cfg.max_msgs;
 	cfg.keepalive_ns = (u64)keepalive_ms * NSEC_PER_MSEC;
@@ -869,6 +885,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		tdev->core_link_up = false;
 		tdev->port_state_dirty = true;
 		old_mem = tdev->link_mem;
+		old_size = tdev->link_mem_size;
 		/*
 		 * The old link took the QPs' in-flight messages with it: a QP left in RTS would
 		 * lose WRs silently, so each connected QP goes to error (IB_EVENT_QP_FATAL) as on
@@ -884,12 +901,13 @@ static int build_link(struct tbrdma_dev *tdev)
 		tdev->link = NULL;
 		after_core_call(tdev);
 		spin_unlock_bh(&tdev->lock);
-		kvfree(mem);
-		kvfree(old_mem);
+		kvfree_sensitive(mem, size);
+		kvfree_sensitive(old_mem, old_size);
 		return err;
 	}
 	tdev->link = link;
 	tdev->link_mem = mem;
+	tdev->link_mem_size = size;
 	tdev->link_ready = true;
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
@@ -909,7 +927,8 @@ static int build_link(struct tbrdma_dev *tdev)
 	after_core_call(tdev);
 	tick_locked(tdev);
 	spin_unlock_bh(&tdev->lock);
-	kvfree(old_mem);
+	/* Link memory held the pairing key and the frame keys. */
+	kvfree_sensitive(old_mem, old_size);
 	return 0;
 }
 
@@ -979,6 +998,7 @@ int tbrdma_link_create(struct tbrdma_dev *tdev)
 void tbrdma_link_destroy(struct tbrdma_dev *tdev)
 {
 	void *mem = NULL;
+	size_t size = 0;
 
 	spin_lock_bh(&tdev->lock);
 	tdev->dying = true;
@@ -992,10 +1012,11 @@ void tbrdma_link_destroy(struct tbrdma_dev *tdev)
 		tbp_link_teardown(tdev->link);
 		tdev->link_ready = false;
 		mem = tdev->link_mem;
+		size = tdev->link_mem_size;
 		tdev->link = NULL;
 	}
 	spin_unlock_bh(&tdev->lock);
-	kvfree(mem);
+	kvfree_sensitive(mem, size);
 	memzero_explicit(tdev->key, sizeof(tdev->key));
 	if (tdev->hmac)
 		crypto_free_shash(tdev->hmac);
@@ -1042,6 +1063,9 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "gsi_sent" },
 	{ .name = "gsi_received" },
 	{ .name = "gsi_dropped" },
+	{ .name = "drop_mac" },
+	{ .name = "drop_replay" },
+	{ .name = "drop_ratelimit" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1090,6 +1114,9 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[34] = tdev->stat_gsi_sent;
 	v[35] = tdev->stat_gsi_received;
 	v[36] = tdev->stat_gsi_dropped;
+	v[37] = s.drop_mac;
+	v[38] = s.drop_replay;
+	v[39] = s.drop_ratelimit;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -9,6 +9,15 @@
 
 #include "tbrdma.h"
 
+/* The transmit path reads peer_mac under the device lock. */
+static void learn_peer(struct tbrdma_rail *rail, const u8 *mac)
+{
+	spin_lock_bh(&rail->tdev->lock);
+	ether_addr_copy(rail->peer_mac, mac);
+	rail->peer_mac_known = true;
+	spin_unlock_bh(&rail->tdev->lock);
+}
+
 static int tbrdma_eth_rcv(struct sk_buff *skb, struct net_device *ndev, struct packet_type *pt,
 			  struct net_device *orig_dev)
 {
@@ -23,14 +32,15 @@ static int tbrdma_eth_rcv(struct sk_buff *skb, struct net_device *ndev, struct p
 		goto drop;
 	rail->rx_frames++;
 	/*
-	 * Until we learn the peer's address we broadcast; a forged source address can only
-	 * misdirect frames the peer would then fail to authenticate.
+	 * Until we learn the peer's address we broadcast. Anyone on the segment can send frames
+	 * with our ethertype and any source address, so the address is only learnt from a frame
+	 * the core proved to be the peer's and fresh (frame MAC with an unseen counter, or a
+	 * handshake answer bound to our nonces): a forged or replayed frame cannot redirect
+	 * our traffic.
 	 */
-	if (!rail->peer_mac_known || !ether_addr_equal(rail->peer_mac, eth_hdr(skb)->h_source)) {
-		ether_addr_copy(rail->peer_mac, eth_hdr(skb)->h_source);
-		rail->peer_mac_known = true;
-	}
-	tbrdma_link_rx(rail, skb->data, skb->len);
+	if (tbrdma_link_rx(rail, skb->data, skb->len) &&
+	    (!rail->peer_mac_known || !ether_addr_equal(rail->peer_mac, eth_hdr(skb)->h_source)))
+		learn_peer(rail, eth_hdr(skb)->h_source);
 	consume_skb(skb);
 	return NET_RX_SUCCESS;
 drop:

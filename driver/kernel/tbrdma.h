@@ -66,7 +66,7 @@ struct tbrdma_rail {
 	struct tbrdma_tb_service *tb;		/* TBRDMA_RAIL_TB (holds a reference) */
 	/* Embedded so the receive handler finds its rail without a global lookup. */
 	struct packet_type ptype;
-	/* Learned from the first authenticated frame; broadcast until then. */
+	/* Learned from frames the core authenticated as fresh; broadcast until then. */
 	u8 peer_mac[ETH_ALEN];
 	bool peer_mac_known;
 	bool core_added;		/* tbp_rail_add() succeeded on the current link */
@@ -239,6 +239,7 @@ struct tbrdma_dev {
 	spinlock_t lock;
 	struct tbp_link *link;
 	void *link_mem;
+	size_t link_mem_size;
 	bool link_ready;
 	bool core_link_up;
 	bool port_state_dirty;
@@ -428,7 +429,7 @@ int tbrdma_link_create(struct tbrdma_dev *tdev);
 void tbrdma_link_destroy(struct tbrdma_dev *tdev);
 int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail);
 void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bool remove);
-void tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
+bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
 void tbrdma_link_push_backlog(struct tbrdma_dev *tdev);
 void tbrdma_backlog_add(struct tbrdma_qp *qp);
 void tbrdma_backlog_del(struct tbrdma_qp *qp);

@@ -100,6 +100,13 @@ def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
         assert "rxe_demo" not in leftover.stdout and "tbrdma0" not in leftover.stdout
 
 
+def test_tbrdma_third_party_on_cable(lab_dir: Path) -> None:
+    """Forged and replayed frames injected on cable 0 change nothing and are counted."""
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_spoof.py", lab_dir)
+
+
 # Runs last on its lab: it leaves netem history and a pulled-and-restored cable behind.
 def test_tbrdma_faults_and_benchmark(lab_dir: Path) -> None:
     from tbctl.lab import testdriver

@@ -33,6 +33,7 @@ UNIT_TESTS = _names_in(
     r'\{\s*"([a-z0-9_]+)",\s*test_[a-z0-9_]+\s*\}',
     PROTO / "tests" / "unit.c",
     PROTO / "tests" / "pair.h",
+    PROTO / "tests" / "auth.h",
 )
 _mix_block = re.search(
     r"mixes\[\]\s*=\s*\{(.*?)\};", (PROTO / "sim" / "simnet.c").read_text(), re.S
@@ -146,7 +147,7 @@ def test_benchmark_prints_table(build_dir: Path, capsys: pytest.CaptureFixture[s
     assert res.returncode == 0, res.stderr
     rows = re.findall(r"^(RDMA WRITE|SEND|same).*?\s(\d+)\s+(\d+)\s+[\d.]+\s+\d+$",
                       res.stdout, re.M)
-    assert len(rows) == 7, res.stdout
+    assert len(rows) == 8, res.stdout
     assert all(int(frames) > 0 for _, frames, _ in rows)
 
 

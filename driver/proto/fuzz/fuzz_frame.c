@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			     TBP_MAX_FRAME, &h) != 0)
 		return 0;
 	/* Accepted frames respect every bound the core relies on. */
-	if (size != TBP_HDR_LEN + h.payload_len || size > TBP_MAX_FRAME)
+	if (size != TBP_HDR_LEN + h.payload_len + ((h.flags & TBP_F_MAC) ? TBP_MAC_TRAILER : 0) ||
+	    size > TBP_MAX_FRAME)
 		abort();
 	if ((uint64_t)h.frag_off + h.payload_len > h.msg_len && h.opcode >= TBP_W_SEND &&
 	    h.opcode != TBP_W_READ_REQ && h.opcode != TBP_W_MSG_ACK)

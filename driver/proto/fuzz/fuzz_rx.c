@@ -8,7 +8,8 @@
  * what it validated, and ASan/UBSan catch everything else.
  *
  * Input records:  u8 ctl | u8 rail | u16 len (LE) | len bytes
- *   ctl bit 0: patch session tag    bit 1: patch checksum (bit 2: over payload too)
+ *   ctl bit 0: patch session tag    bit 1: patch checksum (bit 2: over payload too) and,
+ *              on a non-handshake frame, the frame MAC trailer with a fresh counter
  *   ctl bit 3: pump traffic between the links afterwards
  *   ctl bits 4-7: advance the clock by (bits << 16) ns before the frame
  *
@@ -62,7 +63,8 @@ static int f_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
 	e->qrail[e->nq] = rail;
 	e->nq++;
 	if (seed_out && e == &F[0]) {
-		uint8_t rec[4] = { 0x08, (uint8_t)rail, (uint8_t)len, (uint8_t)(len >> 8) };
+		/* Pump, and re-MAC the frame when it is played (its recorded counter is used). */
+		uint8_t rec[4] = { 0x0a, (uint8_t)rail, (uint8_t)len, (uint8_t)(len >> 8) };
 
 		fwrite(rec, 1, 4, seed_out);
 		fwrite(frame, 1, len, seed_out);
@@ -252,6 +254,20 @@ static uint32_t checksum_of(const uint8_t *f, uint32_t len, bool payload)
 	return crc;
 }
 
+/* Give an injected frame a valid trailer, as the peer would: a counter the peer never uses
+ * (taken from its own sequence) and the tag under the peer's direction key. */
+static void patch_mac(uint8_t *f, uint32_t len)
+{
+	uint64_t c = ++F[0].link->auth.tx_ctr, tag;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		f[len - TBP_MAC_TRAILER + i] = (uint8_t)(c >> (8 * i));
+	tag = tbp_frame_tag(F[1].link->auth.rx_key, F[1].link->auth.rx_nh, f, len - 8);
+	for (i = 0; i < 8; i++)
+		f[len - 8 + i] = (uint8_t)(tag >> (8 * i));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -284,15 +300,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				frame[11] = (uint8_t)(s >> 24);
 			}
 			if (ctl & 2) {
-				uint32_t c;
+				bool mac = frame[5] > TBP_W_HELLO_CONFIRM &&
+					   len >= TBP_HDR_LEN + TBP_MAC_TRAILER;
+				uint32_t c, body = mac ? len - TBP_MAC_TRAILER : len;
 
 				if (ctl & 4)
 					frame[6] |= TBP_F_PCSUM;
-				c = checksum_of(frame, len, (frame[6] & TBP_F_PCSUM) != 0);
+				if (mac)
+					frame[6] |= TBP_F_MAC;
+				c = checksum_of(frame, body, (frame[6] & TBP_F_PCSUM) != 0);
 				frame[72] = (uint8_t)c;
 				frame[73] = (uint8_t)(c >> 8);
 				frame[74] = (uint8_t)(c >> 16);
 				frame[75] = (uint8_t)(c >> 24);
+				if (mac)
+					patch_mac(frame, len);
 			}
 		}
 		tbp_rx(F[1].link, rail % 3, frame, len);
@@ -328,16 +350,19 @@ int main(int argc, char **argv)
 			/* NAKs as the initiator would send them: RNR, not ready, QP error. */
 			static const uint16_t codes[3] = { TBP_NAK_RNR, TBP_NAK_NOT_READY,
 							   TBP_NAK_QP_ERROR };
-			uint8_t f[TBP_HDR_LEN];
+			uint8_t f[TBP_HDR_LEN + TBP_MAC_TRAILER];
 
 			for (k = 0; k < 3; k++) {
 				struct tbp_hdr h;
-				uint8_t rec[4] = { 0x18, 0, TBP_HDR_LEN, 0 };
+				/* Played with a fresh checksum and frame MAC (ctl bit 1), as the peer
+				 * would send them. */
+				uint8_t rec[4] = { 0x1a, 0, sizeof(f), 0 };
 
 				memset(&h, 0, sizeof(h));
 				h.magic = TBP_MAGIC;
 				h.version = TBP_PROTO_VERSION;
 				h.opcode = TBP_W_NAK;
+				h.flags = TBP_F_MAC;
 				h.session = F[1].link->session;
 				h.ack = F[1].link->snd_nxt;
 				h.dst_qpn = 0x11;
@@ -346,6 +371,7 @@ int main(int argc, char **argv)
 				h.status = codes[k];
 				h.ssn = 1;
 				h.imm = k == 0 ? 300 : 0;
+				memset(f, 0, sizeof(f));
 				tbp_hdr_encode(f, &h);
 				fwrite(rec, 1, 4, seed_out);
 				fwrite(f, 1, sizeof(f), seed_out);

@@ -19,7 +19,7 @@
 
 #include "tbp_port.h"
 
-#define TBP_PROTO_VERSION 2u /* 2: per-QP NAK frame, retry attempt in data frames */
+#define TBP_PROTO_VERSION 2u /* 2: per-QP NAK frame, retry attempt in data frames, frame MAC, HELLO rail nonces */
 #define TBP_MAGIC 0x31504254u /* "TBP1" little-endian on the wire */
 #define TBP_HDR_LEN 80u
 #define TBP_MAX_RAILS 8u
@@ -180,6 +180,12 @@ struct tbp_config {
 
 /* Capabilities negotiated in HELLO; the link uses the union of both sides' requests. */
 #define TBP_CAP_PAYLOAD_CSUM 0x1u /* checksum covers payload too (rails without a link CRC) */
+/*
+ * Every frame after the handshake carries a frame counter and a SipHash-2-4 tag keyed per
+ * direction from the handshake (docs/protocol.md, "Frame authentication"), so a third host on
+ * a shared segment can neither forge nor replay frames. On by default.
+ */
+#define TBP_CAP_FRAME_MAC 0x2u
 
 /* Counters; all monotonic except rails_up / rtt. Exposed by the kernel as rdma statistics. */
 struct tbp_stats {
@@ -230,6 +236,9 @@ struct tbp_stats {
 	uint64_t recuts;            /* frames too big for every rail still up, resent smaller */
 	uint64_t retry_exc;         /* WRs failed with TBP_ERR_RETRY_EXC */
 	uint64_t rnr_retry_exc;     /* WRs failed with TBP_ERR_RNR_RETRY_EXC */
+	uint64_t drop_mac;          /* frame MAC missing or wrong (forged or corrupted) */
+	uint64_t drop_replay;       /* authentic frame counter already seen or too old (replayed) */
+	uint64_t drop_ratelimit;    /* handshake frames over the per-rail verification budget */
 };
 
 /* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */
@@ -281,6 +290,12 @@ int tbp_post(struct tbp_link *link, const struct tbp_wr *wr);
 
 /* Every received frame. Invalid frames are counted in stats and dropped. */
 void tbp_rx(struct tbp_link *link, uint32_t rail, const void *frame, uint32_t len);
+/*
+ * True when the frame of the last tbp_rx call was proven to be the peer's and fresh (a frame
+ * MAC with an unseen counter, or a handshake answer bound to our current nonces). Only such
+ * a frame may teach the glue the peer's link-layer address.
+ */
+bool tbp_rx_authentic(const struct tbp_link *link);
 /* Run timers and transmit what the window allows. Returns the absolute time (ns)
  * at which tbp_tick must be called again at the latest. */
 uint64_t tbp_tick(struct tbp_link *link, uint64_t now_ns);
@@ -322,7 +337,9 @@ enum tbp_nak {
 #define TBP_F_SEQ 0x01u      /* seq is valid: the frame is reliable and must be acked */
 #define TBP_F_PCSUM 0x02u    /* checksum covers the payload as well as the header */
 #define TBP_F_LAST 0x04u     /* last fragment of a message (informational) */
-#define TBP_F_ALL 0x07u
+#define TBP_F_MAC 0x08u      /* a TBP_MAC_TRAILER-byte trailer (counter, tag) follows the payload */
+#define TBP_F_ALL 0x0fu
+#define TBP_MAC_TRAILER 16u  /* u64 frame counter + u64 SipHash-2-4 tag */
 
 struct tbp_hdr {
 	uint32_t magic;

@@ -782,7 +782,8 @@ static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
 	cfg.max_msgs = s->p.max_msgs;
 	cfg.max_rx_msgs = s->p.max_rx_msgs;
 	cfg.max_qps = s->p.qps;
-	cfg.caps = s->p.pcsum ? TBP_CAP_PAYLOAD_CSUM : 0;
+	/* Frames are MACed as on every real link; corrupted frames then fail the MAC too. */
+	cfg.caps = (s->p.pcsum ? TBP_CAP_PAYLOAD_CSUM : 0) | TBP_CAP_FRAME_MAC;
 	cfg.key_len = 32;
 	memcpy(cfg.key, key, 32);
 	cfg.rto_min_ns = 100000;

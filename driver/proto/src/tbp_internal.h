@@ -16,6 +16,12 @@
 #define TBP_MSN_HORIZON 0x100000u /* a message this far ahead of the next expected one is bogus */
 #define TBP_FAST_RETX_GAP 3u   /* later frames acked on the same rail before a frame counts as lost */
 #define TBP_SACK_BITS 64u
+#define TBP_RAIL_NONCE_LEN 8u  /* per rail handshake attempt, on top of the link nonces */
+/* Counters this far behind the newest one are replays; frames overtaken by that many on
+ * other rails are lost instead and come back by retransmission (with a new counter). */
+#define TBP_REPLAY_BITS 4096u
+/* Handshake frames whose MAC one rail verifies per hello_retry_ns: bounds a forged flood. */
+#define TBP_HS_BUDGET 16u
 /* Sequence spaces start just below the 32-bit wrap so every test crosses it early. */
 #define TBP_SEQ_START 0xffffff00u
 #define TBP_MSN_START 0xfffffff0u
@@ -174,6 +180,34 @@ struct tbp_rail {
 	uint64_t hello_ns;     /* last handshake frame sent */
 };
 
+/* Handshake state of one rail (tbp_hello.c). */
+struct tbp_rail_hs {
+	uint8_t hn_mine[TBP_RAIL_NONCE_LEN];  /* initiator: this attempt's rail nonce; responder: the pending answer's */
+	uint8_t hn_peer[TBP_RAIL_NONCE_LEN];  /* responder: rail nonce of the HELLO being answered */
+	uint8_t pend_nonce[TBP_NONCE_LEN];    /* responder: link nonce of that HELLO */
+	uint8_t pending;                      /* responder: an answered HELLO waits for its CONFIRM */
+	uint8_t peer_rail;                    /* responder: that HELLO's rail id */
+	uint16_t budget;                      /* handshake MACs verified in the current period */
+	uint64_t budget_start;
+};
+
+/* NH key words: one per 4 bytes of the longest frame, plus the Toeplitz shift of the 2nd pass. */
+#define TBP_NH_WORDS (TBP_MAX_FRAME / 4 + 4)
+
+/* Frame authentication and handshake freshness (tbp_auth.c, tbp_hello.c). Wiped on teardown. */
+struct tbp_auth {
+	uint64_t tx_key[2];     /* SipHash key (final PRF) of frames we send */
+	uint64_t rx_key[2];     /* ... and of frames the peer sends */
+	uint32_t tx_nh[TBP_NH_WORDS]; /* NH hash keys, per direction */
+	uint32_t rx_nh[TBP_NH_WORDS];
+	uint64_t tx_ctr;        /* last frame counter used */
+	uint64_t rx_top;        /* highest authentic counter received */
+	uint64_t rx_bits[TBP_REPLAY_BITS / 64]; /* bit c % TBP_REPLAY_BITS: counter c seen */
+	uint8_t keyed;          /* keys derived (peer known) */
+	uint8_t rx_authentic;   /* verdict of the last tbp_rx call */
+	struct tbp_rail_hs hs[TBP_MAX_RAILS];
+};
+
 struct tbp_link {
 	struct tbp_config cfg;
 	struct tbp_env env;
@@ -229,6 +263,7 @@ struct tbp_link {
 	uint32_t open_qps;
 	uint32_t rmsg_slots;    /* max_rx_msgs + max_qps */
 	uint8_t *scratch;       /* one frame being built */
+	struct tbp_auth auth;
 };
 
 static inline uint32_t tbp_qhash(const struct tbp_link *l, uint32_t qpn)
@@ -270,6 +305,30 @@ void tbp_msg_init(struct tbp_link *l);
 
 /* tbp_qp.c */
 void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp);
+
+/* tbp_auth.c */
+/* Compare n bytes in time independent of their contents; true when equal. */
+bool tbp_ct_equal(const void *a, const void *b, uint32_t n);
+uint64_t tbp_siphash24(const uint64_t key[2], const uint8_t *msg, uint32_t len);
+/* Trailer bytes on every frame this link sends after the handshake. */
+uint32_t tbp_auth_overhead(const struct tbp_link *l);
+/* l->scratch holds a frame of len bytes whose last tbp_auth_overhead() bytes are free:
+ * fill in the counter and tag. */
+void tbp_auth_seal(struct tbp_link *l, uint32_t len);
+/* The 64-bit tag of msg[0, len) (header, payload, counter) under one direction's keys. */
+uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *nh_key, const uint8_t *msg,
+		       uint32_t len);
+/* Check a decoded non-handshake frame; false (counted) when it is forged or replayed. */
+bool tbp_auth_rx(struct tbp_link *l, const uint8_t *frame, uint32_t len, const struct tbp_hdr *h);
+/* Both direction keys from the pairing key and both link nonces. */
+void tbp_auth_derive(struct tbp_link *l, const uint8_t *nonce_i, const uint8_t *nonce_r);
+/* Zero n bytes so that the compiler cannot drop the stores. */
+void tbp_auth_wipe_buf(void *p, size_t n);
+/* Overwrite every secret the link holds (pairing key, derived keys, nonces). */
+void tbp_auth_wipe(struct tbp_link *l);
+#ifdef TBP_TEST_HOOKS
+extern uint32_t tbp_ct_calls; /* unit tests: proves MACs are compared by tbp_ct_equal */
+#endif
 
 /* tbp_msg.c */
 void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m);

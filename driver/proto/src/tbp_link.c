@@ -24,6 +24,7 @@ void tbp_config_default(struct tbp_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->role = TBP_ROLE_INITIATOR;
+	cfg->caps = TBP_CAP_FRAME_MAC;
 	cfg->window = 256;
 	cfg->max_msgs = 256;
 	cfg->max_rx_msgs = 256;
@@ -164,6 +165,7 @@ void tbp_link_teardown(struct tbp_link *l)
 	if (l->state != TBP_LINK_FAILED)
 		tbp_msg_fail_all(l, TBP_ERR_FLUSHED);
 	l->state = TBP_LINK_FAILED;
+	tbp_auth_wipe(l);
 }
 
 uint32_t tbp_link_state(const struct tbp_link *l)
@@ -210,7 +212,7 @@ uint32_t tbp_frag_payload(const struct tbp_link *l)
 	for (r = 0; r < TBP_MAX_RAILS; r++)
 		if (l->rails[r].state == RAIL_UP && l->rails[r].max_frame < m)
 			m = l->rails[r].max_frame;
-	return m - TBP_HDR_LEN;
+	return m - TBP_HDR_LEN - tbp_auth_overhead(l);
 }
 
 /* Give every in-flight frame sent on rail r back to the scheduler. */
@@ -352,12 +354,17 @@ static void fill_link_fields(struct tbp_link *l, struct tbp_hdr *h, uint32_t rai
 	h->sack = l->rx_ooo ? build_sack(l) : 0;
 	if (l->caps & TBP_CAP_PAYLOAD_CSUM)
 		h->flags |= TBP_F_PCSUM;
+	if (l->caps & TBP_CAP_FRAME_MAC)
+		h->flags |= TBP_F_MAC;
 }
 
-/* Hand l->scratch to a rail. Returns 0 or the xmit error. */
+/* Hand l->scratch (len bytes, MAC trailer included) to a rail. Returns 0 or the xmit error. */
 static int xmit_scratch(struct tbp_link *l, uint32_t rail, uint32_t len)
 {
-	int rc = l->env.xmit(l->env.ctx, rail, l->scratch, len);
+	int rc;
+
+	tbp_auth_seal(l, len);
+	rc = l->env.xmit(l->env.ctx, rail, l->scratch, len);
 
 	if (rc) {
 		l->st.xmit_busy++;
@@ -384,12 +391,12 @@ void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_
 	h.src_qpn = src_qpn;
 	fill_link_fields(l, &h, rail);
 	tbp_hdr_encode(l->scratch, &h);
-	xmit_scratch(l, rail, TBP_HDR_LEN);
+	xmit_scratch(l, rail, TBP_HDR_LEN + tbp_auth_overhead(l));
 }
 
 void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn)
 {
-	uint32_t rail = choose_rail(l, TBP_HDR_LEN);
+	uint32_t rail = choose_rail(l, TBP_HDR_LEN + tbp_auth_overhead(l));
 
 	if (rail != TBP_MAX_RAILS)
 		tbp_send_unsequenced(l, rail, op, dst_qpn, src_qpn);
@@ -398,7 +405,7 @@ void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t
 void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
 		  uint16_t code, uint16_t attempt, uint32_t delay_us)
 {
-	uint32_t rail = choose_rail(l, TBP_HDR_LEN);
+	uint32_t len = TBP_HDR_LEN + tbp_auth_overhead(l), rail = choose_rail(l, len);
 	struct tbp_hdr h;
 
 	/* Lost or not sent: the peer's ACK timer resends, and the resend is answered again. */
@@ -417,9 +424,9 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 		h.flags = 0;
 		fill_link_fields(l, &h, rail);
 		tbp_hdr_encode(l->scratch, &h);
-		if (xmit_scratch(l, rail, TBP_HDR_LEN) == 0)
+		if (xmit_scratch(l, rail, len) == 0)
 			return;
-		rail = choose_rail(l, TBP_HDR_LEN);
+		rail = choose_rail(l, len);
 	} while (rail != TBP_MAX_RAILS);
 }
 
@@ -475,16 +482,16 @@ static bool some_up_rail_fits(const struct tbp_link *l, uint32_t len)
 static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 {
 	struct tbp_hdr h;
-	uint32_t rail, len = TBP_HDR_LEN + s->payload_len;
+	uint32_t rail, len = TBP_HDR_LEN + s->payload_len + tbp_auth_overhead(l);
 
 	rail = choose_rail(l, len);
 	if (rail == TBP_MAX_RAILS) {
 		/* Cut for a bigger rail that is gone (or an MTU that shrank): waiting cannot help,
 		 * so the sequence number goes out as a NOP and the bytes are resent smaller. */
-		if (len == TBP_HDR_LEN || !tbp_rails_up(l) || some_up_rail_fits(l, len))
+		if (s->payload_len == 0 || !tbp_rails_up(l) || some_up_rail_fits(l, len))
 			return false;
 		tbp_msg_recut(l, s);
-		len = TBP_HDR_LEN;
+		len = TBP_HDR_LEN + tbp_auth_overhead(l);
 		rail = choose_rail(l, len);
 		if (rail == TBP_MAX_RAILS)
 			return false;
@@ -496,7 +503,7 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 		h.opcode = TBP_W_NOP;
 		s->op = TBP_W_NOP;
 		s->payload_len = 0;
-		len = TBP_HDR_LEN;
+		len = TBP_HDR_LEN + tbp_auth_overhead(l);
 	}
 	h.flags |= TBP_F_SEQ;
 	h.seq = seq;
@@ -737,6 +744,7 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 	int rc;
 
 	l->st.rx_frames++;
+	l->auth.rx_authentic = 0;
 	if (rail >= TBP_MAX_RAILS || l->rails[rail].state == RAIL_ABSENT) {
 		l->st.drop_rail++;
 		return;
@@ -776,6 +784,9 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 		l->st.drop_checksum++;
 		return;
 	}
+	/* Forged or replayed frames stop here, before they can touch any state. */
+	if (!tbp_auth_rx(l, frame, len, &h))
+		return;
 	if (rl->state != RAIL_UP) {
 		/* The peer thinks this rail is up: our CONFIRM or its ACK was lost. */
 		l->st.drop_rail++;

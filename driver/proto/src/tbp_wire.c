@@ -510,7 +510,9 @@ static bool fields_valid(const struct tbp_hdr *h)
 	case TBP_W_HELLO:
 	case TBP_W_HELLO_ACK:
 	case TBP_W_HELLO_CONFIRM:
-		return !sequenced && h->payload_len == TBP_HELLO_LEN && h->status == 0;
+		/* Handshake frames carry their own MAC; the frame keys do not exist yet. */
+		return !sequenced && !(h->flags & TBP_F_MAC) && h->payload_len == TBP_HELLO_LEN &&
+		       h->status == 0;
 	case TBP_W_KEEPALIVE:
 	case TBP_W_ACK:
 		return !sequenced && h->payload_len == 0 && h->status == 0;
@@ -576,7 +578,8 @@ int tbp_frame_decode(const void *frame, uint32_t len, uint32_t max_frame, struct
 	h->status = get16(p + OFF_STATUS);
 	h->csum = get32(p + OFF_CSUM);
 	h->reserved = get32(p + OFF_RESERVED);
-	if ((uint32_t)h->payload_len + TBP_HDR_LEN != len)
+	if ((uint32_t)h->payload_len + TBP_HDR_LEN +
+	    ((h->flags & TBP_F_MAC) ? TBP_MAC_TRAILER : 0) != len)
 		return TBP_DEC_SHORT;
 	if (frame_checksum(p, h->payload_len, (h->flags & TBP_F_PCSUM) != 0) != h->csum)
 		return TBP_DEC_CHECKSUM;

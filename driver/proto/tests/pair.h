@@ -390,7 +390,8 @@ static void test_duplicates_suppressed(void)
 	post(0, TBP_OP_SEND, 2, 0, 100, 0, 0, 0);
 	pair_run(dup_all, 1000, 50);
 	tbp_get_stats(P[1].link, &st);
-	CHECK(st.rx_duplicates >= 4);
+	/* Copies of a frame are replays for the frame MAC; resends with new counters are duplicates. */
+	CHECK(st.rx_duplicates + st.drop_replay >= 4);
 	CHECK(P[1].nrc == 2 && P[0].ndone == 2);
 	CHECK(P[1].rc[0].len == 9000 && P[1].rc[1].len == 100);
 	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 9000) == 0);

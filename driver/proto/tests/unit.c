@@ -360,6 +360,7 @@ static void test_config_validation(void)
 }
 
 #include "pair.h"
+#include "auth.h"
 
 static const struct {
 	const char *name;
@@ -376,6 +377,7 @@ static const struct {
 	{ "iba_timer_encodings", test_iba_timer_encodings },
 	{ "config_validation", test_config_validation },
 	PAIR_TESTS
+	AUTH_TESTS
 };
 
 int main(int argc, char **argv)
