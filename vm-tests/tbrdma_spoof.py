@@ -132,6 +132,7 @@ while time.monotonic() < end and len(seen) < 400:
     if addr[2] == OUTGOING and struct.unpack_from("!H", pkt, 12)[0] == ETHERTYPE:
         seen.append(pkt)
 eth_dst = seen[0][:6]
+version = seen[0][14 + 4]  # the protocol version on the wire, so forged HELLOs get past decoding
 sent = {"replayed": 0, "forged_mac": 0, "forged_hello": 0}
 # 1. replays, byte for byte
 for pkt in seen:
@@ -166,9 +167,10 @@ for pkt in seen:
 # 4. forged HELLOs: valid header and CRC, random body and MAC
 for i in range(300):
     h = bytearray(80) + bytearray(rnd.randbytes(96))
-    h[0:4] = b"TBP1"; h[4] = 1; h[5] = 1; h[6] = F_PCSUM
+    h[0:4] = b"TBP1"; h[4] = version; h[5] = 1; h[6] = F_PCSUM
     struct.pack_into("<H", h, 68, 96)
-    h[80:84] = b"\x01\0\0\0"; h[88:92] = b"\0\0\0\0"; h[92:96] = struct.pack("<I", 4096)
+    struct.pack_into("<I", h, 80, version)
+    h[88:92] = b"\0\0\0\0"; h[92:96] = struct.pack("<I", 4096)
     seal_crc(h)
     send(eth_dst + SPOOF + struct.pack("!H", ETHERTYPE) + bytes(h)); sent["forged_hello"] += 1
 sent["recorded"] = len(seen)

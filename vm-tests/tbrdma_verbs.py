@@ -61,8 +61,10 @@ attr.max_rd_atomic = 16
 attr.min_rnr_timer = 1
 attr.rnr_retry = 7
 attr.retry_cnt = 7
-# early: 0.54 s per retry, 4.3 s for the test script to bring the server to RTR
-attr.timeout = 17 if mode == "early" else 14
+# early: "not ready" counts against retry_cnt (a QP that never opens must fail), so the
+# timeout covers the test script bringing the server to RTR over two ssh round trips and a
+# 1 s poll, slow under TCG: 1.07 s per retry, 8.6 s in all
+attr.timeout = 18 if mode == "early" else 14
 attr.ah_attr = AHAttr(port_num=1, is_global=1,
                       gr=GlobalRoute(dgid=GID(peer["gid"]), sgid_index=gid_index))
 attr.dest_qp_num = peer["qpn"]
