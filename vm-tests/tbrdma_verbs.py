@@ -351,8 +351,17 @@ for m in (a, b):
 # 6b. per-QP transport: a SEND posted right after RTS, before the peer's QP reached RTR,
 # completes once it does; a WRITE to a destroyed peer QP fails with REM_OP_ERR at once
 # (seconds printed, not asserted), and the link stays up.
+before = stats(b)
 print(run_pair("early", sizes=[4096], client_first=True))
+middle = stats(b)
 print(run_pair("destroyed", sizes=[64]))
+after = stats(b)
+# b's core really answered "not ready", then "QP error" (else the steps proved nothing)
+nak_counts = {k: (middle[k] - before[k], after[k] - middle[k])
+              for k in ("naks_not_ready_sent", "naks_qp_error_sent")}
+print(f"b NAKs sent (early, destroyed): {nak_counts}")
+assert nak_counts["naks_not_ready_sent"][0] >= 1, nak_counts
+assert nak_counts["naks_qp_error_sent"][1] >= 1, nak_counts
 for m in (a, b):
     no_kernel_trouble(m)
     assert stats(m)["link_state"] == 1, stats(m)

@@ -1066,6 +1066,17 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "drop_mac" },
 	{ .name = "drop_replay" },
 	{ .name = "drop_ratelimit" },
+	{ .name = "naks_not_ready_sent" },
+	{ .name = "naks_qp_error_sent" },
+	{ .name = "naks_not_ready_received" },
+	{ .name = "naks_qp_error_received" },
+	{ .name = "qp_rewinds" },
+	{ .name = "qp_timeouts" },
+	{ .name = "rx_stale" },
+	{ .name = "rx_rewound_bytes" },
+	{ .name = "recuts" },
+	{ .name = "retry_exc" },
+	{ .name = "rnr_retry_exc" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1117,6 +1128,17 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[37] = s.drop_mac;
 	v[38] = s.drop_replay;
 	v[39] = s.drop_ratelimit;
+	v[40] = s.naks_not_ready_sent;
+	v[41] = s.naks_qp_error_sent;
+	v[42] = s.naks_not_ready_received;
+	v[43] = s.naks_qp_error_received;
+	v[44] = s.qp_rewinds;
+	v[45] = s.qp_timeouts;
+	v[46] = s.rx_stale;
+	v[47] = s.rx_rewound_bytes;
+	v[48] = s.recuts;
+	v[49] = s.retry_exc;
+	v[50] = s.rnr_retry_exc;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }
