@@ -80,13 +80,16 @@ open(f"{workdir}/{role}.ready", "w").write("1")
 def payload(size, salt):
     return random.Random(size * 7919 + salt).randbytes(size)
 
+step = "setup"  # what the client or server is waiting for, named in a failure
+
 def wait(expect_status=e.IBV_WC_SUCCESS, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         n, wcs = cq.poll(1)
         if n:
             if wcs[0].status != expect_status:
-                raise SystemExit(f"completion status {wcs[0].status}, expected {expect_status}")
+                raise SystemExit(f"{role} {step}: completion status {wcs[0].status}, "
+                                 f"expected {expect_status}")
             return wcs[0]
     raise SystemExit("no completion")
 
@@ -109,10 +112,12 @@ def recv(size):
 if mode == "data" and role == "server":
     for size in sizes:
         recv(size)
+        step = f"SEND {size}"
         wc = wait()
         assert wc.opcode == e.IBV_WC_RECV and wc.byte_len == size, (wc.opcode, wc.byte_len)
         assert back.read(size, 0) == payload(size, 1), f"SEND data differs at {size}"
         recv(size)
+        step = f"WRITE_WITH_IMM {size}"
         wc = wait()
         assert wc.opcode == e.IBV_WC_RECV_RDMA_WITH_IMM, wc.opcode
         assert wc.imm_data == size & 0xffffffff, wc.imm_data
@@ -124,17 +129,21 @@ if mode == "data" and role == "server":
 elif mode == "data":
     for size in sizes:
         mr.write(payload(size, 1), size, 0)
+        step = f"SEND {size}"
         post(e.IBV_WR_SEND, size)
         wait()
         mr.write(payload(size, 2), size, 0)
+        step = f"WRITE_WITH_IMM {size}"
         post(e.IBV_WR_RDMA_WRITE_WITH_IMM, size, raddr=peer["addr"], rkey=peer["rkey"],
              imm=size & 0xffffffff)
         wait()
         data = payload(size, 3)
         mr.write(data, size, 0)
+        step = f"WRITE {size}"
         post(e.IBV_WR_RDMA_WRITE, size, raddr=peer["addr"] + big, rkey=peer["rkey"])
         wait()
         back.write(bytes(size), size, 0)
+        step = f"READ {size}"
         post(e.IBV_WR_RDMA_READ, size, local=back, raddr=peer["addr"] + big, rkey=peer["rkey"])
         wait()
         assert back.read(size, 0) == data, f"WRITE then READ differs at {size}"
@@ -221,7 +230,8 @@ def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900, client_first=Fals
         m.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
         rc = m.succeed("cat /tmp/tbv/rc").strip()
         out = m.succeed("cat /tmp/tbv/out; cat /tmp/tbv/err")
-        assert rc == "0", f"{m.name} {mode}: exit {rc}\n{out}"
+        assert rc == "0", (f"{m.name} {mode}: exit {rc}\n{out}\n"
+                           + "\n".join(f"{n.name}: {stats(n)}" for n in (a, b)))
         results[m.name] = out
     return results
 
