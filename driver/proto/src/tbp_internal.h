@@ -147,7 +147,11 @@ struct tbp_qp {
 	uint64_t rnr_delay_ns; /* what our RNR NAKs ask the peer to wait */
 	uint8_t retry_cnt, retries_left, rnr_retry, rnr_left;
 	uint16_t rx_attempt;   /* attempt of the peer's frames we accept; older ones are stale */
-	uint16_t pad3;
+	/* Retries the ACK timer took since the link last delivered one of our frames: the
+	 * retry count is for timeouts without forward progress, so delivery gives them back.
+	 * ("Not ready" NAKs also take retries; only the peer QP's answer returns those.) */
+	uint8_t timer_retries;
+	uint8_t pad3;
 	uint32_t tseq;         /* order of tombstones: the oldest is reused first */
 	/* receive side */
 	uint32_t rx_msn;       /* next MSN to complete in order */

@@ -183,9 +183,16 @@ void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s)
 	s->msg = TBP_NONE;
 	if (m->frags_unacked)
 		m->frags_unacked--;
-	/* The link delivered the QP's frame: its ACK timer measures from here. */
-	if (!m->orphan && m->op != TBP_W_READ_RESP && l->qps[m->qp].progress_ns < l->now)
-		l->qps[m->qp].progress_ns = l->now;
+	/* The link delivered the QP's frame: its ACK timer measures from here, and the
+	 * timeouts of the stall before it were not the peer failing to answer. */
+	if (!m->orphan && m->op != TBP_W_READ_RESP) {
+		struct tbp_qp *qp = &l->qps[m->qp];
+
+		if (qp->progress_ns < l->now)
+			qp->progress_ns = l->now;
+		qp->retries_left += qp->timer_retries;
+		qp->timer_retries = 0;
+	}
 	smsg_progress(l, m);
 }
 
@@ -645,6 +652,7 @@ static void rx_read_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp
 	}
 	qp->progress_ns = l->now;
 	qp->retries_left = qp->retry_cnt;
+	qp->timer_retries = 0;
 	qp->rnr_left = qp->rnr_retry;
 	if (h->payload_len) {
 		struct tbp_buf buf = { .kind = TBP_BUF_LOCAL, .rkey = 0, .addr = m->local_buf };
@@ -687,6 +695,7 @@ static bool rx_msg_ack(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_h
 	/* The peer QP answered: its timers and retry budgets start afresh (IBA). */
 	qp->progress_ns = l->now;
 	qp->retries_left = qp->retry_cnt;
+	qp->timer_retries = 0;
 	qp->rnr_left = qp->rnr_retry;
 	if (h->status != TBP_OK) {
 		int32_t d = seq_diff(h->imm, qp->peer_errs + 1);

@@ -125,6 +125,7 @@ int tbp_qp_set_attr(struct tbp_link *l, uint32_t qpn, const struct tbp_qp_attr *
 		return -EINVAL;
 	qp->timeout_ns = tbp_ack_timeout_ns(a->timeout);
 	qp->retry_cnt = qp->retries_left = a->retry_cnt;
+	qp->timer_retries = 0;
 	qp->rnr_retry = qp->rnr_left = a->rnr_retry;
 	qp->rnr_delay_ns = tbp_rnr_timer_ns(a->min_rnr_timer);
 	if (qp->head != TBP_NONE)
@@ -290,6 +291,7 @@ uint64_t tbp_msg_qp_timers(struct tbp_link *l, uint64_t deadline)
 				continue;
 			}
 			qp->retries_left--;
+			qp->timer_retries++;
 		}
 		/* Frames still unacked: the link is retransmitting them (or has no rail), so only
 		 * count. Otherwise the peer's answer was lost: resend the unfinished messages. */
