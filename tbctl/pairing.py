@@ -91,8 +91,8 @@ def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str
 
 
 def _pause_between_applies() -> None:
-    """Test hook: hold between the two hosts' applies so a test can press Ctrl-C exactly
-    there (tests/integration/test_interrupt_netns.py). Unset on real runs."""
+    """Test hook: hold B's apply back while A's runs, so a test can press Ctrl-C when only
+    A is changed (tests/integration/test_interrupt_netns.py). Unset on real runs."""
     seconds = os.environ.get("TBCTL_TEST_PAUSE_BETWEEN_APPLIES")
     if seconds:
         time.sleep(float(seconds))
@@ -105,35 +105,45 @@ def _no_step(text: str) -> None:
 def _apply_both(a: Connection, b: Connection, request_a: dict[str, Any],
                 request_b: dict[str, Any], ids: tuple[str, str], state_args: tuple[str, ...],
                 step: Step) -> None:
-    """Apply on A, then on B; a failure on B, or Ctrl-C anywhere in between, undoes A.
+    """Apply on A and B at once (an apply takes seconds on a slow host, and the two do not
+    depend on each other); if either fails, or on Ctrl-C, undo the host(s) that applied.
 
     Each apply runs in a worker thread so that Ctrl-C reaches the main thread at once; an
     apply already running on a host is let finish (it is short) and then undone, because
     stopping it half way would leave that host half changed."""
     id_a, id_b = ids
     started: list[tuple[Connection, str, Future[Any]]] = []
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPoolExecutor(max_workers=2)
 
-    def apply(conn: Connection, peer_id: str, request: dict[str, Any]) -> None:
+    def start(conn: Connection, peer_id: str, request: dict[str, Any]) -> None:
         step(f"applying on {conn.name}")
-        future = pool.submit(conn.agent, "apply", *state_args, payload=request)
-        started.append((conn, peer_id, future))
-        future.result()
+        started.append((conn, peer_id, pool.submit(conn.agent, "apply", *state_args,
+                                                   payload=request)))
 
     try:
-        try:
-            apply(a, id_b, request_a)
-        except RemoteError as exc:
-            raise ApplyError(f"applying on {a.name} failed, nothing changed on either host: "
-                             f"{exc}") from None
+        start(a, id_b, request_a)
         _pause_between_applies()
-        try:
-            apply(b, id_a, request_b)
-        except RemoteError as exc:
-            step(f"rolling back {a.name}")
-            a.agent("unapply", *state_args, "--peer", id_b)
-            raise ApplyError(f"applying on {b.name} failed and {a.name} was rolled back: "
-                             f"{exc}") from None
+        start(b, id_a, request_b)
+        failed: list[tuple[Connection, RemoteError]] = []
+        applied: list[tuple[Connection, str]] = []
+        for conn, peer_id, future in started:
+            try:
+                future.result()
+                applied.append((conn, peer_id))
+            except RemoteError as exc:
+                failed.append((conn, exc))
+        if not failed:
+            return
+        for conn, peer_id in applied:
+            step(f"rolling back {conn.name}")
+            conn.agent("unapply", *state_args, "--peer", peer_id)
+        names = " and ".join(conn.name for conn, _ in failed)
+        reasons = "; ".join(str(exc) for _, exc in failed)
+        if applied:
+            raise ApplyError(f"applying on {names} failed and {applied[0][0].name} was rolled "
+                             f"back: {reasons}")
+        raise ApplyError(f"applying on {names} failed, nothing changed on either host: "
+                         f"{reasons}")
     except KeyboardInterrupt:
         raise Interrupted(_roll_back(started, state_args, step)) from None
     finally:

@@ -8,8 +8,10 @@ SetEnv), where tbctl keeps state and writes unit files.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -34,7 +36,7 @@ class Host:
     ns: str
     index: int
     workdir: Path
-    net: int = 199  # second octet of the management network (random per cluster)
+    net: int = 199  # second octet of the management network (its cluster picks it)
     sshd: subprocess.Popen | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_sshd: list[str] = field(default_factory=list)  # more sshd_config lines
@@ -68,18 +70,24 @@ class Cluster:
     def __init__(self, workdir: Path, count: int) -> None:
         self.workdir = workdir
         self.tag = secrets.token_hex(3)
-        # Other test runs on this machine build clusters too: a management network of its
-        # own keeps this run from reaching (and trusting) another run's sshd.
-        self.net = 100 + secrets.randbelow(150)
         self.key = workdir / "id_ed25519"
         self.ssh_config = workdir / "ssh_config"
         self.known_hosts = workdir / "known_hosts"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self.hosts = [Host(f"tbt-{chr(ord('a') + i)}", f"tbt{self.tag}{i}", i + 1,
-                           workdir / f"host{i}", self.net) for i in range(count)]
+                           workdir / f"host{i}") for i in range(count)]
         Path("/run/sshd").mkdir(exist_ok=True)
-        for host in self.hosts:
-            self._create(host)
+        # Other test runs on this machine build clusters too: a management network no other
+        # cluster uses keeps this run from reaching (and trusting) another run's sshd. The
+        # lock makes picking a free network and taking it (its addresses) one step.
+        with open("/tmp/tbctl-netns-mgmt.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = {int(n) for n in re.findall(r"inet 10\.(\d+)\.",
+                                               sh("ip", "-4", "-o", "addr", "show"))}
+            self.net = secrets.choice([n for n in range(100, 250) if n not in used])
+            for host in self.hosts:
+                host.net = self.net
+                self._create(host)
         self.write_ssh_config()
         for host in self.hosts:
             self.start_sshd(host)
