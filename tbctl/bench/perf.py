@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Benchmarks between two lab nodes: perftest on an RDMA device, iperf3/qperf over TCP.
+"""Benchmarks between two hosts: perftest on an RDMA device, iperf3/qperf over TCP.
 
-Works through a `run(host, command) -> (status, output)` callable, so the demo (ssh
-subprocesses) and tests can share it. Every measurement returns a `Sample`; a failed one
+Works through a `run(host, command) -> (status, output)` callable, so `tbctl bench` (SSH
+connections), the lab demo and tests share it. Every measurement returns a `Sample`; a failed one
 says why instead of raising, so one broken transport never hides the others' numbers.
 Numbers are printed, never asserted: TCG wall-clock figures vary severalfold.
 """
@@ -27,7 +27,7 @@ UNITS = {"bw": "Mb/s", "lat": "us"}
 LAT_ITERATIONS = 200
 # perftest's "MB/sec" is 2^20 bytes per second.
 MIB_PER_S_IN_MBIT = 8 * 1.048576
-# A server that never sees its client must not outlive the demo.
+# A server that never sees its client must not outlive the benchmark.
 SERVER_TIMEOUT_S = 120
 
 
@@ -141,7 +141,7 @@ def _client_until_server_listens(run: Run, host: str, command: str, tries: int =
 
 def _start_server(run: Run, host: str, command: str, port: int) -> str:
     """Starts `command` in the background on `host`; returns its log's path."""
-    log = f"/tmp/tbctl-demo-{port}.log"
+    log = f"/tmp/tbctl-bench-{port}.log"
     run(host, f"(timeout {SERVER_TIMEOUT_S} {command} > {log} 2>&1 & echo $! > {log}.pid)")
     return log
 
@@ -149,7 +149,7 @@ def _start_server(run: Run, host: str, command: str, port: int) -> str:
 def _stop_server(run: Run, host: str, port: int, wait: bool) -> None:
     """Lets a server that ends with its client finish (so the next run finds the port
     free), then stops whatever is left of it and removes its files."""
-    log = f"/tmp/tbctl-demo-{port}.log"
+    log = f"/tmp/tbctl-bench-{port}.log"
     pid = f"$(cat {log}.pid 2>/dev/null || echo 0)"
     settle = f"for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.2; done; " \
         if wait else ""
