@@ -128,12 +128,14 @@ def _quoted(words: Sequence[str]) -> str:
 
 def _client_until_server_listens(run: Run, host: str, command: str, tries: int = 30
                                  ) -> tuple[int, str]:
-    """The servers are started in the background just before; none of the clients retry."""
+    """The servers are started in the background just before; none of the clients retry.
+    A refused connection is retried whatever the exit status: `iperf3 -J` reports it in its
+    JSON and exits 0."""
     status, output = 1, ""
     for _ in range(tries):
         status, output = run(host, command)
-        if status == 0 or not re.search(r"[Cc]ouldn't connect|[Cc]onnection refused|"
-                                        r"unable to connect|failed to connect", output):
+        if not re.search(r"[Cc]ouldn't connect|[Cc]onnection refused|unable to connect|"
+                         r"failed to connect", output):
             break
         time.sleep(0.3)
     return status, output

@@ -21,7 +21,7 @@ from typing import Any
 
 from tbctl.bench import perf
 from tbctl.connection import Connection
-from tbctl.errors import PlanError, RemoteError
+from tbctl.errors import EXIT_USAGE, PlanError, RemoteError, TbctlError
 from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.schema import BenchPair, BenchResult, BenchSample, BenchTransport
 
@@ -82,10 +82,12 @@ def paired_pairs(hosts: Sequence[str], statuses: Mapping[str, dict[str, Any]]
     pairs = [(a, b) for a, b in itertools.combinations(hosts, 2)
              if pairing_between(statuses[a], statuses[b])
              and pairing_between(statuses[b], statuses[a])]
+    if not pairs and len(hosts) == 2:
+        raise PlanError(f"{hosts[0]} and {hosts[1]} are not paired: run tbctl pair "
+                        f"{hosts[0]} {hosts[1]} first")
     if not pairs:
-        listed = " ".join(hosts)
-        raise PlanError(f"no two of {listed} are paired with each other: run tbctl pair "
-                        f"{listed if len(hosts) == 2 else 'HOST_A HOST_B'} first")
+        raise PlanError(f"no two of {' '.join(hosts)} are paired with each other: run tbctl "
+                        "pair (with the inventory, or on two cabled hosts) first")
     return pairs
 
 
@@ -253,10 +255,11 @@ def bench_hosts(hosts: Sequence[str], ssh: SshOptions, options: BenchOptions,
                 say: Say = _no_say) -> BenchResult:
     """Benchmark every paired pair among `hosts` in turn (clients on the first of each)."""
     if len(hosts) < 2:
-        raise PlanError("name at least two paired hosts (or an inventory) to benchmark "
-                        "between")
+        raise TbctlError("name two paired hosts (or give an inventory) to benchmark between",
+                         EXIT_USAGE)
     if len(set(hosts)) != len(hosts):
-        raise PlanError(f"a host is named twice in {' '.join(hosts)}: name each host once")
+        raise TbctlError(f"a host is named twice in {' '.join(hosts)}: name each host once",
+                         EXIT_USAGE)
     say(f"connecting to {', '.join(hosts)}")
     with connected(list(hosts), ssh) as conns:
         statuses = dict(zip(hosts, in_parallel(
