@@ -101,7 +101,7 @@ def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
     for node in state.nodes:
         leftover = subprocess.run(cluster.ssh_command(state, node, "rdma link show"),
                                   capture_output=True, text=True, timeout=120)
-        assert "rxe_demo" not in leftover.stdout and "tbrdma0" not in leftover.stdout
+        assert "rxe_bench" not in leftover.stdout and "tbrdma0" not in leftover.stdout
 
 
 # Runs last on its lab: it leaves netem history and a pulled-and-restored cable behind.
