@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,15 +95,51 @@ def test_a_refused_client_is_retried_even_when_it_exits_0() -> None:
 
     def run(host: str, command: str) -> tuple[int, str]:
         calls.append((host, command))
-        if command.startswith("(timeout") or command.startswith("for i") \
-                or command.startswith("kill") or command.startswith("cat"):
-            return 0, ""  # starting, stopping and reading the server
+        if command.startswith("d=$(mktemp"):
+            return 0, "/tmp/tbctl-bench.abc123\n"  # the server started
+        if command.startswith(("for i", "kill", "cat")):
+            return 0, ""  # stopping and reading the server
         return answers.pop(0)
 
     sample = perf.tcp(run, "a", "b", perf.Transport("tcp", "TCP", "10.0.0.1"), "bw", 65536,
                       1 << 20, 18600)
     assert sample.ok and sample.value == 2000.0, sample
     assert answers == []
+
+
+def local_run(host: str, command: str) -> tuple[int, str]:
+    """perf's `run` on this machine: the same bash a host's SSH session runs."""
+    done = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=30, check=False)
+    return done.returncode, done.stdout
+
+
+def test_a_server_log_is_private_and_no_symlink_in_tmp_is_followed(tmp_path: Path) -> None:
+    """Security: the servers' logs once went to /tmp/tbctl-demo-<port>.log, a name any local
+    user could plant as a symlink to a file of root's (which the log then overwrote). Each
+    server now gets a fresh mktemp -d directory of its own, removed when it stops."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    planted = [Path(f"/tmp/tbctl-{kind}-18600.log") for kind in ("demo", "bench")]
+    for link in planted:
+        link.unlink(missing_ok=True)
+        link.symlink_to(victim)
+    try:
+        directory = perf._start_server(local_run, "here", "echo served")
+        path = Path(directory)
+        assert path.parent == Path("/tmp") and path.name.startswith("tbctl-bench.")
+        assert path.stat().st_mode & 0o777 == 0o700 and not path.is_symlink()
+        for _ in range(50):
+            if (path / "log").exists() and (path / "log").read_text():
+                break
+            time.sleep(0.1)
+        assert (path / "log").read_text() == "served\n"
+        perf._stop_server(local_run, "here", directory, wait=True)
+        assert not path.exists()
+    finally:
+        for link in planted:
+            link.unlink(missing_ok=True)
+    assert victim.read_text() == "precious\n"
 
 
 # ------------------------------------------------------------------ transports
