@@ -93,3 +93,29 @@ def test_bench_refuses_unpaired_hosts_and_a_bad_compare_file(pair_of_hosts, tmp_
     done = cluster.tbctl("bench", "--bw-sizes", "0", "tbt-a", "tbt-b")
     one_line_error(done, 2, "not a message size")
     assert not out.exists()
+
+
+def test_bench_over_a_triangle_inventory_measures_every_pair(make_cluster, tmp_path) -> None:
+    cluster = make_cluster(3)
+    cluster.wire([(0, 1), (1, 2), (2, 0)])
+    names = [h.alias for h in cluster.hosts]
+    inventory = cluster.workdir / "tbctl.toml"
+    inventory.write_text(f"hosts = {json.dumps(names)}\n")
+    paired = cluster.tbctl("pair", "--yes", "--inventory", str(inventory))
+    assert paired.returncode == 0, paired.stderr
+    out = tmp_path / "triangle"
+    done = cluster.tbctl("bench", "--json", "--inventory", str(inventory), "--out", str(out),
+                         "--rounds", "1", "--volume-mib", "1", "--bw-sizes", "64k",
+                         "--lat-sizes", "64")
+    assert done.returncode == 0, done.stderr
+    result = json_result(done, "bench")
+    pairs = [(p["host_a"], p["host_b"]) for p in result["pairs"]]
+    assert pairs == [(names[0], names[1]), (names[0], names[2]), (names[1], names[2])]
+    for pair in result["pairs"]:
+        assert [s["value"] is not None for s in pair["samples"]] == [True, True], pair
+    # One figure per pair; one JSON and one CSV for the whole run.
+    assert sorted(Path(f).name for f in result["files"]) == sorted(
+        ["bench.json", "bench.csv"] + [f"bench-{a}-{b}.{ext}" for a, b in pairs
+                                       for ext in ("png", "svg")])
+    rows = list(csv.DictReader((out / "bench.csv").open()))
+    assert sorted({(r["host_a"], r["host_b"]) for r in rows}) == pairs
