@@ -162,6 +162,101 @@ class FilesResult(TypedDict):
     files: list[str]
 
 
+class BenchTransport(TypedDict):
+    """One way the pair's bytes were moved: an RDMA device (perftest) or TCP (iperf3, qperf)."""
+
+    name: str  # "tbrdma", "rxe", "tcp" (":<device>" appended when a kind repeats)
+    kind: Literal["tbrdma", "rxe", "tcp"]
+    label: str
+    device: str | None  # the RDMA device on host_a; null for TCP
+    link: str  # host_a's cable the traffic (or perftest's handshake) uses
+    address_b: str  # host_b's address on that cable
+    gid_index_a: int | None
+    gid_index_b: int | None
+
+
+class BenchSample(TypedDict):
+    """One run of one tool: bandwidth in Mb/s (10^6 bit/s) or one-way latency in us."""
+
+    transport: str
+    metric: Literal["bw", "lat"]
+    size: int  # message size in bytes
+    round: int  # 1-based
+    value: float | None  # null: the run failed, `error` says why
+    unit: str
+    seconds: float
+    error: str
+
+
+class BenchPoint(TypedDict):
+    """The rounds of one (transport, metric, size): their median, minimum and maximum."""
+
+    transport: str
+    metric: Literal["bw", "lat"]
+    size: int
+    median: float | None  # null: every round failed
+    low: float | None
+    high: float | None
+    count: int  # rounds that gave a number
+
+
+class BenchPair(TypedDict):
+    host_a: str  # clients run here
+    host_b: str  # servers run here
+    transports: list[BenchTransport]
+    samples: list[BenchSample]
+    summary: list[BenchPoint]
+    skipped: list[str]  # what was not measured, and why (a tool missing, no GID, ...)
+
+
+class BenchResult(TypedDict):
+    """`tbctl bench`: also the content of the bench.json it writes (what --compare reads)."""
+
+    out_dir: str
+    files: list[str]  # everything written: JSON, CSV and (with matplotlib) PNG and SVG
+    plot_error: str | None  # why no plot was drawn; null when it was
+    compare: str | None  # the earlier run overlaid on the plot
+    rounds: int
+    volume_bytes: int
+    sizes: dict[str, list[int]]  # metric -> message sizes
+    pairs: list[BenchPair]
+
+
+class DiscoverLink(TypedDict):
+    """One cable candidate of a host and what is at its far end."""
+
+    link: str
+    mac: str | None
+    mtu: int | None
+    up: bool
+    speed_mbps: int | None  # the netdev's speed, where the driver reports one
+    source: str  # "thunderbolt-net", "declared" (links.conf) or "option" (--links)
+    xdomain: str | None  # the XDomain (Thunderbolt peer) behind a thunderbolt-net link
+    device_name: str | None  # the peer's name as its Thunderbolt stack announces it
+    vendor_name: str | None
+    rx_speed_gbps: float | None
+    rx_lanes: int | None
+    tx_speed_gbps: float | None
+    tx_lanes: int | None
+    neighbour_macs: list[str]  # MACs seen at the far end (IPv6 all-nodes probe)
+    peer_host: str | None  # which of the given hosts is at the far end; null if none
+    peer_link: str | None
+    matched_by: str | None  # "xdomain" or "neighbour"
+
+
+class DiscoverHost(TypedDict):
+    name: str
+    hostname: str
+    links: list[DiscoverLink]
+
+
+class DiscoverResult(TypedDict):
+    """`tbctl discover`: every host's cable links and which host is at each far end."""
+
+    hosts: list[DiscoverHost]
+    failed: list[HostFailure]  # hosts that could not be read, each with why
+
+
 # Every command's result, by command name.
 RESULTS: dict[str, type] = {
     "pair": PairResult,
@@ -173,6 +268,8 @@ RESULTS: dict[str, type] = {
     "doctor (several hosts)": DoctorAllResult,
     "env": EnvResult,
     "render-host-files": FilesResult,
+    "bench": BenchResult,
+    "discover": DiscoverResult,
 }
 
 

@@ -126,7 +126,7 @@ def _starter(lab_dir: Path, host: str):  # noqa: ANN202 - returns verify_cable's
 
 def test_pyverbs_round_trip_on_hand_made_rxe(lab_dir: Path) -> None:
     """rdmacheck + rdmaverify on both cables, before and independent of `tbctl pair`."""
-    from tbctl.lab import perf
+    from tbctl.bench import perf
     from tbctl.lab.demo import ssh_runner
 
     _rxe_by_hand(lab_dir)
