@@ -73,6 +73,7 @@ class PairAllResult(TypedDict):
     hosts: list[str]
     dry_run: bool
     pairs: list[PairResult]
+    node_addresses: dict[str, str]  # host -> its node address (reachable from every host)
     verified: bool | None  # every pair verified; null on a dry run
     problems: list[str]  # each pair's problems, prefixed "host_a-host_b: "
 
@@ -107,11 +108,28 @@ class CableStatus(TypedDict):
     gid_index: int | None
 
 
+class NodeRoute(TypedDict):
+    to: str  # another host's node address
+    via: str  # the peer's cable address it goes to
+    link: str  # the cable link it leaves on
+
+
+class NodeStatus(TypedDict):
+    """A pairing's share of the node addresses (pairings made from an inventory)."""
+
+    link: str  # the link holding the node address (tbnode0)
+    address: str  # this host's node address (a /32)
+    address_set: bool
+    routes: list[NodeRoute]
+    forward_link: str | None  # the cable this host forwards from (the middle of a ring)
+
+
 class PairingStatus(TypedDict):
     peer_id: str
     peer_name: str
     transport: str
     cables: list[CableStatus]
+    node: NodeStatus | None  # null for a pairing of two named hosts
 
 
 class HostStatus(TypedDict):

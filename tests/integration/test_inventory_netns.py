@@ -60,6 +60,46 @@ def check_paired(cluster, report, edges, wires) -> None:
     assert len(set(subnets)) == len(subnets), subnets  # no /31 used on two cables
 
 
+def check_nodes(cluster, report, edges) -> dict[str, str]:
+    """Every host reaches every other host's node address over the cables: a direct cable
+    where there is one, else via the one neighbour that forwards (the same one both ways);
+    only that neighbour forwards, and only on the two cables involved."""
+    hosts = cluster.hosts
+    nodes = report["node_addresses"]
+    assert sorted(nodes) == sorted(h.alias for h in hosts)
+    assert len(set(nodes.values())) == len(hosts)
+    cables = [ipaddress.ip_network(f"{c['address_a']}/31", strict=False)
+              for p in report["pairs"] for c in p["cables"]]
+    for address in nodes.values():
+        assert ipaddress.ip_address(address) in ipaddress.ip_network("10.254.255.0/24")
+        assert not any(ipaddress.ip_address(address) in net for net in cables)
+    cabled = {frozenset((hosts[i].alias, hosts[j].alias)) for i, j in edges}
+    forwarders = {host.alias: sorted(
+        link for link in (e["ifname"] for e in host.ip_json("link"))
+        if link.startswith("thunderbolt") and host.sysctl(f"conf/{link}/forwarding") == "1")
+        for host in hosts}
+    for host in hosts:
+        (entry,) = host.ip_json("-4", "addr", "show", "dev", "tbnode0")
+        assert [a["local"] for a in entry["addr_info"]] == [nodes[host.alias]]
+        assert host.sysctl("ip_forward") == "0"
+        for other in hosts:
+            if other is host:
+                continue
+            target = nodes[other.alias]
+            (route,) = host.ip_json("route", "get", target)
+            # Over a cable, from this host's node address (so the reply comes back to it).
+            assert route["dev"].startswith("thunderbolt"), route
+            assert route["prefsrc"] == nodes[host.alias], route
+            host.run("ping", "-c", "1", "-W", "2", target)
+            if frozenset((host.alias, other.alias)) not in cabled:
+                hop = next(h for h in hosts if h.alias not in (host.alias, other.alias)
+                           and route["gateway"] in str(h.ip_json("-4", "addr")))
+                back = other.ip_json("route", "get", nodes[host.alias])[0]
+                assert back["gateway"] in str(hop.ip_json("-4", "addr"))
+                assert len(forwarders[hop.alias]) == 2
+    return {name: links for name, links in forwarders.items() if links}
+
+
 def test_two_hosts_from_the_inventory_in_the_current_directory(pair_of_hosts):
     cluster = pair_of_hosts
     before = [h.snapshot() for h in cluster.hosts]
@@ -108,7 +148,9 @@ def test_triangle_pair_status_with_a_host_down_and_unpair(make_cluster):
     inventory = write_inventory(cluster)
     result = pair_all(cluster, inventory)
     assert result.returncode == 0, result.stderr
-    check_paired(cluster, json_result(result, "pair (inventory)"), TRIANGLE, wires)
+    report = json_result(result, "pair (inventory)")
+    check_paired(cluster, report, TRIANGLE, wires)
+    assert check_nodes(cluster, report, TRIANGLE) == {}  # a triangle forwards nothing
 
     c = cluster.hosts[2]
     cluster.stop_sshd(c)
@@ -151,7 +193,10 @@ def test_ring_pairs_only_the_cabled_pairs(make_cluster):
     inventory = write_inventory(cluster)
     result = pair_all(cluster, inventory)
     assert result.returncode == 0, result.stderr
-    check_paired(cluster, json_result(result, "pair (inventory)"), RING, wires)
+    report = json_result(result, "pair (inventory)")
+    check_paired(cluster, report, RING, wires)
+    # a-c goes via b (the first host both are cabled to), b-d via a.
+    assert sorted(check_nodes(cluster, report, RING)) == ["tbt-a", "tbt-b"]
     status = cluster.tbctl("status", "--json", "--inventory", inventory)
     assert status.returncode == 0, status.stderr
     assert json_result(status, "status")["failed"] == []
