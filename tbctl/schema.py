@@ -176,6 +176,34 @@ class EnvResult(TypedDict):
     hosts: list[HostEnv]
 
 
+class LaunchReport(TypedDict):
+    """One process of `tbctl run`: where, in which stage, exactly what."""
+
+    stage: int  # 1-based; a stage starts when the previous one is ready
+    host: str
+    role: Literal["main", "service"]  # services run until the main processes end
+    argv: list[str]
+    env: dict[str, str]  # set on top of the login environment
+    cwd: str | None
+    command_line: str  # what runs on the host, as a shell command line
+    ready: list[str] | None  # run on the host until it succeeds, before the next stage
+    cleanup: list[str] | None  # run on the host at the end
+
+
+class RunReport(TypedDict):
+    """`tbctl run` (every kind). With --json the programs' output goes to stderr, each line
+    prefixed by its host, and stdout holds only this; the exit code is exit_code."""
+
+    dry_run: bool
+    hosts: list[str]  # rank 0 first
+    node_addresses: dict[str, str]  # host -> the address it binds to and is reached on
+    launches: list[LaunchReport]
+    exit_code: int | None  # null on a dry run
+    codes: dict[str, int]  # "host: program" -> exit code, of the processes that ended
+    stopped: list[str]  # "host: program" of the processes tbctl stopped
+    reason: str | None  # what ended the run; null on a dry run
+
+
 class FilesResult(TypedDict):
     files: list[str]
 
@@ -190,6 +218,7 @@ RESULTS: dict[str, type] = {
     "unpair (inventory)": UnpairAllResult,
     "doctor (several hosts)": DoctorAllResult,
     "env": EnvResult,
+    "run": RunReport,
     "render-host-files": FilesResult,
 }
 
