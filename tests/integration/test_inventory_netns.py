@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -98,6 +99,55 @@ def check_nodes(cluster, report, edges) -> dict[str, str]:
                 assert back["gateway"] in str(hop.ip_json("-4", "addr"))
                 assert len(forwarders[hop.alias]) == 2
     return {name: links for name, links in forwarders.items() if links}
+
+
+# Rank 0 listens on its node address; every other rank connects to MASTER_ADDR from its own
+# node address, as the bootstrap of torch.distributed, Gloo or NCCL does.
+RENDEZVOUS = """
+import os, socket, time
+count, rank = int(os.environ["TBCTL_NNODES"]), int(os.environ["TBCTL_NODE_RANK"])
+me, port = os.environ["VLLM_HOST_IP"], int(os.environ["MASTER_PORT"])
+if rank == 0:
+    server = socket.create_server((me, port))
+    server.settimeout(30)
+    seen = []
+    for _ in range(count - 1):
+        conn, (peer, _) = server.accept()
+        seen.append(conn.recv(64).decode() + "@" + peer)
+    print("rank 0 saw", " ".join(sorted(seen)))
+else:
+    for _ in range(200):
+        try:
+            conn = socket.create_connection((os.environ["MASTER_ADDR"], port), timeout=2,
+                                            source_address=(me, 0))
+            break
+        except OSError:
+            time.sleep(0.1)
+    conn.sendall(os.environ["TBCTL_HOST"].encode())
+"""
+
+
+def check_env_and_run(cluster, nodes: dict[str, str]) -> None:
+    """env and run read the hosts from ./tbctl.toml and bind every host to its node
+    address; rank 0's is MASTER_ADDR for all, also where no cable joins them."""
+    aliases = [h.alias for h in cluster.hosts]
+    for alias in aliases:
+        result = cluster.tbctl("env", "--host", alias, "--format", "json", cwd=cluster.workdir)
+        assert result.returncode == 0, result.stderr
+        env = json.loads(result.stdout)
+        assert (env["VLLM_HOST_IP"], env["MASTER_ADDR"]) == (nodes[alias], nodes["tbt-a"])
+        assert (env["GLOO_SOCKET_IFNAME"], env["NCCL_SOCKET_IFNAME"]) == ("tbnode0", "=tbnode0")
+    port = str(20000 + secrets.randbelow(20000))
+    script = cluster.workdir / "rendezvous.py"
+    script.write_text(RENDEZVOUS)
+    result = cluster.tbctl("run", "--json", "--master-port", port, "--", "python3",
+                           str(script), cwd=cluster.workdir)
+    report = json_result(result, "run")
+    assert result.returncode == 0 and report["exit_code"] == 0, result.stderr
+    assert report["hosts"] == aliases and report["node_addresses"] == nodes
+    assert [launch["host"] for launch in report["launches"]] == aliases
+    expected = " ".join(sorted(f"{a}@{nodes[a]}" for a in aliases[1:]))
+    assert f"[tbt-a] rank 0 saw {expected}\n" in result.stderr
 
 
 def test_two_hosts_from_the_inventory_in_the_current_directory(pair_of_hosts):
@@ -197,9 +247,22 @@ def test_ring_pairs_only_the_cabled_pairs(make_cluster):
     check_paired(cluster, report, RING, wires)
     # a-c goes via b (the first host both are cabled to), b-d via a.
     assert sorted(check_nodes(cluster, report, RING)) == ["tbt-a", "tbt-b"]
+    check_env_and_run(cluster, report["node_addresses"])
     status = cluster.tbctl("status", "--json", "--inventory", inventory)
     assert status.returncode == 0, status.stderr
     assert json_result(status, "status")["failed"] == []
+    d = cluster.hosts[3]
+    cluster.stop_sshd(d)
+    status = cluster.tbctl("status", "--json", "--inventory", inventory)
+    assert status.returncode == 1, status.stderr
+    read = json_result(status, "status")
+    assert [h["name"] for h in read["hosts"]] == ["tbt-a", "tbt-b", "tbt-c"]
+    assert [f["name"] for f in read["failed"]] == ["tbt-d"]
+    for host in read["hosts"]:
+        nodes = {p["node"]["address"] for p in host["pairings"]}
+        assert nodes == {report["node_addresses"][host["name"]]}
+        assert all(p["node"]["address_set"] for p in host["pairings"])
+    cluster.start_sshd(d)
     result = cluster.tbctl("unpair", "--inventory", inventory)
     assert result.returncode == 0, result.stderr
     assert [h.snapshot() for h in cluster.hosts] == before
