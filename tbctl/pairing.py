@@ -206,13 +206,16 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
                     "host_b": b.name, "transport": have_a["transport"],
                     "transport_reason": "recorded pairing",
                     **verify(a, b, have_a, have_b, options.verify_rdma, step)}
-        if options.dry_run and (have_a or have_b):
+        # A whole pairing without the planned node addresses (made by name, or by an older
+        # tbctl) is paired again: a dry run plans that; a half-recorded one it cannot.
+        whole = bool(have_a and have_b and _consistent(have_a, have_b))
+        if options.dry_run and (have_a or have_b) and not whole:
             raise PlanError(f"{a.name} and {b.name} hold a half-recorded pairing: run "
                             f"tbctl unpair {a.name} {b.name}, then pair again")
         # A one-sided record (an interrupted run) is tbctl's own: clear it before pairing.
-        if have_a:
+        if have_a and not options.dry_run:
             a.agent("unapply", *state_args, "--peer", id_b)
-        if have_b:
+        if have_b and not options.dry_run:
             b.agent("unapply", *state_args, "--peer", id_a)
         _drop_links_in_use(probe_a, _links_of_other_pairings(status_a, id_b))
         _drop_links_in_use(probe_b, _links_of_other_pairings(status_b, id_a))

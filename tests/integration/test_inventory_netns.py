@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.integration.test_pair_netns import run_unit
 from tests.output import json_result, one_line_error
 
 pytestmark = pytest.mark.netns
@@ -154,17 +155,25 @@ def test_two_hosts_from_the_inventory_in_the_current_directory(pair_of_hosts):
     cluster = pair_of_hosts
     before = [h.snapshot() for h in cluster.hosts]
     write_inventory(cluster)
+    # Paired by name first: no node addresses. The inventory's dry run plans pairing again
+    # with them, and changes nothing; the real run does it.
+    named = cluster.tbctl("pair", "--yes", "tbt-a", "tbt-b")
+    assert named.returncode == 0, named.stderr
+    by_name = [h.snapshot() for h in cluster.hosts]
+    assert all("tbnode0" not in s["links"] for s in by_name)
     dry = cluster.tbctl("pair", "--dry-run", "--json", cwd=cluster.workdir)
     planned = json_result(dry, "pair (inventory)")
     assert planned["dry_run"] and planned["verified"] is None
     assert len(planned["pairs"][0]["cables"]) == 2
-    assert [h.snapshot() for h in cluster.hosts] == before
+    assert sorted(planned["node_addresses"]) == ["tbt-a", "tbt-b"]
+    assert [h.snapshot() for h in cluster.hosts] == by_name
     result = cluster.tbctl("pair", "--yes", "--json", cwd=cluster.workdir)
     assert result.returncode == 0, result.stderr
     report = json_result(result, "pair (inventory)")
     assert report["hosts"] == ["tbt-a", "tbt-b"]
     ((pair),) = report["pairs"]
-    assert pair["verified"] and len(pair["cables"]) == 2
+    assert pair["verified"] and len(pair["cables"]) == 2 and not pair["already_paired"]
+    check_nodes(cluster, report, [(0, 1)])
     assert all(c["ping_rtt_us"] > 0 for c in pair["cables"])
     again = cluster.tbctl("pair", "--yes", cwd=cluster.workdir)
     assert again.returncode == 0, again.stderr
@@ -248,6 +257,16 @@ def test_ring_pairs_only_the_cabled_pairs(make_cluster):
     # a-c goes via b (the first host both are cabled to), b-d via a.
     assert sorted(check_nodes(cluster, report, RING)) == ["tbt-a", "tbt-b"]
     check_env_and_run(cluster, report["node_addresses"])
+    # A reboot of b, a forwarder: the link, its address, the routes and forwarding are gone
+    # until the boot unit re-applies them.
+    b = cluster.hosts[1]
+    b.run("ip", "link", "del", "tbnode0")
+    for link in ("thunderbolt0", "thunderbolt1"):
+        b.run("ip", "addr", "flush", "dev", link)
+        b.run("sh", "-c", f"echo 0 > /proc/sys/net/ipv4/conf/{link}/forwarding")
+    status, out = run_unit(b)
+    assert status == 0, out
+    assert sorted(check_nodes(cluster, report, RING)) == ["tbt-a", "tbt-b"]
     status = cluster.tbctl("status", "--json", "--inventory", inventory)
     assert status.returncode == 0, status.stderr
     assert json_result(status, "status")["failed"] == []
