@@ -147,11 +147,12 @@ def pair_all(inventory: Inventory, ssh: SshOptions, options: PairOptions,
     else:
         results_nodes = {h: None for h in inventory.hosts}
     problems = [f"{r['host_a']}-{r['host_b']}: {p}" for r in results for p in r["problems"]]
-    problems += [f"{host}: node address {nodes_of(nodes)[host]} does not answer from "
+    addresses = nodes_of(nodes)
+    problems += [f"{host}: node address {addresses[host]} does not answer from "
                  f"{', '.join(silent)}" for host, silent in results_nodes.items() if silent]
     return {"inventory": str(inventory.path), "hosts": list(inventory.hosts),
             "dry_run": options.dry_run, "pairs": results,
-            "node_addresses": nodes_of(nodes),
+            "node_addresses": {host: addresses[host] for host in inventory.hosts},
             "verified": None if options.dry_run else not problems, "problems": problems}
 
 
