@@ -141,11 +141,10 @@ def pair_all(inventory: Inventory, ssh: SshOptions, options: PairOptions,
             exc = Interrupted("interrupted")
         raise TbctlError(f"{exc}; {_roll_back(applied, ssh, step)}", exc.exit_code,
                          exc.code) from None
+    results_nodes: dict[str, list[str]] = {}
     if not options.dry_run:
         step("checking the node addresses")
         results_nodes = check_nodes(inventory, ssh, nodes)
-    else:
-        results_nodes = {h: None for h in inventory.hosts}
     problems = [f"{r['host_a']}-{r['host_b']}: {p}" for r in results for p in r["problems"]]
     addresses = nodes_of(nodes)
     problems += [f"{host}: node address {addresses[host]} does not answer from "
