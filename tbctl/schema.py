@@ -73,6 +73,7 @@ class PairAllResult(TypedDict):
     hosts: list[str]
     dry_run: bool
     pairs: list[PairResult]
+    node_addresses: dict[str, str]  # host -> its node address (reachable from every host)
     verified: bool | None  # every pair verified; null on a dry run
     problems: list[str]  # each pair's problems, prefixed "host_a-host_b: "
 
@@ -107,11 +108,28 @@ class CableStatus(TypedDict):
     gid_index: int | None
 
 
+class NodeRoute(TypedDict):
+    to: str  # another host's node address
+    via: str  # the peer's cable address it goes to
+    link: str  # the cable link it leaves on
+
+
+class NodeStatus(TypedDict):
+    """A pairing's share of the node addresses (pairings made from an inventory)."""
+
+    link: str  # the link holding the node address (tbnode0)
+    address: str  # this host's node address (a /32)
+    address_set: bool
+    routes: list[NodeRoute]
+    forward_link: str | None  # the cable this host forwards from (the middle of a ring)
+
+
 class PairingStatus(TypedDict):
     peer_id: str
     peer_name: str
     transport: str
     cables: list[CableStatus]
+    node: NodeStatus | None  # null for a pairing of two named hosts
 
 
 class HostStatus(TypedDict):
@@ -156,6 +174,34 @@ class HostEnv(TypedDict):
 
 class EnvResult(TypedDict):
     hosts: list[HostEnv]
+
+
+class LaunchReport(TypedDict):
+    """One process of `tbctl run`: where, in which stage, exactly what."""
+
+    stage: int  # 1-based; a stage starts when the previous one is ready
+    host: str
+    role: Literal["main", "service"]  # services run until the main processes end
+    argv: list[str]
+    env: dict[str, str]  # set on top of the login environment
+    cwd: str | None
+    command_line: str  # what runs on the host, as a shell command line
+    ready: list[str] | None  # run on the host until it succeeds, before the next stage
+    cleanup: list[str] | None  # run on the host at the end
+
+
+class RunReport(TypedDict):
+    """`tbctl run` (every kind). With --json the programs' output goes to stderr, each line
+    prefixed by its host, and stdout holds only this; the exit code is exit_code."""
+
+    dry_run: bool
+    hosts: list[str]  # rank 0 first
+    node_addresses: dict[str, str]  # host -> the address it binds to and is reached on
+    launches: list[LaunchReport]
+    exit_code: int | None  # null on a dry run
+    codes: dict[str, int]  # "host: program" -> exit code, of the processes that ended
+    stopped: list[str]  # "host: program" of the processes tbctl stopped
+    reason: str | None  # what ended the run; null on a dry run
 
 
 class FilesResult(TypedDict):
@@ -267,6 +313,7 @@ RESULTS: dict[str, type] = {
     "unpair (inventory)": UnpairAllResult,
     "doctor (several hosts)": DoctorAllResult,
     "env": EnvResult,
+    "run": RunReport,
     "render-host-files": FilesResult,
     "bench": BenchResult,
     "discover": DiscoverResult,

@@ -55,13 +55,22 @@ class Host:
     def ip_json(self, *args: str) -> Any:
         return json.loads(self.run("ip", "-j", *args) or "[]")
 
+    def sysctl(self, name: str) -> str:
+        return self.run("cat", f"/proc/sys/net/ipv4/{name}").strip()
+
     def snapshot(self) -> dict[str, Any]:
-        """What pairing may change: links (MTU, up) and addresses, plus the files under root."""
+        """What pairing may change: links (MTU, up), addresses, routes and IPv4 forwarding
+        (global and per link), plus the files under root."""
         links = {e["ifname"]: (e["mtu"], "UP" in e["flags"]) for e in self.ip_json("link")}
         addrs = sorted((e["ifname"], a["local"], a["prefixlen"]) for e in self.ip_json("addr")
                        for a in e.get("addr_info", []) if a["family"] == "inet")
+        routes = sorted((r["dst"], r.get("gateway", ""), r.get("dev", ""), r.get("prefsrc", ""))
+                        for r in self.ip_json("-4", "route", "show", "table", "main"))
+        forwarding = {"ip_forward": self.sysctl("ip_forward"),
+                      **{link: self.sysctl(f"conf/{link}/forwarding") for link in links}}
         files = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*"))
-        return {"links": links, "addresses": addrs, "files": files}
+        return {"links": links, "addresses": addrs, "routes": routes,
+                "forwarding": forwarding, "files": files}
 
 
 class Cluster:

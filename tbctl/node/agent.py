@@ -282,9 +282,39 @@ def _configure_cable(cable: dict[str, Any], transport: str) -> None:
         net.rxe_create(cable["rdma_device"], link)
 
 
-def _undo_pairing(pairing: dict[str, Any]) -> None:
+def _configure_node(node: dict[str, Any], links: list[str]) -> None:
+    """The node address on its link, and this pairing's routes and forwarding over those of
+    its cable `links` that are present."""
+    net.ensure_node_link(node["link"])
+    net.add_address(node["link"], f"{node['address']}/32")
+    for route in node["routes"]:
+        if route["link"] in links:
+            net.add_route(route["to"], route["via"], route["link"], node["address"])
+    if node.get("forward_link") in links:
+        net.set_forwarding(node["forward_link"], "1")
+
+
+def _undo_node(pairing: dict[str, Any], others: dict[str, Any]) -> None:
+    """Remove one pairing's routes and forwarding; the node link (and its address) goes with
+    the last pairing that has one."""
+    node = pairing.get("node")
+    if not node:
+        return
+    for route in node["routes"]:
+        net.del_route(route["to"], route["via"], route["link"])
+    link = node.get("forward_link")
+    prior = pairing.get("prior_links", {}).get(link or "", {}).get("forwarding")
+    if link and prior is not None and _link_present(link):
+        net.set_forwarding(link, prior)
+    if not any(p.get("node") for p in others.values()):
+        net.delete_link(node["link"])
+
+
+def _undo_pairing(pairing: dict[str, Any], others: dict[str, Any]) -> None:
     """Put back what one pairing changed; safe on a partly applied pairing, and on one whose
-    changes were only intended (a journal): each undo step tolerates a change not made."""
+    changes were only intended (a journal): each undo step tolerates a change not made.
+    `others` are the pairings that stay (they may share the node address)."""
+    _undo_node(pairing, others)
     if pairing.get("native_device"):
         _native().destroy(pairing["native_device"])
     for device in pairing.get("created_rdma", []):
@@ -336,7 +366,7 @@ def _rollback_apply(state_dir: str, journal: dict[str, Any]) -> None:
     """Put the host back as the journal found it; the journal goes last but for the empty
     directories it made (the state directory among them on a host with no other pairing)."""
     before = journal["before"]
-    _undo_pairing(journal["pairing"])
+    _undo_pairing(journal["pairing"], before["pairings"])
     _put_back(journal["files"])
     if journal.get("agent") and journal["agent"] != before.get("agent"):
         Path(journal["agent"]).unlink(missing_ok=True)
@@ -352,7 +382,7 @@ def _rollback_apply(state_dir: str, journal: dict[str, Any]) -> None:
 def _finish_unapply(state_dir: str, state: dict[str, Any], peer: str) -> dict[str, Any] | None:
     pairing = state["pairings"].pop(peer, None)
     if pairing is not None:
-        _undo_pairing(pairing)
+        _undo_pairing(pairing, state["pairings"])
     _mark_links(state_dir, state)
     if state["pairings"]:
         state_mod.save(state_dir, state)
@@ -395,6 +425,9 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
     for cable in request["cables"]:
         if cable["link"] in in_use:
             raise AgentError(f"link {cable['link']} already carries another pairing")
+    node = request.get("node")
+    if node:
+        _check_node(node, request["cables"], state)
     transport = request["transport"]
     files = {rel: content for rel, content in request.get("files", {}).items()
              if not _system_owned(rel)}
@@ -411,12 +444,15 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
                            if not Path(f"/sys/module/{m}").exists()],
         "native_device": _free_native_name() if transport == "native" else None,
         "native_key": None,
+        "node": node or None,
     }
     for cable in request["cables"]:
         link = cable["link"]
         prior = net.link_state(link)
         pairing["prior_links"][link] = {
             "mtu": prior["mtu"], "up": prior["up"], "addresses": net.ipv4_addresses(link)}
+        if node and node.get("forward_link") == link:
+            pairing["prior_links"][link]["forwarding"] = net.forwarding(link)
         if transport == "rxe" and not Path(
                 f"/sys/class/infiniband/{cable.get('rdma_device')}").exists():
             pairing["created_rdma"].append(cable["rdma_device"])
@@ -436,6 +472,8 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
             net.modprobe(module)
         for cable in request["cables"]:
             _configure_cable(cable, transport)
+        if node:
+            _configure_node(node, [c["link"] for c in request["cables"]])
         if transport == "native":
             key = bytes.fromhex(request["native_key"])
             # Exactly one end initiates the handshake; both ends decide alike from the ids.
@@ -464,6 +502,29 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
     state_mod.clear_journal(state_dir)
     return {"applied": True, "files_changed": changed, "systemd": _systemd_live(),
             "cables": pairing["cables"]}
+
+
+def _check_node(node: dict[str, Any], cables: list[dict[str, Any]],
+                state: dict[str, Any]) -> None:
+    """Refuse a node request that does not fit this host, before anything changes."""
+    ipaddress.IPv4Address(node["address"])
+    links = {c["link"] for c in cables}
+    for route in node["routes"]:
+        ipaddress.IPv4Address(route["to"])
+        ipaddress.IPv4Address(route["via"])
+        if route["link"] not in links:
+            raise AgentError(f"node route to {route['to']} names link {route['link']}, which "
+                             "is not a cable of this pairing")
+    if node.get("forward_link") not in (None, *links):
+        raise AgentError(f"forwarding asked on {node['forward_link']}, which is not a cable "
+                         "of this pairing")
+    ours = next((p for p in state["pairings"].values() if p.get("node")), None)
+    if ours and ours["node"]["address"] != node["address"]:
+        raise AgentError(f"this host's node address is {ours['node']['address']} (paired with "
+                         f"{ours['peer_name']}), not {node['address']}: unpair it first")
+    if not ours and _link_present(node["link"]):
+        raise AgentError(f"link {node['link']} exists but tbctl did not make it: remove it "
+                         f"(ip link del {node['link']}) or pair without an inventory")
 
 
 def _free_native_name() -> str:
@@ -534,6 +595,12 @@ def _reapply(state: dict[str, Any]) -> dict[str, Any]:
                 except net.CommandError as exc:
                     failed.append(f"{cable['link']}: {exc}")
         absent.extend(c["link"] for c in pending)
+        if pairing.get("node"):
+            here = [c["link"] for c in pairing["cables"] if c["link"] in applied]
+            try:
+                _configure_node(pairing["node"], here)
+            except net.CommandError as exc:
+                failed.append(f"node address {pairing['node']['address']}: {exc}")
         if pairing.get("native_device"):
             links = [c["link"] for c in pairing["cables"] if c["link"] in applied]
             if links:
@@ -572,6 +639,14 @@ def cable_status(cable: dict[str, Any], devices: dict[str, dict[str, Any]]) -> d
     }
 
 
+def node_status(node: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not node:
+        return None
+    present = _link_present(node["link"])
+    return {**node, "address_set": present and f"{node['address']}/32" in
+            net.ipv4_addresses(node["link"])}
+
+
 def roce_gid_index(gids: list[dict[str, Any]], address: str) -> int | None:
     """Index of the RoCE v2 GID that maps the cable's IPv4 address (what perftest's -x takes)."""
     # Compare addresses, not strings: Python 3.13 spells IPv4-mapped addresses differently.
@@ -597,6 +672,7 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
             "peer_name": pairing["peer_name"],
             "transport": pairing["transport"],
             "cables": [cable_status(c, devices) for c in pairing["cables"]],
+            "node": node_status(pairing.get("node")),
         })
     return {**cmd_hello(args), "pairings": pairings, "files": sorted(state["files"]),
             "recovered": recovered}
