@@ -9,6 +9,7 @@ The image is built on first use (cached under ~/.cache/tbrdma/lab, keyed by its 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -193,6 +194,72 @@ def test_persistence(lab_dir: Path) -> None:
 def test_cable_pull(lab_dir: Path) -> None:
     needs_pair()
     run(lab_dir, "cable_pull.py")
+
+
+RACE_LINK = "tbrace0"
+STATE_DIR = "/var/lib/tbctl"
+SLOW_DROP_IN = "/run/systemd/system/tbctl-reapply.service.d/50-test-slow.conf"
+
+
+def guest_wait(lab_dir: Path, host: str, condition: str, timeout: int) -> bool:
+    """Poll a shell condition inside the guest (one SSH round trip, however slow TCG is)."""
+    loop = (f"for i in $(seq {timeout * 5}); do if {condition}; then exit 0; fi; "
+            "sleep 0.2; done; exit 1")
+    state = cluster.load(lab_dir)
+    result = subprocess.run(cluster.ssh_command(state, state.node(host), loop),
+                            capture_output=True, text=True, timeout=timeout + 120, check=False)
+    return result.returncode == 0
+
+
+def test_link_appearing_during_reapply_is_configured(lab_dir: Path) -> None:
+    """Issue 10: a cable link that appears while the boot re-apply is still running must be
+    configured. The old hotplug rule started that same unit again, and systemd merges a
+    start into the running start job, so the link got no run of its own. A drop-in keeps
+    the boot re-apply running after its own scan of the links (ExecStartPost=sleep), a dummy
+    link recorded as a cable of the pairing appears meanwhile, and it must get its address
+    and RDMA device, with no `tbctl` command run for it."""
+    needs_pair()
+    host = "lab-b"
+    original = ssh(lab_dir, host, f"cat {STATE_DIR}/state.json")
+    state = json.loads(original)
+    pairing = next(iter(state["pairings"].values()))
+    assert pairing["transport"] == "rxe", pairing
+    cable = {**pairing["cables"][0], "link": RACE_LINK, "address": "10.253.0.1",
+             "peer_address": "10.253.0.0", "prefix": 31, "mtu": 1500,
+             "rdma_device": f"rxe_{RACE_LINK}"}
+    pairing["cables"].append(cable)
+    encoded = base64.b64encode(json.dumps(state).encode()).decode()
+    unit = "tbctl-reapply.service"
+    try:
+        ssh(lab_dir, host, f"echo {encoded} | base64 -d > {STATE_DIR}/state.json && "
+                           f"touch {STATE_DIR}/links/{RACE_LINK} && "
+                           f"mkdir -p {Path(SLOW_DROP_IN).parent} && "
+                           "printf '[Service]\\nExecStartPost=/bin/sleep 30\\n' "
+                           f"> {SLOW_DROP_IN} && "
+                           f"systemctl daemon-reload && systemctl start --no-block {unit}")
+        assert guest_wait(lab_dir, host,
+                          f'[ "$(systemctl show -P SubState {unit})" = start-post ]', 120), \
+            "the boot re-apply never reached its slow ExecStartPost"
+        ssh(lab_dir, host, f"ip link add {RACE_LINK} type dummy && udevadm settle")
+        # The premise: the link appeared while the boot re-apply was still running.
+        assert ssh(lab_dir, host, f"systemctl show -P SubState {unit}").strip() == \
+            "start-post", "the re-apply ended before the link appeared: the drop-in is too short"
+        configured = guest_wait(
+            lab_dir, host, f"ip -4 -o addr show dev {RACE_LINK} | grep -q ' 10.253.0.1/31 ' "
+                           f"&& rdma link show rxe_{RACE_LINK}/1 >/dev/null 2>&1", 120)
+        journal = ssh(lab_dir, host, "journalctl -b --no-pager -u 'tbctl-reapply*' | tail -20",
+                      check=False)
+        assert configured, f"{RACE_LINK} appeared during the boot re-apply and was never " \
+                           f"configured:\n{journal}"
+        assert guest_wait(lab_dir, host,
+                          f'[ "$(systemctl show -P ActiveState {unit})" = inactive ]', 120)
+    finally:
+        encoded_original = base64.b64encode(original.encode()).decode()
+        ssh(lab_dir, host, f"rm -f {SLOW_DROP_IN}; systemctl daemon-reload; "
+                           f"rdma link delete rxe_{RACE_LINK}; ip link del {RACE_LINK}; "
+                           f"rm -f {STATE_DIR}/links/{RACE_LINK}; "
+                           f"echo {encoded_original} | base64 -d > {STATE_DIR}/state.json; "
+                           "systemctl reset-failed 'tbctl-reapply*'; true", check=False)
 
 
 @pytest.mark.skipif(not tbctl_has("unpair"), reason="`tbctl unpair` is not in this tbctl")
