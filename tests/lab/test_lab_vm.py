@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -203,8 +204,8 @@ SLOW_DROP_IN = "/run/systemd/system/tbctl-reapply.service.d/50-test-slow.conf"
 
 def guest_wait(lab_dir: Path, host: str, condition: str, timeout: int) -> bool:
     """Poll a shell condition inside the guest (one SSH round trip, however slow TCG is)."""
-    loop = (f"for i in $(seq {timeout * 5}); do if {condition}; then exit 0; fi; "
-            "sleep 0.2; done; exit 1")
+    # Bounded by time, not by rounds: each round's commands take seconds under TCG.
+    loop = f"timeout {timeout} sh -c {shlex.quote(f'until {condition}; do sleep 0.2; done')}"
     state = cluster.load(lab_dir)
     result = subprocess.run(cluster.ssh_command(state, state.node(host), loop),
                             capture_output=True, text=True, timeout=timeout + 120, check=False)
