@@ -17,7 +17,7 @@ import resource
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tbctl import __version__
@@ -25,7 +25,9 @@ from tbctl.node import AGENT_PROTOCOL, net, probe
 from tbctl.node import state as state_mod
 from tbctl.node.state import DEFAULT_STATE_DIR, host_root, under_root
 
-UNIT_NAME = "tbctl-reapply.service"
+UNIT_NAME = "tbctl-reapply.service"  # the boot re-apply; enabled while a pairing exists
+# The hotplug re-apply, one instance per link that appears (started by the udev rule).
+INSTANCES = "tbctl-reapply@*.service"
 # Facts about this invocation from the controller (`tbctl node --ssh-address ADDR ...`).
 SESSION: dict[str, str] = {"ssh_address": ""}
 
@@ -203,6 +205,9 @@ def _put_back(files: dict[str, str | None]) -> None:
 def _restore_host_files(state: dict[str, Any]) -> None:
     if _systemd_live():
         net.run(["systemctl", "disable", UNIT_NAME], check=False)
+        # The hotplug instances stay active while their link exists: stop them before
+        # their unit file goes (they have no ExecStop; the pairing was undone already).
+        net.run(["systemctl", "stop", INSTANCES], check=False)
     _put_back({rel: record["prior"] for rel, record in state["files"].items()
                if not _system_owned(rel)})
     state["files"] = {}
@@ -562,27 +567,43 @@ def _forget_host(state_dir: str, state: dict[str, Any]) -> None:
 
 
 def cmd_reapply(args: argparse.Namespace) -> dict[str, Any]:
-    """Boot and hotplug: configure every recorded cable whose link is present."""
+    """Boot: configure every recorded cable whose link is present. Hotplug (`--device`, the
+    sysfs path of the link that appeared): configure the recorded cable on that link."""
+    only = link_of_device(args.device) if args.device else None
     with state_mod.locked(args.state_dir, create=False) as held:
         if held is None:
             return {"applied": [], "absent": [], "recovered": None}
         recovered = _recover(args.state_dir)
-        return {**_reapply(state_mod.load(args.state_dir)), "recovered": recovered}
+        return {**_reapply(state_mod.load(args.state_dir), only), "recovered": recovered}
+
+
+def link_of_device(device: str) -> str:
+    """The interface name of a network device's sysfs path (/sys/devices/.../net/NAME)."""
+    path = PurePosixPath(device)
+    if path.parts[:2] != ("/", "sys") or path.parent.name != "net" or ".." in path.parts:
+        raise AgentError(f"--device {device} is not the sysfs path of a network interface "
+                         "(/sys/devices/.../net/NAME)")
+    return path.name
 
 
 def _link_present(link: str) -> bool:
     return Path(f"/sys/class/net/{link}").exists()
 
 
-def _reapply(state: dict[str, Any]) -> dict[str, Any]:
+def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    """Configure the recorded cables whose links are present (only the one on link `only`
+    when given); the pairing's other rails stay as they are."""
     applied, absent, failed = [], [], []
     for pairing in state["pairings"].values():
+        cables = [c for c in pairing["cables"] if only is None or c["link"] == only]
+        if not cables:
+            continue
         for module in pairing.get("loaded_modules", []):
             net.run(["modprobe", module], check=False)
-        # Scan again until nothing new appears: a link that shows up while this run is busy
-        # starts no second run (systemd merges the hotplug rule's start into this one), so a
-        # boot where the cable NICs come up late would otherwise leave them unconfigured.
-        pending = list(pairing["cables"])
+        # Scan again until nothing new appears. Not needed for correctness (every link that
+        # appears starts its own tbctl-reapply@ instance, which waits for this run's lock),
+        # but it configures NICs that come up during the boot run in that run.
+        pending = list(cables)
         while True:
             present = [c for c in pending if _link_present(c["link"])]
             if not present:
@@ -602,7 +623,7 @@ def _reapply(state: dict[str, Any]) -> dict[str, Any]:
             except net.CommandError as exc:
                 failed.append(f"node address {pairing['node']['address']}: {exc}")
         if pairing.get("native_device"):
-            links = [c["link"] for c in pairing["cables"] if c["link"] in applied]
+            links = [c["link"] for c in cables if c["link"] in applied]
             if links:
                 _native().create(pairing["native_device"], links,
                                  bytes.fromhex(pairing["native_key"]),
@@ -728,6 +749,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--links", default="")
         if name == "unapply":
             p.add_argument("--peer", required=True)
+        if name == "reapply":
+            p.add_argument("--device", default=None,
+                           help="sysfs path of the link that appeared (hotplug instance)")
         if name == "ping":
             p.add_argument("--address", required=True)
             p.add_argument("--count", type=int, default=3)
