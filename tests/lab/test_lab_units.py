@@ -194,6 +194,27 @@ def test_perftest_runs_again_only_when_its_clock_calibration_failed(tmp_path: Pa
                             scratch=str(tmp_path / "device"))
 
 
+# Recorded in CI (lab-a, 6.12.117+deb13-amd64, TCG): the emulator's spurious debug trap.
+TCG_DEBUG_TRAP = """\
+[  327.008488] ------------[ cut here ]------------
+[  327.011078] WARNING: CPU: 0 PID: 837 at arch/x86/kernel/traps.c:1120 exc_debug_kernel+0xca/0x160
+[  327.016277] CPU: 0 UID: 0 PID: 837 Comm: ib_write_bw Tainted: G OE 6.12.117+deb13-amd64 #1
+[  327.018014] RSP: 0000:fffffe1a104a5f28 EFLAGS: c2e02002
+[  327.021146] RIP: 0010:__kmalloc_noprof+0x134/0x400
+[  327.022712]  ib_uverbs_post_send+0x11b/0x790 [ib_uverbs]
+"""
+
+
+def test_kernel_trouble_ignores_only_the_tcg_debug_trap() -> None:
+    assert testdriver.kernel_trouble(TCG_DEBUG_TRAP) is None
+    ours = "[  12.0] WARNING: CPU: 0 PID: 9 at drivers/infiniband/sw/tbrdma/qp.c:80 x+0x1/0x2\n"
+    assert testdriver.kernel_trouble(TCG_DEBUG_TRAP + ours) == "WARNING:"
+    assert testdriver.kernel_trouble("[ 1.0] BUG: unable to handle page fault\n") == "BUG:"
+    hung = "[ 99.0] INFO: task ib_write_bw:123 blocked for more than 120 seconds.\n"
+    assert testdriver.kernel_trouble(hung) is None
+    assert testdriver.kernel_trouble(hung, also=("INFO: task",)) == "INFO: task"
+
+
 def test_lab_launcher_runs_the_agent_and_the_cli(tmp_path: Path) -> None:
     """The guests' /usr/local/bin/tbctl: `node` goes to the agent's own entry point (no CLI
     imports), anything else to the CLI; both from the tree the seed installs."""
