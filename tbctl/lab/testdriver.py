@@ -245,8 +245,9 @@ KERNEL_TROUBLE = ("WARNING:", "BUG:", "Oops", "general protection", "UBSAN", "KA
                   "refcount_t", "kmemleak", "Fatal error")
 # QEMU's TCG now and then delivers a single-step debug trap inside the kernel with an
 # impossible EFLAGS image (reserved bits set, TF on), and the kernel WARNs in
-# exc_debug_kernel (seen in CI in __kmalloc under ib_uverbs_post_send). The emulator's fault,
-# not the code under test: that one WARNING line is not counted, every other sign is.
+# exc_debug_kernel, whose comment names QEMU leaking #DB into the guest as the known cause
+# (seen in CI in __kmalloc under ib_uverbs_post_send). The emulator's fault, not the code
+# under test: that one WARNING line is not counted, every other sign is.
 _TCG_SPURIOUS_DEBUG_TRAP = re.compile(
     r"WARNING: CPU: \d+ PID: \d+ at arch/x86/kernel/traps\.c:\d+ exc_debug_kernel")
 
