@@ -103,17 +103,26 @@ def test_boot_unit_checks_the_persisted_archive():
     assert "ExecStartPre" not in plain
 
 
+def _persisted_agent_unit(name: str) -> str:
+    """A unit as rendered for a host that runs the persisted agent archive."""
+    archive = f"/var/lib/tbctl/tbctl-{'cd' * 32}.pyz"
+    return render_host_files(state_dir="/var/lib/tbctl",
+                             tbctl_exec=f"{sys.executable} -I {archive}",
+                             modules=[])[f"etc/systemd/system/{name}"]
+
+
+def _systemd_verifies(unit: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
 def test_boot_unit_parses_as_systemd_reads_it(tmp_path):
     """systemd's own parser accepts the unit (quoting of the ExecStartPre= check included)."""
-    archive = f"/var/lib/tbctl/tbctl-{'cd' * 32}.pyz"
-    unit = render_host_files(state_dir="/var/lib/tbctl",
-                             tbctl_exec=f"{sys.executable} -I {archive}",
-                             modules=[])["etc/systemd/system/tbctl-reapply.service"]
-    (tmp_path / "tbctl-reapply.service").write_text(unit)
-    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "tbctl-reapply.service")],
-                            capture_output=True, text=True)
-    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    (tmp_path / "tbctl-reapply.service").write_text(
+        _persisted_agent_unit("tbctl-reapply.service"))
+    _systemd_verifies(tmp_path / "tbctl-reapply.service")
 
 
 def test_hotplug_unit_runs_once_per_link():
@@ -142,15 +151,10 @@ def test_hotplug_unit_runs_once_per_link():
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
 def test_hotplug_instance_parses_as_systemd_reads_it(tmp_path):
     """systemd's parser accepts an instance of the template, named as systemd names it."""
-    archive = f"/var/lib/tbctl/tbctl-{'cd' * 32}.pyz"
-    template = render_host_files(state_dir="/var/lib/tbctl",
-                                 tbctl_exec=f"{sys.executable} -I {archive}",
-                                 modules=[])["etc/systemd/system/tbctl-reapply@.service"]
-    (tmp_path / "tbctl-reapply@.service").write_text(template)
+    (tmp_path / "tbctl-reapply@.service").write_text(
+        _persisted_agent_unit("tbctl-reapply@.service"))
     escaped = subprocess.run(["systemd-escape", "--path", "--template=tbctl-reapply@.service",
                               "/sys/devices/virtual/net/tb-0"], capture_output=True, text=True,
                              check=True).stdout.strip()
     assert escaped == "tbctl-reapply@sys-devices-virtual-net-tb\\x2d0.service"
-    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / escaped)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    _systemd_verifies(tmp_path / escaped)
