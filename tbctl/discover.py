@@ -19,6 +19,7 @@ from tbctl.cluster import each_host, failure
 from tbctl.connection import Connection
 from tbctl.errors import TbctlError
 from tbctl.hosts import SshOptions
+from tbctl.pairing import link_neighbours
 from tbctl.plan import match_cables
 from tbctl.schema import DiscoverHost, DiscoverLink, DiscoverResult, HostFailure
 
@@ -28,10 +29,7 @@ Facts = tuple[dict[str, Any], dict[str, list[str]]]  # (probe, neighbour MACs pe
 def read_host(conn: Connection, state_dir: str, links: str) -> Facts:
     """One host's probe and, for its links that exist, the MACs at their far ends."""
     probe = conn.agent("probe", "--state-dir", state_dir, "--links", links)
-    names = [link["name"] for link in probe["links"] if not link.get("missing")]
-    neighbours = conn.agent("neighbours", "--links", ",".join(names))["neighbours"] \
-        if names else {}
-    return probe, neighbours
+    return probe, link_neighbours(conn, probe)
 
 
 def _xdomain(probe: dict[str, Any], name: str | None) -> dict[str, Any]:

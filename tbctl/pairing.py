@@ -40,7 +40,8 @@ class PairOptions:
     nodes: tuple[NodeSide, NodeSide] | None = None
 
 
-def _pairing_with(status: dict[str, Any], peer_id: str) -> dict[str, Any] | None:
+def pairing_with(status: dict[str, Any], peer_id: str) -> dict[str, Any] | None:
+    """The pairing a host's status records with the host `peer_id`, if any."""
     return next((p for p in status["pairings"] if p["peer_id"] == peer_id), None)
 
 
@@ -207,10 +208,10 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
             raise PlanError(f"{a.name} and {b.name} are the same host "
                             f"({status_a['hostname']}): name two different hosts")
         id_a, id_b = status_a["host_id"], status_b["host_id"]
-        have_a, have_b = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
+        have_a, have_b = pairing_with(status_a, id_b), pairing_with(status_b, id_a)
         nodes = options.nodes or (None, None)
-        if have_a and have_b and _consistent(have_a, have_b) \
-                and _node_as_planned(have_a, nodes[0]) and _node_as_planned(have_b, nodes[1]):
+        whole = bool(have_a and have_b and _consistent(have_a, have_b))
+        if whole and _node_as_planned(have_a, nodes[0]) and _node_as_planned(have_b, nodes[1]):
             step("checking the recorded pairing")
             return {"dry_run": False, "already_paired": True, "host_a": a.name,
                     "host_b": b.name, "transport": have_a["transport"],
@@ -218,7 +219,6 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
                     **verify(a, b, have_a, have_b, options.verify_rdma, step)}
         # A whole pairing without the planned node addresses (made by name, or by an older
         # tbctl) is paired again: a dry run plans that; a half-recorded one it cannot.
-        whole = bool(have_a and have_b and _consistent(have_a, have_b))
         if options.dry_run and (have_a or have_b) and not whole:
             raise PlanError(f"{a.name} and {b.name} hold a half-recorded pairing: run "
                             f"tbctl unpair {a.name} {b.name}, then pair again")
@@ -253,7 +253,7 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
                 lambda: a.agent("status", *state_args), lambda: b.agent("status", *state_args),
                 *[_pinger(a, c.address_b) for c in plan.cables]]
             status_a, status_b, *rtts = in_parallel(lambda job: job(), jobs)
-            pa, pb = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
+            pa, pb = pairing_with(status_a, id_b), pairing_with(status_b, id_a)
             assert pa and pb
             pings = {c.link_a: rtt for c, rtt in zip(plan.cables, rtts, strict=True)}
             checked = verify(a, b, pa, pb, options.verify_rdma, step, pings)

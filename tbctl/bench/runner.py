@@ -23,6 +23,7 @@ from tbctl.bench import perf
 from tbctl.connection import Connection
 from tbctl.errors import EXIT_USAGE, PlanError, RemoteError, TbctlError
 from tbctl.hosts import SshOptions, connected, in_parallel
+from tbctl.pairing import pairing_with
 from tbctl.schema import BenchPair, BenchResult, BenchSample, BenchTransport
 
 Say = Callable[[str], None]
@@ -72,16 +73,12 @@ def connection_runner(conns: Mapping[str, Connection], as_root: bool = False) ->
     return run
 
 
-def pairing_between(status: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any] | None:
-    return next((p for p in status["pairings"] if p["peer_id"] == peer["host_id"]), None)
-
-
 def paired_pairs(hosts: Sequence[str], statuses: Mapping[str, dict[str, Any]]
                  ) -> list[tuple[str, str]]:
     """Every two of `hosts` paired with each other (both sides recorded it), in order."""
     pairs = [(a, b) for a, b in itertools.combinations(hosts, 2)
-             if pairing_between(statuses[a], statuses[b])
-             and pairing_between(statuses[b], statuses[a])]
+             if pairing_with(statuses[a], statuses[b]["host_id"])
+             and pairing_with(statuses[b], statuses[a]["host_id"])]
     if not pairs and len(hosts) == 2:
         raise PlanError(f"{hosts[0]} and {hosts[1]} are not paired: run tbctl pair "
                         f"{hosts[0]} {hosts[1]} first")
@@ -100,7 +97,7 @@ def available_tools(run: Run, host: str) -> set[str]:
 
 def _peer_cable(status_b: dict[str, Any], status_a: dict[str, Any], address: str
                 ) -> dict[str, Any] | None:
-    pairing = pairing_between(status_b, status_a)
+    pairing = pairing_with(status_b, status_a["host_id"])
     return next((c for c in (pairing or {}).get("cables", []) if c["address"] == address),
                 None)
 
@@ -108,7 +105,7 @@ def _peer_cable(status_b: dict[str, Any], status_a: dict[str, Any], address: str
 def plan_transports(a: str, b: str, status_a: dict[str, Any], status_b: dict[str, Any],
                     options: BenchOptions) -> tuple[list[BenchTransport], list[str]]:
     """The pairing's RDMA devices and TCP on its first working cable; and what is skipped."""
-    pairing = pairing_between(status_a, status_b)
+    pairing = pairing_with(status_a, status_b["host_id"])
     assert pairing is not None
     cables = [c for c in pairing["cables"] if c.get("up", True)]
     skipped: list[str] = []
@@ -158,7 +155,7 @@ def _unique_names(transports: list[BenchTransport]) -> list[BenchTransport]:
 def add_rxe(root_run: Run, run: Run, a: str, b: str, status_a: dict[str, Any],
             status_b: dict[str, Any]) -> BenchTransport:
     """rdma_rxe on the pair's first cable for the run; remove_rxe takes it away again."""
-    pairing = pairing_between(status_a, status_b)
+    pairing = pairing_with(status_a, status_b["host_id"])
     assert pairing is not None
     cable = pairing["cables"][0]
     for host, netdev in ((a, cable["link"]), (b, cable["peer_link"])):
