@@ -309,7 +309,7 @@ def _undo_node(pairing: dict[str, Any], others: dict[str, Any]) -> None:
         net.del_route(route["to"], route["via"], route["link"])
     link = node.get("forward_link")
     prior = pairing.get("prior_links", {}).get(link or "", {}).get("forwarding")
-    if link and prior is not None and _link_present(link):
+    if link and prior is not None and net.link_present(link):
         net.set_forwarding(link, prior)
     if not any(p.get("node") for p in others.values()):
         net.delete_link(node["link"])
@@ -325,7 +325,7 @@ def _undo_pairing(pairing: dict[str, Any], others: dict[str, Any]) -> None:
     for device in pairing.get("created_rdma", []):
         net.rxe_delete(device)
     for link, prior in pairing.get("prior_links", {}).items():
-        if not Path(f"/sys/class/net/{link}").exists():
+        if not net.link_present(link):
             continue
         for cable in pairing["cables"]:
             if cable["link"] == link:
@@ -527,7 +527,7 @@ def _check_node(node: dict[str, Any], cables: list[dict[str, Any]],
     if ours and ours["node"]["address"] != node["address"]:
         raise AgentError(f"this host's node address is {ours['node']['address']} (paired with "
                          f"{ours['peer_name']}), not {node['address']}: unpair it first")
-    if not ours and _link_present(node["link"]):
+    if not ours and net.link_present(node["link"]):
         raise AgentError(f"link {node['link']} exists but tbctl did not make it: remove it "
                          f"(ip link del {node['link']}) or pair without an inventory")
 
@@ -586,10 +586,6 @@ def link_of_device(device: str) -> str:
     return path.name
 
 
-def _link_present(link: str) -> bool:
-    return Path(f"/sys/class/net/{link}").exists()
-
-
 def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
     """Configure the recorded cables whose links are present (only the one on link `only`
     when given); the pairing's other rails stay as they are."""
@@ -605,7 +601,7 @@ def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
         # but it configures NICs that come up during the boot run in that run.
         pending = list(cables)
         while True:
-            present = [c for c in pending if _link_present(c["link"])]
+            present = [c for c in pending if net.link_present(c["link"])]
             if not present:
                 break
             for cable in present:
@@ -635,7 +631,7 @@ def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
 
 def cable_status(cable: dict[str, Any], devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
     link = cable["link"]
-    present = Path(f"/sys/class/net/{link}").exists()
+    present = net.link_present(link)
     info = probe.netdev(Path("/"), link) if present else {}
     addresses = net.ipv4_addresses(link) if present else []
     cidr = f"{cable['address']}/{cable['prefix']}"
@@ -663,7 +659,7 @@ def cable_status(cable: dict[str, Any], devices: dict[str, dict[str, Any]]) -> d
 def node_status(node: dict[str, Any] | None) -> dict[str, Any] | None:
     if not node:
         return None
-    present = _link_present(node["link"])
+    present = net.link_present(node["link"])
     return {**node, "address_set": present and f"{node['address']}/32" in
             net.ipv4_addresses(node["link"])}
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 
@@ -171,10 +172,15 @@ def rmmod(module: str) -> None:
     run(["modprobe", "-r", module], check=False)
 
 
+def link_present(name: str) -> bool:
+    """Whether the network interface exists (in this host's network namespace)."""
+    return Path(f"/sys/class/net/{name}").exists()
+
+
 def ensure_node_link(name: str) -> None:
     """A link of its own for the node address, up: a dummy, or where the kernel has no dummy
     driver an empty bridge (both carry local addresses and need no configuration)."""
-    if not _link_exists(name):
+    if not link_present(name):
         errors = []
         for kind in ("dummy", "bridge"):
             proc = run(["ip", "link", "add", name, "type", kind], check=False)
@@ -185,10 +191,6 @@ def ensure_node_link(name: str) -> None:
             raise CommandError(f"cannot create the node address link {name} "
                                f"({'; '.join(errors)}): load the dummy module")
     run(["ip", "link", "set", "dev", name, "up"])
-
-
-def _link_exists(name: str) -> bool:
-    return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
 
 
 def delete_link(name: str) -> None:

@@ -107,7 +107,7 @@ def test_reapply_configures_a_link_that_appears_while_it_runs(monkeypatch) -> No
         configured.append(cable["link"])
         present.add("thunderbolt1")  # udev renames the second NIC meanwhile
 
-    monkeypatch.setattr(agent, "_link_present", lambda link: link in present)
+    monkeypatch.setattr(agent.net, "link_present", lambda link: link in present)
     monkeypatch.setattr(agent, "_configure_cable", configure)
     state = {"pairings": {"peer": {"transport": "ip", "cables": [
         {"link": "thunderbolt0"}, {"link": "thunderbolt1"}, {"link": "thunderbolt2"}]}}}
@@ -121,7 +121,7 @@ def test_hotplug_reapply_configures_only_its_own_link(monkeypatch) -> None:
     configures that link's cable; the other cables are the boot run's or their own
     instance's business."""
     configured = []
-    monkeypatch.setattr(agent, "_link_present", lambda link: True)
+    monkeypatch.setattr(agent.net, "link_present", lambda link: True)
     monkeypatch.setattr(agent, "_configure_cable",
                         lambda cable, transport: configured.append(cable["link"]))
     state = {"pairings": {
