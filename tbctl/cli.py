@@ -60,7 +60,9 @@ def _fail(code: str, message: str, exit_code: int, as_json: bool) -> NoReturn:
 class Group(click.Group):
     # Imported when used: the lab's modules are not needed to pair hosts, and every
     # import is paid on every run.
-    LAZY = {"lab": ("tbctl.commands.lab", "lab")}
+    LAZY = {"lab": ("tbctl.commands.lab", "lab"),
+            "bench": ("tbctl.commands.bench", "bench_command"),
+            "discover": ("tbctl.commands.discover", "discover_command")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])

@@ -15,6 +15,11 @@ Every variable follows its project's documentation:
 - vLLM binds to `VLLM_HOST_IP`; torch.distributed rendezvous uses `MASTER_ADDR`/`MASTER_PORT`.
 - Ray has no environment variable for the node address: `ray start --node-ip-address` takes
   it (tbctl run ray passes it), so it is not exported here.
+
+Hosts paired from an inventory have a node address each (tbctl.nodes) that every other host
+reaches: VLLM_HOST_IP, MASTER_ADDR, Ray's node IP and the bootstrap of NCCL and Gloo (their
+socket interface, the node address's own link) use it. Hosts paired by name have none: they
+bind to a cable address, which only their direct peers reach.
 """
 
 from __future__ import annotations
@@ -102,24 +107,28 @@ def _rdma_variables(host: str, cables: list[dict[str, Any]], devices: list[str],
 
 def variables_for(status: dict[str, Any], peer_names: set[str], *,
                   master_addr: str | None = None, node_address: str | None = None,
-                  master_port: int = DEFAULT_MASTER_PORT) -> dict[str, str]:
+                  master_port: int = DEFAULT_MASTER_PORT,
+                  node_link: str | None = None) -> dict[str, str]:
     """Variables for the host `status` describes, using its cables to the named peers.
 
-    node_address picks the cable whose address the host binds to (default: the first cable);
+    node_address is the address the host binds to and every peer reaches it on: a cable's
+    address (default: the first cable's), or with node_link the host's node address on that
+    link (tbctl.nodes), which NCCL's and Gloo's bootstrap then bind to as well;
     master_addr is rank 0's address as this host reaches it (default: this host).
     """
     host = status.get("hostname", "host")
     transport, cables = _cables(status, peer_names)
-    if node_address is not None:
+    if node_address is not None and node_link is None:
         cables.sort(key=lambda c: c["address"] != node_address)  # the node's cable first
-    node = cables[0]
+    bind_link = node_link or cables[0]["link"]
+    bind = node_address if node_link else cables[0]["address"]
     links = list(dict.fromkeys(c["link"] for c in cables))
     devices = list(dict.fromkeys(c["rdma_device"] for c in cables if c.get("rdma_device")))
     env = {
-        "NCCL_SOCKET_IFNAME": "=" + ",".join(links),
-        "GLOO_SOCKET_IFNAME": node["link"],
-        "VLLM_HOST_IP": node["address"],
-        "MASTER_ADDR": master_addr or node["address"],
+        "NCCL_SOCKET_IFNAME": "=" + (node_link or ",".join(links)),
+        "GLOO_SOCKET_IFNAME": bind_link,
+        "VLLM_HOST_IP": bind,
+        "MASTER_ADDR": master_addr or bind,
         "MASTER_PORT": str(master_port),
         "OMPI_MCA_pml": "ucx",
         "OMPI_MCA_pml_ucx_tls": "any",
@@ -145,15 +154,18 @@ def cluster_env(statuses: dict[str, dict[str, Any]], hosts: list[str],
         raise PlanError("name at least two paired hosts; the first one is rank 0")
     if len(set(hosts)) != len(hosts):
         raise PlanError(f"a host is named twice in {' '.join(hosts)}: name each host once")
+    peers_of = {me: set().union(*(_pairing_names(statuses[me], statuses[other])
+                                  for other in hosts if other != me))
+                for me in hosts}
+    nodes = {h: _node_of(statuses[h], peers_of[h]) for h in hosts}
+    if all(nodes.values()):
+        return _node_env(statuses, hosts, peers_of, nodes, master_port)  # type: ignore[arg-type]
     master = hosts[0]
     for other in hosts[1:]:
         if not (_pairing_names(statuses[master], statuses[other])
                 and _pairing_names(statuses[other], statuses[master])):
             raise PlanError(f"{master} is not paired with {other}: "
                             f"run tbctl pair {master} {other}")
-    peers_of = {me: set().union(*(_pairing_names(statuses[me], statuses[other])
-                                  for other in hosts if other != me))
-                for me in hosts}
     # Rank 0 binds to its first cable to rank 1; every other host reaches it over its own
     # direct cable, and binds to that cable's near end.
     master_cables = [c for p in statuses[master]["pairings"]
@@ -180,6 +192,39 @@ def cluster_env(statuses: dict[str, dict[str, Any]], hosts: list[str],
             host=host, rank=rank, node_address=node, master_addr=master_addr,
             transport=transport,
             links=list(dict.fromkeys(c["link"] for c in cables)),
+            devices=list(dict.fromkeys(c["rdma_device"] for c in cables
+                                       if c.get("rdma_device"))),
+            variables=variables)
+    return result
+
+
+def _node_of(status: dict[str, Any], peer_names: set[str]) -> dict[str, Any] | None:
+    """The host's node address record, from a pairing with one of the job's hosts."""
+    return next((p["node"] for p in status["pairings"]
+                 if p["peer_name"] in peer_names and p.get("node")), None)
+
+
+def _node_env(statuses: dict[str, dict[str, Any]], hosts: list[str],
+              peers_of: dict[str, set[str]], nodes: dict[str, dict[str, Any]],
+              master_port: int) -> dict[str, HostEnv]:
+    """Every host has a node address (an inventory pairing): each binds to its own, and
+    rank 0's is MASTER_ADDR for all, whichever cables lie between them."""
+    lonely = [h for h in hosts if not peers_of[h]]
+    if lonely:
+        raise PlanError(f"{lonely[0]} is not paired with any of {' '.join(hosts)}: pair the "
+                        "inventory (tbctl pair)")
+    master_addr = nodes[hosts[0]]["address"]
+    result = {}
+    for rank, host in enumerate(hosts):
+        node = nodes[host]
+        status = statuses[host]
+        variables = variables_for({**status, "hostname": host}, peers_of[host],
+                                  master_addr=master_addr, node_address=node["address"],
+                                  master_port=master_port, node_link=node["link"])
+        transport, cables = _cables(status, peers_of[host])
+        result[host] = HostEnv(
+            host=host, rank=rank, node_address=node["address"], master_addr=master_addr,
+            transport=transport, links=list(dict.fromkeys(c["link"] for c in cables)),
             devices=list(dict.fromkeys(c["rdma_device"] for c in cables
                                        if c.get("rdma_device"))),
             variables=variables)

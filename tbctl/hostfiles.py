@@ -18,6 +18,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Root-relative path on the host -> template name.
 HOST_FILES = {
     "etc/systemd/system/tbctl-reapply.service": "tbctl-reapply.service.j2",
+    "etc/systemd/system/tbctl-reapply@.service": "tbctl-reapply@.service.j2",
     "etc/udev/rules.d/90-tbctl-hotplug.rules": "90-tbctl-hotplug.rules.j2",
     "etc/modules-load.d/tbctl.conf": "tbctl-modules.conf.j2",
 }

@@ -3,6 +3,8 @@
 
     hosts = ["strix-a", "strix-b", "root@strix-c:2222"]   # as for ssh (aliases welcome)
     pool = "10.254.0.0/16"       # optional: where the per-cable /31s come from
+    node_pool = "10.254.255.0/24"  # optional: where the node addresses (/32) come from
+                                 # (default: the last /24 of pool; cables never use it)
     transport = "auto"           # optional: auto, native, rxe or ip
     mtu = 9000                   # optional: every cable's MTU
     topology = [["strix-a", "strix-b"], ["strix-b", "strix-c"], ["strix-c", "strix-a"]]
@@ -25,10 +27,11 @@ from typing import Any
 
 from tbctl.errors import TbctlError, UsageError
 from tbctl.hostspec import parse_host
+from tbctl.nodes import default_node_pool, node_problem
 from tbctl.plan import DEFAULT_POOL, TRANSPORTS
 
 INVENTORY_FILE = "tbctl.toml"
-FIELDS = ("hosts", "pool", "transport", "mtu", "topology", "links")
+FIELDS = ("hosts", "pool", "node_pool", "transport", "mtu", "topology", "links")
 MTU_RANGE = (1280, 65535)
 
 # Linux interface names: 1-15 characters, no '/', ':', whitespace (dev_valid_name()).
@@ -61,6 +64,12 @@ class Inventory:
     mtu: int | None = None
     topology: tuple[tuple[str, str], ...] | None = None  # None: found from the cables
     links: dict[str, tuple[str, ...]] | None = None  # host -> extra cable links
+    node_pool: str | None = None  # None: the last /24 of pool
+
+    @property
+    def nodes(self) -> str:
+        """Where the node addresses come from."""
+        return self.node_pool or default_node_pool(self.pool)
 
     def links_of(self, host: str) -> tuple[str, ...]:
         return (self.links or {}).get(host, ())
@@ -149,6 +158,12 @@ def parse_inventory(path: Path, text: str) -> Inventory:
         raise _bad(path, "pool", f"must be a string like \"{DEFAULT_POOL}\"")
     if problem := pool_problem(pool):
         raise _bad(path, "pool", problem)
+    node_pool = data.get("node_pool")
+    if node_pool is not None:
+        if not isinstance(node_pool, str):
+            raise _bad(path, "node_pool", "must be a string like \"10.254.255.0/24\"")
+        if problem := node_problem(node_pool):
+            raise _bad(path, "node_pool", problem)
     transport = data.get("transport", "auto")
     if transport not in TRANSPORTS:
         raise _bad(path, "transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}")
@@ -158,7 +173,7 @@ def parse_inventory(path: Path, text: str) -> Inventory:
         raise _bad(path, "mtu", f"{mtu!r} is not a number {MTU_RANGE[0]}-{MTU_RANGE[1]}")
     topology = _topology(path, data["topology"], hosts) if "topology" in data else None
     links = _links(path, data["links"], hosts) if "links" in data else None
-    return Inventory(path, hosts, pool, transport, mtu, topology, links)
+    return Inventory(path, hosts, pool, transport, mtu, topology, links, node_pool)
 
 
 def load_inventory(path: Path) -> Inventory:

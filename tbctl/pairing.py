@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 from tbctl.connection import Connection
 from tbctl.errors import ApplyError, Interrupted, PlanError, RemoteError
 from tbctl.hosts import SshOptions, connected, in_parallel
+from tbctl.nodes import NodeSide
 from tbctl.plan import DEFAULT_POOL, Plan, make_plan
 from tbctl.schema import CableReport, PairResult, UnpairResult
 
@@ -35,9 +36,12 @@ class PairOptions:
     verify_rdma: bool = True
     # Networks no cable of this pairing may use (the other cables of an inventory).
     reserved: tuple[str, ...] = ()
+    # The node addresses' share of this pairing (A's side, B's side): inventories only.
+    nodes: tuple[NodeSide, NodeSide] | None = None
 
 
-def _pairing_with(status: dict[str, Any], peer_id: str) -> dict[str, Any] | None:
+def pairing_with(status: dict[str, Any], peer_id: str) -> dict[str, Any] | None:
+    """The pairing a host's status records with the host `peer_id`, if any."""
     return next((p for p in status["pairings"] if p["peer_id"] == peer_id), None)
 
 
@@ -50,6 +54,16 @@ def _consistent(pa: dict[str, Any], pb: dict[str, Any]) -> bool:
     ends_a = {(c["link"], c["peer_link"], c["address"], c["peer_address"]) for c in pa["cables"]}
     ends_b = {(c["peer_link"], c["link"], c["peer_address"], c["address"]) for c in pb["cables"]}
     return ends_a == ends_b and pa["transport"] == pb["transport"]
+
+
+def _node_as_planned(recorded: dict[str, Any], side: NodeSide | None) -> bool:
+    """A recorded pairing carries the node addresses this run plans (or none is planned)."""
+    if side is None:
+        return True
+    node = recorded.get("node")
+    return bool(node) and node["address"] == side.address \
+        and sorted(r["to"] for r in node["routes"]) == sorted(side.via_peer) \
+        and bool(node.get("forward_link")) == side.forward
 
 
 def _drop_links_in_use(probe: dict[str, Any], in_use: set[str]) -> None:
@@ -76,7 +90,7 @@ def link_neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[s
 
 
 def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str,
-             state_dir: str, native_key: str) -> dict[str, Any]:
+             state_dir: str, native_key: str, node: NodeSide | None) -> dict[str, Any]:
     from tbctl.hostfiles import render_host_files  # jinja2 is imported only to render
     modules = TRANSPORT_MODULES[plan.transport]
     assert me.tbctl_exec is not None
@@ -87,12 +101,18 @@ def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str
     request["persist_agent"] = me.persist_agent
     if plan.transport == "native":
         request["native_key"] = native_key
+    if node is not None:
+        # Node routes go over the first cable, on both ends (so replies take the same way).
+        first = plan.cables[0]
+        other = "b" if side == "a" else "a"
+        request["node"] = node.request(getattr(first, f"link_{side}"),
+                                       getattr(first, f"address_{other}"))
     return request
 
 
 def _pause_between_applies() -> None:
-    """Test hook: hold between the two hosts' applies so a test can press Ctrl-C exactly
-    there (tests/integration/test_interrupt_netns.py). Unset on real runs."""
+    """Test hook: hold B's apply back while A's runs, so a test can press Ctrl-C when only
+    A is changed (tests/integration/test_interrupt_netns.py). Unset on real runs."""
     seconds = os.environ.get("TBCTL_TEST_PAUSE_BETWEEN_APPLIES")
     if seconds:
         time.sleep(float(seconds))
@@ -105,35 +125,45 @@ def _no_step(text: str) -> None:
 def _apply_both(a: Connection, b: Connection, request_a: dict[str, Any],
                 request_b: dict[str, Any], ids: tuple[str, str], state_args: tuple[str, ...],
                 step: Step) -> None:
-    """Apply on A, then on B; a failure on B, or Ctrl-C anywhere in between, undoes A.
+    """Apply on A and B at once (an apply takes seconds on a slow host, and the two do not
+    depend on each other); if either fails, or on Ctrl-C, undo the host(s) that applied.
 
     Each apply runs in a worker thread so that Ctrl-C reaches the main thread at once; an
     apply already running on a host is let finish (it is short) and then undone, because
     stopping it half way would leave that host half changed."""
     id_a, id_b = ids
     started: list[tuple[Connection, str, Future[Any]]] = []
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPoolExecutor(max_workers=2)
 
-    def apply(conn: Connection, peer_id: str, request: dict[str, Any]) -> None:
+    def start(conn: Connection, peer_id: str, request: dict[str, Any]) -> None:
         step(f"applying on {conn.name}")
-        future = pool.submit(conn.agent, "apply", *state_args, payload=request)
-        started.append((conn, peer_id, future))
-        future.result()
+        started.append((conn, peer_id, pool.submit(conn.agent, "apply", *state_args,
+                                                   payload=request)))
 
     try:
-        try:
-            apply(a, id_b, request_a)
-        except RemoteError as exc:
-            raise ApplyError(f"applying on {a.name} failed, nothing changed on either host: "
-                             f"{exc}") from None
+        start(a, id_b, request_a)
         _pause_between_applies()
-        try:
-            apply(b, id_a, request_b)
-        except RemoteError as exc:
-            step(f"rolling back {a.name}")
-            a.agent("unapply", *state_args, "--peer", id_b)
-            raise ApplyError(f"applying on {b.name} failed and {a.name} was rolled back: "
-                             f"{exc}") from None
+        start(b, id_a, request_b)
+        failed: list[tuple[Connection, RemoteError]] = []
+        applied: list[tuple[Connection, str]] = []
+        for conn, peer_id, future in started:
+            try:
+                future.result()
+                applied.append((conn, peer_id))
+            except RemoteError as exc:
+                failed.append((conn, exc))
+        if not failed:
+            return
+        for conn, peer_id in applied:
+            step(f"rolling back {conn.name}")
+            conn.agent("unapply", *state_args, "--peer", peer_id)
+        names = " and ".join(conn.name for conn, _ in failed)
+        reasons = "; ".join(str(exc) for _, exc in failed)
+        if applied:
+            raise ApplyError(f"applying on {names} failed and {applied[0][0].name} was rolled "
+                             f"back: {reasons}")
+        raise ApplyError(f"applying on {names} failed, nothing changed on either host: "
+                         f"{reasons}")
     except KeyboardInterrupt:
         raise Interrupted(_roll_back(started, state_args, step)) from None
     finally:
@@ -178,20 +208,24 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
             raise PlanError(f"{a.name} and {b.name} are the same host "
                             f"({status_a['hostname']}): name two different hosts")
         id_a, id_b = status_a["host_id"], status_b["host_id"]
-        have_a, have_b = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
-        if have_a and have_b and _consistent(have_a, have_b):
+        have_a, have_b = pairing_with(status_a, id_b), pairing_with(status_b, id_a)
+        nodes = options.nodes or (None, None)
+        whole = bool(have_a and have_b and _consistent(have_a, have_b))
+        if whole and _node_as_planned(have_a, nodes[0]) and _node_as_planned(have_b, nodes[1]):
             step("checking the recorded pairing")
             return {"dry_run": False, "already_paired": True, "host_a": a.name,
                     "host_b": b.name, "transport": have_a["transport"],
                     "transport_reason": "recorded pairing",
                     **verify(a, b, have_a, have_b, options.verify_rdma, step)}
-        if options.dry_run and (have_a or have_b):
+        # A whole pairing without the planned node addresses (made by name, or by an older
+        # tbctl) is paired again: a dry run plans that; a half-recorded one it cannot.
+        if options.dry_run and (have_a or have_b) and not whole:
             raise PlanError(f"{a.name} and {b.name} hold a half-recorded pairing: run "
                             f"tbctl unpair {a.name} {b.name}, then pair again")
         # A one-sided record (an interrupted run) is tbctl's own: clear it before pairing.
-        if have_a:
+        if have_a and not options.dry_run:
             a.agent("unapply", *state_args, "--peer", id_b)
-        if have_b:
+        if have_b and not options.dry_run:
             b.agent("unapply", *state_args, "--peer", id_a)
         _drop_links_in_use(probe_a, _links_of_other_pairings(status_a, id_b))
         _drop_links_in_use(probe_b, _links_of_other_pairings(status_b, id_a))
@@ -208,8 +242,8 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         if not confirm(plan):
             raise PlanError("not applied: the plan was declined")
         key = os.urandom(32).hex()
-        request_a = _request(plan, "a", a, id_b, b.name, ssh.state_dir, key)
-        request_b = _request(plan, "b", b, id_a, a.name, ssh.state_dir, key)
+        request_a = _request(plan, "a", a, id_b, b.name, ssh.state_dir, key, nodes[0])
+        request_b = _request(plan, "b", b, id_a, a.name, ssh.state_dir, key, nodes[1])
         _apply_both(a, b, request_a, request_b, (id_a, id_b), state_args, step)
         try:
             step("checking the cables")
@@ -219,7 +253,7 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
                 lambda: a.agent("status", *state_args), lambda: b.agent("status", *state_args),
                 *[_pinger(a, c.address_b) for c in plan.cables]]
             status_a, status_b, *rtts = in_parallel(lambda job: job(), jobs)
-            pa, pb = _pairing_with(status_a, id_b), _pairing_with(status_b, id_a)
+            pa, pb = pairing_with(status_a, id_b), pairing_with(status_b, id_a)
             assert pa and pb
             pings = {c.link_a: rtt for c, rtt in zip(plan.cables, rtts, strict=True)}
             checked = verify(a, b, pa, pb, options.verify_rdma, step, pings)

@@ -173,7 +173,7 @@ def ssh_starter(host: str) -> StartAgent:
 
 
 def main(argv: list[str]) -> int:
-    from tbctl.lab import perf
+    from tbctl.bench import perf
 
     parser = argparse.ArgumentParser(prog="python3 -m tbctl.rdmaverify")
     parser.add_argument("host_a")

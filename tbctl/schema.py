@@ -73,6 +73,7 @@ class PairAllResult(TypedDict):
     hosts: list[str]
     dry_run: bool
     pairs: list[PairResult]
+    node_addresses: dict[str, str]  # host -> its node address (reachable from every host)
     verified: bool | None  # every pair verified; null on a dry run
     problems: list[str]  # each pair's problems, prefixed "host_a-host_b: "
 
@@ -107,11 +108,28 @@ class CableStatus(TypedDict):
     gid_index: int | None
 
 
+class NodeRoute(TypedDict):
+    to: str  # another host's node address
+    via: str  # the peer's cable address it goes to
+    link: str  # the cable link it leaves on
+
+
+class NodeStatus(TypedDict):
+    """A pairing's share of the node addresses (pairings made from an inventory)."""
+
+    link: str  # the link holding the node address (tbnode0)
+    address: str  # this host's node address (a /32)
+    address_set: bool
+    routes: list[NodeRoute]
+    forward_link: str | None  # the cable this host forwards from (the middle of a ring)
+
+
 class PairingStatus(TypedDict):
     peer_id: str
     peer_name: str
     transport: str
     cables: list[CableStatus]
+    node: NodeStatus | None  # null for a pairing of two named hosts
 
 
 class HostStatus(TypedDict):
@@ -158,8 +176,131 @@ class EnvResult(TypedDict):
     hosts: list[HostEnv]
 
 
+class LaunchReport(TypedDict):
+    """One process of `tbctl run`: where, in which stage, exactly what."""
+
+    stage: int  # 1-based; a stage starts when the previous one is ready
+    host: str
+    role: Literal["main", "service"]  # services run until the main processes end
+    argv: list[str]
+    env: dict[str, str]  # set on top of the login environment
+    cwd: str | None
+    command_line: str  # what runs on the host, as a shell command line
+    ready: list[str] | None  # run on the host until it succeeds, before the next stage
+    cleanup: list[str] | None  # run on the host at the end
+
+
+class RunReport(TypedDict):
+    """`tbctl run` (every kind). With --json the programs' output goes to stderr, each line
+    prefixed by its host, and stdout holds only this; the exit code is exit_code."""
+
+    dry_run: bool
+    hosts: list[str]  # rank 0 first
+    node_addresses: dict[str, str]  # host -> the address it binds to and is reached on
+    launches: list[LaunchReport]
+    exit_code: int | None  # null on a dry run
+    codes: dict[str, int]  # "host: program" -> exit code, of the processes that ended
+    stopped: list[str]  # "host: program" of the processes tbctl stopped
+    reason: str | None  # what ended the run; null on a dry run
+
+
 class FilesResult(TypedDict):
     files: list[str]
+
+
+class BenchTransport(TypedDict):
+    """One way the pair's bytes were moved: an RDMA device (perftest) or TCP (iperf3, qperf)."""
+
+    name: str  # "tbrdma", "rxe", "tcp" (":<device>" appended when a kind repeats)
+    kind: Literal["tbrdma", "rxe", "tcp"]
+    label: str
+    device: str | None  # the RDMA device on host_a; null for TCP
+    link: str  # host_a's cable the traffic (or perftest's handshake) uses
+    address_b: str  # host_b's address on that cable
+    gid_index_a: int | None
+    gid_index_b: int | None
+
+
+class BenchSample(TypedDict):
+    """One run of one tool: bandwidth in Mb/s (10^6 bit/s) or one-way latency in us."""
+
+    transport: str
+    metric: Literal["bw", "lat"]
+    size: int  # message size in bytes
+    round: int  # 1-based
+    value: float | None  # null: the run failed, `error` says why
+    unit: str
+    seconds: float
+    error: str
+
+
+class BenchPoint(TypedDict):
+    """The rounds of one (transport, metric, size): their median, minimum and maximum."""
+
+    transport: str
+    metric: Literal["bw", "lat"]
+    size: int
+    median: float | None  # null: every round failed
+    low: float | None
+    high: float | None
+    count: int  # rounds that gave a number
+
+
+class BenchPair(TypedDict):
+    host_a: str  # clients run here
+    host_b: str  # servers run here
+    transports: list[BenchTransport]
+    samples: list[BenchSample]
+    summary: list[BenchPoint]
+    skipped: list[str]  # what was not measured, and why (a tool missing, no GID, ...)
+
+
+class BenchResult(TypedDict):
+    """`tbctl bench`: also the content of the bench.json it writes (what --compare reads)."""
+
+    out_dir: str
+    files: list[str]  # everything written: JSON, CSV and (with matplotlib) PNG and SVG
+    plot_error: str | None  # why no plot was drawn; null when it was
+    compare: str | None  # the earlier run overlaid on the plot
+    rounds: int
+    volume_bytes: int
+    sizes: dict[str, list[int]]  # metric -> message sizes
+    pairs: list[BenchPair]
+
+
+class DiscoverLink(TypedDict):
+    """One cable candidate of a host and what is at its far end."""
+
+    link: str
+    mac: str | None
+    mtu: int | None
+    up: bool
+    speed_mbps: int | None  # the netdev's speed, where the driver reports one
+    source: str  # "thunderbolt-net", "declared" (links.conf) or "option" (--links)
+    xdomain: str | None  # the XDomain (Thunderbolt peer) behind a thunderbolt-net link
+    device_name: str | None  # the peer's name as its Thunderbolt stack announces it
+    vendor_name: str | None
+    rx_speed_gbps: float | None
+    rx_lanes: int | None
+    tx_speed_gbps: float | None
+    tx_lanes: int | None
+    neighbour_macs: list[str]  # MACs seen at the far end (IPv6 all-nodes probe)
+    peer_host: str | None  # which of the given hosts is at the far end; null if none
+    peer_link: str | None
+    matched_by: str | None  # "xdomain" or "neighbour"
+
+
+class DiscoverHost(TypedDict):
+    name: str
+    hostname: str
+    links: list[DiscoverLink]
+
+
+class DiscoverResult(TypedDict):
+    """`tbctl discover`: every host's cable links and which host is at each far end."""
+
+    hosts: list[DiscoverHost]
+    failed: list[HostFailure]  # hosts that could not be read, each with why
 
 
 # Every command's result, by command name.
@@ -172,7 +313,10 @@ RESULTS: dict[str, type] = {
     "unpair (inventory)": UnpairAllResult,
     "doctor (several hosts)": DoctorAllResult,
     "env": EnvResult,
+    "run": RunReport,
     "render-host-files": FilesResult,
+    "bench": BenchResult,
+    "discover": DiscoverResult,
 }
 
 

@@ -8,8 +8,10 @@ SetEnv), where tbctl keeps state and writes unit files.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -34,7 +36,7 @@ class Host:
     ns: str
     index: int
     workdir: Path
-    net: int = 199  # second octet of the management network (random per cluster)
+    net: int = 199  # second octet of the management network (its cluster picks it)
     sshd: subprocess.Popen | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_sshd: list[str] = field(default_factory=list)  # more sshd_config lines
@@ -53,13 +55,22 @@ class Host:
     def ip_json(self, *args: str) -> Any:
         return json.loads(self.run("ip", "-j", *args) or "[]")
 
+    def sysctl(self, name: str) -> str:
+        return self.run("cat", f"/proc/sys/net/ipv4/{name}").strip()
+
     def snapshot(self) -> dict[str, Any]:
-        """What pairing may change: links (MTU, up) and addresses, plus the files under root."""
+        """What pairing may change: links (MTU, up), addresses, routes and IPv4 forwarding
+        (global and per link), plus the files under root."""
         links = {e["ifname"]: (e["mtu"], "UP" in e["flags"]) for e in self.ip_json("link")}
         addrs = sorted((e["ifname"], a["local"], a["prefixlen"]) for e in self.ip_json("addr")
                        for a in e.get("addr_info", []) if a["family"] == "inet")
+        routes = sorted((r["dst"], r.get("gateway", ""), r.get("dev", ""), r.get("prefsrc", ""))
+                        for r in self.ip_json("-4", "route", "show", "table", "main"))
+        forwarding = {"ip_forward": self.sysctl("ip_forward"),
+                      **{link: self.sysctl(f"conf/{link}/forwarding") for link in links}}
         files = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*"))
-        return {"links": links, "addresses": addrs, "files": files}
+        return {"links": links, "addresses": addrs, "routes": routes,
+                "forwarding": forwarding, "files": files}
 
 
 class Cluster:
@@ -68,18 +79,24 @@ class Cluster:
     def __init__(self, workdir: Path, count: int) -> None:
         self.workdir = workdir
         self.tag = secrets.token_hex(3)
-        # Other test runs on this machine build clusters too: a management network of its
-        # own keeps this run from reaching (and trusting) another run's sshd.
-        self.net = 100 + secrets.randbelow(150)
         self.key = workdir / "id_ed25519"
         self.ssh_config = workdir / "ssh_config"
         self.known_hosts = workdir / "known_hosts"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self.hosts = [Host(f"tbt-{chr(ord('a') + i)}", f"tbt{self.tag}{i}", i + 1,
-                           workdir / f"host{i}", self.net) for i in range(count)]
+                           workdir / f"host{i}") for i in range(count)]
         Path("/run/sshd").mkdir(exist_ok=True)
-        for host in self.hosts:
-            self._create(host)
+        # Other test runs on this machine build clusters too: a management network no other
+        # cluster uses keeps this run from reaching (and trusting) another run's sshd. The
+        # lock makes picking a free network and taking it (its addresses) one step.
+        with open("/tmp/tbctl-netns-mgmt.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = {int(n) for n in re.findall(r"inet 10\.(\d+)\.",
+                                               sh("ip", "-4", "-o", "addr", "show"))}
+            self.net = secrets.choice([n for n in range(100, 250) if n not in used])
+            for host in self.hosts:
+                host.net = self.net
+                self._create(host)
         self.write_ssh_config()
         for host in self.hosts:
             self.start_sshd(host)

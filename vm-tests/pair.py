@@ -7,6 +7,7 @@
 
 import json
 import re
+import time
 
 SNAPSHOT = (
     "{ ip -o addr show | grep -v ' lo ' | sed 's/valid_lft.*//';"
@@ -40,11 +41,25 @@ def perftest(test, netdev):
     address = re.search(r"inet ([0-9.]+)/",
                         b.succeed(f"ip -4 -o addr show dev {netdev}")).group(1)
     args = f"-d {device} -F {PERFTESTS[test]}"
-    b.succeed(f"(timeout 120 {test} {args} -x {gid_b} > /tmp/{test}.server 2>&1 &)")
-    # perftest's client does not wait for its server; retry until the server listens.
-    output = a.wait_until_succeeds(f"timeout 120 {test} {args} -x {gid_a} {address}",
-                                   timeout=90)
-    b.wait_until_succeeds(f"! pgrep -x {test}", timeout=60)
+    for _ in range(3):
+        b.succeed(f"(timeout 120 {test} {args} -x {gid_b} > /tmp/{test}.server 2>&1; "
+                  f"echo $? > /tmp/{test}.rc) > /dev/null 2>&1 &")
+        # perftest's client does not wait for its server: retry while it cannot connect.
+        for _ in range(90):
+            status, output = a.execute(f"timeout 120 {test} {args} -x {gid_a} {address} 2>&1")
+            if status == 0 or "onnect" not in output:
+                break
+            time.sleep(1)
+        b.wait_until_succeeds(f"test -s /tmp/{test}.rc", timeout=150)
+        server = b.succeed(f"cat /tmp/{test}.server; echo exit $(cat /tmp/{test}.rc); "
+                           f"rm /tmp/{test}.rc")
+        if status == 0 and server.endswith("exit 0\n"):
+            break
+        # perftest's cycle-counter calibration fails now and then under TCG, after the
+        # transfer ("Can't produce a report"): only that is worth another run.
+        assert "Can't produce a report" in output + server, f"{test}:\n{output}\n{server}"
+    else:
+        raise AssertionError(f"{test}: clock calibration failed three times:\n{output}")
     rows = [line for line in output.splitlines() if re.match(r"^\s*\d+\s+\d+\s+[\d.]", line)]
     assert rows, f"{test} on {netdev} printed no result row:\n{output}"
     print(f"benchmark: {netdev} {test}: {rows[-1].strip()}")

@@ -58,6 +58,7 @@ else
       modules = uniqueSorted;
       files = [
         "etc/systemd/system/tbctl-reapply.service"
+        "etc/systemd/system/tbctl-reapply@.service"
         "etc/udev/rules.d/90-tbctl-hotplug.rules"
         "etc/modules-load.d/tbctl.conf"
       ];

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-# services.tbctl: the state directory and the unit that re-applies recorded pairings at boot
-# and whenever a link appears. The unit, the hotplug rule and the modules-load file are not
+# services.tbctl: the state directory and the units that re-apply recorded pairings at boot
+# and whenever a link appears. The units, the hotplug rule and the modules-load file are not
 # written here: `tbctl render-host-files` renders them at build time from the same templates
 # `tbctl pair` writes on other distributions, and this module installs that output unchanged.
 {
@@ -125,6 +125,8 @@ in
       wantedBy = [ "multi-user.target" ];
       path = cfg.unitPath;
     };
+    # The hotplug rule starts one instance of the template per cable link that appears.
+    systemd.services."tbctl-reapply@".path = cfg.unitPath;
 
     systemd.tmpfiles.settings."10-tbctl".${cfg.stateDir}.d = {
       mode = "0700";

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from tbctl.commands.common import json_option, print_json, ssh_options
+from tbctl.commands.common import inventory_option, json_option, print_json, ssh_options
+from tbctl.commands.run import job_hosts
 from tbctl.commands.status import host_statuses
 from tbctl.envvars import DEFAULT_MASTER_PORT, FORMATS, cluster_env, down_cables, render
 from tbctl.errors import EXIT_USAGE, TbctlError
@@ -19,7 +20,7 @@ from tbctl.schema import HostEnv as HostEnvResult
 
 
 @click.command("env")
-@click.argument("hosts", nargs=-1, required=True)
+@click.argument("hosts", nargs=-1)
 @click.option("--host", "only", metavar="HOST",
               help="Print only this host's variables (one of HOSTS): what `eval` on it needs.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="shell",
@@ -28,18 +29,24 @@ from tbctl.schema import HostEnv as HostEnvResult
               show_default=True, help="MASTER_PORT (torch.distributed rendezvous on rank 0).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write <host>.env files into this directory instead of printing.")
+@inventory_option
 @ssh_options
 @json_option
 def env_command(hosts: tuple[str, ...], only: str | None, fmt: str, master_port: int,
-                out_dir: Path | None, ssh: SshOptions, as_json: bool) -> None:
+                out_dir: Path | None, inventory: str | None, ssh: SshOptions,
+                as_json: bool) -> None:
     """Print the variables that point NCCL/RCCL, Gloo, UCX, Open MPI and vLLM at the cables.
 
-    HOSTS are the paired hosts of one job, rank 0 first (its cable address is MASTER_ADDR).
-    On each host: eval "$(tbctl env --host THAT_HOST HOSTS...)". Without --host every host's
-    block is printed, each applied by eval only on the host that owns its cable address.
+    HOSTS are the paired hosts of one job, rank 0 first (its address is MASTER_ADDR); with
+    none, the hosts of the inventory (./tbctl.toml or --inventory), in its order. Hosts
+    paired from an inventory use their node address (reachable from every host); hosts
+    paired by name a cable address. On each host: eval "$(tbctl env --host THAT_HOST)".
+    Without --host every host's block is printed, each applied by eval only on the host
+    that owns its address.
 
     Exit codes: 0 printed, 2 bad usage, 3 SSH failure, 5 the hosts are not paired.
     """
+    hosts = job_hosts(hosts, inventory)
     if only is not None and only not in hosts:
         raise TbctlError(f"--host {only} is not one of the hosts {' '.join(hosts)}: "
                          "name it among them", EXIT_USAGE)

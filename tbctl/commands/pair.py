@@ -189,6 +189,8 @@ def _print_all(result: PairAllResult, as_json: bool) -> None:
     else:
         console.print(f"Paired {len(result['pairs'])} pair(s) of {result['inventory']}: "
                       f"{names}.")
+    console.print("Node addresses: " + ", ".join(
+        f"{host} {address}" for host, address in result["node_addresses"].items()))
     for problem in result["problems"]:
         console.print(f"[red]problem:[/red] {problem}")
 

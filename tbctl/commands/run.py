@@ -2,6 +2,7 @@
 """`tbctl run`: start a workload on every paired host with that host's environment.
 
     tbctl run [--dry-run] A B -- PROGRAM ARGS...        the same program on every host
+    tbctl run -- PROGRAM ARGS...                        ... on the hosts of ./tbctl.toml
     tbctl run mpi -n N A B -- PROGRAM ARGS...           one mpirun on A
     tbctl run torchrun A B -- SCRIPT ARGS...            torchrun on every host
     tbctl run ray A B                                   Ray head on A, workers on the rest
@@ -19,10 +20,18 @@ from typing import Any
 
 import click
 
-from tbctl.commands.common import ssh_options
+from tbctl.commands.common import (
+    inventory_for,
+    inventory_option,
+    json_option,
+    print_json,
+    ssh_options,
+)
 from tbctl.connection import Connection
 from tbctl.envvars import DEFAULT_MASTER_PORT, HostEnv, cluster_env, down_cables
+from tbctl.errors import UsageError
 from tbctl.hosts import SshOptions, connected, in_parallel
+from tbctl.inventory import INVENTORY_FILE
 from tbctl.launch import (
     DEFAULT_RAY_PORT,
     Plan,
@@ -35,6 +44,7 @@ from tbctl.launch import (
     torchrun_plan,
     vllm_plan,
 )
+from tbctl.schema import LaunchReport, RunReport
 
 PROGRAM_KEY = "tbctl_program"
 
@@ -64,27 +74,57 @@ class RunGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _emitter(labels: list[str]) -> Callable[[str, str, bool], None]:
+def _emitter(labels: list[str], all_to_stderr: bool = False) -> Callable[[str, str, bool], None]:
     lock = threading.Lock()
     width = max(len(label) for label in labels)
 
     def emit(label: str, line: str, stderr: bool) -> None:
         with lock:  # whole lines, never two hosts' output mixed within one
-            click.echo(f"{f'[{label}]':<{width + 2}} {line}", err=stderr)
+            click.echo(f"{f'[{label}]':<{width + 2}} {line}", err=stderr or all_to_stderr)
 
     return emit
 
 
+def job_hosts(hosts: tuple[str, ...], inventory: str | None) -> tuple[str, ...]:
+    """The hosts named, else the inventory's (./tbctl.toml or --inventory), rank 0 first."""
+    found = inventory_for(inventory, hosts)
+    if found is not None:
+        return found.hosts
+    if not hosts:
+        raise UsageError(f"no hosts: name the job's paired hosts (rank 0 first), or run where "
+                         f"a {INVENTORY_FILE} is (or give --inventory FILE)")
+    return hosts
+
+
+def _report(plan: Plan, envs: dict[str, HostEnv], dry_run: bool,
+            result: RunResult | None) -> RunReport:
+    launches: list[LaunchReport] = [
+        {"stage": number, "host": launch.host, "role": "service" if launch.service else "main",
+         "argv": launch.argv, "env": launch.env, "cwd": launch.cwd,
+         "command_line": launch.command_line(), "ready": launch.ready,
+         "cleanup": launch.cleanup}
+        for number, stage in enumerate(plan, 1) for launch in stage]
+    ordered = sorted(envs.values(), key=lambda e: e.rank)
+    return {"dry_run": dry_run, "hosts": [e.host for e in ordered],
+            "node_addresses": {e.host: e.node_address for e in ordered},
+            "launches": launches, "exit_code": result.exit_code if result else None,
+            "codes": result.codes if result else {}, "stopped": result.stopped if result else [],
+            "reason": result.reason if result else None}
+
+
 def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    @click.argument("hosts", nargs=-1, required=True)
+    @click.argument("hosts", nargs=-1)
     @click.option("--dry-run", is_flag=True, help="Print what would run where; start nothing.")
     @click.option("--master-port", type=click.IntRange(1, 65535), default=DEFAULT_MASTER_PORT,
                   show_default=True, help="MASTER_PORT on rank 0 (the first host).")
+    @inventory_option
     @ssh_options
+    @json_option
     @functools.wraps(command)
     def wrapper(*args: Any, hosts: tuple[str, ...], dry_run: bool, master_port: int,
-                ssh: SshOptions, **kwargs: Any) -> None:
+                inventory: str | None, ssh: SshOptions, as_json: bool, **kwargs: Any) -> None:
         program = click.get_current_context().meta.get(PROGRAM_KEY, [])
+        hosts = job_hosts(hosts, inventory)
         # One connection per host: it reads the pairings, then carries the processes.
         with connected(list(hosts), ssh) as conns:
             states = in_parallel(lambda c: c.agent("status", "--state-dir", ssh.state_dir),
@@ -95,11 +135,17 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
             envs = cluster_env(by_host, list(hosts), master_port)
             plan = command(*args, envs=envs, program=program, **kwargs)
             if dry_run:
+                if as_json:
+                    print_json(_report(plan, envs, True, None))
+                    return
                 for line in describe(plan):
                     click.echo(line)
                 click.echo("Dry run: nothing was started.")
                 return
-            result = execute(plan, dict(zip(hosts, conns, strict=True)))
+            result = execute(plan, dict(zip(hosts, conns, strict=True)), as_json)
+        if as_json:
+            print_json(_report(plan, envs, False, result))
+            sys.exit(result.exit_code)
         summary = ", ".join(f"{k} exited {v}" for k, v in result.codes.items())
         if result.stopped:
             summary += ("; " if summary else "") + "stopped " + ", ".join(result.stopped)
@@ -109,11 +155,12 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def execute(plan: Plan, conns: dict[str, Connection]) -> RunResult:
+def execute(plan: Plan, conns: dict[str, Connection], as_json: bool = False) -> RunResult:
     # SIGTERM (systemd, a CI timeout) stops the remote processes like Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return run_plan(plan, conns, _emitter(list(conns)))
+        # With --json stdout holds the envelope alone: the programs' output goes to stderr.
+        return run_plan(plan, conns, _emitter(list(conns), all_to_stderr=as_json))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -122,8 +169,12 @@ def execute(plan: Plan, conns: dict[str, Connection]) -> RunResult:
 def run_command() -> None:
     """Start a workload on every paired host with that host's tbctl env.
 
-    HOSTS are the paired hosts of the job, rank 0 first. Output is streamed prefixed by host;
-    when one process fails or on Ctrl-C every remote process (and its children) is stopped.
+    HOSTS are the paired hosts of the job, rank 0 first; with none, the hosts of the
+    inventory (./tbctl.toml or --inventory), in its order. Hosts paired from an inventory
+    bind to their node address, which every other host reaches. Output is streamed prefixed
+    by host; when one process fails or on Ctrl-C every remote process (and its children) is
+    stopped. With --json, stdout holds one RunReport (see Scripting) and the output goes to
+    stderr.
 
     Exit code: the worst exit code of the processes that ended on their own, 130 after
     Ctrl-C; 3 SSH failure, 5 the hosts are not paired.

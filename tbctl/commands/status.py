@@ -33,6 +33,7 @@ from tbctl.schema import (
     Finding,
     HostFailure,
     HostStatus,
+    NodeStatus,
     StatusResult,
 )
 
@@ -68,6 +69,7 @@ def host_report(name: str, status: dict[str, Any]) -> HostStatus:
     """The public shape of one host's status, picked from the agent's answer so that the
     --json contract does not change when the agent adds fields."""
     cable_keys = CableStatus.__annotations__
+    node_keys = NodeStatus.__annotations__
     return {
         "name": name, "hostname": status["hostname"], "host_id": status["host_id"],
         "version": status["version"],
@@ -75,6 +77,8 @@ def host_report(name: str, status: dict[str, Any]) -> HostStatus:
             "peer_id": p["peer_id"], "peer_name": p["peer_name"], "transport": p["transport"],
             "cables": [{k: c.get(k) for k in cable_keys}  # type: ignore[misc]
                        for c in p["cables"]],
+            "node": {k: p["node"].get(k) for k in node_keys}  # type: ignore[misc]
+            if p.get("node") else None,
         } for p in status["pairings"]],
     }
 
@@ -151,12 +155,24 @@ def status_command(hosts: tuple[str, ...], inventory: str | None, ssh: SshOption
         for status in statuses:
             if status["pairings"]:
                 console.print(status_table(status, status["name"]))
+                for node in _nodes(status):
+                    routes = ", ".join(f"{r['to']} via {r['via']}" for r in node["routes"])
+                    state = "[green]set[/green]" if node["address_set"] else "[red]missing[/red]"
+                    console.print(f"{status['name']}: node address {node['address']} on "
+                                  f"{node['link']} ({state}); routes {routes}")
             else:
                 console.print(f"{status['name']}: not paired")
         _print_failed(failed)
     if failed or any(not c["up"] for s in statuses for p in s["pairings"]
-                     for c in p["cables"]):
+                     for c in p["cables"]) \
+            or any(not n["address_set"] for s in statuses for n in _nodes(s)):
         sys.exit(EXIT_FAILED)
+
+
+def _nodes(status: HostStatus) -> list[NodeStatus]:
+    """The node address parts of a host's pairings (one per pairing made from an
+    inventory; they share the address)."""
+    return [p["node"] for p in status["pairings"] if p["node"]]
 
 
 def _doctor_report(host: str, answer: dict[str, Any]) -> DoctorResult:

@@ -2,10 +2,11 @@
 """`tbctl lab demo`: the README's first command, end to end on two VMs, phases timed.
 
 Boots the two-node lab (two cables), pairs it with `tbctl pair --transport native` (one
-tbrdma device pooling both cables), then measures, on the same cables in the same run,
-tbrdma, rdma_rxe (on cable 0) and plain TCP (cable 0): perftest for RDMA, iperf3 and qperf
-for TCP, transports interleaved round by round. Prints a side-by-side table of medians with
-their spreads and writes a plot (PNG and SVG).
+tbrdma device pooling both cables), then runs the product's benchmark (`tbctl bench
+--with-rxe`, tbctl.bench) on the same cables: tbrdma, rdma_rxe (on cable 0) and plain TCP
+(cable 0), perftest for RDMA, iperf3 and qperf for TCP, transports interleaved round by
+round. Prints a side-by-side table of medians with their spreads and writes a plot (PNG and
+SVG).
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from tbctl.bench import perf
+from tbctl.bench.plot import require_matplotlib
+from tbctl.bench.results import results_table, write_results
+from tbctl.bench.runner import BenchOptions, bench_hosts
 from tbctl.errors import TbctlError
-from tbctl.lab import cluster, perf, session
-from tbctl.lab.plot import require_matplotlib, write_plot
+from tbctl.hosts import SshOptions
+from tbctl.lab import cluster, session
 
 Say = Callable[[str], None]
 HOST_A, HOST_B = "lab-a", "lab-b"
@@ -38,7 +42,6 @@ DEFAULT_ROUNDS = 3
 DEFAULT_VOLUME_MIB = 16
 # Target for the lab on a 2-core TCG host, from QEMU start to a verified pairing.
 BOOT_TO_PAIRED_TARGET_S = 90
-FIRST_PORT = 18600
 
 
 def ssh_runner(state: cluster.LabState, timeout: float = 300) -> perf.Run:
@@ -123,124 +126,37 @@ def pair_native(state: cluster.LabState, rdma_check: bool, say: Say) -> dict[str
     return report
 
 
-@dataclass(frozen=True)
-class RxeDevice:
-    name: str
-    netdev_a: str
-    netdev_b: str
-
-
-def add_rxe(run: perf.Run, cable: dict[str, Any]) -> RxeDevice:
-    """rdma_rxe next to tbrdma on the same cable (tbrdma frames use their own ethertype,
-    rxe RoCEv2 over UDP, so both coexist on one netdev)."""
-    device = RxeDevice("rxe_demo", cable["link_a"], cable["link_b"])
-    for host, netdev in ((HOST_A, device.netdev_a), (HOST_B, device.netdev_b)):
-        status, output = run(host, f"rdma link delete {device.name} 2>/dev/null; "
-                                   f"rdma link add {device.name} type rxe netdev {netdev}")
-        if status != 0:
-            raise TbctlError(f"{host}: rdma link add {device.name} on {netdev}: "
-                             f"{output.strip()}")
-    return device
-
-
-def remove_rxe(run: perf.Run, device: RxeDevice) -> None:
-    for host in (HOST_A, HOST_B):
-        run(host, f"rdma link delete {device.name} 2>/dev/null; true")
-
-
-def transports(run: perf.Run, report: dict[str, Any], rxe: RxeDevice
-               ) -> list[perf.Transport]:
-    cables = report["cables"]
-    first = cables[0]
-    return [
-        perf.Transport("tbrdma", f"tbrdma ({len(cables)} cables pooled)", first["address_b"],
-                       device=first["rdma_a"], gid_index_a=first["gid_index_a"],
-                       gid_index_b=first["gid_index_b"]),
-        perf.Transport("rxe", f"rdma_rxe ({first['link_a']})", first["address_b"],
-                       device=rxe.name,
-                       gid_index_a=perf.roce_v2_ipv4_gid_index(run, HOST_A, rxe.name),
-                       gid_index_b=perf.roce_v2_ipv4_gid_index(run, HOST_B, rxe.name)),
-        perf.Transport("tcp", f"TCP ({first['link_a']})", first["address_b"]),
-    ]
-
-
-def benchmark(run: perf.Run, chosen: Sequence[perf.Transport], rounds: int, volume: int,
-              phases: Phases, say: Say) -> list[perf.Sample]:
-    by_name = {transport.name: transport for transport in chosen}
-    samples = []
-    plan = perf.schedule([t.name for t in chosen], dict(SIZES), rounds)
-    for index, (number, metric, size, name) in enumerate(plan):
-        # A fresh port per run: a server that has not quite let go never blocks the next.
-        port = FIRST_PORT + index % 200
-        started = time.monotonic()
-        sample = perf.measure(run, HOST_A, HOST_B, by_name[name], metric, size, volume, port)
-        phases.add(f"bench {name} {metric}", time.monotonic() - started, quiet=True)
-        samples.append(sample)
-        shown = (f"{sample.value:.2f} {perf.UNITS[metric]}" if sample.ok
-                 else f"[red]FAILED[/red] {escape(sample.error)}")
-        say(f"round {number + 1}/{rounds} {name} {metric} {perf.human_size(size)}: {shown} "
-            f"({sample.seconds:.1f} s)")
-    return samples
-
-
-def results_table(chosen: Sequence[perf.Transport],
-                  summary: dict[tuple[str, str, int], perf.Spread | None], rounds: int
-                  ) -> Table:
-    table = Table(title=f"tbrdma vs rdma_rxe vs TCP on the lab's virtual cables: median "
-                        f"(min-max) of {rounds} interleaved rounds; TCG guests, so "
-                        "CPU-bound, not a hardware speed")
-    table.add_column("transport")
-    table.add_column("metric")
-    for size in sorted({*SIZES["bw"], *SIZES["lat"]}):
-        table.add_column(perf.human_size(size), justify="right")
-    every_size = sorted({*SIZES["bw"], *SIZES["lat"]})
-    for transport in chosen:
-        for metric, heading in (("bw", "bandwidth"), ("lat", "latency")):
-            cells = []
-            for size in every_size:
-                if size not in SIZES[metric]:
-                    cells.append("")
-                    continue
-                got = summary.get((transport.name, metric, size))
-                cells.append(got.show() if got else "[red]failed[/red]")
-            table.add_row(transport.name, escape(f"{heading} [{perf.UNITS[metric]}]"), *cells)
-    return table
-
-
 def pair_and_benchmark(state: cluster.LabState, phases: Phases, say: Say, rounds: int,
                        volume: int, out_dir: Path, rdma_check: bool) -> int:
-    """Everything after boot: pair natively, add rxe, benchmark, table, plot, results."""
-    run = ssh_runner(state)
+    """Everything after boot: pair natively, then `tbctl bench --with-rxe` (the product's
+    benchmark, tbctl.bench) with the lab's sizes; table, plot, results."""
     with phases("pair"):
         report = pair_native(state, rdma_check, say)
-    with phases("rxe-setup"):
-        rxe = add_rxe(run, report["cables"][0])
-    try:
-        chosen = transports(run, report, rxe)
-        samples = benchmark(run, chosen, rounds, volume, phases, say)
-    finally:
-        remove_rxe(run, rxe)
-    summary = perf.summarize(samples)
+    options = BenchOptions(rounds=rounds, volume=volume, sizes=SIZES, with_rxe=True)
+    ssh = SshOptions(ssh_config=str(cluster.ssh_config_path(state)))
+    with phases("bench"):
+        result = bench_hosts([HOST_A, HOST_B], ssh, options, say=lambda text: say(escape(text)))
+    (pair,) = result["pairs"]
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    out.print(results_table(chosen, summary, rounds))
+    out.print(results_table(pair, "tbrdma vs rdma_rxe vs TCP on the lab's virtual cables: "
+                                  f"median (min-max) of {rounds} interleaved rounds; TCG "
+                                  "guests, so CPU-bound, not a hardware speed"))
     title = (f"{HOST_A} -> {HOST_B}, TCG lab: tbrdma over {len(report['cables'])} cables "
              f"vs rdma_rxe and TCP on {report['cables'][0]['link_a']}")
-    paths = write_plot(summary, [(t.name, t.label) for t in chosen], title,
-                       out_dir / "tbrdma-demo")
-    results = out_dir / "tbrdma-demo.json"
-    results.write_text(json.dumps({
-        "pair": report, "rounds": rounds, "volume_bytes": volume, "sizes": SIZES,
-        "transports": [asdict(t) for t in chosen],
-        "samples": [asdict(s) for s in samples], "phases_s": phases.seconds,
-    }, indent=1) + "\n")
-    out.print(f"plot: {paths[0]} {paths[1]}")
-    out.print(f"results: {results}")
-    failed = [s for s in samples if not s.ok]
+    # The demo's JSON is bench's, plus the pairing report and the phase timings.
+    result = write_results(result, out_dir, stem="tbrdma-demo", title=title,
+                           extra={"pair": report, "phases_s": phases.seconds})
+    png, svg = (Path(f) for f in result["files"] if f.endswith((".png", ".svg")))
+    out.print(f"plot: {png} {svg}")
+    out.print(f"results: {out_dir / 'tbrdma-demo.json'}")
+    failed = [s for s in pair["samples"] if s["value"] is None]
+    for line in pair["skipped"]:
+        say(f"[red]skipped[/red]: {escape(line)}")
     if failed:
-        say(f"[red]{len(failed)} of {len(samples)} runs failed[/red]; first: "
-            f"{failed[0].transport} {failed[0].metric} {failed[0].size}: "
-            f"{escape(failed[0].error)}")
-    return 0 if report.get("verified") and not failed else 1
+        say(f"[red]{len(failed)} of {len(pair['samples'])} runs failed[/red]; first: "
+            f"{failed[0]['transport']} {failed[0]['metric']} {failed[0]['size']}: "
+            f"{escape(failed[0]['error'])}")
+    return 0 if report.get("verified") and not failed and not pair["skipped"] else 1
 
 
 def run_demo(cables: int, keep: bool, lab_dir: Path | None, say: Say, *,

@@ -17,7 +17,7 @@ import resource
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tbctl import __version__
@@ -25,7 +25,9 @@ from tbctl.node import AGENT_PROTOCOL, net, probe
 from tbctl.node import state as state_mod
 from tbctl.node.state import DEFAULT_STATE_DIR, host_root, under_root
 
-UNIT_NAME = "tbctl-reapply.service"
+UNIT_NAME = "tbctl-reapply.service"  # the boot re-apply; enabled while a pairing exists
+# The hotplug re-apply, one instance per link that appears (started by the udev rule).
+INSTANCES = "tbctl-reapply@*.service"
 # Facts about this invocation from the controller (`tbctl node --ssh-address ADDR ...`).
 SESSION: dict[str, str] = {"ssh_address": ""}
 
@@ -203,6 +205,9 @@ def _put_back(files: dict[str, str | None]) -> None:
 def _restore_host_files(state: dict[str, Any]) -> None:
     if _systemd_live():
         net.run(["systemctl", "disable", UNIT_NAME], check=False)
+        # The hotplug instances stay active while their link exists: stop them before
+        # their unit file goes (they have no ExecStop; the pairing was undone already).
+        net.run(["systemctl", "stop", INSTANCES], check=False)
     _put_back({rel: record["prior"] for rel, record in state["files"].items()
                if not _system_owned(rel)})
     state["files"] = {}
@@ -282,15 +287,45 @@ def _configure_cable(cable: dict[str, Any], transport: str) -> None:
         net.rxe_create(cable["rdma_device"], link)
 
 
-def _undo_pairing(pairing: dict[str, Any]) -> None:
+def _configure_node(node: dict[str, Any], links: list[str]) -> None:
+    """The node address on its link, and this pairing's routes and forwarding over those of
+    its cable `links` that are present."""
+    net.ensure_node_link(node["link"])
+    net.add_address(node["link"], f"{node['address']}/32")
+    for route in node["routes"]:
+        if route["link"] in links:
+            net.add_route(route["to"], route["via"], route["link"], node["address"])
+    if node.get("forward_link") in links:
+        net.set_forwarding(node["forward_link"], "1")
+
+
+def _undo_node(pairing: dict[str, Any], others: dict[str, Any]) -> None:
+    """Remove one pairing's routes and forwarding; the node link (and its address) goes with
+    the last pairing that has one."""
+    node = pairing.get("node")
+    if not node:
+        return
+    for route in node["routes"]:
+        net.del_route(route["to"], route["via"], route["link"])
+    link = node.get("forward_link")
+    prior = pairing.get("prior_links", {}).get(link or "", {}).get("forwarding")
+    if link and prior is not None and net.link_present(link):
+        net.set_forwarding(link, prior)
+    if not any(p.get("node") for p in others.values()):
+        net.delete_link(node["link"])
+
+
+def _undo_pairing(pairing: dict[str, Any], others: dict[str, Any]) -> None:
     """Put back what one pairing changed; safe on a partly applied pairing, and on one whose
-    changes were only intended (a journal): each undo step tolerates a change not made."""
+    changes were only intended (a journal): each undo step tolerates a change not made.
+    `others` are the pairings that stay (they may share the node address)."""
+    _undo_node(pairing, others)
     if pairing.get("native_device"):
         _native().destroy(pairing["native_device"])
     for device in pairing.get("created_rdma", []):
         net.rxe_delete(device)
     for link, prior in pairing.get("prior_links", {}).items():
-        if not Path(f"/sys/class/net/{link}").exists():
+        if not net.link_present(link):
             continue
         for cable in pairing["cables"]:
             if cable["link"] == link:
@@ -336,7 +371,7 @@ def _rollback_apply(state_dir: str, journal: dict[str, Any]) -> None:
     """Put the host back as the journal found it; the journal goes last but for the empty
     directories it made (the state directory among them on a host with no other pairing)."""
     before = journal["before"]
-    _undo_pairing(journal["pairing"])
+    _undo_pairing(journal["pairing"], before["pairings"])
     _put_back(journal["files"])
     if journal.get("agent") and journal["agent"] != before.get("agent"):
         Path(journal["agent"]).unlink(missing_ok=True)
@@ -352,7 +387,7 @@ def _rollback_apply(state_dir: str, journal: dict[str, Any]) -> None:
 def _finish_unapply(state_dir: str, state: dict[str, Any], peer: str) -> dict[str, Any] | None:
     pairing = state["pairings"].pop(peer, None)
     if pairing is not None:
-        _undo_pairing(pairing)
+        _undo_pairing(pairing, state["pairings"])
     _mark_links(state_dir, state)
     if state["pairings"]:
         state_mod.save(state_dir, state)
@@ -395,6 +430,9 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
     for cable in request["cables"]:
         if cable["link"] in in_use:
             raise AgentError(f"link {cable['link']} already carries another pairing")
+    node = request.get("node")
+    if node:
+        _check_node(node, request["cables"], state)
     transport = request["transport"]
     files = {rel: content for rel, content in request.get("files", {}).items()
              if not _system_owned(rel)}
@@ -411,12 +449,15 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
                            if not Path(f"/sys/module/{m}").exists()],
         "native_device": _free_native_name() if transport == "native" else None,
         "native_key": None,
+        "node": node or None,
     }
     for cable in request["cables"]:
         link = cable["link"]
         prior = net.link_state(link)
         pairing["prior_links"][link] = {
             "mtu": prior["mtu"], "up": prior["up"], "addresses": net.ipv4_addresses(link)}
+        if node and node.get("forward_link") == link:
+            pairing["prior_links"][link]["forwarding"] = net.forwarding(link)
         if transport == "rxe" and not Path(
                 f"/sys/class/infiniband/{cable.get('rdma_device')}").exists():
             pairing["created_rdma"].append(cable["rdma_device"])
@@ -436,6 +477,8 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
             net.modprobe(module)
         for cable in request["cables"]:
             _configure_cable(cable, transport)
+        if node:
+            _configure_node(node, [c["link"] for c in request["cables"]])
         if transport == "native":
             key = bytes.fromhex(request["native_key"])
             # Exactly one end initiates the handshake; both ends decide alike from the ids.
@@ -464,6 +507,29 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
     state_mod.clear_journal(state_dir)
     return {"applied": True, "files_changed": changed, "systemd": _systemd_live(),
             "cables": pairing["cables"]}
+
+
+def _check_node(node: dict[str, Any], cables: list[dict[str, Any]],
+                state: dict[str, Any]) -> None:
+    """Refuse a node request that does not fit this host, before anything changes."""
+    ipaddress.IPv4Address(node["address"])
+    links = {c["link"] for c in cables}
+    for route in node["routes"]:
+        ipaddress.IPv4Address(route["to"])
+        ipaddress.IPv4Address(route["via"])
+        if route["link"] not in links:
+            raise AgentError(f"node route to {route['to']} names link {route['link']}, which "
+                             "is not a cable of this pairing")
+    if node.get("forward_link") not in (None, *links):
+        raise AgentError(f"forwarding asked on {node['forward_link']}, which is not a cable "
+                         "of this pairing")
+    ours = next((p for p in state["pairings"].values() if p.get("node")), None)
+    if ours and ours["node"]["address"] != node["address"]:
+        raise AgentError(f"this host's node address is {ours['node']['address']} (paired with "
+                         f"{ours['peer_name']}), not {node['address']}: unpair it first")
+    if not ours and net.link_present(node["link"]):
+        raise AgentError(f"link {node['link']} exists but tbctl did not make it: remove it "
+                         f"(ip link del {node['link']}) or pair without an inventory")
 
 
 def _free_native_name() -> str:
@@ -501,29 +567,41 @@ def _forget_host(state_dir: str, state: dict[str, Any]) -> None:
 
 
 def cmd_reapply(args: argparse.Namespace) -> dict[str, Any]:
-    """Boot and hotplug: configure every recorded cable whose link is present."""
+    """Boot: configure every recorded cable whose link is present. Hotplug (`--device`, the
+    sysfs path of the link that appeared): configure the recorded cable on that link."""
+    only = link_of_device(args.device) if args.device else None
     with state_mod.locked(args.state_dir, create=False) as held:
         if held is None:
             return {"applied": [], "absent": [], "recovered": None}
         recovered = _recover(args.state_dir)
-        return {**_reapply(state_mod.load(args.state_dir)), "recovered": recovered}
+        return {**_reapply(state_mod.load(args.state_dir), only), "recovered": recovered}
 
 
-def _link_present(link: str) -> bool:
-    return Path(f"/sys/class/net/{link}").exists()
+def link_of_device(device: str) -> str:
+    """The interface name of a network device's sysfs path (/sys/devices/.../net/NAME)."""
+    path = PurePosixPath(device)
+    if path.parts[:2] != ("/", "sys") or path.parent.name != "net" or ".." in path.parts:
+        raise AgentError(f"--device {device} is not the sysfs path of a network interface "
+                         "(/sys/devices/.../net/NAME)")
+    return path.name
 
 
-def _reapply(state: dict[str, Any]) -> dict[str, Any]:
+def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    """Configure the recorded cables whose links are present (only the one on link `only`
+    when given); the pairing's other rails stay as they are."""
     applied, absent, failed = [], [], []
     for pairing in state["pairings"].values():
+        cables = [c for c in pairing["cables"] if only is None or c["link"] == only]
+        if not cables:
+            continue
         for module in pairing.get("loaded_modules", []):
             net.run(["modprobe", module], check=False)
-        # Scan again until nothing new appears: a link that shows up while this run is busy
-        # starts no second run (systemd merges the hotplug rule's start into this one), so a
-        # boot where the cable NICs come up late would otherwise leave them unconfigured.
-        pending = list(pairing["cables"])
+        # Scan again until nothing new appears. Not needed for correctness (every link that
+        # appears starts its own tbctl-reapply@ instance, which waits for this run's lock),
+        # but it configures NICs that come up during the boot run in that run.
+        pending = list(cables)
         while True:
-            present = [c for c in pending if _link_present(c["link"])]
+            present = [c for c in pending if net.link_present(c["link"])]
             if not present:
                 break
             for cable in present:
@@ -534,8 +612,14 @@ def _reapply(state: dict[str, Any]) -> dict[str, Any]:
                 except net.CommandError as exc:
                     failed.append(f"{cable['link']}: {exc}")
         absent.extend(c["link"] for c in pending)
+        if pairing.get("node"):
+            here = [c["link"] for c in pairing["cables"] if c["link"] in applied]
+            try:
+                _configure_node(pairing["node"], here)
+            except net.CommandError as exc:
+                failed.append(f"node address {pairing['node']['address']}: {exc}")
         if pairing.get("native_device"):
-            links = [c["link"] for c in pairing["cables"] if c["link"] in applied]
+            links = [c["link"] for c in cables if c["link"] in applied]
             if links:
                 _native().create(pairing["native_device"], links,
                                  bytes.fromhex(pairing["native_key"]),
@@ -547,7 +631,7 @@ def _reapply(state: dict[str, Any]) -> dict[str, Any]:
 
 def cable_status(cable: dict[str, Any], devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
     link = cable["link"]
-    present = Path(f"/sys/class/net/{link}").exists()
+    present = net.link_present(link)
     info = probe.netdev(Path("/"), link) if present else {}
     addresses = net.ipv4_addresses(link) if present else []
     cidr = f"{cable['address']}/{cable['prefix']}"
@@ -570,6 +654,14 @@ def cable_status(cable: dict[str, Any], devices: dict[str, dict[str, Any]]) -> d
         "gid_index": gid_index,
         "up": up,
     }
+
+
+def node_status(node: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not node:
+        return None
+    present = net.link_present(node["link"])
+    return {**node, "address_set": present and f"{node['address']}/32" in
+            net.ipv4_addresses(node["link"])}
 
 
 def roce_gid_index(gids: list[dict[str, Any]], address: str) -> int | None:
@@ -597,6 +689,7 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
             "peer_name": pairing["peer_name"],
             "transport": pairing["transport"],
             "cables": [cable_status(c, devices) for c in pairing["cables"]],
+            "node": node_status(pairing.get("node")),
         })
     return {**cmd_hello(args), "pairings": pairings, "files": sorted(state["files"]),
             "recovered": recovered}
@@ -652,6 +745,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--links", default="")
         if name == "unapply":
             p.add_argument("--peer", required=True)
+        if name == "reapply":
+            p.add_argument("--device", default=None,
+                           help="sysfs path of the link that appeared (hotplug instance)")
         if name == "ping":
             p.add_argument("--address", required=True)
             p.add_argument("--count", type=int, default=3)

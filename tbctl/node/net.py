@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 
@@ -169,3 +170,51 @@ def modprobe(module: str) -> None:
 
 def rmmod(module: str) -> None:
     run(["modprobe", "-r", module], check=False)
+
+
+def link_present(name: str) -> bool:
+    """Whether the network interface exists (in this host's network namespace)."""
+    return Path(f"/sys/class/net/{name}").exists()
+
+
+def ensure_node_link(name: str) -> None:
+    """A link of its own for the node address, up: a dummy, or where the kernel has no dummy
+    driver an empty bridge (both carry local addresses and need no configuration)."""
+    if not link_present(name):
+        errors = []
+        for kind in ("dummy", "bridge"):
+            proc = run(["ip", "link", "add", name, "type", kind], check=False)
+            if proc.returncode == 0:
+                break
+            errors.append(f"{kind}: {(proc.stderr or proc.stdout).strip()}")
+        else:
+            raise CommandError(f"cannot create the node address link {name} "
+                               f"({'; '.join(errors)}): load the dummy module")
+    run(["ip", "link", "set", "dev", name, "up"])
+
+
+def delete_link(name: str) -> None:
+    run(["ip", "link", "del", "dev", name], check=False)
+
+
+def add_route(to: str, via: str, link: str, source: str) -> None:
+    run(["ip", "route", "replace", f"{to}/32", "via", via, "dev", link, "src", source])
+
+
+def del_route(to: str, via: str, link: str) -> None:
+    run(["ip", "route", "del", f"{to}/32", "via", via, "dev", link], check=False)
+
+
+def _forwarding_path(link: str) -> str:
+    return f"/proc/sys/net/ipv4/conf/{link}/forwarding"
+
+
+def forwarding(link: str) -> str:
+    """net.ipv4.conf.LINK.forwarding: IPv4 is forwarded for packets that arrive on LINK."""
+    with open(_forwarding_path(link)) as f:
+        return f.read().strip()
+
+
+def set_forwarding(link: str, value: str) -> None:
+    with open(_forwarding_path(link), "w") as f:
+        f.write(f"{value}\n")

@@ -98,12 +98,15 @@ def netdev(root: Path, name: str) -> dict[str, Any]:
         # device -> <domain>/<host>/<xdomain>/<xdomain>.<service>
         xdomain = (base / "device").resolve().parent.name
     carrier = read_attr(base / "carrier")
+    # Mb/s; reading it fails on a link that is down, and is -1 where the driver cannot tell.
+    speed = _int_attr(base / "speed")
     return {
         "name": name,
         "mac": read_attr(base / "address"),
         "mtu": _int_attr(base / "mtu"),
         "operstate": read_attr(base / "operstate"),
         "carrier": carrier == "1",
+        "speed_mbps": speed if speed is not None and speed > 0 else None,
         "driver": driver,
         "xdomain": xdomain,
     }

@@ -92,12 +92,16 @@ def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
     assert results["pair"]["transport"] == "native" and results["pair"]["verified"]
     assert {c["rdma_a"] for c in results["pair"]["cables"]} == {"tbrdma0"}
     assert len(results["pair"]["cables"]) == 2
-    assert all(sample["value"] is not None for sample in results["samples"])
+    (bench,) = results["pairs"]  # `tbctl bench`'s own result (tbctl.bench), one pair
+    assert [t["name"] for t in bench["transports"]] == ["tbrdma", "rxe", "tcp"]
+    assert all(sample["value"] is not None for sample in bench["samples"])
+    assert sorted(Path(f).suffix for f in results["files"]) == [".csv", ".json", ".png",
+                                                                 ".svg"]
     state = cluster.load(lab_dir)
     for node in state.nodes:
         leftover = subprocess.run(cluster.ssh_command(state, node, "rdma link show"),
                                   capture_output=True, text=True, timeout=120)
-        assert "rxe_demo" not in leftover.stdout and "tbrdma0" not in leftover.stdout
+        assert "rxe_bench" not in leftover.stdout and "tbrdma0" not in leftover.stdout
 
 
 def test_tbrdma_third_party_on_cable(lab_dir: Path) -> None:

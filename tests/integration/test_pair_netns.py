@@ -70,16 +70,33 @@ def test_pair_configures_both_hosts_and_persists(pair_of_hosts):
     assert a_addr in a.run("ip", "-4", "addr", "show", "dev", "thunderbolt0")
     b.run("ping", "-c", "1", "-W", "2", a_addr)
 
+    # What the hotplug instance for one link runs (the rule starts one per link that
+    # appears) brings back that link and leaves the others to their own instances.
+    for link in ("thunderbolt0", "thunderbolt1"):
+        a.run("ip", "addr", "flush", "dev", link)
+    device = a.run("readlink", "-f", "/sys/class/net/thunderbolt1").strip()
+    assert device.startswith("/sys/devices/") and device.endswith("/net/thunderbolt1")
+    status, out = run_unit(a, "tbctl-reapply@.service", device)
+    assert status == 0, out
+    assert json.loads(out)["result"]["applied"] == ["thunderbolt1"]
+    assert "inet " in a.run("ip", "-4", "addr", "show", "dev", "thunderbolt1")
+    assert "inet " not in a.run("ip", "-4", "addr", "show", "dev", "thunderbolt0")
 
-def run_unit(host) -> tuple[int, str]:
-    """Run the boot unit's ExecStartPre= and ExecStart= lines in order, as systemd does
-    (stopping at the first failure), with the host's paths below its TBCTL_ROOT."""
-    unit = (host.root / "etc/systemd/system/tbctl-reapply.service").read_text()
+
+def run_unit(host, unit_file: str = "tbctl-reapply.service",
+             device: str | None = None) -> tuple[int, str]:
+    """Run a unit's ExecStartPre= and ExecStart= lines in order, as systemd does (stopping
+    at the first failure), with the host's paths below its TBCTL_ROOT; for an instance of
+    the hotplug template, `device` is the sysfs path systemd's %f gives."""
+    unit = (host.root / "etc/systemd/system" / unit_file).read_text()
     out = ""
     for line in unit.splitlines():
         key, _, command = line.partition("=")
         if key not in ("ExecStartPre", "ExecStart"):
             continue
+        if device is not None:
+            command = command.replace("%f", device)
+        assert "%" not in command, f"unexpanded specifier in {line}"
         command = re.sub(r"/var/lib/tbctl/\S*?\.pyz", lambda m: f"{host.root}{m.group(0)}",
                          command)
         proc = subprocess.run(["ip", "netns", "exec", host.ns, "env", f"TBCTL_ROOT={host.root}",

@@ -22,6 +22,7 @@ from tbctl.hosts import SshOptions, connected
 from tbctl.launch import Launch, run_plan
 from tests.integration.conftest import _skip_reason
 from tests.netns import Cluster
+from tests.output import json_result
 
 pytestmark = pytest.mark.netns
 
@@ -254,6 +255,23 @@ def test_generic_dry_run(paired, hosts):
         assert f"VLLM_HOST_IP={address(hosts, name)} " in line
         assert f"TBCTL_NODE_RANK={rank} " in line
         assert command_of(line) == ["python3", "-c", "print('hi there')"]
+
+
+def test_run_json_reports_the_plan_and_the_exit_codes(paired, hosts):
+    dry = paired.tbctl("run", "--dry-run", "--json", *HOSTS, "--", "sh", "-c", "exit 0")
+    plan = json_result(dry, "run")
+    assert dry.returncode == 0 and plan["dry_run"] and plan["exit_code"] is None
+    assert plan["node_addresses"] == {h: address(hosts, h) for h in HOSTS}
+    assert [(x["stage"], x["host"], x["role"], x["argv"]) for x in plan["launches"]] == [
+        (1, h, "main", ["sh", "-c", "exit 0"]) for h in HOSTS]
+    assert plan["launches"][1]["env"]["TBCTL_NODE_RANK"] == "1"
+    # A real run: stdout is the envelope alone, the programs' output goes to stderr.
+    ran = paired.tbctl("run", "--json", *HOSTS, "--", "sh", "-c",
+                       'echo "out $TBCTL_HOST"; exit $((TBCTL_NODE_RANK * 4))')
+    report = json_result(ran, "run")
+    assert ran.returncode == 4 and report["exit_code"] == 4 and not report["dry_run"]
+    assert report["codes"] == {"tbt-a: sh": 0, "tbt-b: sh": 4}
+    assert "[tbt-b] out tbt-b" in ran.stderr
 
 
 def test_run_refuses_bad_input_in_one_line(paired):

@@ -9,8 +9,10 @@ The image is built on first use (cached under ~/.cache/tbrdma/lab, keyed by its 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -126,7 +128,7 @@ def _starter(lab_dir: Path, host: str):  # noqa: ANN202 - returns verify_cable's
 
 def test_pyverbs_round_trip_on_hand_made_rxe(lab_dir: Path) -> None:
     """rdmacheck + rdmaverify on both cables, before and independent of `tbctl pair`."""
-    from tbctl.lab import perf
+    from tbctl.bench import perf
     from tbctl.lab.demo import ssh_runner
 
     _rxe_by_hand(lab_dir)
@@ -193,6 +195,101 @@ def test_persistence(lab_dir: Path) -> None:
 def test_cable_pull(lab_dir: Path) -> None:
     needs_pair()
     run(lab_dir, "cable_pull.py")
+
+
+RACE_LINK = "tbrace0"
+STATE_DIR = "/var/lib/tbctl"
+SLOW_DROP_IN = "/run/systemd/system/tbctl-reapply.service.d/50-test-slow.conf"
+
+
+def guest_wait(lab_dir: Path, host: str, condition: str, timeout: int) -> bool:
+    """Poll a shell condition inside the guest (one SSH round trip, however slow TCG is)."""
+    # Bounded by time, not by rounds: each round's commands take seconds under TCG.
+    loop = f"timeout {timeout} sh -c {shlex.quote(f'until {condition}; do sleep 0.2; done')}"
+    state = cluster.load(lab_dir)
+    result = subprocess.run(cluster.ssh_command(state, state.node(host), loop),
+                            capture_output=True, text=True, timeout=timeout + 120, check=False)
+    return result.returncode == 0
+
+
+def add_race_cable(lab_dir: Path, host: str) -> str:
+    """Record a third cable, on a link that does not exist yet, in the pairing; returns the
+    state file as it was."""
+    original = ssh(lab_dir, host, f"cat {STATE_DIR}/state.json")
+    state = json.loads(original)
+    pairing = next(iter(state["pairings"].values()))
+    assert pairing["transport"] == "rxe", pairing
+    pairing["cables"].append({**pairing["cables"][0], "link": RACE_LINK,
+                              "address": "10.253.0.1", "peer_address": "10.253.0.0",
+                              "prefix": 31, "mtu": 1500, "rdma_device": f"rxe_{RACE_LINK}"})
+    encoded = base64.b64encode(json.dumps(state).encode()).decode()
+    ssh(lab_dir, host, f"echo {encoded} | base64 -d > {STATE_DIR}/state.json && "
+                       f"touch {STATE_DIR}/links/{RACE_LINK}")
+    return original
+
+
+def remove_race_cable(lab_dir: Path, host: str, original: str) -> None:
+    encoded = base64.b64encode(original.encode()).decode()
+    ssh(lab_dir, host, f"rm -f {SLOW_DROP_IN}; systemctl daemon-reload; "
+                       f"rdma link delete rxe_{RACE_LINK}; ip link del {RACE_LINK}; "
+                       f"rm -f {STATE_DIR}/links/{RACE_LINK}; "
+                       f"echo {encoded} | base64 -d > {STATE_DIR}/state.json; "
+                       "systemctl reset-failed 'tbctl-reapply*'; true", check=False)
+
+
+def race_cable_configured(lab_dir: Path, host: str) -> bool:
+    return guest_wait(lab_dir, host,
+                      f"ip -4 -o addr show dev {RACE_LINK} | grep -q ' 10.253.0.1/31 ' "
+                      f"&& rdma link show rxe_{RACE_LINK}/1 >/dev/null 2>&1", 120)
+
+
+def link_appears_during_boot_reapply(lab_dir: Path, host: str) -> tuple[bool, str]:
+    """Start the boot re-apply, kept running after its own scan of the links by a drop-in
+    (ExecStartPost=sleep), make the race cable's link appear meanwhile; returns whether the
+    link got configured, and the re-apply units' journal."""
+    unit = "tbctl-reapply.service"
+    ssh(lab_dir, host, f"mkdir -p {Path(SLOW_DROP_IN).parent} && "
+                       "printf '[Service]\\nExecStartPost=/bin/sleep 30\\n' "
+                       f"> {SLOW_DROP_IN} && "
+                       f"systemctl daemon-reload && systemctl start --no-block {unit}")
+    assert guest_wait(lab_dir, host,
+                      f'[ "$(systemctl show -P SubState {unit})" = start-post ]', 120), \
+        "the boot re-apply never reached its slow ExecStartPost"
+    ssh(lab_dir, host, f"ip link add {RACE_LINK} type dummy && udevadm settle")
+    # The premise: the link appeared while the boot re-apply was still running.
+    assert ssh(lab_dir, host, f"systemctl show -P SubState {unit}").strip() == "start-post", \
+        "the re-apply ended before the link appeared: the drop-in's sleep is too short"
+    configured = race_cable_configured(lab_dir, host)
+    assert guest_wait(lab_dir, host,
+                      f'[ "$(systemctl show -P ActiveState {unit})" = inactive ]', 120)
+    journal = ssh(lab_dir, host, "journalctl -b --no-pager -u 'tbctl-reapply*' | tail -20",
+                  check=False)
+    return configured, journal
+
+
+def test_link_appearing_during_reapply_is_configured(lab_dir: Path) -> None:
+    """Issue 10: a cable link that appears while the boot re-apply is still running must be
+    configured. The old hotplug rule started that same unit again, and systemd merges a
+    start into the running start job, so the link got no run of its own. Here a dummy link
+    recorded as a cable of the pairing appears while the boot re-apply runs; it must get its
+    address and RDMA device with no `tbctl` command run for it, and again when it is
+    re-plugged (its hotplug instance must not stay active across the link's removal)."""
+    needs_pair()
+    host = "lab-b"
+    original = add_race_cable(lab_dir, host)
+    try:
+        configured, journal = link_appears_during_boot_reapply(lab_dir, host)
+        assert configured, f"{RACE_LINK} appeared during the boot re-apply and was never " \
+                           f"configured:\n{journal}"
+        instance = ssh(lab_dir, host, "systemd-escape --path --template=tbctl-reapply@.service "
+                                      f"/sys/devices/virtual/net/{RACE_LINK}").strip()
+        ssh(lab_dir, host, f"rdma link delete rxe_{RACE_LINK}; ip link del {RACE_LINK}")
+        assert guest_wait(lab_dir, host, f"! systemctl is-active --quiet '{instance}'", 60), \
+            f"{instance} is still active after its link went away"
+        ssh(lab_dir, host, f"ip link add {RACE_LINK} type dummy")
+        assert race_cable_configured(lab_dir, host), f"re-plugged {RACE_LINK} was not configured"
+    finally:
+        remove_race_cable(lab_dir, host, original)
 
 
 @pytest.mark.skipif(not tbctl_has("unpair"), reason="`tbctl unpair` is not in this tbctl")

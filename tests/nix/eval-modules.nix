@@ -62,6 +62,10 @@ let
         lib.filterAttrs (_: s: s.serviceConfig ? LimitMEMLOCK) services
       );
       loginLimits = config.security.pam.loginLimits;
+      # The units the module gives a drop-in (wantedBy, PATH) for tbctl's rendered unit files.
+      tbctlUnits = builtins.attrNames (
+        lib.filterAttrs (name: _: lib.hasPrefix "tbctl-" name) services
+      );
       openssh = {
         authorizedKeysInHomedir = config.services.openssh.authorizedKeysInHomedir or true;
         inherit (config.services.openssh) authorizedKeysFiles;

@@ -70,6 +70,18 @@ def test_module_combination_declares_each_option_once(case: str) -> None:
         {"domain": "@rdma", "item": "memlock", "type": "-", "value": "unlimited"}]
 
 
+def test_every_rendered_unit_gets_the_modules_drop_in() -> None:
+    """Units start with an empty PATH on NixOS: each unit file tbctl renders (the boot unit
+    and the hotplug template alike) needs the module's drop-in with the tools' PATH."""
+    from tbctl.hostfiles import HOST_FILES
+
+    rendered = sorted(Path(rel).name.removesuffix(".service") for rel in HOST_FILES
+                      if rel.startswith("etc/systemd/system/"))
+    assert rendered == ["tbctl-reapply", "tbctl-reapply@"]
+    for case in ("services-tbctl", "all"):
+        assert evaluate(f"modules.{case}")["tbctlUnits"] == rendered, case
+
+
 def test_memlock_is_raised_for_listed_units_only() -> None:
     summary = evaluate("memlockForOneUnit")
     assert summary["memlockUnits"] == {"vllm": "65536K"}

@@ -25,8 +25,35 @@ def test_write_then_restore(tmp_path, monkeypatch):
     agent._restore_host_files(state)
     assert existing.read_text() == "admin's own\n"
     assert not (tmp_path / "etc/systemd/system/tbctl-reapply.service").exists()
+    assert not (tmp_path / "etc/systemd/system/tbctl-reapply@.service").exists()
     agent._remove_created_dirs(state)
     assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["modules-load.d"]
+
+
+OLD_RULE = """ACTION=="add", SUBSYSTEM=="net", DRIVERS=="thunderbolt-net", TAG+="systemd", \
+ENV{SYSTEMD_WANTS}+="tbctl-reapply.service"
+"""
+
+
+def test_upgrade_from_the_single_unit_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A host paired by a tbctl that installed only tbctl-reapply.service, then paired again
+    by this one (which adds the hotplug template and rewrites the rule): the last unpair
+    removes every file either version installed."""
+    monkeypatch.setenv("TBCTL_ROOT", str(tmp_path))
+    old = {"etc/systemd/system/tbctl-reapply.service": "[Service]\nExecStart=/old\n",
+           "etc/udev/rules.d/90-tbctl-hotplug.rules": OLD_RULE,
+           "etc/modules-load.d/tbctl.conf": "rdma_rxe\n"}
+    state = {"files": {}}
+    agent._write_host_files(state, old)
+    new = render_host_files(state_dir="/var/lib/tbctl", tbctl_exec="/usr/bin/tbctl",
+                            modules=["rdma_rxe"])
+    changed = agent._write_host_files(state, new)
+    assert "etc/systemd/system/tbctl-reapply@.service" in changed
+    assert "tbctl-reapply@.service" in (tmp_path / "etc/udev/rules.d/90-tbctl-hotplug.rules"
+                                        ).read_text()
+    agent._restore_host_files(state)
+    agent._remove_created_dirs(state)
+    assert not (tmp_path / "etc").exists()
 
 
 def test_nixos_owned_files_are_left_alone(tmp_path, monkeypatch, capsys):
@@ -80,10 +107,35 @@ def test_reapply_configures_a_link_that_appears_while_it_runs(monkeypatch) -> No
         configured.append(cable["link"])
         present.add("thunderbolt1")  # udev renames the second NIC meanwhile
 
-    monkeypatch.setattr(agent, "_link_present", lambda link: link in present)
+    monkeypatch.setattr(agent.net, "link_present", lambda link: link in present)
     monkeypatch.setattr(agent, "_configure_cable", configure)
     state = {"pairings": {"peer": {"transport": "ip", "cables": [
         {"link": "thunderbolt0"}, {"link": "thunderbolt1"}, {"link": "thunderbolt2"}]}}}
     assert agent._reapply(state) == {"applied": ["thunderbolt0", "thunderbolt1"],
                                      "absent": ["thunderbolt2"]}
     assert configured == ["thunderbolt0", "thunderbolt1"]
+
+
+def test_hotplug_reapply_configures_only_its_own_link(monkeypatch) -> None:
+    """A tbctl-reapply@ instance (--device, the sysfs path of the link that appeared)
+    configures that link's cable; the other cables are the boot run's or their own
+    instance's business."""
+    configured = []
+    monkeypatch.setattr(agent.net, "link_present", lambda link: True)
+    monkeypatch.setattr(agent, "_configure_cable",
+                        lambda cable, transport: configured.append(cable["link"]))
+    state = {"pairings": {
+        "peer": {"transport": "ip", "cables": [{"link": "thunderbolt0"}, {"link": "tb-1"}]},
+        "other": {"transport": "ip", "cables": [{"link": "enp5s0"}]}}}
+    only = agent.link_of_device("/sys/devices/virtual/net/tb-1")
+    assert agent._reapply(state, only) == {"applied": ["tb-1"], "absent": []}
+    assert configured == ["tb-1"]
+    assert agent._reapply(state, "wlan0") == {"applied": [], "absent": []}  # not a cable
+
+
+def test_hotplug_reapply_refuses_a_path_that_is_no_netdev(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TBCTL_ROOT", str(tmp_path))
+    for bad in ("/etc/passwd", "thunderbolt0", "/sys/devices/virtual/net/../../../etc"):
+        assert agent.main(["reapply", "--device", bad]) == 1
+        error = json.loads(capsys.readouterr().out)["error"]
+        assert error.startswith(f"--device {bad} is not the sysfs path of a network interface")

@@ -126,3 +126,31 @@ def test_cables_not_up_are_named():
     recorded["tbt-b"]["pairings"][0]["cables"][1].update(up=False, present=False)
     assert down_cables(recorded, ["tbt-a", "tbt-b"]) == [
         "tbt-b: cable thunderbolt10 (10.254.0.3) is absent: run tbctl status tbt-b"]
+
+
+def test_node_addresses_are_what_every_host_binds_to_and_reaches():
+    """Pairings made from an inventory carry node addresses: VLLM_HOST_IP, MASTER_ADDR and
+    the Gloo/NCCL bootstrap interface are the node address and its link on every host; the
+    RDMA variables still name the cables."""
+    recorded = statuses("rxe")
+    nodes = {"tbt-a": "10.254.255.7", "tbt-b": "10.254.255.42"}
+    for name, status in recorded.items():
+        for pairing in status["pairings"]:
+            pairing["node"] = {"link": "tbnode0", "address": nodes[name], "routes": [],
+                               "forward_link": None, "address_set": True}
+    envs = cluster_env(recorded, ["tbt-b", "tbt-a"])
+    for name, env in envs.items():
+        variables = env.variables
+        assert env.node_address == variables["VLLM_HOST_IP"] == nodes[name]
+        assert env.master_addr == variables["MASTER_ADDR"] == nodes["tbt-b"]
+        assert variables["GLOO_SOCKET_IFNAME"] == "tbnode0"
+        assert variables["NCCL_SOCKET_IFNAME"] == "=tbnode0"
+        assert variables["NCCL_IB_HCA"] == "=tbrdma0,tbrdma1"
+        assert variables["NCCL_IB_ADDR_RANGE"] == "10.254.0.0/30"
+    text = render(envs["tbt-a"], "shell", ["tbt-b"], guard=True)
+    assert "ray start --node-ip-address=10.254.255.7" in text
+    assert "ip -4 -o addr show to 10.254.255.7/32" in text
+    # Without node addresses on one host, both bind to cable addresses as before.
+    recorded["tbt-b"]["pairings"][0]["node"] = None
+    assert cluster_env(recorded, ["tbt-a", "tbt-b"])["tbt-a"].variables[
+        "GLOO_SOCKET_IFNAME"] == "thunderbolt1"

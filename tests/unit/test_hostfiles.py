@@ -76,8 +76,9 @@ def test_hotplug_rule_fires_only_for_cable_links(tmp_path):
         device = {"action": action, "subsystem": "net", "name": name, "drivers": drivers}
         return udev_wants(rules, device, tmp_path)
 
-    assert wants("thunderbolt0", ["thunderbolt-net"]) == ["tbctl-reapply.service"]
-    assert wants("enp5s0", ["r8169"]) == ["tbctl-reapply.service"]
+    # The template with an empty instance: systemd instantiates it once per link (below).
+    assert wants("thunderbolt0", ["thunderbolt-net"]) == ["tbctl-reapply@.service"]
+    assert wants("enp5s0", ["r8169"]) == ["tbctl-reapply@.service"]
     for name, drivers in (("veth1a2b", []), ("tun0", ["tun"]), ("eth0", ["e1000e"]),
                           ("docker0", []), ("wg0", [])):
         assert wants(name, drivers) == [], name
@@ -102,14 +103,58 @@ def test_boot_unit_checks_the_persisted_archive():
     assert "ExecStartPre" not in plain
 
 
+def _persisted_agent_unit(name: str) -> str:
+    """A unit as rendered for a host that runs the persisted agent archive."""
+    archive = f"/var/lib/tbctl/tbctl-{'cd' * 32}.pyz"
+    return render_host_files(state_dir="/var/lib/tbctl",
+                             tbctl_exec=f"{sys.executable} -I {archive}",
+                             modules=[])[f"etc/systemd/system/{name}"]
+
+
+def _systemd_verifies(unit: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
 def test_boot_unit_parses_as_systemd_reads_it(tmp_path):
     """systemd's own parser accepts the unit (quoting of the ExecStartPre= check included)."""
-    archive = f"/var/lib/tbctl/tbctl-{'cd' * 32}.pyz"
-    unit = render_host_files(state_dir="/var/lib/tbctl",
-                             tbctl_exec=f"{sys.executable} -I {archive}",
-                             modules=[])["etc/systemd/system/tbctl-reapply.service"]
-    (tmp_path / "tbctl-reapply.service").write_text(unit)
-    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "tbctl-reapply.service")],
-                            capture_output=True, text=True)
-    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    (tmp_path / "tbctl-reapply.service").write_text(
+        _persisted_agent_unit("tbctl-reapply.service"))
+    _systemd_verifies(tmp_path / "tbctl-reapply.service")
+
+
+def test_hotplug_unit_runs_once_per_link():
+    """Issue 10: the rule used to start the boot unit itself, and a link that appeared while
+    that unit ran only merged its start into the running one. It now starts the template,
+    which systemd instantiates per device (systemd.device(5)), so each link has its own unit;
+    that instance re-applies its own link and lives as long as the link does."""
+    files = render_host_files(state_dir="/srv/tb", tbctl_exec="/opt/tbctl", modules=[])
+    rules = files["etc/udev/rules.d/90-tbctl-hotplug.rules"]
+    assert "tbctl-reapply.service" not in rules
+    assert all('ENV{SYSTEMD_WANTS}+="tbctl-reapply@.service"' in line and 'TAG+="systemd"' in line
+               for line in rules.splitlines() if line.startswith("ACTION=="))
+    template = files["etc/systemd/system/tbctl-reapply@.service"].splitlines()
+    # %i is the escaped sysfs path (the device unit's own name), %f that path unescaped.
+    assert "ExecStart=/opt/tbctl node reapply --state-dir /srv/tb --device %f" in template
+    assert "BindsTo=%i.device" in template
+    assert "RemainAfterExit=yes" in template
+    assert "ConditionPathExists=/srv/tb/state.json" in template
+    assert not any(line.startswith("WantedBy=") for line in template)  # only udev starts it
+    # The boot unit still re-applies everything, and stays what the boot enables.
+    boot = files["etc/systemd/system/tbctl-reapply.service"]
+    assert "ExecStart=/opt/tbctl node reapply --state-dir /srv/tb\n" in boot
+    assert "WantedBy=multi-user.target" in boot
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
+def test_hotplug_instance_parses_as_systemd_reads_it(tmp_path):
+    """systemd's parser accepts an instance of the template, named as systemd names it."""
+    (tmp_path / "tbctl-reapply@.service").write_text(
+        _persisted_agent_unit("tbctl-reapply@.service"))
+    escaped = subprocess.run(["systemd-escape", "--path", "--template=tbctl-reapply@.service",
+                              "/sys/devices/virtual/net/tb-0"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert escaped == "tbctl-reapply@sys-devices-virtual-net-tb\\x2d0.service"
+    _systemd_verifies(tmp_path / escaped)

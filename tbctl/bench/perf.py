@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Benchmarks between two lab nodes: perftest on an RDMA device, iperf3/qperf over TCP.
+"""Benchmarks between two hosts: perftest on an RDMA device, iperf3/qperf over TCP.
 
-Works through a `run(host, command) -> (status, output)` callable, so the demo (ssh
-subprocesses) and tests can share it. Every measurement returns a `Sample`; a failed one
+Works through a `run(host, command) -> (status, output)` callable, so `tbctl bench` (SSH
+connections), the lab demo and tests share it. Every measurement returns a `Sample`; a failed one
 says why instead of raising, so one broken transport never hides the others' numbers.
 Numbers are printed, never asserted: TCG wall-clock figures vary severalfold.
 """
@@ -27,7 +27,7 @@ UNITS = {"bw": "Mb/s", "lat": "us"}
 LAT_ITERATIONS = 200
 # perftest's "MB/sec" is 2^20 bytes per second.
 MIB_PER_S_IN_MBIT = 8 * 1.048576
-# A server that never sees its client must not outlive the demo.
+# A server that never sees its client must not outlive the benchmark.
 SERVER_TIMEOUT_S = 120
 
 
@@ -128,41 +128,49 @@ def _quoted(words: Sequence[str]) -> str:
 
 def _client_until_server_listens(run: Run, host: str, command: str, tries: int = 30
                                  ) -> tuple[int, str]:
-    """The servers are started in the background just before; none of the clients retry."""
+    """The servers are started in the background just before; none of the clients retry.
+    A refused connection is retried whatever the exit status: `iperf3 -J` reports it in its
+    JSON and exits 0."""
     status, output = 1, ""
     for _ in range(tries):
         status, output = run(host, command)
-        if status == 0 or not re.search(r"[Cc]ouldn't connect|[Cc]onnection refused|"
-                                        r"unable to connect|failed to connect", output):
+        if not re.search(r"[Cc]ouldn't connect|[Cc]onnection refused|unable to connect|"
+                         r"failed to connect", output):
             break
         time.sleep(0.3)
     return status, output
 
 
-def _start_server(run: Run, host: str, command: str, port: int) -> str:
-    """Starts `command` in the background on `host`; returns its log's path."""
-    log = f"/tmp/tbctl-demo-{port}.log"
-    run(host, f"(timeout {SERVER_TIMEOUT_S} {command} > {log} 2>&1 & echo $! > {log}.pid)")
-    return log
+def _start_server(run: Run, host: str, command: str) -> str:
+    """Starts `command` in the background on `host`; returns the private directory (mktemp
+    -d, mode 0700) holding its log and pid. A fixed name in /tmp would let any local user
+    point it at a file of the SSH user's (root's) with a symlink and have it overwritten."""
+    status, output = run(host, f"d=$(mktemp -d /tmp/tbctl-bench.XXXXXXXX) && "
+                               f"(timeout {SERVER_TIMEOUT_S} {command} < /dev/null "
+                               f"> \"$d/log\" 2>&1 & echo $! > \"$d/pid\") && echo \"$d\"")
+    directory = output.strip().splitlines()[-1] if output.strip() else ""
+    if status != 0 or not re.fullmatch(r"/tmp/tbctl-bench\.[A-Za-z0-9]+", directory):
+        raise RuntimeError(f"{host}: could not start '{command}': {output.strip()}")
+    return directory
 
 
-def _stop_server(run: Run, host: str, port: int, wait: bool) -> None:
+def _stop_server(run: Run, host: str, directory: str, wait: bool) -> None:
     """Lets a server that ends with its client finish (so the next run finds the port
     free), then stops whatever is left of it and removes its files."""
-    log = f"/tmp/tbctl-demo-{port}.log"
-    pid = f"$(cat {log}.pid 2>/dev/null || echo 0)"
+    pid = f"$(cat {directory}/pid 2>/dev/null || echo 0)"
     settle = f"for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.2; done; " \
         if wait else ""
-    run(host, f"{settle}kill {pid} 2>/dev/null; rm -f {log} {log}.pid; true")
+    run(host, f"{settle}kill {pid} 2>/dev/null; rm -rf {directory}; true")
 
 
 def _tail(output: str, lines: int = 6) -> str:
     return " | ".join(line.strip() for line in output.strip().splitlines()[-lines:])
 
 
-def _failure(run: Run, host_b: str, log: str, tool: str, status: int, output: str) -> str:
+def _failure(run: Run, host_b: str, directory: str, tool: str, status: int, output: str
+             ) -> str:
     """One line with the client's and the server's last words."""
-    _, server_output = run(host_b, f"cat {log}")
+    _, server_output = run(host_b, f"cat {directory}/log")
     return f"{tool} exit {status}: {_tail(output)}; server: {_tail(server_output)}"
 
 
@@ -180,7 +188,7 @@ def rdma(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, 
         # decimals of Gb/s lose below 10 Mb/s.
         common += ["-t", str(min(128, count))]
     server = _quoted([*common, "-x", str(transport.gid_index_b)])
-    log = _start_server(run, host_b, server, port)
+    server_dir = _start_server(run, host_b, server)
     client = _quoted([*common, "-x", str(transport.gid_index_a), transport.address_b])
     started = time.monotonic()
     status, output = _client_until_server_listens(
@@ -190,10 +198,10 @@ def rdma(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, 
     value = parse_perftest(output, 3 if metric == "bw" else 5)
     error = ""
     if status != 0 or value is None:
-        value, error = None, _failure(run, host_b, log, tool, status, output)
+        value, error = None, _failure(run, host_b, server_dir, tool, status, output)
     elif metric == "bw":
         value *= MIB_PER_S_IN_MBIT
-    _stop_server(run, host_b, port, wait=True)
+    _stop_server(run, host_b, server_dir, wait=True)
     return Sample(transport.name, metric, size, value, round(elapsed, 2), error)
 
 
@@ -210,7 +218,7 @@ def tcp(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, s
         client = (f"qperf -lp {port} -m {size} -t 2 {shlex.quote(transport.address_b)} "
                   "tcp_lat")
         name = "qperf"
-    log = _start_server(run, host_b, server, port)
+    server_dir = _start_server(run, host_b, server)
     started = time.monotonic()
     status, output = _client_until_server_listens(
         run, host_a, f"timeout {SERVER_TIMEOUT_S} {client} 2>&1")
@@ -218,9 +226,9 @@ def tcp(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, s
     value = parse_iperf3(output) if metric == "bw" else parse_qperf_latency(output)
     error = ""
     if status != 0 or value is None:
-        value, error = None, _failure(run, host_b, log, name, status, output)
+        value, error = None, _failure(run, host_b, server_dir, name, status, output)
     # qperf's server serves until stopped; iperf3 -1 ends after one client.
-    _stop_server(run, host_b, port, wait=metric == "bw")
+    _stop_server(run, host_b, server_dir, wait=metric == "bw")
     return Sample(transport.name, metric, size, value, round(elapsed, 2), error)
 
 
