@@ -5,7 +5,7 @@
 # vm-tests/tbrdma_semantics_peer.py: destroy/RESET with work outstanding leave no CQE behind,
 # CQ overflow (IBV_EVENT_CQ_ERR, QP to error), solicited notification, IBV_SEND_FENCE,
 # resize_cq, query_qp, a responder's remote access violation, a shared receive queue (limit
-# event, last-WQE event, resize), 1,000 create/destroy cycles
+# event, last-WQE event, resize), inline data, 1,000 create/destroy cycles
 # without growth, and a link rebuild moving QPs to error - each checked for kernel warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
@@ -423,6 +423,65 @@ def check_responder_error(chan):
     cq.close()
 
 
+def check_inline(chan):
+    """IBV_SEND_INLINE: max_inline_data 256 reported (a larger request clamped), the data is
+    taken at post time (no MR needed; the buffer changed right after the post is not what
+    arrives), WRITE and SEND inline complete, more than 256 bytes is refused."""
+    cq = CQ(ctx, 64)
+    init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
+                      cap=QPCap(max_send_wr=16, max_recv_wr=4, max_send_sge=2,
+                                max_recv_sge=1, max_inline_data=1024))
+    attr = QPAttr(port_num=1)
+    attr.qp_access_flags = ACCESS
+    qp = QP(pd, init, attr)
+    assert init.cap.max_inline_data == 256, f"max_inline_data {init.cap.max_inline_data}"
+    queried = qp.query(e.IBV_QP_CAP)[1].cap.max_inline_data
+    assert queried == 256, f"query_qp max_inline_data {queried}"
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp, recvs=1)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    inline = e.IBV_SEND_INLINE | e.IBV_SEND_SIGNALED
+    cases = [(1, 0), (100, 4096), (256, 8192)]
+    for i, (size, offset) in enumerate(cases):
+        mr.write(pattern(40 + i, size), size, 0)
+        # no lkey: inline data needs no MR; two SGEs for the largest
+        half = size // 2 if size > 1 else size
+        sges = [SGE(mr.buf, half, 0)] + ([SGE(mr.buf + half, size - half, 0)]
+                                         if size > half else [])
+        wr = SendWR(wr_id=i, opcode=e.IBV_WR_RDMA_WRITE, num_sge=len(sges), sg=sges,
+                    send_flags=inline)
+        wr.set_wr_rdma(peer["rkey"], peer["addr"] + MIB + offset)
+        qp.post_send(wr)
+        mr.write(bytes(size), size, 0)  # too late to matter: the post took the data
+        [wc] = wait_wc(cq)
+        assert wc.status == e.IBV_WC_SUCCESS, f"inline WRITE of {size} B: status {wc.status}"
+    for i, (size, offset) in enumerate(cases):
+        wr = SendWR(wr_id=10 + i, opcode=e.IBV_WR_RDMA_READ, num_sge=1,
+                    sg=[SGE(mr.buf + 65536, size, mr.lkey)], send_flags=e.IBV_SEND_SIGNALED)
+        wr.set_wr_rdma(peer["rkey"], peer["addr"] + MIB + offset)
+        qp.post_send(wr)
+        [wc] = wait_wc(cq)
+        got = mr.read(size, 65536)
+        assert wc.status == e.IBV_WC_SUCCESS and got == pattern(40 + i, size), \
+            f"inline WRITE of {size} B arrived as {got[:16].hex()}..."
+    qp.post_send(SendWR(wr_id=20, opcode=e.IBV_WR_SEND, num_sge=1,
+                        sg=[SGE(mr.buf, 200, 0)], send_flags=inline))
+    [wc] = wait_wc(cq)
+    assert wc.status == e.IBV_WC_SUCCESS, f"inline SEND: status {wc.status}"
+    try:
+        qp.post_send(SendWR(wr_id=21, opcode=e.IBV_WR_SEND, num_sge=1,
+                            sg=[SGE(mr.buf, 257, 0)], send_flags=inline))
+        raise AssertionError("an inline SEND of 257 bytes was accepted")
+    except PyverbsRDMAError:
+        pass
+    report("inline", max_inline_data=256, sizes=[size for size, _ in cases])
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
 def async_events(fd, wanted, timeout=60):
     """Async event types read from `fd` until every type in `wanted` came (or timeout)."""
     events = []
@@ -598,7 +657,7 @@ def client():
     # Every check runs even after one failed, so a run shows each verdict.
     for check in (check_destroy_purges, check_cq_overflow, check_solicited, check_fence,
                   check_resize_cq, check_query_qp, check_responder_error, check_srq,
-                  check_no_leak, check_relink_errors_qps):
+                  check_inline, check_no_leak, check_relink_errors_qps):
         if only and check.__name__ not in only.split(","):
             continue
         try:
@@ -729,7 +788,8 @@ if b.succeed("cat /tmp/tbsem/rc").strip() != "0":
 passed = {json.loads(line)["check"] for line in client_out.splitlines()
           if line.startswith("{") and "failed" not in json.loads(line)}
 want = {"destroy_purges_cq", "cq_overflow", "solicited_notify", "fence", "resize_cq",
-        "query_qp", "responder_access_error", "srq", "no_leak", "relink_errors_qps"}
+        "query_qp", "responder_access_error", "srq", "inline", "no_leak",
+        "relink_errors_qps"}
 if not passed >= want:
     failures.append(f"checks not passed: {sorted(want - passed)}")
 for m in (a, b):

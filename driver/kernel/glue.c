@@ -152,11 +152,11 @@ static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 
 		swqe = (struct tbrdma_send_wqe *)(uintptr_t)buf->addr;
 		if (off > swqe->total_len || len > swqe->total_len - off)
 			return TBP_ERR_LOCAL_LENGTH;
-		if (swqe->dgram) {
+		if (swqe->gathered) {
 			/* A GSI datagram, gathered when it was handed over; only ever read. */
 			if (to_buf)
 				return TBP_ERR_LOCAL_PROTECTION;
-			memcpy(data, swqe->dgram + off, len);
+			memcpy(data, swqe->gathered + off, len);
 			return 0;
 		}
 		if (tbrdma_copy_sges(tdev, swqe->sge, swqe->num_sge, off, data, len, to_buf))
@@ -752,7 +752,7 @@ static int post_to_core(struct tbrdma_dev *tdev, struct tbp_link *link, const st
 	return err == -ENOBUFS ? -ENOMEM : err;
 }
 
-/* A GSI datagram (header + MAD in wqe->dgram) as a SEND to the peer's QP1. Link lock held. */
+/* A GSI datagram (header + MAD in wqe->gathered) as a SEND to the peer's QP1. Link lock held. */
 int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe)
 {
 	struct tbp_link *link = core_link(qp->tdev);

@@ -88,6 +88,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	INIT_WORK(&qp->event_work, tbrdma_qp_event_work);
 	qp->state = IB_QPS_RESET;
 	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
+	qp->is_user = !!udata;
 	qp->max_send_wr = max(init->cap.max_send_wr, 1U);
 	qp->max_recv_wr = max(init->cap.max_recv_wr, 1U);
 	qp->max_send_sge = max(init->cap.max_send_sge, 1U);
@@ -134,7 +135,8 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	init->cap.max_recv_wr = qp->max_recv_wr;
 	init->cap.max_send_sge = qp->max_send_sge;
 	init->cap.max_recv_sge = qp->max_recv_sge;
-	init->cap.max_inline_data = 0;
+	/* every QP takes TBRDMA_MAX_INLINE bytes; a larger request is clamped to it */
+	init->cap.max_inline_data = TBRDMA_MAX_INLINE;
 	return 0;
 
 err_rq:
@@ -374,7 +376,7 @@ int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 	attr->cap.max_recv_wr = qp->max_recv_wr;
 	attr->cap.max_send_sge = qp->max_send_sge;
 	attr->cap.max_recv_sge = qp->max_recv_sge;
-	attr->cap.max_inline_data = 0;
+	attr->cap.max_inline_data = TBRDMA_MAX_INLINE;
 	init->cap = attr->cap;
 	init->qp_type = ibqp->qp_type;
 	init->send_cq = ibqp->send_cq;
@@ -451,6 +453,66 @@ int tbrdma_take_sges(struct tbrdma_dev *tdev, struct ib_pd *pd, const struct ib_
 	return 0;
 }
 
+static void tbrdma_init_send_wqe(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
+				 struct tbrdma_send_wqe *wqe)
+{
+	wqe->qp = qp;
+	wqe->wr_id = wr->wr_id;
+	wqe->opcode = wr->opcode;
+	wqe->signaled = qp->sq_sig_all || (wr->send_flags & IB_SEND_SIGNALED);
+	wqe->fence = !!(wr->send_flags & IB_SEND_FENCE);
+	wqe->num_sge = wr->num_sge;
+	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
+		wqe->imm = (__force u32)wr->ex.imm_data;
+	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
+		wqe->rkey = rdma_wr(wr)->rkey;
+		wqe->raddr = rdma_wr(wr)->remote_addr;
+	}
+}
+
+/*
+ * IB_SEND_INLINE: the data is copied into the WQE now, so the SGEs need no MR and their
+ * buffers may be reused as soon as the post returns (IBA 10.8.3.2; rxe copies the same
+ * way). A user QP posts through the uverbs write command, so this runs in that process and
+ * the addresses are its own; a kernel consumer's are kernel addresses.
+ */
+static int tbrdma_build_inline(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
+			       struct tbrdma_send_wqe **out)
+{
+	struct tbrdma_send_wqe *wqe;
+	u32 total = 0, done = 0;
+	int i;
+
+	if (wr->opcode == IB_WR_RDMA_READ)
+		return -EINVAL;
+	for (i = 0; i < wr->num_sge; i++) {
+		if (wr->sg_list[i].length > TBRDMA_MAX_INLINE - total)
+			return -EINVAL;
+		total += wr->sg_list[i].length;
+	}
+	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe) + total, GFP_ATOMIC);
+	if (!wqe)
+		return -ENOMEM;
+	tbrdma_init_send_wqe(qp, wr, wqe);
+	wqe->gathered = (u8 *)(wqe + 1);
+	for (i = 0; i < wr->num_sge; i++) {
+		const struct ib_sge *sge = &wr->sg_list[i];
+
+		if (!qp->is_user)
+			memcpy(wqe->gathered + done, (void *)(uintptr_t)sge->addr, sge->length);
+		else if (copy_from_user(wqe->gathered + done, u64_to_user_ptr(sge->addr),
+					sge->length)) {
+			tbrdma_free_send_wqe(qp->tdev, wqe);
+			return -EFAULT;
+		}
+		done += sge->length;
+	}
+	wqe->num_sge = 0;
+	wqe->total_len = total;
+	*out = wqe;
+	return 0;
+}
+
 /* Checks one WR and builds its WQE (any context). */
 static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 			     struct tbrdma_send_wqe **out)
@@ -474,23 +536,12 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 		return -EINVAL;
 	}
 	if (wr->send_flags & IB_SEND_INLINE)
-		return -EINVAL;
+		return tbrdma_build_inline(qp, wr, out);
 
 	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_ATOMIC);
 	if (!wqe)
 		return -ENOMEM;
-	wqe->qp = qp;
-	wqe->wr_id = wr->wr_id;
-	wqe->opcode = wr->opcode;
-	wqe->signaled = qp->sq_sig_all || (wr->send_flags & IB_SEND_SIGNALED);
-	wqe->fence = !!(wr->send_flags & IB_SEND_FENCE);
-	wqe->num_sge = wr->num_sge;
-	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
-		wqe->imm = (__force u32)wr->ex.imm_data;
-	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
-		wqe->rkey = rdma_wr(wr)->rkey;
-		wqe->raddr = rdma_wr(wr)->remote_addr;
-	}
+	tbrdma_init_send_wqe(qp, wr, wqe);
 	err = tbrdma_take_sges(qp->tdev, qp->ibqp.pd, wr->sg_list, wr->num_sge, wqe->sge,
 			       &wqe->total_len, wr->opcode == IB_WR_RDMA_READ);
 	if (err) {

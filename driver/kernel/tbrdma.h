@@ -24,6 +24,7 @@
 #define TBRDMA_MAX_RAILS	8
 #define TBRDMA_KEY_LEN		32
 #define TBRDMA_MAX_SGE		8
+#define TBRDMA_MAX_INLINE	256	/* bytes of IB_SEND_INLINE data per WR */
 #define TBRDMA_MAX_QP		1024
 #define TBRDMA_MAX_QP_WR	1024
 #define TBRDMA_MAX_CQE		16384
@@ -167,8 +168,11 @@ struct tbrdma_send_wqe {
 	u32 num_sge;
 	u32 total_len;
 	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
-	/* GSI only: header + MAD gathered at hand-over; the core reads these total_len bytes */
-	u8 *dgram;
+	/*
+	 * Bytes gathered when the WR was taken, read by the core instead of the SGEs: a GSI
+	 * datagram (header + MAD) or the data of an IBV_SEND_INLINE WR (total_len bytes).
+	 */
+	u8 *gathered;
 };
 
 /* One datagram of QP1 being reassembled by the core (owned by tdev->lock). */
@@ -222,6 +226,7 @@ struct tbrdma_qp {
 	/* what modify_qp was given, for query_qp (ah_attr without its sgid_attr reference) */
 	struct ib_qp_attr attr;
 	bool sq_sig_all;
+	bool is_user;			/* inline SGE addresses are user addresses */
 	u32 max_send_wr, max_recv_wr, max_send_sge, max_recv_sge;
 	/*
 	 * Send queue, under sq_lock (IRQ-safe: a post may run with interrupts off; the core's
