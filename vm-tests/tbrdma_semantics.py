@@ -4,7 +4,8 @@
 # is the rails' real rate; 4 QPs x max_qp_wr outstanding (ib_write_bw -q 4 -t 1024); then
 # vm-tests/tbrdma_semantics_peer.py: destroy/RESET with work outstanding leave no CQE behind,
 # CQ overflow (IBV_EVENT_CQ_ERR, QP to error), solicited notification, IBV_SEND_FENCE,
-# resize_cq, query_qp, a responder's remote access violation, 1,000 create/destroy cycles
+# resize_cq, query_qp, a responder's remote access violation, a shared receive queue (limit
+# event, last-WQE event, resize), inline data, 1,000 create/destroy cycles
 # without growth, and a link rebuild moving QPs to error - each checked for kernel warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
@@ -32,7 +33,9 @@ from pyverbs.cq import CQ, CompChannel
 from pyverbs.device import Context
 from pyverbs.mr import MR
 from pyverbs.pd import PD
+from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
+from pyverbs.srq import SRQ, SrqAttr, SrqInitAttr
 from pyverbs.wr import SGE, RecvWR, SendWR
 
 DEV = "tbrdma0"
@@ -154,6 +157,15 @@ def serve():
             chan.send({"qpn": qp.qp_num, "gid": gid, "rkey": mr.rkey, "addr": mr.buf})
         elif op == "state":
             chan.send({"state": qp_state(qps[req["qpn"]]["qp"])})
+        elif op == "send":
+            # `count` SENDs of `size` bytes, the j-th from offset j * size of the pattern
+            entry, size = qps[req["qpn"]], req["size"]
+            for j in range(req["count"]):
+                entry["qp"].post_send(SendWR(
+                    wr_id=j, opcode=e.IBV_WR_SEND, num_sge=1,
+                    sg=[SGE(entry["mr"].buf + j * size, size, entry["mr"].lkey)],
+                    send_flags=e.IBV_SEND_SIGNALED))
+            chan.send({"status": [wc.status for wc in wait_wc(entry["cq"], req["count"])]})
         elif op == "woke":
             # pyverbs blocks with the GIL held: wait on the channel's fd, then take the event
             entry = qps[req["qpn"]]
@@ -411,6 +423,155 @@ def check_responder_error(chan):
     cq.close()
 
 
+def check_inline(chan):
+    """IBV_SEND_INLINE: max_inline_data 256 reported (a larger request clamped), the data is
+    taken at post time (no MR needed; the buffer changed right after the post is not what
+    arrives), WRITE and SEND inline complete, more than 256 bytes is refused."""
+    cq = CQ(ctx, 64)
+    init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
+                      cap=QPCap(max_send_wr=16, max_recv_wr=4, max_send_sge=2,
+                                max_recv_sge=1, max_inline_data=1024))
+    attr = QPAttr(port_num=1)
+    attr.qp_access_flags = ACCESS
+    qp = QP(pd, init, attr)
+    assert init.cap.max_inline_data == 256, f"max_inline_data {init.cap.max_inline_data}"
+    queried = qp.query(e.IBV_QP_CAP)[1].cap.max_inline_data
+    assert queried == 256, f"query_qp max_inline_data {queried}"
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp, recvs=1)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    inline = e.IBV_SEND_INLINE | e.IBV_SEND_SIGNALED
+    cases = [(1, 0), (100, 4096), (256, 8192)]
+    for i, (size, offset) in enumerate(cases):
+        mr.write(pattern(40 + i, size), size, 0)
+        # no lkey: inline data needs no MR; two SGEs for the largest
+        half = size // 2 if size > 1 else size
+        sges = [SGE(mr.buf, half, 0)] + ([SGE(mr.buf + half, size - half, 0)]
+                                         if size > half else [])
+        wr = SendWR(wr_id=i, opcode=e.IBV_WR_RDMA_WRITE, num_sge=len(sges), sg=sges,
+                    send_flags=inline)
+        wr.set_wr_rdma(peer["rkey"], peer["addr"] + MIB + offset)
+        qp.post_send(wr)
+        mr.write(bytes(size), size, 0)  # too late to matter: the post took the data
+        [wc] = wait_wc(cq)
+        assert wc.status == e.IBV_WC_SUCCESS, f"inline WRITE of {size} B: status {wc.status}"
+    for i, (size, offset) in enumerate(cases):
+        wr = SendWR(wr_id=10 + i, opcode=e.IBV_WR_RDMA_READ, num_sge=1,
+                    sg=[SGE(mr.buf + 65536, size, mr.lkey)], send_flags=e.IBV_SEND_SIGNALED)
+        wr.set_wr_rdma(peer["rkey"], peer["addr"] + MIB + offset)
+        qp.post_send(wr)
+        [wc] = wait_wc(cq)
+        got = mr.read(size, 65536)
+        assert wc.status == e.IBV_WC_SUCCESS and got == pattern(40 + i, size), \
+            f"inline WRITE of {size} B arrived as {got[:16].hex()}..."
+    qp.post_send(SendWR(wr_id=20, opcode=e.IBV_WR_SEND, num_sge=1,
+                        sg=[SGE(mr.buf, 200, 0)], send_flags=inline))
+    [wc] = wait_wc(cq)
+    assert wc.status == e.IBV_WC_SUCCESS, f"inline SEND: status {wc.status}"
+    try:
+        qp.post_send(SendWR(wr_id=21, opcode=e.IBV_WR_SEND, num_sge=1,
+                            sg=[SGE(mr.buf, 257, 0)], send_flags=inline))
+        raise AssertionError("an inline SEND of 257 bytes was accepted")
+    except PyverbsRDMAError:
+        pass
+    report("inline", max_inline_data=256, sizes=[size for size, _ in cases])
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
+def async_events(fd, wanted, timeout=60):
+    """Async event types read from `fd` until every type in `wanted` came (or timeout)."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while not set(wanted) <= set(events) and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            event = ctx.get_async_event()
+            events.append(event.event_type)
+            event.ack()
+    return events
+
+
+def check_srq(chan):
+    """Two RC QPs share one SRQ: the peer's SENDs on both land in the SRQ's WQEs byte-exact,
+    the armed limit raises IBV_EVENT_SRQ_LIMIT_REACHED and disarms, a post to the QPs' own
+    receive queues is refused, a QP moved to error raises IBV_EVENT_QP_LAST_WQE_REACHED and
+    leaves the SRQ's WQEs to the other QP, and resize keeps the posted WQEs."""
+    fd = async_event_fd()
+    cq = CQ(ctx, 256)
+    srq = SRQ(pd, SrqInitAttr(SrqAttr(max_wr=64, max_sge=1)))
+    mr = MR(pd, 64 * 4096, ACCESS)
+    init = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, srq=srq, sq_sig_all=1,
+                      cap=QPCap(max_send_wr=16, max_recv_wr=0, max_send_sge=1,
+                                max_recv_sge=0))
+    qps, peers = [], []
+    for seed in (11, 12):
+        attr = QPAttr(port_num=1)
+        attr.qp_access_flags = ACCESS
+        qp = QP(pd, init, attr)
+        peer = connect_qp(chan, qp, seed=seed)
+        qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+        qps.append(qp)
+        peers.append(peer)
+    for i in range(48):
+        srq.post_recv(RecvWR(wr_id=i, num_sge=1, sg=[SGE(mr.buf + i * 4096, 4096, mr.lkey)]))
+    srq.modify(SrqAttr(srq_limit=10), e.IBV_SRQ_LIMIT)
+    assert srq.query().srq_limit == 10, f"srq_limit {srq.query().srq_limit} after arming 10"
+    try:
+        qps[0].post_recv(RecvWR(wr_id=99, num_sge=1, sg=[SGE(mr.buf, 64, mr.lkey)]))
+        raise AssertionError("post_recv on a QP attached to an SRQ was accepted")
+    except PyverbsRDMAError:
+        pass
+    sizes = (1000, 4096)
+    for peer, size in zip(peers, sizes):
+        chan.send({"op": "send", "qpn": peer["qpn"], "count": 20, "size": size})
+        status = chan.recv()["status"]
+        assert status == [0] * 20, f"peer's SEND statuses {status}"
+    wcs = wait_wc(cq, 40)
+    seen = {qp.qp_num: 0 for qp in qps}
+    for wc in wcs:
+        assert wc.status == e.IBV_WC_SUCCESS and wc.opcode == e.IBV_WC_RECV, \
+            f"wc status {wc.status} opcode {wc.opcode}"
+        index = [qp.qp_num for qp in qps].index(wc.qp_num)
+        j, size = seen[wc.qp_num], sizes[index]
+        seen[wc.qp_num] += 1
+        expect = pattern(11 + index, MIB)[j * size:(j + 1) * size]
+        assert wc.byte_len == size and mr.read(size, wc.wr_id * 4096) == expect, \
+            f"QP {index} message {j} in WQE {wc.wr_id}: {wc.byte_len} bytes, data differs"
+    assert sorted(wc.wr_id for wc in wcs) == list(range(40)), "WQEs not taken in post order"
+    events = async_events(fd, [e.IBV_EVENT_SRQ_LIMIT_REACHED])
+    assert e.IBV_EVENT_SRQ_LIMIT_REACHED in events, f"no SRQ limit event: {events}"
+    assert srq.query().srq_limit == 0, "the limit event did not disarm the limit"
+    qps[0].modify(QPAttr(qp_state=e.IBV_QPS_ERR), e.IBV_QP_STATE)
+    events = async_events(fd, [e.IBV_EVENT_QP_LAST_WQE_REACHED])
+    assert e.IBV_EVENT_QP_LAST_WQE_REACHED in events, f"no last-WQE event: {events}"
+    n, flushed = cq.poll(8)
+    assert n == 0, f"{n} completions after the error of a QP that held no WQE"
+    chan.send({"op": "send", "qpn": peers[1]["qpn"], "count": 5, "size": 4096})
+    assert chan.recv()["status"] == [0] * 5
+    more = wait_wc(cq, 5)
+    assert sorted(wc.wr_id for wc in more) == list(range(40, 45)), [wc.wr_id for wc in more]
+    srq.modify(SrqAttr(max_wr=128), e.IBV_SRQ_MAX_WR)
+    resized = srq.query().max_wr
+    assert resized >= 128, f"max_wr {resized} after resizing to 128"
+    try:
+        srq.modify(SrqAttr(max_wr=2), e.IBV_SRQ_MAX_WR)
+        raise AssertionError("shrinking the SRQ below its 3 posted WQEs was accepted")
+    except PyverbsRDMAError:
+        pass
+    report("srq", received=len(wcs) + len(more), limit_event=True, last_wqe_event=True,
+           resized=resized)
+    for qp, peer in zip(qps, peers):
+        qp.close()
+        chan.send({"op": "close", "qpn": peer["qpn"]})
+        chan.recv()
+    srq.close()
+    mr.close()
+    cq.close()
+
+
 def objects():
     with open(f"{CFS}/objects") as f:
         return dict((k, int(v)) for k, v in (line.split() for line in f))
@@ -495,8 +656,8 @@ def client():
     failed = []
     # Every check runs even after one failed, so a run shows each verdict.
     for check in (check_destroy_purges, check_cq_overflow, check_solicited, check_fence,
-                  check_resize_cq, check_query_qp, check_responder_error, check_no_leak,
-                  check_relink_errors_qps):
+                  check_resize_cq, check_query_qp, check_responder_error, check_srq,
+                  check_inline, check_no_leak, check_relink_errors_qps):
         if only and check.__name__ not in only.split(","):
             continue
         try:
@@ -624,7 +785,8 @@ if b.succeed("cat /tmp/tbsem/rc").strip() != "0":
 passed = {json.loads(line)["check"] for line in client_out.splitlines()
           if line.startswith("{") and "failed" not in json.loads(line)}
 want = {"destroy_purges_cq", "cq_overflow", "solicited_notify", "fence", "resize_cq",
-        "query_qp", "responder_access_error", "no_leak", "relink_errors_qps"}
+        "query_qp", "responder_access_error", "srq", "inline", "no_leak",
+        "relink_errors_qps"}
 if not passed >= want:
     failures.append(f"checks not passed: {sorted(want - passed)}")
 for m in (a, b):

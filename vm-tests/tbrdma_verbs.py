@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 # ruff: noqa: F821 - the driver provides start_all, a, b
 # tbrdma end to end on two nodes: module load/unload x20, devices with rails on both cables
-# through tbctl's native.py, ibv_devices/ibv_devinfo PORT_ACTIVE, perftest and
-# ibv_rc_pingpong over RC and UC, rdma_cm (rping, ib_write_bw -R), byte-exact pyverbs
+# through tbctl's native.py, ibv_devices/ibv_devinfo PORT_ACTIVE, perftest over RC and UC,
+# ibv_rc_pingpong and ibv_srq_pingpong, rdma_cm (rping, ib_write_bw -R), byte-exact pyverbs
 # SEND/WRITE/WRITE_WITH_IMM/READ from 1 B to 16 MiB on one and two rails, and misuse (bad rkey,
 # WRITE past the MR end, an MR of another PD than the target QP's, destroying a QP with work
 # outstanding) - each checked for kernel warnings; per-QP transport: a SEND posted before the
@@ -269,7 +269,7 @@ for m in (a, b):
     m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=int(m is a)))
     m.succeed("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state")
 
-# 3. perftest and ibv_rc_pingpong (RC, and UC where perftest supports it).
+# 3. perftest (RC, and UC where perftest supports it), ibv_rc_pingpong, ibv_srq_pingpong.
 PERF = [("ib_write_bw", "-s 65536 -n 200"), ("ib_read_bw", "-s 65536 -n 100"),
         ("ib_send_bw", "-s 65536 -n 200"), ("ib_write_lat", "-s 2 -n 200"),
         ("ib_read_lat", "-s 2 -n 200"), ("ib_send_lat", "-s 2 -n 200"),
@@ -278,12 +278,15 @@ PERF = [("ib_write_bw", "-s 65536 -n 200"), ("ib_read_bw", "-s 65536 -n 100"),
 for tool, args in PERF:
     out = perftest(b, a, f"{tool} -d tbrdma0 -x 1 {args}", ADDR["b"])
     print(f"{tool} {args}:\n" + "\n".join(out.splitlines()[-3:]))
-b.succeed("(timeout 120 ibv_rc_pingpong -d tbrdma0 -g 1 -n 100 > /tmp/pp.out 2>&1; "
-          "echo $? > /tmp/pp.rc) > /dev/null 2>&1 &")
-a.wait_until_succeeds(f"timeout 120 ibv_rc_pingpong -d tbrdma0 -g 1 -n 100 {ADDR['b']}",
-                      timeout=300)
-b.wait_until_succeeds("test -s /tmp/pp.rc", timeout=120)
-assert b.succeed("cat /tmp/pp.rc").strip() == "0", b.succeed("cat /tmp/pp.out")
+# ibv_srq_pingpong: four RC QPs receiving from one shared receive queue on each side.
+for pingpong in ("ibv_rc_pingpong -d tbrdma0 -g 1 -n 100",
+                 "ibv_srq_pingpong -d tbrdma0 -g 1 -n 100 -q 4"):
+    b.succeed(f"(timeout 120 {pingpong} > /tmp/pp.out 2>&1; "
+              "echo $? > /tmp/pp.rc) > /dev/null 2>&1 &")
+    print(a.wait_until_succeeds(f"timeout 120 {pingpong} {ADDR['b']} 2>&1", timeout=300))
+    b.wait_until_succeeds("test -s /tmp/pp.rc", timeout=120)
+    assert b.succeed("cat /tmp/pp.rc; rm /tmp/pp.rc").strip() == "0", \
+        b.succeed("cat /tmp/pp.out")
 for m in (a, b):
     check_kernel_log(m)
 

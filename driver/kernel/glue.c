@@ -156,11 +156,11 @@ static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 
 		swqe = (struct tbrdma_send_wqe *)(uintptr_t)buf->addr;
 		if (off > swqe->total_len || len > swqe->total_len - off)
 			return TBP_ERR_LOCAL_LENGTH;
-		if (swqe->dgram) {
+		if (swqe->gathered) {
 			/* A GSI datagram, gathered when it was handed over; only ever read. */
 			if (to_buf)
 				return TBP_ERR_LOCAL_PROTECTION;
-			memcpy(data, swqe->dgram + off, len);
+			memcpy(data, swqe->gathered + off, len);
 			return 0;
 		}
 		if (tbrdma_copy_sges(tdev, swqe->sge, swqe->num_sge, off, data, len, to_buf))
@@ -227,6 +227,8 @@ static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *c
 	if (qp->gsi)
 		return tbrdma_gsi_slot_claim(qp, handle, capacity);
 	spin_lock_irqsave(&qp->rq_lock, flags);
+	if (qp->rq_claim == qp->rq_tail && qp->srq)
+		tbrdma_srq_refill(qp);
 	if (qp->rq_claim != qp->rq_tail) {
 		slot = qp->rq_claim % qp->rq_capacity;
 		wqe = &qp->rq[slot];
@@ -369,7 +371,7 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		wqe = recv_wqe_of(tdev, c->recv_handle, &owner);
 		if (owner != qp)
 			wqe = NULL;
-	} else if (qp->rq_claim != qp->rq_tail) {
+	} else if (qp->rq_claim != qp->rq_tail || (qp->srq && tbrdma_srq_refill(qp))) {
 		/* WRITE_WITH_IMM consumes the next posted receive without the core claiming it. */
 		wqe = &qp->rq[qp->rq_claim % qp->rq_capacity];
 		qp->rq_claim++;
@@ -794,7 +796,7 @@ static int post_to_core(struct tbrdma_dev *tdev, struct tbp_link *link, const st
 	return err == -ENOBUFS ? -ENOMEM : err;
 }
 
-/* A GSI datagram (header + MAD in wqe->dgram) as a SEND to the peer's QP1. Link lock held. */
+/* A GSI datagram (header + MAD in wqe->gathered) as a SEND to the peer's QP1. Link lock held. */
 int tbrdma_link_post_gsi(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe)
 {
 	struct tbp_link *link = core_link(qp->tdev);

@@ -198,7 +198,7 @@ static int gsi_queue_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr)
 		gs->wqe.sge[i].lkey = wr->sg_list[i].lkey;
 	}
 	gs->wqe.total_len = sizeof(gs->hdr) + total;
-	gs->wqe.dgram = (u8 *)&gs->hdr;
+	gs->wqe.gathered = (u8 *)&gs->hdr;
 	list_add_tail(&gs->wqe.node, &gsi->pending);
 	gsi->pending_count++;
 	return 0;
@@ -239,7 +239,7 @@ static enum ib_wc_status gsi_gather(struct tbrdma_qp *qp, struct tbrdma_send_wqe
 	if (tbrdma_check_sges(qp, wqe->sge, wqe->num_sge, false))
 		return IB_WC_LOC_PROT_ERR;
 	if (tbrdma_copy_sges(qp->tdev, wqe->sge, wqe->num_sge, 0,
-			     wqe->dgram + sizeof(struct tbrdma_gsi_hdr), mad_len, false))
+			     wqe->gathered + sizeof(struct tbrdma_gsi_hdr), mad_len, false))
 		return IB_WC_LOC_PROT_ERR;
 	return IB_WC_SUCCESS;
 }

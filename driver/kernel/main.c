@@ -264,6 +264,7 @@ static int tbrdma_newlink(const char *ibdev_name, struct net_device *ndev)
 	 */
 	tdev->ibdev.uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_POST_SEND) |
 				       BIT_ULL(IB_USER_VERBS_CMD_POST_RECV) |
+				       BIT_ULL(IB_USER_VERBS_CMD_POST_SRQ_RECV) |
 				       BIT_ULL(IB_USER_VERBS_CMD_POLL_CQ) |
 				       BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ);
 	ib_set_device_ops(&tdev->ibdev, &tbrdma_dev_ops);

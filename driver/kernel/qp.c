@@ -16,12 +16,19 @@ static void tbrdma_qp_event_work(struct work_struct *work)
 	struct ib_event ev = {
 		.device = qp->ibqp.device,
 		.element.qp = &qp->ibqp,
-		.event = IB_EVENT_QP_FATAL,
 	};
 
 	/* Outside every driver lock: a ULP may call ib_modify_qp() from its handler. */
-	if (test_and_clear_bit(0, &qp->pending_events) && qp->ibqp.event_handler)
+	if (test_and_clear_bit(TBRDMA_QP_EV_FATAL, &qp->pending_events) &&
+	    qp->ibqp.event_handler) {
+		ev.event = IB_EVENT_QP_FATAL;
 		qp->ibqp.event_handler(&ev, qp->ibqp.qp_context);
+	}
+	if (test_and_clear_bit(TBRDMA_QP_EV_LAST_WQE, &qp->pending_events) &&
+	    qp->ibqp.event_handler) {
+		ev.event = IB_EVENT_QP_LAST_WQE_REACHED;
+		qp->ibqp.event_handler(&ev, qp->ibqp.qp_context);
+	}
 }
 
 struct tbrdma_send_wqe *tbrdma_alloc_send_wqe(struct tbrdma_dev *tdev, size_t size, gfp_t gfp)
@@ -55,7 +62,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	default:
 		return -EOPNOTSUPP;
 	}
-	if (init->srq || init->create_flags)
+	if (init->create_flags || (init->srq && init->qp_type == IB_QPT_GSI))
 		return -EOPNOTSUPP;
 	if (init->cap.max_send_wr > TBRDMA_MAX_QP_WR || init->cap.max_recv_wr > TBRDMA_MAX_QP_WR ||
 	    init->cap.max_send_sge > TBRDMA_MAX_SGE || init->cap.max_recv_sge > TBRDMA_MAX_SGE)
@@ -81,6 +88,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	INIT_WORK(&qp->event_work, tbrdma_qp_event_work);
 	qp->state = IB_QPS_RESET;
 	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
+	qp->is_user = !!udata;
 	qp->max_send_wr = max(init->cap.max_send_wr, 1U);
 	qp->max_recv_wr = max(init->cap.max_recv_wr, 1U);
 	qp->max_send_sge = max(init->cap.max_send_sge, 1U);
@@ -89,6 +97,13 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	qp->attr.path_mtu = IB_MTU_4096;
 	qp->attr.path_mig_state = IB_MIG_MIGRATED;
 	qp->rq_capacity = qp->max_recv_wr;
+	if (init->srq) {
+		/* It posts nothing itself: its ring only holds what it takes from the SRQ. */
+		qp->srq = to_tsrq(init->srq);
+		qp->rq_capacity = TBRDMA_SRQ_QP_WQES;
+		qp->max_recv_wr = 0;
+		qp->max_recv_sge = 0;
+	}
 	qp->rq = kvcalloc(qp->rq_capacity, sizeof(*qp->rq), GFP_KERNEL_ACCOUNT);
 	if (!qp->rq) {
 		err = -ENOMEM;
@@ -120,7 +135,8 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	init->cap.max_recv_wr = qp->max_recv_wr;
 	init->cap.max_send_sge = qp->max_send_sge;
 	init->cap.max_recv_sge = qp->max_recv_sge;
-	init->cap.max_inline_data = 0;
+	/* every QP takes TBRDMA_MAX_INLINE bytes; a larger request is clamped to it */
+	init->cap.max_inline_data = TBRDMA_MAX_INLINE;
 	return 0;
 
 err_rq:
@@ -210,10 +226,13 @@ void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal)
 	tbrdma_link_cancel_qp(qp);
 	tbrdma_flush_sends(qp);
 	tbrdma_flush_recvs(qp);
-	if (fatal && !qp->discard) {
-		set_bit(0, &qp->pending_events);
+	if (fatal && !qp->discard)
+		set_bit(TBRDMA_QP_EV_FATAL, &qp->pending_events);
+	/* IBA 11.6.3: an SRQ's QP in error will take no more WQEs (consumers drain on it). */
+	if (qp->srq && !qp->discard)
+		set_bit(TBRDMA_QP_EV_LAST_WQE, &qp->pending_events);
+	if (qp->pending_events)
 		queue_work(system_wq, &qp->event_work);
-	}
 }
 
 /*
@@ -370,11 +389,12 @@ int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 	attr->cap.max_recv_wr = qp->max_recv_wr;
 	attr->cap.max_send_sge = qp->max_send_sge;
 	attr->cap.max_recv_sge = qp->max_recv_sge;
-	attr->cap.max_inline_data = 0;
+	attr->cap.max_inline_data = TBRDMA_MAX_INLINE;
 	init->cap = attr->cap;
 	init->qp_type = ibqp->qp_type;
 	init->send_cq = ibqp->send_cq;
 	init->recv_cq = ibqp->recv_cq;
+	init->srq = ibqp->srq;
 	init->sq_sig_type = qp->sq_sig_all ? IB_SIGNAL_ALL_WR : IB_SIGNAL_REQ_WR;
 	return 0;
 }
@@ -406,8 +426,9 @@ int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
  * Resolves and checks an SGE list against the QP's PD. Any context: MRs are freed after an
  * RCU grace period, and only their immutable fields are read here.
  */
-static int tbrdma_take_sges(struct tbrdma_qp *qp, const struct ib_sge *src, int num_sge,
-			    struct tbrdma_sge *dst, u32 *total, bool for_write_into)
+/* Checks SGEs against the MRs of `pd` and copies them into a WQE (any context). */
+int tbrdma_take_sges(struct tbrdma_dev *tdev, struct ib_pd *pd, const struct ib_sge *src,
+		     int num_sge, struct tbrdma_sge *dst, u32 *total, bool for_write_into)
 {
 	u64 sum = 0;
 	int i, err = 0;
@@ -421,8 +442,8 @@ static int tbrdma_take_sges(struct tbrdma_qp *qp, const struct ib_sge *src, int 
 		dst[i].lkey = src[i].lkey;
 		if (!src[i].length)
 			continue;
-		mr = tbrdma_lookup_mr(qp->tdev, src[i].lkey, false);
-		if (!mr || &mr->pd->ibpd != qp->ibqp.pd) {
+		mr = tbrdma_lookup_mr(tdev, src[i].lkey, false);
+		if (!mr || &mr->pd->ibpd != pd) {
 			err = -EINVAL;
 			break;
 		}
@@ -442,6 +463,66 @@ static int tbrdma_take_sges(struct tbrdma_qp *qp, const struct ib_sge *src, int 
 	if (sum > TBRDMA_MAX_MSG_SIZE)
 		return -EINVAL;
 	*total = sum;
+	return 0;
+}
+
+static void tbrdma_init_send_wqe(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
+				 struct tbrdma_send_wqe *wqe)
+{
+	wqe->qp = qp;
+	wqe->wr_id = wr->wr_id;
+	wqe->opcode = wr->opcode;
+	wqe->signaled = qp->sq_sig_all || (wr->send_flags & IB_SEND_SIGNALED);
+	wqe->fence = !!(wr->send_flags & IB_SEND_FENCE);
+	wqe->num_sge = wr->num_sge;
+	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
+		wqe->imm = (__force u32)wr->ex.imm_data;
+	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
+		wqe->rkey = rdma_wr(wr)->rkey;
+		wqe->raddr = rdma_wr(wr)->remote_addr;
+	}
+}
+
+/*
+ * IB_SEND_INLINE: the data is copied into the WQE now, so the SGEs need no MR and their
+ * buffers may be reused as soon as the post returns (IBA 10.8.3.2; rxe copies the same
+ * way). A user QP posts through the uverbs write command, so this runs in that process and
+ * the addresses are its own; a kernel consumer's are kernel addresses.
+ */
+static int tbrdma_build_inline(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
+			       struct tbrdma_send_wqe **out)
+{
+	struct tbrdma_send_wqe *wqe;
+	u32 total = 0, done = 0;
+	int i;
+
+	if (wr->opcode == IB_WR_RDMA_READ)
+		return -EINVAL;
+	for (i = 0; i < wr->num_sge; i++) {
+		if (wr->sg_list[i].length > TBRDMA_MAX_INLINE - total)
+			return -EINVAL;
+		total += wr->sg_list[i].length;
+	}
+	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe) + total, GFP_ATOMIC);
+	if (!wqe)
+		return -ENOMEM;
+	tbrdma_init_send_wqe(qp, wr, wqe);
+	wqe->gathered = (u8 *)(wqe + 1);
+	for (i = 0; i < wr->num_sge; i++) {
+		const struct ib_sge *sge = &wr->sg_list[i];
+
+		if (!qp->is_user)
+			memcpy(wqe->gathered + done, (void *)(uintptr_t)sge->addr, sge->length);
+		else if (copy_from_user(wqe->gathered + done, u64_to_user_ptr(sge->addr),
+					sge->length)) {
+			tbrdma_free_send_wqe(qp->tdev, wqe);
+			return -EFAULT;
+		}
+		done += sge->length;
+	}
+	wqe->num_sge = 0;
+	wqe->total_len = total;
+	*out = wqe;
 	return 0;
 }
 
@@ -468,25 +549,14 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 		return -EINVAL;
 	}
 	if (wr->send_flags & IB_SEND_INLINE)
-		return -EINVAL;
+		return tbrdma_build_inline(qp, wr, out);
 
 	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_ATOMIC);
 	if (!wqe)
 		return -ENOMEM;
-	wqe->qp = qp;
-	wqe->wr_id = wr->wr_id;
-	wqe->opcode = wr->opcode;
-	wqe->signaled = qp->sq_sig_all || (wr->send_flags & IB_SEND_SIGNALED);
-	wqe->fence = !!(wr->send_flags & IB_SEND_FENCE);
-	wqe->num_sge = wr->num_sge;
-	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
-		wqe->imm = (__force u32)wr->ex.imm_data;
-	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
-		wqe->rkey = rdma_wr(wr)->rkey;
-		wqe->raddr = rdma_wr(wr)->remote_addr;
-	}
-	err = tbrdma_take_sges(qp, wr->sg_list, wr->num_sge, wqe->sge, &wqe->total_len,
-			       wr->opcode == IB_WR_RDMA_READ);
+	tbrdma_init_send_wqe(qp, wr, wqe);
+	err = tbrdma_take_sges(qp->tdev, qp->ibqp.pd, wr->sg_list, wr->num_sge, wqe->sge,
+			       &wqe->total_len, wr->opcode == IB_WR_RDMA_READ);
 	if (err) {
 		tbrdma_free_send_wqe(qp->tdev, wqe);
 		return err;
@@ -564,6 +634,11 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 
 	if (qp->gsi)
 		return tbrdma_gsi_post_recv(qp, wr, bad_wr);
+	/* Receives for a QP attached to an SRQ are posted to the SRQ (IBA 11.4.1.2, rxe). */
+	if (qp->srq) {
+		*bad_wr = wr;
+		return -EINVAL;
+	}
 	spin_lock_irqsave(&qp->rq_lock, flags);
 	if (READ_ONCE(qp->state) == IB_QPS_RESET) {
 		err = -EINVAL;
@@ -579,8 +654,8 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 			err = -EINVAL;
 		} else {
 			wqe = &qp->rq[qp->rq_tail % qp->rq_capacity];
-			err = tbrdma_take_sges(qp, wr->sg_list, wr->num_sge, wqe->sge,
-					       &wqe->total_len, true);
+			err = tbrdma_take_sges(qp->tdev, qp->ibqp.pd, wr->sg_list, wr->num_sge,
+					       wqe->sge, &wqe->total_len, true);
 			if (!err) {
 				wqe->wr_id = wr->wr_id;
 				wqe->num_sge = wr->num_sge;

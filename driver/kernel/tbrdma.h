@@ -24,12 +24,17 @@
 #define TBRDMA_MAX_RAILS	8
 #define TBRDMA_KEY_LEN		32
 #define TBRDMA_MAX_SGE		8
+#define TBRDMA_MAX_INLINE	256	/* bytes of IB_SEND_INLINE data per WR */
 #define TBRDMA_MAX_QP		1024
 #define TBRDMA_MAX_QP_WR	1024
 #define TBRDMA_MAX_CQE		16384
 #define TBRDMA_MAX_CQ		4096
 #define TBRDMA_MAX_MR		65536
 #define TBRDMA_MAX_PD		4096
+#define TBRDMA_MAX_SRQ		1024
+#define TBRDMA_MAX_SRQ_WR	16384
+/* WQEs a QP attached to an SRQ may hold taken from it at once (its private ring) */
+#define TBRDMA_SRQ_QP_WQES	256
 #define TBRDMA_MAX_MR_SIZE	(1ULL << 32)
 #define TBRDMA_MAX_MSG_SIZE	(1U << 31)
 #define TBRDMA_GSI_QPN		1
@@ -163,8 +168,11 @@ struct tbrdma_send_wqe {
 	u32 num_sge;
 	u32 total_len;
 	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
-	/* GSI only: header + MAD gathered at hand-over; the core reads these total_len bytes */
-	u8 *dgram;
+	/*
+	 * Bytes gathered when the WR was taken, read by the core instead of the SGEs: a GSI
+	 * datagram (header + MAD) or the data of an IBV_SEND_INLINE WR (total_len bytes).
+	 */
+	u8 *gathered;
 };
 
 /* One datagram of QP1 being reassembled by the core (owned by tdev->lock). */
@@ -189,6 +197,25 @@ struct tbrdma_gsi {
 	struct tbrdma_gsi_slot slots[TBRDMA_GSI_SLOTS];
 };
 
+/* Async events of a QP waiting for its event work (bits of tbrdma_qp.pending_events) */
+enum {
+	TBRDMA_QP_EV_FATAL,		/* IB_EVENT_QP_FATAL */
+	TBRDMA_QP_EV_LAST_WQE,		/* IB_EVENT_QP_LAST_WQE_REACHED (QPs of an SRQ) */
+};
+
+/* A shared receive queue (srq.c): posted WQEs, taken in order by the QPs attached to it. */
+struct tbrdma_srq {
+	struct ib_srq ibsrq;
+	struct tbrdma_dev *tdev;
+	spinlock_t lock;		/* the ring and the limit (IRQ-safe) */
+	struct tbrdma_recv_wqe *ring;
+	u32 capacity;
+	u32 head, tail;			/* free-running; slot = index % capacity */
+	u32 max_sge;
+	u32 limit;			/* armed SRQ limit, 0 when not armed */
+	struct work_struct limit_work;	/* IB_EVENT_SRQ_LIMIT_REACHED, outside driver locks */
+};
+
 struct tbrdma_qp {
 	struct ib_qp ibqp;
 	struct tbrdma_dev *tdev;
@@ -199,6 +226,7 @@ struct tbrdma_qp {
 	/* what modify_qp was given, for query_qp (ah_attr without its sgid_attr reference) */
 	struct ib_qp_attr attr;
 	bool sq_sig_all;
+	bool is_user;			/* inline SGE addresses are user addresses */
 	u32 max_send_wr, max_recv_wr, max_send_sge, max_recv_sge;
 	/*
 	 * Send queue, under sq_lock (IRQ-safe: a post may run with interrupts off; the core's
@@ -215,6 +243,7 @@ struct tbrdma_qp {
 	/* rq_head <= rq_claim <= rq_tail, free-running; slot = index % rq_capacity */
 	spinlock_t rq_lock;		/* the receive ring of an RC/UC QP (IRQ-safe) */
 	struct tbrdma_recv_wqe *rq;
+	struct tbrdma_srq *srq;		/* with an SRQ, rq holds only WQEs taken from it */
 	u32 rq_capacity;
 	u32 rq_head, rq_claim, rq_tail;
 	u64 stat_flushed;
@@ -223,7 +252,7 @@ struct tbrdma_qp {
 	struct list_head pending_error_node;
 	/* async events, delivered from a work item, never under a driver lock */
 	struct work_struct event_work;
-	unsigned long pending_events;	/* bit 0: IB_EVENT_QP_FATAL */
+	unsigned long pending_events;	/* TBRDMA_QP_EV_* bits */
 	struct tbrdma_gsi *gsi;		/* QP1 only */
 };
 
@@ -252,7 +281,7 @@ struct tbrdma_dev {
 	struct work_struct kick_work;	/* hands the backlog over for posts made with IRQs off */
 	struct work_struct port_work;	/* port events, dispatched outside tdev->lock */
 	/* objects, for the advertised limits and the leak check (configfs "objects") */
-	atomic_t n_pd, n_cq, n_qp, n_mr, n_wqe;
+	atomic_t n_pd, n_cq, n_qp, n_mr, n_wqe, n_srq;
 
 	struct hrtimer tick_timer;
 	u64 armed_deadline;
@@ -313,6 +342,11 @@ static inline struct tbrdma_qp *to_tqp(struct ib_qp *qp)
 	return container_of(qp, struct tbrdma_qp, ibqp);
 }
 
+static inline struct tbrdma_srq *to_tsrq(struct ib_srq *srq)
+{
+	return container_of(srq, struct tbrdma_srq, ibsrq);
+}
+
 /* main.c */
 extern const struct ib_device_ops tbrdma_dev_ops;
 void tbrdma_dealloc_driver(struct ib_device *ibdev);
@@ -350,6 +384,19 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal);
 struct tbrdma_send_wqe *tbrdma_alloc_send_wqe(struct tbrdma_dev *tdev, size_t size, gfp_t gfp);
 void tbrdma_free_send_wqe(struct tbrdma_dev *tdev, struct tbrdma_send_wqe *wqe);
+int tbrdma_take_sges(struct tbrdma_dev *tdev, struct ib_pd *pd, const struct ib_sge *src,
+		     int num_sge, struct tbrdma_sge *dst, u32 *total, bool for_write_into);
+
+/* srq.c */
+int tbrdma_create_srq(struct ib_srq *ibsrq, struct ib_srq_init_attr *init,
+		      struct ib_udata *udata);
+int tbrdma_destroy_srq(struct ib_srq *ibsrq, struct ib_udata *udata);
+int tbrdma_modify_srq(struct ib_srq *ibsrq, struct ib_srq_attr *attr,
+		      enum ib_srq_attr_mask mask, struct ib_udata *udata);
+int tbrdma_query_srq(struct ib_srq *ibsrq, struct ib_srq_attr *attr);
+int tbrdma_post_srq_recv(struct ib_srq *ibsrq, const struct ib_recv_wr *wr,
+			 const struct ib_recv_wr **bad_wr);
+bool tbrdma_srq_refill(struct tbrdma_qp *qp);
 
 /* verbs.c */
 bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len);

@@ -30,7 +30,7 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_qp = TBRDMA_MAX_QP;
 	attr->max_qp_wr = TBRDMA_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
-				 IB_DEVICE_CHANGE_PHY_PORT;
+				 IB_DEVICE_CHANGE_PHY_PORT | IB_DEVICE_SRQ_RESIZE;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
 	attr->max_send_sge = TBRDMA_MAX_SGE;
 	attr->max_recv_sge = TBRDMA_MAX_SGE;
@@ -39,6 +39,9 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_cqe = TBRDMA_MAX_CQE;
 	attr->max_mr = TBRDMA_MAX_MR;
 	attr->max_pd = TBRDMA_MAX_PD;
+	attr->max_srq = TBRDMA_MAX_SRQ;
+	attr->max_srq_wr = TBRDMA_MAX_SRQ_WR;
+	attr->max_srq_sge = TBRDMA_MAX_SGE;
 	attr->max_qp_rd_atom = 16;
 	attr->max_qp_init_rd_atom = 16;
 	attr->max_res_rd_atom = 16 * TBRDMA_MAX_QP;
@@ -496,6 +499,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.create_ah = tbrdma_create_ah,
 	.create_cq = tbrdma_create_cq,
 	.create_qp = tbrdma_create_qp,
+	.create_srq = tbrdma_create_srq,
 	.dealloc_driver = tbrdma_dealloc_driver,
 	.dealloc_pd = tbrdma_dealloc_pd,
 	.dealloc_ucontext = tbrdma_dealloc_ucontext,
@@ -503,18 +507,22 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.destroy_ah = tbrdma_destroy_ah,
 	.destroy_cq = tbrdma_destroy_cq,
 	.destroy_qp = tbrdma_destroy_qp,
+	.destroy_srq = tbrdma_destroy_srq,
 	.get_dma_mr = tbrdma_get_dma_mr,
 	.get_hw_stats = tbrdma_get_hw_stats,
 	.get_link_layer = tbrdma_get_link_layer,
 	.get_port_immutable = tbrdma_get_port_immutable,
 	.modify_qp = tbrdma_modify_qp,
+	.modify_srq = tbrdma_modify_srq,
 	.poll_cq = tbrdma_poll_cq,
 	.post_recv = tbrdma_post_recv,
 	.post_send = tbrdma_post_send,
+	.post_srq_recv = tbrdma_post_srq_recv,
 	.query_device = tbrdma_query_device,
 	.query_pkey = tbrdma_query_pkey,
 	.query_port = tbrdma_query_port,
 	.query_qp = tbrdma_query_qp,
+	.query_srq = tbrdma_query_srq,
 	.reg_user_mr = tbrdma_reg_user_mr,
 	.TBRDMA_RESIZE_CQ_OP = tbrdma_resize_cq,
 	.req_notify_cq = tbrdma_req_notify_cq,
@@ -523,5 +531,6 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	INIT_RDMA_OBJ_SIZE(ib_cq, tbrdma_cq, ibcq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, tbrdma_pd, ibpd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, tbrdma_qp, ibqp),
+	INIT_RDMA_OBJ_SIZE(ib_srq, tbrdma_srq, ibsrq),
 	INIT_RDMA_OBJ_SIZE(ib_ucontext, tbrdma_ucontext, ibuc),
 };

@@ -177,6 +177,46 @@ static int tbrdma_destroy_qp(struct ibv_qp *qp)
 	return ret;
 }
 
+/* SRQs live in the kernel like the other queues: every call is a command. */
+static struct ibv_srq *tbrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr)
+{
+	struct ib_uverbs_create_srq_resp resp;
+	struct ibv_create_srq cmd;
+	struct ibv_srq *srq;
+
+	srq = calloc(1, sizeof(*srq));
+	if (!srq)
+		return NULL;
+	if (ibv_cmd_create_srq(pd, srq, attr, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		free(srq);
+		return NULL;
+	}
+	return srq;
+}
+
+static int tbrdma_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int attr_mask)
+{
+	struct ibv_modify_srq cmd;
+
+	return ibv_cmd_modify_srq(srq, attr, attr_mask, &cmd, sizeof(cmd));
+}
+
+static int tbrdma_query_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr)
+{
+	struct ibv_query_srq cmd;
+
+	return ibv_cmd_query_srq(srq, attr, &cmd, sizeof(cmd));
+}
+
+static int tbrdma_destroy_srq(struct ibv_srq *srq)
+{
+	int ret = ibv_cmd_destroy_srq(srq);
+
+	if (!ret)
+		free(srq);
+	return ret;
+}
+
 static const struct verbs_context_ops tbrdma_ctx_ops;
 
 static void tbrdma_free_context(struct ibv_context *ibctx)
@@ -200,11 +240,16 @@ static const struct verbs_context_ops tbrdma_ctx_ops = {
 	.resize_cq = tbrdma_resize_cq,
 	.destroy_cq = tbrdma_destroy_cq,
 	.create_qp = tbrdma_create_qp,
+	.create_srq = tbrdma_create_srq,
 	.query_qp = tbrdma_query_qp,
+	.query_srq = tbrdma_query_srq,
 	.modify_qp = tbrdma_modify_qp,
+	.modify_srq = tbrdma_modify_srq,
 	.destroy_qp = tbrdma_destroy_qp,
+	.destroy_srq = tbrdma_destroy_srq,
 	.post_send = ibv_cmd_post_send,
 	.post_recv = ibv_cmd_post_recv,
+	.post_srq_recv = ibv_cmd_post_srq_recv,
 	.free_context = tbrdma_free_context,
 };
 
