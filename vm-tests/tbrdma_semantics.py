@@ -283,21 +283,26 @@ def check_cq_overflow(chan):
 
 
 def check_solicited(chan):
-    """req_notify_cq(solicited_only) wakes on a SEND with IBV_SEND_SOLICITED."""
+    """req_notify_cq(solicited_only) sleeps through a SEND without IBV_SEND_SOLICITED (its
+    receive completion is already on the CQ when the sender's completes) and wakes on one
+    with it (IBA 11.4.2.2)."""
     cq = CQ(ctx, 64)
     qp = make_qp(cq)
     mr = MR(pd, MIB, ACCESS)
     peer = connect_qp(chan, qp, solicited=True, recvs=4)
     qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
-    qp.post_send(SendWR(wr_id=1, opcode=e.IBV_WR_SEND, num_sge=1,
-                        sg=[SGE(mr.buf, 64, mr.lkey)],
-                        send_flags=e.IBV_SEND_SIGNALED | e.IBV_SEND_SOLICITED))
-    wc = wait_wc(cq)[0]
-    assert wc.status == e.IBV_WC_SUCCESS, wc.status
-    chan.send({"op": "woke", "qpn": peer["qpn"], "timeout": 60})
-    woke = chan.recv()["woke"]
-    assert woke, "the peer's solicited-only CQ notification never fired"
-    report("solicited_notify", woke=True)
+    woke = {}
+    for wr_id, flags in ((1, 0), (2, e.IBV_SEND_SOLICITED)):
+        qp.post_send(SendWR(wr_id=wr_id, opcode=e.IBV_WR_SEND, num_sge=1,
+                            sg=[SGE(mr.buf, 64, mr.lkey)],
+                            send_flags=e.IBV_SEND_SIGNALED | flags))
+        wc = wait_wc(cq)[0]
+        assert wc.status == e.IBV_WC_SUCCESS, wc.status
+        chan.send({"op": "woke", "qpn": peer["qpn"], "timeout": 60 if flags else 3})
+        woke[wr_id] = chan.recv()["woke"]
+    assert not woke[1], "an unsolicited SEND woke the peer's solicited-only CQ notification"
+    assert woke[2], "the peer's solicited-only CQ notification never fired"
+    report("solicited_notify", unsolicited_woke=woke[1], solicited_woke=woke[2])
     qp.close()
     chan.send({"op": "close", "qpn": peer["qpn"]})
     chan.recv()

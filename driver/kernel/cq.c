@@ -110,7 +110,7 @@ static void tbrdma_cq_err_work(struct work_struct *work)
  * completion did not fit to the error state. Handlers run from work items, never under the
  * device lock. Any context.
  */
-bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc)
+bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc, bool solicited)
 {
 	unsigned long flags;
 	bool notify = false;
@@ -124,14 +124,10 @@ bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc)
 	}
 	cq->queue[(cq->head + cq->count) % cq->capacity] = *wc;
 	cq->count++;
-	/*
-	 * IB_CQ_SOLICITED: the wire does not carry the solicited-event bit, so every receive
-	 * completion counts as solicited (a superset: a sleeper may wake early, never late), as
-	 * does every unsuccessful completion.
-	 */
+	/* IB_CQ_SOLICITED (IBA 11.4.2.2): the next solicited or unsuccessful completion. */
 	if (cq->notify_flags == IB_CQ_NEXT_COMP ||
 	    (cq->notify_flags == IB_CQ_SOLICITED &&
-	     (wc->status != IB_WC_SUCCESS || (wc->opcode & IB_WC_RECV)))) {
+	     (wc->status != IB_WC_SUCCESS || solicited))) {
 		cq->notify_flags = 0;
 		notify = true;
 	}
@@ -167,13 +163,24 @@ void tbrdma_cq_purge(struct tbrdma_cq *cq, struct tbrdma_qp *qp)
  * dropped (IBA: no completions for it); an overrun moves the QP to error. Any context; the
  * error transition itself is deferred to the end of the current core call (link lock).
  */
-void tbrdma_qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc)
+static void qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc, bool solicited)
 {
 	if (qp->discard)
 		return;
-	if (!tbrdma_cq_push(to_tcq(send ? qp->ibqp.send_cq : qp->ibqp.recv_cq), wc) &&
+	if (!tbrdma_cq_push(to_tcq(send ? qp->ibqp.send_cq : qp->ibqp.recv_cq), wc, solicited) &&
 	    !qp->gsi && READ_ONCE(qp->state) != IB_QPS_ERR)
 		tbrdma_defer_qp_error(qp);
+}
+
+void tbrdma_qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc)
+{
+	qp_complete(qp, send, wc, false);
+}
+
+/* A receive completion of a message the sender posted with IB_SEND_SOLICITED. */
+void tbrdma_qp_complete_solicited(struct tbrdma_qp *qp, const struct ib_wc *wc)
+{
+	qp_complete(qp, false, wc, true);
 }
 
 int tbrdma_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc)

@@ -393,7 +393,10 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		wc.ex.imm_data = (__force __be32)c->imm;
 	}
 	wqe->done = true;
-	tbrdma_qp_complete(qp, false, &wc);
+	if (c->solicited)
+		tbrdma_qp_complete_solicited(qp, &wc);
+	else
+		tbrdma_qp_complete(qp, false, &wc);
 	while (qp->rq_head != qp->rq_claim && qp->rq[qp->rq_head % qp->rq_capacity].done) {
 		struct tbrdma_recv_wqe *old = &qp->rq[qp->rq_head % qp->rq_capacity];
 
@@ -541,6 +544,7 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			.imm = wqe->imm,
 			.rkey = wqe->rkey,
 			.raddr = wqe->raddr,
+			.flags = wqe->solicited ? TBP_WR_SOLICITED : 0,
 		};
 		struct ib_wc wc = {
 			.wr_id = wqe->wr_id,

@@ -474,6 +474,7 @@ static void tbrdma_init_send_wqe(struct tbrdma_qp *qp, const struct ib_send_wr *
 	wqe->opcode = wr->opcode;
 	wqe->signaled = qp->sq_sig_all || (wr->send_flags & IB_SEND_SIGNALED);
 	wqe->fence = !!(wr->send_flags & IB_SEND_FENCE);
+	wqe->solicited = !!(wr->send_flags & IB_SEND_SOLICITED);
 	wqe->num_sge = wr->num_sge;
 	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
 		wqe->imm = (__force u32)wr->ex.imm_data;

@@ -685,6 +685,24 @@ const char *tbrdma_tb_name(const struct tbrdma_rail *rail)
 	return rail->tb ? rail->tb->name : "tb:?";
 }
 
+/*
+ * The XDomain link's negotiated rate: link_speed Gb/s per lane times the lanes. Before 6.4
+ * link_width was a lane count (1 or 2); since then a tb_link_width bit whose single- and
+ * dual-lane values are the same 1 and 2. An asymmetric USB4 v2 link (3 lanes one way, 1
+ * the other) is counted as the symmetric dual-lane link it was bonded from. Unknown speed
+ * (0): USB4's nominal 40 Gb/s.
+ */
+u32 tbrdma_tb_mbps(const struct tbrdma_rail *rail)
+{
+	struct tb_xdomain *xd = rail->tb ? rail->tb->xd : NULL;
+	u32 speed = xd ? READ_ONCE(xd->link_speed) : 0;
+	u32 width = xd ? (u32)READ_ONCE(xd->link_width) : 0;
+
+	if (!speed)
+		return 40000;
+	return speed * 1000 * (width == 1 ? 1 : 2);
+}
+
 /* ---- service driver ---- */
 
 /* "tb:<peer UUID>", as the XDomain's sysfs unique_id shows it; unique among bound services. */
@@ -885,6 +903,11 @@ bool tbrdma_tb_running(const struct tbrdma_rail *rail)
 }
 
 u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail)
+{
+	return 0;
+}
+
+u32 tbrdma_tb_mbps(const struct tbrdma_rail *rail)
 {
 	return 0;
 }

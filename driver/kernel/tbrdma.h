@@ -162,6 +162,7 @@ struct tbrdma_send_wqe {
 	enum ib_wr_opcode opcode;
 	bool signaled;
 	bool fence;		/* IB_SEND_FENCE: waits for the QP's earlier READs */
+	bool solicited;		/* IB_SEND_SOLICITED: the receiver's solicited event */
 	u32 imm;
 	u32 rkey;
 	u64 raddr;
@@ -366,9 +367,10 @@ int tbrdma_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata);
 int tbrdma_resize_cq(struct ib_cq *ibcq, tbrdma_cqe_t cqe, struct ib_udata *udata);
 int tbrdma_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc);
 int tbrdma_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags);
-bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc);
+bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc, bool solicited);
 void tbrdma_cq_purge(struct tbrdma_cq *cq, struct tbrdma_qp *qp);
 void tbrdma_qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc);
+void tbrdma_qp_complete_solicited(struct tbrdma_qp *qp, const struct ib_wc *wc);
 
 /* qp.c */
 int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata);
@@ -439,6 +441,7 @@ int tbrdma_tb_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
 bool tbrdma_tb_running(const struct tbrdma_rail *rail);
 u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail);
 const char *tbrdma_tb_name(const struct tbrdma_rail *rail);
+u32 tbrdma_tb_mbps(const struct tbrdma_rail *rail);
 
 /*
  * What glue.c and configfs.c ask of a rail, by kind. "Running" is what the core may be

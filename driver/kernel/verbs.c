@@ -95,8 +95,8 @@ static void tbrdma_rate_to_ib(u64 mbps, u16 *speed, u8 *width)
 
 /*
  * Sum of the link speeds of the rails carrying the link. An Ethernet rail reports ethtool's
- * speed (unknown counts as 1 Gb/s, like ib_get_eth_speed() for rxe); a Thunderbolt rail
- * counts as USB4's 40 Gb/s. Takes RTNL (as rxe's query_port does) and the rail mutex.
+ * speed (unknown counts as 1 Gb/s, like ib_get_eth_speed() for rxe); a Thunderbolt rail its
+ * XDomain link's speed and width. Takes RTNL (as rxe's query_port does) and the rail mutex.
  */
 static u64 tbrdma_rails_mbps(struct tbrdma_dev *tdev)
 {
@@ -113,7 +113,7 @@ static u64 tbrdma_rails_mbps(struct tbrdma_dev *tdev)
 		if (!rail->in_use || !rail->core_added || !tbrdma_rail_running(rail))
 			continue;
 		if (rail->kind == TBRDMA_RAIL_TB) {
-			total += 40000;
+			total += tbrdma_tb_mbps(rail);
 			continue;
 		}
 		if (!netif_carrier_ok(rail->netdev))

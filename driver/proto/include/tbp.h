@@ -109,6 +109,8 @@ struct tbp_recv_completion {
 	uint8_t opcode;      /* enum tbp_opcode: SEND, SEND_WITH_IMM or RDMA_WRITE_WITH_IMM */
 	uint8_t has_imm;
 	uint16_t status;     /* enum tbp_status */
+	uint8_t solicited;   /* the sender posted it with TBP_WR_SOLICITED */
+	uint8_t reserved[3];
 };
 
 /*
@@ -250,9 +252,11 @@ struct tbp_wr {
 	uint32_t len;        /* bytes */
 	uint32_t imm;        /* *_WITH_IMM */
 	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ */
-	uint32_t reserved;
+	uint32_t flags;      /* TBP_WR_* */
 	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ */
 };
+/* Work request flags. */
+#define TBP_WR_SOLICITED 0x1u /* SEND*, RDMA_WRITE_WITH_IMM: the receiver's solicited event */
 
 struct tbp_link;
 
@@ -338,7 +342,8 @@ enum tbp_nak {
 #define TBP_F_PCSUM 0x02u    /* checksum covers the payload as well as the header */
 #define TBP_F_LAST 0x04u     /* last fragment of a message (informational) */
 #define TBP_F_MAC 0x08u      /* a TBP_MAC_TRAILER-byte trailer (counter, tag) follows the payload */
-#define TBP_F_ALL 0x0fu
+#define TBP_F_SOLICITED 0x10u /* SEND*, WRITE_IMM: the sender asked for a solicited event (IBA SE) */
+#define TBP_F_ALL 0x1fu
 #define TBP_MAC_TRAILER 16u  /* u64 frame counter + u64 SipHash-2-4 tag */
 
 struct tbp_hdr {

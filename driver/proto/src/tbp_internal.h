@@ -90,6 +90,7 @@ struct tbp_smsg {
 	uint8_t read_seen;     /* at least one response fragment arrived */
 	uint8_t orphan;        /* its QP was closed: finish the frames, report nothing */
 	uint16_t attempt;      /* READ_RESP: current attempt; READ_REQ: response attempt accepted */
+	uint8_t solicited;     /* every frame carries TBP_F_SOLICITED */
 	uint64_t raddr;
 	uint64_t wr_id;
 	uint64_t local_buf;
@@ -102,7 +103,7 @@ struct tbp_rmsg {
 	uint8_t state;
 	uint8_t op;
 	uint8_t claimed;       /* holds a receive WQE */
-	uint8_t pad;
+	uint8_t solicited;     /* its frames carried TBP_F_SOLICITED */
 	uint16_t qp;
 	uint16_t hnext;        /* hash chain / free list */
 	uint16_t pad1;

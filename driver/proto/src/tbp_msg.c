@@ -105,7 +105,7 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 	if (l->state == TBP_LINK_FAILED)
 		return -ENOTCONN;
 	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_RDMA_READ ||
-	    wr->len > l->cfg.max_msg_len)
+	    wr->len > l->cfg.max_msg_len || (wr->flags & ~TBP_WR_SOLICITED))
 		return -EINVAL;
 	qp = tbp_qp_find(l, wr->qpn);
 	if (!qp)
@@ -126,6 +126,8 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 		m->ssn = qp->send_ssn++;
 	m->len = wr->len;
 	m->imm = wr->imm;
+	/* IBA: the solicited event is a property of the messages that consume a receive. */
+	m->solicited = (wr->flags & TBP_WR_SOLICITED) && consumes_recv(m->op);
 	m->rkey = wr->rkey;
 	m->raddr = wr->raddr;
 	m->wr_id = wr->wr_id;
@@ -233,6 +235,8 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 	h->payload_len = (uint16_t)s->payload_len;
 	if (s->frag_off + s->payload_len == m->len)
 		h->flags |= TBP_F_LAST;
+	if (m->solicited)
+		h->flags |= TBP_F_SOLICITED;
 	if (!s->payload_len)
 		return 1;
 	if (m->op == TBP_W_READ_RESP) {
@@ -397,6 +401,7 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 				   r->op == TBP_W_SEND_IMM ? TBP_OP_SEND_WITH_IMM :
 				   TBP_OP_RDMA_WRITE_WITH_IMM;
 			c.status = r->status;
+			c.solicited = r->solicited;
 			l->st.msgs_received++;
 			l->env.recv_done(l->env.ctx, &c);
 		}
@@ -446,6 +451,7 @@ static void rx_rewind(struct tbp_link *l, struct tbp_qp *qp)
 		rmsg_hash_remove(l, r);
 		r->state = RM_PLACEHOLDER;
 		r->op = 0;
+		r->solicited = 0;
 		r->msn = 0;
 		r->len = r->got = r->placed = r->imm = r->rkey = 0;
 		r->raddr = 0;
@@ -546,6 +552,7 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 		}
 	}
 	r->op = h->opcode;
+	r->solicited = (h->flags & TBP_F_SOLICITED) != 0;
 	r->len = h->msg_len;
 	r->imm = h->imm;
 	r->rkey = h->rkey;
@@ -576,6 +583,7 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 			return !refuse;
 	} else if (r->state != RM_ACTIVE || r->op != h->opcode || r->len != h->msg_len ||
 		   r->imm != h->imm || r->ssn != h->ssn ||
+		   r->solicited != ((h->flags & TBP_F_SOLICITED) != 0) ||
 		   (is_write(h->opcode) && (r->rkey != h->rkey || r->raddr != h->raddr))) {
 		l->st.drop_bad_msg++;
 		return true;

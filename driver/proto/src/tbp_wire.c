@@ -502,6 +502,9 @@ static bool fields_valid(const struct tbp_hdr *h)
 
 	if (h->flags & ~TBP_F_ALL)
 		return false;
+	if ((h->flags & TBP_F_SOLICITED) && h->opcode != TBP_W_SEND &&
+	    h->opcode != TBP_W_SEND_IMM && h->opcode != TBP_W_WRITE_IMM)
+		return false;
 	if (h->reserved != 0 || h->rail >= TBP_MAX_RAILS)
 		return false;
 	if (h->dst_qpn > TBP_QPN_MASK || h->src_qpn > TBP_QPN_MASK)

@@ -373,6 +373,36 @@ static void test_send_fragments(void)
 	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 20000) == 0);
 }
 
+/* IBA's solicited event: the SE bit of a SEND or WRITE_WITH_IMM reaches the receive
+ * completion, on every fragment of the message; unknown WR flags are refused. */
+static void test_solicited_flag(void)
+{
+	static const struct { uint32_t op, len, flags; } wrs[] = {
+		{ TBP_OP_SEND, 20000, TBP_WR_SOLICITED },
+		{ TBP_OP_SEND_WITH_IMM, 100, 0 },
+		{ TBP_OP_RDMA_WRITE_WITH_IMM, 9000, TBP_WR_SOLICITED },
+		{ TBP_OP_SEND_WITH_IMM, 0, TBP_WR_SOLICITED },
+	};
+	struct tbp_wr bad = { .opcode = TBP_OP_SEND, .qpn = 10, .flags = 0x2 };
+	uint32_t i;
+
+	pair_up(2);
+	fill(P[0].local, 20000, 4);
+	P[1].recvs_posted = 4;
+	CHECK(tbp_post(P[0].link, &bad) == -EINVAL);
+	for (i = 0; i < 4; i++) {
+		struct tbp_wr wr = { .opcode = wrs[i].op, .qpn = 10, .wr_id = i + 1, .len = wrs[i].len,
+				     .rkey = 0x77, .flags = wrs[i].flags };
+
+		CHECK(tbp_post(P[0].link, &wr) == 0);
+	}
+	pair_run(NULL, 1000, 50);
+	CHECK(P[0].ndone == 4 && P[1].nrc == 4);
+	for (i = 0; i < 4 && i < P[1].nrc; i++)
+		CHECK(P[1].rc[i].solicited == (wrs[i].flags != 0));
+	CHECK(memcmp(P[1].recvbuf[0], P[0].local, 20000) == 0);
+}
+
 static int dup_all(const struct pframe *f)
 {
 	(void)f;
@@ -890,4 +920,5 @@ static void test_qp_table_churn(void)
 	{ "rnr_does_not_block_other_qps", test_rnr_does_not_block_other_qps },             \
 	{ "silent_peer_retry_exceeded", test_silent_peer_retry_exceeded },                 \
 	{ "stalls_keep_retries", test_stalls_keep_retries },                                 \
+	{ "solicited_flag", test_solicited_flag },                                         \
 	{ "recut_when_big_rail_leaves", test_recut_when_big_rail_leaves },

@@ -274,6 +274,13 @@ static void m_ok_msg_ack(struct tbp_hdr *h)
 	h->payload_len = 0;
 	h->status = 7;
 }
+/* SE only on messages that consume a receive (sample_hdr is a SEND_IMM). */
+static void m_solicited_send(struct tbp_hdr *h) { h->flags |= TBP_F_SOLICITED; }
+static void m_solicited_write(struct tbp_hdr *h)
+{
+	h->flags |= TBP_F_SOLICITED;
+	h->opcode = TBP_W_WRITE;
+}
 static void m_ok_empty_msg(struct tbp_hdr *h)
 {
 	h->msg_len = 0;
@@ -306,6 +313,8 @@ static void test_codec_field_rules(void)
 	CHECK(decode_mutated(m_msg_ack_status) == TBP_DEC_FIELD);
 	CHECK(decode_mutated(m_ok_msg_ack) == 0);
 	CHECK(decode_mutated(m_ok_empty_msg) == 0);
+	CHECK(decode_mutated(m_solicited_send) == 0);
+	CHECK(decode_mutated(m_solicited_write) == TBP_DEC_FIELD);
 }
 
 static void test_codec_nak_rules(void)
