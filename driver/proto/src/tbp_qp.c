@@ -258,13 +258,36 @@ void tbp_msg_recut(struct tbp_link *l, struct tbp_txslot *s)
 	s->payload_len = 0;
 }
 
-static bool qp_frames_in_flight(const struct tbp_link *l, const struct tbp_qp *qp)
+/* The link still has frames of the QP's messages to send or to get acked. */
+static bool qp_link_owes_frames(const struct tbp_link *l, const struct tbp_qp *qp)
 {
 	uint16_t i;
 
-	for (i = qp->head; i != TBP_NONE; i = l->smsgs[i].next)
-		if (l->smsgs[i].frags_unacked)
+	for (i = qp->head; i != TBP_NONE; i = l->smsgs[i].next) {
+		const struct tbp_smsg *m = &l->smsgs[i];
+
+		if (!m->done && (m->frags_unacked || !m->all_queued))
 			return true;
+	}
+	return false;
+}
+
+/* A frame of the QP's own messages went out on a rail and has not been acked. */
+static bool qp_frames_on_wire(const struct tbp_link *l, uint16_t qi)
+{
+	uint32_t seq;
+
+	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
+		const struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+		const struct tbp_smsg *m;
+
+		if (s->state != TX_INFLIGHT || s->msg == TBP_NONE || s->op == TBP_W_MSG_ACK ||
+		    s->op == TBP_W_NOP)
+			continue;
+		m = &l->smsgs[s->msg];
+		if (m->qp == qi && m->op != TBP_W_READ_RESP)
+			return true;
+	}
 	return false;
 }
 
@@ -275,6 +298,7 @@ uint64_t tbp_msg_qp_timers(struct tbp_link *l, uint64_t deadline)
 	for (i = 0; i < l->cfg.max_qps; i++) {
 		struct tbp_qp *qp = &l->qps[i];
 		uint64_t interval, due;
+		bool on_wire;
 
 		if (qp->state != QP_OPEN || qp->head == TBP_NONE)
 			continue;
@@ -282,6 +306,14 @@ uint64_t tbp_msg_qp_timers(struct tbp_link *l, uint64_t deadline)
 		due = qp->progress_ns + interval;
 		if (l->now < due) {
 			deadline = min64(deadline, due);
+			continue;
+		}
+		on_wire = qp_frames_on_wire(l, (uint16_t)i);
+		/* Frames that never left (a full rail queue, a window full of other QPs' frames)
+		 * are not the peer's silence: the timer starts again when they go out. */
+		if (!on_wire && qp_link_owes_frames(l, qp)) {
+			qp->progress_ns = l->now;
+			deadline = min64(deadline, l->now + interval);
 			continue;
 		}
 		l->st.qp_timeouts++;
@@ -293,9 +325,10 @@ uint64_t tbp_msg_qp_timers(struct tbp_link *l, uint64_t deadline)
 			qp->retries_left--;
 			qp->timer_retries++;
 		}
-		/* Frames still unacked: the link is retransmitting them (or has no rail), so only
-		 * count. Otherwise the peer's answer was lost: resend the unfinished messages. */
-		if (qp_frames_in_flight(l, qp)) {
+		/* Frames sent and unacked: the link is retransmitting them, so only count (the
+		 * link delivering one gives the count back). Otherwise everything arrived and the
+		 * peer's answer was lost: resend the unfinished messages. */
+		if (on_wire) {
 			qp->progress_ns = l->now;
 		} else {
 			tbp_qp_rewind(l, qp, false, 0, 0);

@@ -775,6 +775,36 @@ static void test_stalls_keep_retries(void)
 	CHECK(memcmp(P[1].mr, P[0].local, 200000) == 0);
 }
 
+/*
+ * The rail's transmit queue refuses every frame for ten ACK timeouts (a loaded host): frames
+ * that never left are not the peer's silence, so the QP keeps its retries and its message
+ * is not restarted. (In the TCG lab a 16 MiB SEND ended in RETRY_EXC while the core counted
+ * 30000 busy transmits and restarted the message five times.)
+ */
+static void test_backpressure_keeps_retries(void)
+{
+	uint64_t t = tbp_ack_timeout_ns(10);
+	struct tbp_stats st;
+
+	pair_up(1);
+	set_attr(0, 10, 10, 2, 7, 0);
+	fill(P[0].local, 200000, 23);
+	P[0].busy_rail_mask = 1;
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 200000, 0x77, 0, 0);
+	run_full = true;
+	pair_run(NULL, t / 4, 40);
+	run_full = false;
+	tbp_get_stats(P[0].link, &st);
+	CHECK(st.xmit_busy > 3 && st.tx_data_frames == 0); /* the rail really refused */
+	CHECK(P[0].ndone == 0);
+	P[0].busy_rail_mask = 0;
+	pair_run(NULL, 1000, 400);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(st.qp_rewinds == 0);
+	CHECK(memcmp(P[1].mr, P[0].local, 200000) == 0);
+}
+
 static int drop_big(const struct pframe *f)
 {
 	return f->len > 512 ? DROP : KEEP;
@@ -920,5 +950,6 @@ static void test_qp_table_churn(void)
 	{ "rnr_does_not_block_other_qps", test_rnr_does_not_block_other_qps },             \
 	{ "silent_peer_retry_exceeded", test_silent_peer_retry_exceeded },                 \
 	{ "stalls_keep_retries", test_stalls_keep_retries },                                 \
+	{ "backpressure_keeps_retries", test_backpressure_keeps_retries },                 \
 	{ "solicited_flag", test_solicited_flag },                                         \
 	{ "recut_when_big_rail_leaves", test_recut_when_big_rail_leaves },
