@@ -230,6 +230,7 @@ static void requeue_rail(struct tbp_link *l, uint32_t r)
 		}
 	}
 	l->rails[r].inflight = 0;
+	l->rails[r].rto_probe = 0;
 }
 
 static void rail_went_down(struct tbp_link *l, uint32_t r)
@@ -258,6 +259,7 @@ void tbp_rail_came_up(struct tbp_link *l, uint32_t r)
 	rl->last_rx_ns = l->now;
 	rl->last_tx_ns = l->now;
 	rl->inflight = 0;
+	rl->rto_probe = 0;
 	rl->acked_tx_no = rl->tx_no;
 	l->env.event(l->env.ctx, TBP_EV_RAIL_UP, r);
 	if (l->state == TBP_LINK_HANDSHAKE || l->state == TBP_LINK_DEGRADED) {
@@ -634,8 +636,53 @@ static void fast_retransmit_scan(struct tbp_link *l, uint32_t ack)
 	}
 }
 
+/*
+ * Ends the RTO probes the latest ack settles. newest_sent_ns: the send time of the newest
+ * first transmission it acked (Karn: an ack of a resent frame may be for its first copy).
+ * A rail's probe ends when the peer acked a frame first sent after the probe went out: it
+ * has answered since the stall, so the rail's older frames still unacked are lost and are
+ * resent now (their timers ran out long ago). It also ends when none of those older frames
+ * is left in flight: the stall is over and nothing waits.
+ */
+static void end_rto_probes(struct tbp_link *l, uint64_t newest_sent_ns)
+{
+	uint32_t r, seq, probing = 0, answered = 0, waiting = 0;
+
+	for (r = 0; r < TBP_MAX_RAILS; r++) {
+		if (!l->rails[r].rto_probe)
+			continue;
+		probing |= 1u << r;
+		if (newest_sent_ns >= l->rails[r].probe_ns)
+			answered |= 1u << r;
+	}
+	if (!probing)
+		return;
+	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
+		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+		struct tbp_rail *rl = &l->rails[s->rail];
+		uint32_t bit = 1u << s->rail;
+
+		if (s->state != TX_INFLIGHT || !(probing & bit) || s->retx ||
+		    s->sent_ns >= rl->probe_ns)
+			continue;
+		if (!(answered & bit) || l->now < slot_deadline(l, s)) {
+			waiting |= bit;
+			continue;
+		}
+		l->st.retx_timeouts++;
+		if (rl->inflight)
+			rl->inflight--;
+		s->state = TX_QUEUED;
+		mark_queued(l, seq);
+	}
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		if ((probing & (1u << r)) && ((answered & (1u << r)) || !(waiting & (1u << r))))
+			l->rails[r].rto_probe = 0;
+}
+
 static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 {
+	uint64_t newest_acked_sent_ns = 0;
 	uint32_t seq, i, newly = 0;
 
 	/* An ack beyond what was sent is corrupt or from another life: ignore it. */
@@ -645,6 +692,9 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
 
 		if (s->state != TX_ACKED) {
+			if (s->state == TX_INFLIGHT && !s->retx &&
+			    s->sent_ns > newest_acked_sent_ns)
+				newest_acked_sent_ns = s->sent_ns;
 			slot_acked(l, s);
 			newly++;
 		}
@@ -659,6 +709,9 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 			break;
 		s = &l->tx[seq & l->win_mask];
 		if (s->state != TX_ACKED) {
+			if (s->state == TX_INFLIGHT && !s->retx &&
+			    s->sent_ns > newest_acked_sent_ns)
+				newest_acked_sent_ns = s->sent_ns;
 			slot_acked(l, s);
 			newly++;
 		}
@@ -669,21 +722,40 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 	}
 	if (newly && l->snd_una != l->snd_nxt)
 		fast_retransmit_scan(l, ack);
+	if (newly)
+		end_rto_probes(l, newest_acked_sent_ns);
 }
 
-/* Requeue timed-out frames; returns the earliest pending retransmission deadline. */
+/*
+ * Requeue timed-out frames; returns the earliest pending retransmission deadline.
+ *
+ * A stall (a descheduled guest, a loaded host) outlasts the timer of every frame in flight
+ * at once, though the frames themselves still arrive. So, as TCP does after a timeout, a
+ * rail resends only its oldest timed-out frame (the probe, whose own timer keeps backing
+ * off); its other first-time frames wait until the peer acks a frame sent after the probe
+ * went out (end_rto_probes): by then the ack shows which of them were lost and which only
+ * waited with the receiver. A rail that never answers is declared dead (rail_dead_ns).
+ */
 static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 {
 	uint32_t seq;
 
 	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
 		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+		struct tbp_rail *rl;
 		uint64_t due;
 
 		if (s->state != TX_INFLIGHT)
 			continue;
+		rl = &l->rails[s->rail];
+		if (rl->rto_probe && s->retx == 0)
+			continue;
 		due = slot_deadline(l, s);
 		if (l->now >= due) {
+			if (!rl->rto_probe) {
+				rl->rto_probe = 1;
+				rl->probe_ns = l->now;
+			}
 			/* Without any RTT sample yet (Karn), back the base timer off instead. */
 			l->st.retx_timeouts++;
 			if (!l->srtt && l->rto < l->cfg.rto_max_ns)
