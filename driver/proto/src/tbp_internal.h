@@ -175,8 +175,8 @@ struct tbp_rail {
 	uint8_t peer_rail;
 	uint8_t busy;          /* xmit said full during this transmit round */
 	uint8_t confirm_owed;  /* initiator: answer the next HELLO_ACK with CONFIRM */
-	uint8_t rto_probe;     /* a timed-out frame was resent: the rail's others wait (see
-				* retransmit_timers) until a frame sent after probe_ns is acked */
+	uint8_t rto_probe;     /* a timed-out frame was resent: the rail's other first copies
+				* wait (retransmit_timers) until the peer answers */
 	uint32_t weight;
 	uint32_t max_frame;    /* ours, then min(ours, peer's) once up */
 	uint32_t inflight;
@@ -185,7 +185,8 @@ struct tbp_rail {
 	uint64_t last_rx_ns;
 	uint64_t last_tx_ns;
 	uint64_t hello_ns;     /* last handshake frame sent */
-	uint64_t probe_ns;     /* when the probe was requeued */
+	uint64_t probe_ns;     /* when the latest probe was requeued */
+	uint64_t grace_until;  /* held first copies are not resent before this */
 };
 
 /* Handshake state of one rail (tbp_hello.c). */

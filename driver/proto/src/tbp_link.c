@@ -231,6 +231,7 @@ static void requeue_rail(struct tbp_link *l, uint32_t r)
 	}
 	l->rails[r].inflight = 0;
 	l->rails[r].rto_probe = 0;
+	l->rails[r].grace_until = 0;
 }
 
 static void rail_went_down(struct tbp_link *l, uint32_t r)
@@ -260,6 +261,7 @@ void tbp_rail_came_up(struct tbp_link *l, uint32_t r)
 	rl->last_tx_ns = l->now;
 	rl->inflight = 0;
 	rl->rto_probe = 0;
+	rl->grace_until = 0;
 	rl->acked_tx_no = rl->tx_no;
 	l->env.event(l->env.ctx, TBP_EV_RAIL_UP, r);
 	if (l->state == TBP_LINK_HANDSHAKE || l->state == TBP_LINK_DEGRADED) {
@@ -637,46 +639,39 @@ static void fast_retransmit_scan(struct tbp_link *l, uint32_t ack)
 }
 
 /*
- * Ends the RTO probes the latest ack settles. newest_sent_ns: the send time of the newest
- * first transmission it acked (Karn: an ack of a resent frame may be for its first copy).
- * A rail's probe ends when the peer acked a frame first sent after the probe went out: it
- * has answered since the stall, so the rail's older frames still unacked are lost and are
- * resent now (their timers ran out long ago). It also ends when none of those older frames
- * is left in flight: the stall is over and nothing waits.
+ * Ends the RTO probes the latest ack settles. newest_sent_ns: the latest send time among the
+ * frames it newly acked. Once the peer acks a frame sent after a rail's probe went out, it
+ * is answering again: the rail's held frames get one more RTO (the grace) for their acks,
+ * as a receiver back from a stall still works through them; after it they are resent
+ * (retransmit_timers). A probe also ends when no frame sent before it is left in flight.
  */
 static void end_rto_probes(struct tbp_link *l, uint64_t newest_sent_ns)
 {
-	uint32_t r, seq, probing = 0, answered = 0, waiting = 0;
+	uint32_t r, seq, probing = 0, held = 0;
 
 	for (r = 0; r < TBP_MAX_RAILS; r++) {
-		if (!l->rails[r].rto_probe)
+		struct tbp_rail *rl = &l->rails[r];
+
+		if (!rl->rto_probe)
 			continue;
-		probing |= 1u << r;
-		if (newest_sent_ns >= l->rails[r].probe_ns)
-			answered |= 1u << r;
+		if (newest_sent_ns >= rl->probe_ns) {
+			rl->rto_probe = 0;
+			rl->grace_until = l->now + l->rto;
+		} else {
+			probing |= 1u << r;
+		}
 	}
 	if (!probing)
 		return;
 	for (seq = l->snd_una; seq != l->snd_nxt; seq++) {
-		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
-		struct tbp_rail *rl = &l->rails[s->rail];
-		uint32_t bit = 1u << s->rail;
+		const struct tbp_txslot *s = &l->tx[seq & l->win_mask];
 
-		if (s->state != TX_INFLIGHT || !(probing & bit) || s->retx ||
-		    s->sent_ns >= rl->probe_ns)
-			continue;
-		if (!(answered & bit) || l->now < slot_deadline(l, s)) {
-			waiting |= bit;
-			continue;
-		}
-		l->st.retx_timeouts++;
-		if (rl->inflight)
-			rl->inflight--;
-		s->state = TX_QUEUED;
-		mark_queued(l, seq);
+		if (s->state == TX_INFLIGHT && !s->retx && (probing & (1u << s->rail)) &&
+		    s->sent_ns < l->rails[s->rail].probe_ns)
+			held |= 1u << s->rail;
 	}
 	for (r = 0; r < TBP_MAX_RAILS; r++)
-		if ((probing & (1u << r)) && ((answered & (1u << r)) || !(waiting & (1u << r))))
+		if ((probing & (1u << r)) && !(held & (1u << r)))
 			l->rails[r].rto_probe = 0;
 }
 
@@ -692,8 +687,7 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
 
 		if (s->state != TX_ACKED) {
-			if (s->state == TX_INFLIGHT && !s->retx &&
-			    s->sent_ns > newest_acked_sent_ns)
+			if (s->state == TX_INFLIGHT && s->sent_ns > newest_acked_sent_ns)
 				newest_acked_sent_ns = s->sent_ns;
 			slot_acked(l, s);
 			newly++;
@@ -709,8 +703,7 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 			break;
 		s = &l->tx[seq & l->win_mask];
 		if (s->state != TX_ACKED) {
-			if (s->state == TX_INFLIGHT && !s->retx &&
-			    s->sent_ns > newest_acked_sent_ns)
+			if (s->state == TX_INFLIGHT && s->sent_ns > newest_acked_sent_ns)
 				newest_acked_sent_ns = s->sent_ns;
 			slot_acked(l, s);
 			newly++;
@@ -732,9 +725,10 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
  * A stall (a descheduled guest, a loaded host) outlasts the timer of every frame in flight
  * at once, though the frames themselves still arrive. So, as TCP does after a timeout, a
  * rail resends only its oldest timed-out frame (the probe, whose own timer keeps backing
- * off); its other first-time frames wait until the peer acks a frame sent after the probe
- * went out (end_rto_probes): by then the ack shows which of them were lost and which only
- * waited with the receiver. A rail that never answers is declared dead (rail_dead_ns).
+ * off) and holds its other first copies until the peer answers (end_rto_probes) and a grace
+ * RTO has passed: by then acks have shown which of them only waited with the receiver.
+ * Those still unacked are lost and are resent together. Loss outside a stall is mostly
+ * repaired earlier, by fast retransmit. A rail that never answers is declared dead.
  */
 static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 {
@@ -748,25 +742,29 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 		if (s->state != TX_INFLIGHT)
 			continue;
 		rl = &l->rails[s->rail];
-		if (rl->rto_probe && s->retx == 0)
+		if (!s->retx && rl->rto_probe)
 			continue;
 		due = slot_deadline(l, s);
-		if (l->now >= due) {
-			if (!rl->rto_probe) {
-				rl->rto_probe = 1;
-				rl->probe_ns = l->now;
-			}
-			/* Without any RTT sample yet (Karn), back the base timer off instead. */
-			l->st.retx_timeouts++;
-			if (!l->srtt && l->rto < l->cfg.rto_max_ns)
-				l->rto = l->rto * 2 < l->cfg.rto_max_ns ? l->rto * 2 : l->cfg.rto_max_ns;
-			if (l->rails[s->rail].inflight)
-				l->rails[s->rail].inflight--;
-			s->state = TX_QUEUED;
-			mark_queued(l, seq);
-		} else if (due < deadline) {
-			deadline = due;
+		if (!s->retx && due < rl->grace_until)
+			due = rl->grace_until;
+		if (l->now < due) {
+			if (due < deadline)
+				deadline = due;
+			continue;
 		}
+		/* A first copy sent since the last probe: a new timeout episode starts. */
+		if (!s->retx && s->sent_ns >= rl->probe_ns) {
+			rl->rto_probe = 1;
+			rl->probe_ns = l->now;
+		}
+		/* Without any RTT sample yet (Karn), back the base timer off instead. */
+		l->st.retx_timeouts++;
+		if (!l->srtt && l->rto < l->cfg.rto_max_ns)
+			l->rto = l->rto * 2 < l->cfg.rto_max_ns ? l->rto * 2 : l->cfg.rto_max_ns;
+		if (rl->inflight)
+			rl->inflight--;
+		s->state = TX_QUEUED;
+		mark_queued(l, seq);
 	}
 	return deadline;
 }
