@@ -576,6 +576,9 @@ void tbp_rtt_sample(struct tbp_link *l, uint64_t rtt)
 {
 	uint64_t var;
 
+	/* srtt 0 means "no sample yet": a round trip within one clock tick is 1 ns. */
+	if (!rtt)
+		rtt = 1;
 	if (!l->srtt) {
 		l->srtt = rtt;
 		l->rttvar = rtt / 2;

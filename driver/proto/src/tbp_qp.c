@@ -61,11 +61,20 @@ uint64_t tbp_rnr_timer_ns(uint32_t code)
 	return code == 0 ? 655360000ull : (uint64_t)ten_us[code] * 10000ull;
 }
 
-/* Interval of the QP's ACK timer; an infinite timeout still resends now and then (a lost
- * NAK must not hang the QP) but never gives up. */
+/*
+ * Interval of the QP's ACK timer; an infinite timeout still resends now and then (a lost
+ * NAK must not hang the QP) but never gives up. It is never shorter than two of the link's
+ * retransmission timeouts: below that it would fire before the link could repair a single
+ * lost frame (a loaded host or a TCG guest measures RTOs of tens of ms, longer than the
+ * 67 ms of the usual timeout 14 allows for a retry); on hardware the RTO is far below it.
+ */
 static uint64_t qp_timer_interval(const struct tbp_link *l, const struct tbp_qp *qp)
 {
-	return qp->timeout_ns ? qp->timeout_ns : 4 * l->cfg.rto_max_ns;
+	if (!qp->timeout_ns)
+		return 4 * l->cfg.rto_max_ns;
+	if (!l->srtt)	/* no round trip measured yet: the RTO is a guess being backed off */
+		return qp->timeout_ns;
+	return qp->timeout_ns > 2 * l->rto ? qp->timeout_ns : 2 * l->rto;
 }
 
 void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp)
