@@ -7,7 +7,7 @@
 # WRITE past the MR end, an MR of another PD than the target QP's, destroying a QP with work
 # outstanding) - each checked for kernel warnings; per-QP transport: a SEND posted before the
 # peer's RTR completes once the peer is ready, a WRITE to a destroyed peer QP completes with
-# IBV_WC_REM_OP_ERR.
+# IBV_WC_REM_OP_ERR, and a QP in RNR for a while stalls neither rping nor another QP.
 # Globals (NixOS test driver subset): start_all, a, b.
 import secrets
 
@@ -58,7 +58,9 @@ attr = QPAttr(port_num=1)
 attr.path_mtu = e.IBV_MTU_4096
 attr.max_dest_rd_atomic = 16
 attr.max_rd_atomic = 16
-attr.min_rnr_timer = 1
+# rnr: the server holds back its receive for a while; the sender's retries every 40.96 ms
+# (IBA code 24) keep its RNR NAKs from crowding the other QPs' traffic under TCG
+attr.min_rnr_timer = 24 if mode == "rnr" else 1
 attr.rnr_retry = 7
 attr.retry_cnt = 7
 # early: "not ready" counts against retry_cnt (a QP that never opens must fail), so the
@@ -82,7 +84,8 @@ def payload(size, salt):
 
 step = "setup"  # what the client or server is waiting for, named in a failure
 
-def wait(expect_status=e.IBV_WC_SUCCESS, timeout=300):
+def wait(expect_status=e.IBV_WC_SUCCESS, timeout=300, idle=0.0):
+    # idle: seconds to sleep between empty polls (a long wait must not spin the one vCPU)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         n, wcs = cq.poll(1)
@@ -91,6 +94,8 @@ def wait(expect_status=e.IBV_WC_SUCCESS, timeout=300):
                 raise SystemExit(f"{role} {step}: completion status {wcs[0].status}, "
                                  f"expected {expect_status}")
             return wcs[0]
+        if idle:
+            time.sleep(idle)
     raise SystemExit("no completion")
 
 def post(opcode, size, local=mr, raddr=0, rkey=0, imm=0, offset=0):
@@ -175,6 +180,21 @@ elif mode == "destroyed" and role == "client":
     wait(e.IBV_WC_REM_OP_ERR, timeout=30)
     print(json.dumps({"write_to_destroyed_qp": "IBV_WC_REM_OP_ERR",
                       "seconds": round(time.monotonic() - start, 3)}))
+elif mode == "rnr" and role == "client":
+    mr.write(payload(4096, 5), 4096, 0)
+    start = time.monotonic()
+    post(e.IBV_WR_SEND, 4096)
+    step = "SEND 4096 into a receive queue posted late"
+    wait(timeout=900, idle=0.05)
+    print(json.dumps({"rnr_send": "IBV_WC_SUCCESS", "seconds": round(time.monotonic() - start, 3)}))
+elif mode == "rnr":
+    while not os.path.exists(f"{workdir}/post_recv"):
+        time.sleep(0.2)
+    recv(4096)
+    step = "SEND 4096 after the late receive"
+    wc = wait(timeout=900, idle=0.05)
+    assert back.read(4096, 0) == payload(4096, 5), "RNR-delayed SEND data differs"
+    print(json.dumps({"rnr_send_received": wc.byte_len}))
 elif mode == "flush" and role == "client":
     for _ in range(32):
         post(e.IBV_WR_RDMA_WRITE, 65536, raddr=peer["addr"], rkey=peer["rkey"])
@@ -195,38 +215,64 @@ NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 
           "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
 
-def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900, client_first=False):
+def start_pair(mode, sizes=SIZES, server_mode=None, client_first=False, workdir="/tmp/tbv"):
+    """Starts the peer script on both nodes (server on b, client on a) and connects them."""
     for m in (a, b):
-        m.succeed("rm -rf /tmp/tbv && mkdir -p /tmp/tbv && cat > /tmp/tbv/peer.py <<'EOF'\n"
+        m.succeed(f"rm -rf {workdir} && mkdir -p {workdir} && cat > {workdir}/peer.py <<'EOF'\n"
                   + PEER + "\nEOF")
     sizes_arg = ",".join(str(s) for s in sizes)
     # detached from the shell's output, or the runner would wait for it
-    b.succeed(f"(python3 /tmp/tbv/peer.py server {sizes_arg} /tmp/tbv {server_mode or mode} "
-              f"> /tmp/tbv/out 2> /tmp/tbv/err; echo $? > /tmp/tbv/rc) > /dev/null 2>&1 &")
-    a.succeed(f"(python3 /tmp/tbv/peer.py client {sizes_arg} /tmp/tbv {mode} "
-              f"> /tmp/tbv/out 2> /tmp/tbv/err; echo $? > /tmp/tbv/rc) > /dev/null 2>&1 &")
-    b.wait_until_succeeds("test -s /tmp/tbv/server.json", timeout=120)
-    a.wait_until_succeeds("test -s /tmp/tbv/client.json", timeout=120)
-    info_b = b.succeed("cat /tmp/tbv/server.json")
-    info_a = a.succeed("cat /tmp/tbv/client.json")
+    b.succeed(f"(python3 {workdir}/peer.py server {sizes_arg} {workdir} {server_mode or mode} "
+              f"> {workdir}/out 2> {workdir}/err; echo $? > {workdir}/rc) > /dev/null 2>&1 &")
+    a.succeed(f"(python3 {workdir}/peer.py client {sizes_arg} {workdir} {mode} "
+              f"> {workdir}/out 2> {workdir}/err; echo $? > {workdir}/rc) > /dev/null 2>&1 &")
+    b.wait_until_succeeds(f"test -s {workdir}/server.json", timeout=120)
+    a.wait_until_succeeds(f"test -s {workdir}/client.json", timeout=120)
+    info_b = b.succeed(f"cat {workdir}/server.json")
+    info_a = a.succeed(f"cat {workdir}/client.json")
     # the server's QP is open before the client sends anything, unless client_first
     first, second = ((a, info_b, "client"), (b, info_a, "server"))
     if not client_first:
         first, second = second, first
     for m, info, role in (first, second):
-        m.succeed(f"echo '{info}' > /tmp/tbv/p.tmp && mv /tmp/tbv/p.tmp /tmp/tbv/peer.json")
-        m.wait_until_succeeds(f"test -e /tmp/tbv/{role}.ready", timeout=60)
+        m.succeed(f"echo '{info}' > {workdir}/p.tmp && mv {workdir}/p.tmp {workdir}/peer.json")
+        m.wait_until_succeeds(f"test -e {workdir}/{role}.ready", timeout=60)
+
+
+def finish_pair(mode, timeout=900, workdir="/tmp/tbv"):
+    """Waits for the client, lets the server go, and returns both outputs (exit 0 each)."""
     results = {}
-    a.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
-    b.succeed("touch /tmp/tbv/done")
+    a.wait_until_succeeds(f"test -s {workdir}/rc", timeout=timeout)
+    b.succeed(f"touch {workdir}/done")
     for m in (a, b):
-        m.wait_until_succeeds("test -s /tmp/tbv/rc", timeout=timeout)
-        rc = m.succeed("cat /tmp/tbv/rc").strip()
-        out = m.succeed("cat /tmp/tbv/out; cat /tmp/tbv/err")
+        m.wait_until_succeeds(f"test -s {workdir}/rc", timeout=timeout)
+        rc = m.succeed(f"cat {workdir}/rc").strip()
+        out = m.succeed(f"cat {workdir}/out; cat {workdir}/err")
         assert rc == "0", (f"{m.name} {mode}: exit {rc}\n{out}\n"
                            + "\n".join(f"{n.name}: {stats(n)}" for n in (a, b)))
         results[m.name] = out
     return results
+
+
+def run_pair(mode, sizes=SIZES, server_mode=None, timeout=900, client_first=False):
+    start_pair(mode, sizes, server_mode, client_first)
+    return finish_pair(mode, timeout)
+
+
+def run_rping():
+    """rping -V between the nodes: ten pings, each echoed back and compared by the client."""
+    b.succeed(f"(timeout 180 rping -s -a {ADDR['b']} -v -V -C 10 > /tmp/rping.out 2>&1; "
+              "echo $? > /tmp/rping.rc) > /dev/null 2>&1 &")
+    b.wait_until_succeeds("rdma resource show cm_id | grep -q LISTEN", timeout=60)
+    status, out = a.execute(f"timeout 180 rping -c -a {ADDR['b']} -v -V -C 10 2>&1", timeout=240)
+    b.wait_until_succeeds("test -s /tmp/rping.rc", timeout=240)
+    server_rc = b.succeed("cat /tmp/rping.rc && rm /tmp/rping.rc").strip()
+    server_out = b.succeed("cat /tmp/rping.out")
+    print(f"rping client (exit {status}):\n{out}\nrping server (exit {server_rc}):\n{server_out}")
+    assert status == 0, f"rping client exit {status}:\n{out}\nserver:\n{server_out}"
+    assert server_rc == "0", f"rping server exit {server_rc}:\n{server_out}"
+    assert out.count("ping data: rdma-ping-") == 10, out
+    assert server_out.count("server ping data: rdma-ping-") == 10, server_out
 
 
 def stats(machine):
@@ -295,19 +341,7 @@ for m in (a, b):
 for m in (a, b):
     m.succeed("modprobe rdma_ucm")
 gsi_before = {m.name: stats(m) for m in (a, b)}
-b.succeed(f"(timeout 180 rping -s -a {ADDR['b']} -v -V -C 10 > /tmp/rping.out 2>&1; "
-          "echo $? > /tmp/rping.rc) > /dev/null 2>&1 &")
-b.wait_until_succeeds("rdma resource show cm_id | grep -q LISTEN", timeout=60)
-status, out = a.execute(f"timeout 180 rping -c -a {ADDR['b']} -v -V -C 10 2>&1", timeout=240)
-b.wait_until_succeeds("test -s /tmp/rping.rc", timeout=240)
-server_rc = b.succeed("cat /tmp/rping.rc").strip()
-server_out = b.succeed("cat /tmp/rping.out")
-print(f"rping client (exit {status}):\n{out}\nrping server (exit {server_rc}):\n{server_out}")
-assert status == 0, f"rping client exit {status}:\n{out}\nserver:\n{server_out}"
-assert server_rc == "0", f"rping server exit {server_rc}:\n{server_out}"
-# -C 10: ten pings, each echoed back and compared (-V) by the client
-assert out.count("ping data: rdma-ping-") == 10, out
-assert server_out.count("server ping data: rdma-ping-") == 10, server_out
+run_rping()
 for m in (a, b):
     delta = {k: stats(m)[k] - gsi_before[m.name].get(k, 0)
              for k in ("gsi_sent", "gsi_received", "gsi_dropped")}
@@ -368,6 +402,23 @@ nak_counts = {k: (middle[k] - before[k], after[k] - middle[k])
 print(f"b NAKs sent (early, destroyed): {nak_counts}")
 assert nak_counts["naks_not_ready_sent"][0] >= 1, nak_counts
 assert nak_counts["naks_qp_error_sent"][1] >= 1, nak_counts
+for m in (a, b):
+    check_kernel_log(m)
+    assert stats(m)["link_state"] == 1, stats(m)
+
+# 6c. RNR on one QP stalls only that QP: b posts its receive late (rnr_retry 7, so a's SEND
+# is retried for as long as it takes), and meanwhile rping and a byte-exact pyverbs pair run
+# over the same link on other QPs; then b posts the receive and the SEND completes.
+before = stats(b)
+start_pair("rnr", sizes=[4096], workdir="/tmp/tbr")
+run_rping()
+print(run_pair("data", sizes=[4096, 1048576]))
+stalled = a.execute("test -s /tmp/tbr/rc")[0] != 0
+rnr_naks = stats(b)["rnr_naks_sent"] - before["rnr_naks_sent"]
+print(f"while the other QPs ran: RNR SEND still pending {stalled}, b sent {rnr_naks} RNR NAKs")
+assert stalled and rnr_naks >= 1, (stalled, rnr_naks)
+b.succeed("touch /tmp/tbr/post_recv")
+print(finish_pair("rnr", workdir="/tmp/tbr"))
 for m in (a, b):
     check_kernel_log(m)
     assert stats(m)["link_state"] == 1, stats(m)
