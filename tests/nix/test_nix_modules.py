@@ -34,13 +34,14 @@ MODULE_CASES = [
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
-def evaluate(attribute: str) -> Any:
+def evaluate(attribute: str, doc_flake: Path | None = None) -> Any:
     lib = Path(NIXPKGS_LIB).resolve()
     if not (lib / "lib" / "default.nix").is_file():
         pytest.fail(f"NIXPKGS_LIB={NIXPKGS_LIB} has no lib/default.nix; point it at a nixpkgs "
                     "or nixpkgs.lib tree")
+    extra = f" docFlake = {doc_flake};" if doc_flake else ""
     return eval_json(
-        f"(import {EVAL_NIX} {{ nixpkgsLib = {lib}; repo = {REPO}; }}).{attribute}"
+        f"(import {EVAL_NIX} {{ nixpkgsLib = {lib}; repo = {REPO};{extra} }}).{attribute}"
     )
 
 
@@ -82,6 +83,13 @@ def test_every_rendered_unit_gets_the_modules_drop_in() -> None:
         assert evaluate(f"modules.{case}")["tbctlUnits"] == rendered, case
 
 
+def test_driver_module_refuses_nixpkgs_older_than_25_11() -> None:
+    """Configurations that bring their own nixpkgs (not the flake's, which refuses it itself)
+    get a NixOS assertion."""
+    failed = evaluate("oldNixpkgs.failedAssertions")
+    assert any("needs nixpkgs 25.11 or newer" in message for message in failed), failed
+
+
 def test_memlock_is_raised_for_listed_units_only() -> None:
     summary = evaluate("memlockForOneUnit")
     assert summary["memlockUnits"] == {"vllm": "65536K"}
@@ -106,6 +114,46 @@ def test_raw_efi_layout_uses_this_builds_ids() -> None:
     other = evaluate("otherBuild.appliance")
     for mount in ("/", "/boot"):
         assert other["fileSystems"][mount]["device"] != raw["fileSystems"][mount]["device"]
+
+
+def test_raw_image_is_built_with_the_ids_its_file_systems_are_mounted_by() -> None:
+    """make-disk-image.nix writes the root file system's UUID and label; postVM sets the ESP's
+    (partition 1 in the `efi` layout) GPT GUID. Both must be what fileSystems mounts."""
+    raw = evaluate("configurations.appliance")
+    image = raw["image"]
+    root_uuid = raw["fileSystems"]["/"]["device"].removeprefix("/dev/disk/by-uuid/")
+    esp_guid = raw["fileSystems"]["/boot"]["device"].removeprefix("/dev/disk/by-partuuid/")
+    assert image["partitionTableType"] == "efi"
+    assert image["format"] == "raw" and image["fsType"] == "ext4"
+    assert image["rootFSUID"] == root_uuid
+    assert re.fullmatch(UUID, image["rootGPUID"]) and image["rootGPUID"] != root_uuid
+    assert re.fullmatch(r"tbrdma-[0-9a-f]{8}", image["label"])
+    assert f"--partition-guid=1:{esp_guid} " in image["postVM"]
+    assert image["copyChannel"] is False
+    other = evaluate("otherBuild.appliance.image")
+    assert other["label"] != image["label"] and other["rootFSUID"] != image["rootFSUID"]
+
+
+def doc_flakes(doc: Path) -> list[str]:
+    blocks = re.findall(r"```nix\n(.*?)```", doc.read_text(), flags=re.S)
+    return [block for block in blocks if "tbrdma.nixosConfigurations" in block]
+
+
+def test_the_documented_flake_that_bakes_a_key_builds_this_projects_raw_image(
+    tmp_path: Path,
+) -> None:
+    """docs/appliance.md's own flake must build the image with this build's layout, not
+    nixpkgs' raw-efi image variant (labels nixos/ESP, one root UUID for every image)."""
+    (snippet,) = doc_flakes(REPO / "docs/appliance.md")
+    doc_flake = tmp_path / "flake.nix"
+    doc_flake.write_text(snippet)
+    try:
+        built = evaluate("docFlakeImage", doc_flake)
+    except NixEvalError as error:
+        pytest.fail(f"the flake in docs/appliance.md does not evaluate:\n{error}")
+    image, ids = built["image"], built["ids"]
+    assert image["name"] == "tbrdma-appliance-raw-efi"
+    assert (image["rootFSUID"], image["label"]) == (ids["rootUuid"], ids["rootLabel"])
 
 
 def test_iso_never_touches_the_boxs_disks() -> None:
