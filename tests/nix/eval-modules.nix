@@ -69,7 +69,8 @@ let
       };
       growPartition = config.boot.growPartition;
       firewall = {
-        inherit (config.networking.firewall) trustedInterfaces;
+        inherit (config.networking.firewall) trustedInterfaces extraCommands;
+        nftablesTables = config.networking.nftables.tables;
         interfaces = lib.mapAttrs (_: i: {
           inherit (i) allowedTCPPorts allowedUDPPorts;
         }) config.networking.firewall.interfaces;
@@ -104,6 +105,7 @@ let
     };
 
   withEnabled = modules: settings: (evalNixos (modules ++ [ settings ])).config;
+  hardwareWith = settings: summary (withEnabled [ nixosModules.hardware-tbrdma ] settings);
   driver = {
     hardware.tbrdma.enable = true;
     services.tbctl.enable = true;
@@ -136,6 +138,26 @@ in
       { hardware.tbrdma.enable = true; }
     ]).config
   );
+
+  # The driver with the nftables firewall, with rejecting, and with the firewall off.
+  firewallVariants = lib.mapAttrs (_: hardwareWith) {
+    nftables = {
+      hardware.tbrdma.enable = true;
+      networking.nftables.enable = true;
+    };
+    reject = {
+      hardware.tbrdma.enable = true;
+      networking.firewall.rejectPackets = true;
+    };
+    off = {
+      hardware.tbrdma.enable = true;
+      networking.firewall.enable = false;
+    };
+    trust = {
+      hardware.tbrdma.enable = true;
+      hardware.tbrdma.firewall = "trust";
+    };
+  };
 
   memlockForOneUnit = summary (
     withEnabled [ nixosModules.hardware-tbrdma ] {

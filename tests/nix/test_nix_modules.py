@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nixtool import REPO, NixEvalError, eval_json
+from nixtool import REPO, NixEvalError, eval_json, nix_string
 
 EVAL_NIX = Path(__file__).resolve().parent / "eval-modules.nix"
 NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
@@ -51,6 +51,18 @@ def test_modules_are_exported_as_paths() -> None:
         ["appliance", "default", "hardware-tbrdma", "services-tbctl"], "path")
 
 
+def link_rules(links: list[str], reject: bool = False) -> dict[str, str]:
+    """nixos/lib/link-firewall.nix for the module's ports (test_link_firewall_netns.py runs
+    these rules in network namespaces)."""
+    quoted = " ".join(nix_string(link) for link in links)
+    return eval_json(f"import {REPO}/nixos/lib/link-firewall.nix {{ links = [ {quoted} ]; "
+                     f"udpPorts = [ 4791 ]; tcpPorts = [ 18515 ]; "
+                     f"reject = {str(reject).lower()}; }}")
+
+
+DEFAULT_LINKS = [f"thunderbolt{i}" for i in range(4)]
+
+
 @pytest.mark.parametrize("case", MODULE_CASES)
 def test_module_combination_declares_each_option_once(case: str) -> None:
     try:
@@ -65,10 +77,27 @@ def test_module_combination_declares_each_option_once(case: str) -> None:
         f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
         for i in range(4)
     }
+    # Globally opened ports (sshd's) are refused on the links, by the iptables firewall here.
+    assert summary["firewall"]["extraCommands"] == link_rules(DEFAULT_LINKS)["iptables"]
+    assert summary["firewall"]["nftablesTables"] == {}
     assert summary["defaultMemlock"] is None
     assert summary["memlockUnits"] == {}
     assert summary["loginLimits"] == [
         {"domain": "@rdma", "item": "memlock", "type": "-", "value": "unlimited"}]
+
+
+def test_links_refuse_global_ports_with_either_firewall_backend() -> None:
+    variants = evaluate("firewallVariants")
+    nftables = variants["nftables"]["firewall"]
+    assert nftables["extraCommands"] == ""  # NixOS asserts it is empty with nftables
+    assert nftables["nftablesTables"] == {
+        "tbrdma-links": {"family": "inet", "content": link_rules(DEFAULT_LINKS)["nftables"]}}
+    assert variants["reject"]["firewall"]["extraCommands"] == link_rules(
+        DEFAULT_LINKS, reject=True)["iptables"]
+    for off in ("off", "trust"):
+        assert variants[off]["firewall"]["extraCommands"] == "", off
+        assert variants[off]["firewall"]["nftablesTables"] == {}, off
+    assert variants["trust"]["firewall"]["trustedInterfaces"] == DEFAULT_LINKS
 
 
 def test_every_rendered_unit_gets_the_modules_drop_in() -> None:
@@ -100,6 +129,15 @@ def test_memlock_is_raised_for_listed_units_only() -> None:
 @pytest.mark.parametrize("name", ["appliance", "appliance-iso"])
 def test_configuration_assertions_hold(name: str) -> None:
     assert evaluate(f"configurations.{name}.failedAssertions") == []
+
+
+@pytest.mark.parametrize("name", ["appliance", "appliance-iso"])
+def test_appliance_sshd_is_refused_on_the_cables(name: str) -> None:
+    """sshd opens port 22 on every interface (services.openssh.openFirewall); on the cable
+    links the appliance refuses it (docs/appliance.md, security model)."""
+    firewall = evaluate(f"configurations.{name}.firewall")
+    assert firewall["trustedInterfaces"] == []
+    assert firewall["extraCommands"] == link_rules(DEFAULT_LINKS)["iptables"]
 
 
 def test_raw_efi_layout_uses_this_builds_ids() -> None:
@@ -204,6 +242,8 @@ def test_vm_test_hosts_open_what_the_shared_scripts_use_on_cables(node: str) -> 
         f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
         for i in range(2)
     }
+    assert summary["firewall"]["extraCommands"] == link_rules(
+        ["thunderbolt0", "thunderbolt1"])["iptables"]
 
 
 def test_vm_test_controller_evaluates() -> None:
