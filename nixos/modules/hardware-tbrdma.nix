@@ -234,7 +234,9 @@ in
       # Ports other modules open (sshd's openFirewall, for one) are open on every interface;
       # these rules refuse them on the links (nixos/lib/link-firewall.nix).
       (lib.mkIf (cfg.firewall == "rocev2" && config.networking.firewall.enable) {
-        networking.firewall.extraCommands = lib.mkIf (firewallBackend == "iptables") linkFirewall.iptables;
+        networking.firewall.extraCommands = lib.mkIf (
+          firewallBackend == "iptables"
+        ) linkFirewall.iptables;
         networking.nftables.tables.tbrdma-links = lib.mkIf (firewallBackend == "nftables") {
           family = "inet";
           content = linkFirewall.nftables;
