@@ -18,6 +18,19 @@ let
 
   nixpkgsVersion = import ../lib/nixpkgs-version.nix { inherit (lib) version; };
 
+  # RoCEv2, the rdma_rxe transport.
+  rocev2Port = 4791;
+  firewallBackend =
+    config.networking.firewall.backend
+      or (if config.networking.nftables.enable then "nftables" else "iptables");
+  linkFirewall = import ../lib/link-firewall.nix {
+    links = cfg.linkInterfaces;
+    udpPorts = [ rocev2Port ];
+    tcpPorts = cfg.linkTCPPorts;
+    ipv6 = config.networking.enableIPv6;
+    reject = config.networking.firewall.rejectPackets;
+  };
+
   # systemd spells "no limit" infinity, pam_limits unlimited; sizes are KiB for both.
   systemdMemlock = if cfg.memlockLimit == "unlimited" then "infinity" else "${cfg.memlockLimit}K";
 in
@@ -140,8 +153,9 @@ in
       description = ''
         What the firewall lets through on {option}`hardware.tbrdma.linkInterfaces`.
         `rocev2` (the default) treats a cable like any untrusted network: only UDP 4791
-        (RoCEv2, the rdma_rxe transport) and {option}`hardware.tbrdma.linkTCPPorts` are
-        opened, besides what the firewall allows everywhere (ping). That is all a paired peer
+        (RoCEv2, the rdma_rxe transport), {option}`hardware.tbrdma.linkTCPPorts`, ping and
+        ICMPv6 pass; ports opened on every interface (such as sshd's) are refused on the links,
+        with the iptables and the nftables firewall alike. That is all a paired peer
         needs on the cable: tbctl talks to both ends over SSH on the LAN, and tbrdma's own
         frames (ethertype 0x88B5) are not IP, so the IP firewall neither sees nor blocks them.
         `trust` makes the links trusted interfaces (every port open to whoever plugs in a
@@ -212,9 +226,21 @@ in
 
       (lib.mkIf (cfg.firewall == "rocev2") {
         networking.firewall.interfaces = lib.genAttrs cfg.linkInterfaces (_: {
-          allowedUDPPorts = [ 4791 ];
+          allowedUDPPorts = [ rocev2Port ];
           allowedTCPPorts = cfg.linkTCPPorts;
         });
+      })
+
+      # Ports other modules open (sshd's openFirewall, for one) are open on every interface;
+      # these rules refuse them on the links (nixos/lib/link-firewall.nix).
+      (lib.mkIf (cfg.firewall == "rocev2" && config.networking.firewall.enable) {
+        networking.firewall.extraCommands = lib.mkIf (
+          firewallBackend == "iptables"
+        ) linkFirewall.iptables;
+        networking.nftables.tables.tbrdma-links = lib.mkIf (firewallBackend == "nftables") {
+          family = "inet";
+          content = linkFirewall.nftables;
+        };
       })
     ]
   );

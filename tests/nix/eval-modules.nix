@@ -6,6 +6,8 @@
 {
   nixpkgsLib,
   repo,
+  # A file holding a flake like the one docs/appliance.md shows (tbrdma as its input).
+  docFlake ? null,
 }:
 let
   lib = import (nixpkgsLib + "/lib");
@@ -13,12 +15,27 @@ let
   # A string, not a path: "${modulesPath}/..." must not copy it into a (here absent) store.
   modulesPath = toString ./nixos-stub/modules;
 
-  evalNixos =
-    modules:
-    lib.evalModules {
-      modules = [ stub ] ++ modules;
-      specialArgs = { inherit modulesPath; };
+  # The one package an evaluated value here names: the raw image's postVM runs sgdisk. Every
+  # other `pkgs.<name>` stays an error, so nothing judged here depends on a package.
+  pkgs.gptfdisk = {
+    type = "derivation";
+    outPath = "/stub/gptfdisk";
+  };
+
+  evalNixosWith =
+    moduleLib: modules:
+    moduleLib.evalModules {
+      modules = [
+        stub
+        { _module.args.pkgs = pkgs; }
+      ]
+      ++ modules;
+      specialArgs = {
+        inherit modulesPath;
+        lib = moduleLib;
+      };
     };
+  evalNixos = evalNixosWith lib;
 
   # flake.nix with a nixpkgs input that has the real lib and a nixosSystem on evalModules.
   nixpkgs = {
@@ -52,7 +69,8 @@ let
       };
       growPartition = config.boot.growPartition;
       firewall = {
-        inherit (config.networking.firewall) trustedInterfaces;
+        inherit (config.networking.firewall) trustedInterfaces extraCommands;
+        nftablesTables = config.networking.nftables.tables;
         interfaces = lib.mapAttrs (_: i: {
           inherit (i) allowedTCPPorts allowedUDPPorts;
         }) config.networking.firewall.interfaces;
@@ -82,9 +100,12 @@ let
           };
       isoVolumeId = config.isoImage.volumeID or null;
       hostName = config.networking.hostName or null;
+      # What the raw image's builder is asked for (nixos-stub/lib/make-disk-image.nix).
+      image = config.system.build.tbrdmaImage or null;
     };
 
   withEnabled = modules: settings: (evalNixos (modules ++ [ settings ])).config;
+  hardwareWith = settings: summary (withEnabled [ nixosModules.hardware-tbrdma ] settings);
   driver = {
     hardware.tbrdma.enable = true;
     services.tbctl.enable = true;
@@ -108,6 +129,34 @@ in
       nixosModules.appliance
     ];
     all = builtins.attrValues nixosModules;
+  };
+
+  # hardware.tbrdma in a configuration whose nixpkgs predates the supported range.
+  oldNixpkgs = summary (
+    (evalNixosWith (lib // { version = "25.05.20250601.abcdef0"; }) [
+      nixosModules.hardware-tbrdma
+      { hardware.tbrdma.enable = true; }
+    ]).config
+  );
+
+  # The driver with the nftables firewall, with rejecting, and with the firewall off.
+  firewallVariants = lib.mapAttrs (_: hardwareWith) {
+    nftables = {
+      hardware.tbrdma.enable = true;
+      networking.nftables.enable = true;
+    };
+    reject = {
+      hardware.tbrdma.enable = true;
+      networking.firewall.rejectPackets = true;
+    };
+    off = {
+      hardware.tbrdma.enable = true;
+      networking.firewall.enable = false;
+    };
+    trust = {
+      hardware.tbrdma.enable = true;
+      hardware.tbrdma.firewall = "trust";
+    };
   };
 
   memlockForOneUnit = summary (
@@ -144,6 +193,17 @@ in
       };
     in
     lib.mapAttrs (_: node: summary (evalNixos [ node ]).config) machines.nodes;
+
+  # What the flake in docs/appliance.md ("bake your key") builds: the image builder's arguments
+  # and the ids its image id gives.
+  docFlakeImage =
+    let
+      outputs = (import docFlake).outputs { tbrdma = flake; };
+    in
+    {
+      image = outputs.packages.x86_64-linux.default;
+      ids = import (repo + "/nixos/lib/image-ids.nix") { imageId = "strix1"; };
+    };
 
   # A raw image with the key stick enabled as well.
   rawWithStick = summary (

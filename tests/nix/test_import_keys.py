@@ -17,6 +17,19 @@ SCRIPT = REPO / "nixos/lib/import-keys.sh"
 ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@laptop"
 BOB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBob bob@laptop"
 CAROL = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYCarol carol@stick"
+DAVE = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tDave dave@stick"
+
+# Stand-ins for mount(8) and umount(8): mounting a FAT stick needs root and a block device,
+# so these record their arguments and put the stick's files at (and take them from) the
+# mount point. What the script reads there, and how it replaces keys, is real.
+STAND_IN_MOUNT = """#!/bin/bash
+echo "mount $*" >>"$MOUNT_LOG"
+cp -r "$STICK_FILES"/. "${@: -1}"
+"""
+STAND_IN_UMOUNT = """#!/bin/bash
+echo "umount $*" >>"$MOUNT_LOG"
+find "$1" -mindepth 1 -delete
+"""
 
 
 class Box:
@@ -30,10 +43,29 @@ class Box:
         self.hostname_file = self.boot / "tbrdma/hostname"
         self.sysctl = root / "hostname"
         self.stick = root / "dev/disk/by-label/TBRDMA_KEYS"
+        self.stick_files = root / "stick"
+        self.mount_log = root / "mount.log"
+        self.tools = root / "tools"
+
+    def plug_in_stick(self, keys: str | None) -> None:
+        """A FAT stick at the label, holding tbrdma/authorized_keys unless keys is None."""
+        self.stick.parent.mkdir(parents=True, exist_ok=True)
+        self.stick.write_bytes(b"")
+        (self.stick_files / "tbrdma").mkdir(parents=True, exist_ok=True)
+        key_file = self.stick_files / "tbrdma/authorized_keys"
+        key_file.unlink(missing_ok=True)
+        if keys is not None:
+            key_file.write_text(keys)
+        self.tools.mkdir(exist_ok=True)
+        for name, text in (("mount", STAND_IN_MOUNT), ("umount", STAND_IN_UMOUNT)):
+            (self.tools / name).write_text(text)
+            (self.tools / name).chmod(0o755)
 
     def boot_once(self, stick: bool = False) -> subprocess.CompletedProcess[str]:
         env = {
-            "PATH": os.environ["PATH"],
+            "PATH": f"{self.tools}:{os.environ['PATH']}",
+            "MOUNT_LOG": str(self.mount_log),
+            "STICK_FILES": str(self.stick_files),
             "KEY_DIR": str(self.keys),
             "BOOT_KEY_FILE": str(self.key_file),
             "BOOT_HOSTNAME_FILE": str(self.hostname_file),
@@ -96,6 +128,34 @@ def test_something_at_the_stick_label_that_is_not_fat_changes_nothing(box: Box) 
     box.stick.write_bytes(os.urandom(4096))
     done = box.boot_once(stick=True)
     assert "ignored" in done.stderr
+    assert box.installed() == [CAROL]
+
+
+def test_a_new_stick_replaces_the_previous_sticks_keys_read_only(box: Box) -> None:
+    box.key_file.write_text(f"{ALICE}\n")
+    box.plug_in_stick(f"{CAROL}\r\n")
+    box.boot_once(stick=True)
+    assert box.installed() == sorted([ALICE, CAROL])
+    box.plug_in_stick(f"{DAVE}\n")
+    box.boot_once(stick=True)
+    # Carol's key came from a stick and is gone with it; the partition's key is untouched.
+    assert box.installed() == sorted([ALICE, DAVE])
+    mounts = box.mount_log.read_text().splitlines()
+    assert [line.split()[0] for line in mounts] == ["mount", "umount"] * 2
+    arguments = mounts[0].split()
+    assert arguments[:4] == ["mount", "-t", "vfat", "-o"]
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(arguments[4].split(","))
+    assert arguments[5] == str(box.stick)
+    assert mounts[1] == f"umount {arguments[6]}"
+    assert not Path(arguments[6]).exists()
+
+
+def test_a_stick_without_a_key_file_changes_nothing(box: Box) -> None:
+    box.plug_in_stick(f"{CAROL}\n")
+    box.boot_once(stick=True)
+    box.plug_in_stick(None)
+    done = box.boot_once(stick=True)
+    assert "keys from sticks unchanged" in done.stdout
     assert box.installed() == [CAROL]
 
 

@@ -145,3 +145,26 @@ def test_image_ids_differ_per_build_and_fit_their_fields() -> None:
 def test_image_id_rejects_what_labels_cannot_hold(bad: str) -> None:
     with pytest.raises(NixEvalError, match="imageId must be"):
         image_ids(bad)
+
+
+def test_perftest_is_built_from_its_upstream_release_tag_with_autoreconf() -> None:
+    """Not a distribution pool tarball (those URLs disappear): the tag's tree, which has no
+    generated configure script, so autoreconf makes one."""
+    perftest = eval_json(
+        f"let f = import {REPO}/pkgs/perftest; "
+        "drv = f { lib = { }; pciutils = \"pciutils\"; autoreconfHook = \"autoreconfHook\"; "
+        '  rdma-core = { pname = "rdma-core-tbrdma"; }; '
+        "  fetchFromGitHub = args: args // { fetcher = \"fetchFromGitHub\"; }; "
+        "  stdenv.mkDerivation = attrs: let final = attrs final; in final; }; "
+        "in { inherit (drv) version src nativeBuildInputs buildInputs preAutoreconf; }"
+    )
+    src = perftest["src"]
+    assert src["fetcher"] == "fetchFromGitHub"
+    assert (src["owner"], src["repo"], src["tag"]) == ("linux-rdma", "perftest",
+                                                       perftest["version"])
+    assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", src["hash"])
+    assert "autoreconfHook" in perftest["nativeBuildInputs"]
+    assert {"rdma-core-tbrdma"} <= {p["pname"] for p in perftest["buildInputs"]
+                                    if isinstance(p, dict)}
+    # configure.ac's AC_CONFIG_AUX_DIR and AC_CONFIG_MACRO_DIR, made as upstream's autogen.sh does.
+    assert "mkdir -p config m4" in perftest["preAutoreconf"]

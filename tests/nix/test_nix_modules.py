@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nixtool import REPO, NixEvalError, eval_json
+from nixtool import REPO, NixEvalError, eval_json, nix_string
 
 EVAL_NIX = Path(__file__).resolve().parent / "eval-modules.nix"
 NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
@@ -34,13 +34,14 @@ MODULE_CASES = [
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
-def evaluate(attribute: str) -> Any:
+def evaluate(attribute: str, doc_flake: Path | None = None) -> Any:
     lib = Path(NIXPKGS_LIB).resolve()
     if not (lib / "lib" / "default.nix").is_file():
         pytest.fail(f"NIXPKGS_LIB={NIXPKGS_LIB} has no lib/default.nix; point it at a nixpkgs "
                     "or nixpkgs.lib tree")
+    extra = f" docFlake = {doc_flake};" if doc_flake else ""
     return eval_json(
-        f"(import {EVAL_NIX} {{ nixpkgsLib = {lib}; repo = {REPO}; }}).{attribute}"
+        f"(import {EVAL_NIX} {{ nixpkgsLib = {lib}; repo = {REPO};{extra} }}).{attribute}"
     )
 
 
@@ -48,6 +49,18 @@ def test_modules_are_exported_as_paths() -> None:
     # An imported function has no key the module system could deduplicate it by.
     assert evaluate("moduleKinds") == dict.fromkeys(
         ["appliance", "default", "hardware-tbrdma", "services-tbctl"], "path")
+
+
+def link_rules(links: list[str], reject: bool = False) -> dict[str, str]:
+    """nixos/lib/link-firewall.nix for the module's ports (test_link_firewall_netns.py runs
+    these rules in network namespaces)."""
+    quoted = " ".join(nix_string(link) for link in links)
+    return eval_json(f"import {REPO}/nixos/lib/link-firewall.nix {{ links = [ {quoted} ]; "
+                     f"udpPorts = [ 4791 ]; tcpPorts = [ 18515 ]; "
+                     f"reject = {str(reject).lower()}; }}")
+
+
+DEFAULT_LINKS = [f"thunderbolt{i}" for i in range(4)]
 
 
 @pytest.mark.parametrize("case", MODULE_CASES)
@@ -64,10 +77,27 @@ def test_module_combination_declares_each_option_once(case: str) -> None:
         f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
         for i in range(4)
     }
+    # Globally opened ports (sshd's) are refused on the links, by the iptables firewall here.
+    assert summary["firewall"]["extraCommands"] == link_rules(DEFAULT_LINKS)["iptables"]
+    assert summary["firewall"]["nftablesTables"] == {}
     assert summary["defaultMemlock"] is None
     assert summary["memlockUnits"] == {}
     assert summary["loginLimits"] == [
         {"domain": "@rdma", "item": "memlock", "type": "-", "value": "unlimited"}]
+
+
+def test_links_refuse_global_ports_with_either_firewall_backend() -> None:
+    variants = evaluate("firewallVariants")
+    nftables = variants["nftables"]["firewall"]
+    assert nftables["extraCommands"] == ""  # NixOS asserts it is empty with nftables
+    assert nftables["nftablesTables"] == {
+        "tbrdma-links": {"family": "inet", "content": link_rules(DEFAULT_LINKS)["nftables"]}}
+    assert variants["reject"]["firewall"]["extraCommands"] == link_rules(
+        DEFAULT_LINKS, reject=True)["iptables"]
+    for off in ("off", "trust"):
+        assert variants[off]["firewall"]["extraCommands"] == "", off
+        assert variants[off]["firewall"]["nftablesTables"] == {}, off
+    assert variants["trust"]["firewall"]["trustedInterfaces"] == DEFAULT_LINKS
 
 
 def test_every_rendered_unit_gets_the_modules_drop_in() -> None:
@@ -82,6 +112,13 @@ def test_every_rendered_unit_gets_the_modules_drop_in() -> None:
         assert evaluate(f"modules.{case}")["tbctlUnits"] == rendered, case
 
 
+def test_driver_module_refuses_nixpkgs_older_than_25_11() -> None:
+    """Configurations that bring their own nixpkgs (not the flake's, which refuses it itself)
+    get a NixOS assertion."""
+    failed = evaluate("oldNixpkgs.failedAssertions")
+    assert any("needs nixpkgs 25.11 or newer" in message for message in failed), failed
+
+
 def test_memlock_is_raised_for_listed_units_only() -> None:
     summary = evaluate("memlockForOneUnit")
     assert summary["memlockUnits"] == {"vllm": "65536K"}
@@ -92,6 +129,15 @@ def test_memlock_is_raised_for_listed_units_only() -> None:
 @pytest.mark.parametrize("name", ["appliance", "appliance-iso"])
 def test_configuration_assertions_hold(name: str) -> None:
     assert evaluate(f"configurations.{name}.failedAssertions") == []
+
+
+@pytest.mark.parametrize("name", ["appliance", "appliance-iso"])
+def test_appliance_sshd_is_refused_on_the_cables(name: str) -> None:
+    """sshd opens port 22 on every interface (services.openssh.openFirewall); on the cable
+    links the appliance refuses it (docs/appliance.md, security model)."""
+    firewall = evaluate(f"configurations.{name}.firewall")
+    assert firewall["trustedInterfaces"] == []
+    assert firewall["extraCommands"] == link_rules(DEFAULT_LINKS)["iptables"]
 
 
 def test_raw_efi_layout_uses_this_builds_ids() -> None:
@@ -106,6 +152,46 @@ def test_raw_efi_layout_uses_this_builds_ids() -> None:
     other = evaluate("otherBuild.appliance")
     for mount in ("/", "/boot"):
         assert other["fileSystems"][mount]["device"] != raw["fileSystems"][mount]["device"]
+
+
+def test_raw_image_is_built_with_the_ids_its_file_systems_are_mounted_by() -> None:
+    """make-disk-image.nix writes the root file system's UUID and label; postVM sets the ESP's
+    (partition 1 in the `efi` layout) GPT GUID. Both must be what fileSystems mounts."""
+    raw = evaluate("configurations.appliance")
+    image = raw["image"]
+    root_uuid = raw["fileSystems"]["/"]["device"].removeprefix("/dev/disk/by-uuid/")
+    esp_guid = raw["fileSystems"]["/boot"]["device"].removeprefix("/dev/disk/by-partuuid/")
+    assert image["partitionTableType"] == "efi"
+    assert image["format"] == "raw" and image["fsType"] == "ext4"
+    assert image["rootFSUID"] == root_uuid
+    assert re.fullmatch(UUID, image["rootGPUID"]) and image["rootGPUID"] != root_uuid
+    assert re.fullmatch(r"tbrdma-[0-9a-f]{8}", image["label"])
+    assert f"--partition-guid=1:{esp_guid} " in image["postVM"]
+    assert image["copyChannel"] is False
+    other = evaluate("otherBuild.appliance.image")
+    assert other["label"] != image["label"] and other["rootFSUID"] != image["rootFSUID"]
+
+
+def doc_flakes(doc: Path) -> list[str]:
+    blocks = re.findall(r"```nix\n(.*?)```", doc.read_text(), flags=re.S)
+    return [block for block in blocks if "tbrdma.nixosConfigurations" in block]
+
+
+def test_the_documented_flake_that_bakes_a_key_builds_this_projects_raw_image(
+    tmp_path: Path,
+) -> None:
+    """docs/appliance.md's own flake must build the image with this build's layout, not
+    nixpkgs' raw-efi image variant (labels nixos/ESP, one root UUID for every image)."""
+    (snippet,) = doc_flakes(REPO / "docs/appliance.md")
+    doc_flake = tmp_path / "flake.nix"
+    doc_flake.write_text(snippet)
+    try:
+        built = evaluate("docFlakeImage", doc_flake)
+    except NixEvalError as error:
+        pytest.fail(f"the flake in docs/appliance.md does not evaluate:\n{error}")
+    image, ids = built["image"], built["ids"]
+    assert image["name"] == "tbrdma-appliance-raw-efi"
+    assert (image["rootFSUID"], image["label"]) == (ids["rootUuid"], ids["rootLabel"])
 
 
 def test_iso_never_touches_the_boxs_disks() -> None:
@@ -156,6 +242,8 @@ def test_vm_test_hosts_open_what_the_shared_scripts_use_on_cables(node: str) -> 
         f"thunderbolt{i}": {"allowedTCPPorts": [18515], "allowedUDPPorts": [4791]}
         for i in range(2)
     }
+    assert summary["firewall"]["extraCommands"] == link_rules(
+        ["thunderbolt0", "thunderbolt1"])["iptables"]
 
 
 def test_vm_test_controller_evaluates() -> None:

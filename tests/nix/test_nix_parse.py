@@ -25,6 +25,7 @@ REQUIRED = [
     "nixos/configurations/appliance-iso.nix",
     "nixos/lib/image-ids.nix",
     "nixos/lib/nixpkgs-version.nix",
+    "nixos/lib/link-firewall.nix",
     "vm-tests/common.nix",
     "vm-tests/nodes.nix",
     "vm-tests/cables.nix",

@@ -57,6 +57,35 @@ in
       default = { };
     };
 
+    networking.enableIPv6 = mkOption {
+      type = types.bool;
+      default = true;
+    };
+    networking.firewall.enable = mkOption {
+      type = types.bool;
+      default = true;
+    };
+    networking.firewall.rejectPackets = mkOption {
+      type = types.bool;
+      default = false;
+    };
+    networking.firewall.extraCommands = mkOption {
+      type = types.lines;
+      default = "";
+    };
+    networking.nftables.enable = mkOption {
+      type = types.bool;
+      default = false;
+    };
+    networking.nftables.tables = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.family = mkOption { type = types.str; };
+          options.content = mkOption { type = types.lines; };
+        }
+      );
+      default = { };
+    };
     networking.firewall.trustedInterfaces = list types.str;
     networking.firewall.interfaces = mkOption {
       type = types.attrsOf (
