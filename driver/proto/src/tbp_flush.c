@@ -43,6 +43,13 @@ static void flush_rx(struct tbp_link *l, uint16_t qi, uint32_t status)
  * WRs whose outcome is already known keep it, the first unfinished one gets `first` and
  * the rest are flushed, as an IBA requester moving to the error state does.
  */
+/* Any orphan leaves the send queue (qi unused: orphans of every QP go). */
+static bool orphaned(const struct tbp_smsg *m, uint16_t qi)
+{
+	(void)qi;
+	return m->orphan;
+}
+
 static void flush_tx(struct tbp_link *l, struct tbp_qp *qp, uint32_t status, uint32_t first)
 {
 	uint16_t qi = tbp_qp_index(l, qp);
@@ -74,25 +81,7 @@ static void flush_tx(struct tbp_link *l, struct tbp_qp *qp, uint32_t status, uin
 		}
 	}
 	/* Orphans leave the send queue; those with frames in flight wait for their acks. */
-	{
-		uint16_t prev = TBP_NONE, j = l->sendq_head;
-
-		while (j != TBP_NONE) {
-			uint16_t next = l->smsgs[j].sendq_next;
-
-			if (l->smsgs[j].orphan) {
-				if (prev == TBP_NONE)
-					l->sendq_head = next;
-				else
-					l->smsgs[prev].sendq_next = next;
-				if (l->sendq_tail == j)
-					l->sendq_tail = prev;
-			} else {
-				prev = j;
-			}
-			j = next;
-		}
-	}
+	tbp_sendq_drop(l, orphaned, qi);
 	for (i = 0; i < l->cfg.max_msgs; i++) {
 		struct tbp_smsg *m = &l->smsgs[i];
 

@@ -341,6 +341,9 @@ extern uint32_t tbp_ct_calls; /* unit tests: proves MACs are compared by tbp_ct_
 
 /* tbp_msg.c */
 void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m);
+/* Unlinks the messages drop(m, qi) picks from the send queue; the rest keep their order. */
+void tbp_sendq_drop(struct tbp_link *l, bool (*drop)(const struct tbp_smsg *m, uint16_t qi),
+		    uint16_t qi);
 void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m);
 void tbp_rmsg_free(struct tbp_link *l, struct tbp_rmsg *r);
 /* An open QP (used), or NULL. */

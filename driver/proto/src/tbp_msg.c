@@ -83,6 +83,28 @@ void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m)
 	l->sendq_tail = idx;
 }
 
+void tbp_sendq_drop(struct tbp_link *l, bool (*drop)(const struct tbp_smsg *m, uint16_t qi),
+		    uint16_t qi)
+{
+	uint16_t prev = TBP_NONE, j = l->sendq_head;
+
+	while (j != TBP_NONE) {
+		uint16_t next = l->smsgs[j].sendq_next;
+
+		if (drop(&l->smsgs[j], qi)) {
+			if (prev == TBP_NONE)
+				l->sendq_head = next;
+			else
+				l->smsgs[prev].sendq_next = next;
+			if (l->sendq_tail == j)
+				l->sendq_tail = prev;
+		} else {
+			prev = j;
+		}
+		j = next;
+	}
+}
+
 static const uint8_t wire_op_of[] = {
 	[TBP_OP_SEND] = TBP_W_SEND,
 	[TBP_OP_SEND_WITH_IMM] = TBP_W_SEND_IMM,

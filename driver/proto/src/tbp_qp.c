@@ -151,30 +151,21 @@ static void qp_hold(struct tbp_link *l, struct tbp_qp *qp, uint64_t until)
 		l->rnr_next = until;
 }
 
+/* A message of QP slot qi that a rewind sends again (READ responses have their own attempts). */
+static bool rewound(const struct tbp_smsg *m, uint16_t qi)
+{
+	return m->op != TBP_W_READ_RESP && m->qp == qi && !m->orphan;
+}
+
 void tbp_qp_rewind(struct tbp_link *l, struct tbp_qp *qp, bool from_msn, uint32_t msn,
 		   uint64_t hold_ns)
 {
-	uint16_t qi = tbp_qp_index(l, qp), prev = TBP_NONE, j = l->sendq_head, i;
+	uint16_t qi = tbp_qp_index(l, qp), i;
 
 	l->st.qp_rewinds++;
 	qp->send_attempt++;
 	/* Take the QP's WRs out of the send queue; they go back in post order below. */
-	while (j != TBP_NONE) {
-		struct tbp_smsg *m = &l->smsgs[j];
-		uint16_t next = m->sendq_next;
-
-		if (m->op != TBP_W_READ_RESP && m->qp == qi && !m->orphan) {
-			if (prev == TBP_NONE)
-				l->sendq_head = next;
-			else
-				l->smsgs[prev].sendq_next = next;
-			if (l->sendq_tail == j)
-				l->sendq_tail = prev;
-		} else {
-			prev = j;
-		}
-		j = next;
-	}
+	tbp_sendq_drop(l, rewound, qi);
 	for (i = qp->head; i != TBP_NONE; i = l->smsgs[i].next) {
 		struct tbp_smsg *m = &l->smsgs[i];
 
