@@ -6,7 +6,8 @@
 # copied at the setter, wr_abort posting nothing; every completion on both sides polled with
 # start_poll/next_poll/end_poll and checked field by field; data byte-exact. Refused: a
 # completion timestamp, IGNORE_OVERRUN, atomic/bind_mw send ops, READ on UC, inline past
-# max_inline_data and too many SGEs, each with its errno and nothing posted.
+# max_inline_data and too many SGEs, each with its errno and nothing posted; a post whose
+# num_sge would have libibverbs overflow its stack is EINVAL, not a crash.
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
 import secrets
@@ -19,6 +20,7 @@ PEER = r'''
 import errno
 import hashlib
 import json
+import os
 import random
 import socket
 import sys
@@ -32,7 +34,7 @@ from pyverbs.mr import MR
 from pyverbs.pd import PD
 from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.qp import DataBuffer, QPAttr, QPCap, QPEx, QPInitAttrEx
-from pyverbs.wr import SGE, RecvWR
+from pyverbs.wr import SGE, RecvWR, SendWR
 
 ACCESS = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
 WC_FLAGS = (e.IBV_WC_EX_WITH_BYTE_LEN | e.IBV_WC_EX_WITH_IMM | e.IBV_WC_EX_WITH_QP_NUM
@@ -133,6 +135,12 @@ def poll(cq, count, per_region=None, timeout=120):
                 raise SystemExit(f"{role}: next_poll returned {ret}")
         cq.end_poll()
     return got
+
+
+def bad_wr(cls, num_sge):
+    wr = cls(num_sge=1, sg=[SGE(0, 8, 0)])
+    wr.num_sge = num_sge
+    return wr
 
 
 def nothing_more(cq, what, settle=1.0):
@@ -410,6 +418,28 @@ def client():
     qp.wr_set_sge(SGE(mr.buf, 8, mr.lkey))
     qp.wr_abort()
     nothing_more(cq, "refused and aborted regions")
+    # ibv_post_send/ibv_post_recv with a num_sge libibverbs would size its stack command
+    # from (negative: a 64 GiB memcpy; 1 Mi SGEs: a 16 MiB alloca) are refused with
+    # EINVAL before it does; each in a child, so a crash shows as a signal, not a hang
+    for what, post in (
+            ("post_send num_sge -1", lambda: qp.post_send(bad_wr(SendWR, -1))),
+            ("post_recv num_sge 1Mi", lambda: qp.post_recv(bad_wr(RecvWR, 1 << 20)))):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                post()
+                os._exit(2)
+            except PyverbsRDMAError as err:
+                os._exit(0 if err.error_code == errno.EINVAL else 3)
+            except BaseException:  # noqa: BLE001 - any other outcome is a failure code
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        check(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
+              f"{what}: child " + (f"killed by signal {os.WTERMSIG(status)}"
+                                   if os.WIFSIGNALED(status)
+                                   else f"exit {os.WEXITSTATUS(status)}"))
+        print(json.dumps({"refused": what, "errno": errno.EINVAL}), flush=True)
+    nothing_more(cq, "refused posts")
     # the QP is still fine: one more SEND goes through
     data = payload("after", 64)
     mr.write(data, 64, 0)
@@ -470,7 +500,7 @@ for m in (a, b):
 assert outs["a_rc"] == "0" and outs["b_rc"] == "0", outs
 refused = [json.loads(line)["refused"] for line in outs["a"].splitlines()
            if line.startswith('{"refused"')]
-assert len(refused) == 10, refused
+assert len(refused) == 12, refused
 assert sum(1 for line in outs["a"].splitlines() if line.startswith('{"size"')) == 5, outs["a"]
 for m in (a, b):
     check_kernel_log(m)
