@@ -210,12 +210,19 @@ static struct verbs_context *tbrdma_alloc_context(struct ibv_device *ibdev, int 
 	struct ib_uverbs_get_context_resp resp;
 	struct ibv_get_context cmd;
 	struct tbrdma_context *ctx;
+	int ret;
 
 	/* The module registers with RDMA_DRIVER_UNKNOWN: no driver id of its own in the ABI. */
 	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, ibv_ctx, RDMA_DRIVER_UNKNOWN);
 	if (!ctx)
 		return NULL;
-	if (ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+	/* rdma-core 57 (provider ABI 57) added a file-descriptor array argument. */
+#if IBVERBS_PABI_VERSION >= 57
+	ret = ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), NULL, &resp, sizeof(resp));
+#else
+	ret = ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), &resp, sizeof(resp));
+#endif
+	if (ret) {
 		verbs_uninit_context(&ctx->ibv_ctx);
 		free(ctx);
 		return NULL;
