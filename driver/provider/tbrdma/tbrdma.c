@@ -3,6 +3,8 @@
  * libibverbs provider for the tbrdma kernel module. The data path goes through the kernel
  * command interface (ibv_cmd_post_send/post_recv/poll_cq): every verb is a system call and
  * the module owns all queues. A later version can map queues into user space like rxe.
+ * This file holds the context, PD, MR and SRQ verbs; cq.c the CQs (with ibv_create_cq_ex),
+ * qp.c the QPs and the post verbs, wr.c the ibv_wr_* API of ibv_create_qp_ex.
  *
  * Built inside an rdma-core source tree (see driver/build-provider.sh) so that it always
  * matches the libibverbs it is installed beside.
