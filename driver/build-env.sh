@@ -3,8 +3,8 @@
 # Builds (once) a Debian build chroot for one suite with that suite's own compiler and
 # linux-headers, so the module is compiled the way the target kernel expects (a bookworm gcc-12
 # cannot build against trixie's gcc-14-configured headers, and trixie's kbuild helpers need
-# trixie's glibc). The trixie chroot also carries rdma-core's build dependencies and its source
-# for the provider.
+# trixie's glibc). Each chroot also carries rdma-core's build dependencies and, once
+# provider-for.sh ran, its suite's rdma-core source for the provider.
 #
 # usage: build-env.sh <suite> <cache-dir>     prints the chroot directory on stdout
 # The chroot is keyed by the suite, its package list and env_version: bump env_version when a
@@ -27,11 +27,11 @@ mirror_from_host_apt() {
 	echo "${uri%/}"
 }
 
+# Every suite builds the provider in its own rdma-core source (provider-for.sh), so every
+# chroot carries rdma-core's build dependencies.
 packages="gcc make libc6-dev linux-headers-amd64 kmod"
-if [ "$suite" = trixie ]; then
-	packages="$packages cmake ninja-build pkg-config libnl-3-dev libnl-route-3-dev libudev-dev"
-	packages="$packages python3 dpkg-dev"
-fi
+packages="$packages cmake ninja-build pkg-config libnl-3-dev libnl-route-3-dev libudev-dev"
+packages="$packages python3 dpkg-dev"
 
 env_version=2
 key=$(echo "$suite $packages $env_version" | sha256sum | cut -c1-16)

@@ -34,7 +34,11 @@ if [ ! -f "$root$src_dir/CMakeLists.txt" ]; then
 		echo "provider-for.sh: no rdma-core $upstream source tarball" >&2
 		exit 1
 	fi
-	tar -xzf "$tarball" -C "$root/build/src"
+	# The top directory is not always rdma-core-<version> (sid's 65.0 tarball is a GitHub
+	# archive, linux-rdma-rdma-core-<commit>/): strip it, whatever it is called.
+	rm -rf "${root:?}$src_dir"
+	mkdir -p "$root$src_dir"
+	tar -xzf "$tarball" -C "$root$src_dir" --strip-components=1
 fi
 rm -rf "$root/build/tbrdma-driver" "$root/build/provider-out"
 mkdir -p "$root/build/tbrdma-driver"

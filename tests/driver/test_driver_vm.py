@@ -50,6 +50,14 @@ def test_tbrdma_verbs_semantics(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_semantics.py", lab_dir)
 
 
+# Same lab boot: ibv_create_qp_ex's ibv_wr_* API and ibv_create_cq_ex's start_poll/next_poll
+# on both cables, sets its device up and removes it (and the module) again.
+def test_tbrdma_extverbs(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_extverbs.py", lab_dir)
+
+
 def test_tbctl_pair_native(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 

@@ -3,6 +3,8 @@
  * libibverbs provider for the tbrdma kernel module. The data path goes through the kernel
  * command interface (ibv_cmd_post_send/post_recv/poll_cq): every verb is a system call and
  * the module owns all queues. A later version can map queues into user space like rxe.
+ * This file holds the context, PD, MR and SRQ verbs; cq.c the CQs (with ibv_create_cq_ex),
+ * qp.c the QPs and the post verbs, wr.c the ibv_wr_* API of ibv_create_qp_ex.
  *
  * Built inside an rdma-core source tree (see driver/build-provider.sh) so that it always
  * matches the libibverbs it is installed beside.
@@ -14,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <infiniband/driver.h>
-#include <infiniband/verbs.h>
+#include "tbrdma.h"
 
 struct tbrdma_device {
 	struct verbs_device ibv_dev;
@@ -101,33 +102,6 @@ static int tbrdma_dereg_mr(struct verbs_mr *vmr)
 	return ret;
 }
 
-static struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
-				       struct ibv_comp_channel *channel, int comp_vector)
-{
-	struct ib_uverbs_create_cq_resp resp;
-	struct ibv_create_cq cmd;
-	struct ibv_cq *cq;
-
-	cq = calloc(1, sizeof(*cq));
-	if (!cq)
-		return NULL;
-	if (ibv_cmd_create_cq(context, cqe, channel, comp_vector, cq, &cmd, sizeof(cmd), &resp,
-			      sizeof(resp))) {
-		free(cq);
-		return NULL;
-	}
-	return cq;
-}
-
-static int tbrdma_destroy_cq(struct ibv_cq *cq)
-{
-	int ret = ibv_cmd_destroy_cq(cq);
-
-	if (!ret)
-		free(cq);
-	return ret;
-}
-
 /* The CQ lives in the kernel; resizing keeps every queued completion (or fails). */
 static int tbrdma_resize_cq(struct ibv_cq *cq, int cqe)
 {
@@ -135,22 +109,6 @@ static int tbrdma_resize_cq(struct ibv_cq *cq, int cqe)
 	struct ibv_resize_cq cmd;
 
 	return ibv_cmd_resize_cq(cq, cqe, &cmd, sizeof(cmd), &resp, sizeof(resp));
-}
-
-static struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
-{
-	struct ib_uverbs_create_qp_resp resp;
-	struct ibv_create_qp cmd;
-	struct ibv_qp *qp;
-
-	qp = calloc(1, sizeof(*qp));
-	if (!qp)
-		return NULL;
-	if (ibv_cmd_create_qp(pd, qp, attr, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
-		free(qp);
-		return NULL;
-	}
-	return qp;
 }
 
 static int tbrdma_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask,
@@ -168,30 +126,23 @@ static int tbrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int att
 	return ibv_cmd_modify_qp(qp, attr, attr_mask, &cmd, sizeof(cmd));
 }
 
-static int tbrdma_destroy_qp(struct ibv_qp *qp)
-{
-	int ret = ibv_cmd_destroy_qp(qp);
-
-	if (!ret)
-		free(qp);
-	return ret;
-}
-
 /* SRQs live in the kernel like the other queues: every call is a command. */
 static struct ibv_srq *tbrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr)
 {
 	struct ib_uverbs_create_srq_resp resp;
 	struct ibv_create_srq cmd;
-	struct ibv_srq *srq;
+	struct tbrdma_srq *srq;
 
 	srq = calloc(1, sizeof(*srq));
 	if (!srq)
 		return NULL;
-	if (ibv_cmd_create_srq(pd, srq, attr, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+	if (ibv_cmd_create_srq(pd, &srq->vsrq.srq, attr, &cmd, sizeof(cmd), &resp,
+			       sizeof(resp))) {
 		free(srq);
 		return NULL;
 	}
-	return srq;
+	srq->max_sge = attr->attr.max_sge;
+	return &srq->vsrq.srq;
 }
 
 static int tbrdma_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int attr_mask)
@@ -213,7 +164,7 @@ static int tbrdma_destroy_srq(struct ibv_srq *srq)
 	int ret = ibv_cmd_destroy_srq(srq);
 
 	if (!ret)
-		free(srq);
+		free(to_tsrq(srq));
 	return ret;
 }
 
@@ -235,11 +186,13 @@ static const struct verbs_context_ops tbrdma_ctx_ops = {
 	.reg_mr = tbrdma_reg_mr,
 	.dereg_mr = tbrdma_dereg_mr,
 	.create_cq = tbrdma_create_cq,
-	.poll_cq = ibv_cmd_poll_cq,
+	.create_cq_ex = tbrdma_create_cq_ex,
+	.poll_cq = tbrdma_poll_cq,
 	.req_notify_cq = ibv_cmd_req_notify_cq,
 	.resize_cq = tbrdma_resize_cq,
 	.destroy_cq = tbrdma_destroy_cq,
 	.create_qp = tbrdma_create_qp,
+	.create_qp_ex = tbrdma_create_qp_ex,
 	.create_srq = tbrdma_create_srq,
 	.query_qp = tbrdma_query_qp,
 	.query_srq = tbrdma_query_srq,
@@ -247,9 +200,9 @@ static const struct verbs_context_ops tbrdma_ctx_ops = {
 	.modify_srq = tbrdma_modify_srq,
 	.destroy_qp = tbrdma_destroy_qp,
 	.destroy_srq = tbrdma_destroy_srq,
-	.post_send = ibv_cmd_post_send,
-	.post_recv = ibv_cmd_post_recv,
-	.post_srq_recv = ibv_cmd_post_srq_recv,
+	.post_send = tbrdma_post_send,
+	.post_recv = tbrdma_post_recv,
+	.post_srq_recv = tbrdma_post_srq_recv,
 	.free_context = tbrdma_free_context,
 };
 
@@ -259,12 +212,19 @@ static struct verbs_context *tbrdma_alloc_context(struct ibv_device *ibdev, int 
 	struct ib_uverbs_get_context_resp resp;
 	struct ibv_get_context cmd;
 	struct tbrdma_context *ctx;
+	int ret;
 
 	/* The module registers with RDMA_DRIVER_UNKNOWN: no driver id of its own in the ABI. */
 	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, ibv_ctx, RDMA_DRIVER_UNKNOWN);
 	if (!ctx)
 		return NULL;
-	if (ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+	/* rdma-core 57 (provider ABI 57) added a file-descriptor array argument. */
+#if IBVERBS_PABI_VERSION >= 57
+	ret = ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), NULL, &resp, sizeof(resp));
+#else
+	ret = ibv_cmd_get_context(&ctx->ibv_ctx, &cmd, sizeof(cmd), &resp, sizeof(resp));
+#endif
+	if (ret) {
 		verbs_uninit_context(&ctx->ibv_ctx);
 		free(ctx);
 		return NULL;

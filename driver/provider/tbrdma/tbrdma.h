@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The provider's objects. Every queue lives in the kernel module; these structs carry what
+ * user space must remember between system calls: the capabilities that bound a post (so a
+ * bad WR is refused here before libibverbs sizes a stack buffer from it), completions
+ * fetched by a start_poll batch and not yet consumed, and the WRs an ibv_wr_* critical
+ * region has built so far.
+ */
+#ifndef TBRDMA_PROVIDER_H
+#define TBRDMA_PROVIDER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <infiniband/driver.h>
+#include <infiniband/verbs.h>
+
+/* Completions one start_poll/next_poll system call fetches from the kernel CQ. */
+#define TBRDMA_POLL_BATCH 16
+
+struct tbrdma_cq {
+	struct verbs_cq vcq;		/* ibv_cq and ibv_cq_ex at the same address */
+	pthread_mutex_t lock;		/* start_poll..end_poll, and poll_cq */
+	/* Fetched, unconsumed completions: wc[head] .. wc[head + count - 1]. */
+	struct ibv_wc wc[TBRDMA_POLL_BATCH];
+	int head;
+	int count;
+	bool cur_valid;			/* wc[head] is the one the read_* accessors report */
+};
+
+/* One WR of an ibv_wr_* critical region; SGE and inline data are offsets until posting. */
+struct tbrdma_wr {
+	struct ibv_send_wr wr;
+	size_t sge_off;			/* into tbrdma_qp.wr_sge */
+	size_t inline_off;		/* into tbrdma_qp.wr_inline, if is_inline */
+	size_t inline_len;
+	bool is_inline;
+};
+
+struct tbrdma_qp {
+	struct verbs_qp vqp;		/* libibverbs reads vqp.comp_mask on every QP */
+	enum ibv_qp_type qp_type;
+	uint32_t max_send_wr;
+	uint32_t max_send_sge;
+	uint32_t max_recv_sge;
+	uint32_t max_inline;
+
+	/* ibv_wr_* state, only with IBV_QP_INIT_ATTR_SEND_OPS_FLAGS. */
+	pthread_mutex_t wr_lock;	/* held from wr_start to wr_complete/wr_abort */
+	int wr_err;			/* first error of the region: wr_complete posts nothing */
+	struct tbrdma_wr *wr;
+	size_t n_wr, cap_wr;
+	struct ibv_sge *wr_sge;
+	size_t n_sge, cap_sge;
+	uint8_t *wr_inline;
+	size_t n_inline, cap_inline;
+};
+
+struct tbrdma_srq {
+	struct verbs_srq vsrq;
+	uint32_t max_sge;
+};
+
+static inline struct tbrdma_cq *to_tcq(struct ibv_cq *ibcq)
+{
+	return container_of(ibcq, struct tbrdma_cq, vcq.cq);
+}
+
+static inline struct tbrdma_cq *ex_to_tcq(struct ibv_cq_ex *ibcq)
+{
+	return container_of(ibcq, struct tbrdma_cq, vcq.cq_ex);
+}
+
+static inline struct tbrdma_qp *to_tqp(struct ibv_qp *ibqp)
+{
+	return container_of(ibqp, struct tbrdma_qp, vqp.qp);
+}
+
+static inline struct tbrdma_qp *ex_to_tqp(struct ibv_qp_ex *ibqp)
+{
+	return container_of(ibqp, struct tbrdma_qp, vqp.qp_ex);
+}
+
+static inline struct tbrdma_srq *to_tsrq(struct ibv_srq *ibsrq)
+{
+	return container_of(ibsrq, struct tbrdma_srq, vsrq.srq);
+}
+
+/* cq.c */
+struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
+				struct ibv_comp_channel *channel, int comp_vector);
+struct ibv_cq_ex *tbrdma_create_cq_ex(struct ibv_context *context,
+				      struct ibv_cq_init_attr_ex *attr);
+int tbrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc);
+int tbrdma_destroy_cq(struct ibv_cq *ibcq);
+
+/* qp.c */
+struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
+				   struct ibv_qp_init_attr_ex *attr);
+int tbrdma_destroy_qp(struct ibv_qp *ibqp);
+int tbrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
+		     struct ibv_send_wr **bad_wr);
+int tbrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr,
+		     struct ibv_recv_wr **bad_wr);
+int tbrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr,
+			 struct ibv_recv_wr **bad_wr);
+
+/* wr.c */
+void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags);
+void tbrdma_free_wr_state(struct tbrdma_qp *qp);
+
+#endif
