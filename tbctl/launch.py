@@ -99,11 +99,21 @@ def _split_ranks(count: int, hosts: int) -> list[int]:
     return [count // hosts + (1 if i < count % hosts else 0) for i in range(hosts)]
 
 
+MPI_TRANSPORTS = ("ucx", "tcp")
+
+
 def mpi_plan(envs: dict[str, HostEnv], program: Sequence[str], ranks: int,
-             mpirun: str = "mpirun", extra: Sequence[str] = (), cwd: str | None = None) -> Plan:
+             mpirun: str = "mpirun", extra: Sequence[str] = (), cwd: str | None = None,
+             transport: str = "ucx") -> Plan:
     """One mpirun on rank 0's host. Remote ranks are reached by mpirun itself (ssh to the
     cable addresses); `-x` exports the variables that are equal on every host, and an MPMD
-    context per host (`A : B`) carries the ones that differ."""
+    context per host (`A : B`) carries the ones that differ.
+
+    transport ucx: the pml ucx of tbctl env (RDMA where UCX can use the device); tcp: Open
+    MPI's ob1 with its TCP BTL on the cables alone (no UCX, no RDMA), for hosts whose RDMA
+    device UCX cannot drive yet."""
+    if transport not in MPI_TRANSPORTS:
+        raise PlanError(f"unknown MPI transport '{transport}': use ucx or tcp")
     if not program:
         raise PlanError("no MPI program given: put it after --, e.g. "
                         "tbctl run mpi -n 2 A B -- ./allreduce")
@@ -119,6 +129,9 @@ def mpi_plan(envs: dict[str, HostEnv], program: Sequence[str], ranks: int,
            if k.startswith("OMPI_MCA_")}
     links = [n for e in hosts for n in e.variables["OMPI_MCA_btl_tcp_if_include"].split(",")]
     mca["btl_tcp_if_include"] = ",".join(dict.fromkeys(links))
+    if transport == "tcp":
+        mca = {name: value for name, value in mca.items() if not name.startswith("pml_ucx_")}
+        mca.update(pml="ob1", btl="tcp,self")
     argv = [mpirun]
     for name, value in sorted(mca.items()):
         argv += ["--mca", name, value]

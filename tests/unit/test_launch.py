@@ -102,6 +102,17 @@ def test_mpirun_line(envs):
         mpi_plan(envs, ["./a"], ranks=1)
 
 
+def test_mpirun_over_tcp_uses_ob1_and_the_tcp_btl_on_the_cables(envs):
+    ((launch,),) = mpi_plan(envs, ["./allreduce"], ranks=2, transport="tcp")
+    argv = launch.argv
+    mca = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "--mca"}
+    assert mca == {"pml": "ob1", "btl": "tcp,self",
+                   "btl_tcp_if_include": "thunderbolt1,thunderbolt10"}
+    assert argv.count("--mca") == 3  # no pml ucx left for mpirun to pick
+    with pytest.raises(PlanError, match="unknown MPI transport 'verbs': use ucx or tcp"):
+        mpi_plan(envs, ["./a"], ranks=2, transport="verbs")
+
+
 def test_mpi_per_host_device_names_go_to_that_host_only():
     recorded = copy.deepcopy(RECORDED)
     for cable in recorded["tbt-b"]["pairings"][0]["cables"]:
