@@ -246,6 +246,11 @@ def test_torchrun_and_mpi_dry_runs(paired, hosts):
     first, second = " ".join(argv).split(" : ")
     assert first.endswith(f"-n 1 --host {a_ip}:1 -x VLLM_HOST_IP={a_ip} ./pingpong")
     assert second == f"-n 1 --host {b_ip}:1 -x VLLM_HOST_IP={b_ip} ./pingpong"
+    (tcp,) = dry_run(paired, "mpi", "--dry-run", "--transport", "tcp", "-n", "2", *HOSTS, "--",
+                     "./pingpong")
+    argv = command_of(tcp)
+    assert " ".join(argv[:11]) == ("mpirun --mca btl tcp,self --mca btl_tcp_if_include "
+                                   "thunderbolt1,thunderbolt10 --mca pml ob1 -x")
 
 
 def test_generic_dry_run(paired, hosts):
