@@ -314,6 +314,60 @@ def test_torchrun_ctrl_c_stops_both_hosts(lab_dir: Path, tmp_path: Path) -> None
     assert leftover_workload(lab_dir) == {}
 
 
+def guest_to_guest_ssh(lab_dir: Path) -> str:
+    """mpirun on lab-a starts the ranks of lab-b over ssh to lab-b's cable address: lab-a's
+    root gets a key that lab-a and lab-b accept, and both nodes' host keys (the lab's own,
+    from their seeds) recorded for their cable addresses. Returns authorized_keys as it
+    was."""
+    state = cluster.load(lab_dir)
+    original = ssh(lab_dir, "lab-a", "cat /root/.ssh/authorized_keys")
+    ssh(lab_dir, "lab-a", "rm -f /root/.ssh/id_ed25519* && "
+                          "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519")
+    public = ssh(lab_dir, "lab-a", "cat /root/.ssh/id_ed25519.pub").strip()
+    known = []
+    for host in ("lab-a", "lab-b"):
+        ssh(lab_dir, host, f"echo {shlex.quote(public)} >> /root/.ssh/authorized_keys")
+        host_key = cluster.node_dir(state, state.node(host)) / "ssh_host_ed25519_key.pub"
+        key = " ".join(host_key.read_text().split()[:2])
+        known += [f"{address} {key}" for address in sorted(cable_addresses(lab_dir, host))]
+    encoded = base64.b64encode("\n".join(known).encode() + b"\n").decode()
+    ssh(lab_dir, "lab-a", f"echo {encoded} | base64 -d > /root/.ssh/known_hosts")
+    return original
+
+
+def test_mpi_over_tcp_on_the_cables(lab_dir: Path) -> None:
+    """`tbctl run mpi --transport tcp`: Open MPI's ob1 and TCP BTL on the cables (UCX over
+    the RDMA devices is not tested here); a ping-pong and an all-reduce, checked on every
+    rank."""
+    needs_pair()
+    copy_to_guests(lab_dir, ("mpi_check.py",))
+    original = guest_to_guest_ssh(lab_dir)
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            tbctl_run(lab_dir, "mpi", "--transport", "tcp", "-n", "2",
+                      "--mpirun-arg=--allow-run-as-root", "lab-a", "lab-b")
+            + ["--", "python3", "/root/mpi_check.py"],
+            capture_output=True, text=True, timeout=600)
+        testdriver.log(f"benchmark: tbctl run mpi --transport tcp (2 nodes) "
+                       f"{time.monotonic() - started:.1f} s")
+    finally:
+        encoded = base64.b64encode(original.encode()).decode()
+        ssh(lab_dir, "lab-a", "rm -f /root/.ssh/id_ed25519* /root/.ssh/known_hosts")
+        for host in ("lab-a", "lab-b"):
+            ssh(lab_dir, host, f"echo {encoded} | base64 -d > /root/.ssh/authorized_keys")
+    output = done.stdout[-4000:] + done.stderr[-4000:]
+    testdriver.log(output)
+    assert done.returncode == 0, output
+    lines = done.stdout.splitlines()
+    for size in (1, 4096, 1 << 20):
+        assert any(x.startswith(f"[lab-a] rank 0/2 on lab-a: ping-pong {size} B verified")
+                   for x in lines), output
+    for rank, host in enumerate(("lab-a", "lab-b")):
+        assert any(x.startswith(f"[lab-a] rank {rank}/2 on {host}: all-reduce verified")
+                   for x in lines), output
+
+
 RACE_LINK = "tbrace0"
 STATE_DIR = "/var/lib/tbctl"
 SLOW_DROP_IN = "/run/systemd/system/tbctl-reapply.service.d/50-test-slow.conf"
