@@ -3,7 +3,8 @@
 
 One lab (2 nodes, 2 cables) serves the whole module, in file order: bring-up, cable
 control and the pyverbs round trip on hand-made rdma_rxe devices (cleaned up afterwards),
-then pair, persistence, cable pull and unpair, then `lab down` must leave nothing behind.
+then pair, persistence, cable pull, workloads started by `tbctl run` (torchrun with gloo,
+MPI over TCP) and unpair, then `lab down` must leave nothing behind.
 The image is built on first use (cached under ~/.cache/tbrdma/lab, keyed by its inputs).
 """
 
