@@ -311,7 +311,9 @@ def test_torchrun_ctrl_c_stops_both_hosts(lab_dir: Path, tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
     errors.seek(0)
-    assert "tbctl run: interrupted" in errors.read()
+    stderr = errors.read()
+    testdriver.log(stderr[-2000:])
+    assert "tbctl run: interrupted" in stderr
     assert leftover_workload(lab_dir) == {}
 
 
