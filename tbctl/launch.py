@@ -99,11 +99,21 @@ def _split_ranks(count: int, hosts: int) -> list[int]:
     return [count // hosts + (1 if i < count % hosts else 0) for i in range(hosts)]
 
 
+MPI_TRANSPORTS = ("ucx", "tcp")
+
+
 def mpi_plan(envs: dict[str, HostEnv], program: Sequence[str], ranks: int,
-             mpirun: str = "mpirun", extra: Sequence[str] = (), cwd: str | None = None) -> Plan:
+             mpirun: str = "mpirun", extra: Sequence[str] = (), cwd: str | None = None,
+             transport: str = "ucx") -> Plan:
     """One mpirun on rank 0's host. Remote ranks are reached by mpirun itself (ssh to the
-    cable addresses); `-x` exports the variables that are equal on every host, and an MPMD
-    context per host (`A : B`) carries the ones that differ."""
+    cable addresses); `-x` exports the variables that are equal on every host, and a
+    `sh -c` guard per host in front of the program sets the ones that differ.
+
+    transport ucx: the pml ucx of tbctl env (RDMA where UCX can use the device); tcp: Open
+    MPI's ob1 with its TCP BTL on the cables alone (no UCX, no RDMA), for hosts whose RDMA
+    device UCX cannot drive yet."""
+    if transport not in MPI_TRANSPORTS:
+        raise PlanError(f"unknown MPI transport '{transport}': use ucx or tcp")
     if not program:
         raise PlanError("no MPI program given: put it after --, e.g. "
                         "tbctl run mpi -n 2 A B -- ./allreduce")
@@ -119,19 +129,32 @@ def mpi_plan(envs: dict[str, HostEnv], program: Sequence[str], ranks: int,
            if k.startswith("OMPI_MCA_")}
     links = [n for e in hosts for n in e.variables["OMPI_MCA_btl_tcp_if_include"].split(",")]
     mca["btl_tcp_if_include"] = ",".join(dict.fromkeys(links))
+    if transport == "tcp":
+        mca = {name: value for name, value in mca.items() if not name.startswith("pml_ucx_")}
+        mca.update(pml="ob1", btl="tcp,self")
     argv = [mpirun]
     for name, value in sorted(mca.items()):
         argv += ["--mca", name, value]
     argv += list(extra)
     for key in sorted(common):
         argv += ["-x", f"{key}={hosts[0].variables[key]}"]
-    for e, count in zip(hosts, per_host, strict=True):
-        # Rank 0 reaches each host at that host's end of their cable (its node address).
-        context = ["-n", str(count), "--host", f"{e.node_address}:{count}"]
-        for key in sorted(exported - common):
-            context += ["-x", f"{key}={e.variables[key]}"]
-        argv += ([":"] if e.rank else []) + context + list(program)
-    return [[Launch(hosts[0].host, argv, cwd=cwd)]]
+    # One context over every host: Open MPI 5's mpirun (PRRTE) maps no slot to
+    # `--host <its own host's address>` (openpmix/prrte#2258), so rank 0's host, where
+    # mpirun runs, is `localhost`, and an MPMD context per host with a --host of its own
+    # crashes Debian's mpirun 5.0.7. Rank 0 reaches each other host at its node address.
+    hostlist = ",".join(f"{'localhost' if e.rank == 0 else e.node_address}:{count}"
+                        for e, count in zip(hosts, per_host, strict=True))
+    argv += ["-n", str(ranks), "--host", hostlist]
+    differing = sorted(exported - common)
+    if differing:
+        # The variables that differ between hosts, each host's set where it owns its node
+        # address (the guard `tbctl env` puts around each host's block).
+        guards = [f"if ip -4 -o addr show to {shlex.quote(e.node_address + '/32')} "
+                  f"2>/dev/null | grep -q .; then "
+                  + " ".join(f"export {k}={shlex.quote(e.variables[k])};" for k in differing)
+                  + " fi" for e in hosts]
+        argv += ["sh", "-c", "; ".join([*guards, 'exec "$@"']), "tbctl-mpi"]
+    return [[Launch(hosts[0].host, argv + list(program), cwd=cwd)]]
 
 
 def ray_plan(envs: dict[str, HostEnv], port: int = DEFAULT_RAY_PORT, ray: str = "ray",

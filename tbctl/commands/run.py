@@ -34,6 +34,7 @@ from tbctl.hosts import SshOptions, connected, in_parallel
 from tbctl.inventory import INVENTORY_FILE
 from tbctl.launch import (
     DEFAULT_RAY_PORT,
+    MPI_TRANSPORTS,
     Plan,
     RunResult,
     describe,
@@ -200,15 +201,18 @@ def exec_command(envs: dict[str, HostEnv], program: list[str], cwd: str | None) 
 @click.option("--mpirun-arg", "extra", multiple=True, metavar="ARG",
               help="Extra mpirun argument (repeat), e.g. --mpirun-arg=--allow-run-as-root.")
 @click.option("--cwd", metavar="DIR", help="Directory to run mpirun in.")
+@click.option("--transport", type=click.Choice(MPI_TRANSPORTS), default="ucx",
+              show_default=True, help="ucx: Open MPI's pml ucx (RDMA where UCX drives the "
+              "device); tcp: pml ob1 with the TCP BTL on the cables (no RDMA).")
 @launch_options
 def mpi_command(envs: dict[str, HostEnv], program: list[str], ranks: int | None, mpirun: str,
-                extra: tuple[str, ...], cwd: str | None) -> Plan:
-    """Run an MPI program: one mpirun on the first host, UCX over the cables.
+                extra: tuple[str, ...], cwd: str | None, transport: str) -> Plan:
+    """Run an MPI program: one mpirun on the first host, UCX (or TCP) over the cables.
 
     mpirun starts the remote ranks itself over ssh to the cable addresses: the first host
     needs passwordless ssh to the others' cable addresses.
     """
-    return mpi_plan(envs, program, ranks or len(envs), mpirun, extra, cwd)
+    return mpi_plan(envs, program, ranks or len(envs), mpirun, extra, cwd, transport)
 
 
 @run_command.command("torchrun", cls=ProgramCommand)

@@ -38,6 +38,10 @@ GUEST_PACKAGES = (
     "linux-image-amd64", "initramfs-tools", "zstd", "iputils-ping", "procps", "netbase",
     # `lab demo`'s TCP baseline on the same cables: iperf3 (bandwidth), qperf (latency).
     "iperf3", "qperf",
+    # Real workloads for `tbctl run` in the lab (tests/lab): torchrun with gloo, and Open
+    # MPI with mpi4py. torch alone adds ~880 MiB installed (its libtorch, ROCm runtime and
+    # LLVM); openmpi-bin and mpi4py then add ~10 MiB, as torch already pulls libopenmpi40.
+    "python3-torch", "openmpi-bin", "python3-mpi4py",
 )
 FILES_DIR = Path(__file__).with_name("files")
 # Where each baked-in file lands in the guest, and its mode.

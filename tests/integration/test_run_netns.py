@@ -243,9 +243,21 @@ def test_torchrun_and_mpi_dry_runs(paired, hosts):
                                   "--mca pml ucx --mca pml_ucx_devices any")
     assert ["--mca", "pml_ucx_tls", "any"] == argv[10:13]
     assert "-x UCX_TLS=tcp,sm,self" in " ".join(argv)
-    first, second = " ".join(argv).split(" : ")
-    assert first.endswith(f"-n 1 --host {a_ip}:1 -x VLLM_HOST_IP={a_ip} ./pingpong")
-    assert second == f"-n 1 --host {b_ip}:1 -x VLLM_HOST_IP={b_ip} ./pingpong"
+    # One context: mpirun's own host as localhost (Open MPI 5), tbt-b at its address; each
+    # host's VLLM_HOST_IP set by a guard on the address it owns.
+    host_list = argv.index("--host")
+    assert argv[host_list - 2:host_list + 2] == ["-n", "2", "--host", f"localhost:1,{b_ip}:1"]
+    assert argv[host_list + 2:host_list + 4] == ["sh", "-c"]
+    assert argv[host_list + 5:] == ["tbctl-mpi", "./pingpong"]
+    guard = argv[host_list + 4]
+    for ip in (a_ip, b_ip):
+        assert f"if ip -4 -o addr show to {ip}/32 2>/dev/null | grep -q .; then export " \
+               f"VLLM_HOST_IP={ip};" in guard
+    (tcp,) = dry_run(paired, "mpi", "--dry-run", "--transport", "tcp", "-n", "2", *HOSTS, "--",
+                     "./pingpong")
+    argv = command_of(tcp)
+    assert " ".join(argv[:11]) == ("mpirun --mca btl tcp,self --mca btl_tcp_if_include "
+                                   "thunderbolt1,thunderbolt10 --mca pml ob1 -x")
 
 
 def test_generic_dry_run(paired, hosts):

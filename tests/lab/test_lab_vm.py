@@ -3,7 +3,8 @@
 
 One lab (2 nodes, 2 cables) serves the whole module, in file order: bring-up, cable
 control and the pyverbs round trip on hand-made rdma_rxe devices (cleaned up afterwards),
-then pair, persistence, cable pull and unpair, then `lab down` must leave nothing behind.
+then pair, persistence, cable pull, workloads started by `tbctl run` (torchrun with gloo,
+MPI over TCP) and unpair, then `lab down` must leave nothing behind.
 The image is built on first use (cached under ~/.cache/tbrdma/lab, keyed by its inputs).
 """
 
@@ -12,9 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +199,176 @@ def test_persistence(lab_dir: Path) -> None:
 def test_cable_pull(lab_dir: Path) -> None:
     needs_pair()
     run(lab_dir, "cable_pull.py")
+
+
+WORKLOADS = Path(__file__).resolve().parent
+TORCHRUN = "/root/torchrun_without_libuv.py"
+ALLREDUCE = "/root/torch_allreduce.py"
+# The workload's own processes on a guest: torchrun (its argv names the script) and the
+# ranks. The bracket keeps pgrep's pattern from matching the shell that runs it.
+WORKLOAD_PATTERN = "[t]orch_allreduce|[t]orchrun_without_libuv"
+
+
+def copy_to_guests(lab_dir: Path, names: tuple[str, ...]) -> None:
+    for host in ("lab-a", "lab-b"):
+        for name in names:
+            encoded = base64.b64encode((WORKLOADS / name).read_bytes()).decode()
+            ssh(lab_dir, host, f"echo {encoded} | base64 -d > /root/{name} && "
+                               f"chmod 755 /root/{name}")
+
+
+def tbctl_run(lab_dir: Path, *args: str) -> list[str]:
+    state = cluster.load(lab_dir)
+    return [sys.executable, "-m", "tbctl", "run", *args, "--ssh-config",
+            str(cluster.ssh_config_path(state))]
+
+
+def torchrun_argv(lab_dir: Path, *script_args: str) -> list[str]:
+    # Debian's torch is built without libuv, which torchrun's rendezvous cannot do without.
+    return tbctl_run(lab_dir, "torchrun", "--torchrun", TORCHRUN, "lab-a", "lab-b") + [
+        "--", ALLREDUCE, *script_args]
+
+
+def leftover_workload(lab_dir: Path) -> dict[str, str]:
+    """{host: its workload processes} for the hosts that still have any after 30 s."""
+    left = {}
+    for host in ("lab-a", "lab-b"):
+        if not guest_wait(lab_dir, host, f"! pgrep -f '{WORKLOAD_PATTERN}' >/dev/null", 30):
+            left[host] = ssh(lab_dir, host, f"pgrep -af '{WORKLOAD_PATTERN}'", check=False)
+    return left
+
+
+def cable_addresses(lab_dir: Path, host: str) -> set[str]:
+    out = ssh(lab_dir, host, "ip -4 -o addr show | grep ' thunderbolt'")
+    return {line.split()[3].split("/")[0] for line in out.splitlines()}
+
+
+def test_torchrun_allreduce_over_the_cables(lab_dir: Path) -> None:
+    """Issue 13: `tbctl run torchrun` starts a two-node gloo all-reduce that every rank
+    verifies exactly, rendezvous and traffic on the cables (the guests' management NICs
+    cannot reach each other at all)."""
+    needs_pair()
+    copy_to_guests(lab_dir, ("torch_allreduce.py", "torchrun_without_libuv.py"))
+    started = time.monotonic()
+    done = subprocess.run(torchrun_argv(lab_dir), capture_output=True, text=True, timeout=900)
+    testdriver.log(f"benchmark: tbctl run torchrun (2 nodes, gloo all-reduce) "
+                   f"{time.monotonic() - started:.1f} s")
+    testdriver.log(done.stdout[-3000:] + done.stderr[-3000:])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a_addresses = cable_addresses(lab_dir, "lab-a")
+    for rank, host in enumerate(("lab-a", "lab-b")):
+        (line,) = [x for x in done.stdout.splitlines()
+                   if x.startswith(f"[{host}] rank {rank}/2 on {host} ")
+                   and "all-reduce verified" in x]
+        master = line.split("MASTER_ADDR ", 1)[1].split(",")[0]
+        assert master in a_addresses, (line, a_addresses)
+        assert "GLOO_SOCKET_IFNAME thunderbolt" in line, line
+    assert "every main process ended" in done.stderr
+    assert leftover_workload(lab_dir) == {}
+
+
+def test_torchrun_failing_rank_stops_both_hosts(lab_dir: Path) -> None:
+    needs_pair()
+    copy_to_guests(lab_dir, ("torch_allreduce.py", "torchrun_without_libuv.py"))
+    done = subprocess.run(torchrun_argv(lab_dir, "--fail-rank", "1"), capture_output=True,
+                          text=True, timeout=900)
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    testdriver.log(output)
+    assert "[lab-b] rank 1/2 on lab-b" in done.stdout and "failing on purpose" in done.stdout
+    assert "[lab-a] rank 0/2 on lab-a" in done.stdout and "holding" in done.stdout
+    # lab-b's torchrun reports its failed rank (exit 1); tbctl stopped lab-a's.
+    assert done.returncode == 1, output
+    assert f"stopped lab-a: {TORCHRUN}" in done.stderr, output
+    assert leftover_workload(lab_dir) == {}
+
+
+def test_torchrun_ctrl_c_stops_both_hosts(lab_dir: Path, tmp_path: Path) -> None:
+    needs_pair()
+    copy_to_guests(lab_dir, ("torch_allreduce.py", "torchrun_without_libuv.py"))
+    errors = (tmp_path / "stderr").open("w+")
+    proc = subprocess.Popen(torchrun_argv(lab_dir, "--hold", "3600"), stdout=subprocess.PIPE,
+                            stderr=errors, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()],
+                     daemon=True).start()
+    try:
+        holding: set[str] = set()
+        deadline = time.monotonic() + 600
+        while holding != {"lab-a", "lab-b"} and time.monotonic() < deadline \
+                and proc.poll() is None:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line.rstrip().endswith(": holding"):
+                holding.add(line.split("]", 1)[0].lstrip("["))
+        assert holding == {"lab-a", "lab-b"}, (holding, errors.seek(0), errors.read()[-3000:])
+        for host in ("lab-a", "lab-b"):  # torchrun and its rank are both there
+            assert len(ssh(lab_dir, host, f"pgrep -f '{WORKLOAD_PATTERN}'").split()) >= 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=180) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    errors.seek(0)
+    stderr = errors.read()
+    testdriver.log(stderr[-2000:])
+    assert "tbctl run: interrupted" in stderr
+    assert leftover_workload(lab_dir) == {}
+
+
+def guest_to_guest_ssh(lab_dir: Path) -> str:
+    """mpirun on lab-a starts the ranks of lab-b over ssh to lab-b's cable address: lab-a's
+    root gets a key that lab-a and lab-b accept, and both nodes' host keys (the lab's own,
+    from their seeds) recorded for their cable addresses. Returns authorized_keys as it
+    was."""
+    state = cluster.load(lab_dir)
+    original = ssh(lab_dir, "lab-a", "cat /root/.ssh/authorized_keys")
+    ssh(lab_dir, "lab-a", "rm -f /root/.ssh/id_ed25519* && "
+                          "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519")
+    public = ssh(lab_dir, "lab-a", "cat /root/.ssh/id_ed25519.pub").strip()
+    known = []
+    for host in ("lab-a", "lab-b"):
+        ssh(lab_dir, host, f"echo {shlex.quote(public)} >> /root/.ssh/authorized_keys")
+        host_key = cluster.node_dir(state, state.node(host)) / "ssh_host_ed25519_key.pub"
+        key = " ".join(host_key.read_text().split()[:2])
+        known += [f"{address} {key}" for address in sorted(cable_addresses(lab_dir, host))]
+    encoded = base64.b64encode("\n".join(known).encode() + b"\n").decode()
+    ssh(lab_dir, "lab-a", f"echo {encoded} | base64 -d > /root/.ssh/known_hosts")
+    return original
+
+
+def test_mpi_over_tcp_on_the_cables(lab_dir: Path) -> None:
+    """`tbctl run mpi --transport tcp`: Open MPI's ob1 and TCP BTL on the cables (UCX over
+    the RDMA devices is not tested here); a ping-pong and an all-reduce, checked on every
+    rank."""
+    needs_pair()
+    copy_to_guests(lab_dir, ("mpi_check.py",))
+    original = guest_to_guest_ssh(lab_dir)
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            tbctl_run(lab_dir, "mpi", "--transport", "tcp", "-n", "2",
+                      "--mpirun-arg=--allow-run-as-root", "lab-a", "lab-b")
+            + ["--", "python3", "/root/mpi_check.py"],
+            capture_output=True, text=True, timeout=600)
+        testdriver.log(f"benchmark: tbctl run mpi --transport tcp (2 nodes) "
+                       f"{time.monotonic() - started:.1f} s")
+    finally:
+        encoded = base64.b64encode(original.encode()).decode()
+        ssh(lab_dir, "lab-a", "rm -f /root/.ssh/id_ed25519* /root/.ssh/known_hosts")
+        for host in ("lab-a", "lab-b"):
+            ssh(lab_dir, host, f"echo {encoded} | base64 -d > /root/.ssh/authorized_keys")
+    output = done.stdout[-4000:] + done.stderr[-4000:]
+    testdriver.log(output)
+    assert done.returncode == 0, output
+    lines = done.stdout.splitlines()
+    for size in (1, 4096, 1 << 20):
+        assert any(x.startswith(f"[lab-a] rank 0/2 on lab-a: ping-pong {size} B verified")
+                   for x in lines), output
+    for rank, host in enumerate(("lab-a", "lab-b")):
+        assert any(x.startswith(f"[lab-a] rank {rank}/2 on {host}: all-reduce verified")
+                   for x in lines), output
 
 
 RACE_LINK = "tbrace0"

@@ -84,7 +84,22 @@ def test_torchrun_uses_static_rendezvous_on_rank_0(envs):
         assert option(argv, "--master-port") == "29500"
 
 
-def test_mpirun_line(envs):
+def rank_environment(argv: list[str], owned: str, tmp_path: Path) -> dict[str, str]:
+    """The environment the program gets on the host that owns `owned`: the plan's `sh -c`
+    guard run here, with an `ip` that reports only that address, and `env` as the program."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "ip").write_text(f'#!/bin/sh\ncase "$*" in *" to {owned}/32"*) '
+                             f'echo "2: tb0 inet {owned}/31";; esac\n')
+    (fake / "ip").chmod(0o755)
+    start = argv.index("sh")
+    assert argv[start + 1] == "-c" and argv[start + 3] == "tbctl-mpi"
+    done = subprocess.run([*argv[start:start + 4], "env"], capture_output=True, text=True,
+                          env={"PATH": f"{fake}:/usr/bin:/bin"}, check=True)
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def test_mpirun_line(envs, tmp_path):
     ((launch,),) = mpi_plan(envs, ["./allreduce", "-v"], ranks=3)
     argv = launch.argv
     assert launch.host == "tbt-a" and argv[0] == "mpirun"
@@ -94,24 +109,42 @@ def test_mpirun_line(envs):
     exports = [argv[i + 1] for i, a in enumerate(argv) if a == "-x"]
     assert "UCX_TLS=tcp,sm,self" in exports
     assert "NCCL_SOCKET_IFNAME==thunderbolt1,thunderbolt10" in exports
-    # One MPMD context per host: ranks split 2+1, each host's own VLLM_HOST_IP.
-    contexts = " ".join(argv).split(" : ")
-    assert "-n 2 --host 10.254.0.0:2 -x VLLM_HOST_IP=10.254.0.0 ./allreduce -v" in contexts[0]
-    assert contexts[1] == "-n 1 --host 10.254.0.1:1 -x VLLM_HOST_IP=10.254.0.1 ./allreduce -v"
+    # One context, ranks split 2+1; mpirun's own host is localhost (Open MPI 5 maps no slot
+    # to its own address), the other at its node address.
+    assert option(argv, "-n") == "3" and option(argv, "--host") == "localhost:2,10.254.0.1:1"
+    assert ":" not in argv
+    assert argv[-2:] == ["./allreduce", "-v"]
+    # Each host's own VLLM_HOST_IP, set where that host owns its address.
+    for address in ("10.254.0.0", "10.254.0.1"):
+        assert rank_environment(argv, address, tmp_path)["VLLM_HOST_IP"] == address
+    assert "VLLM_HOST_IP" not in rank_environment(argv, "192.0.2.1", tmp_path)
     with pytest.raises(PlanError, match="-n 1 leaves a host without a rank"):
         mpi_plan(envs, ["./a"], ranks=1)
 
 
-def test_mpi_per_host_device_names_go_to_that_host_only():
+def test_mpirun_over_tcp_uses_ob1_and_the_tcp_btl_on_the_cables(envs):
+    ((launch,),) = mpi_plan(envs, ["./allreduce"], ranks=2, transport="tcp")
+    argv = launch.argv
+    mca = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "--mca"}
+    assert mca == {"pml": "ob1", "btl": "tcp,self",
+                   "btl_tcp_if_include": "thunderbolt1,thunderbolt10"}
+    assert argv.count("--mca") == 3  # no pml ucx left for mpirun to pick
+    with pytest.raises(PlanError, match="unknown MPI transport 'verbs': use ucx or tcp"):
+        mpi_plan(envs, ["./a"], ranks=2, transport="verbs")
+
+
+def test_mpi_per_host_device_names_go_to_that_host_only(tmp_path):
     recorded = copy.deepcopy(RECORDED)
     for cable in recorded["tbt-b"]["pairings"][0]["cables"]:
         cable["link"] = cable["link"].replace("thunderbolt", "usb4net")
     ((launch,),) = mpi_plan(cluster_env(recorded, HOSTS), ["./a"], ranks=2)
     line = " ".join(launch.argv)
     assert "--mca btl_tcp_if_include thunderbolt1,thunderbolt10,usb4net1,usb4net10" in line
-    first, second = line.split(" : ")
-    assert "-x UCX_NET_DEVICES=thunderbolt1,thunderbolt10" in first
-    assert "-x UCX_NET_DEVICES=usb4net1,usb4net10" in second
+    assert "-x UCX_NET_DEVICES" not in line
+    a = rank_environment(launch.argv, "10.254.0.0", tmp_path)
+    b = rank_environment(launch.argv, "10.254.0.1", tmp_path)
+    assert a["UCX_NET_DEVICES"] == "thunderbolt1,thunderbolt10"
+    assert b["UCX_NET_DEVICES"] == "usb4net1,usb4net10"
 
 
 def test_ray_head_then_workers_on_cable_addresses(envs):
