@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,3 +71,21 @@ def heavy_lock(say: Callable[[str], None] | None = None,
 def scratch_lab_dir() -> Path:
     """A fresh, short directory (unix socket paths must stay under 108 bytes)."""
     return Path(tempfile.mkdtemp(prefix="tblab-", dir="/tmp"))
+
+
+@contextmanager
+def booted_lab(nodes: int, cables: int, say: Callable[[str], None],
+               title: str) -> Iterator[Path]:
+    """A lab of its own for a test module: under the heavy lock, booted in a scratch
+    directory (`title: image + boot N s` reported), taken down at the end."""
+    from tbctl.lab import cluster
+
+    with heavy_lock(say):
+        directory = scratch_lab_dir()
+        started = time.monotonic()
+        cluster.up(nodes, cables, directory, progress=say)
+        say(f"{title}: image + boot {time.monotonic() - started:.1f} s")
+        try:
+            yield directory
+        finally:
+            cluster.down(directory)

@@ -24,17 +24,10 @@ def lab_dir() -> Iterator[Path]:
         pytest.skip("the lab needs root (debootstrap, build chroots, QEMU networking)")
     from tbctl.lab import cluster, session, testdriver
 
-    with session.heavy_lock():
-        directory = session.scratch_lab_dir()
-        started = time.monotonic()
-        cluster.up(2, 2, directory, progress=testdriver.log)
-        testdriver.log(f"tbrdma lab: image + boot {time.monotonic() - started:.1f} s")
-        try:
-            yield directory
-        finally:
-            cluster.down(directory)
-            left = cluster.leftovers(directory)
-            assert not left, left
+    with session.booted_lab(2, 2, testdriver.log, "tbrdma lab") as directory:
+        yield directory
+    left = cluster.leftovers(directory)
+    assert not left, left
 
 
 def test_tbrdma_verbs_end_to_end(lab_dir: Path) -> None:

@@ -27,15 +27,8 @@ HOSTS = ("lab-a", "lab-b", "lab-c")
 def lab_dir() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (debootstrap, QEMU networking)")
-    with session.heavy_lock(testdriver.log):
-        directory = session.scratch_lab_dir()
-        started = time.monotonic()
-        cluster.up(3, 1, directory, progress=testdriver.log)
-        testdriver.log(f"benchmark: image + boot of 3 nodes {time.monotonic() - started:.1f} s")
-        try:
-            yield directory
-        finally:
-            cluster.down(directory)
+    with session.booted_lab(3, 1, testdriver.log, "benchmark: 3 nodes") as directory:
+        yield directory
 
 
 def ssh(lab_dir: Path, host: str, command: str) -> str:

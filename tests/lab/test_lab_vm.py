@@ -37,15 +37,8 @@ CABLE_NETDEVS = ("thunderbolt0", "thunderbolt1")
 def lab_dir() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (debootstrap, QEMU networking)")
-    with session.heavy_lock(testdriver.log):
-        directory = session.scratch_lab_dir()
-        started = time.monotonic()
-        cluster.up(2, 2, directory, progress=testdriver.log)
-        testdriver.log(f"benchmark: image + boot of 2 nodes {time.monotonic() - started:.1f} s")
-        try:
-            yield directory
-        finally:
-            cluster.down(directory)
+    with session.booted_lab(2, 2, testdriver.log, "benchmark: 2 nodes") as directory:
+        yield directory
 
 
 def run(lab_dir: Path, script: str) -> None:
