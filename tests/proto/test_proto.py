@@ -34,6 +34,7 @@ UNIT_TESTS = _names_in(
     PROTO / "tests" / "unit.c",
     PROTO / "tests" / "pair.h",
     PROTO / "tests" / "auth.h",
+    PROTO / "tests" / "atomic.h",
 )
 _mix_block = re.search(
     r"mixes\[\]\s*=\s*\{(.*?)\};", (PROTO / "sim" / "simnet.c").read_text(), re.S

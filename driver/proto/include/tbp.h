@@ -19,7 +19,10 @@
 
 #include "tbp_port.h"
 
-#define TBP_PROTO_VERSION 2u /* 2: per-QP NAK frame, retry attempt in data frames, frame MAC, HELLO rail nonces */
+/* 2: per-QP NAK frame, retry attempt in data frames, frame MAC, HELLO rail nonces;
+ * 3: ATOMIC_REQ / ATOMIC_RESP frames (a version 2 peer would drop them as malformed and
+ *    its link would stall, so the two refuse each other at the handshake instead). */
+#define TBP_PROTO_VERSION 3u
 #define TBP_MAGIC 0x31504254u /* "TBP1" little-endian on the wire */
 #define TBP_HDR_LEN 80u
 #define TBP_MAX_RAILS 8u
@@ -36,6 +39,10 @@ enum tbp_opcode {
 	TBP_OP_RDMA_WRITE = 3,
 	TBP_OP_RDMA_WRITE_WITH_IMM = 4,
 	TBP_OP_RDMA_READ = 5,
+	/* 8-byte atomics on an 8-byte aligned remote address (IBA 9.4.5); the original
+	 * value is written to the first 8 bytes of the local buffer. */
+	TBP_OP_ATOMIC_CMP_SWP = 6,
+	TBP_OP_ATOMIC_FETCH_ADD = 7,
 };
 
 /* Completion status (0 = success). Maps 1:1 onto ib_wc_status in the kernel glue. */
@@ -86,6 +93,7 @@ enum tbp_event {
 /* Remote access rights checked by tbp_env.mr_check. */
 #define TBP_ACCESS_REMOTE_WRITE 0x1u
 #define TBP_ACCESS_REMOTE_READ 0x2u
+#define TBP_ACCESS_REMOTE_ATOMIC 0x4u
 
 /* Where a copy callback reads or writes. */
 enum tbp_buf_kind {
@@ -158,6 +166,15 @@ struct tbp_env {
 	void (*recv_done)(void *ctx, const struct tbp_recv_completion *c);
 	/* Link and rail state changes (enum tbp_event); rail is 0 for link events. */
 	void (*event)(void *ctx, uint32_t event, uint32_t rail);
+	/*
+	 * Execute one atomic (opcode TBP_OP_ATOMIC_*) on the 8 bytes at buf (TBP_BUF_MR, already
+	 * passed mr_check and 8-byte aligned), atomically with respect to every other atomic of
+	 * this host, and return the value before it in *orig. Return 0 or an enum tbp_status.
+	 * Called exactly once per atomic the peer posted, in the QP's message order. Optional:
+	 * NULL answers every atomic with TBP_ERR_REMOTE_INVALID.
+	 */
+	int (*atomic)(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uint64_t compare_add,
+		      uint64_t swap, uint64_t *orig);
 };
 
 struct tbp_config {
@@ -249,11 +266,13 @@ struct tbp_wr {
 	uint32_t qpn;        /* local QP (opened with tbp_qp_open) */
 	uint64_t wr_id;      /* returned in send_done */
 	uint64_t local_buf;  /* opaque handle of the local SGE list */
-	uint32_t len;        /* bytes */
+	uint32_t len;        /* bytes; ATOMIC_*: 8 (the original value's destination) */
 	uint32_t imm;        /* *_WITH_IMM */
 	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ */
 	uint32_t flags;      /* TBP_WR_* */
-	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ */
+	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ, ATOMIC_* */
+	uint64_t compare_add;/* ATOMIC_CMP_SWP: compare; ATOMIC_FETCH_ADD: addend */
+	uint64_t swap;       /* ATOMIC_CMP_SWP */
 };
 /* Work request flags. */
 #define TBP_WR_SOLICITED 0x1u /* SEND*, RDMA_WRITE_WITH_IMM: the receiver's solicited event */
@@ -327,7 +346,11 @@ enum tbp_wire_op {
 	TBP_W_READ_REQ = 20,
 	TBP_W_READ_RESP = 21,
 	TBP_W_MSG_ACK = 22,
+	TBP_W_ATOMIC_REQ = 23,  /* imm: TBP_OP_ATOMIC_*; payload: compare_add, swap (le64) */
+	TBP_W_ATOMIC_RESP = 24, /* payload: the original value (le64) */
 };
+#define TBP_ATOMIC_REQ_LEN 16u
+#define TBP_ATOMIC_LEN 8u
 
 /* NAK codes (status field of a NAK frame). */
 enum tbp_nak {

@@ -26,6 +26,13 @@
 #define TBP_SEQ_START 0xffffff00u
 #define TBP_MSN_START 0xfffffff0u
 
+/* Messages the responder sends back (READ and atomic responses): they belong to no WR of
+ * their QP and have their own attempt numbers. */
+static inline bool tbp_is_resp(uint8_t op)
+{
+	return op == TBP_W_READ_RESP || op == TBP_W_ATOMIC_RESP;
+}
+
 /* Sequence arithmetic modulo 2^32. */
 static inline int32_t seq_diff(uint32_t a, uint32_t b)
 {
@@ -94,6 +101,8 @@ struct tbp_smsg {
 	uint64_t raddr;
 	uint64_t wr_id;
 	uint64_t local_buf;
+	/* ATOMIC_REQ: compare_add, swap; ATOMIC_RESP: [0] is the original value */
+	uint64_t atomic[2];
 };
 
 enum rmsg_state { RM_FREE = 0, RM_PLACEHOLDER, RM_ACTIVE, RM_COMPLETE };
@@ -118,6 +127,7 @@ struct tbp_rmsg {
 	uint32_t placed;       /* bytes written to the target (for the rewound-bytes count) */
 	uint64_t raddr;
 	uint64_t recv_handle;
+	uint64_t atomic[2];    /* ATOMIC_REQ operands */
 };
 
 enum qp_state { QP_FREE = 0, QP_OPEN, QP_ERROR, QP_CLOSED /* tombstone: hashed, slot reusable */ };
@@ -312,6 +322,17 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 bool tbp_ack_due(const struct tbp_link *l);
 void tbp_msg_init(struct tbp_link *l);
 
+/* tbp_atomic.c */
+/* Responder: status of an ATOMIC_REQ from its header (access, bounds, alignment). */
+uint16_t tbp_atomic_check(struct tbp_link *l, const struct tbp_qp *qp, const struct tbp_hdr *h);
+/* Responder, in MSN order: execute r once and queue its response. False: no slot (stall). */
+bool tbp_atomic_respond(struct tbp_link *l, struct tbp_qp *qp, struct tbp_rmsg *r);
+/* Requester: the original value arrived. */
+void tbp_atomic_rx_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr *h,
+			const uint8_t *payload);
+void tbp_atomic_put(uint8_t *p, const uint64_t *v, uint32_t n);
+void tbp_atomic_get(const uint8_t *p, uint64_t *v, uint32_t n);
+
 /* tbp_qp.c */
 void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp);
 
@@ -340,6 +361,11 @@ extern uint32_t tbp_ct_calls; /* unit tests: proves MACs are compared by tbp_ct_
 #endif
 
 /* tbp_msg.c */
+struct tbp_smsg *tbp_smsg_alloc(struct tbp_link *l);
+/* The posted WR of qp with this MSN, or NULL. */
+struct tbp_smsg *tbp_find_posted(struct tbp_link *l, struct tbp_qp *qp, uint32_t msn);
+/* Report the QP's finished WRs in post order. */
+void tbp_sender_complete(struct tbp_link *l, struct tbp_qp *qp);
 void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m);
 /* Unlinks the messages drop(m, qi) picks from the send queue; the rest keep their order. */
 void tbp_sendq_drop(struct tbp_link *l, bool (*drop)(const struct tbp_smsg *m, uint16_t qi),

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * tbp_msg.c - message layer: posting, segmentation, placement by offset,
- * per-QP in-order completion, READ, immediates, MSG_ACK and receiver-not-ready.
+ * per-QP in-order completion, READ, immediates, MSG_ACK and receiver-not-ready
+ * (atomics are in tbp_atomic.c).
  */
 #include "tbp_internal.h"
 
@@ -23,7 +24,8 @@ static bool is_write(uint8_t op)
 /* Frames a responder answers: they start or continue a message of the peer's QP. */
 static bool is_request(uint8_t op)
 {
-	return consumes_recv(op) || op == TBP_W_WRITE || op == TBP_W_READ_REQ;
+	return consumes_recv(op) || op == TBP_W_WRITE || op == TBP_W_READ_REQ ||
+	       op == TBP_W_ATOMIC_REQ;
 }
 
 void tbp_msg_init(struct tbp_link *l)
@@ -45,7 +47,7 @@ void tbp_msg_init(struct tbp_link *l)
 
 /* ---- send message slots ---- */
 
-static struct tbp_smsg *smsg_alloc(struct tbp_link *l)
+struct tbp_smsg *tbp_smsg_alloc(struct tbp_link *l)
 {
 	struct tbp_smsg *m;
 
@@ -111,6 +113,8 @@ static const uint8_t wire_op_of[] = {
 	[TBP_OP_RDMA_WRITE] = TBP_W_WRITE,
 	[TBP_OP_RDMA_WRITE_WITH_IMM] = TBP_W_WRITE_IMM,
 	[TBP_OP_RDMA_READ] = TBP_W_READ_REQ,
+	[TBP_OP_ATOMIC_CMP_SWP] = TBP_W_ATOMIC_REQ,
+	[TBP_OP_ATOMIC_FETCH_ADD] = TBP_W_ATOMIC_REQ,
 };
 
 static uint32_t read_resp_reserve(const struct tbp_link *l)
@@ -126,8 +130,11 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 
 	if (l->state == TBP_LINK_FAILED)
 		return -ENOTCONN;
-	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_RDMA_READ ||
+	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_ATOMIC_FETCH_ADD ||
 	    wr->len > l->cfg.max_msg_len || (wr->flags & ~TBP_WR_SOLICITED))
+		return -EINVAL;
+	/* An atomic returns exactly the 8-byte original value. */
+	if (wire_op_of[wr->opcode] == TBP_W_ATOMIC_REQ && wr->len != TBP_ATOMIC_LEN)
 		return -EINVAL;
 	qp = tbp_qp_find(l, wr->qpn);
 	if (!qp)
@@ -137,7 +144,7 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 	/* Keep slots for READ responses, or two sides full of READs would wait on each other. */
 	if (l->smsgs_used + read_resp_reserve(l) >= l->cfg.max_msgs)
 		return -ENOBUFS;
-	m = smsg_alloc(l);
+	m = tbp_smsg_alloc(l);
 	if (!m)
 		return -ENOBUFS;
 	idx = (uint16_t)(m - l->smsgs);
@@ -148,6 +155,13 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 		m->ssn = qp->send_ssn++;
 	m->len = wr->len;
 	m->imm = wr->imm;
+	if (m->op == TBP_W_ATOMIC_REQ) {
+		/* On the wire the request carries the operands; the kind travels in imm. */
+		m->len = TBP_ATOMIC_REQ_LEN;
+		m->imm = wr->opcode;
+		m->atomic[0] = wr->compare_add;
+		m->atomic[1] = wr->swap;
+	}
 	/* IBA: the solicited event is a property of the messages that consume a receive. */
 	m->solicited = (wr->flags & TBP_WR_SOLICITED) && consumes_recv(m->op);
 	m->rkey = wr->rkey;
@@ -170,8 +184,7 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 	return 0;
 }
 
-/* Report finished WRs of a QP in post order. */
-static void sender_complete(struct tbp_link *l, struct tbp_qp *qp)
+void tbp_sender_complete(struct tbp_link *l, struct tbp_qp *qp)
 {
 	while (qp->head != TBP_NONE) {
 		struct tbp_smsg *m = &l->smsgs[qp->head];
@@ -191,10 +204,10 @@ static void smsg_progress(struct tbp_link *l, struct tbp_smsg *m)
 {
 	if (!m->all_queued || m->frags_unacked)
 		return;
-	if (m->orphan || m->op == TBP_W_READ_RESP)
+	if (m->orphan || tbp_is_resp(m->op))
 		tbp_smsg_free(l, m);
 	else
-		sender_complete(l, &l->qps[m->qp]);
+		tbp_sender_complete(l, &l->qps[m->qp]);
 }
 
 void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s)
@@ -209,7 +222,7 @@ void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s)
 		m->frags_unacked--;
 	/* The link delivered the QP's frame: its ACK timer measures from here, and the
 	 * timeouts of the stall before it were not the peer failing to answer. */
-	if (!m->orphan && m->op != TBP_W_READ_RESP) {
+	if (!m->orphan && !tbp_is_resp(m->op)) {
 		struct tbp_qp *qp = &l->qps[m->qp];
 
 		if (qp->progress_ns < l->now)
@@ -242,7 +255,7 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 		return 0;
 	qp = &l->qps[m->qp];
 	/* A frame of an abandoned attempt: its sequence number still has to reach the peer. */
-	if (s->attempt != (m->op == TBP_W_READ_RESP ? m->attempt : qp->send_attempt))
+	if (s->attempt != (tbp_is_resp(m->op) ? m->attempt : qp->send_attempt))
 		return 0;
 	h->status = s->attempt;
 	h->dst_qpn = qp->rqpn;
@@ -261,6 +274,11 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 		h->flags |= TBP_F_SOLICITED;
 	if (!s->payload_len)
 		return 1;
+	if (m->op == TBP_W_ATOMIC_REQ || m->op == TBP_W_ATOMIC_RESP) {
+		/* One frame (the codec admits no other): the operands or the original value. */
+		tbp_atomic_put(l->scratch + TBP_HDR_LEN, m->atomic, s->payload_len / 8);
+		return 1;
+	}
 	if (m->op == TBP_W_READ_RESP) {
 		buf.kind = TBP_BUF_MR;
 		buf.rkey = m->rkey;
@@ -274,7 +292,7 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 			    s->payload_len) == 0)
 		return 1;
 	/* The message cannot be sent; the peer is left with a partial message on this QP. */
-	m->status = m->op == TBP_W_READ_RESP ? TBP_ERR_REMOTE_OP : TBP_ERR_LOCAL_PROTECTION;
+	m->status = tbp_is_resp(m->op) ? TBP_ERR_REMOTE_OP : TBP_ERR_LOCAL_PROTECTION;
 	m->done = 1;
 	return 0;
 }
@@ -397,7 +415,7 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 		if (!r || r->state != RM_COMPLETE)
 			return;
 		if (r->op == TBP_W_READ_REQ && r->status == TBP_OK) {
-			struct tbp_smsg *m = smsg_alloc(l);
+			struct tbp_smsg *m = tbp_smsg_alloc(l);
 
 			if (!m) {
 				l->stalled = 1;
@@ -411,6 +429,11 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 			m->raddr = r->raddr;
 			m->done = 1;
 			tbp_sendq_append(l, m);
+		} else if (r->op == TBP_W_ATOMIC_REQ && r->status == TBP_OK) {
+			if (!tbp_atomic_respond(l, qp, r)) {
+				l->stalled = 1;
+				return;
+			}
 		} else if (consumes_recv(r->op)) {
 			memset(&c, 0, sizeof(c));
 			c.qpn = qp->qpn;
@@ -586,7 +609,9 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 	else if (h->opcode == TBP_W_READ_REQ && h->msg_len)
 		r->status = (uint16_t)l->env.mr_check(l->env.ctx, qp->qpn, h->rkey, h->raddr,
 						      h->msg_len, TBP_ACCESS_REMOTE_READ);
-	else if (!is_write(h->opcode) && h->opcode != TBP_W_READ_REQ && h->msg_len > r->capacity)
+	else if (h->opcode == TBP_W_ATOMIC_REQ)
+		r->status = tbp_atomic_check(l, qp, h);
+	else if (consumes_recv(h->opcode) && h->msg_len > r->capacity)
 		r->status = TBP_ERR_LOCAL_LENGTH;
 	if (r->status > TBP_STATUS_MAX)
 		r->status = TBP_ERR_REMOTE_INVALID;
@@ -611,6 +636,14 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 		return true;
 	}
 	if (h->opcode == TBP_W_READ_REQ) {
+		r->state = RM_COMPLETE;
+		complete_in_order(l, qp);
+		return true;
+	}
+	if (h->opcode == TBP_W_ATOMIC_REQ) {
+		/* Executed (once) when it is next in MSN order: complete_in_order. */
+		tbp_atomic_get(payload, r->atomic, 2);
+		r->got = r->len;
 		r->state = RM_COMPLETE;
 		complete_in_order(l, qp);
 		return true;
@@ -647,7 +680,7 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 	return true;
 }
 
-static struct tbp_smsg *find_posted(struct tbp_link *l, struct tbp_qp *qp, uint32_t msn)
+struct tbp_smsg *tbp_find_posted(struct tbp_link *l, struct tbp_qp *qp, uint32_t msn)
 {
 	uint16_t i;
 
@@ -660,7 +693,7 @@ static struct tbp_smsg *find_posted(struct tbp_link *l, struct tbp_qp *qp, uint3
 static void rx_read_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr *h,
 			 const uint8_t *payload)
 {
-	struct tbp_smsg *m = find_posted(l, qp, h->msn);
+	struct tbp_smsg *m = tbp_find_posted(l, qp, h->msn);
 
 	if (!m || m->op != TBP_W_READ_REQ || m->done || m->len != h->msg_len) {
 		l->st.drop_bad_msg++;
@@ -696,7 +729,7 @@ static void rx_read_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp
 	m->read_seen = 1;
 	if (m->read_got == m->len) {
 		m->done = 1;
-		sender_complete(l, qp);
+		tbp_sender_complete(l, qp);
 	}
 }
 
@@ -710,7 +743,8 @@ static void apply_ok(struct tbp_link *l, struct tbp_qp *qp, uint32_t msn)
 
 		if (seq_diff(m->msn, msn) >= 0)
 			break;
-		if (m->op != TBP_W_READ_REQ)
+		/* A READ or atomic finishes when its response arrives. */
+		if (m->op != TBP_W_READ_REQ && m->op != TBP_W_ATOMIC_REQ)
 			m->done = 1;
 	}
 }
@@ -737,7 +771,7 @@ static bool rx_msg_ack(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_h
 		}
 		if (d >= 64)
 			return false; /* too far ahead of the missing reports: resend later */
-		m = find_posted(l, qp, h->msn);
+		m = tbp_find_posted(l, qp, h->msn);
 		if (m && !m->done) {
 			m->done = 1;
 			m->status = h->status;
@@ -754,7 +788,7 @@ static bool rx_msg_ack(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_h
 	}
 	if (qp->ok_valid && seq_diff(qp->peer_errs, qp->ok_errs) >= 0)
 		apply_ok(l, qp, qp->ok_msn);
-	sender_complete(l, qp);
+	tbp_sender_complete(l, qp);
 	return true;
 }
 
@@ -789,6 +823,9 @@ bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payl
 		return rx_msg_ack(l, qp, h);
 	case TBP_W_READ_RESP:
 		rx_read_resp(l, qp, h, payload);
+		return true;
+	case TBP_W_ATOMIC_RESP:
+		tbp_atomic_rx_resp(l, qp, h, payload);
 		return true;
 	default:
 		break;
@@ -868,7 +905,7 @@ void tbp_msg_fill_window(struct tbp_link *l)
 		struct tbp_smsg *m = &l->smsgs[i];
 		uint16_t next = m->sendq_next;
 
-		if (!m->orphan && m->op != TBP_W_READ_RESP && l->qps[m->qp].hold_until > l->now) {
+		if (!m->orphan && !tbp_is_resp(m->op) && l->qps[m->qp].hold_until > l->now) {
 			prev = i;
 			i = next;
 			continue;
@@ -880,7 +917,7 @@ void tbp_msg_fill_window(struct tbp_link *l)
 
 			if (tbp_seq_alloc(l, m->op, i, m->next_off, plen, &s))
 				return;
-			s->attempt = m->op == TBP_W_READ_RESP ? m->attempt :
+			s->attempt = tbp_is_resp(m->op) ? m->attempt :
 				     l->qps[m->qp].send_attempt;
 			m->frags_unacked++;
 			m->next_off += plen;

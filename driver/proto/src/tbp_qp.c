@@ -151,10 +151,10 @@ static void qp_hold(struct tbp_link *l, struct tbp_qp *qp, uint64_t until)
 		l->rnr_next = until;
 }
 
-/* A message of QP slot qi that a rewind sends again (READ responses have their own attempts). */
+/* A message of QP slot qi that a rewind sends again (responses have their own attempts). */
 static bool rewound(const struct tbp_smsg *m, uint16_t qi)
 {
-	return m->op != TBP_W_READ_RESP && m->qp == qi && !m->orphan;
+	return !tbp_is_resp(m->op) && m->qp == qi && !m->orphan;
 }
 
 void tbp_qp_rewind(struct tbp_link *l, struct tbp_qp *qp, bool from_msn, uint32_t msn,
@@ -240,7 +240,7 @@ void tbp_msg_recut(struct tbp_link *l, struct tbp_txslot *s)
 		struct tbp_smsg *m = &l->smsgs[s->msg];
 		struct tbp_qp *qp = &l->qps[m->qp];
 
-		if (m->op == TBP_W_READ_RESP) {
+		if (tbp_is_resp(m->op)) {
 			if (s->attempt == m->attempt) {
 				/* The requester starts over when it sees the new attempt. */
 				m->attempt++;
@@ -285,7 +285,7 @@ static bool qp_frames_on_wire(const struct tbp_link *l, uint16_t qi)
 		    s->op == TBP_W_NOP)
 			continue;
 		m = &l->smsgs[s->msg];
-		if (m->qp == qi && m->op != TBP_W_READ_RESP)
+		if (m->qp == qi && !tbp_is_resp(m->op))
 			return true;
 	}
 	return false;

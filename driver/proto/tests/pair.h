@@ -32,6 +32,8 @@ struct pep {
 	struct tbp_recv_completion rc[64];
 	uint32_t nrc;
 	uint32_t events[16];
+	uint32_t deny_access;  /* TBP_ACCESS_* bits the MR lacks */
+	uint32_t atomics_run;  /* p_atomic executions */
 };
 
 static struct pep P[2];
@@ -84,7 +86,8 @@ static int p_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uin
 {
 	const struct pep *e = ctx;
 
-	(void)access;
+	if (access & e->deny_access)
+		return TBP_ERR_REMOTE_ACCESS;
 	/* The MR belongs to the PD of this side's QP 10 + side; any other QP may not reach it. */
 	if (qpn != 10 + (uint32_t)(e - P))
 		return TBP_ERR_REMOTE_ACCESS;
@@ -121,6 +124,26 @@ static int p_write(void *ctx, const struct tbp_buf *b, uint64_t off, const void 
 	if (!p)
 		return TBP_ERR_LOCAL_PROTECTION;
 	memcpy(p, src, len);
+	return 0;
+}
+
+static int p_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t cmp_add,
+		    uint64_t swap, uint64_t *orig)
+{
+	struct pep *e = ctx;
+	uint8_t *p = p_ptr(e, b, 0, 8);
+	uint64_t v;
+
+	if (!p || b->kind != TBP_BUF_MR || (b->addr & 7))
+		return TBP_ERR_REMOTE_OP;
+	e->atomics_run++;
+	memcpy(&v, p, 8);
+	*orig = v;
+	if (op == TBP_OP_ATOMIC_FETCH_ADD)
+		v += cmp_add;
+	else if (v == cmp_add)
+		v = swap;
+	memcpy(p, &v, 8);
 	return 0;
 }
 
@@ -175,7 +198,7 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 		.ctx = e, .now_ns = p_now, .xmit = p_xmit, .hmac_sha256 = p_hmac,
 		.random_bytes = p_random, .mr_check = p_mr_check, .buf_read = p_read,
 		.buf_write = p_write, .recv_claim = p_claim, .send_done = p_send_done,
-		.recv_done = p_recv_done, .event = p_event,
+		.recv_done = p_recv_done, .event = p_event, .atomic = p_atomic,
 	};
 	size_t size;
 	uint32_t r;

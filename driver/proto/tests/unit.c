@@ -370,6 +370,7 @@ static void test_config_validation(void)
 
 #include "pair.h"
 #include "auth.h"
+#include "atomic.h"
 
 static const struct {
 	const char *name;
@@ -387,6 +388,7 @@ static const struct {
 	{ "config_validation", test_config_validation },
 	PAIR_TESTS
 	AUTH_TESTS
+	ATOMIC_TESTS
 };
 
 int main(int argc, char **argv)
