@@ -129,6 +129,24 @@ static int f_write(void *ctx, const struct tbp_buf *b, uint64_t off, const void 
 	return 0;
 }
 
+/* The core runs an atomic only after mr_check approved 8 aligned bytes of the MR. */
+static int f_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t cmp_add,
+		    uint64_t swap, uint64_t *orig)
+{
+	uint8_t *p;
+	uint64_t v;
+
+	if (b->kind != TBP_BUF_MR || (b->addr & 7) ||
+	    (op != TBP_OP_ATOMIC_CMP_SWP && op != TBP_OP_ATOMIC_FETCH_ADD))
+		abort();
+	p = f_ptr(ctx, b, 0, 8);
+	memcpy(&v, p, 8);
+	*orig = v;
+	v = op == TBP_OP_ATOMIC_FETCH_ADD ? v + cmp_add : v == cmp_add ? swap : v;
+	memcpy(p, &v, 8);
+	return 0;
+}
+
 static int f_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *cap)
 {
 	struct fep *e = ctx;
@@ -198,6 +216,7 @@ static void setup(void)
 			.ctx = e, .now_ns = f_now, .xmit = f_xmit, .hmac_sha256 = f_hmac,
 			.random_bytes = f_random, .mr_check = f_mr_check, .buf_read = f_read,
 			.buf_write = f_write, .recv_claim = f_claim, .send_done = f_send_done,
+			.atomic = f_atomic,
 			.recv_done = f_recv_done, .event = f_event,
 		};
 
@@ -234,10 +253,12 @@ static void post_some(uint32_t k)
 	memset(&wr, 0, sizeof(wr));
 	wr.qpn = k % 7 == 5 ? 0x20 : k % 7 == 6 ? 0x30 : 0x10;
 	wr.wr_id = k;
-	wr.opcode = TBP_OP_SEND + k % 5;
-	wr.len = (k * 977) % 9000;
+	wr.opcode = TBP_OP_SEND + k % 7;
+	wr.len = wr.opcode >= TBP_OP_ATOMIC_CMP_SWP ? 8 : (k * 977) % 9000;
 	wr.rkey = 0x55;
 	wr.raddr = (k * 131) % 1000;
+	wr.compare_add = k;
+	wr.swap = ~(uint64_t)k;
 	wr.imm = k;
 	tbp_post(F[0].link, &wr);
 }
