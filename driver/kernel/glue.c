@@ -114,6 +114,7 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd ||
 	    ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE)) ||
 	    ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ)) ||
+	    ((access & TBP_ACCESS_REMOTE_ATOMIC) && !(mr->access & IB_ACCESS_REMOTE_ATOMIC)) ||
 	    addr < mr->iova || len > mr->length || addr - mr->iova > mr->length - len) {
 		/*
 		 * IBA 9.9.3 / rxe: a responder that detects a remote access violation NAKs it
@@ -298,8 +299,12 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	if (wqe) {
 		list_del(&wqe->node);
 		qp->send_count--;
-		if (wqe->opcode == IB_WR_RDMA_READ && !--qp->reads_in_core)
+		/* A responder resource is free again: a fenced WR or one over max_rd_atomic
+		 * may go now. */
+		if (tbrdma_wr_is_rd_atomic(wqe->opcode)) {
+			qp->reads_in_core--;
 			unfenced = !list_empty(&qp->send_waiting);
+		}
 	}
 	spin_unlock_irqrestore(&qp->sq_lock, flags);
 	if (!wqe) {
@@ -323,6 +328,14 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	case IB_WR_RDMA_WRITE:
 	case IB_WR_RDMA_WRITE_WITH_IMM:
 		wc.opcode = IB_WC_RDMA_WRITE;
+		break;
+	case IB_WR_ATOMIC_CMP_AND_SWP:
+		wc.opcode = IB_WC_COMP_SWAP;
+		wc.byte_len = 8;
+		break;
+	case IB_WR_ATOMIC_FETCH_AND_ADD:
+		wc.opcode = IB_WC_FETCH_ADD;
+		wc.byte_len = 8;
 		break;
 	default:
 		wc.opcode = IB_WC_SEND;
@@ -480,9 +493,12 @@ static struct tbrdma_send_wqe *backlog_next(struct tbrdma_dev *tdev, bool *flush
 			*flush = true;
 		} else if (wqe && wqe->fence && qp->reads_in_core) {
 			wqe = NULL;
+		} else if (wqe && tbrdma_wr_is_rd_atomic(wqe->opcode) &&
+			   tbrdma_rd_atomic_full(qp)) {
+			wqe = NULL;
 		} else if (wqe) {
 			list_move_tail(&wqe->node, &qp->send_outstanding);
-			if (wqe->opcode == IB_WR_RDMA_READ)
+			if (tbrdma_wr_is_rd_atomic(wqe->opcode))
 				qp->reads_in_core++;
 		}
 		if (wqe)
@@ -501,7 +517,7 @@ static void backlog_undo(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe, bool
 	unsigned long flags;
 
 	spin_lock_irqsave(&qp->sq_lock, flags);
-	if (wqe->opcode == IB_WR_RDMA_READ)
+	if (tbrdma_wr_is_rd_atomic(wqe->opcode))
 		qp->reads_in_core--;
 	if (requeue) {
 		list_move(&wqe->node, &qp->send_waiting);
@@ -520,6 +536,8 @@ static const u32 tbp_opcode_of[] = {
 	[IB_WR_RDMA_WRITE] = TBP_OP_RDMA_WRITE,
 	[IB_WR_RDMA_WRITE_WITH_IMM] = TBP_OP_RDMA_WRITE_WITH_IMM,
 	[IB_WR_RDMA_READ] = TBP_OP_RDMA_READ,
+	[IB_WR_ATOMIC_CMP_AND_SWP] = TBP_OP_ATOMIC_CMP_SWP,
+	[IB_WR_ATOMIC_FETCH_AND_ADD] = TBP_OP_ATOMIC_FETCH_ADD,
 };
 
 /*
@@ -545,6 +563,8 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			.rkey = wqe->rkey,
 			.raddr = wqe->raddr,
 			.flags = wqe->solicited ? TBP_WR_SOLICITED : 0,
+			.compare_add = wqe->compare_add,
+			.swap = wqe->swap,
 		};
 		struct ib_wc wc = {
 			.wr_id = wqe->wr_id,
@@ -833,6 +853,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		.mr_check = env_mr_check,
 		.buf_read = env_buf_read,
 		.buf_write = env_buf_write,
+		.atomic = tbrdma_env_atomic,
 		.recv_claim = env_recv_claim,
 		.send_done = env_send_done,
 		.recv_done = env_recv_done,

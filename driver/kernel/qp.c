@@ -478,7 +478,12 @@ static void tbrdma_init_send_wqe(struct tbrdma_qp *qp, const struct ib_send_wr *
 	wqe->num_sge = wr->num_sge;
 	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
 		wqe->imm = (__force u32)wr->ex.imm_data;
-	if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
+	if (tbrdma_wr_is_atomic(wr->opcode)) {
+		wqe->rkey = atomic_wr(wr)->rkey;
+		wqe->raddr = atomic_wr(wr)->remote_addr;
+		wqe->compare_add = atomic_wr(wr)->compare_add;
+		wqe->swap = atomic_wr(wr)->swap;
+	} else if (wr->opcode != IB_WR_SEND && wr->opcode != IB_WR_SEND_WITH_IMM) {
 		wqe->rkey = rdma_wr(wr)->rkey;
 		wqe->raddr = rdma_wr(wr)->remote_addr;
 	}
@@ -497,7 +502,7 @@ static int tbrdma_build_inline(struct tbrdma_qp *qp, const struct ib_send_wr *wr
 	u32 total = 0, done = 0;
 	int i;
 
-	if (wr->opcode == IB_WR_RDMA_READ)
+	if (tbrdma_wr_is_rd_atomic(wr->opcode))
 		return -EINVAL;
 	for (i = 0; i < wr->num_sge; i++) {
 		if (wr->sg_list[i].length > TBRDMA_MAX_INLINE - total)
@@ -543,6 +548,8 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 	case IB_WR_RDMA_WRITE_WITH_IMM:
 		break;
 	case IB_WR_RDMA_READ:
+	case IB_WR_ATOMIC_CMP_AND_SWP:
+	case IB_WR_ATOMIC_FETCH_AND_ADD:
 		if (qp->ibqp.qp_type != IB_QPT_RC)
 			return -EINVAL;
 		break;
@@ -557,7 +564,10 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 		return -ENOMEM;
 	tbrdma_init_send_wqe(qp, wr, wqe);
 	err = tbrdma_take_sges(qp->tdev, qp->ibqp.pd, wr->sg_list, wr->num_sge, wqe->sge,
-			       &wqe->total_len, wr->opcode == IB_WR_RDMA_READ);
+			       &wqe->total_len, tbrdma_wr_is_rd_atomic(wr->opcode));
+	/* The original value of an atomic is 8 bytes (rxe: "atomic length != 8"). */
+	if (!err && tbrdma_wr_is_atomic(wr->opcode) && wqe->total_len != 8)
+		err = -EINVAL;
 	if (err) {
 		tbrdma_free_send_wqe(qp->tdev, wqe);
 		return err;

@@ -166,6 +166,8 @@ struct tbrdma_send_wqe {
 	u32 imm;
 	u32 rkey;
 	u64 raddr;
+	u64 compare_add;	/* IB_WR_ATOMIC_*: compare (CMP_AND_SWP) or addend (FETCH_AND_ADD) */
+	u64 swap;
 	u32 num_sge;
 	u32 total_len;
 	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
@@ -239,7 +241,8 @@ struct tbrdma_qp {
 	struct list_head send_outstanding;
 	struct list_head send_waiting;
 	u32 send_count;
-	u32 reads_in_core;		/* RDMA READs the core owns (IB_SEND_FENCE waits for 0) */
+	u32 reads_in_core;		/* READs and atomics the core owns (IB_SEND_FENCE waits
+					 * for 0; at most max_rd_atomic, atomic.c) */
 	struct list_head backlog_node;	/* on tdev->backlog, under tdev->backlog_lock */
 	/* rq_head <= rq_claim <= rq_tail, free-running; slot = index % rq_capacity */
 	spinlock_t rq_lock;		/* the receive ring of an RC/UC QP (IRQ-safe) */
@@ -405,6 +408,25 @@ bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len);
 int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 num_sge,
 		     u64 offset, void *buf, u32 len, bool to_mr);
 int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);
+
+/* atomic.c */
+struct tbp_buf;
+static inline bool tbrdma_wr_is_atomic(enum ib_wr_opcode op)
+{
+	return op == IB_WR_ATOMIC_CMP_AND_SWP || op == IB_WR_ATOMIC_FETCH_AND_ADD;
+}
+
+/* Work requests that hold a responder resource of the peer: READs and atomics. */
+static inline bool tbrdma_wr_is_rd_atomic(enum ib_wr_opcode op)
+{
+	return op == IB_WR_RDMA_READ || tbrdma_wr_is_atomic(op);
+}
+int tbrdma_env_atomic(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uint64_t compare_add,
+		      uint64_t swap, uint64_t *orig);
+bool tbrdma_rd_atomic_full(const struct tbrdma_qp *qp);
+struct ib_mr *tbrdma_rereg_user_mr(struct ib_mr *ibmr, int flags, u64 start, u64 length,
+				   u64 iova, int access, struct ib_pd *ibpd,
+				   struct ib_udata *udata);
 struct tbrdma_mr *tbrdma_lookup_mr(struct tbrdma_dev *tdev, u32 key, bool remote);
 int tbrdma_check_sges(struct tbrdma_qp *qp, const struct tbrdma_sge *sge, u32 num_sge,
 		      bool for_write_into);

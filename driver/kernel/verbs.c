@@ -45,7 +45,7 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_qp_rd_atom = 16;
 	attr->max_qp_init_rd_atom = 16;
 	attr->max_res_rd_atom = 16 * TBRDMA_MAX_QP;
-	attr->atomic_cap = IB_ATOMIC_NONE;
+	attr->atomic_cap = IB_ATOMIC_HCA; /* atomic.c */
 	attr->max_pkeys = 1;
 	attr->local_ca_ack_delay = 15;
 	return 0;
@@ -524,6 +524,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.query_qp = tbrdma_query_qp,
 	.query_srq = tbrdma_query_srq,
 	.reg_user_mr = tbrdma_reg_user_mr,
+	.rereg_user_mr = tbrdma_rereg_user_mr,
 	.TBRDMA_RESIZE_CQ_OP = tbrdma_resize_cq,
 	.req_notify_cq = tbrdma_req_notify_cq,
 
