@@ -107,6 +107,8 @@ struct posted {
 	int num_sge;
 	uint32_t len;
 	__be32 imm;
+	uint32_t rkey;
+	uint64_t remote_addr, compare_add, swap;
 	uint8_t inline_data[512];
 };
 
@@ -126,6 +128,13 @@ int ibv_cmd_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send
 		p->send_flags = wr->send_flags;
 		p->num_sge = wr->num_sge;
 		p->imm = wr->imm_data;
+		if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP ||
+		    wr->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
+			p->rkey = wr->wr.atomic.rkey;
+			p->remote_addr = wr->wr.atomic.remote_addr;
+			p->compare_add = wr->wr.atomic.compare_add;
+			p->swap = wr->wr.atomic.swap;
+		}
 		for (i = 0; i < wr->num_sge; i++) {
 			/* the kernel reads inline bytes during the command: they must be there */
 			if ((wr->send_flags & IBV_SEND_INLINE) &&
@@ -252,7 +261,6 @@ static void test_qp_ex_refusals(void)
 		.cap = { .max_send_wr = 8, .max_send_sge = 1 },
 	};
 	static const uint64_t refused[] = {
-		IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP, IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD,
 		IBV_QP_EX_WITH_BIND_MW, IBV_QP_EX_WITH_LOCAL_INV, IBV_QP_EX_WITH_SEND_WITH_INV,
 		IBV_QP_EX_WITH_TSO,
 	};
@@ -264,6 +272,9 @@ static void test_qp_ex_refusals(void)
 	}
 	attr.qp_type = IBV_QPT_UC;
 	attr.send_ops_flags = IBV_QP_EX_WITH_RDMA_READ;
+	CHECK(!tbrdma_create_qp_ex(NULL, &attr) && errno == EOPNOTSUPP);
+	/* atomics are RC only */
+	attr.send_ops_flags = IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD;
 	CHECK(!tbrdma_create_qp_ex(NULL, &attr) && errno == EOPNOTSUPP);
 	attr.qp_type = IBV_QPT_UD;
 	attr.send_ops_flags = IBV_QP_EX_WITH_SEND;
@@ -320,6 +331,41 @@ static void test_wr_chain(void)
 			CHECK(!(posted[i].send_flags & IBV_SEND_INLINE) && posted[i].len == 30);
 		}
 	}
+	CHECK(tbrdma_destroy_qp(&qx->qp_base) == 0);
+}
+
+/* ibv_wr_atomic_*: opcode, rkey, address and operands reach the post; no inline data. */
+static void test_wr_atomics(void)
+{
+	struct ibv_qp_ex *qx = make_qp_ex(IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |
+					  IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD);
+	uint64_t result[2];
+
+	CHECK(qx != NULL && qx->wr_atomic_cmp_swp && qx->wr_atomic_fetch_add);
+	if (!qx)
+		return;
+	n_posted = send_calls = 0;
+	qx->wr_start(qx);
+	qx->wr_id = 1;
+	qx->wr_flags = IBV_SEND_SIGNALED;
+	qx->wr_atomic_cmp_swp(qx, 9, 0x2000, 11, 22);
+	qx->wr_set_sge(qx, 3, (uintptr_t)&result[0], 8);
+	qx->wr_id = 2;
+	qx->wr_atomic_fetch_add(qx, 9, 0x2008, 5);
+	qx->wr_set_sge(qx, 3, (uintptr_t)&result[1], 8);
+	CHECK(qx->wr_complete(qx) == 0);
+	CHECK(n_posted == 2);
+	CHECK(posted[0].opcode == IBV_WR_ATOMIC_CMP_AND_SWP && posted[0].rkey == 9 &&
+	      posted[0].remote_addr == 0x2000 && posted[0].compare_add == 11 &&
+	      posted[0].swap == 22 && posted[0].len == 8 && posted[0].wr_id == 1);
+	CHECK(posted[1].opcode == IBV_WR_ATOMIC_FETCH_AND_ADD && posted[1].rkey == 9 &&
+	      posted[1].remote_addr == 0x2008 && posted[1].compare_add == 5 &&
+	      posted[1].len == 8 && posted[1].wr_id == 2);
+	n_posted = 0;
+	qx->wr_start(qx);
+	qx->wr_atomic_fetch_add(qx, 9, 0x2008, 5);
+	qx->wr_set_inline_data(qx, result, 8);
+	CHECK(qx->wr_complete(qx) == EINVAL && n_posted == 0);
 	CHECK(tbrdma_destroy_qp(&qx->qp_base) == 0);
 }
 
@@ -414,6 +460,7 @@ int main(void)
 	test_cq_ex();
 	test_qp_ex_refusals();
 	test_wr_chain();
+	test_wr_atomics();
 	test_wr_errors_post_nothing();
 	test_post_checks();
 	printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);

@@ -51,6 +51,14 @@ def test_tbrdma_extverbs(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_extverbs.py", lab_dir)
 
 
+# Same lab boot: RC atomics from both nodes at once (both QP post APIs), their errors,
+# ibv_rereg_mr and IBV_ACCESS_RELAXED_ORDERING; sets its device up and removes it again.
+def test_tbrdma_atomics(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_atomics.py", lab_dir)
+
+
 def test_tbctl_pair_native(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 

@@ -93,6 +93,17 @@ static struct ibv_mr *tbrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length
 	return &vmr->ibv_mr;
 }
 
+/* New PD and access in place (the kernel refuses new translation, as rxe does). */
+static int tbrdma_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *addr,
+			   size_t length, int access)
+{
+	struct ib_uverbs_rereg_mr_resp resp;
+	struct ibv_rereg_mr cmd;
+
+	return ibv_cmd_rereg_mr(vmr, flags, addr, length, (uintptr_t)addr, access, pd, &cmd,
+				sizeof(cmd), &resp, sizeof(resp));
+}
+
 static int tbrdma_dereg_mr(struct verbs_mr *vmr)
 {
 	int ret = ibv_cmd_dereg_mr(vmr);
@@ -185,6 +196,7 @@ static const struct verbs_context_ops tbrdma_ctx_ops = {
 	.dealloc_pd = tbrdma_dealloc_pd,
 	.reg_mr = tbrdma_reg_mr,
 	.dereg_mr = tbrdma_dereg_mr,
+	.rereg_mr = tbrdma_rereg_mr,
 	.create_cq = tbrdma_create_cq,
 	.create_cq_ex = tbrdma_create_cq_ex,
 	.poll_cq = tbrdma_poll_cq,

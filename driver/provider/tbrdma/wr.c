@@ -119,6 +119,34 @@ static void wr_rdma_read(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_
 		set_rdma(wr, rkey, remote_addr);
 }
 
+static void set_atomic(struct ibv_send_wr *wr, uint32_t rkey, uint64_t remote_addr,
+		       uint64_t compare_add, uint64_t swap)
+{
+	wr->wr.atomic.rkey = rkey;
+	wr->wr.atomic.remote_addr = remote_addr;
+	wr->wr.atomic.compare_add = compare_add;
+	wr->wr.atomic.swap = swap;
+}
+
+/* The original value lands in the WR's one 8-byte SGE (the kernel checks it). */
+static void wr_atomic_cmp_swp(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
+			      uint64_t compare, uint64_t swap)
+{
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_ATOMIC_CMP_AND_SWP);
+
+	if (wr)
+		set_atomic(wr, rkey, remote_addr, compare, swap);
+}
+
+static void wr_atomic_fetch_add(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
+				uint64_t add)
+{
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_ATOMIC_FETCH_AND_ADD);
+
+	if (wr)
+		set_atomic(wr, rkey, remote_addr, add, 0);
+}
+
 /* Replaces the current WR's data with num_sge SGEs (a DATA setter is called once per WR). */
 static void set_sges(struct tbrdma_qp *qp, size_t num_sge, const struct ibv_sge *sg_list)
 {
@@ -166,8 +194,9 @@ static void set_inline(struct tbrdma_qp *qp, size_t num_buf, const struct ibv_da
 
 	if (!w)
 		return;
-	/* IBV_SEND_INLINE carries data out; a READ has nothing to carry. */
-	if (w->wr.opcode == IBV_WR_RDMA_READ) {
+	/* IBV_SEND_INLINE carries data out; a READ or an atomic has nothing to carry. */
+	if (w->wr.opcode == IBV_WR_RDMA_READ || w->wr.opcode == IBV_WR_ATOMIC_CMP_AND_SWP ||
+	    w->wr.opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
 		qp->wr_err = EINVAL;
 		return;
 	}
@@ -287,6 +316,10 @@ void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags)
 		q->wr_rdma_write_imm = wr_rdma_write_imm;
 	if (send_ops_flags & IBV_QP_EX_WITH_RDMA_READ)
 		q->wr_rdma_read = wr_rdma_read;
+	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP)
+		q->wr_atomic_cmp_swp = wr_atomic_cmp_swp;
+	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+		q->wr_atomic_fetch_add = wr_atomic_fetch_add;
 	q->wr_set_sge = wr_set_sge;
 	q->wr_set_sge_list = wr_set_sge_list;
 	q->wr_set_inline_data = wr_set_inline_data;
