@@ -21,6 +21,7 @@
 #define PATTERN_SIZE (1u << 20)  /* read-only MR that READs fetch */
 #define RKEY_ARENA 0x1000u
 #define RKEY_PATTERN 0x2000u
+#define RKEY_COUNTER 0x3000u     /* MAX_QPS u64 counters: FETCH_ADD target of the peer's QP q */
 #define APP_STEP_NS 50000ull
 #define RECV_TARGET 48u
 
@@ -43,7 +44,7 @@ struct wr_rec {
 	uint32_t expect_rx_status;   /* in the receiver's completion */
 	uint32_t pattern_seed;
 	uint64_t post_ns;
-	int slot;                    /* WRITE target region held, or -1 */
+	int slot;                    /* WRITE target region held (WRITE, SEND: unused) */
 	struct buffer *local;
 };
 
@@ -84,6 +85,11 @@ struct endpoint {
 	 * while many later ones complete, so a region is reused only once its WR completed. */
 	bool slot_busy[ARENA_SIZE / WRITE_SLOT];
 	int link_failed_events;
+	/* Atomics: counter[q] is what the peer's QP q adds to; atomic_next[q] the original the
+	 * next FETCH_ADD of my QP q must return (each one runs once, in order). */
+	uint64_t counter[MAX_QPS];
+	uint64_t atomic_next[MAX_QPS];
+	uint64_t atomics_ok[MAX_QPS];
 };
 
 struct event {
@@ -288,7 +294,37 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	if (rkey == RKEY_PATTERN)
 		return addr + len <= PATTERN_SIZE && addr + len >= addr &&
 		       access == TBP_ACCESS_REMOTE_READ ? 0 : TBP_ERR_REMOTE_ACCESS;
+	if (rkey == RKEY_COUNTER)
+		return addr < MAX_QPS * 8 && len == 8 && access == TBP_ACCESS_REMOTE_ATOMIC ?
+		       0 : TBP_ERR_REMOTE_ACCESS;
 	return TBP_ERR_REMOTE_ACCESS;
+}
+
+static int env_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t add,
+		      uint64_t swap, uint64_t *orig)
+{
+	struct endpoint *e = ctx;
+
+	(void)swap;
+	if (b->kind != TBP_BUF_MR || b->rkey != RKEY_COUNTER || (b->addr & 7) ||
+	    b->addr >= MAX_QPS * 8 || op != TBP_OP_ATOMIC_FETCH_ADD) {
+		fail(e->sim, "ep%d: atomic outside the checked counter MR", e->id);
+		return TBP_ERR_REMOTE_ACCESS;
+	}
+	*orig = e->counter[b->addr / 8];
+	e->counter[b->addr / 8] += add;
+	return 0;
+}
+
+static bool is_atomic(uint32_t op)
+{
+	return op == TBP_OP_ATOMIC_FETCH_ADD;
+}
+
+/* WRs that write into a rotating region of the peer's arena (or send from one). */
+static bool uses_slot(uint32_t op)
+{
+	return op != TBP_OP_RDMA_READ && !is_atomic(op);
 }
 
 static uint8_t *mr_bytes(struct endpoint *e, const struct tbp_buf *b, uint64_t off, uint32_t len)
@@ -444,7 +480,7 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	e->posted[q].head = w->next_posted;
 	if (!e->posted[q].head)
 		e->posted[q].tail = NULL;
-	if (w->opcode != TBP_OP_RDMA_READ)
+	if (uses_slot(w->opcode))
 		e->slot_busy[w->slot] = false;
 	e->wrs_done++;
 	e->outstanding--;
@@ -465,9 +501,10 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 		if (!e->qp_failed[q])
 			e->error_done_ns = s->now;
 		e->qp_failed[q] = true;
+		/* An atomic places its result only with a successful completion. */
 		if (w->opcode == TBP_OP_RDMA_READ)
 			e->bytes_slack += w->len;
-		else
+		else if (!is_atomic(w->opcode))
 			peer->bytes_slack += w->len;
 	} else if (e->qp_failed[q] && status == TBP_OK) {
 		fail(s, "ep%d qp%d: wr %llu completed OK after the QP failed", e->id, q,
@@ -488,8 +525,24 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 				fail(s, "ep%d qp%d: wr %llu READ len %u returned wrong bytes", e->id,
 				     q, (unsigned long long)wr_id, w->len);
 			e->bytes_expected += w->len;
+		} else if (is_atomic(w->opcode)) {
+			uint64_t orig;
+
+			/* One run per atomic, in QP order: the original is the count of those
+			 * before it. Only a link failure or a closed QP may have run one whose
+			 * completion was an error, so only then may a value be skipped. */
+			memcpy(&orig, w->local->data, 8);
+			if (orig < e->atomic_next[q] ||
+			    (orig != e->atomic_next[q] && !s->p.blackout && !s->p.close_ns))
+				fail(s, "ep%d qp%d: wr %llu FETCH_ADD returned %llu, expected %llu "
+				     "(run twice or lost)", e->id, q, (unsigned long long)wr_id,
+				     (unsigned long long)orig,
+				     (unsigned long long)e->atomic_next[q]);
+			e->atomic_next[q] = orig + 1;
+			e->atomics_ok[q]++;
+			e->bytes_expected += w->len;
 		}
-		if (w->opcode != TBP_OP_RDMA_READ)
+		if (uses_slot(w->opcode))
 			peer->bytes_expected += w->len;
 	}
 	free(w->local);
@@ -625,12 +678,22 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	w->post_ns = s->now;
 	w->wr_id = ((uint64_t)e->id << 40) | e->wrs_posted;
 	w->opcode = TBP_OP_SEND + (uint32_t)rnd_below(s, 5);
-	w->len = pick_len(s);
+	if (rnd_below(s, 8) == 0)
+		w->opcode = TBP_OP_ATOMIC_FETCH_ADD;
+	w->len = is_atomic(w->opcode) ? 8 : pick_len(s);
 	w->imm = (uint32_t)rnd(s);
 	w->pattern_seed = (uint32_t)rnd(s);
 	w->expect_status = TBP_OK;
 	w->expect_rx_status = TBP_OK;
-	if (w->opcode == TBP_OP_RDMA_READ) {
+	if (is_atomic(w->opcode)) {
+		w->rkey = RKEY_COUNTER;
+		w->raddr = q * 8;
+		w->local = malloc(sizeof(struct buffer) + 8);
+		if (!w->local)
+			abort();
+		w->local->len = 8;
+		memset(w->local->data, 0xdd, 8);
+	} else if (w->opcode == TBP_OP_RDMA_READ) {
 		w->rkey = RKEY_PATTERN;
 		w->raddr = rnd_below(s, PATTERN_SIZE - w->len + 1);
 		w->local = malloc(sizeof(struct buffer) + w->len + 1);
@@ -655,8 +718,11 @@ static bool post_one(struct sim *s, struct endpoint *e)
 			w->raddr = ARENA_SIZE - w->len;
 	}
 	if (s->p.errors && rnd_below(s, 20) == 0) {
-		if (w->opcode == TBP_OP_RDMA_WRITE || w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM ||
-		    w->opcode == TBP_OP_RDMA_READ) {
+		if (is_atomic(w->opcode)) {
+			w->rkey ^= 0xdead;
+			w->expect_status = TBP_ERR_REMOTE_ACCESS;
+		} else if (w->opcode == TBP_OP_RDMA_WRITE ||
+			   w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM || w->opcode == TBP_OP_RDMA_READ) {
 			if (w->len == 0)
 				w->len = 1;
 			w->local->len = w->len;
@@ -687,6 +753,7 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	wr.imm = w->imm;
 	wr.rkey = w->rkey;
 	wr.raddr = w->raddr;
+	wr.compare_add = 1;
 	rc = tbp_post(e->link, &wr);
 	if (getenv("SIM_TRACE"))
 		fprintf(stderr, "t=%llu ep%d post wr %llu qp %u op %u len %u raddr %llu rc %d\n",
@@ -705,7 +772,7 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	}
 	w->all_next = s->all_wrs;
 	s->all_wrs = w;
-	if (w->opcode != TBP_OP_RDMA_READ) {
+	if (uses_slot(w->opcode)) {
 		e->slot_busy[w->slot] = true;
 		e->write_slot++; /* only posted WRs use up a WRITE target region */
 	}
@@ -823,6 +890,7 @@ static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
 	env.send_done = env_send_done;
 	env.recv_done = env_recv_done;
 	env.event = env_event;
+	env.atomic = env_atomic;
 	if (tbp_link_init(&e->link, e->mem, size, &cfg, &env))
 		return -1;
 	for (i = 0; i < s->p.qps; i++) {
@@ -1145,6 +1213,16 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 				     (unsigned long long)st.rx_rewound_bytes);
 			if (p->blackout && !link_failed(s))
 				fail(s, "blackout longer than link_dead_ns did not fail the link");
+			/* Each of the peer's successful FETCH_ADDs ran exactly once here. */
+			for (uint32_t q = 0; q < p->qps; q++) {
+				uint64_t ok = s->ep[1 - i].atomics_ok[q];
+
+				if (e->counter[q] < ok ||
+				    (e->counter[q] != ok && !p->blackout && !p->close_ns))
+					fail(s, "ep%d qp%u: counter %llu after %llu successful atomics",
+					     i, q, (unsigned long long)e->counter[q],
+					     (unsigned long long)ok);
+			}
 		}
 		scenario_check(s);
 	}
