@@ -564,23 +564,45 @@ static bool push_ud(struct tbrdma_dev *tdev, struct tbp_link *link, struct tbrdm
 		.local_buf = (uintptr_t)wqe,
 		.len = wqe->total_len,
 	};
+	struct tbrdma_qp *qp = wqe->qp;
+	bool signaled = wqe->signaled;
+	u64 wr_id = wqe->wr_id;
 	enum ib_wc_status status;
 	int err;
 
 	if (tbrdma_ud_prepare(wqe, &status) == TBRDMA_UD_DONE) {
-		tbrdma_ud_finish(wqe, status, false);
+		tbrdma_ud_detach(wqe);
+		tbrdma_ud_complete(qp, wr_id, signaled, status);
+		tbrdma_free_send_wqe(tdev, wqe);
 		return true;
 	}
 	/* no link (rebuilding): the WR waits for the next one */
-	err = link ? tbp_post(link, &twr) : -ENOBUFS;
-	if (err == -ENOBUFS) {
-		backlog_undo(wqe->qp, wqe, true);
+	if (!link) {
+		backlog_undo(qp, wqe, true);
 		return false;
 	}
-	/* A channel the core refused (failed link): the datagram is lost, which UD allows. */
-	if (err)
+	/* The channel owns it before tbp_post, which may already complete it. */
+	tbrdma_ud_detach(wqe);
+	list_add_tail(&wqe->node, &tdev->ud_inflight);
+	err = tbp_post(link, &twr);
+	if (err == -ENOBUFS) {
+		unsigned long flags;
+
+		list_del(&wqe->node);
+		spin_lock_irqsave(&qp->sq_lock, flags);
+		list_add(&wqe->node, &qp->send_waiting);
+		qp->send_count++;
+		spin_unlock_irqrestore(&qp->sq_lock, flags);
+		tbrdma_backlog_add(qp);
+		return false;
+	}
+	tbrdma_ud_complete(qp, wr_id, signaled, IB_WC_SUCCESS);
+	if (err) {
+		/* A channel the core refused (failed link): the datagram is lost, as UD allows. */
+		list_del(&wqe->node);
 		tdev->stat_ud_lost++;
-	tbrdma_ud_finish(wqe, IB_WC_SUCCESS, !err);
+		tbrdma_free_send_wqe(tdev, wqe);
+	}
 	return true;
 }
 

@@ -473,7 +473,9 @@ enum tbrdma_ud_route {
 	TBRDMA_UD_DONE,		/* delivered locally, dropped (over MTU) or failed: complete it */
 };
 enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_status *status);
-void tbrdma_ud_finish(struct tbrdma_send_wqe *wqe, enum ib_wc_status status, bool core_owns);
+void tbrdma_ud_detach(struct tbrdma_send_wqe *wqe);
+void tbrdma_ud_complete(struct tbrdma_qp *qp, u64 wr_id, bool signaled,
+			enum ib_wc_status status);
 void tbrdma_ud_chan_done(struct tbrdma_dev *tdev, u64 wr_id, u32 status_ok);
 void tbrdma_ud_reset_slots(struct tbrdma_dev *tdev);
 int tbrdma_ud_slot_claim(struct tbrdma_dev *tdev, u64 *handle, u32 *capacity);

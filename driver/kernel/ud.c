@@ -202,23 +202,25 @@ enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_s
 	return TBRDMA_UD_WIRE;
 }
 
-/*
- * The WR left the QP: complete it, and keep the datagram until the core is done with it
- * (core_owns) or free it. Link lock held.
- */
-void tbrdma_ud_finish(struct tbrdma_send_wqe *wqe, enum ib_wc_status status, bool core_owns)
+/* The WR leaves its QP's send queue (the backlog had moved it to the outstanding list). */
+void tbrdma_ud_detach(struct tbrdma_send_wqe *wqe)
 {
 	struct tbrdma_qp *qp = wqe->qp;
-	struct tbrdma_dev *tdev = qp->tdev;
 	unsigned long flags;
 
 	spin_lock_irqsave(&qp->sq_lock, flags);
 	list_del(&wqe->node);
 	qp->send_count--;
 	spin_unlock_irqrestore(&qp->sq_lock, flags);
-	if (wqe->signaled || status != IB_WC_SUCCESS) {
+}
+
+/* Completes a WR that left the QP (by value: the core may own and free it already). */
+void tbrdma_ud_complete(struct tbrdma_qp *qp, u64 wr_id, bool signaled,
+			enum ib_wc_status status)
+{
+	if (signaled || status != IB_WC_SUCCESS) {
 		struct ib_wc wc = {
-			.wr_id = wqe->wr_id,
+			.wr_id = wr_id,
 			.status = status,
 			.opcode = IB_WC_SEND,
 			.qp = &qp->ibqp,
@@ -226,11 +228,7 @@ void tbrdma_ud_finish(struct tbrdma_send_wqe *wqe, enum ib_wc_status status, boo
 
 		tbrdma_qp_complete(qp, true, &wc);
 	}
-	if (core_owns)
-		list_add_tail(&wqe->node, &tdev->ud_inflight);
-	else
-		tbrdma_free_send_wqe(tdev, wqe);
-	/* A local protection error moves the QP to error, as on RC. */
+	/* A local protection error moves the QP to error, as on RC. Link lock held. */
 	if (status != IB_WC_SUCCESS)
 		tbrdma_defer_qp_error(qp);
 }
