@@ -269,13 +269,22 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 		return false;
 	}
 	wqe = &qp->rq[qp->rq_claim % qp->rq_capacity];
+	/*
+	 * A receive too small for GRH + payload: IBA class D for UD (rxe's responder), the
+	 * datagram is dropped and the WQE stays posted; one taken from an SRQ completes with
+	 * IB_WC_REM_INV_REQ_ERR (class E). Neither moves the QP to error.
+	 */
+	if (wqe->total_len < sizeof(*grh) + payload_len && !qp->srq) {
+		spin_unlock_irqrestore(&qp->rq_lock, flags);
+		return false;
+	}
 	qp->rq_claim++;
 	wc.wr_id = wqe->wr_id;
 	wc.opcode = IB_WC_RECV;
 	wc.qp = &qp->ibqp;
 	wc.status = IB_WC_SUCCESS;
 	if (wqe->total_len < sizeof(*grh) + payload_len) {
-		wc.status = IB_WC_LOC_LEN_ERR;
+		wc.status = IB_WC_REM_INV_REQ_ERR;
 	} else if (tbrdma_check_sges(qp, wqe->sge, wqe->num_sge, true) ||
 		   tbrdma_copy_sges(qp->tdev, wqe->sge, wqe->num_sge, 0, (void *)grh,
 				    sizeof(*grh), true) ||
@@ -314,9 +323,10 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 		qp->rq_head++;
 	}
 	spin_unlock_irqrestore(&qp->rq_lock, flags);
-	if (wc.status != IB_WC_SUCCESS)
+	/* An MR that no longer fits the posted WQE: a local protection error, fatal as on RC. */
+	if (wc.status == IB_WC_LOC_PROT_ERR)
 		tbrdma_defer_qp_error(qp);
-	return true;
+	return wc.status == IB_WC_SUCCESS;
 }
 
 /* One datagram from the channel or from a local UD QP: checked, then delivered. Link lock held. */
