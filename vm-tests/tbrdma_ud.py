@@ -99,11 +99,11 @@ class UD:
         sg = ([SGE(self.mr.buf + self.send_at, half, self.mr.lkey),
                SGE(self.mr.buf + self.send_at + half, len(data) - half, self.mr.lkey)]
               if half else [SGE(self.mr.buf + self.send_at, len(data), self.mr.lkey)])
+        # imm_data is __be32 in ibv_send_wr: pyverbs stores the value as given
         wr = SendWR(wr_id=wr_id, num_sge=len(sg), sg=sg,
                     opcode=e.IBV_WR_SEND_WITH_IMM if imm is not None else e.IBV_WR_SEND,
+                    imm_data=socket.htonl(imm) if imm is not None else 0,
                     send_flags=e.IBV_SEND_SIGNALED | (e.IBV_SEND_INLINE if inline else 0))
-        if imm is not None:
-            wr.imm_data = socket.htonl(imm)
         wr.set_wr_ud(ah, qpn, qkey)
         self.qp.post_send(wr)
 
