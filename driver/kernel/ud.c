@@ -21,6 +21,7 @@
  * Delivery over the link is reliable, which UD permits. A message longer than the port MTU is
  * not sent and completes successfully (IBA C10-93.1.1, as rxe does), counted as ud_oversize.
  */
+#include <linux/uaccess.h>
 #include <rdma/ib_addr.h>
 #include <rdma/ib_cache.h>
 #include <rdma/ib_mad.h>
