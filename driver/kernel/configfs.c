@@ -191,10 +191,11 @@ static ssize_t tbrdma_cfs_objects_show(struct config_item *item, char *page)
 {
 	struct tbrdma_dev *tdev = item_to_tdev(item);
 
-	return sysfs_emit(page, "pd %d\ncq %d\nqp %d\nmr %d\nsend_wqe %d\nsrq %d\n",
+	return sysfs_emit(page, "pd %d\ncq %d\nqp %d\nmr %d\nsend_wqe %d\nsrq %d\nah %d\n",
 			  atomic_read(&tdev->n_pd), atomic_read(&tdev->n_cq),
 			  atomic_read(&tdev->n_qp), atomic_read(&tdev->n_mr),
-			  atomic_read(&tdev->n_wqe), atomic_read(&tdev->n_srq));
+			  atomic_read(&tdev->n_wqe), atomic_read(&tdev->n_srq),
+			  atomic_read(&tdev->n_ah));
 }
 
 CONFIGFS_ATTR_RO(tbrdma_cfs_, objects);

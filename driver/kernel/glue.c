@@ -168,6 +168,19 @@ static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 
 			return TBP_ERR_LOCAL_PROTECTION;
 		return 0;
 	case TBP_BUF_RECV:
+		if ((u32)(buf->addr >> 32) == TBRDMA_UD_CHAN_QPN) {
+			u8 *slot = tbrdma_ud_slot_buf(tdev, buf->addr);
+
+			if (!slot)
+				return TBP_ERR_FLUSHED;
+			if (off > TBRDMA_UD_DGRAM_MAX || len > TBRDMA_UD_DGRAM_MAX - off)
+				return TBP_ERR_LOCAL_LENGTH;
+			if (to_buf)
+				memcpy(slot + off, data, len);
+			else
+				memcpy(data, slot + off, len);
+			return 0;
+		}
 		qp = xa_load(&tdev->qps, (u32)(buf->addr >> 32));
 		if (qp && qp->gsi) {
 			u8 *slot = tbrdma_gsi_slot_buf(qp, buf->addr);
@@ -223,6 +236,8 @@ static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *c
 	int err = -EAGAIN;
 	u32 slot;
 
+	if (qpn == TBRDMA_UD_CHAN_QPN)
+		return tbrdma_ud_slot_claim(tdev, handle, capacity);
 	if (!qp || (qp->state != IB_QPS_RTR && qp->state != IB_QPS_RTS))
 		return -EAGAIN;
 	if (qp->gsi)
@@ -289,6 +304,10 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	unsigned long flags;
 	bool unfenced = false;
 
+	if (qpn == TBRDMA_UD_CHAN_QPN) {
+		tbrdma_ud_chan_done(tdev, wr_id, status == TBP_OK);
+		return;
+	}
 	if (!qp) {
 		tdev->stat_orphan_completions++;
 		return;
@@ -363,6 +382,15 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 	struct ib_wc wc = {};
 	unsigned long flags;
 
+	if (c->qpn == TBRDMA_UD_CHAN_QPN) {
+		if (c->recv_handle)
+			tbrdma_ud_slot_done(tdev, c->recv_handle, c->src_qpn, c->len,
+					    c->status == TBP_OK && c->opcode == TBP_OP_SEND &&
+					    !c->has_imm);
+		else
+			tdev->stat_ud_dropped++;	/* WRITE_WITH_IMM: not a datagram */
+		return;
+	}
 	qp = xa_load(&tdev->qps, c->qpn);
 	if (qp && qp->gsi) {
 		if (c->recv_handle)
@@ -541,6 +569,62 @@ static const u32 tbp_opcode_of[] = {
 };
 
 /*
+ * A UD WR leaves its QP: delivered here (to a QP of this device) or handed to the core on the
+ * datagram channel, and completed either way. False when the core is full (it waits). Link
+ * lock held.
+ */
+static bool push_ud(struct tbrdma_dev *tdev, struct tbp_link *link, struct tbrdma_send_wqe *wqe)
+{
+	struct tbp_wr twr = {
+		.opcode = TBP_OP_SEND,
+		.qpn = TBRDMA_UD_CHAN_QPN,
+		.wr_id = (uintptr_t)wqe,
+		.local_buf = (uintptr_t)wqe,
+		.len = wqe->total_len,
+	};
+	struct tbrdma_qp *qp = wqe->qp;
+	bool signaled = wqe->signaled;
+	u64 wr_id = wqe->wr_id;
+	enum ib_wc_status status;
+	int err;
+
+	if (tbrdma_ud_prepare(wqe, &status) == TBRDMA_UD_DONE) {
+		tbrdma_ud_detach(wqe);
+		tbrdma_ud_complete(qp, wr_id, signaled, status);
+		tbrdma_free_send_wqe(tdev, wqe);
+		return true;
+	}
+	/* no link (rebuilding): the WR waits for the next one */
+	if (!link) {
+		backlog_undo(qp, wqe, true);
+		return false;
+	}
+	/* The channel owns it before tbp_post, which may already complete it. */
+	tbrdma_ud_detach(wqe);
+	list_add_tail(&wqe->node, &tdev->ud_inflight);
+	err = tbp_post(link, &twr);
+	if (err == -ENOBUFS) {
+		unsigned long flags;
+
+		list_del(&wqe->node);
+		spin_lock_irqsave(&qp->sq_lock, flags);
+		list_add(&wqe->node, &qp->send_waiting);
+		qp->send_count++;
+		spin_unlock_irqrestore(&qp->sq_lock, flags);
+		tbrdma_backlog_add(qp);
+		return false;
+	}
+	tbrdma_ud_complete(qp, wr_id, signaled, IB_WC_SUCCESS);
+	if (err) {
+		/* A channel the core refused (failed link): the datagram is lost, as UD allows. */
+		list_del(&wqe->node);
+		tdev->stat_ud_lost++;
+		tbrdma_free_send_wqe(tdev, wqe);
+	}
+	return true;
+}
+
+/*
  * Hands waiting WRs to the core until it is full. The core's tables are per link, the verbs'
  * limits per QP: every QP may have max_qp_wr WRs posted at once, the ones beyond the core's
  * room wait here, in post order per QP. Link lock held.
@@ -577,6 +661,11 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			tbrdma_qp_complete(qp, true, &wc);
 			qp->stat_flushed++;
 			tbrdma_free_send_wqe(tdev, wqe);
+			continue;
+		}
+		if (qp->ibqp.qp_type == IB_QPT_UD) {
+			if (!push_ud(tdev, link, wqe))
+				return;
 			continue;
 		}
 		/* no link (rebuilding): the WR waits for the next one */
@@ -784,7 +873,8 @@ int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 	struct tbp_link *link = core_link(qp->tdev);
 	int err;
 
-	if (!link)
+	/* UD QPs have no core QP: their datagrams use the channel (ud.c). */
+	if (!link || qp->ibqp.qp_type == IB_QPT_UD)
 		return 0;	/* opened when the link is built */
 	err = core_qp_open(link, qp);
 	after_core_call(qp->tdev);
@@ -796,7 +886,7 @@ void tbrdma_link_qp_attr(struct tbrdma_qp *qp)
 {
 	struct tbp_link *link = core_link(qp->tdev);
 
-	if (link)
+	if (link && qp->ibqp.qp_type != IB_QPT_UD)
 		core_qp_attr(link, qp);
 }
 
@@ -805,7 +895,7 @@ void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
 {
 	struct tbp_link *link = core_link(qp->tdev);
 
-	if (!link)
+	if (!link || qp->ibqp.qp_type == IB_QPT_UD)
 		return;
 	tbp_qp_close(link, qp->ibqp.qp_num);
 	/* after_core_call() is not run: this is called from within it. */
@@ -858,6 +948,9 @@ static int build_link(struct tbrdma_dev *tdev)
 		.send_done = env_send_done,
 		.recv_done = env_recv_done,
 		.event = env_event,
+	};
+	static const struct tbp_qp_attr chan_attr = {
+		.timeout = 0, .retry_cnt = 7, .rnr_retry = 7, .min_rnr_timer = 12,
 	};
 	struct tbp_env env = env_template;
 	struct tbp_config cfg;
@@ -919,7 +1012,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		 * a transport failure. QP1 is connectionless and is reopened below.
 		 */
 		xa_for_each(&tdev->qps, qpn, qp)
-			if (!qp->gsi)
+			if (!qp->gsi && qp->ibqp.qp_type != IB_QPT_UD)
 				tbrdma_qp_to_error(qp, true);
 	}
 	err = tbp_link_init(&link, mem, size, &cfg, &env);
@@ -944,11 +1037,16 @@ static int build_link(struct tbrdma_dev *tdev)
 			rail->core_added = !tbp_rail_add(link, i, tdev->rail_weight,
 							 rail_max_frame(rail));
 	}
+	/* The UD datagram channel: connectionless like QP1, never gives up on the peer. */
+	tbrdma_ud_reset_slots(tdev);
+	if (!tbp_qp_open(link, TBRDMA_UD_CHAN_QPN, TBRDMA_UD_CHAN_QPN))
+		tbp_qp_set_attr(link, TBRDMA_UD_CHAN_QPN, &chan_attr);
 	xa_for_each(&tdev->qps, qpn, qp) {
 		/* only QPs that reached RTR since no link existed, and QP1 */
 		if (qp->gsi)
 			tbrdma_gsi_reset_slots(qp);
-		if (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS)
+		if (qp->ibqp.qp_type != IB_QPT_UD &&
+		    (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS))
 			core_qp_open(link, qp);
 	}
 	after_core_call(tdev);
@@ -1002,11 +1100,15 @@ static void tbrdma_relink_work(struct work_struct *work)
 
 int tbrdma_link_create(struct tbrdma_dev *tdev)
 {
+	int err = tbrdma_ud_init(tdev);
+
+	if (err)
+		return err;
 	tdev->hmac = crypto_alloc_shash("hmac(sha256)", 0, 0);
 	if (IS_ERR(tdev->hmac)) {
-		int err = PTR_ERR(tdev->hmac);
-
+		err = PTR_ERR(tdev->hmac);
 		tdev->hmac = NULL;
+		tbrdma_ud_fini(tdev);
 		return err;
 	}
 	INIT_LIST_HEAD(&tdev->pending_errors);
@@ -1044,6 +1146,7 @@ void tbrdma_link_destroy(struct tbrdma_dev *tdev)
 	}
 	spin_unlock_bh(&tdev->lock);
 	kvfree_sensitive(mem, size);
+	tbrdma_ud_fini(tdev);
 	memzero_explicit(tdev->key, sizeof(tdev->key));
 	if (tdev->hmac)
 		crypto_free_shash(tdev->hmac);
@@ -1104,6 +1207,13 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "recuts" },
 	{ .name = "retry_exc" },
 	{ .name = "rnr_retry_exc" },
+	{ .name = "ud_sent" },
+	{ .name = "ud_received" },
+	{ .name = "ud_dropped" },
+	{ .name = "ud_qkey_dropped" },
+	{ .name = "ud_loopback" },
+	{ .name = "ud_oversize" },
+	{ .name = "ud_lost" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1166,6 +1276,13 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[48] = s.recuts;
 	v[49] = s.retry_exc;
 	v[50] = s.rnr_retry_exc;
+	v[51] = tdev->stat_ud_sent;
+	v[52] = tdev->stat_ud_received;
+	v[53] = tdev->stat_ud_dropped;
+	v[54] = tdev->stat_ud_qkey_dropped;
+	v[55] = tdev->stat_ud_loopback;
+	v[56] = tdev->stat_ud_oversize;
+	v[57] = tdev->stat_ud_lost;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -31,42 +31,6 @@ static_assert(TBRDMA_GSI_MAX_MAD == IB_MGMT_MAD_SIZE);
 /* Bytes a RoCEv2 packet carries after its UDP header besides the MAD: BTH, DETH and ICRC. */
 #define TBRDMA_ROCE_UD_OVERHEAD	(12 + 8 + 4)
 
-/* ---- address handles ---- */
-
-int tbrdma_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata)
-{
-	struct rdma_ah_attr *attr = init->ah_attr;
-	struct tbrdma_ah *ah = to_tah(ibah);
-	const struct ib_global_route *grh;
-	const struct ib_gid_attr *sgid_attr;
-
-	/* Only the kernel's GSI QP sends datagrams; there are no user UD QPs. */
-	if (udata)
-		return -EOPNOTSUPP;
-	if (attr->type != RDMA_AH_ATTR_TYPE_ROCE || rdma_ah_get_port_num(attr) != 1 ||
-	    !(rdma_ah_get_ah_flags(attr) & IB_AH_GRH))
-		return -EINVAL;
-	grh = rdma_ah_read_grh(attr);
-	sgid_attr = grh->sgid_attr;
-	if (!sgid_attr || sgid_attr->gid_type != IB_GID_TYPE_ROCE_UDP_ENCAP)
-		return -EINVAL;
-	if (rdma_is_multicast_addr((struct in6_addr *)grh->dgid.raw) ||
-	    ipv6_addr_v4mapped((struct in6_addr *)grh->dgid.raw) !=
-	    ipv6_addr_v4mapped((struct in6_addr *)sgid_attr->gid.raw))
-		return -EINVAL;
-	ah->sgid = sgid_attr->gid;
-	ah->dgid = grh->dgid;
-	ah->flow_label = grh->flow_label & 0xfffff;
-	ah->traffic_class = grh->traffic_class;
-	ah->hop_limit = grh->hop_limit;
-	return 0;
-}
-
-int tbrdma_destroy_ah(struct ib_ah *ibah, u32 flags)
-{
-	return 0;
-}
-
 /* ---- QP1 life cycle ---- */
 
 static void tbrdma_gsi_work(struct work_struct *work);
@@ -448,38 +412,32 @@ static bool gid_is_unicast(const union ib_gid *gid)
 }
 
 /*
- * Checks a received datagram's header; fills the GRH a RoCEv2 device would have delivered.
+ * Checks the addressing fields of a received datagram (gsi.c and ud.c headers carry the
+ * same ones) and fills the GRH a RoCEv2 device would have delivered for payload_len bytes.
  * Link lock held. Returns the network header type, or -1 to drop the datagram.
  */
-static int gsi_check_and_build_grh(struct tbrdma_qp *qp, const struct tbrdma_gsi_hdr *h,
-				   u32 mad_len, union rdma_network_hdr *grh)
+int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid_raw,
+		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
+		     union rdma_network_hdr *grh)
 {
 	const struct ib_gid_attr *own;
 	union ib_gid sgid, dgid;
-	u32 flow_label = le32_to_cpu(h->flow_label);
-	u16 pkey = le16_to_cpu(h->pkey);
 	bool ipv4;
 
-	if (le32_to_cpu(h->magic) != TBRDMA_GSI_MAGIC ||
-	    le32_to_cpu(h->src_qpn) != TBRDMA_GSI_QPN)
-		return -1;
-	/* QP1 only takes the well-known GSI Q_Key (IBA 10.2.5; rxe checks the same). */
-	if (le32_to_cpu(h->qkey) != IB_QP1_QKEY)
-		return -1;
 	/* Our only P_Key is the full default one: any default-partition member may talk to us. */
 	if ((pkey & 0x7fff) != (IB_DEFAULT_PKEY_FULL & 0x7fff))
 		return -1;
 	if (flow_label > 0xfffff)
 		return -1;
-	memcpy(sgid.raw, h->sgid, sizeof(sgid.raw));
-	memcpy(dgid.raw, h->dgid, sizeof(dgid.raw));
+	memcpy(sgid.raw, sgid_raw, sizeof(sgid.raw));
+	memcpy(dgid.raw, dgid_raw, sizeof(dgid.raw));
 	if (!gid_is_unicast(&sgid) || !gid_is_unicast(&dgid))
 		return -1;
 	ipv4 = ipv6_addr_v4mapped((struct in6_addr *)sgid.raw);
 	if (ipv4 != ipv6_addr_v4mapped((struct in6_addr *)dgid.raw))
 		return -1;
 	/* Addressed to one of our RoCEv2 GIDs, as ib_init_ah_attr_from_wc() will require. */
-	own = rdma_find_gid_by_port(qp->ibqp.device, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
+	own = rdma_find_gid_by_port(&tdev->ibdev, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
 	if (IS_ERR(own))
 		return -1;
 	rdma_put_gid_attr(own);
@@ -490,25 +448,39 @@ static int gsi_check_and_build_grh(struct tbrdma_qp *qp, const struct tbrdma_gsi
 
 		ip->version = 4;
 		ip->ihl = 5;
-		ip->tos = h->traffic_class;
+		ip->tos = traffic_class;
 		ip->tot_len = htons(sizeof(struct iphdr) + sizeof(struct udphdr) +
-				    TBRDMA_ROCE_UD_OVERHEAD + mad_len);
+				    TBRDMA_ROCE_UD_OVERHEAD + payload_len);
 		ip->frag_off = htons(IP_DF);
-		ip->ttl = h->hop_limit;
+		ip->ttl = hop_limit;
 		ip->protocol = IPPROTO_UDP;
 		ip->saddr = ((struct in6_addr *)sgid.raw)->s6_addr32[3];
 		ip->daddr = ((struct in6_addr *)dgid.raw)->s6_addr32[3];
 		ip->check = ip_fast_csum((u8 *)ip, ip->ihl);
 		return RDMA_NETWORK_IPV4;
 	}
-	grh->ibgrh.version_tclass_flow = cpu_to_be32((6U << 28) | ((u32)h->traffic_class << 20) |
+	grh->ibgrh.version_tclass_flow = cpu_to_be32((6U << 28) | ((u32)traffic_class << 20) |
 						     flow_label);
-	grh->ibgrh.paylen = htons(sizeof(struct udphdr) + TBRDMA_ROCE_UD_OVERHEAD + mad_len);
+	grh->ibgrh.paylen = htons(sizeof(struct udphdr) + TBRDMA_ROCE_UD_OVERHEAD + payload_len);
 	grh->ibgrh.next_hdr = IPPROTO_UDP;
-	grh->ibgrh.hop_limit = h->hop_limit;
+	grh->ibgrh.hop_limit = hop_limit;
 	grh->ibgrh.sgid = sgid;
 	grh->ibgrh.dgid = dgid;
 	return RDMA_NETWORK_IPV6;
+}
+
+/* Checks a received QP1 datagram's header; fills its GRH. Link lock held. */
+static int gsi_check_and_build_grh(struct tbrdma_qp *qp, const struct tbrdma_gsi_hdr *h,
+				   u32 mad_len, union rdma_network_hdr *grh)
+{
+	if (le32_to_cpu(h->magic) != TBRDMA_GSI_MAGIC ||
+	    le32_to_cpu(h->src_qpn) != TBRDMA_GSI_QPN)
+		return -1;
+	/* QP1 only takes the well-known GSI Q_Key (IBA 10.2.5; rxe checks the same). */
+	if (le32_to_cpu(h->qkey) != IB_QP1_QKEY)
+		return -1;
+	return tbrdma_dgram_grh(qp->tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
+				le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), mad_len, grh);
 }
 
 /* Delivers one datagram to the next posted receive, GRH first. Link lock held. */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * RC/UC queue pairs (QP1's datagram side is in gsi.c): creation, the IBA state machine with
+ * RC/UC/UD queue pairs (QP1's datagram side is in gsi.c, UD datagrams in ud.c): creation, the IBA state machine with
  * flush, RESET and destroy, query, and the IRQ-safe post paths that queue work for the
  * device's send backlog (glue.c).
  */
@@ -57,6 +57,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	switch (init->qp_type) {
 	case IB_QPT_RC:
 	case IB_QPT_UC:
+	case IB_QPT_UD:
 	case IB_QPT_GSI:
 		break;
 	default:
@@ -541,6 +542,8 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 
 	if (wr->num_sge > qp->max_send_sge || wr->num_sge < 0)
 		return -EINVAL;
+	if (qp->ibqp.qp_type == IB_QPT_UD)
+		return tbrdma_ud_build_send(qp, wr, out);
 	switch (wr->opcode) {
 	case IB_WR_SEND:
 	case IB_WR_SEND_WITH_IMM:

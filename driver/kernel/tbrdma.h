@@ -45,6 +45,15 @@
 #define TBRDMA_GSI_MIN_MAD	24	/* a MAD is at least its common header */
 #define TBRDMA_GSI_SLOTS	16	/* datagrams the core may reassemble at once on QP1 */
 #define TBRDMA_GSI_MAGIC	0x31475354	/* "TSG1" little-endian on the wire */
+#define TBRDMA_MAX_AH		16384
+/*
+ * UD datagrams of every UD QP travel on one core QP pair per link, 2 <-> 2 (below the first
+ * QPN a consumer gets), each behind a struct tbrdma_ud_hdr naming the QPs (ud.c).
+ */
+#define TBRDMA_UD_CHAN_QPN	2
+#define TBRDMA_UD_MAGIC		0x31555354	/* "TSU1" little-endian on the wire */
+#define TBRDMA_UD_MTU		4096		/* the port's active MTU (query_port) */
+#define TBRDMA_UD_SLOTS		16		/* datagrams the core may reassemble at once */
 
 /* A core receive handle: QPN, generation of the slot, slot index. Never 0 (QPN >= 1). */
 #define TBRDMA_RECV_HANDLE(qpn, gen, slot) (((u64)(qpn) << 32) | ((u64)(gen) << 16) | (slot))
@@ -82,7 +91,7 @@ struct tbrdma_pd {
 	struct ib_pd ibpd;
 };
 
-/* Kernel address handles (GSI only): everything a datagram header needs, copied at creation. */
+/* Address handles (ah.c): everything a datagram header needs, copied at creation. */
 struct tbrdma_ah {
 	struct ib_ah ibah;
 	union ib_gid sgid;
@@ -90,6 +99,10 @@ struct tbrdma_ah {
 	u32 flow_label;
 	u8 traffic_class;
 	u8 hop_limit;
+	u8 sgid_index;		/* for query_ah */
+	u8 sl;
+	u8 static_rate;
+	u8 dmac[ETH_ALEN];
 };
 
 /*
@@ -110,6 +123,37 @@ struct tbrdma_gsi_hdr {
 } __packed;
 
 #define TBRDMA_GSI_DGRAM_MAX	(sizeof(struct tbrdma_gsi_hdr) + TBRDMA_GSI_MAX_MAD)
+
+/*
+ * Wire header in front of every UD datagram on the core QP pair TBRDMA_UD_CHAN_QPN (ud.c):
+ * the QP1 header's fields plus the destination QPN, immediate data and flags. Little-endian.
+ */
+struct tbrdma_ud_hdr {
+	__le32 magic;
+	__le32 src_qpn;
+	__le32 dst_qpn;
+	__le32 qkey;
+	__le32 imm;
+	__le16 pkey;
+	u8 traffic_class;
+	u8 hop_limit;
+	__le32 flow_label;
+	u8 flags;		/* TBRDMA_UD_F_* */
+	u8 reserved[3];		/* zero */
+	u8 sgid[16];
+	u8 dgid[16];
+} __packed;
+
+#define TBRDMA_UD_F_IMM		0x1
+#define TBRDMA_UD_F_SOLICITED	0x2
+#define TBRDMA_UD_DGRAM_MAX	(sizeof(struct tbrdma_ud_hdr) + TBRDMA_UD_MTU)
+
+/* One datagram of the UD channel being reassembled by the core (owned by tdev->lock). */
+struct tbrdma_ud_slot {
+	bool busy;
+	u16 generation;
+	u8 data[TBRDMA_UD_DGRAM_MAX];
+};
 
 struct tbrdma_mr {
 	struct ib_mr ibmr;
@@ -285,7 +329,7 @@ struct tbrdma_dev {
 	struct work_struct kick_work;	/* hands the backlog over for posts made with IRQs off */
 	struct work_struct port_work;	/* port events, dispatched outside tdev->lock */
 	/* objects, for the advertised limits and the leak check (configfs "objects") */
-	atomic_t n_pd, n_cq, n_qp, n_mr, n_wqe, n_srq;
+	atomic_t n_pd, n_cq, n_qp, n_mr, n_wqe, n_srq, n_ah;
 
 	struct hrtimer tick_timer;
 	u64 armed_deadline;
@@ -294,6 +338,11 @@ struct tbrdma_dev {
 	u64 stat_gsi_sent;
 	u64 stat_gsi_received;
 	u64 stat_gsi_dropped;
+	/* UD QPs (ud.c), under tdev->lock */
+	struct tbrdma_ud_slot *ud_slots;	/* TBRDMA_UD_SLOTS */
+	struct list_head ud_inflight;	/* datagrams the core owns, in hand-over order */
+	u64 stat_ud_sent, stat_ud_received, stat_ud_dropped, stat_ud_qkey_dropped;
+	u64 stat_ud_loopback, stat_ud_oversize, stat_ud_lost;
 
 	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
 	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
@@ -431,9 +480,34 @@ struct tbrdma_mr *tbrdma_lookup_mr(struct tbrdma_dev *tdev, u32 key, bool remote
 int tbrdma_check_sges(struct tbrdma_qp *qp, const struct tbrdma_sge *sge, u32 num_sge,
 		      bool for_write_into);
 
-/* gsi.c: QP1 (MADs for ib_cm / rdma_cm) and kernel address handles */
+/* ah.c: address handles (kernel and user) */
 int tbrdma_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);
+int tbrdma_query_ah(struct ib_ah *ibah, struct rdma_ah_attr *attr);
 int tbrdma_destroy_ah(struct ib_ah *ibah, u32 flags);
+
+/* ud.c: UD QPs on the datagram channel, and datagrams to QPs of this device */
+int tbrdma_ud_init(struct tbrdma_dev *tdev);
+void tbrdma_ud_fini(struct tbrdma_dev *tdev);
+int tbrdma_ud_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
+			 struct tbrdma_send_wqe **out);
+enum tbrdma_ud_route {
+	TBRDMA_UD_WIRE,		/* hand wqe (header + payload gathered) to the core */
+	TBRDMA_UD_DONE,		/* delivered locally, dropped (over MTU) or failed: complete it */
+};
+enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_status *status);
+void tbrdma_ud_detach(struct tbrdma_send_wqe *wqe);
+void tbrdma_ud_complete(struct tbrdma_qp *qp, u64 wr_id, bool signaled,
+			enum ib_wc_status status);
+void tbrdma_ud_chan_done(struct tbrdma_dev *tdev, u64 wr_id, u32 status_ok);
+void tbrdma_ud_reset_slots(struct tbrdma_dev *tdev);
+int tbrdma_ud_slot_claim(struct tbrdma_dev *tdev, u64 *handle, u32 *capacity);
+u8 *tbrdma_ud_slot_buf(struct tbrdma_dev *tdev, u64 handle);
+void tbrdma_ud_slot_done(struct tbrdma_dev *tdev, u64 handle, u32 src_qpn, u32 len, bool ok);
+
+/* gsi.c: QP1 (MADs for ib_cm / rdma_cm) */
+int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid_raw,
+		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
+		     union rdma_network_hdr *grh);
 int tbrdma_gsi_create(struct tbrdma_qp *qp);
 void tbrdma_gsi_destroy(struct tbrdma_qp *qp);
 int tbrdma_gsi_post_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,

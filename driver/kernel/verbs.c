@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Verbs objects: device/port queries, PD, MR (user memory and DMA) and the device's op
- * table. CQs are in cq.c, RC/UC QPs in qp.c, QP1 (GSI) and address handles in gsi.c; the
+ * table. CQs are in cq.c, QPs in qp.c, QP1 (GSI) in gsi.c, UD in ud.c, AHs in ah.c; the
  * data path hands work to the protocol core through glue.c.
  */
 #include <linux/ethtool.h>
@@ -47,6 +47,7 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_res_rd_atom = 16 * TBRDMA_MAX_QP;
 	attr->atomic_cap = IB_ATOMIC_HCA; /* atomic.c */
 	attr->max_pkeys = 1;
+	attr->max_ah = TBRDMA_MAX_AH;
 	attr->local_ca_ack_delay = 15;
 	return 0;
 }
@@ -497,6 +498,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.alloc_pd = tbrdma_alloc_pd,
 	.alloc_ucontext = tbrdma_alloc_ucontext,
 	.create_ah = tbrdma_create_ah,
+	.create_user_ah = tbrdma_create_ah,
 	.create_cq = tbrdma_create_cq,
 	.create_qp = tbrdma_create_qp,
 	.create_srq = tbrdma_create_srq,
@@ -521,6 +523,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.query_device = tbrdma_query_device,
 	.query_pkey = tbrdma_query_pkey,
 	.query_port = tbrdma_query_port,
+	.query_ah = tbrdma_query_ah,
 	.query_qp = tbrdma_query_qp,
 	.query_srq = tbrdma_query_srq,
 	.reg_user_mr = tbrdma_reg_user_mr,

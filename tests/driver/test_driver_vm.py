@@ -59,6 +59,14 @@ def test_tbrdma_atomics(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_atomics.py", lab_dir)
 
 
+# Same lab boot: UD QPs and AHs between the nodes and to a QP of the same device, one
+# cable; sets its device up and removes it (and the module) again.
+def test_tbrdma_ud(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_ud.py", lab_dir)
+
+
 def test_tbctl_pair_native(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 

@@ -88,6 +88,10 @@ static inline struct tbrdma_srq *to_tsrq(struct ibv_srq *ibsrq)
 	return container_of(ibsrq, struct tbrdma_srq, vsrq.srq);
 }
 
+/* ah.c */
+struct ibv_ah *tbrdma_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
+int tbrdma_destroy_ah(struct ibv_ah *ah);
+
 /* cq.c */
 struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
 				struct ibv_comp_channel *channel, int comp_vector);
