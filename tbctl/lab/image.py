@@ -42,6 +42,10 @@ GUEST_PACKAGES = (
     # MPI with mpi4py. torch alone adds ~880 MiB installed (its libtorch, ROCm runtime and
     # LLVM); openmpi-bin and mpi4py then add ~10 MiB, as torch already pulls libopenmpi40.
     "python3-torch", "openmpi-bin", "python3-mpi4py",
+    # RDMA consumers (tests/driver/test_consumers_vm.py): ucx_perftest/ucx_info, and
+    # libfabric's fi_info/fi_pingpong. libopenmpi40 already pulls libucx0 and libfabric1
+    # and has pml ucx built into libmpi.
+    "ucx-utils", "libfabric-bin",
 )
 FILES_DIR = Path(__file__).with_name("files")
 # Where each baked-in file lands in the guest, and its mode.
