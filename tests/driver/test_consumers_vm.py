@@ -106,7 +106,9 @@ def lab() -> Iterator[Lab]:
                 encoded = base64.b64encode(path.read_bytes()).decode()
                 m.succeed(f"mkdir -p /root/consumers && echo {encoded} | base64 -d "
                           f"> /root/consumers/{path.name}")
-            _say(f"{m.name}: " + m.succeed("rdma link show; ibv_devices").strip())
+            _say(f"{m.name}: " + m.succeed(
+                "rdma link show; grep -v '^0000:0000:0000:0000:0000:0000:0000:0000$' "
+                "/sys/class/infiniband/*/ports/1/gids/* || true").strip())
         _say(f"devices: {setup.link}, GID indexes {setup.gid}")
         _phase("pair + rxe", started)
         yield setup

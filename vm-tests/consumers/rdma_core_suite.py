@@ -154,9 +154,13 @@ def parent(args: argparse.Namespace) -> int:
         for record in _records(out):
             if record["kind"] == "start":
                 running = record["id"]
-            elif record["kind"] == "result":
+            elif record["kind"] == "result" and record["id"] in members:
                 tests[record["id"]] = {"outcome": record["outcome"], "reason": record["reason"]}
                 running = None
+            elif record["kind"] == "result":  # setUpClass/tearDownClass: the whole class
+                for test_id in members:
+                    tests.setdefault(test_id, {"outcome": record["outcome"],
+                                               "reason": f"{record['id']}: {record['reason']}"})
         if status is None:
             end = {"outcome": "timeout", "reason": f"class killed after {args.timeout:.0f} s"}
         elif status < 0:
