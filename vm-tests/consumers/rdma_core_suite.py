@@ -136,7 +136,9 @@ def _run(argv: list[str], timeout: float) -> tuple[int | None, str, str, float]:
 
 def parent(args: argparse.Namespace) -> int:
     me = os.path.abspath(__file__)
-    base = [sys.executable, me, "--root", args.root, "--dev", args.dev, "--gid", str(args.gid)]
+    # faulthandler: a child killed by a signal leaves the Python stack of the test on stderr
+    base = [sys.executable, "-X", "faulthandler", me, "--root", args.root, "--dev", args.dev,
+            "--gid", str(args.gid)]
     status, out, err, _ = _run(base + ["--list"], 300)
     listed = [r for r in _records(out) if r["kind"] == "list"]
     if status != 0 or not listed:
