@@ -201,11 +201,10 @@ def test_libfabric_pingpong(lab: Lab) -> None:
     rdma_cm) and RDM endpoints (ofi_rxm over verbs), 8 B and 64 KiB messages."""
     started = time.monotonic()
     info = _fi_info(lab)
-    for dev in DEVICES:
-        assert re.search(rf"domain:\s+{dev}\b", info), f"fi_info -p verbs lists no {dev}"
     # RDM over verbs is the ofi_rxm utility provider layered on verbs MSG endpoints.
     endpoints = (("msg", "verbs"), ("rdm", "verbs;ofi_rxm"))
-    failed: list[str] = []
+    failed = [f"fi_info -p verbs lists no {dev}" for dev in DEVICES
+              if not re.search(rf"domain:\s+{dev}\b", info)]
     for dev in DEVICES:
         for ep, provider in endpoints:
             for size in (8, 65536):
