@@ -131,7 +131,9 @@ def _run(argv: list[str], timeout: float) -> tuple[int | None, str, str, float]:
         os.killpg(proc.pid, signal.SIGKILL)  # helpers left behind by a finished class
     except ProcessLookupError:
         pass
-    return status, out, err[-1500:], time.monotonic() - started
+    # faulthandler ends with a long list of extension modules: keep the stack above it
+    err = err.split("\nExtension modules:", 1)[0]
+    return status, out, err[-3000:], time.monotonic() - started
 
 
 def parent(args: argparse.Namespace) -> int:
