@@ -43,6 +43,8 @@ DEVICES = (TBRDMA, RXE)
 # transport for RC); with that, no transport is left on the device.
 UCX_UD_REFUSAL = "failed to create UD QP"
 UCX_TLS = "rc_v,self"  # rc_verbs, with ud_verbs only as the auxiliary (wire-up) transport
+# rc_verbs with tcp (on the same cable) to wire it up: no UD needed from the device
+UCX_TLS_TCP_WIREUP = "rc_verbs,tcp,self"
 UCX_PORT = 13337
 FI_CONTROL_PORT = 47592  # fi_pingpong's default
 SUITE_CLASS_TIMEOUT = 100
@@ -142,8 +144,9 @@ def _client_server(lab: Lab, name: str, server: str, client: str, listen_port: i
     return status == 0 and server_status == 0, both
 
 
-def _ucx_env(lab: Lab, dev: str, node: str) -> str:
-    return (f"UCX_NET_DEVICES={dev}:1 UCX_TLS={UCX_TLS} "
+def _ucx_env(lab: Lab, dev: str, node: str, tls: str = UCX_TLS) -> str:
+    devices = f"{dev}:1" + (f",{lab.link[dev][node]}" if "tcp" in tls else "")
+    return (f"UCX_NET_DEVICES={devices} UCX_TLS={tls} "
             f"UCX_IB_GID_INDEX={lab.gid[dev][node]} UCX_LOG_LEVEL=info")
 
 
@@ -156,37 +159,87 @@ def _ucx_final(output: str) -> list[float]:
     raise AssertionError(f"no Final: row in ucx_perftest's output:\n{output[-3000:]}")
 
 
-def _refused(dev: str, what: str, output: str) -> bool:
-    """A failed run on tbrdma0 is acceptable only as UCX's UD refusal (printed)."""
-    assert dev == TBRDMA, f"{what} on {dev} failed:\n{output[-5000:]}"
-    refusal = [line for line in output.splitlines() if UCX_UD_REFUSAL in line]
-    assert refusal, (f"{what} on {dev} failed, and not with UCX's UD refusal "
-                     f"({UCX_UD_REFUSAL!r}):\n{output[-5000:]}")
-    _say(f"{what} on {dev}: refused by UCX (no user UD QPs on tbrdma yet): "
-         f"{refusal[0].strip()}")
-    return True
+def _ud_refusal(output: str) -> str | None:
+    return next((line.strip() for line in output.splitlines() if UCX_UD_REFUSAL in line), None)
+
+
+def _not_worse_than_rxe(what: str, ok: dict[str, bool], outputs: dict[str, str],
+                        ud_case: bool) -> None:
+    """tbrdma may fail only where rxe fails too, or (where UCX needs UD) with UCX's exact
+    UD refusal; every failure is printed with its last lines."""
+    for dev in DEVICES:
+        if not ok[dev]:
+            _say(f"{what} on {dev}: FAILED:\n{outputs[dev][-1500:]}")
+    if ok[TBRDMA] or not ok[RXE]:
+        return
+    refusal = _ud_refusal(outputs[TBRDMA])
+    assert ud_case and refusal, (f"{what} works on rxe but not on tbrdma:\n"
+                                 f"{outputs[TBRDMA][-5000:]}")
+    _say(f"{what} on tbrdma0: refused by UCX (no user UD QPs yet): {refusal}")
+
+
+def _lanes(output: str) -> list[str]:
+    """UCX's endpoint configuration lines (UCX_LOG_LEVEL=info): which transport and
+    device carry tag matching, RMA and AM."""
+    return [line.strip() for line in output.splitlines() if re.search(r"cfg#\d+ ", line)]
+
+
+def _check_verbs_lanes(what: str, dev: str, output: str) -> None:
+    lanes = _lanes(output)
+    assert any(f"tag(rc_verbs/{dev}:1" in line for line in lanes), (what, lanes,
+                                                                    output[-3000:])
+    assert not any("tag(tcp" in line for line in lanes), (what, lanes)
+    _say(f"{what} on {dev}: UCX lanes {lanes[:2]}")
+
+
+# (name, UCX_TLS or None for a UCT-level rc_verbs test, ucx_perftest arguments, table row,
+# index in the Final: row, whether the case needs UD from the device)
+UCX_CASES = (
+    ("UCT rc_verbs am_lat 8 B", None, "-t am_lat -s 8 -n 500",
+     "UCX UCT rc_verbs am_lat 8 B (us)", 3, False),
+    ("UCT rc_verbs put_bw 1 MiB", None, "-t put_bw -D zcopy -s 1048576 -n 20",
+     "UCX UCT rc_verbs put_bw 1 MiB (MB/s)", 5, False),
+    ("UCP tag_lat 8 B, UCX_TLS=rc_v", UCX_TLS, "-t tag_lat -s 8 -n 500",
+     "UCX tag_lat 8 B, rc_v (us)", 3, True),
+    ("UCP tag_lat 8 B, UCX_TLS=rc_verbs,tcp", UCX_TLS_TCP_WIREUP, "-t tag_lat -s 8 -n 500",
+     "UCX tag_lat 8 B, rc_verbs+tcp (us)", 3, False),
+    ("UCP ucp_put_bw 1 MiB, UCX_TLS=rc_verbs,tcp", UCX_TLS_TCP_WIREUP,
+     "-t ucp_put_bw -s 1048576 -n 20", "UCX put_bw 1 MiB, rc_verbs+tcp (MB/s)", 5, False),
+)
 
 
 def test_ucx_perftest(lab: Lab) -> None:
-    """ucx_perftest between the nodes with UCX_TLS=rc_v (rc_verbs, ud_verbs for wire-up):
-    UCP tag latency 8 B and UCP put bandwidth 1 MiB, on each device."""
+    """ucx_perftest between the nodes on each device: UCT-level rc_verbs (no wire-up
+    transport needed), and UCP with rc_verbs plus ud_verbs (rc_v) or plus tcp for wire-up."""
     started = time.monotonic()
-    tests = (("tag_lat 8 B", "-t tag_lat -s 8 -n 1000 -w 50", "ucx tag_lat 8 B (us)", 3),
-             ("ucp_put_bw 1 MiB", "-t ucp_put_bw -s 1048576 -n 30 -w 3",
-              "ucx put_bw 1 MiB (MB/s)", 5))
-    for dev in DEVICES:
-        for what, args, metric, column in tests:
-            server = f"{_ucx_env(lab, dev, 'b')} ucx_perftest -P 0 -p {UCX_PORT}"
-            client = (f"{_ucx_env(lab, dev, 'a')} ucx_perftest {lab.address_b[TBRDMA]} "
-                      f"-P 0 -p {UCX_PORT} {args}")
-            ok, output = _client_server(lab, "ucx", server, client, UCX_PORT)
-            if ok:
-                value = _ucx_final(output)[column]
+    for what, tls, args, metric, column, ud_case in UCX_CASES:
+        ok, outputs = {}, {}
+        for dev in DEVICES:
+            if tls is None:
+                uct = f"-d {dev}:1 -x rc_verbs"
+                server = (f"UCX_IB_GID_INDEX={lab.gid[dev]['b']} ucx_perftest -P 0 "
+                          f"-p {UCX_PORT} {uct}")
+                client = (f"UCX_IB_GID_INDEX={lab.gid[dev]['a']} ucx_perftest "
+                          f"{lab.address_b[TBRDMA]} -P 0 -p {UCX_PORT} {uct} {args}")
+            else:
+                server = f"{_ucx_env(lab, dev, 'b', tls)} ucx_perftest -P 0 -p {UCX_PORT}"
+                client = (f"{_ucx_env(lab, dev, 'a', tls)} ucx_perftest "
+                          f"{lab.address_b[TBRDMA]} -P 0 -p {UCX_PORT} {args}")
+            ok[dev], outputs[dev] = _client_server(lab, "ucx", server, client, UCX_PORT)
+            if ok[dev]:
+                if tls is not None:
+                    _check_verbs_lanes(what, dev, outputs[dev])
+                value = _ucx_final(outputs[dev])[column]
                 TABLE[(dev, metric)] = f"{value:.2f}"
                 _say(f"benchmark: ucx_perftest {what} on {dev}: {value:.2f}")
             else:
-                _refused(dev, f"ucx_perftest {what}", output)
-                TABLE[(dev, metric)] = "n/a (UCX: no UD QP)"
+                refusal = _ud_refusal(outputs[dev])
+                TABLE[(dev, metric)] = "n/a (no UD QP)" if refusal else "n/a (failed)"
+        if tls is None:  # rc_verbs alone needs nothing tbrdma lacks: both must work
+            assert all(ok.values()), {d: outputs[d][-3000:] for d in DEVICES if not ok[d]}
+        _not_worse_than_rxe(f"ucx_perftest {what}", ok, outputs, ud_case)
+        if ud_case:  # rc_v opens ud_verbs: tbrdma0 must refuse it exactly so, for now
+            assert ok[TBRDMA] or _ud_refusal(outputs[TBRDMA]), outputs[TBRDMA][-5000:]
     _phase("ucx_perftest", started)
 
 
@@ -198,33 +251,37 @@ def _fi_info(lab: Lab) -> str:
 
 def test_libfabric_pingpong(lab: Lab) -> None:
     """fi_pingpong with the verbs provider between the nodes: MSG endpoints (verbs over
-    rdma_cm) and RDM endpoints (ofi_rxm over verbs), 8 B and 64 KiB messages."""
+    rdma_cm) and RDM endpoints (ofi_rxm over verbs), 8 B and 64 KiB, data checked (-c).
+    tbrdma must do everything rxe does."""
     started = time.monotonic()
     info = _fi_info(lab)
-    # RDM over verbs is the ofi_rxm utility provider layered on verbs MSG endpoints.
-    endpoints = (("msg", "verbs"), ("rdm", "verbs;ofi_rxm"))
-    failed = [f"fi_info -p verbs lists no {dev}" for dev in DEVICES
-              if not re.search(rf"domain:\s+{dev}\b", info)]
     for dev in DEVICES:
-        for ep, provider in endpoints:
-            for size in (8, 65536):
+        assert re.search(rf"domain:\s+{dev}\b", info), f"fi_info -p verbs lists no {dev}"
+    # RDM over verbs is the ofi_rxm utility provider layered on verbs MSG endpoints.
+    for ep, provider in (("msg", "verbs"), ("rdm", "verbs;ofi_rxm")):
+        for size in (8, 65536):
+            ok, outputs = {}, {}
+            for dev in DEVICES:
                 # -c checks every message's data; the control socket is TCP port 47592
-                common = (f"fi_pingpong -p {shlex.quote(provider)} -e {ep} -d {dev} "
-                          f"-I 100 -S {size} -c")
-                ok, output = _client_server(
+                common = (f"FI_LOG_LEVEL=warn fi_pingpong -p {shlex.quote(provider)} "
+                          f"-e {ep} -d {dev} -I 100 -S {size} -c")
+                ok[dev], outputs[dev] = _client_server(
                     lab, "fi", f"{common} -s {lab.address_b[dev]}",
                     f"{common} {lab.address_b[dev]}", FI_CONTROL_PORT)
-                if not ok:
-                    failed.append(f"fi_pingpong {ep} on {dev} ({size} B):\n{output[-3000:]}")
-                    _say(failed[-1])
+                metric = f"fi_pingpong {ep} {size} B (us/xfer)"
+                if not ok[dev]:
+                    TABLE[(dev, metric)] = "n/a (failed)"
                     continue
-                rows = [line.split() for line in output.split("--- server")[0].splitlines()]
-                row = next((r for r in rows if len(r) >= 6 and r[0] in (str(size),
-                            f"{size // 1024}k")), None)
-                assert row is not None, f"no result row for {size} B:\n{output[-3000:]}"
+                rows = [line.split() for line in outputs[dev].split("--- server")[0]
+                        .splitlines()]
+                row = next((r for r in rows if len(r) >= 7 and r[0] in (
+                    str(size), f"{size // 1024}k")), None)
+                assert row is not None, f"no result row for {size} B:\n{outputs[dev][-3000:]}"
+                # bytes, #sent, #ack, total, time, MB/sec, usec/xfer, Mxfers/sec
+                TABLE[(dev, metric)] = row[6]
                 _say(f"benchmark: fi_pingpong {ep} {dev} {size} B: {' '.join(row)}")
+            _not_worse_than_rxe(f"fi_pingpong {ep} {size} B", ok, outputs, False)
     _phase("libfabric", started)
-    assert not failed, "\n".join(failed)
 
 
 def _guest_to_guest_ssh(lab: Lab) -> str:
@@ -250,6 +307,22 @@ def _guest_to_guest_ssh(lab: Lab) -> str:
     return original
 
 
+def _mpirun(lab: Lab, dev: str, tls: str) -> tuple[bool, str]:
+    gid = lab.gid[dev]
+    assert gid["a"] == gid["b"], gid  # one -x UCX_IB_GID_INDEX for both ranks
+    devices = f"{dev}:1" + (f",{lab.link[dev]['a']}" if "tcp" in tls else "")
+    command = (
+        "mpirun --allow-run-as-root -n 2 "
+        f"--host localhost:1,{lab.address_b[TBRDMA]}:1 "
+        "--mca pml ucx --mca pml_ucx_tls any --mca pml_ucx_devices any "
+        "--mca btl self --mca pml_ucx_verbose 10 "
+        f"-x UCX_NET_DEVICES={devices} -x UCX_TLS={tls} "
+        f"-x UCX_IB_GID_INDEX={gid['a']} -x UCX_LOG_LEVEL=info "
+        "python3 /root/consumers/mpi_pingpong_allreduce.py")
+    status, output = lab.a.execute(f"timeout 300 {command} 2>&1", timeout=400)
+    return status == 0, output.replace("\0", "")
+
+
 def test_mpi_over_ucx(lab: Lab) -> None:
     """mpirun across both nodes with pml ucx on one device: ping-pong and all-reduce of
     random data 1 B..4 MiB checked on every rank; UCX's log must show its verbs transport
@@ -257,37 +330,30 @@ def test_mpi_over_ucx(lab: Lab) -> None:
     started = time.monotonic()
     original = _guest_to_guest_ssh(lab)
     try:
-        for dev in DEVICES:
-            gid = lab.gid[dev]
-            assert gid["a"] == gid["b"], gid  # one -x UCX_IB_GID_INDEX for both ranks
-            command = (
-                "mpirun --allow-run-as-root -n 2 "
-                f"--host localhost:1,{lab.address_b[TBRDMA]}:1 "
-                "--mca pml ucx --mca pml_ucx_tls any --mca pml_ucx_devices any "
-                "--mca btl self --mca pml_ucx_verbose 10 "
-                f"-x UCX_NET_DEVICES={dev}:1 -x UCX_TLS={UCX_TLS} "
-                f"-x UCX_IB_GID_INDEX={gid['a']} -x UCX_LOG_LEVEL=info "
-                "python3 /root/consumers/mpi_pingpong_allreduce.py")
-            status, output = lab.a.execute(f"timeout 300 {command} 2>&1", timeout=400)
-            output = output.replace("\0", "")
-            if status != 0:
-                _refused(dev, "mpirun (pml ucx)", output)
-                TABLE[(dev, "MPI allreduce 1 MiB (ms)")] = "n/a (UCX: no UD QP)"
-                continue
-            for rank in (0, 1):
-                for size in (1, 4 << 20):
-                    assert re.search(rf"rank {rank}/2 on lab-\w: allreduce {size} B verified",
-                                     output), output[-4000:]
-            assert re.search(r"ping-pong 4194304 B verified", output), output[-4000:]
-            # UCX's endpoint configuration lines name the lanes: verbs on this device only
-            lanes = [line for line in output.splitlines() if "ep_cfg" in line]
-            assert any(f"rc_verbs/{dev}:1" in line for line in lanes), output[-5000:]
-            assert not any("tcp/" in line for line in lanes), lanes
-            timed = re.search(r"allreduce 1048576 B verified, median ([\d.]+) ms", output)
-            assert timed, output[-3000:]
-            TABLE[(dev, "MPI allreduce 1 MiB (ms)")] = timed.group(1)
-            _say(f"mpirun pml ucx on {dev}: ok; lanes: {lanes[:2]}")
-            _say(f"benchmark: MPI allreduce 1 MiB on {dev}: {timed.group(1)} ms")
+        for tls, ud_case in ((UCX_TLS, True), (UCX_TLS_TCP_WIREUP, False)):
+            what = f"mpirun pml ucx, UCX_TLS={tls}"
+            ok, outputs = {}, {}
+            for dev in DEVICES:
+                ok[dev], outputs[dev] = _mpirun(lab, dev, tls)
+                metric = f"MPI allreduce 1 MiB, {tls.removesuffix(',self')} (ms)"
+                if not ok[dev]:
+                    TABLE[(dev, metric)] = ("n/a (no UD QP)" if _ud_refusal(outputs[dev])
+                                            else "n/a (failed)")
+                    continue
+                output = outputs[dev]
+                for rank in (0, 1):
+                    for size in (1, 4 << 20):
+                        assert re.search(rf"rank {rank}/2 on lab-\w: allreduce {size} B "
+                                         "verified", output), output[-4000:]
+                assert "ping-pong 4194304 B verified" in output, output[-4000:]
+                _check_verbs_lanes(what, dev, output)
+                timed = re.search(r"allreduce 1048576 B verified, median ([\d.]+) ms", output)
+                assert timed, output[-3000:]
+                TABLE[(dev, metric)] = timed.group(1)
+                _say(f"benchmark: {what} on {dev}: allreduce 1 MiB {timed.group(1)} ms")
+            _not_worse_than_rxe(what, ok, outputs, ud_case)
+            if ud_case:
+                assert ok[TBRDMA] or _ud_refusal(outputs[TBRDMA]), outputs[TBRDMA][-5000:]
     finally:
         encoded = base64.b64encode(original.encode()).decode()
         lab.a.succeed("rm -f /root/.ssh/id_ed25519* /root/.ssh/known_hosts")
