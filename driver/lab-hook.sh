@@ -34,4 +34,12 @@ install -m 0644 "$provider_so" "$provider_dir/"
 install -D -m 0644 "$out/provider/tbrdma.driver" "$rootfs/etc/libibverbs.d/tbrdma.driver"
 upstream=$(cat "$out/provider/rdma-core-version")
 log "provider $(basename "$provider_so") installed for rdma-core $upstream"
+# rdma-core's own test suite from the same source, for the lab's consumer tests
+# (tests/driver/test_consumers_vm.py); Debian ships it gzipped under /usr/share/doc, which
+# the image drops.
+rm -rf "$rootfs/usr/local/share/rdma-core-tests"
+mkdir -p "$rootfs/usr/local/share/rdma-core-tests"
+cp -r "$out/provider/tests" "$rootfs/usr/local/share/rdma-core-tests/tests"
+echo "$upstream" >"$rootfs/usr/local/share/rdma-core-tests/version"
+log "rdma-core $upstream tests/ installed in /usr/local/share/rdma-core-tests"
 depmod -b "$rootfs" "$release"

@@ -4,7 +4,8 @@
 # suite's build chroot (build-env.sh), from that version's own source.
 #
 # usage: provider-for.sh <suite> <buildenv-cache> <debian-version|candidate> <out-dir>
-# Leaves <out-dir>/libtbrdma-rdmav<N>.so and <out-dir>/tbrdma.driver; prints the .so path.
+# Leaves <out-dir>/libtbrdma-rdmav<N>.so, <out-dir>/tbrdma.driver and <out-dir>/tests/
+# (that same source's pyverbs test suite, for the lab); prints the .so path.
 set -euo pipefail
 
 suite=$1
@@ -46,5 +47,7 @@ cp -r "$here/provider" "$here/build-provider.sh" "$root/build/tbrdma-driver/"
 chroot "$root" bash /build/tbrdma-driver/build-provider.sh "$src_dir" /build/provider-out >/dev/null
 mkdir -p "$out_dir"
 cp "$root"/build/provider-out/* "$out_dir/"
+rm -rf "$out_dir/tests"
+cp -r "$root$src_dir/tests" "$out_dir/tests"
 echo "$upstream" >"$out_dir/rdma-core-version"
 ls "$out_dir"/libtbrdma-rdmav*.so
