@@ -59,9 +59,10 @@ ENABLED_UNITS = {
     "tbctl-lab-mgmt.service": "sysinit.target.wants",
 }
 # Units a lab node never needs. A TCG guest has one emulated vCPU, and at boot every unit
-# started competes for it: masking these took <N> s off boot to SSH (docs/lab.md). What stays:
-# udev (it names the cable NICs), journald, tmpfiles, sysctl, modules-load (a pairing
-# loads its modules through it), configfs (the driver's control plane), sshd.
+# started competes for it: masking these is most of what took boot to SSH from 146 s to
+# 67-79 s on a loaded host (docs/lab.md). What stays: udev (it names the cable NICs),
+# journald, tmpfiles, sysctl, modules-load (a pairing loads its modules through it),
+# configfs (the driver's control plane), sshd.
 MASKED_UNITS = (
     # First-boot and /usr-update jobs: the image is built complete, and every node boots a
     # fresh overlay, so each of them ran at every lab boot (ldconfig alone 8 s).
