@@ -90,6 +90,21 @@ MASKED_UNITS = (
     "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
     "e2scrub_all.timer", "e2scrub_reap.service",
 )
+# Generators run at boot and at every `systemctl daemon-reload` (a pairing does one: 6-7 s
+# in a TCG guest). The lab keeps fstab's and getty's (the serial console's login).
+MASKED_GENERATORS = (
+    "systemd-debug-generator", "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator", "systemd-rc-local-generator", "systemd-run-generator",
+    "systemd-ssh-generator", "systemd-system-update-generator", "systemd-sysv-generator",
+    "systemd-tpm2-generator",
+)
+# rdma-core loads these for every new RDMA device (rdma-load-modules@rdma.service). The lab
+# keeps what its consumers use; iSER and NFS over RDMA (ib_iser, xprtrdma, svcrdma: the
+# iSCSI and sunrpc stacks) took seconds of the guest's vCPU right after each pairing.
+LAB_RDMA_MODULES = ("ib_uverbs", "rdma_ucm")
+# Modules a pairing loads (tbrdma or rdma_rxe and what they need, rdma_ucm for rdma_cm) are
+# stored uncompressed: xz-decompressing them took most of `modprobe tbrdma`'s 3.8 s in TCG.
+PAIRING_MODULES = ("tbrdma", "rdma_rxe", "rdma_ucm")
 # The initrd only needs to find the root disk; the cable NICs' driver is in it too so they
 # exist before the root's udev starts, as with the stock initrd (a pairing re-applied at
 # boot expects them: test_persistence).
@@ -269,10 +284,16 @@ def _configure_rootfs(rootfs: Path, progress: Progress) -> None:
             if not (rootfs / target.lstrip("/")).exists():
                 target = f"/usr/lib/systemd/system/{unit}"
             link.symlink_to(target)
-    for unit in MASKED_UNITS:
-        mask = rootfs / "etc" / "systemd" / "system" / unit
-        mask.unlink(missing_ok=True)
-        mask.symlink_to("/dev/null")
+    for directory, names in (("system", MASKED_UNITS),
+                             ("system-generators", MASKED_GENERATORS)):
+        for name in names:
+            mask = rootfs / "etc" / "systemd" / directory / name
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            mask.unlink(missing_ok=True)
+            mask.symlink_to("/dev/null")
+    (rootfs / "etc" / "rdma" / "modules" / "rdma.conf").write_text(
+        "# The lab's list (tbctl/lab/image.py LAB_RDMA_MODULES).\n"
+        + "".join(f"{name}\n" for name in LAB_RDMA_MODULES))
     # Every node gets its own host key and machine-id; the ones debootstrap made are shared.
     for key in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
@@ -301,6 +322,24 @@ def _shrink_initrd(rootfs: Path, progress: Progress) -> None:
     _run(["chroot", str(rootfs), "update-initramfs", "-u", "-k", "all"], progress)
 
 
+def _decompress_modules(rootfs: Path, release: str, progress: Progress) -> None:
+    """Stores PAIRING_MODULES and their dependencies uncompressed (depmod finds either)."""
+    found = [name for name in PAIRING_MODULES if subprocess.run(
+        ["modinfo", "--basedir", str(rootfs), "-k", release, name], capture_output=True,
+    ).returncode == 0]
+    if not found:
+        return
+    shown = subprocess.run(
+        ["modprobe", "--dirname", str(rootfs), "--set-version", release, "--show-depends",
+         "--all", *found], capture_output=True, text=True, check=True).stdout
+    packed = sorted({line.split()[1] for line in shown.splitlines()
+                     if line.startswith("insmod ") and line.split()[1].endswith(".ko.xz")})
+    if packed:
+        progress(f"decompressing {len(packed)} modules a pairing loads")
+        _run(["xz", "--decompress", "--force", *packed], progress)
+        _run(["depmod", "--basedir", str(rootfs), release], progress)
+
+
 def _build_image(base: Path, target: Path, progress: Progress) -> None:
     """Unpacks the base, runs the driver hook if there is one, packs a qcow2."""
     _require_tools()
@@ -324,6 +363,7 @@ def _build_image(base: Path, target: Path, progress: Progress) -> None:
             _run(["bash", str(hook[0]), str(rootfs), release, str(hook_cache)], progress,
                  cwd=str(hook[0].parents[1]))
             _run(["depmod", "--basedir", str(rootfs), release], progress)
+        _decompress_modules(rootfs, release, progress)
         used = int(subprocess.run(["du", "-sb", str(rootfs)], capture_output=True, text=True,
                                   check=True).stdout.split()[0])
         size = max(2 << 30, int(used * 1.5) + (512 << 20))

@@ -148,6 +148,11 @@ def test_boot_keeps_what_nodes_need_and_addresses_management_early() -> None:
               "systemd-remount-fs.service"}
     assert needed.isdisjoint(image.MASKED_UNITS)
     assert not set(image.MASKED_UNITS) & set(image.ENABLED_UNITS)
+    # fstab's generator mounts the root's entries; getty's gives the serial console a login.
+    assert {"systemd-fstab-generator", "systemd-getty-generator"}.isdisjoint(
+        image.MASKED_GENERATORS)
+    # rdma_cm users (rping, rdma-core's tests, libfabric's rxm) need rdma_ucm loaded.
+    assert {"ib_uverbs", "rdma_ucm"} <= set(image.LAB_RDMA_MODULES)
     mgmt = (image.FILES_DIR / "tbctl-lab-mgmt.service").read_text()
     assert "ssh.service" in next(line for line in mgmt.splitlines()
                                  if line.startswith("Before="))
