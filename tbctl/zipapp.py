@@ -82,6 +82,10 @@ exec "$p" -I -c '@BOOT@' @SHA256@ "$ssh_at"
 # Runs as root in the checked python3 (-I: no PYTHON* variables, no user site-packages), so
 # delivery costs one interpreter start: the archive is read from stdin into memory, checked,
 # written into a fresh mkdtemp directory (root's, 0700) and run from there in this process.
+# It runs unpacked (src/, from the checked bytes), not from the archive: zipimport compiles
+# every module at every start and caches nothing, seconds per agent call on a slow host;
+# from a directory python keeps the bytecode next to the sources, in that private directory.
+# The archive stays beside src/ for the boot unit's persisted copy.
 # The version line comes first and the syntax is old, so a too-old python still reports it.
 _BOOT = """
 import hashlib, os, stat, sys, tempfile
@@ -99,10 +103,14 @@ for d in ("/tmp", "/"):
     if st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
         print("tbctl-error=untrusted-tmp " + d)
         sys.exit(0)
-path = os.path.join(tempfile.mkdtemp(prefix="tbctl-agent.", dir="/tmp"), "tbctl.pyz")
-fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+home = tempfile.mkdtemp(prefix="tbctl-agent.", dir="/tmp")
+archive = os.path.join(home, "tbctl.pyz")
+fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
 with os.fdopen(fd, "wb") as f:
     f.write(data)
+import io, zipfile
+path = os.path.join(home, "src")
+zipfile.ZipFile(io.BytesIO(data)).extractall(path)
 print("agent=" + path)
 sys.stdout.flush()
 sys.argv = [path, "node", "--ssh-address", sys.argv[2], "hello"]

@@ -246,11 +246,9 @@ def seed_members(state: LabState, node: Node) -> list[tuple[str, bytes | None, i
          (ndir / "ssh_host_ed25519_key.pub").read_bytes(), 0o644),
         ("root/.ssh", None, 0o700),
         ("root/.ssh/authorized_keys", client_pub, 0o600),
-        ("etc/systemd/network/10-tbctl-lab-mgmt.network", (
-            "# The lab's management NIC (QEMU user-mode network, restrict=on).\n"
-            f"[Match]\nMACAddress={node.mgmt_mac}\n\n"
-            "[Network]\nAddress=10.0.2.15/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
-        ).encode(), 0o644),
+        # The management NIC (QEMU user-mode network, restrict=on): tbctl-lab-mgmt.service
+        # gives the NIC with this MAC its address.
+        ("etc/tbctl-lab/mgmt-mac", f"{node.mgmt_mac}\n".encode(), 0o644),
         ("etc/tbctl/links.conf", "".join(f"{end.ifname}\n" for end in node.ends).encode(),
          0o644),
         ("usr/local/bin/tbctl", LAUNCHER.encode(), 0o755),
@@ -399,11 +397,17 @@ def close_ssh_master(state: LabState, node: Node) -> None:
     )
 
 
-def ssh_ready(state: LabState, node: Node) -> bool:
+# sshd starts before udev has named the cable NICs; a node is ready once they are up too.
+LINKS_UP = ("systemctl is-active --quiet tbctl-lab-links-up.service"
+            " || ! test -s /etc/tbctl/links.conf")
+
+
+def ssh_ready(state: LabState, node: Node, command: str = "true") -> bool:
+    """The node answers SSH and `command` succeeds there."""
     try:
         result = subprocess.run(
             ["ssh", "-F", str(ssh_config_path(state)), "-o", "ConnectTimeout=3",
-             node.hostname, "true"], capture_output=True, timeout=30, check=False,
+             node.hostname, command], capture_output=True, timeout=30, check=False,
         )
     except subprocess.TimeoutExpired:
         return False
@@ -419,11 +423,12 @@ def wait_for_ssh(state: LabState, nodes: list[Node], timeout: float = BOOT_TIMEO
                 raise TbctlError(
                     f"{node.hostname} stopped while booting; see "
                     f"{node_dir(state, node) / 'console.log'}")
-            if ssh_ready(state, node):
+            if ssh_ready(state, node, LINKS_UP):
                 pending.remove(node)
         if pending and time.monotonic() > deadline:
             names = ", ".join(node.hostname for node in pending)
-            raise TbctlError(f"{names}: no SSH after {timeout:.0f} s (see console.log)")
+            raise TbctlError(f"{names}: no SSH, or cable links not up, after {timeout:.0f} s "
+                             "(see console.log)")
         if pending:
             time.sleep(1)
 

@@ -26,7 +26,7 @@ from tbctl.errors import TbctlError
 
 SUITE = "trixie"
 # Bump when the recipe below changes in a way the hashed inputs do not show.
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 # python3-cffi-backend is named explicitly: debootstrap cannot resolve the virtual
 # python3-cffi-backend-api-* packages python3-cryptography (for paramiko) depends on.
 GUEST_PACKAGES = (
@@ -53,13 +53,66 @@ BAKED_FILES = {
     "tbctl-lab-seed.service": ("etc/systemd/system/tbctl-lab-seed.service", 0o644),
     "tbctl-lab-links-up.service": ("etc/systemd/system/tbctl-lab-links-up.service", 0o644),
     "links-up.sh": ("usr/local/lib/tbctl-lab/links-up.sh", 0o755),
+    "tbctl-lab-mgmt.service": ("etc/systemd/system/tbctl-lab-mgmt.service", 0o644),
+    "mgmt-up.sh": ("usr/local/lib/tbctl-lab/mgmt-up.sh", 0o755),
     "sshd-tbctl-lab.conf": ("etc/ssh/sshd_config.d/tbctl-lab.conf", 0o644),
 }
 ENABLED_UNITS = {
     "tbctl-lab-seed.service": "sysinit.target.wants",
     "tbctl-lab-links-up.service": "multi-user.target.wants",
-    "systemd-networkd.service": "multi-user.target.wants",
+    "tbctl-lab-mgmt.service": "sysinit.target.wants",
 }
+# Units a lab node never needs. A TCG guest has one emulated vCPU, and at boot every unit
+# started competes for it: masking these is most of what took boot to SSH from 146 s to
+# 67-79 s on a loaded host (docs/lab.md). What stays: udev (it names the cable NICs),
+# journald, tmpfiles, sysctl, modules-load (a pairing loads its modules through it),
+# configfs (the driver's control plane), sshd.
+MASKED_UNITS = (
+    # First-boot and /usr-update jobs: the image is built complete, and every node boots a
+    # fresh overlay, so each of them ran at every lab boot (ldconfig alone 8 s).
+    "ldconfig.service", "systemd-update-done.service", "systemd-hwdb-update.service",
+    "systemd-journal-catalog-update.service", "systemd-sysusers.service",
+    "systemd-firstboot.service", "systemd-machine-id-commit.service", "sshd-keygen.service",
+    # Static device nodes for modules nobody loads here (fuse, loop, tun...).
+    "kmod-static-nodes.service", "systemd-tmpfiles-setup-dev-early.service",
+    # File systems and services no lab test uses.
+    "dev-hugepages.mount", "dev-mqueue.mount", "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount", "sys-fs-fuse-connections.mount", "tmp.mount",
+    "proc-sys-fs-binfmt_misc.automount", "systemd-binfmt.service", "systemd-pstore.service",
+    "systemd-hibernate-clear.service", "modprobe@drm.service", "modprobe@efi_pstore.service",
+    "modprobe@fuse.service",
+    "systemd-tpm2-setup-early.service", "systemd-tpm2-setup.service",
+    "systemd-pcrmachine.service", "systemd-pcrphase-sysinit.service",
+    "systemd-pcrphase.service",
+    # Logins: sshd runs without PAM (sshd-tbctl-lab.conf), so no logind sessions; no VGA.
+    "systemd-logind.service", "getty@tty1.service", "systemd-ask-password-wall.path",
+    # networkd: tbctl-lab-mgmt.service addresses the management NIC, tbctl pair the cables.
+    "systemd-networkd.service", "systemd-networkd.socket",
+    "systemd-networkd-persistent-storage.service", "systemd-networkd-wait-online.service",
+    "systemd-network-generator.service",
+    # Timers of a long-lived host.
+    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
+    "e2scrub_all.timer", "e2scrub_reap.service",
+)
+# Generators run at boot and at every `systemctl daemon-reload` (a pairing does one: 6-7 s
+# in a TCG guest). The lab keeps fstab's and getty's (the serial console's login).
+MASKED_GENERATORS = (
+    "systemd-debug-generator", "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator", "systemd-rc-local-generator", "systemd-run-generator",
+    "systemd-ssh-generator", "systemd-system-update-generator", "systemd-sysv-generator",
+    "systemd-tpm2-generator",
+)
+# rdma-core loads these for every new RDMA device (rdma-load-modules@rdma.service). The lab
+# keeps what its consumers use; iSER and NFS over RDMA (ib_iser, xprtrdma, svcrdma: the
+# iSCSI and sunrpc stacks) took seconds of the guest's vCPU right after each pairing.
+LAB_RDMA_MODULES = ("ib_uverbs", "rdma_ucm")
+# Modules a pairing loads (tbrdma or rdma_rxe and what they need, rdma_ucm for rdma_cm) are
+# stored uncompressed: xz-decompressing them took most of `modprobe tbrdma`'s 3.8 s in TCG.
+PAIRING_MODULES = ("tbrdma", "rdma_rxe", "rdma_ucm")
+# The initrd only needs to find the root disk; the cable NICs' driver is in it too so they
+# exist before the root's udev starts, as with the stock initrd (a pairing re-applied at
+# boot expects them: test_persistence).
+INITRD_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "ext4")
 Progress = Callable[[str], None]
 
 
@@ -198,7 +251,7 @@ def _build_base(target: Path, progress: Progress) -> None:
                 shutil.copy2(log, target.parent / "debootstrap-failed.log")
                 progress(f"debootstrap's log: {target.parent / 'debootstrap-failed.log'}")
             raise
-        _configure_rootfs(rootfs)
+        _configure_rootfs(rootfs, progress)
         releases = sorted(p.name for p in (rootfs / "lib" / "modules").iterdir())
         if len(releases) != 1:
             raise TbctlError(f"expected one guest kernel, found {releases}")
@@ -220,7 +273,7 @@ def _build_base(target: Path, progress: Progress) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _configure_rootfs(rootfs: Path) -> None:
+def _configure_rootfs(rootfs: Path, progress: Progress) -> None:
     for name, (dest, mode) in BAKED_FILES.items():
         path = rootfs / dest
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +288,16 @@ def _configure_rootfs(rootfs: Path) -> None:
             if not (rootfs / target.lstrip("/")).exists():
                 target = f"/usr/lib/systemd/system/{unit}"
             link.symlink_to(target)
+    for directory, names in (("system", MASKED_UNITS),
+                             ("system-generators", MASKED_GENERATORS)):
+        for name in names:
+            mask = rootfs / "etc" / "systemd" / directory / name
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            mask.unlink(missing_ok=True)
+            mask.symlink_to("/dev/null")
+    (rootfs / "etc" / "rdma" / "modules" / "rdma.conf").write_text(
+        "# The lab's list (tbctl/lab/image.py LAB_RDMA_MODULES).\n"
+        + "".join(f"{name}\n" for name in LAB_RDMA_MODULES))
     # Every node gets its own host key and machine-id; the ones debootstrap made are shared.
     for key in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
@@ -242,12 +305,43 @@ def _configure_rootfs(rootfs: Path) -> None:
     dbus_id = rootfs / "var" / "lib" / "dbus" / "machine-id"
     if dbus_id.exists() or dbus_id.is_symlink():
         dbus_id.unlink()
-    (rootfs / "etc" / "fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")
+    # No fsck pass: every boot's root is a fresh overlay of a file system mkfs just wrote,
+    # and systemd-fsck-root would wait for udev to announce /dev/vda.
+    (rootfs / "etc" / "fstab").write_text("/dev/vda / ext4 rw,relatime 0 0\n")
+    _shrink_initrd(rootfs, progress)
     for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt/archives",
                  "var/lib/apt/lists"):
         shutil.rmtree(rootfs / junk, ignore_errors=True)
     (rootfs / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True)
     (rootfs / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True)
+
+
+def _shrink_initrd(rootfs: Path, progress: Progress) -> None:
+    """Rebuilds the guest's initrd with only INITRD_MODULES (MODULES=most: 36 MB that TCG
+    unpacks and probes at every boot)."""
+    conf = rootfs / "etc" / "initramfs-tools"
+    (conf / "conf.d").mkdir(parents=True, exist_ok=True)
+    (conf / "conf.d" / "tbctl-lab.conf").write_text("MODULES=list\n")
+    (conf / "modules").write_text("".join(f"{name}\n" for name in INITRD_MODULES))
+    _run(["chroot", str(rootfs), "update-initramfs", "-u", "-k", "all"], progress)
+
+
+def _decompress_modules(rootfs: Path, release: str, progress: Progress) -> None:
+    """Stores PAIRING_MODULES and their dependencies uncompressed (depmod finds either)."""
+    found = [name for name in PAIRING_MODULES if subprocess.run(
+        ["modinfo", "--basedir", str(rootfs), "-k", release, name], capture_output=True,
+    ).returncode == 0]
+    if not found:
+        return
+    shown = subprocess.run(
+        ["modprobe", "--dirname", str(rootfs), "--set-version", release, "--show-depends",
+         "--all", *found], capture_output=True, text=True, check=True).stdout
+    packed = sorted({line.split()[1] for line in shown.splitlines()
+                     if line.startswith("insmod ") and line.split()[1].endswith(".ko.xz")})
+    if packed:
+        progress(f"decompressing {len(packed)} modules a pairing loads")
+        _run(["xz", "--decompress", "--force", *packed], progress)
+        _run(["depmod", "--basedir", str(rootfs), release], progress)
 
 
 def _build_image(base: Path, target: Path, progress: Progress) -> None:
@@ -273,6 +367,7 @@ def _build_image(base: Path, target: Path, progress: Progress) -> None:
             _run(["bash", str(hook[0]), str(rootfs), release, str(hook_cache)], progress,
                  cwd=str(hook[0].parents[1]))
             _run(["depmod", "--basedir", str(rootfs), release], progress)
+        _decompress_modules(rootfs, release, progress)
         used = int(subprocess.run(["du", "-sb", str(rootfs)], capture_output=True, text=True,
                                   check=True).stdout.split()[0])
         size = max(2 << 30, int(used * 1.5) + (512 << 20))

@@ -160,8 +160,10 @@ def _write_host_files(state: dict[str, Any], files: dict[str, str]) -> list[str]
             path.write_text(content)
             changed.append(rel)
     if changed and _systemd_live():
+        # `enable` would reload the manager itself: one reload covers the new files and
+        # the link (a reload costs seconds on a slow host).
+        net.run(["systemctl", "enable", "--no-reload", UNIT_NAME], check=False)
         net.run(["systemctl", "daemon-reload"], check=False)
-        net.run(["systemctl", "enable", UNIT_NAME], check=False)
         net.run(["udevadm", "control", "--reload"], check=False)
     return changed
 
@@ -204,7 +206,7 @@ def _put_back(files: dict[str, str | None]) -> None:
 
 def _restore_host_files(state: dict[str, Any]) -> None:
     if _systemd_live():
-        net.run(["systemctl", "disable", UNIT_NAME], check=False)
+        net.run(["systemctl", "disable", "--no-reload", UNIT_NAME], check=False)
         # The hotplug instances stay active while their link exists: stop them before
         # their unit file goes (they have no ExecStop; the pairing was undone already).
         net.run(["systemctl", "stop", INSTANCES], check=False)
@@ -260,9 +262,16 @@ def _persist_agent(state_dir: str, state: dict[str, Any], digest: str) -> None:
 
 
 def _running_zipapp() -> str | None:
+    """The archive this agent came from: the zipapp it runs from, or the one next to the
+    src/ directory the delivery unpacked it into (tbctl.zipapp); its digest is checked
+    again before it is persisted."""
     loader = globals().get("__loader__")
     archive = getattr(loader, "archive", None)
-    return str(archive) if archive else None
+    if archive:
+        return str(archive)
+    src = Path(__file__).resolve().parents[2]
+    beside = src.parent / "tbctl.pyz"
+    return str(beside) if src.name == "src" and beside.is_file() else None
 
 
 def _native() -> Any:

@@ -82,6 +82,8 @@ def test_ssh_files_and_seed(tmp_path: Path) -> None:
             b"thunderbolt0\nthunderbolt1\n")
         link = archive.extractfile("etc/systemd/network/10-tbctl-thunderbolt1.link")
         assert b"MACAddress=52:54:00:7c:01:01" in link.read()  # type: ignore[union-attr]
+        mgmt = archive.extractfile("etc/tbctl-lab/mgmt-mac")
+        assert mgmt.read() == f"{state.nodes[1].mgmt_mac}\n".encode()  # type: ignore[union-attr]
     assert members["etc/ssh/ssh_host_ed25519_key"].mode == 0o600
     assert members["root/.ssh"].isdir() and members["root/.ssh"].mode == 0o700
     assert "usr/local/lib/tbctl/tbctl/node/rdmacheck.py" in members
@@ -135,6 +137,32 @@ def test_seed_unit_orders_before_udev() -> None:
     before = next(line for line in unit.splitlines() if line.startswith("Before="))
     assert "systemd-udevd.service" in before and "ssh.service" in before
     assert unit.count("DefaultDependencies=no") == 1
+
+
+def test_boot_keeps_what_nodes_need_and_addresses_management_early() -> None:
+    # What a pairing and the lab rely on must never be masked to win boot time.
+    needed = {"systemd-udevd.service", "systemd-udev-trigger.service",
+              "systemd-modules-load.service", "sys-kernel-config.mount",
+              "modprobe@configfs.service", "systemd-journald.service",
+              "systemd-tmpfiles-setup.service", "systemd-sysctl.service", "ssh.service",
+              "systemd-remount-fs.service"}
+    assert needed.isdisjoint(image.MASKED_UNITS)
+    assert not set(image.MASKED_UNITS) & set(image.ENABLED_UNITS)
+    # fstab's generator mounts the root's entries; getty's gives the serial console a login.
+    assert {"systemd-fstab-generator", "systemd-getty-generator"}.isdisjoint(
+        image.MASKED_GENERATORS)
+    # rdma_cm users (rping, rdma-core's tests, libfabric's rxm) need rdma_ucm loaded.
+    assert {"ib_uverbs", "rdma_ucm"} <= set(image.LAB_RDMA_MODULES)
+    mgmt = (image.FILES_DIR / "tbctl-lab-mgmt.service").read_text()
+    assert "ssh.service" in next(line for line in mgmt.splitlines()
+                                 if line.startswith("Before="))
+    assert image.ENABLED_UNITS["tbctl-lab-mgmt.service"] == "sysinit.target.wants"
+    # sshd must not wait for the cable NICs (udev's renames); readiness checks them instead.
+    links = (image.FILES_DIR / "tbctl-lab-links-up.service").read_text()
+    assert "network.target" not in links
+    assert "tbctl-lab-links-up" in cluster.LINKS_UP
+    sshd = (image.FILES_DIR / "sshd-tbctl-lab.conf").read_text()
+    assert "UsePAM no" in sshd.splitlines()
 
 
 def test_prune_images_keeps_newest_and_open_ones(tmp_path: Path) -> None:
