@@ -84,3 +84,6 @@ def test_gap_list_is_well_formed() -> None:
     for test_id, reason in gaps.items():
         assert test_id.startswith("tests.test_") and test_id.count(".") == 3, test_id
         assert reason, f"{GAPS.name}: {test_id} has no reason"
+    for name, reason in read_gaps(kind="crash").items():
+        assert name.startswith("tests.test_") and name.count(".") == 2, name
+        assert reason, f"{GAPS.name}: crash {name} has no reason"
