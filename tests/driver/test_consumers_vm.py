@@ -12,8 +12,9 @@ fi_pingpong with the verbs provider (MSG and RDM endpoints), mpirun with pml ucx
 ping-pong and an all-reduce, 1 B to 4 MiB, checked on every rank), and rdma-core's own test
 suite (vm-tests/consumers/rdma_core_suite.py: one class per process, vendor modules left
 out), rxe's on lab-a while tbrdma's runs on lab-b. Where UCX refuses tbrdma0 because it
-cannot create a UD QP (its wire-up transport: UCX asks for 4096 receive WRs, above tbrdma's max_qp_wr 1024) the test checks
-that this exact refusal is what happened and says so; every other failure fails.
+cannot create a UD QP (its wire-up transport: UCX asks for 4096 receive WRs, above
+tbrdma's max_qp_wr 1024) the test checks that this exact refusal is what happened and says
+so; every other failure fails.
 rdma-core suite tests that pass on rxe but not on tbrdma must each be listed, with a
 reason, in rdma_core_suite_gaps.txt. Numbers are printed, never asserted (TCG).
 """
@@ -175,7 +176,8 @@ def _not_worse_than_rxe(what: str, ok: dict[str, bool], outputs: dict[str, str],
     refusal = _ud_refusal(outputs[TBRDMA])
     assert ud_case and refusal, (f"{what} works on rxe but not on tbrdma:\n"
                                  f"{outputs[TBRDMA][-5000:]}")
-    _say(f"{what} on tbrdma0: refused by UCX (its UD QP asks for more WRs than max_qp_wr): {refusal}")
+    _say(f"{what} on tbrdma0: refused by UCX (its UD QP asks for more WRs than "
+         f"max_qp_wr): {refusal}")
 
 
 def _lanes(output: str) -> list[str]:
