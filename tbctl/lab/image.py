@@ -26,7 +26,7 @@ from tbctl.errors import TbctlError
 
 SUITE = "trixie"
 # Bump when the recipe below changes in a way the hashed inputs do not show.
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "5"
 # python3-cffi-backend is named explicitly: debootstrap cannot resolve the virtual
 # python3-cffi-backend-api-* packages python3-cryptography (for paramiko) depends on.
 GUEST_PACKAGES = (
