@@ -94,8 +94,11 @@ def _rdma_variables(host: str, cables: list[dict[str, Any]], devices: list[str],
     }
     ucx_devices = [f"{d}:1" for d in devices]
     if transport == "native":
-        # tbrdma has no user UD QPs: UCX wires RC up over tcp on the same cables.
-        env["UCX_TLS"] = "rc_v,tcp,sm,self"
+        # Not rc_v: it makes UCX open ud_verbs for wire-up, and a UD QP of UCX's size (4096
+        # receive WRs) is above tbrdma's max_qp_wr, which takes the whole UCP worker down
+        # (tcp does not step in). rc_verbs with tcp wiring it up on the same cables works:
+        # Open MPI over pml ucx, lab test tests/driver/test_consumers_vm.py.
+        env["UCX_TLS"] = "rc_verbs,tcp,sm,self"
         env["UCX_NET_DEVICES"] = ",".join(ucx_devices + links)
     else:
         env["UCX_TLS"] = "rc_v,sm,self"  # rc_verbs plus ud_verbs for wire-up
