@@ -144,6 +144,42 @@ static struct tbrdma_recv_wqe *recv_wqe_of(struct tbrdma_dev *tdev, u64 handle,
 	return wqe;
 }
 
+/*
+ * rq_lock held: `wqe` of `qp`'s receive ring has completed with `wc`. Receives complete in
+ * any order (claimed out of order by the core); the ring's head moves past every done slot
+ * in order, and each retired slot's generation makes stale core handles to it harmless.
+ */
+void tbrdma_rq_complete(struct tbrdma_qp *qp, struct tbrdma_recv_wqe *wqe,
+			const struct ib_wc *wc, bool solicited)
+{
+	wqe->done = true;
+	if (solicited)
+		tbrdma_qp_complete_solicited(qp, wc);
+	else
+		tbrdma_qp_complete(qp, false, wc);
+	while (qp->rq_head != qp->rq_claim && qp->rq[qp->rq_head % qp->rq_capacity].done) {
+		struct tbrdma_recv_wqe *old = &qp->rq[qp->rq_head % qp->rq_capacity];
+
+		old->done = false;
+		old->generation++;
+		qp->rq_head++;
+	}
+}
+
+/* A datagram slot (UD channel or QP1) of `max` bytes; NULL: the slot was taken back. */
+static int slot_copy(u8 *slot, u32 max, u64 off, void *data, u32 len, bool to_buf)
+{
+	if (!slot)
+		return TBP_ERR_FLUSHED;
+	if (off > max || len > max - off)
+		return TBP_ERR_LOCAL_LENGTH;
+	if (to_buf)
+		memcpy(slot + off, data, len);
+	else
+		memcpy(data, slot + off, len);
+	return 0;
+}
+
 static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 off, void *data,
 			u32 len, bool to_buf)
 {
@@ -168,33 +204,13 @@ static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 
 			return TBP_ERR_LOCAL_PROTECTION;
 		return 0;
 	case TBP_BUF_RECV:
-		if ((u32)(buf->addr >> 32) == TBRDMA_UD_CHAN_QPN) {
-			u8 *slot = tbrdma_ud_slot_buf(tdev, buf->addr);
-
-			if (!slot)
-				return TBP_ERR_FLUSHED;
-			if (off > TBRDMA_UD_DGRAM_MAX || len > TBRDMA_UD_DGRAM_MAX - off)
-				return TBP_ERR_LOCAL_LENGTH;
-			if (to_buf)
-				memcpy(slot + off, data, len);
-			else
-				memcpy(data, slot + off, len);
-			return 0;
-		}
+		if ((u32)(buf->addr >> 32) == TBRDMA_UD_CHAN_QPN)
+			return slot_copy(tbrdma_ud_slot_buf(tdev, buf->addr), TBRDMA_UD_DGRAM_MAX,
+					 off, data, len, to_buf);
 		qp = xa_load(&tdev->qps, (u32)(buf->addr >> 32));
-		if (qp && qp->gsi) {
-			u8 *slot = tbrdma_gsi_slot_buf(qp, buf->addr);
-
-			if (!slot)
-				return TBP_ERR_FLUSHED;
-			if (off > TBRDMA_GSI_DGRAM_MAX || len > TBRDMA_GSI_DGRAM_MAX - off)
-				return TBP_ERR_LOCAL_LENGTH;
-			if (to_buf)
-				memcpy(slot + off, data, len);
-			else
-				memcpy(data, slot + off, len);
-			return 0;
-		}
+		if (qp && qp->gsi)
+			return slot_copy(tbrdma_gsi_slot_buf(qp, buf->addr), TBRDMA_GSI_DGRAM_MAX,
+					 off, data, len, to_buf);
 		rwqe = recv_wqe_of(tdev, buf->addr, &qp);
 		if (!rwqe)
 			return TBP_ERR_FLUSHED;
@@ -433,18 +449,7 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		/* Immediate data is opaque: the core carries the 32 bits unchanged. */
 		wc.ex.imm_data = (__force __be32)c->imm;
 	}
-	wqe->done = true;
-	if (c->solicited)
-		tbrdma_qp_complete_solicited(qp, &wc);
-	else
-		tbrdma_qp_complete(qp, false, &wc);
-	while (qp->rq_head != qp->rq_claim && qp->rq[qp->rq_head % qp->rq_capacity].done) {
-		struct tbrdma_recv_wqe *old = &qp->rq[qp->rq_head % qp->rq_capacity];
-
-		old->done = false;
-		old->generation++;
-		qp->rq_head++;
-	}
+	tbrdma_rq_complete(qp, wqe, &wc, c->solicited);
 	spin_unlock_irqrestore(&qp->rq_lock, flags);
 	if (c->status != TBP_OK && c->status != TBP_ERR_FLUSHED)
 		tbrdma_defer_qp_error(qp);

@@ -423,6 +423,8 @@ bool tbrdma_cq_push(struct tbrdma_cq *cq, const struct ib_wc *wc, bool solicited
 void tbrdma_cq_purge(struct tbrdma_cq *cq, struct tbrdma_qp *qp);
 void tbrdma_qp_complete(struct tbrdma_qp *qp, bool send, const struct ib_wc *wc);
 void tbrdma_qp_complete_solicited(struct tbrdma_qp *qp, const struct ib_wc *wc);
+void tbrdma_rq_complete(struct tbrdma_qp *qp, struct tbrdma_recv_wqe *wqe,
+			const struct ib_wc *wc, bool solicited);
 
 /* qp.c */
 int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata);

@@ -311,18 +311,7 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 			wc.ex.imm_data = (__force __be32)le32_to_cpu(h->imm);
 		}
 	}
-	wqe->done = true;
-	if (h->flags & TBRDMA_UD_F_SOLICITED)
-		tbrdma_qp_complete_solicited(qp, &wc);
-	else
-		tbrdma_qp_complete(qp, false, &wc);
-	while (qp->rq_head != qp->rq_claim && qp->rq[qp->rq_head % qp->rq_capacity].done) {
-		struct tbrdma_recv_wqe *old = &qp->rq[qp->rq_head % qp->rq_capacity];
-
-		old->done = false;
-		old->generation++;
-		qp->rq_head++;
-	}
+	tbrdma_rq_complete(qp, wqe, &wc, h->flags & TBRDMA_UD_F_SOLICITED);
 	spin_unlock_irqrestore(&qp->rq_lock, flags);
 	/* An MR that no longer fits the posted WQE: a local protection error, fatal as on RC. */
 	if (wc.status == IB_WC_LOC_PROT_ERR)
