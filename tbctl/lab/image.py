@@ -437,8 +437,9 @@ def _open_paths() -> set[str]:
     return found
 
 
-def prune_images(cache: Path, keep: Path, newest: int = 2) -> None:
-    """Each driver change makes a ~0.5 GB image; keep the newest few and any VM's own."""
+def prune_images(cache: Path, keep: Path, newest: int = 6) -> None:
+    """Each driver change makes a ~0.5 GB image; keep the newest few and any VM's own (six:
+    branches built side by side on one machine would otherwise evict each other's)."""
     images = sorted(cache.glob("image-*"), key=lambda path: path.stat().st_mtime,
                     reverse=True)
     in_use = _open_paths()

@@ -178,7 +178,7 @@ def test_prune_images_keeps_newest_and_open_ones(tmp_path: Path) -> None:
         os.utime(path, (stamp, stamp))
         dirs.append(path)
     with open(dirs[0] / "root.qcow2", "rb"):  # a running VM's backing file
-        image.prune_images(tmp_path, keep=dirs[1])
+        image.prune_images(tmp_path, keep=dirs[1], newest=2)
     assert [path.exists() for path in dirs] == [True, True, False, True, True]
 
 
