@@ -69,7 +69,7 @@ class Phases:
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         started = time.monotonic()
-        self.say(f"[bold]{name}[/bold] ...")
+        self.say(f"{name} ...")
         try:
             yield
         finally:
@@ -192,7 +192,7 @@ def _boot_and_run(cables: int, keep: bool, directory: Path, say: Say, phases: Ph
         booting = _BuildProgress()
         marks: dict[str, float] = {}
         started = time.monotonic()
-        say("[bold]boot[/bold] ...")
+        say("boot ...")
         with booting.status:
             state = cluster.up(2, cables, directory, progress=booting, marks=marks)
         launched = marks.get("launched", started)

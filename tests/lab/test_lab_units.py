@@ -304,3 +304,14 @@ def test_heavy_lock_held_by_a_parent_flock_is_not_waited_for(tmp_path: Path) -> 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_demo_phase_lines_hold_no_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's say() escapes markup, so its phase headers printed a literal "[bold]"."""
+    from tbctl.commands.lab import _say
+    from tbctl.lab.demo import Phases
+
+    with Phases(say=_say)("image"):
+        pass
+    printed = capsys.readouterr().err
+    assert "image ..." in printed and "[" not in printed
