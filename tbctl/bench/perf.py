@@ -56,6 +56,7 @@ class Sample:
     value: float | None
     seconds: float
     error: str = ""
+    output: str = ""  # the client's own output (perf.rdma), for callers that parse more
 
     @property
     def ok(self) -> bool:
@@ -175,11 +176,15 @@ def _failure(run: Run, host_b: str, directory: str, tool: str, status: int, outp
 
 
 def rdma(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, size: int,
-         volume: int, port: int) -> Sample:
-    """ib_write_bw (bandwidth) or ib_write_lat (latency): server on b, client on a."""
+         volume: int, port: int, count: int | None = None, client_prefix: str = ""
+         ) -> Sample:
+    """ib_write_bw (bandwidth) or ib_write_lat (latency): server on b, client on a.
+    `count` overrides the iterations; `client_prefix` wraps the client (e.g. strace -c),
+    whose output then follows perftest's."""
     assert transport.device is not None
     tool = "ib_write_bw" if metric == "bw" else "ib_write_lat"
-    count = iterations(size, volume) if metric == "bw" else LAT_ITERATIONS
+    if count is None:
+        count = iterations(size, volume) if metric == "bw" else LAT_ITERATIONS
     common = [tool, "-d", transport.device, "-p", str(port), "-F", "-s", str(size),
               "-n", str(count)]
     if metric == "bw":
@@ -192,7 +197,7 @@ def rdma(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, 
     client = _quoted([*common, "-x", str(transport.gid_index_a), transport.address_b])
     started = time.monotonic()
     status, output = _client_until_server_listens(
-        run, host_a, f"timeout {SERVER_TIMEOUT_S} {client}")
+        run, host_a, f"timeout {SERVER_TIMEOUT_S} {client_prefix}{client}")
     elapsed = time.monotonic() - started
     # bw: BW average [MB/sec] in column 3; lat: t_avg [us] in column 5 (qperf reports a mean).
     value = parse_perftest(output, 3 if metric == "bw" else 5)
@@ -202,7 +207,7 @@ def rdma(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, 
     elif metric == "bw":
         value *= MIB_PER_S_IN_MBIT
     _stop_server(run, host_b, server_dir, wait=True)
-    return Sample(transport.name, metric, size, value, round(elapsed, 2), error)
+    return Sample(transport.name, metric, size, value, round(elapsed, 2), error, output)
 
 
 def tcp(run: Run, host_a: str, host_b: str, transport: Transport, metric: str, size: int,

@@ -230,3 +230,25 @@ def demo_command(cables: int, keep: bool, running: bool, rounds: int, volume_mib
     sys.exit(run_demo(cables=cables, keep=keep, lab_dir=lab_dir, say=_say, running=running,
                       rounds=rounds, volume_mib=volume_mib, out_dir=out_dir,
                       rdma_check=rdma_check))
+
+
+@lab.command("bench")
+@click.option("--pairs", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Interleaved (tbrdma, rdma_rxe) pairs of runs; spreads need >= 2.")
+@click.option("--volume-mib", type=click.IntRange(1, 4096), default=128, show_default=True,
+              help="MiB each ib_write_bw run moves (100 or more for a CPU-per-GiB figure).")
+@click.option("--keep", is_flag=True, help="Leave the lab running (and paired) afterwards.")
+@click.option("--running", is_flag=True,
+              help="Use the natively paired lab already running in --lab-dir instead of "
+                   "booting and pairing one; it stays up.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the results as JSON to this file.")
+@lab_dir_option
+def bench_command(pairs: int, volume_mib: int, keep: bool, running: bool, out: Path | None,
+                  lab_dir: Path | None) -> None:
+    """tbrdma vs rdma_rxe on the same cable in paired runs: CPU per GiB, bandwidth, latency
+    (median of paired ratios, spread), retransmits per 1,000 frames, syscalls per verb."""
+    from tbctl.lab.bench import run_lab_bench
+
+    sys.exit(run_lab_bench(lab_dir, _say, running=running, keep=keep, pairs=pairs,
+                           volume_mib=volume_mib, out=out))

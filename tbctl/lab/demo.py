@@ -164,43 +164,48 @@ def run_demo(cables: int, keep: bool, lab_dir: Path | None, say: Say, *,
              volume_mib: int = DEFAULT_VOLUME_MIB, out_dir: Path | None = None,
              rdma_check: bool = True) -> int:
     require_matplotlib()
-    directory = (lab_dir or cluster.default_lab_dir()).resolve()
     out = (out_dir or default_out_dir()).resolve()
     out.mkdir(parents=True, exist_ok=True)
     phases = Phases(say)
-    volume = volume_mib << 20
+    return on_lab(lab_dir, say, phases, running=running, cables=cables, keep=keep,
+                  body=lambda state: pair_and_benchmark(state, phases, say, rounds,
+                                                        volume_mib << 20, out, rdma_check))
+
+
+def on_lab(lab_dir: Path | None, say: Say, phases: Phases, *, running: bool, cables: int,
+           keep: bool, body: Callable[[cluster.LabState], int]) -> int:
+    """`body(state)` on the lab in `lab_dir`: the one already running (its owner holds the
+    heavy lock), or one booted here under the heavy lock and, unless `keep`, powered off
+    afterwards. Every phase is timed; the phases are reported at the end either way."""
+    directory = (lab_dir or cluster.default_lab_dir()).resolve()
     if running:
-        # The lab's owner holds the heavy lock for as long as it runs.
-        state = cluster.load(directory)
         try:
-            return pair_and_benchmark(state, phases, say, rounds, volume, out, rdma_check)
+            return body(cluster.load(directory))
         finally:
             phases.report()
     with session.heavy_lock(say):
-        return _boot_and_run(cables, keep, directory, say, phases, rounds, volume, out,
-                             rdma_check)
+        try:
+            return body(_boot(cables, directory, say, phases))
+        finally:
+            if not keep:
+                with phases("down"):
+                    cluster.down(directory, progress=say)
+            phases.report()
 
 
-def _boot_and_run(cables: int, keep: bool, directory: Path, say: Say, phases: Phases,
-                  rounds: int, volume: int, out: Path, rdma_check: bool) -> int:
+def _boot(cables: int, directory: Path, say: Say, phases: Phases) -> cluster.LabState:
     from tbctl.commands.lab import _BuildProgress
 
-    try:
-        building = _BuildProgress()
-        with phases("image"), building.status:
-            cluster.ensure_image(progress=building)
-        booting = _BuildProgress()
-        marks: dict[str, float] = {}
-        started = time.monotonic()
-        say("boot ...")
-        with booting.status:
-            state = cluster.up(2, cables, directory, progress=booting, marks=marks)
-        launched = marks.get("launched", started)
-        phases.add("boot", launched - started)
-        phases.add("ssh-ready", time.monotonic() - launched)
-        return pair_and_benchmark(state, phases, say, rounds, volume, out, rdma_check)
-    finally:
-        if not keep:
-            with phases("down"):
-                cluster.down(directory, progress=say)
-        phases.report()
+    building = _BuildProgress()
+    with phases("image"), building.status:
+        cluster.ensure_image(progress=building)
+    booting = _BuildProgress()
+    marks: dict[str, float] = {}
+    started = time.monotonic()
+    say("boot ...")
+    with booting.status:
+        state = cluster.up(2, cables, directory, progress=booting, marks=marks)
+    launched = marks.get("launched", started)
+    phases.add("boot", launched - started)
+    phases.add("ssh-ready", time.monotonic() - launched)
+    return state

@@ -46,6 +46,8 @@ GUEST_PACKAGES = (
     # libfabric's fi_info/fi_pingpong. libopenmpi40 already pulls libucx0 and libfabric1
     # and has pml ucx built into libmpi.
     "ucx-utils", "libfabric-bin",
+    # `tbctl lab bench`: syscalls per ib_write_lat iteration (strace -c).
+    "strace",
 )
 FILES_DIR = Path(__file__).with_name("files")
 # Where each baked-in file lands in the guest, and its mode.

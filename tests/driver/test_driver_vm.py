@@ -76,7 +76,9 @@ def test_tbctl_pair_native(lab_dir: Path) -> None:
 def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
                                                          tmp_path: Path) -> None:
     """`tbctl lab demo` (the README's first command) on this module's lab: native pairing,
-    tbrdma vs rdma_rxe vs TCP interleaved, the table, the PNG and SVG plot."""
+    tbrdma vs rdma_rxe vs TCP interleaved, the table, the PNG and SVG plot. Then, on the
+    pairing the demo made, `tbctl lab bench`: the data-path table of paired tbrdma/rxe runs
+    (its numbers are printed into CI's log, never asserted)."""
     from tbctl.lab import cluster, testdriver
     from tests.lab import demo_output
 
@@ -88,9 +90,17 @@ def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
             [sys.executable, "-m", "tbctl", "lab", "demo", "--running", "--lab-dir",
              str(lab_dir), "--rounds", "2", "--volume-mib", "4", "--out", str(out)],
             capture_output=True, text=True, timeout=1800, env=env)
-    finally:
         testdriver.log(f"benchmark: lab demo --running --rounds 2 "
                        f"{time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        lab_bench = subprocess.run(
+            [sys.executable, "-m", "tbctl", "lab", "bench", "--running", "--lab-dir",
+             str(lab_dir), "--pairs", "3", "--volume-mib", "100", "--out",
+             str(tmp_path / "lab-bench.json")],
+            capture_output=True, text=True, timeout=1800, env=env)
+        testdriver.log(f"benchmark: lab bench --running --pairs 3 "
+                       f"{time.monotonic() - started:.1f} s")
+    finally:
         # Leave the lab as the next test expects it: unpaired, no rxe device.
         subprocess.run([sys.executable, "-m", "tbctl", "unpair", "lab-a", "lab-b"], env=env,
                        capture_output=True, timeout=600, check=False)
@@ -109,6 +119,18 @@ def test_make_demo_pairs_natively_and_compares_transports(lab_dir: Path,
     assert results["pair"]["transport"] == "native" and results["pair"]["verified"]
     assert {c["rdma_a"] for c in results["pair"]["cables"]} == {"tbrdma0"}
     assert len(results["pair"]["cables"]) == 2
+    testdriver.log(lab_bench.stderr)
+    print(lab_bench.stdout)
+    assert lab_bench.returncode == 0, lab_bench.stderr[-3000:]
+    measured = json.loads((tmp_path / "lab-bench.json").read_text())
+    assert len(measured["pairs"]) == 3
+    for pair in measured["pairs"]:
+        for device in ("tbrdma", "rxe"):
+            run = pair[device]
+            assert all(run[key] for key in ("bw_mbit", "lat_us", "cpu_s_per_gib")), pair
+        assert pair["tbrdma"]["counters"]["tx_data_frames"] >= 1600  # 100 MiB of 64 KiB
+        assert pair["rxe"]["counters"]["sent_pkts"] >= 1600
+    assert all(value is not None for value in measured["syscalls_per_iteration"].values())
     (bench,) = results["pairs"]  # `tbctl bench`'s own result (tbctl.bench), one pair
     assert [t["name"] for t in bench["transports"]] == ["tbrdma", "rxe", "tcp"]
     assert all(sample["value"] is not None for sample in bench["samples"])
