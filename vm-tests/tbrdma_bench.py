@@ -106,6 +106,16 @@ def measure(device, tool, args, gid=1):
     return float(rows[-1][3] if "_bw" in tool else rows[-1][4])
 
 
+def shape(links, rate):
+    """tbf on both ends of each link at `rate` (e.g. "30mbit"), or none with None."""
+    for m in (a, b):
+        for link in links:
+            m.succeed(f"tc qdisc del dev {link} root 2>/dev/null; true")
+            if rate:
+                m.succeed(f"tc qdisc add dev {link} root tbf rate {rate} burst 64kb "
+                          "latency 50ms")
+
+
 start_all()
 for m in (a, b):
     m.wait_for_unit("multi-user.target")
@@ -129,11 +139,21 @@ for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state", 120)
 tb_bw1 = measure("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
 tb_lat = measure("tbrdma0", "ib_write_lat", "-s 2 -n 300")
+# Pooling shows only where the cable, not the TCG guest's CPU, is the limit: each cable is
+# shaped (tbf, both ends) well below what the guests push unshaped (~400 Mbit/s).
+SHAPED = "-s 65536 -n 200"
+shape(("thunderbolt0",), "30mbit")
+tb_shaped1 = measure("tbrdma0", "ib_write_bw", SHAPED)
 for m, initiator in ((a, 1), (b, 0)):
     m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
 for m in (a, b):
     m.wait_until_succeeds("rdma statistic show link tbrdma0/1 | grep -q 'rails_up 2'", 120)
 tb_bw2 = measure("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
+shape(("thunderbolt0", "thunderbolt1"), "30mbit")
+tb_shaped2 = measure("tbrdma0", "ib_write_bw", SHAPED)
+shape(("thunderbolt1",), "15mbit")
+tb_unequal = measure("tbrdma0", "ib_write_bw", SHAPED)
+shape(("thunderbolt0", "thunderbolt1"), None)
 
 print("side by side (TCG lab; MiB/s and usec; targets are for hardware-like hosts)")
 print(f"| test | rdma_rxe | tbrdma | ratio | target |\n|---|---|---|---|---|\n"
@@ -143,6 +163,14 @@ print(f"| test | rdma_rxe | tbrdma | ratio | target |\n|---|---|---|---|---|\n"
       f"{tb_lat / rxe_lat:.2f}x | <= 0.5x |\n"
       f"| tbrdma ib_write_bw 1 vs 2 rails, 1 QP | {tb_bw1:.1f} | {tb_bw2:.1f} | "
       f"{tb_bw2 / tb_bw1:.2f}x | >= 1.6x |")
+# perftest's MB/sec is 2^20 B/s; tbf's mbit is 10^6 bit/s.
+print("pooling with each cable shaped by tbf (MiB/s; the cable, not the CPU, is the limit)")
+print(f"| test | one rail | pooled | ratio | target |\n|---|---|---|---|---|\n"
+      f"| 2 rails at 30 Mbit/s vs 1 rail at 30, 1 QP | {tb_shaped1:.2f} | {tb_shaped2:.2f} | "
+      f"{tb_shaped2 / tb_shaped1:.2f}x | >= 1.8x |\n"
+      f"| rails at 30 + 15 Mbit/s vs their sum (45 Mbit/s = {45e6 / 8 / 2**20:.2f}) | "
+      f"{tb_shaped1:.2f} | {tb_unequal:.2f} | {tb_unequal / (45e6 / 8 / 2**20):.2f}x | "
+      f">= 0.9x |")
 
 # Faults on two rails: netem on cable 0 of node a while data moves, byte-exact.
 a.succeed("modprobe sch_netem")
