@@ -208,6 +208,15 @@ static enum ib_wc_status gsi_gather(struct tbrdma_qp *qp, struct tbrdma_send_wqe
 	return IB_WC_SUCCESS;
 }
 
+static bool gsi_deliver(struct tbrdma_qp *qp, const u8 *dgram, u32 len);
+
+static bool gsi_to_own_gid(struct tbrdma_qp *qp, const struct tbrdma_send_wqe *wqe)
+{
+	const struct tbrdma_gsi_hdr *h = (const struct tbrdma_gsi_hdr *)wqe->gathered;
+
+	return tbrdma_gid_is_own(qp->tdev, h->dgid);
+}
+
 /* Hands queued datagrams to the core, in post order, from process context. */
 static void tbrdma_gsi_work(struct work_struct *work)
 {
@@ -235,7 +244,14 @@ static void tbrdma_gsi_work(struct work_struct *work)
 			break;
 
 		status = gsi_gather(qp, wqe);
-		if (status == IB_WC_SUCCESS) {
+		if (status == IB_WC_SUCCESS && gsi_to_own_gid(qp, wqe)) {
+			/* rdma_cm between two addresses of this device: delivered here, as on rxe */
+			if (gsi_deliver(qp, wqe->gathered, wqe->total_len))
+				tdev->stat_gsi_received++;
+			else
+				tdev->stat_gsi_dropped++;
+			tdev->stat_gsi_sent++;
+		} else if (status == IB_WC_SUCCESS) {
 			spin_lock_irq(&qp->sq_lock);
 			list_add_tail(&wqe->node, &qp->send_outstanding);
 			qp->send_count++;
@@ -256,11 +272,13 @@ static void tbrdma_gsi_work(struct work_struct *work)
 			}
 			if (err)
 				status = IB_WC_RETRY_EXC_ERR;	/* no link to the peer */
+			else
+				wqe = NULL;	/* the core completes it */
 		}
 		spin_lock_irq(&gsi->lock);
 		gsi->pending_count--;
 		spin_unlock_irq(&gsi->lock);
-		if (status != IB_WC_SUCCESS)
+		if (wqe)
 			gsi_complete_send(qp, wqe, status);
 	}
 	spin_unlock_bh(&tdev->lock);

@@ -23,7 +23,6 @@
  */
 #include <linux/uaccess.h>
 #include <rdma/ib_addr.h>
-#include <rdma/ib_cache.h>
 #include <rdma/ib_mad.h>
 
 #include "tbrdma.h"
@@ -155,19 +154,6 @@ int tbrdma_ud_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 	return 0;
 }
 
-static bool ud_gid_is_own(struct tbrdma_dev *tdev, const u8 *raw)
-{
-	const struct ib_gid_attr *own;
-	union ib_gid gid;
-
-	memcpy(gid.raw, raw, sizeof(gid.raw));
-	own = rdma_find_gid_by_port(&tdev->ibdev, &gid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
-	if (IS_ERR(own))
-		return false;
-	rdma_put_gid_attr(own);
-	return true;
-}
-
 static void ud_receive(struct tbrdma_dev *tdev, const u8 *dgram, u32 len);
 
 /*
@@ -195,7 +181,7 @@ enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_s
 		/* gathered: a WR the core had no room for is not gathered again */
 		wqe->num_sge = 0;
 	}
-	if (ud_gid_is_own(tdev, us->hdr.dgid)) {
+	if (tbrdma_gid_is_own(tdev, us->hdr.dgid)) {
 		tdev->stat_ud_loopback++;
 		ud_receive(tdev, wqe->gathered, wqe->total_len);
 		return TBRDMA_UD_DONE;
