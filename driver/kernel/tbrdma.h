@@ -26,7 +26,7 @@
 #define TBRDMA_MAX_SGE		8
 #define TBRDMA_MAX_INLINE	256	/* bytes of IB_SEND_INLINE data per WR */
 #define TBRDMA_MAX_QP		1024
-#define TBRDMA_MAX_QP_WR	1024
+#define TBRDMA_MAX_QP_WR	16384	/* as rxe; UCX ud_verbs asks for 4096 receives */
 #define TBRDMA_MAX_CQE		16384
 #define TBRDMA_MAX_CQ		4096
 #define TBRDMA_MAX_MR		65536
