@@ -132,7 +132,19 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	struct tbrdma_dev *tdev = ctx;
 	struct tbrdma_mr *mr = tbrdma_lookup_mr(tdev, rkey, true);
 	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
+	int qp_access = qp ? qp->attr.qp_access_flags : 0;
 
+	/*
+	 * The responder QP must allow the operation (IBA 9.7.5.1.1; rxe's check_op_valid):
+	 * otherwise an invalid request, and the QP goes to error as below.
+	 */
+	if (qp && !qp->gsi &&
+	    (((access & TBP_ACCESS_REMOTE_WRITE) && !(qp_access & IB_ACCESS_REMOTE_WRITE)) ||
+	     ((access & TBP_ACCESS_REMOTE_READ) && !(qp_access & IB_ACCESS_REMOTE_READ)) ||
+	     ((access & TBP_ACCESS_REMOTE_ATOMIC) && !(qp_access & IB_ACCESS_REMOTE_ATOMIC)))) {
+		tbrdma_defer_qp_error(qp);
+		return TBP_ERR_REMOTE_INVALID;
+	}
 	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd ||
 	    ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE)) ||
 	    ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ)) ||
