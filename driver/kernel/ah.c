@@ -41,9 +41,8 @@ static int tbrdma_init_ah(struct tbrdma_ah *ah, const struct rdma_ah_attr *attr)
 	sgid_attr = grh->sgid_attr;
 	if (!sgid_attr || sgid_attr->gid_type != IB_GID_TYPE_ROCE_UDP_ENCAP)
 		return -EINVAL;
-	/* No multicast (no attach_mcast); both GIDs of one family, as the GRH needs. */
-	if (rdma_is_multicast_addr((struct in6_addr *)grh->dgid.raw) ||
-	    ipv6_addr_v4mapped((struct in6_addr *)grh->dgid.raw) !=
+	/* Unicast or a multicast group (ud.c); both GIDs of one family, as the GRH needs. */
+	if (ipv6_addr_v4mapped((struct in6_addr *)grh->dgid.raw) !=
 	    ipv6_addr_v4mapped((struct in6_addr *)sgid_attr->gid.raw))
 		return -EINVAL;
 	ah->sgid = sgid_attr->gid;

@@ -436,7 +436,7 @@ static bool gid_is_unicast(const union ib_gid *gid)
  */
 int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid_raw,
 		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
-		     union rdma_network_hdr *grh)
+		     bool mcast, union rdma_network_hdr *grh)
 {
 	const struct ib_gid_attr *own;
 	union ib_gid sgid, dgid;
@@ -449,16 +449,23 @@ int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid
 		return -1;
 	memcpy(sgid.raw, sgid_raw, sizeof(sgid.raw));
 	memcpy(dgid.raw, dgid_raw, sizeof(dgid.raw));
-	if (!gid_is_unicast(&sgid) || !gid_is_unicast(&dgid))
+	if (!gid_is_unicast(&sgid) ||
+	    (mcast ? !rdma_is_multicast_addr((struct in6_addr *)dgid.raw) : !gid_is_unicast(&dgid)))
 		return -1;
 	ipv4 = ipv6_addr_v4mapped((struct in6_addr *)sgid.raw);
 	if (ipv4 != ipv6_addr_v4mapped((struct in6_addr *)dgid.raw))
 		return -1;
-	/* Addressed to one of our RoCEv2 GIDs, as ib_init_ah_attr_from_wc() will require. */
-	own = rdma_find_gid_by_port(&tdev->ibdev, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
-	if (IS_ERR(own))
-		return -1;
-	rdma_put_gid_attr(own);
+	/*
+	 * Addressed to one of our RoCEv2 GIDs, as ib_init_ah_attr_from_wc() will require, or to
+	 * a group a QP of ours joined (the caller found the attachment).
+	 */
+	if (!mcast) {
+		own = rdma_find_gid_by_port(&tdev->ibdev, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1,
+					    NULL);
+		if (IS_ERR(own))
+			return -1;
+		rdma_put_gid_attr(own);
+	}
 
 	memset(grh, 0, sizeof(*grh));
 	if (ipv4) {
@@ -498,7 +505,8 @@ static int gsi_check_and_build_grh(struct tbrdma_qp *qp, const struct tbrdma_gsi
 	if (le32_to_cpu(h->qkey) != IB_QP1_QKEY)
 		return -1;
 	return tbrdma_dgram_grh(qp->tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
-				le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), mad_len, grh);
+				le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), mad_len, false,
+				grh);
 }
 
 /* Delivers one datagram to the next posted receive, GRH first. Link lock held. */

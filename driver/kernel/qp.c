@@ -427,6 +427,7 @@ int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	spin_lock_bh(&tdev->lock);
 	/* Outstanding work vanishes with the QP and no CQ entry may still point at it. */
 	tbrdma_qp_discard(qp);
+	tbrdma_mcast_detach_qp(qp);
 	xa_erase(&tdev->qps, ibqp->qp_num);
 	tbrdma_after_core_call(tdev);
 	spin_unlock_bh(&tdev->lock);

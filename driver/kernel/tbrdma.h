@@ -46,6 +46,9 @@
 #define TBRDMA_GSI_SLOTS	16	/* datagrams the core may reassemble at once on QP1 */
 #define TBRDMA_GSI_MAGIC	0x31475354	/* "TSG1" little-endian on the wire */
 #define TBRDMA_MAX_AH		16384
+/* Multicast attachments (ud.c): UD QPs of this device joined to a group, all groups. */
+#define TBRDMA_MAX_MCAST_ATTACH	4096
+#define TBRDMA_MAX_MCAST_QP_ATTACH 64	/* QPs per group */
 /*
  * UD datagrams of every UD QP travel on one core QP pair per link, 2 <-> 2 (below the first
  * QPN a consumer gets), each behind a struct tbrdma_ud_hdr naming the QPs (ud.c).
@@ -373,6 +376,8 @@ struct tbrdma_dev {
 	struct list_head ud_inflight;	/* datagrams the core owns, in hand-over order */
 	u64 stat_ud_sent, stat_ud_received, stat_ud_dropped, stat_ud_qkey_dropped;
 	u64 stat_ud_loopback, stat_ud_oversize, stat_ud_lost;
+	struct list_head mcast;		/* struct tbrdma_mcast_attach, under tdev->lock */
+	u32 n_mcast;
 
 	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
 	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
@@ -537,11 +542,14 @@ void tbrdma_ud_reset_slots(struct tbrdma_dev *tdev);
 int tbrdma_ud_slot_claim(struct tbrdma_dev *tdev, u64 *handle, u32 *capacity);
 u8 *tbrdma_ud_slot_buf(struct tbrdma_dev *tdev, u64 handle);
 void tbrdma_ud_slot_done(struct tbrdma_dev *tdev, u64 handle, u32 src_qpn, u32 len, bool ok);
+int tbrdma_attach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid);
+int tbrdma_detach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid);
+void tbrdma_mcast_detach_qp(struct tbrdma_qp *qp);
 
 /* gsi.c: QP1 (MADs for ib_cm / rdma_cm) */
 int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid_raw,
 		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
-		     union rdma_network_hdr *grh);
+		     bool mcast, union rdma_network_hdr *grh);
 int tbrdma_gsi_create(struct tbrdma_qp *qp);
 void tbrdma_gsi_destroy(struct tbrdma_qp *qp);
 int tbrdma_gsi_post_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
