@@ -2,7 +2,8 @@
 # ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log
 # UD QPs and address handles on tbrdma0 through pyverbs: a ping-pong between the nodes from
 # 1 B to the 4096-byte MTU, byte-exact, every receive checked for its 40-byte GRH (an IPv4
-# header naming both nodes), src_qp, IBV_WC_GRH and the immediate; the answer's AH built
+# header naming both nodes), src_qp, IBV_WC_GRH, sl 2 (the GRH holds IPv4) and the
+# immediate; the answer's AH built
 # from the completion (ibv_create_ah_from_wc); a WR Q_Key with the high bit set taking the
 # QP's own; a wrong Q_Key dropped and counted (ud_qkey_dropped); a message over the MTU not
 # sent (IBA C10-93.1.1: a successful completion, nothing arrives, ud_oversize). Then, on one
@@ -147,6 +148,8 @@ class UD:
         check(wc.qp_num == self.qp.qp_num, f"{what}: qp_num {wc.qp_num}")
         want_flags = e.IBV_WC_GRH | (e.IBV_WC_WITH_IMM if imm is not None else 0)
         check(wc.wc_flags == want_flags, f"{what}: wc_flags {wc.wc_flags:#x}")
+        # the GRH's kind, as mlx5 reports it for RoCE UD (2: IPv4), which UCX relies on
+        check(wc.sl == 2, f"{what}: sl {wc.sl}, want 2 (an IPv4 header in the GRH)")
         if imm is not None:
             check(socket.ntohl(wc.imm_data) == imm, f"{what}: imm {wc.imm_data:#x}")
         grh = self.mr.read(GRH, at)

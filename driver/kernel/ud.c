@@ -305,6 +305,14 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 		if (!qp->is_user) {
 			wc.wc_flags |= IB_WC_WITH_NETWORK_HDR_TYPE;
 			wc.network_hdr_type = net_type;
+		} else {
+			/*
+			 * User space learns the GRH's kind from sl, as mlx5 reports a RoCE UD
+			 * packet's L3 header type there (1 IPv6, 2 IPv4): UCX's ud_verbs
+			 * checks the destination address in the GRH by it, and drops every
+			 * datagram whose IPv4 header it reads as an IPv6 GRH.
+			 */
+			wc.sl = net_type == RDMA_NETWORK_IPV4 ? 2 : 1;
 		}
 		if (h->flags & TBRDMA_UD_F_IMM) {
 			wc.wc_flags |= IB_WC_WITH_IMM;
