@@ -11,8 +11,9 @@ Then, on both devices of the same run: ucx_perftest between the nodes, libfabric
 fi_pingpong with the verbs provider (MSG and RDM endpoints), mpirun with pml ucx (a
 ping-pong and an all-reduce, 1 B to 4 MiB, checked on every rank), and rdma-core's own test
 suite (vm-tests/consumers/rdma_core_suite.py: one class per process, vendor modules left
-out), rxe's on lab-a while tbrdma's runs on lab-b. tbrdma must run everything rxe runs;
-UCX's UD transport (ud_v, and rc_v's wire-up) times out on rxe in this lab, and is printed.
+out), rxe's on lab-a while tbrdma's runs on lab-b. Every UCX, MPI and libfabric MSG case
+must pass on tbrdma (rxe's results are printed beside it: UCX's UD transport, ud_v and rc_v's
+wire-up, drops every datagram on rxe), libfabric's RDM endpoint wherever it passes on rxe.
 rdma-core suite tests that pass on rxe but not on tbrdma must each be listed, with a
 reason, in rdma_core_suite_gaps.txt. Numbers are printed, never asserted (TCG).
 """
@@ -156,14 +157,16 @@ def _ucx_final(output: str) -> list[float]:
     raise AssertionError(f"no Final: row in ucx_perftest's output:\n{output[-3000:]}")
 
 
-def _not_worse_than_rxe(what: str, ok: dict[str, bool], outputs: dict[str, str]) -> None:
-    """tbrdma must work wherever rxe works (in this lab, UCX's UD wire-up times out on rxe
-    too: docs/driver.md); every failure is printed with its last lines."""
+def _not_worse_than_rxe(what: str, ok: dict[str, bool], outputs: dict[str, str],
+                        required: bool = True) -> None:
+    """tbrdma must work (required), or at least wherever rxe works; every failure is
+    printed with its last lines. (UCX's ud_verbs, and so rc_v, drops every datagram of rxe
+    in this lab: rxe reports no RoCE packet type in the completion: docs/driver.md.)"""
     for dev in DEVICES:
         if not ok[dev]:
             _say(f"{what} on {dev}: FAILED:\n{outputs[dev][-1500:]}")
-    assert ok[TBRDMA] or not ok[RXE], (f"{what} works on rxe but not on tbrdma:\n"
-                                       f"{outputs[TBRDMA][-5000:]}")
+    assert ok[TBRDMA] or not (required or ok[RXE]), (
+        f"{what} failed on tbrdma:\n{outputs[TBRDMA][-5000:]}")
 
 
 def _lanes(output: str) -> list[str]:
@@ -272,7 +275,9 @@ def test_libfabric_pingpong(lab: Lab) -> None:
                 # bytes, #sent, #ack, total, time, MB/sec, usec/xfer, Mxfers/sec
                 TABLE[(dev, metric)] = row[6]
                 _say(f"benchmark: fi_pingpong {ep} {dev} {size} B: {' '.join(row)}")
-            _not_worse_than_rxe(f"fi_pingpong {ep} {size} B", ok, outputs)
+            # RDM (ofi_rxm over verbs) fails on both devices: libfabric's QP probe
+            _not_worse_than_rxe(f"fi_pingpong {ep} {size} B", ok, outputs,
+                                required=ep == "msg")
     _phase("libfabric", started)
 
 
