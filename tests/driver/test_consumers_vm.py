@@ -13,7 +13,7 @@ ping-pong and an all-reduce, 1 B to 4 MiB, checked on every rank), and rdma-core
 suite (vm-tests/consumers/rdma_core_suite.py: one class per process, vendor modules left
 out), rxe's on lab-a while tbrdma's runs on lab-b. Every UCX, MPI and libfabric MSG case
 must pass on tbrdma (rxe's results are printed beside it: UCX's UD transport, ud_v and rc_v's
-wire-up, drops every datagram on rxe), libfabric's RDM endpoint wherever it passes on rxe.
+wire-up, times out on rxe here), libfabric's RDM endpoint wherever it passes on rxe.
 rdma-core suite tests that pass on rxe but not on tbrdma must each be listed, with a
 reason, in rdma_core_suite_gaps.txt. Numbers are printed, never asserted (TCG).
 """
@@ -160,8 +160,8 @@ def _ucx_final(output: str) -> list[float]:
 def _not_worse_than_rxe(what: str, ok: dict[str, bool], outputs: dict[str, str],
                         required: bool = True) -> None:
     """tbrdma must work (required), or at least wherever rxe works; every failure is
-    printed with its last lines. (UCX's ud_verbs, and so rc_v, drops every datagram of rxe
-    in this lab: rxe reports no RoCE packet type in the completion: docs/driver.md.)"""
+    printed with its last lines. (UCX's ud_verbs, and so rc_v, times out on rxe in this
+    lab, as it did on tbrdma before tbrdma reported the GRH's kind in wc.sl: docs/driver.md.)"""
     for dev in DEVICES:
         if not ok[dev]:
             _say(f"{what} on {dev}: FAILED:\n{outputs[dev][-1500:]}")
