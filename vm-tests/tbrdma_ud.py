@@ -12,7 +12,8 @@
 # other and one RC QP connected to itself (the loop links, loop_frames; the cable carries none
 # of it): SEND/RECV 1 B..4 MiB with immediates, WRITE, READ and both atomics, byte-exact; and
 # rping between two rdma_cm ids on node a's own address (QP1 MADs delivered inside the
-# device). Last, what `ucx_info -d` says of tbrdma0.
+# device); mckey: a multicast group joined on b, fed from a. Last, what `ucx_info -d` says
+# of tbrdma0.
 # Globals (NixOS test driver subset): start_all, a, b, check_kernel_log.
 import json
 import secrets
@@ -564,6 +565,17 @@ rping = a.succeed(f"timeout 120 rping -s -a {ADDR['a']} -p 18720 -C 5 -S 1000 -V
 print(rping)
 assert "client-exit=0" in rping and "server-exit=0" in rping, rping
 assert rping.count("ping data:") >= 5, rping
+
+# 3d. multicast between the nodes: librdmacm's mckey on b joins a group and receives what
+# mckey on a (joined as a sender) sends to it; the datagrams cross the cable.
+b.succeed("(timeout 120 stdbuf -oL mckey -m 239.7.7.7 -b 10.77.0.2 -C 4 -S 256 > /tmp/tbud/mckey "
+          "2>&1; echo $? > /tmp/tbud/mckey.rc) > /dev/null 2>&1 &")
+b.wait_until_succeeds("grep -q 'receiving data transfers' /tmp/tbud/mckey", timeout=60)
+sender = a.succeed("timeout 120 mckey -m 239.7.7.7 -b 10.77.0.1 -s -C 4 -S 256 2>&1")
+b.wait_until_succeeds("test -s /tmp/tbud/mckey.rc", timeout=120)
+receiver = b.succeed("cat /tmp/tbud/mckey /tmp/tbud/mckey.rc")
+print(f"mckey sender (a):\n{sender}\nmckey receiver (b):\n{receiver}")
+assert receiver.strip().endswith("0") and "data transfers complete" in receiver, receiver
 
 # 4. what UCX makes of the device (printed: ucx_info's transports on tbrdma0).
 ucx = a.succeed("command -v ucx_info > /dev/null && ucx_info -d 2>&1 | "
