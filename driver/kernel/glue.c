@@ -379,6 +379,10 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	if (wqe->signaled || status != TBP_OK)
 		tbrdma_qp_complete(qp, true, &wc);
 	tbrdma_free_send_wqe(tdev, wqe);
+	/* Local operations that waited for this WR complete now (mr.c); after an error the
+	 * flush completes them. */
+	if (status == TBP_OK && !qp->gsi)
+		tbrdma_complete_local_ops(qp);
 	if (qp->gsi) {
 		/* A datagram's fate never takes QP1 down; the core has room again. */
 		if (status == TBP_OK)
@@ -666,6 +670,11 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			tbrdma_qp_complete(qp, true, &wc);
 			qp->stat_flushed++;
 			tbrdma_free_send_wqe(tdev, wqe);
+			continue;
+		}
+		if (tbrdma_wr_is_local(wqe->opcode)) {
+			tbrdma_run_local_op(wqe);
+			tbrdma_complete_local_ops(qp);
 			continue;
 		}
 		if (qp->ibqp.qp_type == IB_QPT_UD) {
