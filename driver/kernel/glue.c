@@ -453,6 +453,11 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		/* Immediate data is opaque: the core carries the 32 bits unchanged. */
 		wc.ex.imm_data = (__force __be32)c->imm;
 	}
+	/* The core had the key invalidated before it reported the receive (mr.c). */
+	if (c->opcode == TBP_OP_SEND_WITH_INV && c->status == TBP_OK) {
+		wc.wc_flags |= IB_WC_WITH_INVALIDATE;
+		wc.ex.invalidate_rkey = c->invalidate_rkey;
+	}
 	tbrdma_rq_complete(qp, wqe, &wc, c->solicited);
 	spin_unlock_irqrestore(&qp->rq_lock, flags);
 	if (c->status != TBP_OK && c->status != TBP_ERR_FLUSHED)
@@ -575,6 +580,7 @@ static const u32 tbp_opcode_of[] = {
 	[IB_WR_RDMA_READ] = TBP_OP_RDMA_READ,
 	[IB_WR_ATOMIC_CMP_AND_SWP] = TBP_OP_ATOMIC_CMP_SWP,
 	[IB_WR_ATOMIC_FETCH_AND_ADD] = TBP_OP_ATOMIC_FETCH_ADD,
+	[IB_WR_SEND_WITH_INV] = TBP_OP_SEND_WITH_INV,
 };
 
 /*
@@ -958,6 +964,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		.buf_read = env_buf_read,
 		.buf_write = env_buf_write,
 		.atomic = tbrdma_env_atomic,
+		.invalidate = tbrdma_env_invalidate,
 		.recv_claim = env_recv_claim,
 		.send_done = env_send_done,
 		.recv_done = env_recv_done,

@@ -14,6 +14,7 @@
 #include <linux/random.h>
 
 #include "tbrdma.h"
+#include "tbp.h"
 
 struct ib_mr *tbrdma_alloc_mr(struct ib_pd *ibpd, enum ib_mr_type type, u32 max_num_sg)
 {
@@ -138,6 +139,21 @@ int tbrdma_invalidate_key(struct tbrdma_dev *tdev, struct tbrdma_pd *pd, u32 key
 		return -EINVAL;
 	WRITE_ONCE(mr->state, TBRDMA_MR_FREE);
 	return 0;
+}
+
+/*
+ * Core callback for a SEND_WITH_INV the peer sent to QP qpn (link lock held): the key must
+ * name a fast MR of the QP's PD (rxe's invalidate_rkey). A refusal fails the receive and the
+ * sender's WR with IB_WC_REM_INV_REQ_ERR, and the glue moves the QP to error.
+ */
+int tbrdma_env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
+
+	if (!qp || qp->gsi || !qp->ibqp.pd)
+		return TBP_ERR_REMOTE_INVALID;
+	return tbrdma_invalidate_key(tdev, to_tpd(qp->ibqp.pd), rkey) ? TBP_ERR_REMOTE_INVALID : 0;
 }
 
 /* rxe_reg_fast_mr. Link lock held. */

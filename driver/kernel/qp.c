@@ -560,6 +560,7 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 	switch (wr->opcode) {
 	case IB_WR_SEND:
 	case IB_WR_SEND_WITH_IMM:
+	case IB_WR_SEND_WITH_INV:
 	case IB_WR_RDMA_WRITE:
 	case IB_WR_RDMA_WRITE_WITH_IMM:
 		break;

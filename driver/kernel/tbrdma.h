@@ -514,6 +514,7 @@ static inline bool tbrdma_wr_is_local(enum ib_wr_opcode op)
 	return op == IB_WR_REG_MR || op == IB_WR_LOCAL_INV;
 }
 void tbrdma_run_local_op(struct tbrdma_send_wqe *wqe);
+int tbrdma_env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey);
 void tbrdma_complete_local_ops(struct tbrdma_qp *qp);
 
 /* atomic.c */
