@@ -455,7 +455,7 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 	}
 	/* The core had the key invalidated before it reported the receive (mr.c). */
 	if (c->opcode == TBP_OP_SEND_WITH_INV && c->status == TBP_OK) {
-		wc.wc_flags |= IB_WC_WITH_INVALIDATE;
+		wc.wc_flags |= qp->is_user ? TBRDMA_UVERBS_WC_WITH_INV : IB_WC_WITH_INVALIDATE;
 		wc.ex.invalidate_rkey = c->invalidate_rkey;
 	}
 	tbrdma_rq_complete(qp, wqe, &wc, c->solicited);

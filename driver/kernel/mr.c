@@ -10,7 +10,9 @@
  * tbrdma_lookup_mr. Local operations take effect when the send queue reaches them (in post
  * order with the WRs the core carries) and complete in post order.
  */
+#include <linux/delay.h>
 #include <linux/log2.h>
+#include <linux/module.h>
 #include <linux/random.h>
 
 #include "tbrdma.h"
@@ -236,4 +238,160 @@ void tbrdma_complete_local_ops(struct tbrdma_qp *qp)
 			tbrdma_defer_qp_error(qp);
 		tbrdma_free_send_wqe(qp->tdev, wqe);
 	}
+}
+
+/*
+ * ---- Test-only: fast registration driven from configfs ----
+ *
+ * Kernel ULPs are the only users of fast registration, and the lab has none that runs over
+ * two nodes, so the lab drives the real paths from here: an FRMR in the PD of a user MR,
+ * mapped (map_mr_sg) onto that MR's pages, registered and invalidated by REG_MR / LOCAL_INV
+ * WRs posted (unsignaled) on a user QP of the same PD. The peer then reaches the memory
+ * through the FRMR's rkey and invalidates it with SEND_WITH_INV. Off unless the module
+ * parameter frmr_test_hook is set; the user QP and MR must outlive the FRMR ("free").
+ */
+static bool frmr_test_hook;
+module_param(frmr_test_hook, bool, 0644);
+MODULE_PARM_DESC(frmr_test_hook, "test only: allow configfs frmr_test (default off)");
+
+static DEFINE_MUTEX(frmr_test_mutex);
+static struct {
+	struct tbrdma_dev *tdev;
+	struct ib_mr *mr;
+	struct sg_table sgt;
+	int nents;
+} frmr_test;
+
+/* The local operation ran in the post (push_backlog) or soon after (kick work). */
+static int frmr_test_wait(struct tbrdma_mr *mr, u8 state)
+{
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		if (READ_ONCE(mr->state) == state && READ_ONCE(mr->rkey) == mr->ibmr.rkey)
+			return 0;
+		msleep(10);
+	}
+	return -ETIMEDOUT;
+}
+
+static int frmr_test_post(struct tbrdma_dev *tdev, u32 qpn, struct ib_send_wr *wr)
+{
+	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
+	const struct ib_send_wr *bad;
+
+	if (!qp || qp->ibqp.pd != frmr_test.mr->pd)
+		return -EINVAL;
+	return ib_post_send(&qp->ibqp, wr, &bad);
+}
+
+static int frmr_test_alloc(struct tbrdma_dev *tdev, u32 lkey)
+{
+	struct tbrdma_mr *umr = tbrdma_lookup_mr(tdev, lkey, false);
+	struct ib_mr *mr;
+	int err;
+
+	if (!umr || !umr->umem || umr->npages > TBRDMA_MAX_FR_PAGES)
+		return -EINVAL;
+	mr = ib_alloc_mr(&umr->pd->ibpd, IB_MR_TYPE_MEM_REG, umr->npages);
+	if (IS_ERR(mr))
+		return PTR_ERR(mr);
+	err = sg_alloc_table_from_pages(&frmr_test.sgt, umr->pages, umr->npages,
+					umr->first_page_offset, umr->length, GFP_KERNEL);
+	if (err)
+		goto err_mr;
+	frmr_test.nents = ib_dma_map_sg(mr->device, frmr_test.sgt.sgl,
+					frmr_test.sgt.orig_nents, DMA_BIDIRECTIONAL);
+	if (frmr_test.nents <= 0) {
+		err = -EIO;
+		goto err_sgt;
+	}
+	frmr_test.tdev = tdev;
+	frmr_test.mr = mr;
+	return 0;
+
+err_sgt:
+	sg_free_table(&frmr_test.sgt);
+err_mr:
+	ib_dereg_mr(mr);
+	return err;
+}
+
+static void frmr_test_free(void)
+{
+	if (!frmr_test.mr)
+		return;
+	ib_dma_unmap_sg(frmr_test.mr->device, frmr_test.sgt.sgl, frmr_test.sgt.orig_nents,
+			DMA_BIDIRECTIONAL);
+	sg_free_table(&frmr_test.sgt);
+	ib_dereg_mr(frmr_test.mr);
+	frmr_test.mr = NULL;
+	frmr_test.tdev = NULL;
+}
+
+/*
+ * "reg <qpn> <lkey of a user MR> <access> <key byte>": (allocate,) map and REG_MR;
+ * "inv <qpn>": LOCAL_INV of the FRMR's rkey; "free": deregister it.
+ */
+int tbrdma_frmr_test_store(struct tbrdma_dev *tdev, const char *cmd)
+{
+	u32 qpn, lkey, access, key;
+	int err = 0, n;
+
+	if (!frmr_test_hook)
+		return -EPERM;
+	mutex_lock(&frmr_test_mutex);
+	if (frmr_test.mr && frmr_test.tdev != tdev) {
+		err = -EBUSY;
+	} else if (sscanf(cmd, "reg %u %i %i %i", &qpn, &lkey, &access, &key) == 4) {
+		struct ib_reg_wr wr = {};
+
+		if (!frmr_test.mr)
+			err = frmr_test_alloc(tdev, lkey);
+		n = err ? 0 : ib_map_mr_sg(frmr_test.mr, frmr_test.sgt.sgl, frmr_test.nents,
+					   NULL, PAGE_SIZE);
+		if (!err && n != frmr_test.nents)
+			err = n < 0 ? n : -EINVAL;
+		if (!err) {
+			ib_update_fast_reg_key(frmr_test.mr, key & 0xff);
+			wr.wr.opcode = IB_WR_REG_MR;
+			wr.mr = frmr_test.mr;
+			wr.key = frmr_test.mr->rkey;
+			wr.access = access;
+			err = frmr_test_post(tdev, qpn, &wr.wr);
+		}
+		if (!err)
+			err = frmr_test_wait(to_tmr(frmr_test.mr), TBRDMA_MR_VALID);
+	} else if (sscanf(cmd, "inv %u", &qpn) == 1 && frmr_test.mr) {
+		struct ib_send_wr wr = { .opcode = IB_WR_LOCAL_INV };
+
+		wr.ex.invalidate_rkey = frmr_test.mr->rkey;
+		err = frmr_test_post(tdev, qpn, &wr);
+		if (!err)
+			err = frmr_test_wait(to_tmr(frmr_test.mr), TBRDMA_MR_FREE);
+	} else if (!strncmp(cmd, "free", 4)) {
+		frmr_test_free();
+	} else {
+		err = -EINVAL;
+	}
+	mutex_unlock(&frmr_test_mutex);
+	return err;
+}
+
+ssize_t tbrdma_frmr_test_show(struct tbrdma_dev *tdev, char *page)
+{
+	struct tbrdma_mr *mr;
+	ssize_t n;
+
+	mutex_lock(&frmr_test_mutex);
+	if (!frmr_test.mr || frmr_test.tdev != tdev) {
+		n = sysfs_emit(page, "none\n");
+	} else {
+		mr = to_tmr(frmr_test.mr);
+		n = sysfs_emit(page, "rkey %#x iova %#llx length %llu state %s\n",
+			       READ_ONCE(mr->rkey), frmr_test.mr->iova, frmr_test.mr->length,
+			       READ_ONCE(mr->state) == TBRDMA_MR_VALID ? "VALID" : "FREE");
+	}
+	mutex_unlock(&frmr_test_mutex);
+	return n;
 }

@@ -572,9 +572,10 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 		break;
 	case IB_WR_REG_MR:
 	case IB_WR_LOCAL_INV:
-		/* Local operations of kernel ULPs (mr.c): no data, run in send queue order. */
-		if (qp->is_user)
-			return -EINVAL;
+		/*
+		 * Local operations of kernel ULPs (mr.c): no data, run in send queue order.
+		 * uverbs' POST_SEND never passes these opcodes from user space.
+		 */
 		wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_ATOMIC);
 		if (!wqe)
 			return -ENOMEM;

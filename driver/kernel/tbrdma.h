@@ -163,6 +163,12 @@ struct tbrdma_ud_slot {
  */
 #define TBRDMA_KEY_FAST		0x80000000U
 #define TBRDMA_MAX_FR_PAGES	512	/* max_fast_reg_page_list_len, as rxe */
+/*
+ * uverbs' POLL_CQ copies wc_flags as they are, and user space's IBV_WC_WITH_INV is 1 << 3
+ * (the kernel's IB_WC_WITH_INVALIDATE is 1 << 2, user space's IBV_WC_IP_CSUM_OK): a user
+ * QP's receive gets the bit user space reads.
+ */
+#define TBRDMA_UVERBS_WC_WITH_INV	(1 << 3)
 
 /* IBA 10.6.1.1 / rxe: a fast-registration MR is FREE until REG_MR makes it VALID. */
 enum tbrdma_mr_state {
@@ -515,6 +521,8 @@ static inline bool tbrdma_wr_is_local(enum ib_wr_opcode op)
 }
 void tbrdma_run_local_op(struct tbrdma_send_wqe *wqe);
 int tbrdma_env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey);
+int tbrdma_frmr_test_store(struct tbrdma_dev *tdev, const char *cmd);
+ssize_t tbrdma_frmr_test_show(struct tbrdma_dev *tdev, char *page);
 void tbrdma_complete_local_ops(struct tbrdma_qp *qp);
 
 /* atomic.c */
