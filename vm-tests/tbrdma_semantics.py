@@ -210,10 +210,13 @@ def frmr_test(req, entry):
            "inv": f"inv {req['qpn']}", "free": "free", "show": None}[req["cmd"]]
     try:
         with open(FRMR_HOOK, "w") as f:
-            f.write("1" if cmd != "free" else "0")
+            f.write("1")
         if cmd:
             with open(f"{CFS}/frmr_test", "w") as f:
                 f.write(cmd)
+        if cmd == "free":
+            with open(FRMR_HOOK, "w") as f:
+                f.write("0")
     except OSError as err:
         return {"error": f"{cmd}: {err}"}
     words = open(f"{CFS}/frmr_test").read().split()
@@ -606,6 +609,7 @@ def check_send_with_inv(chan):
         assert rw["status"] == e.IBV_WC_SUCCESS and rw["opcode"] == e.IBV_WC_RECV and \
             rw["flags"] & e.IBV_WC_WITH_INV and rw["rkey"] == fr["rkey"], \
             f"receive of the SEND_WITH_INV: {rw}, want WITH_INV and rkey {fr['rkey']:#x}"
+        flags = rw["flags"]
         state = frmr("show")["state"]
         assert state == "FREE", f"FRMR {state} after SEND_WITH_INV"
         status = one(qp, write_wr(mr, 64, fr["iova"], fr["rkey"]))
@@ -629,18 +633,21 @@ def check_send_with_inv(chan):
         assert rw["status"] == e.IBV_WC_REM_INV_REQ_ERR, f"its receive: {rw}"
         status = one(adm, write_wr(mr, 64, vpeer["addr"] + MIB, vpeer["rkey"]))
         assert status == e.IBV_WC_SUCCESS, f"the user MR after the refused invalidation: {status}"
-        report("send_with_inv", frmr_rkey=hex(fr["rkey"]), receive_flags=rw["flags"],
-               write_after_send_inv="REM_ACCESS_ERR", reregistered=hex(fr2["rkey"]),
-               write_after_local_inv="REM_ACCESS_ERR", user_mr="REM_INV_REQ_ERR")
+        facts = dict(frmr_rkey=hex(fr["rkey"]), receive_flags=flags,
+                     write_after_send_inv="REM_ACCESS_ERR", reregistered=hex(fr2["rkey"]),
+                     write_after_local_inv="REM_ACCESS_ERR", user_mr="REM_INV_REQ_ERR")
     finally:
+        # before the QPs and the PD's MRs go: the FRMR holds a reference on the PD
         chan.send({"op": "frmr", "cmd": "free", "qpn": peer["qpn"]})
-        chan.recv()
+        freed = chan.recv()
         for qp, p in pairs:
             qp.close()
             chan.send({"op": "close", "qpn": p["qpn"]})
             chan.recv()
         mr.close()
         cq.close()
+    assert freed == {"state": "none"}, f"freeing the FRMR: {freed}"
+    report("send_with_inv", **facts, freed=True)
 
 
 def check_srq(chan):
