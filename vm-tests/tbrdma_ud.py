@@ -2,12 +2,17 @@
 # ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log
 # UD QPs and address handles on tbrdma0 through pyverbs: a ping-pong between the nodes from
 # 1 B to the 4096-byte MTU, byte-exact, every receive checked for its 40-byte GRH (an IPv4
-# header naming both nodes), src_qp, IBV_WC_GRH and the immediate; the answer's AH built
+# header naming both nodes), src_qp, IBV_WC_GRH, sl 2 (the GRH holds IPv4) and the
+# immediate; the answer's AH built
 # from the completion (ibv_create_ah_from_wc); a WR Q_Key with the high bit set taking the
 # QP's own; a wrong Q_Key dropped and counted (ud_qkey_dropped); a message over the MTU not
 # sent (IBA C10-93.1.1: a successful completion, nothing arrives, ud_oversize). Then, on one
 # node, UD between two QPs of the same device (the loopback path, ud_loopback). AHs and QPs
-# are gone again afterwards (configfs objects). Last, what `ucx_info -d` says of tbrdma0.
+# are gone again afterwards (configfs objects). Then RC and UC QPs of node a connected to each
+# other and one RC QP connected to itself (the loop links, loop_frames; the cable carries none
+# of it): SEND/RECV 1 B..4 MiB with immediates, WRITE, READ and both atomics, byte-exact; and
+# rping between two rdma_cm ids on node a's own address (QP1 MADs delivered inside the
+# device). Last, what `ucx_info -d` says of tbrdma0.
 # Globals (NixOS test driver subset): start_all, a, b, check_kernel_log.
 import json
 import secrets
@@ -23,6 +28,8 @@ import random
 import socket
 import sys
 import time
+
+import struct
 
 import pyverbs.enums as e
 from pyverbs.addr import AH, GID, AHAttr, GlobalRoute
@@ -141,6 +148,8 @@ class UD:
         check(wc.qp_num == self.qp.qp_num, f"{what}: qp_num {wc.qp_num}")
         want_flags = e.IBV_WC_GRH | (e.IBV_WC_WITH_IMM if imm is not None else 0)
         check(wc.wc_flags == want_flags, f"{what}: wc_flags {wc.wc_flags:#x}")
+        # the GRH's kind, as mlx5 reports it for RoCE UD (2: IPv4), which UCX relies on
+        check(wc.sl == 2, f"{what}: sl {wc.sl}, want 2 (an IPv4 header in the GRH)")
         if imm is not None:
             check(socket.ntohl(wc.imm_data) == imm, f"{what}: imm {wc.imm_data:#x}")
         grh = self.mr.read(GRH, at)
@@ -333,10 +342,150 @@ def self_test():
     y.close()
 
 
+RC_SIZES = [1, 64, 4095, 4096, 65536, 1 << 20, 4 << 20]
+RX = RC_SIZES[-1]  # an MR's receiving half starts here: a QP connected to itself never
+# reads back what it just wrote to the same bytes
+RC_ACCESS = (e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
+             | e.IBV_ACCESS_REMOTE_ATOMIC)
+
+
+class RC:
+    """An RC or UC QP of this device, its CQ and one MR of the largest size."""
+
+    def __init__(self, qp_type=e.IBV_QPT_RC):
+        self.cq = CQ(ctx, 256)
+        init = QPInitAttr(qp_type=qp_type, scq=self.cq, rcq=self.cq, sq_sig_all=1,
+                          cap=QPCap(max_send_wr=64, max_recv_wr=64, max_send_sge=1,
+                                    max_recv_sge=1))
+        attr = QPAttr(port_num=1)
+        attr.qp_access_flags = RC_ACCESS if qp_type == e.IBV_QPT_RC else (
+            e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE)
+        self.qp = QP(pd, init, attr)
+        self.mr = MR(pd, 2 * RX, RC_ACCESS)
+
+    def connect(self, peer_qpn):
+        attr = QPAttr(port_num=1)
+        attr.path_mtu = e.IBV_MTU_4096
+        attr.max_dest_rd_atomic = 4
+        attr.max_rd_atomic = 4
+        attr.min_rnr_timer = 1
+        attr.rnr_retry = 7
+        attr.retry_cnt = 7
+        attr.timeout = 14
+        attr.ah_attr = AHAttr(port_num=1, is_global=1,
+                              gr=GlobalRoute(dgid=GID(gid), sgid_index=1))
+        attr.dest_qp_num = peer_qpn
+        self.qp.to_rts(attr)
+
+    def post_recv(self, wr_id, size):
+        self.qp.post_recv(RecvWR(wr_id, 1, [SGE(self.mr.buf + RX, size, self.mr.lkey)]))
+
+    def post(self, wr_id, opcode, size, peer=None, imm=None, atomic=None):
+        wr = SendWR(wr_id=wr_id, opcode=opcode, num_sge=1,
+                    sg=[SGE(self.mr.buf, size, self.mr.lkey)], send_flags=e.IBV_SEND_SIGNALED)
+        if peer is not None and atomic is not None:
+            wr.set_wr_atomic(peer.mr.rkey, peer.mr.buf + RX, *atomic)
+        elif peer is not None:
+            wr.set_wr_rdma(peer.mr.rkey, peer.mr.buf + RX)
+        if imm is not None:
+            wr.imm_data = imm
+        self.qp.post_send(wr)
+
+    def wc(self, what, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            n, wcs = self.cq.poll(1)
+            if n:
+                check(wcs[0].status == e.IBV_WC_SUCCESS,
+                      f"{what}: status {wcs[0].status} vendor_err {wcs[0].vendor_err}")
+                return wcs[0]
+            time.sleep(0.0005)
+        check(False, f"{what}: no completion in {timeout} s")
+        return None
+
+    def close(self):
+        self.qp.close()
+        self.mr.close()
+        self.cq.close()
+
+
+def rc_pair(x, y, tag):
+    """SEND/RECV with immediates, WRITE and READ, 1 B..4 MiB, byte-exact, both ways. Each
+    side sends from the first half of its MR and is written into in the second."""
+    for i, size in enumerate(RC_SIZES):
+        for src, dst, way in ((x, y, "x->y"), (y, x, "y->x")):
+            data = payload((tag, way, size), size)
+            src.mr.write(data, size, 0)
+            dst.post_recv(i, size)
+            src.post(i, e.IBV_WR_SEND_WITH_IMM, size, imm=0x1000 + i)
+            wcs = [src.wc(f"{tag} send {way} {size}"), dst.wc(f"{tag} recv {way} {size}")]
+            # a QP connected to itself has one CQ: its two completions come in either order
+            wc = next((w for w in wcs if w is not None and w.opcode == e.IBV_WC_RECV), None)
+            check(wc is not None and wc.byte_len == size and wc.imm_data == 0x1000 + i,
+                  f"{tag} recv {way} {size}: {wc and (wc.byte_len, wc.imm_data)}")
+            check(digest(dst.mr.read(size, RX)) == digest(data), f"{tag} send data {way} {size}")
+            data = payload((tag, "write", way, size), size)
+            src.mr.write(data, size, 0)
+            src.post(100 + i, e.IBV_WR_RDMA_WRITE, size, peer=dst)
+            src.wc(f"{tag} write {way} {size}")
+            check(digest(dst.mr.read(size, RX)) == digest(data), f"{tag} write data {way} {size}")
+            data = payload((tag, "read", way, size), size)
+            dst.mr.write(data, size, RX)
+            src.post(200 + i, e.IBV_WR_RDMA_READ, size, peer=dst)
+            src.wc(f"{tag} read {way} {size}")
+            check(digest(src.mr.read(size, 0)) == digest(data), f"{tag} read data {way} {size}")
+
+
+def rc_atomics(x, y):
+    y.mr.write(struct.pack("<Q", 40), 8, RX)
+    x.post(300, e.IBV_WR_ATOMIC_FETCH_AND_ADD, 8, peer=y, atomic=(2, 0))
+    x.wc("loop fetch_add")
+    check(struct.unpack("<Q", x.mr.read(8, 0))[0] == 40, "loop fetch_add original")
+    x.post(301, e.IBV_WR_ATOMIC_CMP_AND_SWP, 8, peer=y, atomic=(42, 7))
+    x.wc("loop cmp_swp")
+    check(struct.unpack("<Q", x.mr.read(8, 0))[0] == 42, "loop cmp_swp original")
+    check(struct.unpack("<Q", y.mr.read(8, RX))[0] == 7, "loop cmp_swp result")
+
+
+def rc_loop_test():
+    """RC/UC between QPs of this device and an RC QP connected to itself: the loop links."""
+    before = {n: counter(n) for n in ("loop_frames", "tx_data_frames")}
+    x, y = RC(), RC()
+    x.connect(y.qp.qp_num)
+    y.connect(x.qp.qp_num)
+    rc_pair(x, y, "rc")
+    rc_atomics(x, y)
+    x.close()
+    y.close()
+    s = RC()
+    s.connect(s.qp.qp_num)
+    rc_pair(s, s, "self")
+    s.close()
+    u, v = RC(e.IBV_QPT_UC), RC(e.IBV_QPT_UC)
+    u.connect(v.qp.qp_num)
+    v.connect(u.qp.qp_num)
+    data = payload("uc", 65536)
+    u.mr.write(data, len(data), 0)
+    u.post(1, e.IBV_WR_RDMA_WRITE, len(data), peer=v)
+    u.wc("uc write")
+    check(digest(v.mr.read(len(data), RX)) == digest(data), "uc write data")
+    u.close()
+    v.close()
+    looped = counter("loop_frames") - before["loop_frames"]
+    cable = counter("tx_data_frames") - before["tx_data_frames"]
+    # Two 4 MiB messages each way per pair are over 4000 frames; the cable saw none of them.
+    check(looped > 4000, f"loop_frames moved by {looped}")
+    check(cable < 50, f"the cable carried {cable} data frames of loopback traffic")
+    print(json.dumps({"rc_loop": "ok", "loop_frames": looped, "cable_data_frames": cable}),
+          flush=True)
+
+
 if role == "server":
     serve()
 elif role == "client":
     client()
+elif role == "rc-loop":
+    rc_loop_test()
 else:
     self_test()
 print(json.dumps({"role": role, "failures": len(failures)}), flush=True)
@@ -400,6 +549,21 @@ for m in (a, b):
     assert m.succeed(OBJECTS) == objects_before[m.name], (objects_before[m.name],
                                                            m.succeed(OBJECTS))
     check_kernel_log(m)
+
+# 3b. RC/UC QPs of node a connected to each other and to themselves (the loop links).
+a.succeed("rm -f /tmp/tbud/rc")
+run(a, "rc-loop 0 0", 600)()
+rc, out = result(a)
+assert rc == "0" and '"rc_loop": "ok"' in out, out
+
+# 3c. rdma_cm between two ids of node a: rping to its own address, data verified (-V).
+rping = a.succeed(f"timeout 120 rping -s -a {ADDR['a']} -p 18720 -C 5 -S 1000 -V "
+                  "> /tmp/tbud/rping-s 2>&1 & sleep 2; "
+                  f"timeout 120 rping -c -a {ADDR['a']} -p 18720 -C 5 -S 1000 -V -v 2>&1; "
+                  "echo client-exit=$?; wait; echo server-exit=$?; cat /tmp/tbud/rping-s")
+print(rping)
+assert "client-exit=0" in rping and "server-exit=0" in rping, rping
+assert rping.count("ping data:") >= 5, rping
 
 # 4. what UCX makes of the device (printed: ucx_info's transports on tbrdma0).
 ucx = a.succeed("command -v ucx_info > /dev/null && ucx_info -d 2>&1 | "

@@ -11,8 +11,23 @@
  */
 #include <net/ipv6.h>
 #include <rdma/ib_addr.h>
+#include <rdma/ib_cache.h>
 
 #include "tbrdma.h"
+
+/* A GID of this device's port: datagrams and QPs addressed to it stay inside the device. */
+bool tbrdma_gid_is_own(struct tbrdma_dev *tdev, const u8 *raw)
+{
+	const struct ib_gid_attr *own;
+	union ib_gid gid;
+
+	memcpy(gid.raw, raw, sizeof(gid.raw));
+	own = rdma_find_gid_by_port(&tdev->ibdev, &gid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
+	if (IS_ERR(own))
+		return false;
+	rdma_put_gid_attr(own);
+	return true;
+}
 
 static int tbrdma_init_ah(struct tbrdma_ah *ah, const struct rdma_ah_attr *attr)
 {
@@ -26,9 +41,8 @@ static int tbrdma_init_ah(struct tbrdma_ah *ah, const struct rdma_ah_attr *attr)
 	sgid_attr = grh->sgid_attr;
 	if (!sgid_attr || sgid_attr->gid_type != IB_GID_TYPE_ROCE_UDP_ENCAP)
 		return -EINVAL;
-	/* No multicast (no attach_mcast); both GIDs of one family, as the GRH needs. */
-	if (rdma_is_multicast_addr((struct in6_addr *)grh->dgid.raw) ||
-	    ipv6_addr_v4mapped((struct in6_addr *)grh->dgid.raw) !=
+	/* Unicast or a multicast group (ud.c); both GIDs of one family, as the GRH needs. */
+	if (ipv6_addr_v4mapped((struct in6_addr *)grh->dgid.raw) !=
 	    ipv6_addr_v4mapped((struct in6_addr *)sgid_attr->gid.raw))
 		return -EINVAL;
 	ah->sgid = sgid_attr->gid;

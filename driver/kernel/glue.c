@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The only file that talks to the protocol core (driver/proto): it implements struct tbp_env
- * on top of verbs objects and rails, serialises every core call with tdev->lock, and drives
- * tbp_tick() from a soft hrtimer. Framing, reliability and the handshake live in the core.
+ * Talks to the protocol core (driver/proto) for the cable's link (loop.c does for the loopback
+ * links): it implements struct tbp_env on top of verbs objects and rails, serialises every
+ * core call with tdev->lock, and drives tbp_tick() from a soft hrtimer. Framing, reliability
+ * and the handshake live in the core.
  */
 #include <crypto/hash.h>
 #include <linux/ktime.h>
@@ -48,6 +49,27 @@ MODULE_PARM_DESC(max_outstanding, "Work requests in flight per link (default 102
 static struct tbp_link *core_link(struct tbrdma_dev *tdev)
 {
 	return tdev->link_ready ? tdev->link : NULL;
+}
+
+/* The core links an RC/UC QP is open on: the cable's, or loop links. Link lock held. */
+static unsigned int qp_links(struct tbrdma_qp *qp, struct tbp_link *links[2])
+{
+	if (qp->loop_side != TBRDMA_LOOP_NONE)
+		return tbrdma_loop_links(qp, links);
+	links[0] = core_link(qp->tdev);
+	return links[0] ? 1 : 0;
+}
+
+/* The link a QP's WRs are posted on, or NULL while it has none. Link lock held. */
+static struct tbp_link *qp_post_link(struct tbrdma_qp *qp)
+{
+	struct tbp_link *links[2];
+
+	if (!qp_links(qp, links))
+		return NULL;
+	if (qp->loop_side != TBRDMA_LOOP_NONE)
+		qp->tdev->loop.dirty = true;	/* the loop links tick for it */
+	return links[0];
 }
 
 /* The core's CRC32C convention (pre- and post-inverted) on top of the kernel's. */
@@ -110,7 +132,19 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	struct tbrdma_dev *tdev = ctx;
 	struct tbrdma_mr *mr = tbrdma_lookup_mr(tdev, rkey, true);
 	struct tbrdma_qp *qp = xa_load(&tdev->qps, qpn);
+	int qp_access = qp ? qp->attr.qp_access_flags : 0;
 
+	/*
+	 * The responder QP must allow the operation (IBA 9.7.5.1.1; rxe's check_op_valid):
+	 * otherwise an invalid request, and the QP goes to error as below.
+	 */
+	if (qp && !qp->gsi &&
+	    (((access & TBP_ACCESS_REMOTE_WRITE) && !(qp_access & IB_ACCESS_REMOTE_WRITE)) ||
+	     ((access & TBP_ACCESS_REMOTE_READ) && !(qp_access & IB_ACCESS_REMOTE_READ)) ||
+	     ((access & TBP_ACCESS_REMOTE_ATOMIC) && !(qp_access & IB_ACCESS_REMOTE_ATOMIC)))) {
+		tbrdma_defer_qp_error(qp);
+		return TBP_ERR_REMOTE_INVALID;
+	}
 	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd ||
 	    ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE)) ||
 	    ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ)) ||
@@ -646,7 +680,6 @@ static bool push_ud(struct tbrdma_dev *tdev, struct tbp_link *link, struct tbrdm
  */
 static void push_backlog(struct tbrdma_dev *tdev)
 {
-	struct tbp_link *link = core_link(tdev);
 	struct tbrdma_send_wqe *wqe;
 	bool flush;
 
@@ -670,6 +703,7 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			.status = IB_WC_WR_FLUSH_ERR,
 			.qp = &qp->ibqp,
 		};
+		struct tbp_link *link;
 		int err;
 
 		if (flush) {
@@ -684,10 +718,11 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			continue;
 		}
 		if (qp->ibqp.qp_type == IB_QPT_UD) {
-			if (!push_ud(tdev, link, wqe))
+			if (!push_ud(tdev, core_link(tdev), wqe))
 				return;
 			continue;
 		}
+		link = qp_post_link(qp);
 		/* no link (rebuilding): the WR waits for the next one */
 		err = link ? tbp_post(link, &twr) : -ENOBUFS;
 		if (!err)
@@ -737,17 +772,25 @@ static void after_core_call(struct tbrdma_dev *tdev)
 	tbrdma_after_core_call(tdev);
 }
 
-/* Runs the core's timers and arms the hrtimer for its next deadline. Link lock held. */
-static void tick_locked(struct tbrdma_dev *tdev)
+/*
+ * Runs the core's timers (the cable's link, and the loop links when due) and arms the hrtimer
+ * for the next deadline. Link lock held.
+ */
+void tbrdma_link_tick_locked(struct tbrdma_dev *tdev)
 {
 	struct tbp_link *link = core_link(tdev);
-	u64 now, deadline;
+	u64 now, deadline = U64_MAX;
 
-	if (!link || tdev->dying)
+	if (tdev->dying)
 		return;
 	now = ktime_get_ns();
-	deadline = tbp_tick(link, now);
-	after_core_call(tdev);
+	if (link) {
+		deadline = tbp_tick(link, now);
+		after_core_call(tdev);
+	}
+	deadline = min(deadline, tbrdma_loop_tick(tdev, now));
+	if (deadline == U64_MAX)
+		return;
 	if (deadline < now + TBRDMA_MIN_TICK_NS)
 		deadline = now + TBRDMA_MIN_TICK_NS;
 	if (!hrtimer_active(&tdev->tick_timer) || deadline < tdev->armed_deadline) {
@@ -762,7 +805,7 @@ static enum hrtimer_restart tbrdma_tick_timer(struct hrtimer *timer)
 
 	spin_lock_bh(&tdev->lock);
 	tdev->armed_deadline = U64_MAX;
-	tick_locked(tdev);
+	tbrdma_link_tick_locked(tdev);
 	spin_unlock_bh(&tdev->lock);
 	return HRTIMER_NORESTART;
 }
@@ -770,7 +813,7 @@ static enum hrtimer_restart tbrdma_tick_timer(struct hrtimer *timer)
 void tbrdma_link_kick(struct tbrdma_dev *tdev)
 {
 	spin_lock_bh(&tdev->lock);
-	tick_locked(tdev);
+	tbrdma_link_tick_locked(tdev);
 	spin_unlock_bh(&tdev->lock);
 }
 
@@ -779,7 +822,7 @@ void tbrdma_link_push_backlog(struct tbrdma_dev *tdev)
 {
 	spin_lock_bh(&tdev->lock);
 	after_core_call(tdev);
-	tick_locked(tdev);
+	tbrdma_link_tick_locked(tdev);
 	spin_unlock_bh(&tdev->lock);
 }
 
@@ -806,7 +849,7 @@ bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
 		tbp_rx(link, rail->id, frame, len);
 		authentic = tbp_rx_authentic(link);
 		after_core_call(tdev);
-		tick_locked(tdev);
+		tbrdma_link_tick_locked(tdev);
 	} else {
 		tdev->stat_rx_no_link++;
 	}
@@ -836,7 +879,7 @@ int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 		err = tbp_rail_add(link, rail->id, tdev->rail_weight, rail_max_frame(rail));
 		rail->core_added = !err;
 		after_core_call(tdev);
-		tick_locked(tdev);
+		tbrdma_link_tick_locked(tdev);
 	}
 	spin_unlock_bh(&tdev->lock);
 	return err;
@@ -857,7 +900,7 @@ void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bo
 			tbp_rail_down(link, rail->id);
 		}
 		after_core_call(tdev);
-		tick_locked(tdev);
+		tbrdma_link_tick_locked(tdev);
 	}
 	if (remove)
 		rail->in_use = false;
@@ -890,13 +933,19 @@ static int core_qp_open(struct tbp_link *link, struct tbrdma_qp *qp)
 /* Link lock held. */
 int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 {
-	struct tbp_link *link = core_link(qp->tdev);
-	int err;
+	struct tbp_link *links[2];
+	unsigned int i, n;
+	int err = 0;
 
 	/* UD QPs have no core QP: their datagrams use the channel (ud.c). */
-	if (!link || qp->ibqp.qp_type == IB_QPT_UD)
-		return 0;	/* opened when the link is built */
-	err = core_qp_open(link, qp);
+	if (qp->ibqp.qp_type == IB_QPT_UD)
+		return 0;
+	/* No cable link: opened when the link is built. */
+	n = qp_links(qp, links);
+	for (i = 0; i < n && !err; i++)
+		err = core_qp_open(links[i], qp);
+	while (err && i--)
+		tbp_qp_close(links[i], qp->ibqp.qp_num);
 	after_core_call(qp->tdev);
 	return err;
 }
@@ -904,20 +953,27 @@ int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 /* modify_qp changed timeout, retry_cnt, rnr_retry or min_rnr_timer. Link lock held. */
 void tbrdma_link_qp_attr(struct tbrdma_qp *qp)
 {
-	struct tbp_link *link = core_link(qp->tdev);
+	struct tbp_link *links[2];
+	unsigned int i, n;
 
-	if (link && qp->ibqp.qp_type != IB_QPT_UD)
-		core_qp_attr(link, qp);
+	if (qp->ibqp.qp_type == IB_QPT_UD)
+		return;
+	n = qp_links(qp, links);
+	for (i = 0; i < n; i++)
+		core_qp_attr(links[i], qp);
 }
 
 /* Link lock held. */
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
 {
-	struct tbp_link *link = core_link(qp->tdev);
+	struct tbp_link *links[2];
+	unsigned int i, n;
 
-	if (!link || qp->ibqp.qp_type == IB_QPT_UD)
+	if (qp->ibqp.qp_type == IB_QPT_UD)
 		return;
-	tbp_qp_close(link, qp->ibqp.qp_num);
+	n = qp_links(qp, links);
+	for (i = 0; i < n; i++)
+		tbp_qp_close(links[i], qp->ibqp.qp_num);
 	/* after_core_call() is not run: this is called from within it. */
 }
 
@@ -953,28 +1009,47 @@ bool tbrdma_link_is_up(struct tbrdma_dev *tdev)
 }
 
 /* Builds a fresh link from the current key and role and re-adds rails and open QPs. */
+static const struct tbp_env env_template = {
+	.now_ns = env_now_ns,
+	.xmit = env_xmit,
+	.hmac_sha256 = env_hmac_sha256,
+	.random_bytes = env_random_bytes,
+	.mr_check = env_mr_check,
+	.buf_read = env_buf_read,
+	.buf_write = env_buf_write,
+	.atomic = tbrdma_env_atomic,
+	.invalidate = tbrdma_env_invalidate,
+	.recv_claim = env_recv_claim,
+	.send_done = env_send_done,
+	.recv_done = env_recv_done,
+	.event = env_event,
+};
+
+/* The environment of a link of this device: verbs objects behind every callback. */
+void tbrdma_core_env(struct tbrdma_dev *tdev, struct tbp_env *env)
+{
+	*env = env_template;
+	env->ctx = tdev;
+}
+
+/* The link timing module parameters, as they are now. */
+void tbrdma_core_timing(struct tbp_config *cfg)
+{
+	cfg->keepalive_ns = (u64)keepalive_ms * NSEC_PER_MSEC;
+	cfg->rail_dead_ns = (u64)rail_dead_ms * NSEC_PER_MSEC;
+	cfg->link_dead_ns = (u64)link_dead_ms * NSEC_PER_MSEC;
+	cfg->rto_min_ns = (u64)rto_min_us * NSEC_PER_USEC;
+	if (cfg->rto_max_ns < cfg->rto_min_ns)
+		cfg->rto_max_ns = cfg->rto_min_ns;
+}
+
 static int build_link(struct tbrdma_dev *tdev)
 {
-	static const struct tbp_env env_template = {
-		.now_ns = env_now_ns,
-		.xmit = env_xmit,
-		.hmac_sha256 = env_hmac_sha256,
-		.random_bytes = env_random_bytes,
-		.mr_check = env_mr_check,
-		.buf_read = env_buf_read,
-		.buf_write = env_buf_write,
-		.atomic = tbrdma_env_atomic,
-		.invalidate = tbrdma_env_invalidate,
-		.recv_claim = env_recv_claim,
-		.send_done = env_send_done,
-		.recv_done = env_recv_done,
-		.event = env_event,
-	};
 	static const struct tbp_qp_attr chan_attr = {
 		.timeout = 0, .retry_cnt = 7, .rnr_retry = 7, .min_rnr_timer = 12,
 	};
-	struct tbp_env env = env_template;
 	struct tbp_config cfg;
+	struct tbp_env env;
 	struct tbp_link *link;
 	unsigned long qpn;
 	struct tbrdma_qp *qp;
@@ -1005,19 +1080,14 @@ static int build_link(struct tbrdma_dev *tdev)
 		cfg.caps &= ~TBP_CAP_FRAME_MAC;
 	cfg.max_msgs = clamp_t(u32, max_outstanding, 2, 65534);
 	cfg.max_rx_msgs = cfg.max_msgs;
-	cfg.keepalive_ns = (u64)keepalive_ms * NSEC_PER_MSEC;
-	cfg.rail_dead_ns = (u64)rail_dead_ms * NSEC_PER_MSEC;
-	cfg.link_dead_ns = (u64)link_dead_ms * NSEC_PER_MSEC;
-	cfg.rto_min_ns = (u64)rto_min_us * NSEC_PER_USEC;
-	if (cfg.rto_max_ns < cfg.rto_min_ns)
-		cfg.rto_max_ns = cfg.rto_min_ns;
+	tbrdma_core_timing(&cfg);
 	size = tbp_link_size(&cfg);
 	if (!size)
 		return -EINVAL;
 	mem = kvzalloc(size, GFP_KERNEL);
 	if (!mem)
 		return -ENOMEM;
-	env.ctx = tdev;
+	tbrdma_core_env(tdev, &env);
 
 	spin_lock_bh(&tdev->lock);
 	if (tdev->link_ready) {
@@ -1033,7 +1103,8 @@ static int build_link(struct tbrdma_dev *tdev)
 		 * a transport failure. QP1 is connectionless and is reopened below.
 		 */
 		xa_for_each(&tdev->qps, qpn, qp)
-			if (!qp->gsi && qp->ibqp.qp_type != IB_QPT_UD)
+			if (!qp->gsi && qp->ibqp.qp_type != IB_QPT_UD &&
+			    qp->loop_side == TBRDMA_LOOP_NONE)
 				tbrdma_qp_to_error(qp, true);
 	}
 	err = tbp_link_init(&link, mem, size, &cfg, &env);
@@ -1066,12 +1137,12 @@ static int build_link(struct tbrdma_dev *tdev)
 		/* only QPs that reached RTR since no link existed, and QP1 */
 		if (qp->gsi)
 			tbrdma_gsi_reset_slots(qp);
-		if (qp->ibqp.qp_type != IB_QPT_UD &&
+		if (qp->ibqp.qp_type != IB_QPT_UD && qp->loop_side == TBRDMA_LOOP_NONE &&
 		    (qp->state == IB_QPS_RTR || qp->state == IB_QPS_RTS))
 			core_qp_open(link, qp);
 	}
 	after_core_call(tdev);
-	tick_locked(tdev);
+	tbrdma_link_tick_locked(tdev);
 	spin_unlock_bh(&tdev->lock);
 	/* Link memory held the pairing key and the frame keys. */
 	kvfree_sensitive(old_mem, old_size);
@@ -1142,7 +1213,13 @@ int tbrdma_link_create(struct tbrdma_dev *tdev)
 			     HRTIMER_MODE_ABS_SOFT);
 	tdev->armed_deadline = U64_MAX;
 	tdev->rail_weight = 1;
-	return 0;
+	err = tbrdma_loop_create(tdev);
+	if (err) {
+		crypto_free_shash(tdev->hmac);
+		tdev->hmac = NULL;
+		tbrdma_ud_fini(tdev);
+	}
+	return err;
 }
 
 void tbrdma_link_destroy(struct tbrdma_dev *tdev)
@@ -1157,6 +1234,7 @@ void tbrdma_link_destroy(struct tbrdma_dev *tdev)
 	cancel_work_sync(&tdev->kick_work);
 	cancel_work_sync(&tdev->port_work);
 	hrtimer_cancel(&tdev->tick_timer);
+	tbrdma_loop_destroy(tdev);
 	spin_lock_bh(&tdev->lock);
 	if (tdev->link_ready) {
 		tbp_link_teardown(tdev->link);
@@ -1235,6 +1313,8 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "ud_loopback" },
 	{ .name = "ud_oversize" },
 	{ .name = "ud_lost" },
+	{ .name = "loop_frames" },
+	{ .name = "loop_busy" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1304,6 +1384,8 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[55] = tdev->stat_ud_loopback;
 	v[56] = tdev->stat_ud_oversize;
 	v[57] = tdev->stat_ud_lost;
+	v[58] = tdev->loop.stat_frames;
+	v[59] = tdev->loop.stat_busy;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

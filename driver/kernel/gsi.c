@@ -208,6 +208,15 @@ static enum ib_wc_status gsi_gather(struct tbrdma_qp *qp, struct tbrdma_send_wqe
 	return IB_WC_SUCCESS;
 }
 
+static bool gsi_deliver(struct tbrdma_qp *qp, const u8 *dgram, u32 len);
+
+static bool gsi_to_own_gid(struct tbrdma_qp *qp, const struct tbrdma_send_wqe *wqe)
+{
+	const struct tbrdma_gsi_hdr *h = (const struct tbrdma_gsi_hdr *)wqe->gathered;
+
+	return tbrdma_gid_is_own(qp->tdev, h->dgid);
+}
+
 /* Hands queued datagrams to the core, in post order, from process context. */
 static void tbrdma_gsi_work(struct work_struct *work)
 {
@@ -235,7 +244,14 @@ static void tbrdma_gsi_work(struct work_struct *work)
 			break;
 
 		status = gsi_gather(qp, wqe);
-		if (status == IB_WC_SUCCESS) {
+		if (status == IB_WC_SUCCESS && gsi_to_own_gid(qp, wqe)) {
+			/* rdma_cm between two addresses of this device: delivered here, as on rxe */
+			if (gsi_deliver(qp, wqe->gathered, wqe->total_len))
+				tdev->stat_gsi_received++;
+			else
+				tdev->stat_gsi_dropped++;
+			tdev->stat_gsi_sent++;
+		} else if (status == IB_WC_SUCCESS) {
 			spin_lock_irq(&qp->sq_lock);
 			list_add_tail(&wqe->node, &qp->send_outstanding);
 			qp->send_count++;
@@ -256,11 +272,13 @@ static void tbrdma_gsi_work(struct work_struct *work)
 			}
 			if (err)
 				status = IB_WC_RETRY_EXC_ERR;	/* no link to the peer */
+			else
+				wqe = NULL;	/* the core completes it */
 		}
 		spin_lock_irq(&gsi->lock);
 		gsi->pending_count--;
 		spin_unlock_irq(&gsi->lock);
-		if (status != IB_WC_SUCCESS)
+		if (wqe)
 			gsi_complete_send(qp, wqe, status);
 	}
 	spin_unlock_bh(&tdev->lock);
@@ -418,7 +436,7 @@ static bool gid_is_unicast(const union ib_gid *gid)
  */
 int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid_raw,
 		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
-		     union rdma_network_hdr *grh)
+		     bool mcast, union rdma_network_hdr *grh)
 {
 	const struct ib_gid_attr *own;
 	union ib_gid sgid, dgid;
@@ -431,16 +449,23 @@ int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid
 		return -1;
 	memcpy(sgid.raw, sgid_raw, sizeof(sgid.raw));
 	memcpy(dgid.raw, dgid_raw, sizeof(dgid.raw));
-	if (!gid_is_unicast(&sgid) || !gid_is_unicast(&dgid))
+	if (!gid_is_unicast(&sgid) ||
+	    (mcast ? !rdma_is_multicast_addr((struct in6_addr *)dgid.raw) : !gid_is_unicast(&dgid)))
 		return -1;
 	ipv4 = ipv6_addr_v4mapped((struct in6_addr *)sgid.raw);
 	if (ipv4 != ipv6_addr_v4mapped((struct in6_addr *)dgid.raw))
 		return -1;
-	/* Addressed to one of our RoCEv2 GIDs, as ib_init_ah_attr_from_wc() will require. */
-	own = rdma_find_gid_by_port(&tdev->ibdev, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
-	if (IS_ERR(own))
-		return -1;
-	rdma_put_gid_attr(own);
+	/*
+	 * Addressed to one of our RoCEv2 GIDs, as ib_init_ah_attr_from_wc() will require, or to
+	 * a group a QP of ours joined (the caller found the attachment).
+	 */
+	if (!mcast) {
+		own = rdma_find_gid_by_port(&tdev->ibdev, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1,
+					    NULL);
+		if (IS_ERR(own))
+			return -1;
+		rdma_put_gid_attr(own);
+	}
 
 	memset(grh, 0, sizeof(*grh));
 	if (ipv4) {
@@ -480,7 +505,8 @@ static int gsi_check_and_build_grh(struct tbrdma_qp *qp, const struct tbrdma_gsi
 	if (le32_to_cpu(h->qkey) != IB_QP1_QKEY)
 		return -1;
 	return tbrdma_dgram_grh(qp->tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
-				le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), mad_len, grh);
+				le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), mad_len, false,
+				grh);
 }
 
 /* Delivers one datagram to the next posted receive, GRH first. Link lock held. */

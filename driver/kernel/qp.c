@@ -296,16 +296,31 @@ static void tbrdma_save_attr(struct tbrdma_qp *qp, const struct ib_qp_attr *attr
 		a->en_sqd_async_notify = attr->en_sqd_async_notify;
 }
 
+/* The core link an RC/UC QP entering RTR is carried by (loop.c). */
+static u8 tbrdma_qp_loop_side(const struct tbrdma_qp *qp)
+{
+	u32 qpn = qp->ibqp.qp_num;
+
+	if (!qp->av_is_own || qp->gsi || qp->ibqp.qp_type == IB_QPT_UD)
+		return TBRDMA_LOOP_NONE;
+	if (qpn == qp->dest_qpn)
+		return TBRDMA_LOOP_SELF;
+	return qpn < qp->dest_qpn ? TBRDMA_LOOP_LOW : TBRDMA_LOOP_HIGH;
+}
+
 int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 		     struct ib_udata *udata)
 {
 	struct tbrdma_qp *qp = to_tqp(ibqp);
 	struct tbrdma_dev *tdev = qp->tdev;
 	enum ib_qp_state cur, next;
+	bool av_is_own = false;
 	int err = 0;
 
 	if (udata && (udata->inlen || udata->outlen))
 		return -EOPNOTSUPP;
+	if ((mask & IB_QP_AV) && (rdma_ah_get_ah_flags(&attr->ah_attr) & IB_AH_GRH))
+		av_is_own = tbrdma_gid_is_own(tdev, rdma_ah_read_grh(&attr->ah_attr)->dgid.raw);
 	mutex_lock(&qp->state_mutex);
 	cur = (mask & IB_QP_CUR_STATE) ? attr->cur_qp_state : qp->state;
 	next = (mask & IB_QP_STATE) ? attr->qp_state : cur;
@@ -337,6 +352,8 @@ int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 		qp->dest_qpn = attr->dest_qp_num;
 	if (mask & IB_QP_QKEY)
 		qp->qkey = attr->qkey;
+	if (mask & IB_QP_AV)
+		qp->av_is_own = av_is_own;
 
 	if (next != cur) {
 		switch (next) {
@@ -350,6 +367,7 @@ int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 			tbrdma_qp_to_error(qp, false);
 			break;
 		case IB_QPS_RTR:
+			qp->loop_side = tbrdma_qp_loop_side(qp);
 			err = tbrdma_link_open_qp(qp);
 			if (!err)
 				WRITE_ONCE(qp->state, next);
@@ -409,6 +427,7 @@ int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	spin_lock_bh(&tdev->lock);
 	/* Outstanding work vanishes with the QP and no CQ entry may still point at it. */
 	tbrdma_qp_discard(qp);
+	tbrdma_mcast_detach_qp(qp);
 	xa_erase(&tdev->qps, ibqp->qp_num);
 	tbrdma_after_core_call(tdev);
 	spin_unlock_bh(&tdev->lock);

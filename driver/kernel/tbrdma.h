@@ -26,7 +26,7 @@
 #define TBRDMA_MAX_SGE		8
 #define TBRDMA_MAX_INLINE	256	/* bytes of IB_SEND_INLINE data per WR */
 #define TBRDMA_MAX_QP		1024
-#define TBRDMA_MAX_QP_WR	1024
+#define TBRDMA_MAX_QP_WR	16384	/* as rxe; UCX ud_verbs asks for 4096 receives */
 #define TBRDMA_MAX_CQE		16384
 #define TBRDMA_MAX_CQ		4096
 #define TBRDMA_MAX_MR		65536
@@ -46,6 +46,9 @@
 #define TBRDMA_GSI_SLOTS	16	/* datagrams the core may reassemble at once on QP1 */
 #define TBRDMA_GSI_MAGIC	0x31475354	/* "TSG1" little-endian on the wire */
 #define TBRDMA_MAX_AH		16384
+/* Multicast attachments (ud.c): UD QPs of this device joined to a group, all groups. */
+#define TBRDMA_MAX_MCAST_ATTACH	4096
+#define TBRDMA_MAX_MCAST_QP_ATTACH 64	/* QPs per group */
 /*
  * UD datagrams of every UD QP travel on one core QP pair per link, 2 <-> 2 (below the first
  * QPN a consumer gets), each behind a struct tbrdma_ud_hdr naming the QPs (ud.c).
@@ -305,12 +308,22 @@ struct tbrdma_srq {
 	struct work_struct limit_work;	/* IB_EVENT_SRQ_LIMIT_REACHED, outside driver locks */
 };
 
+/* Which core link carries an RC/UC QP's messages (loop.c). */
+enum tbrdma_loop_side {
+	TBRDMA_LOOP_NONE,	/* the cable's link: the destination is the peer host */
+	TBRDMA_LOOP_LOW,	/* loop link 0: a QP of this device with a higher QPN */
+	TBRDMA_LOOP_HIGH,	/* loop link 1: a QP of this device with a lower QPN */
+	TBRDMA_LOOP_SELF,	/* connected to itself: open on both, posts on loop link 0 */
+};
+
 struct tbrdma_qp {
 	struct ib_qp ibqp;
 	struct tbrdma_dev *tdev;
 	struct mutex state_mutex;	/* serialises modify_qp/destroy against each other */
 	enum ib_qp_state state;
 	u32 dest_qpn;
+	bool av_is_own;			/* the address vector names a GID of this device */
+	u8 loop_side;			/* enum tbrdma_loop_side, chosen at RTR */
 	u32 qkey;
 	/* what modify_qp was given, for query_qp (ah_attr without its sgid_attr reference) */
 	struct ib_qp_attr attr;
@@ -344,6 +357,26 @@ struct tbrdma_qp {
 	struct work_struct event_work;
 	unsigned long pending_events;	/* TBRDMA_QP_EV_* bits */
 	struct tbrdma_gsi *gsi;		/* QP1 only */
+};
+
+/*
+ * Loopback (loop.c): QPs connected to QPs of this device run over a pair of core links joined
+ * in memory, so they get exactly the transport of QPs across the cable. Frames one link sends
+ * wait in the other's queue for a work item (a core may not be re-entered from its callbacks).
+ */
+struct tbrdma_loop {
+	struct tbp_link *link[2];
+	void *mem[2];
+	size_t mem_size;
+	bool ready;			/* both links built */
+	bool dirty;			/* work was given to a loop link: tick it now */
+	u64 deadline;			/* when the loop links want their next tick */
+	struct list_head queue[2];	/* frames for link[i], under tdev->lock */
+	u32 queued[2];
+	unsigned int next_side;		/* fairness between the two queues */
+	struct work_struct rx_work;
+	struct work_struct rebuild_work;
+	u64 stat_frames, stat_busy;
 };
 
 struct tbrdma_ucontext {
@@ -385,6 +418,8 @@ struct tbrdma_dev {
 	struct list_head ud_inflight;	/* datagrams the core owns, in hand-over order */
 	u64 stat_ud_sent, stat_ud_received, stat_ud_dropped, stat_ud_qkey_dropped;
 	u64 stat_ud_loopback, stat_ud_oversize, stat_ud_lost;
+	struct list_head mcast;		/* struct tbrdma_mcast_attach, under tdev->lock */
+	u32 n_mcast;
 
 	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
 	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
@@ -402,6 +437,7 @@ struct tbrdma_dev {
 	struct xarray mrs;		/* lkey and rkey -> tbrdma_mr */
 
 	enum ib_port_state port_state;
+	struct tbrdma_loop loop;
 
 	struct config_group cfs_group;
 	bool cfs_registered;
@@ -548,6 +584,7 @@ int tbrdma_check_sges(struct tbrdma_qp *qp, const struct tbrdma_sge *sge, u32 nu
 		      bool for_write_into);
 
 /* ah.c: address handles (kernel and user) */
+bool tbrdma_gid_is_own(struct tbrdma_dev *tdev, const u8 *raw);
 int tbrdma_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);
 int tbrdma_query_ah(struct ib_ah *ibah, struct rdma_ah_attr *attr);
 int tbrdma_destroy_ah(struct ib_ah *ibah, u32 flags);
@@ -570,11 +607,14 @@ void tbrdma_ud_reset_slots(struct tbrdma_dev *tdev);
 int tbrdma_ud_slot_claim(struct tbrdma_dev *tdev, u64 *handle, u32 *capacity);
 u8 *tbrdma_ud_slot_buf(struct tbrdma_dev *tdev, u64 handle);
 void tbrdma_ud_slot_done(struct tbrdma_dev *tdev, u64 handle, u32 src_qpn, u32 len, bool ok);
+int tbrdma_attach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid);
+int tbrdma_detach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid);
+void tbrdma_mcast_detach_qp(struct tbrdma_qp *qp);
 
 /* gsi.c: QP1 (MADs for ib_cm / rdma_cm) */
 int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid_raw,
 		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
-		     union rdma_network_hdr *grh);
+		     bool mcast, union rdma_network_hdr *grh);
 int tbrdma_gsi_create(struct tbrdma_qp *qp);
 void tbrdma_gsi_destroy(struct tbrdma_qp *qp);
 int tbrdma_gsi_post_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
@@ -631,13 +671,19 @@ static inline const char *tbrdma_rail_name(const struct tbrdma_rail *rail)
 	return rail->netdev->name;
 }
 
+/* loop.c: QPs of this device connected to each other */
+int tbrdma_loop_create(struct tbrdma_dev *tdev);
+void tbrdma_loop_destroy(struct tbrdma_dev *tdev);
+u64 tbrdma_loop_tick(struct tbrdma_dev *tdev, u64 now);
+unsigned int tbrdma_loop_links(struct tbrdma_qp *qp, struct tbp_link *links[2]);
+
 /* configfs.c */
 int tbrdma_configfs_init(void);
 void tbrdma_configfs_exit(void);
 int tbrdma_configfs_add_device(struct tbrdma_dev *tdev);
 void tbrdma_configfs_remove_device(struct tbrdma_dev *tdev);
 
-/* glue.c: the only file that talks to the protocol core */
+/* glue.c (and loop.c for the loopback links): the files that talk to the protocol core */
 int tbrdma_link_create(struct tbrdma_dev *tdev);
 void tbrdma_link_destroy(struct tbrdma_dev *tdev);
 int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail);
@@ -653,6 +699,11 @@ void tbrdma_defer_qp_error(struct tbrdma_qp *qp);
 int tbrdma_link_open_qp(struct tbrdma_qp *qp);
 void tbrdma_link_qp_attr(struct tbrdma_qp *qp);
 void tbrdma_link_kick(struct tbrdma_dev *tdev);
+void tbrdma_link_tick_locked(struct tbrdma_dev *tdev);
+struct tbp_env;
+struct tbp_config;
+void tbrdma_core_env(struct tbrdma_dev *tdev, struct tbp_env *env);
+void tbrdma_core_timing(struct tbp_config *cfg);
 bool tbrdma_link_is_up(struct tbrdma_dev *tdev);
 int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats);
 extern const struct rdma_stat_desc tbrdma_stat_descs[];

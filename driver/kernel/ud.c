@@ -23,7 +23,6 @@
  */
 #include <linux/uaccess.h>
 #include <rdma/ib_addr.h>
-#include <rdma/ib_cache.h>
 #include <rdma/ib_mad.h>
 
 #include "tbrdma.h"
@@ -50,6 +49,7 @@ static struct tbrdma_ud_send *to_ud_send(struct tbrdma_send_wqe *wqe)
 int tbrdma_ud_init(struct tbrdma_dev *tdev)
 {
 	INIT_LIST_HEAD(&tdev->ud_inflight);
+	INIT_LIST_HEAD(&tdev->mcast);
 	tdev->ud_slots = kvcalloc(TBRDMA_UD_SLOTS, sizeof(*tdev->ud_slots), GFP_KERNEL);
 	return tdev->ud_slots ? 0 : -ENOMEM;
 }
@@ -155,18 +155,12 @@ int tbrdma_ud_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 	return 0;
 }
 
-static bool ud_gid_is_own(struct tbrdma_dev *tdev, const u8 *raw)
-{
-	const struct ib_gid_attr *own;
-	union ib_gid gid;
-
-	memcpy(gid.raw, raw, sizeof(gid.raw));
-	own = rdma_find_gid_by_port(&tdev->ibdev, &gid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1, NULL);
-	if (IS_ERR(own))
-		return false;
-	rdma_put_gid_attr(own);
-	return true;
-}
+/* A UD QP's membership in a multicast group (attach_mcast), on tdev->mcast. */
+struct tbrdma_mcast_attach {
+	struct list_head node;
+	union ib_gid mgid;
+	struct tbrdma_qp *qp;
+};
 
 static void ud_receive(struct tbrdma_dev *tdev, const u8 *dgram, u32 len);
 
@@ -195,7 +189,13 @@ enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_s
 		/* gathered: a WR the core had no room for is not gathered again */
 		wqe->num_sge = 0;
 	}
-	if (ud_gid_is_own(tdev, us->hdr.dgid)) {
+	if (rdma_is_multicast_addr((struct in6_addr *)us->hdr.dgid)) {
+		/* A group: this device's members get it here, the peer's over the channel. */
+		tdev->stat_ud_loopback++;
+		ud_receive(tdev, wqe->gathered, wqe->total_len);
+		return TBRDMA_UD_WIRE;
+	}
+	if (tbrdma_gid_is_own(tdev, us->hdr.dgid)) {
 		tdev->stat_ud_loopback++;
 		ud_receive(tdev, wqe->gathered, wqe->total_len);
 		return TBRDMA_UD_DONE;
@@ -305,6 +305,14 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 		if (!qp->is_user) {
 			wc.wc_flags |= IB_WC_WITH_NETWORK_HDR_TYPE;
 			wc.network_hdr_type = net_type;
+		} else {
+			/*
+			 * User space learns the GRH's kind from sl, as mlx5 reports a RoCE UD
+			 * packet's L3 header type there (1 IPv6, 2 IPv4): UCX's ud_verbs
+			 * checks the destination address in the GRH by it, and drops every
+			 * datagram whose IPv4 header it reads as an IPv6 GRH.
+			 */
+			wc.sl = net_type == RDMA_NETWORK_IPV4 ? 2 : 1;
 		}
 		if (h->flags & TBRDMA_UD_F_IMM) {
 			wc.wc_flags |= IB_WC_WITH_IMM;
@@ -317,6 +325,51 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 	if (wc.status == IB_WC_LOC_PROT_ERR)
 		tbrdma_defer_qp_error(qp);
 	return wc.status == IB_WC_SUCCESS;
+}
+
+/*
+ * The Q_Key check and delivery to one destination QP. Link lock held. False: dropped (not
+ * counted here).
+ */
+static bool ud_deliver_to(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h,
+			  const u8 *payload, u32 payload_len, const union rdma_network_hdr *grh,
+			  int net_type)
+{
+	struct tbrdma_dev *tdev = qp->tdev;
+
+	if (qp->ibqp.qp_type != IB_QPT_UD ||
+	    (qp->state != IB_QPS_RTR && qp->state != IB_QPS_RTS))
+		return false;
+	/* IBA 10.2.5 (rxe check_keys): a Q_Key mismatch is dropped silently and counted. */
+	if (le32_to_cpu(h->qkey) != qp->qkey) {
+		tdev->stat_ud_qkey_dropped++;
+		return true;
+	}
+	if (!ud_deliver(qp, h, payload, payload_len, grh, net_type))
+		return false;
+	tdev->stat_ud_received++;
+	return true;
+}
+
+/* A datagram to a multicast group: a copy for each QP of this device attached to it. */
+static void ud_receive_mcast(struct tbrdma_dev *tdev, const struct tbrdma_ud_hdr *h,
+			     const u8 *payload, u32 payload_len)
+{
+	struct tbrdma_mcast_attach *m;
+	union rdma_network_hdr grh;
+	int net_type;
+
+	net_type = tbrdma_dgram_grh(tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
+				    le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), payload_len,
+				    true, &grh);
+	if (net_type < 0) {
+		tdev->stat_ud_dropped++;
+		return;
+	}
+	list_for_each_entry(m, &tdev->mcast, node)
+		if (!memcmp(m->mgid.raw, h->dgid, sizeof(m->mgid.raw)) &&
+		    !ud_deliver_to(m->qp, h, payload, payload_len, &grh, net_type))
+			tdev->stat_ud_dropped++;
 }
 
 /* One datagram from the channel or from a local UD QP: checked, then delivered. Link lock held. */
@@ -340,23 +393,21 @@ static void ud_receive(struct tbrdma_dev *tdev, const u8 *dgram, u32 len)
 	    h->reserved[0] || h->reserved[1] || h->reserved[2] ||
 	    (!(h->flags & TBRDMA_UD_F_IMM) && h->imm))
 		goto drop;
-	qp = xa_load(&tdev->qps, dst_qpn);
-	if (!qp || qp->ibqp.qp_type != IB_QPT_UD ||
-	    (qp->state != IB_QPS_RTR && qp->state != IB_QPS_RTS))
-		goto drop;
-	/* IBA 10.2.5 (rxe check_keys): a Q_Key mismatch is dropped silently and counted. */
-	if (le32_to_cpu(h->qkey) != qp->qkey) {
-		tdev->stat_ud_qkey_dropped++;
+	/* IBA 10.5.2.2: the multicast QPN with a group's GID goes to every member here. */
+	if (dst_qpn == IB_MULTICAST_QPN) {
+		ud_receive_mcast(tdev, h, dgram + sizeof(*h), payload_len);
 		return;
 	}
+	qp = xa_load(&tdev->qps, dst_qpn);
+	if (!qp)
+		goto drop;
 	net_type = tbrdma_dgram_grh(tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
 				    le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), payload_len,
-				    &grh);
+				    false, &grh);
 	if (net_type < 0)
 		goto drop;
-	if (!ud_deliver(qp, h, dgram + sizeof(*h), payload_len, &grh, net_type))
+	if (!ud_deliver_to(qp, h, dgram + sizeof(*h), payload_len, &grh, net_type))
 		goto drop;
-	tdev->stat_ud_received++;
 	return;
 drop:
 	tdev->stat_ud_dropped++;
@@ -433,4 +484,77 @@ void tbrdma_ud_slot_done(struct tbrdma_dev *tdev, u64 handle, u32 src_qpn, u32 l
 	else
 		tdev->stat_ud_dropped++;
 	ud_free_slot(slot);
+}
+
+/* ---- multicast groups (attach_mcast / detach_mcast) ---- */
+
+int tbrdma_attach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid)
+{
+	struct tbrdma_qp *qp = to_tqp(ibqp);
+	struct tbrdma_dev *tdev = qp->tdev;
+	struct tbrdma_mcast_attach *m, *new;
+	u32 members = 0;
+	int err = 0;
+
+	if (ibqp->qp_type != IB_QPT_UD || !rdma_is_multicast_addr((struct in6_addr *)gid->raw))
+		return -EINVAL;
+	new = kzalloc(sizeof(*new), GFP_KERNEL);
+	if (!new)
+		return -ENOMEM;
+	new->mgid = *gid;
+	new->qp = qp;
+	spin_lock_bh(&tdev->lock);
+	list_for_each_entry(m, &tdev->mcast, node) {
+		if (memcmp(m->mgid.raw, gid->raw, sizeof(gid->raw)))
+			continue;
+		if (m->qp == qp)
+			goto out;	/* attached already: nothing to do, as rxe */
+		members++;
+	}
+	if (members >= TBRDMA_MAX_MCAST_QP_ATTACH || tdev->n_mcast >= TBRDMA_MAX_MCAST_ATTACH) {
+		err = -ENOMEM;
+		goto out;
+	}
+	list_add_tail(&new->node, &tdev->mcast);
+	tdev->n_mcast++;
+	new = NULL;
+out:
+	spin_unlock_bh(&tdev->lock);
+	kfree(new);
+	return err;
+}
+
+int tbrdma_detach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid)
+{
+	struct tbrdma_qp *qp = to_tqp(ibqp);
+	struct tbrdma_dev *tdev = qp->tdev;
+	struct tbrdma_mcast_attach *m, *found = NULL;
+
+	spin_lock_bh(&tdev->lock);
+	list_for_each_entry(m, &tdev->mcast, node) {
+		if (m->qp == qp && !memcmp(m->mgid.raw, gid->raw, sizeof(gid->raw))) {
+			found = m;
+			list_del(&m->node);
+			tdev->n_mcast--;
+			break;
+		}
+	}
+	spin_unlock_bh(&tdev->lock);
+	kfree(found);
+	return found ? 0 : -EINVAL;
+}
+
+/* A QP being destroyed leaves every group it is still in. Link lock held. */
+void tbrdma_mcast_detach_qp(struct tbrdma_qp *qp)
+{
+	struct tbrdma_dev *tdev = qp->tdev;
+	struct tbrdma_mcast_attach *m, *next;
+
+	list_for_each_entry_safe(m, next, &tdev->mcast, node) {
+		if (m->qp != qp)
+			continue;
+		list_del(&m->node);
+		tdev->n_mcast--;
+		kfree(m);
+	}
 }

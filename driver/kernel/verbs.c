@@ -50,6 +50,9 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->atomic_cap = IB_ATOMIC_HCA; /* atomic.c */
 	attr->max_pkeys = 1;
 	attr->max_ah = TBRDMA_MAX_AH;
+	attr->max_mcast_grp = TBRDMA_MAX_MCAST_ATTACH;
+	attr->max_mcast_qp_attach = TBRDMA_MAX_MCAST_QP_ATTACH;
+	attr->max_total_mcast_qp_attach = TBRDMA_MAX_MCAST_ATTACH;
 	attr->local_ca_ack_delay = 15;
 	return 0;
 }
@@ -548,6 +551,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.alloc_mr = tbrdma_alloc_mr,
 	.alloc_pd = tbrdma_alloc_pd,
 	.alloc_ucontext = tbrdma_alloc_ucontext,
+	.attach_mcast = tbrdma_attach_mcast,
 	.create_ah = tbrdma_create_ah,
 	.create_user_ah = tbrdma_create_ah,
 	.create_cq = tbrdma_create_cq,
@@ -561,6 +565,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.destroy_cq = tbrdma_destroy_cq,
 	.destroy_qp = tbrdma_destroy_qp,
 	.destroy_srq = tbrdma_destroy_srq,
+	.detach_mcast = tbrdma_detach_mcast,
 	.get_dma_mr = tbrdma_get_dma_mr,
 	.get_hw_stats = tbrdma_get_hw_stats,
 	.get_link_layer = tbrdma_get_link_layer,

@@ -110,6 +110,8 @@ struct posted {
 	uint32_t rkey;
 	uint32_t invalidate_rkey;
 	uint64_t remote_addr, compare_add, swap;
+	struct ibv_ah *ah;
+	uint32_t remote_qpn, remote_qkey;
 	uint8_t inline_data[512];
 };
 
@@ -131,7 +133,11 @@ int ibv_cmd_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send
 		p->imm = wr->imm_data;
 		if (wr->opcode == IBV_WR_SEND_WITH_INV)
 			p->invalidate_rkey = wr->invalidate_rkey;
-		if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP ||
+		if (qp->qp_type == IBV_QPT_UD) {
+			p->ah = wr->wr.ud.ah;
+			p->remote_qpn = wr->wr.ud.remote_qpn;
+			p->remote_qkey = wr->wr.ud.remote_qkey;
+		} else if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP ||
 		    wr->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
 			p->rkey = wr->wr.atomic.rkey;
 			p->remote_addr = wr->wr.atomic.remote_addr;
@@ -242,10 +248,10 @@ static struct ibv_qp_ex *qp_ex_of(struct ibv_qp *qp)
 	return &container_of(qp, struct verbs_qp, qp)->qp_ex;
 }
 
-static struct ibv_qp_ex *make_qp_ex(uint64_t ops)
+static struct ibv_qp_ex *make_typed_qp_ex(enum ibv_qp_type type, uint64_t ops)
 {
 	struct ibv_qp_init_attr_ex attr = {
-		.qp_type = IBV_QPT_RC, .pd = &pd,
+		.qp_type = type, .pd = &pd,
 		.comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS |
 			     IBV_QP_INIT_ATTR_CREATE_FLAGS,
 		.send_ops_flags = ops,
@@ -254,6 +260,11 @@ static struct ibv_qp_ex *make_qp_ex(uint64_t ops)
 	struct ibv_qp *qp = tbrdma_create_qp_ex(NULL, &attr);
 
 	return qp ? qp_ex_of(qp) : NULL;
+}
+
+static struct ibv_qp_ex *make_qp_ex(uint64_t ops)
+{
+	return make_typed_qp_ex(IBV_QPT_RC, ops);
 }
 
 static void test_qp_ex_refusals(void)
@@ -278,8 +289,9 @@ static void test_qp_ex_refusals(void)
 	/* atomics are RC only */
 	attr.send_ops_flags = IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD;
 	CHECK(!tbrdma_create_qp_ex(NULL, &attr) && errno == EOPNOTSUPP);
+	/* UD sends only */
 	attr.qp_type = IBV_QPT_UD;
-	attr.send_ops_flags = IBV_QP_EX_WITH_SEND;
+	attr.send_ops_flags = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_RDMA_WRITE;
 	CHECK(!tbrdma_create_qp_ex(NULL, &attr) && errno == EOPNOTSUPP);
 	attr.qp_type = IBV_QPT_RC;
 	attr.comp_mask |= IBV_QP_INIT_ATTR_CREATE_FLAGS;
@@ -333,6 +345,37 @@ static void test_wr_chain(void)
 			CHECK(!(posted[i].send_flags & IBV_SEND_INLINE) && posted[i].len == 30);
 		}
 	}
+	CHECK(tbrdma_destroy_qp(&qx->qp_base) == 0);
+}
+
+/* ibv_wr_set_ud_addr: each UD WR carries its own AH, QPN and Q_Key to the post. */
+static void test_wr_ud(void)
+{
+	struct ibv_qp_ex *qx = make_typed_qp_ex(IBV_QPT_UD, IBV_QP_EX_WITH_SEND |
+						IBV_QP_EX_WITH_SEND_WITH_IMM);
+	struct ibv_ah ah[2] = {};
+	uint8_t buf[16];
+
+	CHECK(qx != NULL && qx->wr_set_ud_addr != NULL && qx->wr_rdma_write == NULL);
+	if (!qx || !qx->wr_set_ud_addr)
+		return;
+	n_posted = send_calls = 0;
+	qx->wr_start(qx);
+	qx->wr_id = 1;
+	qx->wr_send(qx);
+	qx->wr_set_ud_addr(qx, &ah[0], 77, 0x1111);
+	qx->wr_set_sge(qx, 1, (uintptr_t)buf, 16);
+	qx->wr_id = 2;
+	qx->wr_send_imm(qx, htobe32(5));
+	qx->wr_set_ud_addr(qx, &ah[1], 78, 0x2222);
+	qx->wr_set_sge(qx, 1, (uintptr_t)buf, 8);
+	CHECK(qx->wr_complete(qx) == 0);
+	CHECK(n_posted == 2 && send_calls == 1);
+	CHECK(posted[0].ah == &ah[0] && posted[0].remote_qpn == 77 &&
+	      posted[0].remote_qkey == 0x1111 && posted[0].opcode == IBV_WR_SEND);
+	CHECK(posted[1].ah == &ah[1] && posted[1].remote_qpn == 78 &&
+	      posted[1].remote_qkey == 0x2222 && posted[1].opcode == IBV_WR_SEND_WITH_IMM &&
+	      posted[1].imm == htobe32(5));
 	CHECK(tbrdma_destroy_qp(&qx->qp_base) == 0);
 }
 
@@ -487,7 +530,9 @@ int main(void)
 	test_qp_ex_refusals();
 	test_wr_chain();
 	test_wr_atomics();
-	test_wr_send_inv();
+		if (wr->opcode == IBV_WR_SEND_WITH_INV)
+			p->invalidate_rkey = wr->invalidate_rkey;
+	test_wr_ud();
 	test_wr_errors_post_nothing();
 	test_post_checks();
 	printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);

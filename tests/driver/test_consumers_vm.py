@@ -11,10 +11,9 @@ Then, on both devices of the same run: ucx_perftest between the nodes, libfabric
 fi_pingpong with the verbs provider (MSG and RDM endpoints), mpirun with pml ucx (a
 ping-pong and an all-reduce, 1 B to 4 MiB, checked on every rank), and rdma-core's own test
 suite (vm-tests/consumers/rdma_core_suite.py: one class per process, vendor modules left
-out), rxe's on lab-a while tbrdma's runs on lab-b. Where UCX refuses tbrdma0 because it
-cannot create a UD QP (its wire-up transport: UCX asks for 4096 receive WRs, above
-tbrdma's max_qp_wr 1024) the test checks that this exact refusal is what happened and says
-so; every other failure fails.
+out), rxe's on lab-a while tbrdma's runs on lab-b. Every UCX, MPI and libfabric MSG case
+must pass on tbrdma (rxe's results are printed beside it: UCX's UD transport, ud_v and rc_v's
+wire-up, times out on rxe here), libfabric's RDM endpoint wherever it passes on rxe.
 rdma-core suite tests that pass on rxe but not on tbrdma must each be listed, with a
 reason, in rdma_core_suite_gaps.txt. Numbers are printed, never asserted (TCG).
 """
@@ -40,10 +39,8 @@ GUEST = Path(__file__).resolve().parents[2] / "vm-tests" / "consumers"
 GAPS = Path(__file__).with_name("rdma_core_suite_gaps.txt")
 TBRDMA, RXE = "tbrdma0", "rxe0"
 DEVICES = (TBRDMA, RXE)
-# What UCX prints when the device cannot give it a UD QP (ud_verbs, UCX's wire-up
-# transport for RC); with that, no transport is left on the device.
-UCX_UD_REFUSAL = "failed to create UD QP"
 UCX_TLS = "rc_v,self"  # rc_verbs, with ud_verbs only as the auxiliary (wire-up) transport
+UCX_TLS_UD = "ud_v,self"  # ud_verbs alone
 # rc_verbs with tcp (on the same cable) to wire it up: no UD needed from the device
 UCX_TLS_TCP_WIREUP = "rc_verbs,tcp,self"
 UCX_PORT = 13337
@@ -160,24 +157,16 @@ def _ucx_final(output: str) -> list[float]:
     raise AssertionError(f"no Final: row in ucx_perftest's output:\n{output[-3000:]}")
 
 
-def _ud_refusal(output: str) -> str | None:
-    return next((line.strip() for line in output.splitlines() if UCX_UD_REFUSAL in line), None)
-
-
 def _not_worse_than_rxe(what: str, ok: dict[str, bool], outputs: dict[str, str],
-                        ud_case: bool) -> None:
-    """tbrdma may fail only where rxe fails too, or (where UCX needs UD) with UCX's exact
-    UD refusal; every failure is printed with its last lines."""
+                        required: bool = True) -> None:
+    """tbrdma must work (required), or at least wherever rxe works; every failure is
+    printed with its last lines. (UCX's ud_verbs, and so rc_v, times out on rxe in this
+    lab, as it did on tbrdma before tbrdma reported the GRH's kind in wc.sl: docs/driver.md.)"""
     for dev in DEVICES:
         if not ok[dev]:
             _say(f"{what} on {dev}: FAILED:\n{outputs[dev][-1500:]}")
-    if ok[TBRDMA] or not ok[RXE]:
-        return
-    refusal = _ud_refusal(outputs[TBRDMA])
-    assert ud_case and refusal, (f"{what} works on rxe but not on tbrdma:\n"
-                                 f"{outputs[TBRDMA][-5000:]}")
-    _say(f"{what} on tbrdma0: refused by UCX (its UD QP asks for more WRs than "
-         f"max_qp_wr): {refusal}")
+    assert ok[TBRDMA] or not (required or ok[RXE]), (
+        f"{what} failed on tbrdma:\n{outputs[TBRDMA][-5000:]}")
 
 
 def _lanes(output: str) -> list[str]:
@@ -186,37 +175,42 @@ def _lanes(output: str) -> list[str]:
     return [line.strip() for line in output.splitlines() if re.search(r"cfg#\d+ ", line)]
 
 
-def _check_verbs_lanes(what: str, dev: str, output: str) -> None:
-    """The data lanes (tag, rma, amo, am, stream) are rc_verbs on dev; tcp may only wire
+def _check_verbs_lanes(what: str, dev: str, output: str, transport: str = "rc_verbs") -> None:
+    """The data lanes (tag, rma, amo, am, stream) are `transport` on dev; tcp may only wire
     the endpoints up."""
     lanes = _lanes(output)
-    assert any(f"rc_verbs/{dev}:1" in line for line in lanes), (what, lanes, output[-3000:])
+    assert any(f"{transport}/{dev}:1" in line for line in lanes), (what, lanes, output[-3000:])
     assert not any(re.search(r"\b(tag|rma|amo|am|stream)\(tcp", line) for line in lanes), \
         (what, lanes)
     _say(f"{what} on {dev}: UCX lanes {[line.split('cfg#', 1)[1] for line in lanes[:2]]}")
 
 
 # (name, UCX_TLS or None for a UCT-level rc_verbs test, ucx_perftest arguments, table row,
-# index in the Final: row, whether the case needs UD from the device)
+# index in the Final: row, the verbs transport carrying the data)
 UCX_CASES = (
     ("UCT rc_verbs am_lat 8 B", None, "-t am_lat -s 8 -n 500",
-     "UCX UCT rc_verbs am_lat 8 B (us)", 3, False),
+     "UCX UCT rc_verbs am_lat 8 B (us)", 3, "rc_verbs"),
     ("UCT rc_verbs put_bw 1 MiB", None, "-t put_bw -D zcopy -s 1048576 -n 20",
-     "UCX UCT rc_verbs put_bw 1 MiB (MB/s)", 5, False),
+     "UCX UCT rc_verbs put_bw 1 MiB (MB/s)", 5, "rc_verbs"),
     ("UCP tag_lat 8 B, UCX_TLS=rc_v", UCX_TLS, "-t tag_lat -s 8 -n 500",
-     "UCX tag_lat 8 B, rc_v (us)", 3, True),
+     "UCX tag_lat 8 B, rc_v (us)", 3, "rc_verbs"),
+    ("UCP tag_lat 8 B, UCX_TLS=ud_v", UCX_TLS_UD, "-t tag_lat -s 8 -n 500",
+     "UCX tag_lat 8 B, ud_v (us)", 3, "ud_verbs"),
+    ("UCP ucp_put_bw 1 MiB, UCX_TLS=ud_v", UCX_TLS_UD, "-t ucp_put_bw -s 1048576 -n 20",
+     "UCX put_bw 1 MiB, ud_v (MB/s)", 5, "ud_verbs"),
     ("UCP tag_lat 8 B, UCX_TLS=rc_verbs,tcp", UCX_TLS_TCP_WIREUP, "-t tag_lat -s 8 -n 500",
-     "UCX tag_lat 8 B, rc_verbs+tcp (us)", 3, False),
+     "UCX tag_lat 8 B, rc_verbs+tcp (us)", 3, "rc_verbs"),
     ("UCP ucp_put_bw 1 MiB, UCX_TLS=rc_verbs,tcp", UCX_TLS_TCP_WIREUP,
-     "-t ucp_put_bw -s 1048576 -n 20", "UCX put_bw 1 MiB, rc_verbs+tcp (MB/s)", 5, False),
+     "-t ucp_put_bw -s 1048576 -n 20", "UCX put_bw 1 MiB, rc_verbs+tcp (MB/s)", 5, "rc_verbs"),
 )
 
 
 def test_ucx_perftest(lab: Lab) -> None:
     """ucx_perftest between the nodes on each device: UCT-level rc_verbs (no wire-up
-    transport needed), and UCP with rc_verbs plus ud_verbs (rc_v) or plus tcp for wire-up."""
+    transport needed), UCP with rc_verbs plus ud_verbs (rc_v) or plus tcp for wire-up, and
+    UCP with ud_verbs alone."""
     started = time.monotonic()
-    for what, tls, args, metric, column, ud_case in UCX_CASES:
+    for what, tls, args, metric, column, transport in UCX_CASES:
         ok, outputs = {}, {}
         for dev in DEVICES:
             if tls is None:
@@ -232,18 +226,15 @@ def test_ucx_perftest(lab: Lab) -> None:
             ok[dev], outputs[dev] = _client_server(lab, "ucx", server, client, UCX_PORT)
             if ok[dev]:
                 if tls is not None:
-                    _check_verbs_lanes(what, dev, outputs[dev])
+                    _check_verbs_lanes(what, dev, outputs[dev], transport)
                 value = _ucx_final(outputs[dev])[column]
                 TABLE[(dev, metric)] = f"{value:.2f}"
                 _say(f"benchmark: ucx_perftest {what} on {dev}: {value:.2f}")
             else:
-                refusal = _ud_refusal(outputs[dev])
-                TABLE[(dev, metric)] = "n/a (UD QP refused)" if refusal else "n/a (failed)"
-        if tls is None:  # rc_verbs alone needs nothing tbrdma lacks: both must work
+                TABLE[(dev, metric)] = "n/a (failed)"
+        if tls is None:  # rc_verbs alone needs nothing of the lab's UD: both must work
             assert all(ok.values()), {d: outputs[d][-3000:] for d in DEVICES if not ok[d]}
-        _not_worse_than_rxe(f"ucx_perftest {what}", ok, outputs, ud_case)
-        if ud_case:  # rc_v opens ud_verbs: tbrdma0 must refuse it exactly so, for now
-            assert ok[TBRDMA] or _ud_refusal(outputs[TBRDMA]), outputs[TBRDMA][-5000:]
+        _not_worse_than_rxe(f"ucx_perftest {what}", ok, outputs)
     _phase("ucx_perftest", started)
 
 
@@ -284,7 +275,9 @@ def test_libfabric_pingpong(lab: Lab) -> None:
                 # bytes, #sent, #ack, total, time, MB/sec, usec/xfer, Mxfers/sec
                 TABLE[(dev, metric)] = row[6]
                 _say(f"benchmark: fi_pingpong {ep} {dev} {size} B: {' '.join(row)}")
-            _not_worse_than_rxe(f"fi_pingpong {ep} {size} B", ok, outputs, False)
+            # RDM (ofi_rxm over verbs) fails on both devices: libfabric's QP probe
+            _not_worse_than_rxe(f"fi_pingpong {ep} {size} B", ok, outputs,
+                                required=ep == "msg")
     _phase("libfabric", started)
 
 
@@ -337,15 +330,14 @@ def test_mpi_over_ucx(lab: Lab) -> None:
     started = time.monotonic()
     original = _guest_to_guest_ssh(lab)
     try:
-        for tls, ud_case in ((UCX_TLS, True), (UCX_TLS_TCP_WIREUP, False)):
+        for tls in (UCX_TLS, UCX_TLS_TCP_WIREUP):
             what = f"mpirun pml ucx, UCX_TLS={tls}"
             ok, outputs = {}, {}
             for dev in DEVICES:
                 ok[dev], outputs[dev] = _mpirun(lab, dev, tls)
                 metric = f"MPI allreduce 1 MiB, {tls.removesuffix(',self')} (ms)"
                 if not ok[dev]:
-                    TABLE[(dev, metric)] = ("n/a (UD QP refused)" if _ud_refusal(outputs[dev])
-                                            else "n/a (failed)")
+                    TABLE[(dev, metric)] = "n/a (failed)"
                     continue
                 output = outputs[dev]
                 for rank in (0, 1):
@@ -358,9 +350,7 @@ def test_mpi_over_ucx(lab: Lab) -> None:
                 assert timed, output[-3000:]
                 TABLE[(dev, metric)] = timed.group(1)
                 _say(f"benchmark: {what} on {dev}: allreduce 1 MiB {timed.group(1)} ms")
-            _not_worse_than_rxe(what, ok, outputs, ud_case)
-            if ud_case:
-                assert ok[TBRDMA] or _ud_refusal(outputs[TBRDMA]), outputs[TBRDMA][-5000:]
+            _not_worse_than_rxe(what, ok, outputs)
     finally:
         encoded = base64.b64encode(original.encode()).decode()
         lab.a.succeed("rm -f /root/.ssh/id_ed25519* /root/.ssh/known_hosts")

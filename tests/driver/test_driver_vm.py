@@ -67,6 +67,14 @@ def test_tbrdma_ud(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_ud.py", lab_dir)
 
 
+# Same lab boot: a kernel ULP, NVMe over Fabrics (nvmet-rdma on b, nvme-rdma on a) through
+# fast registration, 33 MiB byte-exact; sets its device up and removes it again.
+def test_tbrdma_nvmeof(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_nvmeof.py", lab_dir)
+
+
 def test_tbctl_pair_native(lab_dir: Path) -> None:
     from tbctl.lab import testdriver
 

@@ -44,9 +44,8 @@ struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 
 enum {
 	/*
-	 * What the kernel executes: no memory windows, invalidation or flush yet, and RDMA
-	 * READ and the 8-byte atomics on RC only. UD has no wr_set_ud_addr here, so no send
-	 * ops at all.
+	 * What the kernel executes: no memory windows, invalidation or flush yet, RDMA READ
+	 * and the 8-byte atomics on RC only, SENDs on UD (addressed with wr_set_ud_addr).
 	 */
 	TBRDMA_RC_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
@@ -55,6 +54,7 @@ enum {
 	TBRDMA_UC_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
 			     IBV_QP_EX_WITH_SEND_WITH_INV,
+	TBRDMA_UD_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM,
 	TBRDMA_QP_COMP_MASK = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_CREATE_FLAGS |
 			      IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
 };
@@ -77,6 +77,9 @@ static int check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 		break;
 	case IBV_QPT_UC:
 		ops = TBRDMA_UC_SEND_OPS;
+		break;
+	case IBV_QPT_UD:
+		ops = TBRDMA_UD_SEND_OPS;
 		break;
 	default:
 		return EOPNOTSUPP;

@@ -156,6 +156,19 @@ static void wr_atomic_fetch_add(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t 
 		set_atomic(wr, rkey, remote_addr, add, 0);
 }
 
+/* The address of a UD QP's current WR; libibverbs' post reads the AH's handle. */
+static void wr_set_ud_addr(struct ibv_qp_ex *ibqp, struct ibv_ah *ah, uint32_t remote_qpn,
+			   uint32_t remote_qkey)
+{
+	struct tbrdma_wr *w = cur_wr(ex_to_tqp(ibqp));
+
+	if (!w)
+		return;
+	w->wr.wr.ud.ah = ah;
+	w->wr.wr.ud.remote_qpn = remote_qpn;
+	w->wr.wr.ud.remote_qkey = remote_qkey;
+}
+
 /* Replaces the current WR's data with num_sge SGEs (a DATA setter is called once per WR). */
 static void set_sges(struct tbrdma_qp *qp, size_t num_sge, const struct ibv_sge *sg_list)
 {
@@ -331,6 +344,8 @@ void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags)
 		q->wr_atomic_cmp_swp = wr_atomic_cmp_swp;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
 		q->wr_atomic_fetch_add = wr_atomic_fetch_add;
+	if (qp->qp_type == IBV_QPT_UD)
+		q->wr_set_ud_addr = wr_set_ud_addr;
 	q->wr_set_sge = wr_set_sge;
 	q->wr_set_sge_list = wr_set_sge_list;
 	q->wr_set_inline_data = wr_set_inline_data;
