@@ -530,8 +530,7 @@ int main(void)
 	test_qp_ex_refusals();
 	test_wr_chain();
 	test_wr_atomics();
-		if (wr->opcode == IBV_WR_SEND_WITH_INV)
-			p->invalidate_rkey = wr->invalidate_rkey;
+	test_wr_send_inv();
 	test_wr_ud();
 	test_wr_errors_post_nothing();
 	test_post_checks();
