@@ -5,9 +5,10 @@
 # API (one WR per region and several in one), inline data through wr_set_inline_data(_list)
 # copied at the setter, wr_abort posting nothing; every completion on both sides polled with
 # start_poll/next_poll/end_poll and checked field by field; data byte-exact. Refused: a
-# completion timestamp, IGNORE_OVERRUN, bind_mw/send_inv send ops, READ on UC, inline past
+# completion timestamp, IGNORE_OVERRUN, the bind_mw send op, READ on UC, inline past
 # max_inline_data and too many SGEs, each with its errno and nothing posted; a post whose
-# num_sge would have libibverbs overflow its stack is EINVAL, not a crash.
+# num_sge would have libibverbs overflow its stack is EINVAL, not a crash. The send_inv send
+# op is accepted on RC and UC (SEND with Invalidate: tbrdma_semantics.py's send_with_inv).
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
 import secrets
@@ -232,10 +233,12 @@ def refusals():
     cq = make_cq()
     # (atomics are supported on RC: tbrdma_atomics.py)
     for name, ops, qpt in (("bind_mw", e.IBV_QP_EX_WITH_BIND_MW, e.IBV_QPT_RC),
-                           ("send_with_inv", e.IBV_QP_EX_WITH_SEND_WITH_INV, e.IBV_QPT_RC),
                            ("READ on UC", e.IBV_QP_EX_WITH_RDMA_READ, e.IBV_QPT_UC)):
         refused(f"qp send op {name}", errno.EOPNOTSUPP,
                 lambda ops=ops, qpt=qpt: make_qp(cq, e.IBV_QP_EX_WITH_SEND | ops, qpt))
+    for qpt in (e.IBV_QPT_RC, e.IBV_QPT_UC):
+        make_qp(cq, e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_SEND_WITH_INV, qpt).close()
+        print(json.dumps({"accepted": f"qp send op send_with_inv on {qpt}"}), flush=True)
     # the UC QP the refused op was asked of exists without it
     make_qp(cq, OPS & ~e.IBV_QP_EX_WITH_RDMA_READ, e.IBV_QPT_UC).close()
     cq.close()
@@ -498,7 +501,8 @@ for m in (a, b):
 assert outs["a_rc"] == "0" and outs["b_rc"] == "0", outs
 refused = [json.loads(line)["refused"] for line in outs["a"].splitlines()
            if line.startswith('{"refused"')]
-assert len(refused) == 10, refused
+assert len(refused) == 9, refused
+assert sum(1 for line in outs["a"].splitlines() if line.startswith('{"accepted"')) == 2, outs["a"]
 assert sum(1 for line in outs["a"].splitlines() if line.startswith('{"size"')) == 5, outs["a"]
 for m in (a, b):
     check_kernel_log(m)

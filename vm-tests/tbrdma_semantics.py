@@ -5,7 +5,8 @@
 # vm-tests/tbrdma_semantics_peer.py: destroy/RESET with work outstanding leave no CQE behind,
 # CQ overflow (IBV_EVENT_CQ_ERR, QP to error), solicited notification, IBV_SEND_FENCE,
 # resize_cq, query_qp, a responder's remote access violation, a shared receive queue (limit
-# event, last-WQE event, resize), inline data, 1,000 create/destroy cycles
+# event, last-WQE event, resize), inline data, SEND with Invalidate of a fast-registration MR
+# (REG_MR/LOCAL_INV posted by the driver's test hook), 1,000 create/destroy cycles
 # without growth, and a link rebuild moving QPs to error - each checked for kernel warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
@@ -174,12 +175,56 @@ def serve():
                 entry["channel"].get_cq_event(entry["cq"])
                 entry["cq"].ack_events(1)
             chan.send({"woke": bool(ready)})
+        elif op == "frmr":
+            chan.send(frmr_test(req, qps[req["qpn"]]))
+        elif op == "mrread":
+            entry = qps[req["qpn"]]
+            chan.send({"data": entry["fr_mr"].read(req["size"], req["offset"]).hex()})
+        elif op == "recv_wc":
+            [wc] = wait_wc(qps[req["qpn"]]["cq"])
+            # imm_data is the union that carries the invalidated rkey
+            chan.send({"status": wc.status, "opcode": wc.opcode, "flags": wc.wc_flags,
+                       "rkey": wc.imm_data})
         elif op == "close":
             entry = qps.pop(req["qpn"])
             entry["qp"].close()
             entry["mr"].close()
+            if "fr_mr" in entry:
+                entry["fr_mr"].close()
             entry["cq"].close()
             chan.send({"ok": True})
+
+
+FRMR_HOOK = "/sys/module/tbrdma/parameters/frmr_test_hook"
+
+
+def frmr_test(req, entry):
+    """The driver's test-only configfs hook (mr.c): a fast-registration MR over the pages
+    of a 256 KiB user MR of this QP's PD, registered (REG_MR) and invalidated (LOCAL_INV)
+    by WRs the kernel posts on this QP, as a kernel ULP would."""
+    if req["cmd"] == "reg" and "fr_mr" not in entry:
+        entry["fr_mr"] = MR(pd, 256 * 1024, ACCESS)
+        entry["fr_mr"].write(pattern(70, 256 * 1024), 256 * 1024, 0)
+    cmd = {"reg": f"reg {req['qpn']} {entry['fr_mr'].lkey if 'fr_mr' in entry else 0} "
+                  f"{ACCESS} {req.get('key', 0)}",
+           "inv": f"inv {req['qpn']}", "free": "free", "show": None}[req["cmd"]]
+    try:
+        with open(FRMR_HOOK, "w") as f:
+            f.write("1")
+        if cmd:
+            with open(f"{CFS}/frmr_test", "w") as f:
+                f.write(cmd)
+        if cmd == "free":
+            with open(FRMR_HOOK, "w") as f:
+                f.write("0")
+    except OSError as err:
+        return {"error": f"{cmd}: {err}"}
+    words = open(f"{CFS}/frmr_test").read().split()
+    if words == ["none"]:
+        return {"state": "none"}
+    got = dict(zip(words[::2], words[1::2]))
+    return {"rkey": int(got["rkey"], 0), "iova": int(got["iova"], 0),
+            "length": int(got["length"]), "state": got["state"]}
 
 
 def connect_qp(chan, qp, **server_opts):
@@ -499,6 +544,112 @@ def async_events(fd, wanted, timeout=60):
     return events
 
 
+def check_send_with_inv(chan):
+    """SEND with Invalidate (rxe semantics): the peer's fast-registration MR (registered by
+    a REG_MR its kernel posted, test hook) is reachable by WRITE/READ through its rkey, the
+    SEND_WITH_INV's receive reports IBV_WC_WITH_INV and the key, and a WRITE to the key
+    afterwards fails with REM_ACCESS_ERR. Registered again with a new key byte, LOCAL_INV
+    revokes it the same way. A user MR's rkey cannot be invalidated: REM_INV_REQ_ERR on both
+    sides, and the MR still works."""
+    cq = CQ(ctx, 64)
+    mr = MR(pd, MIB, ACCESS)
+    adm = make_qp(cq)
+    peer = connect_qp(chan, adm)
+    adm.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    pairs = [(adm, peer)]
+
+    def frmr(cmd, **extra):
+        chan.send(dict(op="frmr", cmd=cmd, qpn=peer["qpn"], **extra))
+        got = chan.recv()
+        assert "error" not in got, got["error"]
+        return got
+
+    def victim(**opts):
+        qp = make_qp(cq)
+        vpeer = connect_qp(chan, qp, **opts)
+        qp.to_rts(rts_attr(vpeer["qpn"], vpeer["gid"]))
+        pairs.append((qp, vpeer))
+        return qp, vpeer
+
+    def send_inv(qp, rkey):
+        wr = SendWR(wr_id=7, opcode=e.IBV_WR_SEND_WITH_INV, num_sge=1,
+                    sg=[SGE(mr.buf, 64, mr.lkey)], send_flags=e.IBV_SEND_SIGNALED)
+        wr.imm_data = rkey  # the union with invalidate_rkey, as rdma-core's tests set it
+        qp.post_send(wr)
+        return wait_wc(cq)[0]
+
+    def one(qp, wr):
+        qp.post_send(wr)
+        return wait_wc(cq)[0].status
+
+    try:
+        fr = frmr("reg", key=0x11)
+        assert fr["state"] == "VALID" and fr["length"] == 256 * 1024 and \
+            (fr["rkey"] & 0xff) == 0x11, f"after REG_MR: {fr}"
+        # a WRITE across page boundaries lands in the user MR's pages behind the FRMR
+        data = pattern(71, 8192)
+        mr.write(data, 8192, 0)
+        status = one(adm, write_wr(mr, 8192, fr["iova"] + 8292, fr["rkey"]))
+        assert status == e.IBV_WC_SUCCESS, f"WRITE through the FRMR: status {status}"
+        chan.send({"op": "mrread", "qpn": peer["qpn"], "offset": 8292, "size": 8192})
+        assert bytes.fromhex(chan.recv()["data"]) == data, "WRITE through the FRMR misplaced"
+        rd = SendWR(wr_id=2, opcode=e.IBV_WR_RDMA_READ, num_sge=1,
+                    sg=[SGE(mr.buf + 65536, 10000, mr.lkey)], send_flags=e.IBV_SEND_SIGNALED)
+        rd.set_wr_rdma(fr["rkey"], fr["iova"] + 20000)
+        status = one(adm, rd)
+        assert status == e.IBV_WC_SUCCESS and \
+            mr.read(10000, 65536) == pattern(70, 256 * 1024)[20000:30000], \
+            f"READ through the FRMR: status {status} or wrong bytes"
+        qp, vpeer = victim(recvs=1)
+        wc = send_inv(qp, fr["rkey"])
+        assert wc.status == e.IBV_WC_SUCCESS and wc.opcode == e.IBV_WC_SEND, \
+            f"SEND_WITH_INV: status {wc.status} opcode {wc.opcode}"
+        chan.send({"op": "recv_wc", "qpn": vpeer["qpn"]})
+        rw = chan.recv()
+        assert rw["status"] == e.IBV_WC_SUCCESS and rw["opcode"] == e.IBV_WC_RECV and \
+            rw["flags"] & e.IBV_WC_WITH_INV and rw["rkey"] == fr["rkey"], \
+            f"receive of the SEND_WITH_INV: {rw}, want WITH_INV and rkey {fr['rkey']:#x}"
+        flags = rw["flags"]
+        state = frmr("show")["state"]
+        assert state == "FREE", f"FRMR {state} after SEND_WITH_INV"
+        status = one(qp, write_wr(mr, 64, fr["iova"], fr["rkey"]))
+        assert status == e.IBV_WC_REM_ACCESS_ERR, f"WRITE after invalidation: status {status}"
+        fr2 = frmr("reg", key=0x22)
+        assert fr2["state"] == "VALID" and fr2["rkey"] == (fr["rkey"] & ~0xff) | 0x22, \
+            f"registered again: {fr2}"
+        status = one(adm, write_wr(mr, 64, fr2["iova"], fr2["rkey"]))
+        assert status == e.IBV_WC_SUCCESS, f"WRITE with the new key: status {status}"
+        state = frmr("inv")["state"]
+        assert state == "FREE", f"FRMR {state} after LOCAL_INV"
+        qp, _ = victim()
+        status = one(qp, write_wr(mr, 64, fr2["iova"], fr2["rkey"]))
+        assert status == e.IBV_WC_REM_ACCESS_ERR, f"WRITE after LOCAL_INV: status {status}"
+        qp, vpeer = victim(recvs=1)
+        wc = send_inv(qp, vpeer["rkey"])
+        assert wc.status == e.IBV_WC_REM_INV_REQ_ERR, \
+            f"SEND_WITH_INV of a user MR's rkey: status {wc.status}"
+        chan.send({"op": "recv_wc", "qpn": vpeer["qpn"]})
+        rw = chan.recv()
+        assert rw["status"] == e.IBV_WC_REM_INV_REQ_ERR, f"its receive: {rw}"
+        status = one(adm, write_wr(mr, 64, vpeer["addr"] + MIB, vpeer["rkey"]))
+        assert status == e.IBV_WC_SUCCESS, f"the user MR after the refused invalidation: {status}"
+        facts = dict(frmr_rkey=hex(fr["rkey"]), receive_flags=flags,
+                     write_after_send_inv="REM_ACCESS_ERR", reregistered=hex(fr2["rkey"]),
+                     write_after_local_inv="REM_ACCESS_ERR", user_mr="REM_INV_REQ_ERR")
+    finally:
+        # before the QPs and the PD's MRs go: the FRMR holds a reference on the PD
+        chan.send({"op": "frmr", "cmd": "free", "qpn": peer["qpn"]})
+        freed = chan.recv()
+        for qp, p in pairs:
+            qp.close()
+            chan.send({"op": "close", "qpn": p["qpn"]})
+            chan.recv()
+        mr.close()
+        cq.close()
+    assert freed == {"state": "none"}, f"freeing the FRMR: {freed}"
+    report("send_with_inv", **facts, freed=True)
+
+
 def check_srq(chan):
     """Two RC QPs share one SRQ: the peer's SENDs on both land in the SRQ's WQEs byte-exact,
     the armed limit raises IBV_EVENT_SRQ_LIMIT_REACHED and disarms, a post to the QPs' own
@@ -662,7 +813,7 @@ def client():
     # Every check runs even after one failed, so a run shows each verdict.
     for check in (check_destroy_purges, check_cq_overflow, check_solicited, check_fence,
                   check_resize_cq, check_query_qp, check_responder_error, check_srq,
-                  check_inline, check_no_leak, check_relink_errors_qps):
+                  check_inline, check_send_with_inv, check_no_leak, check_relink_errors_qps):
         if only and check.__name__ not in only.split(","):
             continue
         try:
@@ -790,7 +941,7 @@ if b.succeed("cat /tmp/tbsem/rc").strip() != "0":
 passed = {json.loads(line)["check"] for line in client_out.splitlines()
           if line.startswith("{") and "failed" not in json.loads(line)}
 want = {"destroy_purges_cq", "cq_overflow", "solicited_notify", "fence", "resize_cq",
-        "query_qp", "responder_access_error", "srq", "inline", "no_leak",
+        "query_qp", "responder_access_error", "srq", "inline", "send_with_inv", "no_leak",
         "relink_errors_qps"}
 if not passed >= want:
     failures.append(f"checks not passed: {sorted(want - passed)}")

@@ -13,6 +13,14 @@
 #include "tbrdma.h"
 #include "tbp.h"
 
+static void tbrdma_atomic_op(atomic64_t *va, u32 opcode, u64 compare_add, u64 swap, u64 *orig)
+{
+	if (opcode == TBP_OP_ATOMIC_FETCH_ADD)
+		*orig = atomic64_fetch_add(compare_add, va);
+	else
+		*orig = atomic64_cmpxchg(va, compare_add, swap);
+}
+
 /* Core callback, link lock held: mr_check has approved 8 aligned bytes of the MR. */
 int tbrdma_env_atomic(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uint64_t compare_add,
 		      uint64_t swap, uint64_t *orig)
@@ -25,10 +33,23 @@ int tbrdma_env_atomic(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uin
 	void *kaddr;
 
 	/* Checked again: the MR may have been deregistered since the request arrived. */
-	if (!mr || mr->is_dma || !mr->pages || !tbrdma_mr_range_ok(mr, buf->addr, 8))
+	if (!mr || mr->is_dma || (!mr->pages && !mr->fast) ||
+	    !tbrdma_mr_range_ok(mr, buf->addr, 8))
 		return TBP_ERR_REMOTE_ACCESS;
 	if (buf->addr & 7)
 		return TBP_ERR_REMOTE_INVALID;
+	if (mr->fast) {
+		/* A fast MR's pages are kernel addresses (mr.c); 8 aligned bytes fit in one. */
+		u32 avail;
+
+		va = tbrdma_fr_kaddr(mr, buf->addr, &avail);
+		if (!va || avail < 8)
+			return TBP_ERR_REMOTE_ACCESS;
+		if ((uintptr_t)va & 7)
+			return TBP_ERR_REMOTE_INVALID;
+		tbrdma_atomic_op(va, opcode, compare_add, swap, orig);
+		return 0;
+	}
 	offset = buf->addr - mr->iova + mr->first_page_offset;
 	page_index = offset >> PAGE_SHIFT;
 	if (page_index >= mr->npages)
@@ -39,10 +60,7 @@ int tbrdma_env_atomic(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uin
 		return TBP_ERR_REMOTE_INVALID;
 	kaddr = kmap_local_page(mr->pages[page_index]);
 	va = kaddr + (offset & ~PAGE_MASK);
-	if (opcode == TBP_OP_ATOMIC_FETCH_ADD)
-		*orig = atomic64_fetch_add(compare_add, va);
-	else
-		*orig = atomic64_cmpxchg(va, compare_add, swap);
+	tbrdma_atomic_op(va, opcode, compare_add, swap, orig);
 	kunmap_local(kaddr);
 	return 0;
 }

@@ -198,7 +198,26 @@ static ssize_t tbrdma_cfs_objects_show(struct config_item *item, char *page)
 			  atomic_read(&tdev->n_ah));
 }
 
+/* Test only (module parameter frmr_test_hook): fast registration from the lab (mr.c). */
+static ssize_t tbrdma_cfs_frmr_test_show(struct config_item *item, char *page)
+{
+	return tbrdma_frmr_test_show(item_to_tdev(item), page);
+}
+
+static ssize_t tbrdma_cfs_frmr_test_store(struct config_item *item, const char *page,
+					  size_t count)
+{
+	char cmd[64];
+	int err;
+
+	err = copy_word(cmd, sizeof(cmd), page, count);
+	if (!err)
+		err = tbrdma_frmr_test_store(item_to_tdev(item), cmd);
+	return err ?: count;
+}
+
 CONFIGFS_ATTR_RO(tbrdma_cfs_, objects);
+CONFIGFS_ATTR(tbrdma_cfs_, frmr_test);
 CONFIGFS_ATTR_RO(tbrdma_cfs_, rails);
 CONFIGFS_ATTR_WO(tbrdma_cfs_, add_rail);
 CONFIGFS_ATTR_WO(tbrdma_cfs_, remove_rail);
@@ -214,6 +233,7 @@ static struct configfs_attribute *tbrdma_cfs_dev_attrs[] = {
 	&tbrdma_cfs_attr_role,
 	&tbrdma_cfs_attr_state,
 	&tbrdma_cfs_attr_objects,
+	&tbrdma_cfs_attr_frmr_test,
 	NULL,
 };
 

@@ -413,6 +413,10 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	if (wqe->signaled || status != TBP_OK)
 		tbrdma_qp_complete(qp, true, &wc);
 	tbrdma_free_send_wqe(tdev, wqe);
+	/* Local operations that waited for this WR complete now (mr.c); after an error the
+	 * flush completes them. */
+	if (status == TBP_OK && !qp->gsi)
+		tbrdma_complete_local_ops(qp);
 	if (qp->gsi) {
 		/* A datagram's fate never takes QP1 down; the core has room again. */
 		if (status == TBP_OK)
@@ -482,6 +486,11 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		wc.wc_flags |= IB_WC_WITH_IMM;
 		/* Immediate data is opaque: the core carries the 32 bits unchanged. */
 		wc.ex.imm_data = (__force __be32)c->imm;
+	}
+	/* The core had the key invalidated before it reported the receive (mr.c). */
+	if (c->opcode == TBP_OP_SEND_WITH_INV && c->status == TBP_OK) {
+		wc.wc_flags |= qp->is_user ? TBRDMA_UVERBS_WC_WITH_INV : IB_WC_WITH_INVALIDATE;
+		wc.ex.invalidate_rkey = c->invalidate_rkey;
 	}
 	tbrdma_rq_complete(qp, wqe, &wc, c->solicited);
 	spin_unlock_irqrestore(&qp->rq_lock, flags);
@@ -605,6 +614,7 @@ static const u32 tbp_opcode_of[] = {
 	[IB_WR_RDMA_READ] = TBP_OP_RDMA_READ,
 	[IB_WR_ATOMIC_CMP_AND_SWP] = TBP_OP_ATOMIC_CMP_SWP,
 	[IB_WR_ATOMIC_FETCH_AND_ADD] = TBP_OP_ATOMIC_FETCH_ADD,
+	[IB_WR_SEND_WITH_INV] = TBP_OP_SEND_WITH_INV,
 };
 
 /*
@@ -700,6 +710,11 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			tbrdma_qp_complete(qp, true, &wc);
 			qp->stat_flushed++;
 			tbrdma_free_send_wqe(tdev, wqe);
+			continue;
+		}
+		if (tbrdma_wr_is_local(wqe->opcode)) {
+			tbrdma_run_local_op(wqe);
+			tbrdma_complete_local_ops(qp);
 			continue;
 		}
 		if (qp->ibqp.qp_type == IB_QPT_UD) {
@@ -1003,6 +1018,7 @@ static const struct tbp_env env_template = {
 	.buf_read = env_buf_read,
 	.buf_write = env_buf_write,
 	.atomic = tbrdma_env_atomic,
+	.invalidate = tbrdma_env_invalidate,
 	.recv_claim = env_recv_claim,
 	.send_done = env_send_done,
 	.recv_done = env_recv_done,

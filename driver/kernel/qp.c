@@ -462,10 +462,16 @@ int tbrdma_take_sges(struct tbrdma_dev *tdev, struct ib_pd *pd, const struct ib_
 		dst[i].lkey = src[i].lkey;
 		if (!src[i].length)
 			continue;
-		mr = tbrdma_lookup_mr(tdev, src[i].lkey, false);
+		mr = tbrdma_lookup_mr_post(tdev, src[i].lkey);
 		if (!mr || &mr->pd->ibpd != pd) {
 			err = -EINVAL;
 			break;
+		}
+		/* A fast MR may be registered by a REG_MR posted just before: its key, rights
+		 * and range are checked when the data moves (tbrdma_copy_sges). */
+		if (mr->fast) {
+			sum += src[i].length;
+			continue;
 		}
 		if (for_write_into && !(mr->access & IB_ACCESS_LOCAL_WRITE)) {
 			err = -EACCES;
@@ -498,7 +504,14 @@ static void tbrdma_init_send_wqe(struct tbrdma_qp *qp, const struct ib_send_wr *
 	wqe->num_sge = wr->num_sge;
 	if (wr->opcode == IB_WR_SEND_WITH_IMM || wr->opcode == IB_WR_RDMA_WRITE_WITH_IMM)
 		wqe->imm = (__force u32)wr->ex.imm_data;
-	if (tbrdma_wr_is_atomic(wr->opcode)) {
+	/* SEND_WITH_INV and LOCAL_INV name the key to invalidate (mr.c). */
+	if (wr->opcode == IB_WR_SEND_WITH_INV || wr->opcode == IB_WR_LOCAL_INV) {
+		wqe->rkey = wr->ex.invalidate_rkey;
+	} else if (wr->opcode == IB_WR_REG_MR) {
+		wqe->reg_mr = to_tmr(reg_wr(wr)->mr);
+		wqe->reg_key = reg_wr(wr)->key;
+		wqe->reg_access = reg_wr(wr)->access;
+	} else if (tbrdma_wr_is_atomic(wr->opcode)) {
 		wqe->rkey = atomic_wr(wr)->rkey;
 		wqe->raddr = atomic_wr(wr)->remote_addr;
 		wqe->compare_add = atomic_wr(wr)->compare_add;
@@ -566,6 +579,7 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 	switch (wr->opcode) {
 	case IB_WR_SEND:
 	case IB_WR_SEND_WITH_IMM:
+	case IB_WR_SEND_WITH_INV:
 	case IB_WR_RDMA_WRITE:
 	case IB_WR_RDMA_WRITE_WITH_IMM:
 		break;
@@ -575,6 +589,19 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 		if (qp->ibqp.qp_type != IB_QPT_RC)
 			return -EINVAL;
 		break;
+	case IB_WR_REG_MR:
+	case IB_WR_LOCAL_INV:
+		/*
+		 * Local operations of kernel ULPs (mr.c): no data, run in send queue order.
+		 * uverbs' POST_SEND never passes these opcodes from user space.
+		 */
+		wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_ATOMIC);
+		if (!wqe)
+			return -ENOMEM;
+		tbrdma_init_send_wqe(qp, wr, wqe);
+		wqe->num_sge = 0;
+		*out = wqe;
+		return 0;
 	default:
 		return -EINVAL;
 	}

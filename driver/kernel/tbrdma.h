@@ -158,6 +158,27 @@ struct tbrdma_ud_slot {
 	u8 data[TBRDMA_UD_DGRAM_MAX];
 };
 
+/*
+ * Keys (verbs.c): a user or DMA MR has two random keys with bit 31 clear, each its own entry
+ * of tdev->mrs. A fast-registration MR (IB_MR_TYPE_MEM_REG, mr.c) has lkey == rkey with bit
+ * 31 set; its entry is at the key without the low 8 bits, which IB_WR_REG_MR may change
+ * (ib_update_fast_reg_key), as rxe's index << 8 | key.
+ */
+#define TBRDMA_KEY_FAST		0x80000000U
+#define TBRDMA_MAX_FR_PAGES	512	/* max_fast_reg_page_list_len, as rxe */
+/*
+ * uverbs' POLL_CQ copies wc_flags as they are, and user space's IBV_WC_WITH_INV is 1 << 3
+ * (the kernel's IB_WC_WITH_INVALIDATE is 1 << 2, user space's IBV_WC_IP_CSUM_OK): a user
+ * QP's receive gets the bit user space reads.
+ */
+#define TBRDMA_UVERBS_WC_WITH_INV	(1 << 3)
+
+/* IBA 10.6.1.1 / rxe: a fast-registration MR is FREE until REG_MR makes it VALID. */
+enum tbrdma_mr_state {
+	TBRDMA_MR_VALID,
+	TBRDMA_MR_FREE,
+};
+
 struct tbrdma_mr {
 	struct ib_mr ibmr;
 	/* post paths check SGEs without the device lock, under RCU */
@@ -171,6 +192,22 @@ struct tbrdma_mr {
 	u64 length;
 	int access;
 	bool is_dma;
+	/*
+	 * The device's own keys: ib_update_fast_reg_key() changes ibmr's before the REG_MR WR
+	 * that makes them real runs. Written under tdev->lock (REG_MR, invalidation).
+	 */
+	u32 lkey, rkey;
+	u8 state;			/* enum tbrdma_mr_state */
+	bool fast;			/* IB_MR_TYPE_MEM_REG */
+	/*
+	 * Fast registration: map_mr_sg fills fr_addrs (kernel addresses of fr_page_size pages,
+	 * the device uses virtual DMA) and fr_mapped; REG_MR freezes the layout the copy paths
+	 * read: fr_npages pages, fr_shift, fr_offset of iova into the first page.
+	 */
+	u64 *fr_addrs;
+	u32 fr_max, fr_mapped, fr_npages;
+	u32 fr_map_shift, fr_shift;
+	u32 fr_offset;
 };
 
 struct tbrdma_cq {
@@ -214,6 +251,11 @@ struct tbrdma_send_wqe {
 	u32 rkey;
 	u64 raddr;
 	u64 compare_add;	/* IB_WR_ATOMIC_*: compare (CMP_AND_SWP) or addend (FETCH_AND_ADD) */
+	/* IB_WR_REG_MR (rkey: SEND_WITH_INV / LOCAL_INV's key); done with status (mr.c) */
+	struct tbrdma_mr *reg_mr;
+	u32 reg_key;
+	int reg_access;
+	enum ib_wc_status local_status;
 	u64 swap;
 	u32 num_sge;
 	u32 total_len;
@@ -491,10 +533,33 @@ int tbrdma_post_srq_recv(struct ib_srq *ibsrq, const struct ib_recv_wr *wr,
 bool tbrdma_srq_refill(struct tbrdma_qp *qp);
 
 /* verbs.c */
+static inline unsigned long tbrdma_key_index(u32 key)
+{
+	return (key & TBRDMA_KEY_FAST) ? key & ~0xffU : key;
+}
+int tbrdma_mr_count_get(struct tbrdma_dev *tdev);
+struct tbrdma_mr *tbrdma_lookup_mr_post(struct tbrdma_dev *tdev, u32 key);
 bool tbrdma_mr_range_ok(const struct tbrdma_mr *mr, u64 iova, u64 len);
 int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 num_sge,
 		     u64 offset, void *buf, u32 len, bool to_mr);
 int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_mr);
+
+/* mr.c: fast registration (kernel ULPs), local operations and invalidation */
+struct ib_mr *tbrdma_alloc_mr(struct ib_pd *ibpd, enum ib_mr_type type, u32 max_num_sg);
+int tbrdma_map_mr_sg(struct ib_mr *ibmr, struct scatterlist *sg, int sg_nents,
+		     unsigned int *sg_offset);
+void tbrdma_free_fast_mr(struct tbrdma_mr *mr);
+void *tbrdma_fr_kaddr(const struct tbrdma_mr *mr, u64 iova, u32 *avail);
+int tbrdma_invalidate_key(struct tbrdma_dev *tdev, struct tbrdma_pd *pd, u32 key);
+static inline bool tbrdma_wr_is_local(enum ib_wr_opcode op)
+{
+	return op == IB_WR_REG_MR || op == IB_WR_LOCAL_INV;
+}
+void tbrdma_run_local_op(struct tbrdma_send_wqe *wqe);
+int tbrdma_env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey);
+int tbrdma_frmr_test_store(struct tbrdma_dev *tdev, const char *cmd);
+ssize_t tbrdma_frmr_test_show(struct tbrdma_dev *tdev, char *page);
+void tbrdma_complete_local_ops(struct tbrdma_qp *qp);
 
 /* atomic.c */
 struct tbp_buf;

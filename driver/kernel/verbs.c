@@ -30,7 +30,9 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_qp = TBRDMA_MAX_QP;
 	attr->max_qp_wr = TBRDMA_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
-				 IB_DEVICE_CHANGE_PHY_PORT | IB_DEVICE_SRQ_RESIZE;
+				 IB_DEVICE_CHANGE_PHY_PORT | IB_DEVICE_SRQ_RESIZE |
+				 IB_DEVICE_MEM_MGT_EXTENSIONS;	/* mr.c */
+	attr->max_fast_reg_page_list_len = TBRDMA_MAX_FR_PAGES;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
 	attr->max_send_sge = TBRDMA_MAX_SGE;
 	attr->max_recv_sge = TBRDMA_MAX_SGE;
@@ -215,8 +217,8 @@ static int tbrdma_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
 	return 0;
 }
 
-/* The advertised max_mr holds: every MR (DMA or user) counts. */
-static int tbrdma_mr_count_get(struct tbrdma_dev *tdev)
+/* The advertised max_mr holds: every MR (DMA, user or fast registration) counts. */
+int tbrdma_mr_count_get(struct tbrdma_dev *tdev)
 {
 	if (atomic_inc_return(&tdev->n_mr) > TBRDMA_MAX_MR) {
 		atomic_dec(&tdev->n_mr);
@@ -227,14 +229,18 @@ static int tbrdma_mr_count_get(struct tbrdma_dev *tdev)
 
 /* ---- memory regions ---- */
 
-/* Both keys random and distinct; an MR is found by either, and the caller says which. */
+/*
+ * Both keys random and distinct, bit 31 clear (set names a fast-registration MR); an MR is
+ * found by either, and the caller says which.
+ */
 static int tbrdma_assign_keys(struct tbrdma_dev *tdev, struct tbrdma_mr *mr)
 {
 	u32 key;
 	int tries, err;
 
+	mr->state = TBRDMA_MR_VALID;
 	for (tries = 0; tries < 64; tries++) {
-		key = get_random_u32();
+		key = get_random_u32() & ~TBRDMA_KEY_FAST;
 		if (!key)
 			continue;
 		err = xa_insert_bh(&tdev->mrs, key, mr, GFP_KERNEL);
@@ -242,15 +248,17 @@ static int tbrdma_assign_keys(struct tbrdma_dev *tdev, struct tbrdma_mr *mr)
 			continue;
 		if (err)
 			return err;
-		if (!mr->ibmr.lkey) {
+		if (!mr->lkey) {
+			mr->lkey = key;
 			mr->ibmr.lkey = key;
 			continue;
 		}
+		mr->rkey = key;
 		mr->ibmr.rkey = key;
 		return 0;
 	}
-	if (mr->ibmr.lkey)
-		xa_erase_bh(&tdev->mrs, mr->ibmr.lkey);
+	if (mr->lkey)
+		xa_erase_bh(&tdev->mrs, mr->lkey);
 	return -ENOSPC;
 }
 
@@ -258,21 +266,41 @@ static void tbrdma_release_keys(struct tbrdma_dev *tdev, struct tbrdma_mr *mr)
 {
 	/* Under the link lock so no copy callback is halfway through this MR. */
 	spin_lock_bh(&tdev->lock);
-	xa_erase(&tdev->mrs, mr->ibmr.lkey);
-	xa_erase(&tdev->mrs, mr->ibmr.rkey);
+	xa_erase(&tdev->mrs, tbrdma_key_index(mr->lkey));
+	if (!mr->fast)
+		xa_erase(&tdev->mrs, mr->rkey);
 	spin_unlock_bh(&tdev->lock);
 }
 
-/* Link lock or RCU read lock held. */
+/*
+ * Link lock or RCU read lock held. Only a VALID MR grants access: an invalidated
+ * fast-registration MR refuses every key until the next REG_MR (rxe's lookup_mr).
+ */
 struct tbrdma_mr *tbrdma_lookup_mr(struct tbrdma_dev *tdev, u32 key, bool remote)
 {
-	struct tbrdma_mr *mr = xa_load(&tdev->mrs, key);
+	struct tbrdma_mr *mr = xa_load(&tdev->mrs, tbrdma_key_index(key));
 
 	if (!mr)
 		return NULL;
-	if (remote ? mr->ibmr.rkey != key : mr->ibmr.lkey != key)
+	if (remote ? READ_ONCE(mr->rkey) != key : READ_ONCE(mr->lkey) != key)
+		return NULL;
+	if (READ_ONCE(mr->state) != TBRDMA_MR_VALID)
 		return NULL;
 	return mr;
+}
+
+/*
+ * At post time (RCU): a fast MR is found by its key's upper 24 bits whatever its state, as
+ * the REG_MR that sets its key may be ahead of this WR in the send queue.
+ */
+struct tbrdma_mr *tbrdma_lookup_mr_post(struct tbrdma_dev *tdev, u32 key)
+{
+	struct tbrdma_mr *mr;
+
+	if (!(key & TBRDMA_KEY_FAST))
+		return tbrdma_lookup_mr(tdev, key, false);
+	mr = xa_load(&tdev->mrs, tbrdma_key_index(key));
+	return mr && mr->fast ? mr : NULL;
 }
 
 static struct ib_mr *tbrdma_get_dma_mr(struct ib_pd *ibpd, int access)
@@ -371,6 +399,8 @@ static int tbrdma_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 
 	/* After this no core callback can reach the pages; a post may still be checking. */
 	tbrdma_release_keys(to_tdev(ibmr->device), mr);
+	if (mr->fast)
+		tbrdma_free_fast_mr(mr);
 	if (mr->umem) {
 		kvfree(mr->pages);
 		ib_umem_release(mr->umem);
@@ -405,6 +435,23 @@ int tbrdma_mr_copy(struct tbrdma_mr *mr, u64 iova, void *buf, u32 len, bool to_m
 			memcpy(buf, kaddr, len);
 		return 0;
 	}
+	while (mr->fast && len) {
+		u32 chunk;
+		void *kaddr = tbrdma_fr_kaddr(mr, iova, &chunk);
+
+		if (!kaddr)
+			return -EFAULT;
+		chunk = min(chunk, len);
+		if (to_mr)
+			memcpy(kaddr, buf, chunk);
+		else
+			memcpy(buf, kaddr, chunk);
+		buf += chunk;
+		iova += chunk;
+		len -= chunk;
+	}
+	if (mr->fast)
+		return 0;
 	offset = iova - mr->iova + mr->first_page_offset;
 	while (len) {
 		unsigned long page_index = offset >> PAGE_SHIFT;
@@ -445,6 +492,9 @@ int tbrdma_copy_sges(struct tbrdma_dev *tdev, const struct tbrdma_sge *sge, u32 
 		chunk = min_t(u64, len, sge[i].length - offset);
 		mr = tbrdma_lookup_mr(tdev, sge[i].lkey, false);
 		if (!mr)
+			return -EFAULT;
+		/* A fast MR's rights come with its REG_MR, after the post checked the SGE. */
+		if (mr->fast && to_mr && !(READ_ONCE(mr->access) & IB_ACCESS_LOCAL_WRITE))
 			return -EFAULT;
 		err = tbrdma_mr_copy(mr, sge[i].addr + offset, buf, chunk, to_mr);
 		if (err)
@@ -498,6 +548,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.uverbs_abi_ver = 1,
 
 	.alloc_hw_port_stats = tbrdma_alloc_hw_port_stats,
+	.alloc_mr = tbrdma_alloc_mr,
 	.alloc_pd = tbrdma_alloc_pd,
 	.alloc_ucontext = tbrdma_alloc_ucontext,
 	.attach_mcast = tbrdma_attach_mcast,
@@ -519,6 +570,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.get_hw_stats = tbrdma_get_hw_stats,
 	.get_link_layer = tbrdma_get_link_layer,
 	.get_port_immutable = tbrdma_get_port_immutable,
+	.map_mr_sg = tbrdma_map_mr_sg,
 	.modify_qp = tbrdma_modify_qp,
 	.modify_srq = tbrdma_modify_srq,
 	.poll_cq = tbrdma_poll_cq,

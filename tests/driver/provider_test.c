@@ -108,6 +108,7 @@ struct posted {
 	uint32_t len;
 	__be32 imm;
 	uint32_t rkey;
+	uint32_t invalidate_rkey;
 	uint64_t remote_addr, compare_add, swap;
 	struct ibv_ah *ah;
 	uint32_t remote_qpn, remote_qkey;
@@ -130,6 +131,8 @@ int ibv_cmd_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send
 		p->send_flags = wr->send_flags;
 		p->num_sge = wr->num_sge;
 		p->imm = wr->imm_data;
+		if (wr->opcode == IBV_WR_SEND_WITH_INV)
+			p->invalidate_rkey = wr->invalidate_rkey;
 		if (qp->qp_type == IBV_QPT_UD) {
 			p->ah = wr->wr.ud.ah;
 			p->remote_qpn = wr->wr.ud.remote_qpn;
@@ -272,8 +275,7 @@ static void test_qp_ex_refusals(void)
 		.cap = { .max_send_wr = 8, .max_send_sge = 1 },
 	};
 	static const uint64_t refused[] = {
-		IBV_QP_EX_WITH_BIND_MW, IBV_QP_EX_WITH_LOCAL_INV, IBV_QP_EX_WITH_SEND_WITH_INV,
-		IBV_QP_EX_WITH_TSO,
+		IBV_QP_EX_WITH_BIND_MW, IBV_QP_EX_WITH_LOCAL_INV, IBV_QP_EX_WITH_TSO,
 	};
 	size_t i;
 
@@ -412,6 +414,30 @@ static void test_wr_atomics(void)
 	CHECK(tbrdma_destroy_qp(&qx->qp_base) == 0);
 }
 
+/* ibv_wr_send_inv: a SEND_WITH_INV carrying the key, with its data (RC and UC). */
+static void test_wr_send_inv(void)
+{
+	struct ibv_qp_ex *qx = make_qp_ex(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_INV);
+	uint8_t buf[16];
+
+	CHECK(qx != NULL && qx->wr_send_inv);
+	if (!qx)
+		return;
+	n_posted = send_calls = 0;
+	qx->wr_start(qx);
+	qx->wr_id = 5;
+	qx->wr_flags = IBV_SEND_SIGNALED;
+	qx->wr_send_inv(qx, 0x12345678);
+	qx->wr_set_sge(qx, 1, (uintptr_t)buf, sizeof(buf));
+	qx->wr_send(qx);
+	CHECK(qx->wr_complete(qx) == 0);
+	CHECK(n_posted == 2 && send_calls == 1);
+	CHECK(posted[0].opcode == IBV_WR_SEND_WITH_INV && posted[0].wr_id == 5 &&
+	      posted[0].invalidate_rkey == 0x12345678 && posted[0].len == sizeof(buf));
+	CHECK(posted[1].opcode == IBV_WR_SEND && posted[1].invalidate_rkey == 0);
+	CHECK(tbrdma_destroy_qp(&qx->qp_base) == 0);
+}
+
 static void test_wr_errors_post_nothing(void)
 {
 	struct ibv_qp_ex *qx = make_qp_ex(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
@@ -504,6 +530,7 @@ int main(void)
 	test_qp_ex_refusals();
 	test_wr_chain();
 	test_wr_atomics();
+	test_wr_send_inv();
 	test_wr_ud();
 	test_wr_errors_post_nothing();
 	test_post_checks();

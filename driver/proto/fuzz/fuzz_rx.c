@@ -147,6 +147,14 @@ static int f_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t cm
 	return 0;
 }
 
+/* Even keys are invalidatable; odd ones are refused (the receive and the WR then fail). */
+static int f_invalidate(void *ctx, uint32_t qpn, uint32_t rkey)
+{
+	(void)ctx;
+	(void)qpn;
+	return rkey & 1 ? TBP_ERR_REMOTE_INVALID : 0;
+}
+
 static int f_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *cap)
 {
 	struct fep *e = ctx;
@@ -175,6 +183,9 @@ static void f_recv_done(void *ctx, const struct tbp_recv_completion *c)
 	(void)ctx;
 	if (c->status > TBP_STATUS_MAX || (c->status == TBP_OK && c->opcode != TBP_OP_RDMA_WRITE_WITH_IMM &&
 					   c->len > 8192))
+		abort();
+	/* Only a SEND_WITH_INV names a key, and it never carries an immediate. */
+	if (c->opcode == TBP_OP_SEND_WITH_INV ? c->has_imm : c->invalidate_rkey != 0)
 		abort();
 }
 
@@ -216,7 +227,7 @@ static void setup(void)
 			.ctx = e, .now_ns = f_now, .xmit = f_xmit, .hmac_sha256 = f_hmac,
 			.random_bytes = f_random, .mr_check = f_mr_check, .buf_read = f_read,
 			.buf_write = f_write, .recv_claim = f_claim, .send_done = f_send_done,
-			.atomic = f_atomic,
+			.atomic = f_atomic, .invalidate = f_invalidate,
 			.recv_done = f_recv_done, .event = f_event,
 		};
 
@@ -253,9 +264,10 @@ static void post_some(uint32_t k)
 	memset(&wr, 0, sizeof(wr));
 	wr.qpn = k % 7 == 5 ? 0x20 : k % 7 == 6 ? 0x30 : 0x10;
 	wr.wr_id = k;
-	wr.opcode = TBP_OP_SEND + k % 7;
-	wr.len = wr.opcode >= TBP_OP_ATOMIC_CMP_SWP ? 8 : (k * 977) % 9000;
-	wr.rkey = 0x55;
+	wr.opcode = TBP_OP_SEND + k % 8;
+	wr.len = wr.opcode == TBP_OP_ATOMIC_CMP_SWP || wr.opcode == TBP_OP_ATOMIC_FETCH_ADD ?
+		 8 : (k * 977) % 9000;
+	wr.rkey = wr.opcode == TBP_OP_SEND_WITH_INV ? 0x54 + (k & 1) : 0x55;
 	wr.raddr = (k * 131) % 1000;
 	wr.compare_add = k;
 	wr.swap = ~(uint64_t)k;

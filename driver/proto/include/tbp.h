@@ -21,8 +21,10 @@
 
 /* 2: per-QP NAK frame, retry attempt in data frames, frame MAC, HELLO rail nonces;
  * 3: ATOMIC_REQ / ATOMIC_RESP frames (a version 2 peer would drop them as malformed and
- *    its link would stall, so the two refuse each other at the handshake instead). */
-#define TBP_PROTO_VERSION 3u
+ *    its link would stall, so the two refuse each other at the handshake instead);
+ * 4: SEND_INV frames (SEND with Invalidate, the rkey in the header's rkey field); a
+ *    version 3 peer would drop them as malformed, so again the handshake refuses it. */
+#define TBP_PROTO_VERSION 4u
 #define TBP_MAGIC 0x31504254u /* "TBP1" little-endian on the wire */
 #define TBP_HDR_LEN 80u
 #define TBP_MAX_RAILS 8u
@@ -43,6 +45,9 @@ enum tbp_opcode {
 	 * value is written to the first 8 bytes of the local buffer. */
 	TBP_OP_ATOMIC_CMP_SWP = 6,
 	TBP_OP_ATOMIC_FETCH_ADD = 7,
+	/* A SEND whose receiver invalidates tbp_wr.rkey (IBA 9.4.1.1.4, "Send with
+	 * Invalidate") before it reports the receive (env.invalidate). */
+	TBP_OP_SEND_WITH_INV = 8,
 };
 
 /* Completion status (0 = success). Maps 1:1 onto ib_wc_status in the kernel glue. */
@@ -114,11 +119,14 @@ struct tbp_recv_completion {
 	uint64_t recv_handle;/* from recv_claim; 0 for RDMA_WRITE_WITH_IMM without a claim */
 	uint32_t len;        /* bytes placed (0 for WRITE_WITH_IMM) */
 	uint32_t imm;        /* valid when has_imm */
-	uint8_t opcode;      /* enum tbp_opcode: SEND, SEND_WITH_IMM or RDMA_WRITE_WITH_IMM */
+	uint8_t opcode;      /* enum tbp_opcode: SEND, SEND_WITH_IMM, SEND_WITH_INV or
+			      * RDMA_WRITE_WITH_IMM */
 	uint8_t has_imm;
 	uint16_t status;     /* enum tbp_status */
 	uint8_t solicited;   /* the sender posted it with TBP_WR_SOLICITED */
 	uint8_t reserved[3];
+	uint32_t invalidate_rkey; /* SEND_WITH_INV: the rkey env.invalidate was asked to
+				   * invalidate (status says whether it was) */
 };
 
 /*
@@ -162,7 +170,8 @@ struct tbp_env {
 	int (*recv_claim)(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *capacity);
 	/* A posted WR finished (in per-QP post order). status: enum tbp_status. */
 	void (*send_done)(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t status);
-	/* A SEND / SEND_WITH_IMM / WRITE_WITH_IMM arrived (in per-QP message order). */
+	/* A SEND / SEND_WITH_IMM / SEND_WITH_INV / WRITE_WITH_IMM arrived (in per-QP message
+	 * order). */
 	void (*recv_done)(void *ctx, const struct tbp_recv_completion *c);
 	/* Link and rail state changes (enum tbp_event); rail is 0 for link events. */
 	void (*event)(void *ctx, uint32_t event, uint32_t rail);
@@ -175,6 +184,15 @@ struct tbp_env {
 	 */
 	int (*atomic)(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uint64_t compare_add,
 		      uint64_t swap, uint64_t *orig);
+	/*
+	 * Invalidate rkey (an MR or MW the local QP qpn's protection domain owns) for a
+	 * SEND_WITH_INV the peer posted. Called exactly once per such message whose data was
+	 * placed, in the QP's message order, just before recv_done reports it. Return 0 or an
+	 * enum tbp_status (TBP_ERR_REMOTE_INVALID for a key that cannot be invalidated): the
+	 * receive and the sender's WR then complete with that error. Optional: NULL answers
+	 * every SEND_WITH_INV with TBP_ERR_REMOTE_INVALID.
+	 */
+	int (*invalidate)(void *ctx, uint32_t qpn, uint32_t rkey);
 };
 
 struct tbp_config {
@@ -268,7 +286,8 @@ struct tbp_wr {
 	uint64_t local_buf;  /* opaque handle of the local SGE list */
 	uint32_t len;        /* bytes; ATOMIC_*: 8 (the original value's destination) */
 	uint32_t imm;        /* *_WITH_IMM */
-	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ */
+	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ, ATOMIC_*; SEND_WITH_INV: the key the
+			      * peer invalidates */
 	uint32_t flags;      /* TBP_WR_* */
 	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ, ATOMIC_* */
 	uint64_t compare_add;/* ATOMIC_CMP_SWP: compare; ATOMIC_FETCH_ADD: addend */
@@ -348,6 +367,7 @@ enum tbp_wire_op {
 	TBP_W_MSG_ACK = 22,
 	TBP_W_ATOMIC_REQ = 23,  /* imm: TBP_OP_ATOMIC_*; payload: compare_add, swap (le64) */
 	TBP_W_ATOMIC_RESP = 24, /* payload: the original value (le64) */
+	TBP_W_SEND_INV = 25,    /* a SEND; rkey: the key the receiver invalidates (version 4) */
 };
 #define TBP_ATOMIC_REQ_LEN 16u
 #define TBP_ATOMIC_LEN 8u

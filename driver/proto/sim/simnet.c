@@ -22,6 +22,10 @@
 #define RKEY_ARENA 0x1000u
 #define RKEY_PATTERN 0x2000u
 #define RKEY_COUNTER 0x3000u     /* MAX_QPS u64 counters: FETCH_ADD target of the peer's QP q */
+/* SEND_WITH_INV keys: 0x5 << 24 | QP << 16 | the sender's count of them on that QP (mod 2^16);
+ * INV_BAD marks one the receiver refuses (errors mix). */
+#define INV_KEY(q, n) (0x05000000u | ((uint32_t)(q) << 16) | ((n) & 0xffffu))
+#define INV_BAD 0x80000000u
 #define APP_STEP_NS 50000ull
 #define RECV_TARGET 48u
 
@@ -73,6 +77,9 @@ struct endpoint {
 	bool post_closed;                /* link failed: no more posting */
 	uint64_t next_tick;
 	uint64_t bytes_placed, bytes_expected;
+	uint32_t inv_sent[MAX_QPS];      /* SEND_WITH_INVs posted on the QP */
+	uint32_t inv_next[MAX_QPS];      /* the count the next invalidation must carry */
+	uint64_t invalidations;
 	uint32_t rail_inflight[4];
 	bool qp_open[MAX_QPS];           /* opened in the core (and not closed) */
 	bool qp_failed[MAX_QPS];         /* a transport error completion was seen */
@@ -316,6 +323,32 @@ static int env_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t 
 	return 0;
 }
 
+static int qp_of(struct endpoint *e, uint32_t qpn);
+
+/* Each SEND_WITH_INV of the peer is invalidated exactly once, in its QP's order. */
+static int env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey)
+{
+	struct endpoint *e = ctx;
+	struct sim *s = e->sim;
+	int q = qp_of(e, qpn);
+	uint32_t n;
+
+	e->invalidations++;
+	if (q < 0 || (rkey & ~INV_BAD & 0xffff0000u) != INV_KEY(q, 0)) {
+		fail(s, "ep%d: invalidation of key %#x on QP %u, not one of its keys", e->id, rkey,
+		     qpn);
+		return TBP_ERR_REMOTE_INVALID;
+	}
+	n = rkey & 0xffffu;
+	/* Only a link failure or a closed QP may lose one (never run one twice). */
+	if ((uint16_t)(n - e->inv_next[q]) >= 0x8000u ||
+	    (n != (e->inv_next[q] & 0xffffu) && !s->p.blackout && !s->p.close_ns))
+		fail(s, "ep%d qp%d: invalidation %u, expected %u (run twice or lost)", e->id, q, n,
+		     e->inv_next[q] & 0xffffu);
+	e->inv_next[q] = n + 1;
+	return rkey & INV_BAD ? TBP_ERR_REMOTE_INVALID : 0;
+}
+
 static bool is_atomic(uint32_t op)
 {
 	return op == TBP_OP_ATOMIC_FETCH_ADD;
@@ -544,6 +577,9 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 		}
 		if (uses_slot(w->opcode))
 			peer->bytes_expected += w->len;
+	} else if (w->opcode == TBP_OP_SEND_WITH_INV && status == w->expect_status) {
+		/* A refused key: the data was placed before the invalidation failed. */
+		peer->bytes_expected += w->len;
 	}
 	free(w->local);
 	w->local = NULL;
@@ -584,7 +620,10 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		e->expect[q].tail = NULL;
 	e->recvs_done++;
 	if (c->opcode != w->opcode || c->len != w->len || c->src_qpn != s->ep[1 - e->id].qpn[q] ||
-	    c->has_imm != (w->opcode != TBP_OP_SEND) || (c->has_imm && c->imm != w->imm) ||
+	    c->has_imm != (w->opcode == TBP_OP_SEND_WITH_IMM ||
+			   w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM) ||
+	    (c->has_imm && c->imm != w->imm) ||
+	    c->invalidate_rkey != (w->opcode == TBP_OP_SEND_WITH_INV ? w->rkey : 0) ||
 	    c->status != w->expect_rx_status) {
 		fail(s, "ep%d qp%d: receive completion mismatch: opcode %u/%u len %u/%u imm %u/%u "
 		     "status %u/%u (wr %llu)", e->id, q, c->opcode, w->opcode, c->len, w->len,
@@ -680,6 +719,8 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	w->opcode = TBP_OP_SEND + (uint32_t)rnd_below(s, 5);
 	if (rnd_below(s, 8) == 0)
 		w->opcode = TBP_OP_ATOMIC_FETCH_ADD;
+	else if (w->opcode == TBP_OP_SEND && rnd_below(s, 2) == 0)
+		w->opcode = TBP_OP_SEND_WITH_INV;
 	w->len = is_atomic(w->opcode) ? 8 : pick_len(s);
 	w->imm = (uint32_t)rnd(s);
 	w->pattern_seed = (uint32_t)rnd(s);
@@ -708,7 +749,7 @@ static bool post_one(struct sim *s, struct endpoint *e)
 		w->local->len = w->len;
 		for (i = 0; i < w->len; i++)
 			w->local->data[i] = pattern_byte(w->pattern_seed, i);
-		w->rkey = RKEY_ARENA;
+		w->rkey = w->opcode == TBP_OP_SEND_WITH_INV ? INV_KEY(q, e->inv_sent[q]) : RKEY_ARENA;
 		while (e->slot_busy[e->write_slot % (ARENA_SIZE / WRITE_SLOT)])
 			e->write_slot++;
 		w->slot = (int)(e->write_slot % (ARENA_SIZE / WRITE_SLOT));
@@ -730,6 +771,10 @@ static bool post_one(struct sim *s, struct endpoint *e)
 			w->expect_status = TBP_ERR_REMOTE_ACCESS;
 			if (w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM)
 				w->expect_rx_status = TBP_ERR_REMOTE_ACCESS;
+		} else if (w->opcode == TBP_OP_SEND_WITH_INV) {
+			w->rkey |= INV_BAD;
+			w->expect_status = TBP_ERR_REMOTE_INVALID;
+			w->expect_rx_status = TBP_ERR_REMOTE_INVALID;
 		} else if (w->opcode == TBP_OP_SEND) {
 			/* Longer than every receive buffer the peer posts. */
 			uint32_t extra = 1 + (uint32_t)rnd_below(s, 100);
@@ -772,6 +817,8 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	}
 	w->all_next = s->all_wrs;
 	s->all_wrs = w;
+	if (w->opcode == TBP_OP_SEND_WITH_INV)
+		e->inv_sent[q]++;
 	if (uses_slot(w->opcode)) {
 		e->slot_busy[w->slot] = true;
 		e->write_slot++; /* only posted WRs use up a WRITE target region */
@@ -786,7 +833,7 @@ static bool post_one(struct sim *s, struct endpoint *e)
 	e->posted[q].tail = w;
 	/* A receive on a QP the peer closed never completes (its WQEs were flushed). */
 	if ((w->opcode == TBP_OP_SEND || w->opcode == TBP_OP_SEND_WITH_IMM ||
-	     w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM) && !(s->p.close_ns && s->closed && q == s->special)) {
+	     w->opcode == TBP_OP_SEND_WITH_INV || w->opcode == TBP_OP_RDMA_WRITE_WITH_IMM) && !(s->p.close_ns && s->closed && q == s->special)) {
 		if (peer->expect[q].tail)
 			peer->expect[q].tail->next_expect = w;
 		else
@@ -891,6 +938,7 @@ static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
 	env.recv_done = env_recv_done;
 	env.event = env_event;
 	env.atomic = env_atomic;
+	env.invalidate = env_invalidate;
 	if (tbp_link_init(&e->link, e->mem, size, &cfg, &env))
 		return -1;
 	for (i = 0; i < s->p.qps; i++) {
@@ -1235,8 +1283,10 @@ out:
 			struct tbp_stats st;
 
 			tbp_get_stats(s->ep[i].link, &st);
-			fprintf(stderr, "ep%d: wrs %u recvs %u bytes %llu tx %llu retx %llu dup %llu failover %llu rnr %llu "
-				"csum %llu virtual %llu us\n", i, s->ep[i].wrs_done, s->ep[i].recvs_done, (unsigned long long)s->ep[i].bytes_placed, (unsigned long long)st.tx_frames,
+			fprintf(stderr, "ep%d: wrs %u recvs %u inv %llu bytes %llu tx %llu retx %llu dup %llu failover %llu rnr %llu "
+				"csum %llu virtual %llu us\n", i, s->ep[i].wrs_done, s->ep[i].recvs_done,
+				(unsigned long long)s->ep[i].invalidations,
+				(unsigned long long)s->ep[i].bytes_placed, (unsigned long long)st.tx_frames,
 				(unsigned long long)st.retransmits,
 				(unsigned long long)st.rx_duplicates,
 				(unsigned long long)st.rail_failovers,

@@ -79,7 +79,7 @@ enum smsg_state { SM_FREE = 0, SM_ACTIVE };
 /* A message this side sends: a posted WR, or a READ response to the peer. */
 struct tbp_smsg {
 	uint8_t state;
-	uint8_t op;            /* wire op: SEND, SEND_IMM, WRITE, WRITE_IMM, READ_REQ, READ_RESP */
+	uint8_t op;            /* wire op: SEND, SEND_IMM, SEND_INV, WRITE, WRITE_IMM, READ_REQ, READ_RESP */
 	uint8_t done;          /* outcome known (MSG_ACK / READ data / error) */
 	uint8_t all_queued;    /* every fragment has a sequence number */
 	uint16_t status;

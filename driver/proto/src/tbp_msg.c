@@ -8,7 +8,8 @@
 
 static bool consumes_recv(uint8_t op)
 {
-	return op == TBP_W_SEND || op == TBP_W_SEND_IMM || op == TBP_W_WRITE_IMM;
+	return op == TBP_W_SEND || op == TBP_W_SEND_IMM || op == TBP_W_WRITE_IMM ||
+	       op == TBP_W_SEND_INV;
 }
 
 static bool has_imm(uint8_t op)
@@ -115,6 +116,7 @@ static const uint8_t wire_op_of[] = {
 	[TBP_OP_RDMA_READ] = TBP_W_READ_REQ,
 	[TBP_OP_ATOMIC_CMP_SWP] = TBP_W_ATOMIC_REQ,
 	[TBP_OP_ATOMIC_FETCH_ADD] = TBP_W_ATOMIC_REQ,
+	[TBP_OP_SEND_WITH_INV] = TBP_W_SEND_INV,
 };
 
 static uint32_t read_resp_reserve(const struct tbp_link *l)
@@ -130,7 +132,7 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 
 	if (l->state == TBP_LINK_FAILED)
 		return -ENOTCONN;
-	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_ATOMIC_FETCH_ADD ||
+	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_SEND_WITH_INV ||
 	    wr->len > l->cfg.max_msg_len || (wr->flags & ~TBP_WR_SOLICITED))
 		return -EINVAL;
 	/* An atomic returns exactly the 8-byte original value. */
@@ -166,6 +168,11 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 	m->solicited = (wr->flags & TBP_WR_SOLICITED) && consumes_recv(m->op);
 	m->rkey = wr->rkey;
 	m->raddr = wr->raddr;
+	if (m->op == TBP_W_SEND_INV) {
+		/* The frame rules admit only the key (tbp_wire.c). */
+		m->imm = 0;
+		m->raddr = 0;
+	}
 	m->wr_id = wr->wr_id;
 	m->local_buf = wr->local_buf;
 	l->now = l->env.now_ns(l->env.ctx);
@@ -403,6 +410,19 @@ static void owe_msg_ack(struct tbp_link *l, struct tbp_qp *qp)
 	}
 }
 
+/* SEND_WITH_INV: the glue invalidates the key once, before the receive is reported. */
+static uint16_t rx_invalidate(struct tbp_link *l, struct tbp_qp *qp, uint32_t rkey)
+{
+	int rc;
+
+	if (!l->env.invalidate)
+		return TBP_ERR_REMOTE_INVALID;
+	rc = l->env.invalidate(l->env.ctx, qp->qpn, rkey);
+	if (rc == 0)
+		return TBP_OK;
+	return rc > 0 && rc <= (int)TBP_STATUS_MAX ? (uint16_t)rc : TBP_ERR_REMOTE_INVALID;
+}
+
 /* Act on messages of a QP that are complete, strictly in MSN order. */
 static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 {
@@ -444,7 +464,13 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 			c.has_imm = has_imm(r->op);
 			c.opcode = r->op == TBP_W_SEND ? TBP_OP_SEND :
 				   r->op == TBP_W_SEND_IMM ? TBP_OP_SEND_WITH_IMM :
+				   r->op == TBP_W_SEND_INV ? TBP_OP_SEND_WITH_INV :
 				   TBP_OP_RDMA_WRITE_WITH_IMM;
+			if (r->op == TBP_W_SEND_INV) {
+				c.invalidate_rkey = r->rkey;
+				if (r->status == TBP_OK)
+					r->status = rx_invalidate(l, qp, r->rkey);
+			}
 			c.status = r->status;
 			c.solicited = r->solicited;
 			l->st.msgs_received++;
@@ -631,7 +657,8 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 	} else if (r->state != RM_ACTIVE || r->op != h->opcode || r->len != h->msg_len ||
 		   r->imm != h->imm || r->ssn != h->ssn ||
 		   r->solicited != ((h->flags & TBP_F_SOLICITED) != 0) ||
-		   (is_write(h->opcode) && (r->rkey != h->rkey || r->raddr != h->raddr))) {
+		   ((is_write(h->opcode) || h->opcode == TBP_W_SEND_INV) &&
+		    (r->rkey != h->rkey || r->raddr != h->raddr))) {
 		l->st.drop_bad_msg++;
 		return true;
 	}

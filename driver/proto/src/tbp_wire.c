@@ -492,7 +492,7 @@ void tbp_hdr_encode(void *frame, struct tbp_hdr *h)
 static bool is_data_op(uint8_t op)
 {
 	return op == TBP_W_SEND || op == TBP_W_SEND_IMM || op == TBP_W_WRITE ||
-	       op == TBP_W_WRITE_IMM || op == TBP_W_READ_RESP;
+	       op == TBP_W_WRITE_IMM || op == TBP_W_READ_RESP || op == TBP_W_SEND_INV;
 }
 
 /* Per-opcode rules: which frames are sequenced, which carry payload, which fields are bounded. */
@@ -503,7 +503,8 @@ static bool fields_valid(const struct tbp_hdr *h)
 	if (h->flags & ~TBP_F_ALL)
 		return false;
 	if ((h->flags & TBP_F_SOLICITED) && h->opcode != TBP_W_SEND &&
-	    h->opcode != TBP_W_SEND_IMM && h->opcode != TBP_W_WRITE_IMM)
+	    h->opcode != TBP_W_SEND_IMM && h->opcode != TBP_W_WRITE_IMM &&
+	    h->opcode != TBP_W_SEND_INV)
 		return false;
 	if (h->reserved != 0 || h->rail >= TBP_MAX_RAILS)
 		return false;
@@ -550,6 +551,9 @@ static bool fields_valid(const struct tbp_hdr *h)
 		break;
 	}
 	if (!is_data_op(h->opcode))
+		return false;
+	/* SEND_INV: the key travels in rkey; no immediate, no remote address. */
+	if (h->opcode == TBP_W_SEND_INV && (h->imm != 0 || h->raddr != 0))
 		return false;
 	if (!sequenced || h->msg_len > TBP_MSG_LEN_LIMIT)
 		return false;

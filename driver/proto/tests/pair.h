@@ -34,12 +34,15 @@ struct pep {
 	uint32_t events[16];
 	uint32_t deny_access;  /* TBP_ACCESS_* bits the MR lacks */
 	uint32_t atomics_run;  /* p_atomic executions */
+	uint32_t invalidations;  /* p_invalidate calls */
+	uint32_t inv_rkeys[16];  /* their keys, in call order */
 };
 
 static struct pep P[2];
 static uint64_t pnow;
 static uint64_t p_rto_min_ns; /* nonzero: the next pep_init's rto_min_ns */
 static bool run_full; /* pair_run keeps going after the links are idle */
+static bool p_no_invalidate; /* the next pep_init leaves env.invalidate NULL */
 
 static uint64_t p_now(void *ctx)
 {
@@ -147,6 +150,19 @@ static int p_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t cm
 	return 0;
 }
 
+/* Keys 0x100..0x1ff are invalidatable MRs of the PD of this side's QP; nothing else is. */
+static int p_invalidate(void *ctx, uint32_t qpn, uint32_t rkey)
+{
+	struct pep *e = ctx;
+
+	if (e->invalidations < 16)
+		e->inv_rkeys[e->invalidations] = rkey;
+	e->invalidations++;
+	if (qpn != 10 + (uint32_t)(e - P) || rkey < 0x100 || rkey > 0x1ff)
+		return TBP_ERR_REMOTE_INVALID;
+	return 0;
+}
+
 static int p_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *cap)
 {
 	struct pep *e = ctx;
@@ -199,6 +215,7 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 		.random_bytes = p_random, .mr_check = p_mr_check, .buf_read = p_read,
 		.buf_write = p_write, .recv_claim = p_claim, .send_done = p_send_done,
 		.recv_done = p_recv_done, .event = p_event, .atomic = p_atomic,
+		.invalidate = p_no_invalidate ? NULL : p_invalidate,
 	};
 	size_t size;
 	uint32_t r;

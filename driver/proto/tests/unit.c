@@ -371,6 +371,7 @@ static void test_config_validation(void)
 #include "pair.h"
 #include "auth.h"
 #include "atomic.h"
+#include "inv.h"
 
 static const struct {
 	const char *name;
@@ -389,6 +390,7 @@ static const struct {
 	PAIR_TESTS
 	AUTH_TESTS
 	ATOMIC_TESTS
+	INV_TESTS
 };
 
 int main(int argc, char **argv)

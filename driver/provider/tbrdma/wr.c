@@ -86,6 +86,15 @@ static void wr_send_imm(struct ibv_qp_ex *ibqp, __be32 imm_data)
 		wr->imm_data = imm_data;
 }
 
+/* The peer invalidates invalidate_rkey when the SEND arrives (the kernel carries it). */
+static void wr_send_inv(struct ibv_qp_ex *ibqp, uint32_t invalidate_rkey)
+{
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_SEND_WITH_INV);
+
+	if (wr)
+		wr->invalidate_rkey = invalidate_rkey;
+}
+
 static void set_rdma(struct ibv_send_wr *wr, uint32_t rkey, uint64_t remote_addr)
 {
 	wr->wr.rdma.rkey = rkey;
@@ -323,6 +332,8 @@ void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags)
 		q->wr_send = wr_send;
 	if (send_ops_flags & IBV_QP_EX_WITH_SEND_WITH_IMM)
 		q->wr_send_imm = wr_send_imm;
+	if (send_ops_flags & IBV_QP_EX_WITH_SEND_WITH_INV)
+		q->wr_send_inv = wr_send_inv;
 	if (send_ops_flags & IBV_QP_EX_WITH_RDMA_WRITE)
 		q->wr_rdma_write = wr_rdma_write;
 	if (send_ops_flags & IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM)
