@@ -135,6 +135,11 @@ static int loop_build(struct tbrdma_dev *tdev)
 
 	tbp_config_default(&cfg);
 	tbrdma_core_timing(&cfg);
+	/* Nothing can cut the in-memory rail: idle devices wake for it once a second only. */
+	cfg.keepalive_ns = NSEC_PER_SEC;
+	cfg.rail_dead_ns = 30 * NSEC_PER_SEC;
+	if (cfg.link_dead_ns < cfg.rail_dead_ns)
+		cfg.link_dead_ns = cfg.rail_dead_ns;
 	cfg.key_len = TBRDMA_KEY_LEN;
 	get_random_bytes(cfg.key, cfg.key_len);
 	cfg.max_qps = TBRDMA_MAX_QP;
