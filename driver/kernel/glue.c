@@ -51,9 +51,14 @@ static struct tbp_link *core_link(struct tbrdma_dev *tdev)
 	return tdev->link_ready ? tdev->link : NULL;
 }
 
-/* The core links an RC/UC QP is open on: the cable's, or loop links. Link lock held. */
+/*
+ * The core links an RC/UC QP is open on: the cable's, or loop links. None for a UD QP: its
+ * datagrams use the channel (ud.c). Link lock held.
+ */
 static unsigned int qp_links(struct tbrdma_qp *qp, struct tbp_link *links[2])
 {
+	if (qp->ibqp.qp_type == IB_QPT_UD)
+		return 0;
 	if (qp->loop_side != TBRDMA_LOOP_NONE)
 		return tbrdma_loop_links(qp, links);
 	links[0] = core_link(qp->tdev);
@@ -937,13 +942,14 @@ int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 	unsigned int i, n;
 	int err = 0;
 
-	/* UD QPs have no core QP: their datagrams use the channel (ud.c). */
-	if (qp->ibqp.qp_type == IB_QPT_UD)
-		return 0;
 	/* No cable link: opened when the link is built. */
 	n = qp_links(qp, links);
-	for (i = 0; i < n && !err; i++)
+	for (i = 0; i < n; i++) {
 		err = core_qp_open(links[i], qp);
+		if (err)
+			break;
+	}
+	/* undo the opens that succeeded before the one that failed */
 	while (err && i--)
 		tbp_qp_close(links[i], qp->ibqp.qp_num);
 	after_core_call(qp->tdev);
@@ -954,11 +960,8 @@ int tbrdma_link_open_qp(struct tbrdma_qp *qp)
 void tbrdma_link_qp_attr(struct tbrdma_qp *qp)
 {
 	struct tbp_link *links[2];
-	unsigned int i, n;
+	unsigned int i, n = qp_links(qp, links);
 
-	if (qp->ibqp.qp_type == IB_QPT_UD)
-		return;
-	n = qp_links(qp, links);
 	for (i = 0; i < n; i++)
 		core_qp_attr(links[i], qp);
 }
@@ -967,11 +970,8 @@ void tbrdma_link_qp_attr(struct tbrdma_qp *qp)
 void tbrdma_link_cancel_qp(struct tbrdma_qp *qp)
 {
 	struct tbp_link *links[2];
-	unsigned int i, n;
+	unsigned int i, n = qp_links(qp, links);
 
-	if (qp->ibqp.qp_type == IB_QPT_UD)
-		return;
-	n = qp_links(qp, links);
 	for (i = 0; i < n; i++)
 		tbp_qp_close(links[i], qp->ibqp.qp_num);
 	/* after_core_call() is not run: this is called from within it. */
@@ -1008,7 +1008,6 @@ bool tbrdma_link_is_up(struct tbrdma_dev *tdev)
 	return tdev->link_ready && tdev->core_link_up;
 }
 
-/* Builds a fresh link from the current key and role and re-adds rails and open QPs. */
 static const struct tbp_env env_template = {
 	.now_ns = env_now_ns,
 	.xmit = env_xmit,
@@ -1043,6 +1042,7 @@ void tbrdma_core_timing(struct tbp_config *cfg)
 		cfg->rto_max_ns = cfg->rto_min_ns;
 }
 
+/* Builds a fresh link from the current key and role and re-adds rails and open QPs. */
 static int build_link(struct tbrdma_dev *tdev)
 {
 	static const struct tbp_qp_attr chan_attr = {

@@ -438,7 +438,6 @@ int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid
 		     u8 traffic_class, u8 hop_limit, u32 flow_label, u16 pkey, u32 payload_len,
 		     bool mcast, union rdma_network_hdr *grh)
 {
-	const struct ib_gid_attr *own;
 	union ib_gid sgid, dgid;
 	bool ipv4;
 
@@ -459,13 +458,8 @@ int tbrdma_dgram_grh(struct tbrdma_dev *tdev, const u8 *sgid_raw, const u8 *dgid
 	 * Addressed to one of our RoCEv2 GIDs, as ib_init_ah_attr_from_wc() will require, or to
 	 * a group a QP of ours joined (the caller found the attachment).
 	 */
-	if (!mcast) {
-		own = rdma_find_gid_by_port(&tdev->ibdev, &dgid, IB_GID_TYPE_ROCE_UDP_ENCAP, 1,
-					    NULL);
-		if (IS_ERR(own))
-			return -1;
-		rdma_put_gid_attr(own);
-	}
+	if (!mcast && !tbrdma_gid_is_own(tdev, dgid.raw))
+		return -1;
 
 	memset(grh, 0, sizeof(*grh));
 	if (ipv4) {

@@ -173,6 +173,7 @@ enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_s
 	struct tbrdma_ud_send *us = to_ud_send(wqe);
 	struct tbrdma_qp *qp = wqe->qp;
 	struct tbrdma_dev *tdev = qp->tdev;
+	bool group;
 
 	*status = IB_WC_SUCCESS;
 	if (us->oversize) {
@@ -189,16 +190,12 @@ enum tbrdma_ud_route tbrdma_ud_prepare(struct tbrdma_send_wqe *wqe, enum ib_wc_s
 		/* gathered: a WR the core had no room for is not gathered again */
 		wqe->num_sge = 0;
 	}
-	if (rdma_is_multicast_addr((struct in6_addr *)us->hdr.dgid)) {
-		/* A group: this device's members get it here, the peer's over the channel. */
+	group = rdma_is_multicast_addr((struct in6_addr *)us->hdr.dgid);
+	if (group || tbrdma_gid_is_own(tdev, us->hdr.dgid)) {
 		tdev->stat_ud_loopback++;
 		ud_receive(tdev, wqe->gathered, wqe->total_len);
-		return TBRDMA_UD_WIRE;
-	}
-	if (tbrdma_gid_is_own(tdev, us->hdr.dgid)) {
-		tdev->stat_ud_loopback++;
-		ud_receive(tdev, wqe->gathered, wqe->total_len);
-		return TBRDMA_UD_DONE;
+		/* a group's members on the peer get it over the channel */
+		return group ? TBRDMA_UD_WIRE : TBRDMA_UD_DONE;
 	}
 	return TBRDMA_UD_WIRE;
 }
@@ -352,23 +349,15 @@ static bool ud_deliver_to(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h,
 }
 
 /* A datagram to a multicast group: a copy for each QP of this device attached to it. */
-static void ud_receive_mcast(struct tbrdma_dev *tdev, const struct tbrdma_ud_hdr *h,
-			     const u8 *payload, u32 payload_len)
+static void ud_deliver_mcast(struct tbrdma_dev *tdev, const struct tbrdma_ud_hdr *h,
+			     const u8 *payload, u32 payload_len,
+			     const union rdma_network_hdr *grh, int net_type)
 {
 	struct tbrdma_mcast_attach *m;
-	union rdma_network_hdr grh;
-	int net_type;
 
-	net_type = tbrdma_dgram_grh(tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
-				    le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), payload_len,
-				    true, &grh);
-	if (net_type < 0) {
-		tdev->stat_ud_dropped++;
-		return;
-	}
 	list_for_each_entry(m, &tdev->mcast, node)
 		if (!memcmp(m->mgid.raw, h->dgid, sizeof(m->mgid.raw)) &&
-		    !ud_deliver_to(m->qp, h, payload, payload_len, &grh, net_type))
+		    !ud_deliver_to(m->qp, h, payload, payload_len, grh, net_type))
 			tdev->stat_ud_dropped++;
 }
 
@@ -380,6 +369,7 @@ static void ud_receive(struct tbrdma_dev *tdev, const u8 *dgram, u32 len)
 	u32 src_qpn, dst_qpn, payload_len;
 	struct tbrdma_qp *qp;
 	int net_type;
+	bool group;
 
 	if (len < sizeof(*h) || len - sizeof(*h) > TBRDMA_UD_MTU)
 		goto drop;
@@ -394,19 +384,18 @@ static void ud_receive(struct tbrdma_dev *tdev, const u8 *dgram, u32 len)
 	    (!(h->flags & TBRDMA_UD_F_IMM) && h->imm))
 		goto drop;
 	/* IBA 10.5.2.2: the multicast QPN with a group's GID goes to every member here. */
-	if (dst_qpn == IB_MULTICAST_QPN) {
-		ud_receive_mcast(tdev, h, dgram + sizeof(*h), payload_len);
+	group = dst_qpn == IB_MULTICAST_QPN;
+	net_type = tbrdma_dgram_grh(tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
+				    le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), payload_len,
+				    group, &grh);
+	if (net_type < 0)
+		goto drop;
+	if (group) {
+		ud_deliver_mcast(tdev, h, dgram + sizeof(*h), payload_len, &grh, net_type);
 		return;
 	}
 	qp = xa_load(&tdev->qps, dst_qpn);
-	if (!qp)
-		goto drop;
-	net_type = tbrdma_dgram_grh(tdev, h->sgid, h->dgid, h->traffic_class, h->hop_limit,
-				    le32_to_cpu(h->flow_label), le16_to_cpu(h->pkey), payload_len,
-				    false, &grh);
-	if (net_type < 0)
-		goto drop;
-	if (!ud_deliver_to(qp, h, dgram + sizeof(*h), payload_len, &grh, net_type))
+	if (!qp || !ud_deliver_to(qp, h, dgram + sizeof(*h), payload_len, &grh, net_type))
 		goto drop;
 	return;
 drop:
