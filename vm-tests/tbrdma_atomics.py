@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log
+# ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log, native_create
 # RC atomics on tbrdma0 between the two nodes (both cables), through pyverbs:
 #  1. both nodes at once run FETCH_AND_ADD and COMPARE_AND_SWAP on the other node's counter
 #     over two QPs each (ibv_post_send on one, the ibv_wr_atomic_* API on the other,
@@ -279,10 +279,6 @@ else:
 print(json.dumps({"role": role, "failures": len(failures)}), flush=True)
 sys.exit(1 if failures else 0)
 '''
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
 start_all()
 for m in (a, b):
@@ -293,7 +289,7 @@ for m, initiator in ((a, 1), (b, 0)):
     m.succeed("modprobe tbrdma")
     m.succeed("ip link set thunderbolt0 mtu 9000 && ip link set thunderbolt1 mtu 9000")
     m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
-    m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0,thunderbolt1", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
                           timeout=120)

@@ -13,10 +13,6 @@ import time
 KEY = secrets.token_hex(32)
 ADDR = {"a": ("10.77.0.1", "10.78.0.1"), "b": ("10.77.0.2", "10.78.0.2")}
 # the lab installs tbctl under /usr/local/lib/tbctl (its launcher sets PYTHONPATH likewise)
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
 # WRITE then READ back random data in a loop on one RC QP; prints "ok N" at the end.
 PEER = r'''
@@ -134,7 +130,7 @@ for m in (a, b):
     m.succeed("rdma link delete rxe0")
 
 for m, initiator in ((a, 1), (b, 0)):
-    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state", 120)
 tb_bw1 = measure("tbrdma0", "ib_write_bw", "-s 65536 -n 300")
@@ -145,7 +141,7 @@ SHAPED = "-s 65536 -n 200"
 shape(("thunderbolt0",), "30mbit")
 tb_shaped1 = measure("tbrdma0", "ib_write_bw", SHAPED)
 for m, initiator in ((a, 1), (b, 0)):
-    m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0,thunderbolt1", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("rdma statistic show link tbrdma0/1 | grep -q 'rails_up 2'", 120)
 tb_bw2 = measure("tbrdma0", "ib_write_bw", "-s 65536 -n 300")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log
+# ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log, native_create
 # A kernel ULP on tbrdma0: NVMe over Fabrics (RDMA transport), the stock kernel's nvmet-rdma
 # target on b exporting a loop device backed by a tmpfs file, nvme-rdma on a connecting
 # through rdma_cm (no nvme-cli: the connect string goes to /dev/nvme-fabrics). nvme-rdma
@@ -15,10 +15,6 @@ KEY = secrets.token_hex(32)
 ADDR = {"a": "10.77.0.1", "b": "10.77.0.2"}
 NQN = "nqn.2026-12.io.tbrdma:lab"
 NVMET = "/sys/kernel/config/nvmet"
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
 start_all()
 for m in (a, b):
@@ -29,7 +25,7 @@ for m, initiator in ((a, 1), (b, 0)):
     m.succeed("modprobe tbrdma")
     m.succeed("ip link set thunderbolt0 mtu 9000")
     m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
-    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
                           timeout=120)

@@ -832,10 +832,6 @@ if role == "server":
 else:
     client()
 '''
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 # Sets a virtio-net cable's reported speed (legacy ETHTOOL_GSET/SSET; no ethtool binary in
 # the guest). Best effort: the expected rate below is computed from what sysfs then reports.
 SET_SPEED = r'''
@@ -884,7 +880,7 @@ for m, initiator in ((a, 1), (b, 0)):
     m.succeed("modprobe tbrdma")
     m.succeed("ip link set thunderbolt0 mtu 9000 && ip link set thunderbolt1 mtu 9000")
     m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
-    m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0,thunderbolt1", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
                           timeout=120)

@@ -17,10 +17,6 @@ ADDR = {"a": "10.77.0.1", "b": "10.77.0.2"}
 SIZE = 1 << 20
 ROUNDS = 12
 # the lab installs tbctl under /usr/local/lib/tbctl (its launcher sets PYTHONPATH likewise)
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
 # Server (a): MR of 2 x SIZE; [SIZE, 2 SIZE) is guarded: filled locally, never a legitimate
 # target, checked at the end. Client (b): WRITE then READ back random data, SIZE per round.
@@ -194,7 +190,7 @@ for m, initiator in ((a, 0), (b, 1)):
     m.wait_for_unit("multi-user.target")
     m.succeed("ip link set thunderbolt0 mtu 9000")
     m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
-    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state", 120)
 b_mac = b.succeed("cat /sys/class/net/thunderbolt0/address").strip().lower()

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log
+# ruff: noqa: F821 - the driver provides start_all, a, b, check_kernel_log, native_create
 # UD QPs and address handles on tbrdma0 through pyverbs: a ping-pong between the nodes from
 # 1 B to the 4096-byte MTU, byte-exact, every receive checked for its 40-byte GRH (an IPv4
 # header naming both nodes), src_qp, IBV_WC_GRH, sl 2 (the GRH holds IPv4) and the
@@ -492,10 +492,6 @@ else:
 print(json.dumps({"role": role, "failures": len(failures)}), flush=True)
 sys.exit(1 if failures else 0)
 '''
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 OBJECTS = "cat /sys/kernel/config/tbrdma/tbrdma0/objects"
 
 
@@ -521,7 +517,7 @@ for m, initiator in ((a, 1), (b, 0)):
     m.succeed("modprobe tbrdma")
     m.succeed("ip link set thunderbolt0 mtu 9000")
     m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
-    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
                           timeout=120)

@@ -209,10 +209,6 @@ else:
 '''
 
 # the lab installs tbctl under /usr/local/lib/tbctl (its launcher sets PYTHONPATH likewise)
-NATIVE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
-          "'import sys; from tbctl.node import native; "
-          "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), bytes.fromhex(sys.argv[2]), "
-          "initiator=sys.argv[3] == \"1\")' {links} {key} {initiator}")
 
 
 def start_pair(mode, sizes=SIZES, server_mode=None, client_first=False, workdir="/tmp/tbv"):
@@ -301,7 +297,7 @@ for m, initiator in ((a, 1), (b, 0)):
     # jumbo frames: per-frame cost dominates under TCG (rails take the MTU when added)
     m.succeed("ip link set thunderbolt0 mtu 9000 && ip link set thunderbolt1 mtu 9000")
     m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
-    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
                           timeout=120)
@@ -312,7 +308,7 @@ for m in (a, b):
     print(m.succeed("cat /sys/kernel/config/tbrdma/tbrdma0/state "
                     "/sys/kernel/config/tbrdma/tbrdma0/rails"))
     # re-applying the same pairing changes nothing (idempotent, link stays up)
-    m.succeed(NATIVE.format(links="thunderbolt0", key=KEY, initiator=int(m is a)))
+    native_create(m, "thunderbolt0", KEY, int(m is a))
     m.succeed("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state")
 
 # 3. perftest (RC, and UC where perftest supports it), ibv_rc_pingpong, ibv_srq_pingpong.
@@ -359,7 +355,7 @@ for m in (a, b):
 # 5. pyverbs byte-exact data on one rail, then on two.
 print(run_pair("data"))
 for m, initiator in ((a, 1), (b, 0)):
-    m.succeed(NATIVE.format(links="thunderbolt0,thunderbolt1", key=KEY, initiator=initiator))
+    native_create(m, "thunderbolt0,thunderbolt1", KEY, initiator)
 for m in (a, b):
     m.wait_until_succeeds(
         "test $(grep -c ' added ' /sys/kernel/config/tbrdma/tbrdma0/rails) = 2", timeout=60)

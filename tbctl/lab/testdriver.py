@@ -3,7 +3,8 @@
 
 Scripts see `start_all`, machines `a`, `b` (and `c`... for bigger labs), `controller` (this
 host, with TBCTL_SSH_CONFIG pointing at the lab), `HOST_A`/`HOST_B`, `cable(i)` and
-`perftest(server, client, command, address)` and `check_kernel_log(machine)` (local runner
+`perftest(server, client, command, address)`, `native_create(machine, links, key,
+initiator)` and `check_kernel_log(machine)` (local runner
 only). Method
 names and behaviour follow nixos/lib/test-driver (succeed raises on a non-zero status,
 wait_until_succeeds retries once a second, wait_for_unit fails early on a failed unit).
@@ -206,6 +207,21 @@ _CONNECT_FAILED = ("Couldn't connect", "Unable to connect", "Connection refused"
                    "failed to connect")
 
 
+# tbctl's node-side pairing (tbctl/node/native.py), as the lab image installs it
+_NATIVE_CREATE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
+                  "'import sys; from tbctl.node import native; "
+                  "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), "
+                  "bytes.fromhex(sys.argv[2]), initiator=sys.argv[3] == \"1\")' "
+                  "{links} {key} {initiator}")
+
+
+def native_create(machine: Machine, links: str, key: str, initiator: bool | int) -> str:
+    """Creates tbrdma0 on `machine` over `links` (comma-separated netdevs) with the pairing
+    key (hex), as `tbctl pair --transport native` does on a node."""
+    return machine.succeed(_NATIVE_CREATE.format(links=links, key=key,
+                                                 initiator=int(bool(initiator))))
+
+
 def perftest(server: Machine, client: Machine, command: str, address: str,
              ready: str | None = None, timeout: int = 300, runs: int = 3,
              scratch: str = "/tmp") -> str:
@@ -292,6 +308,7 @@ def script_globals(lab_dir: Path) -> dict[str, Any]:
         "HOST_B": "lab-b",
         "LAB_CABLES": state.cables_per_pair,
         "perftest": perftest,
+        "native_create": native_create,
         "check_kernel_log": check_kernel_log,
     }
     namespace.update(machines)
