@@ -39,7 +39,7 @@ static bool frame_mac = true;
 module_param(frame_mac, bool, 0644);
 MODULE_PARM_DESC(frame_mac,
 		 "SipHash MAC and replay counter on every frame; Ethernet rails need it (default Y)");
-static unsigned int max_outstanding = 1024;
+static unsigned int max_outstanding = TBP_MODULE_MAX_OUTSTANDING;
 module_param(max_outstanding, uint, 0444);
 MODULE_PARM_DESC(max_outstanding, "Work requests in flight per link (default 1024)");
 
@@ -841,24 +841,53 @@ static void tbrdma_port_work(struct work_struct *work)
 	tbrdma_update_port_state(container_of(work, struct tbrdma_dev, port_work));
 }
 
+/*
+ * A rail hands over received frames in batches: tbrdma_link_rx_begin(), one
+ * tbrdma_link_rx_one() per frame, tbrdma_link_rx_end(). The core's timers run once per
+ * batch, not once per frame.
+ */
+void tbrdma_link_rx_begin(struct tbrdma_dev *tdev)
+	__acquires(&tdev->lock)
+{
+	spin_lock_bh(&tdev->lock);
+}
+
 /* Returns true when the core proved the frame to be the peer's and fresh. */
-bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
+bool tbrdma_link_rx_one(struct tbrdma_rail *rail, const void *frame, size_t len)
 {
 	struct tbrdma_dev *tdev = rail->tdev;
-	struct tbp_link *link;
-	bool authentic = false;
+	struct tbp_link *link = core_link(tdev);
 
-	spin_lock_bh(&tdev->lock);
-	link = core_link(tdev);
-	if (link && rail->in_use && len <= U32_MAX) {
-		tbp_rx(link, rail->id, frame, len);
-		authentic = tbp_rx_authentic(link);
-		after_core_call(tdev);
-		tbrdma_link_tick_locked(tdev);
-	} else {
+	lockdep_assert_held(&tdev->lock);
+	if (!link || !rail->in_use || len > U32_MAX) {
 		tdev->stat_rx_no_link++;
+		return false;
+	}
+	tbp_rx(link, rail->id, frame, len);
+	tdev->rx_batch_frames++;
+	after_core_call(tdev);
+	return tbp_rx_authentic(link);
+}
+
+void tbrdma_link_rx_end(struct tbrdma_dev *tdev)
+	__releases(&tdev->lock)
+{
+	if (tdev->rx_batch_frames) {
+		tdev->rx_batch_frames = 0;
+		tdev->stat_rx_batches++;
+		tbrdma_link_tick_locked(tdev);
 	}
 	spin_unlock_bh(&tdev->lock);
+}
+
+/* A batch of one frame. */
+bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
+{
+	bool authentic;
+
+	tbrdma_link_rx_begin(rail->tdev);
+	authentic = tbrdma_link_rx_one(rail, frame, len);
+	tbrdma_link_rx_end(rail->tdev);
 	return authentic;
 }
 
@@ -1315,6 +1344,7 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "ud_lost" },
 	{ .name = "loop_frames" },
 	{ .name = "loop_busy" },
+	{ .name = "rx_batches" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1386,6 +1416,7 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[57] = tdev->stat_ud_lost;
 	v[58] = tdev->loop.stat_frames;
 	v[59] = tdev->loop.stat_busy;
+	v[60] = tdev->stat_rx_batches;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -9,20 +9,9 @@
 
 #include "tbrdma.h"
 
-/* The transmit path reads peer_mac under the device lock. */
-static void learn_peer(struct tbrdma_rail *rail, const u8 *mac)
+/* One received frame, inside a tbrdma_link_rx_begin/end batch (device lock held). */
+static int eth_rx_one(struct tbrdma_rail *rail, struct sk_buff *skb)
 {
-	spin_lock_bh(&rail->tdev->lock);
-	ether_addr_copy(rail->peer_mac, mac);
-	rail->peer_mac_known = true;
-	spin_unlock_bh(&rail->tdev->lock);
-}
-
-static int tbrdma_eth_rcv(struct sk_buff *skb, struct net_device *ndev, struct packet_type *pt,
-			  struct net_device *orig_dev)
-{
-	struct tbrdma_rail *rail = container_of(pt, struct tbrdma_rail, ptype);
-
 	if (skb->pkt_type == PACKET_OTHERHOST || skb->pkt_type == PACKET_LOOPBACK)
 		goto drop;
 	skb = skb_share_check(skb, GFP_ATOMIC);
@@ -36,11 +25,13 @@ static int tbrdma_eth_rcv(struct sk_buff *skb, struct net_device *ndev, struct p
 	 * with our ethertype and any source address, so the address is only learnt from a frame
 	 * the core proved to be the peer's and fresh (frame MAC with an unseen counter, or a
 	 * handshake answer bound to our nonces): a forged or replayed frame cannot redirect
-	 * our traffic.
+	 * our traffic. The transmit path reads peer_mac under the same lock.
 	 */
-	if (tbrdma_link_rx(rail, skb->data, skb->len) &&
-	    (!rail->peer_mac_known || !ether_addr_equal(rail->peer_mac, eth_hdr(skb)->h_source)))
-		learn_peer(rail, eth_hdr(skb)->h_source);
+	if (tbrdma_link_rx_one(rail, skb->data, skb->len) &&
+	    (!rail->peer_mac_known || !ether_addr_equal(rail->peer_mac, eth_hdr(skb)->h_source))) {
+		ether_addr_copy(rail->peer_mac, eth_hdr(skb)->h_source);
+		rail->peer_mac_known = true;
+	}
 	consume_skb(skb);
 	return NET_RX_SUCCESS;
 drop:
@@ -48,11 +39,42 @@ drop:
 	return NET_RX_DROP;
 }
 
+static int tbrdma_eth_rcv(struct sk_buff *skb, struct net_device *ndev, struct packet_type *pt,
+			  struct net_device *orig_dev)
+{
+	struct tbrdma_rail *rail = container_of(pt, struct tbrdma_rail, ptype);
+	int ret;
+
+	tbrdma_link_rx_begin(rail->tdev);
+	ret = eth_rx_one(rail, skb);
+	tbrdma_link_rx_end(rail->tdev);
+	return ret;
+}
+
+/*
+ * The stack hands over the frames of one NAPI poll as a list (up to
+ * net.core.gro_normal_batch of them): one batch for the core, one tick.
+ */
+static void tbrdma_eth_rcv_list(struct list_head *head, struct packet_type *pt,
+				struct net_device *orig_dev)
+{
+	struct tbrdma_rail *rail = container_of(pt, struct tbrdma_rail, ptype);
+	struct sk_buff *skb, *next;
+
+	tbrdma_link_rx_begin(rail->tdev);
+	list_for_each_entry_safe(skb, next, head, list) {
+		skb_list_del_init(skb);
+		eth_rx_one(rail, skb);
+	}
+	tbrdma_link_rx_end(rail->tdev);
+}
+
 int tbrdma_eth_rail_start(struct tbrdma_rail *rail)
 {
 	rail->ptype.type = htons(TBRDMA_ETHERTYPE);
 	rail->ptype.dev = rail->netdev;
 	rail->ptype.func = tbrdma_eth_rcv;
+	rail->ptype.list_func = tbrdma_eth_rcv_list;
 	dev_add_pack(&rail->ptype);
 	return 0;
 }

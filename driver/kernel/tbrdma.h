@@ -19,13 +19,14 @@
 #include <rdma/ib_umem.h>
 
 #include "compat.h"
+#include "tbp_module_config.h"
 
 #define TBRDMA_ETHERTYPE	0x88B5
 #define TBRDMA_MAX_RAILS	8
 #define TBRDMA_KEY_LEN		32
 #define TBRDMA_MAX_SGE		8
 #define TBRDMA_MAX_INLINE	256	/* bytes of IB_SEND_INLINE data per WR */
-#define TBRDMA_MAX_QP		1024
+#define TBRDMA_MAX_QP		TBP_MODULE_MAX_QPS
 #define TBRDMA_MAX_QP_WR	16384	/* as rxe; UCX ud_verbs asks for 4096 receives */
 #define TBRDMA_MAX_CQE		16384
 #define TBRDMA_MAX_CQ		4096
@@ -410,6 +411,8 @@ struct tbrdma_dev {
 	u64 armed_deadline;
 	u64 stat_orphan_completions;
 	u64 stat_rx_no_link;
+	u64 stat_rx_batches;	/* received frames reach the core in batches: one tick each */
+	u32 rx_batch_frames;	/* frames of the batch in progress */
 	u64 stat_gsi_sent;
 	u64 stat_gsi_received;
 	u64 stat_gsi_dropped;
@@ -688,6 +691,9 @@ int tbrdma_link_create(struct tbrdma_dev *tdev);
 void tbrdma_link_destroy(struct tbrdma_dev *tdev);
 int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail);
 void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bool remove);
+void tbrdma_link_rx_begin(struct tbrdma_dev *tdev);
+bool tbrdma_link_rx_one(struct tbrdma_rail *rail, const void *frame, size_t len);
+void tbrdma_link_rx_end(struct tbrdma_dev *tdev);
 bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
 void tbrdma_link_push_backlog(struct tbrdma_dev *tdev);
 void tbrdma_backlog_add(struct tbrdma_qp *qp);

@@ -98,14 +98,13 @@ int tbp_qp_close(struct tbp_link *l, uint32_t qpn)
 		return -ENOENT;
 	flush_tx(l, qp, TBP_ERR_FLUSHED, TBP_ERR_FLUSHED);
 	flush_rx(l, tbp_qp_index(l, qp), TBP_ERR_FLUSHED);
-	if (qp->in_ctlq)
-		l->ctlq_len--;
+	tbp_qlist_remove(l, TBP_QL_ACK, qp);
+	tbp_qlist_remove(l, TBP_QL_STALLED, qp);
 	/* The slot stays hashed as a tombstone until it is needed: the peer's messages to a
 	 * closed QP get an error NAK instead of "not ready" retries. */
 	qp->used = 0;
 	qp->state = QP_CLOSED;
 	qp->tseq = l->tomb_seq++;
-	qp->in_ctlq = 0;
 	qp->err_pending = 0;
 	qp->ack_pending = 0;
 	l->open_qps--;
@@ -128,7 +127,7 @@ void tbp_msg_fail_all(struct tbp_link *l, uint32_t status)
 {
 	uint32_t i;
 
-	l->stalled = 0;
+	tbp_qlist_clear(l, TBP_QL_STALLED);
 	for (i = 0; i < l->cfg.max_qps; i++) {
 		struct tbp_qp *qp = &l->qps[i];
 
@@ -136,9 +135,9 @@ void tbp_msg_fail_all(struct tbp_link *l, uint32_t status)
 			continue;
 		flush_tx(l, qp, status, status);
 		flush_rx(l, (uint16_t)i, status);
-		qp->in_ctlq = 0;
 	}
-	l->ctlq_len = 0;
+	tbp_qlist_clear(l, TBP_QL_ACK);
+	tbp_qlist_clear(l, TBP_QL_STALLED);
 	/* Nothing is sent any more: drop the window and every remaining slot. */
 	for (i = 0; i < l->cfg.window; i++)
 		l->tx[i].state = TX_FREE;

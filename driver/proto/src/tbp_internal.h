@@ -132,10 +132,25 @@ struct tbp_rmsg {
 
 enum qp_state { QP_FREE = 0, QP_OPEN, QP_ERROR, QP_CLOSED /* tombstone: hashed, slot reusable */ };
 
+/*
+ * FIFOs of QPs that need the link's attention, linked through tbp_qp.qnext[]: the link finds
+ * them in O(1) instead of scanning its whole QP table (1024 slots in the module) per tick.
+ */
+enum tbp_qp_list {
+	TBP_QL_ACK,     /* owes the peer a MSG_ACK */
+	TBP_QL_STALLED, /* an in-order completion waits for a free resource */
+	TBP_QL_COUNT
+};
+
+struct tbp_qp_fifo {
+	uint16_t head, tail;   /* QP indexes, TBP_NONE when empty */
+	uint32_t len;
+};
+
 struct tbp_qp {
 	uint16_t hnext;        /* QPN hash chain */
 	uint8_t used;          /* QP_OPEN or QP_ERROR: opened by the owner and not closed */
-	uint8_t in_ctlq;       /* queued for a MSG_ACK */
+	uint8_t on_list;       /* bit (1 << enum tbp_qp_list) per FIFO the QP is on */
 	uint8_t err_pending;   /* an error MSG_ACK waits for a sequence number */
 	uint8_t ack_pending;   /* a cumulative MSG_ACK waits for a sequence number */
 	uint32_t qpn;
@@ -171,7 +186,7 @@ struct tbp_qp {
 	uint32_t errs_sent;    /* errors reported so far */
 	uint32_t err_msn;
 	uint16_t err_status;
-	uint16_t pad2;
+	uint16_t qnext[TBP_QL_COUNT]; /* next QP on each FIFO */
 };
 
 enum rail_state {
@@ -260,14 +275,12 @@ struct tbp_link {
 	/* message layer */
 	uint16_t sendq_head;
 	uint16_t sendq_tail;
-	uint16_t ctl_next;      /* round-robin start of the MSG_ACK scan */
-	uint16_t ctlq_len;      /* QPs owing a MSG_ACK */
+	struct tbp_qp_fifo qlist[TBP_QL_COUNT];
 	uint16_t smsg_free;     /* free lists */
 	uint16_t rmsg_free;
 	uint64_t last_ack_tx_ns;/* last frame that carried our cumulative ack */
 	uint32_t smsgs_used;
 	uint32_t rmsgs_used;
-	uint8_t stalled;        /* an in-order completion waits for a free resource */
 	struct tbp_rail rails[TBP_MAX_RAILS];
 	/* tables, carved out of the caller's memory */
 	struct tbp_txslot *tx;
@@ -335,6 +348,13 @@ void tbp_atomic_get(const uint8_t *p, uint64_t *v, uint32_t n);
 
 /* tbp_qp.c */
 void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp);
+/* Append qp to a FIFO unless it is on it already. */
+void tbp_qlist_add(struct tbp_link *l, enum tbp_qp_list q, struct tbp_qp *qp);
+/* The oldest QP on a FIFO, or NULL. */
+struct tbp_qp *tbp_qlist_first(struct tbp_link *l, enum tbp_qp_list q);
+/* Take qp off a FIFO if it is on it: O(1) at the head, a walk elsewhere (QP close only). */
+void tbp_qlist_remove(struct tbp_link *l, enum tbp_qp_list q, struct tbp_qp *qp);
+void tbp_qlist_clear(struct tbp_link *l, enum tbp_qp_list q);
 
 /* tbp_auth.c */
 /* Compare n bytes in time independent of their contents; true when equal. */

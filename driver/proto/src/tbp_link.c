@@ -117,6 +117,7 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	struct tbp_link *l = mem;
 	struct layout lo;
 	uint8_t *base = mem;
+	uint32_t i;
 
 	if (!mem || ((uintptr_t)mem & 7u) || !config_valid(cfg) || !env || !env->now_ns ||
 	    !env->xmit || !env->hmac_sha256 || !env->random_bytes || !env->mr_check ||
@@ -144,6 +145,8 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	l->rto = cfg->rto_min_ns * 4 < cfg->rto_max_ns ? cfg->rto_min_ns * 4 : cfg->rto_max_ns;
 	l->sendq_head = TBP_NONE;
 	l->sendq_tail = TBP_NONE;
+	for (i = 0; i < TBP_QL_COUNT; i++)
+		l->qlist[i].head = l->qlist[i].tail = TBP_NONE;
 	l->snd_una = l->snd_nxt = l->rcv_nxt = l->q_first = TBP_SEQ_START;
 	l->qp_timer_next = ~0ull;
 	l->now = env->now_ns(env->ctx);
@@ -190,7 +193,7 @@ void tbp_get_stats(const struct tbp_link *l, struct tbp_stats *out)
 bool tbp_link_idle(const struct tbp_link *l)
 {
 	return l->snd_una == l->snd_nxt && l->smsgs_used == 0 && l->rmsgs_used == 0 &&
-	       l->ctlq_len == 0;
+	       l->qlist[TBP_QL_ACK].len == 0;
 }
 
 /* ---- rails ---- */

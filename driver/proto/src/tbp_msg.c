@@ -70,8 +70,7 @@ void tbp_smsg_free(struct tbp_link *l, struct tbp_smsg *m)
 	m->next = l->smsg_free;
 	l->smsg_free = (uint16_t)(m - l->smsgs);
 	l->smsgs_used--;
-	if (l->stalled)
-		tbp_msg_retry_stalled(l);
+	tbp_msg_retry_stalled(l);
 }
 
 void tbp_sendq_append(struct tbp_link *l, struct tbp_smsg *m)
@@ -404,10 +403,7 @@ static uint16_t sender_status(uint16_t rx_status)
 
 static void owe_msg_ack(struct tbp_link *l, struct tbp_qp *qp)
 {
-	if (!qp->in_ctlq) {
-		qp->in_ctlq = 1;
-		l->ctlq_len++;
-	}
+	tbp_qlist_add(l, TBP_QL_ACK, qp);
 }
 
 /* SEND_WITH_INV: the glue invalidates the key once, before the receive is reported. */
@@ -438,7 +434,7 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 			struct tbp_smsg *m = tbp_smsg_alloc(l);
 
 			if (!m) {
-				l->stalled = 1;
+				tbp_qlist_add(l, TBP_QL_STALLED, qp);
 				return;
 			}
 			m->op = TBP_W_READ_RESP;
@@ -451,7 +447,7 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 			tbp_sendq_append(l, m);
 		} else if (r->op == TBP_W_ATOMIC_REQ && r->status == TBP_OK) {
 			if (!tbp_atomic_respond(l, qp, r)) {
-				l->stalled = 1;
+				tbp_qlist_add(l, TBP_QL_STALLED, qp);
 				return;
 			}
 		} else if (consumes_recv(r->op)) {
@@ -492,12 +488,15 @@ static void complete_in_order(struct tbp_link *l, struct tbp_qp *qp)
 
 void tbp_msg_retry_stalled(struct tbp_link *l)
 {
-	uint32_t i;
+	uint32_t n = l->qlist[TBP_QL_STALLED].len;
+	struct tbp_qp *qp;
 
-	l->stalled = 0;
-	for (i = 0; i < l->cfg.max_qps && !l->stalled; i++)
-		if (l->qps[i].used)
-			complete_in_order(l, &l->qps[i]);
+	while (n-- && (qp = tbp_qlist_first(l, TBP_QL_STALLED))) {
+		tbp_qlist_remove(l, TBP_QL_STALLED, qp);
+		complete_in_order(l, qp);
+		if (qp->on_list & (1u << TBP_QL_STALLED))
+			return; /* the resource is still short: the others wait too */
+	}
 }
 
 /*
@@ -879,17 +878,15 @@ bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payl
 
 /* ---- transmit side of the message layer ---- */
 
+/* Each QP owing a MSG_ACK gets one turn per call, oldest first. */
 static bool emit_msg_acks(struct tbp_link *l)
 {
-	uint32_t n;
+	uint32_t n = l->qlist[TBP_QL_ACK].len;
+	struct tbp_qp *qp;
 
-	for (n = 0; n < l->cfg.max_qps && l->ctlq_len; n++) {
-		uint16_t qi = (uint16_t)((l->ctl_next + n) % l->cfg.max_qps);
-		struct tbp_qp *qp = &l->qps[qi];
+	while (n-- && (qp = tbp_qlist_first(l, TBP_QL_ACK))) {
 		struct tbp_txslot *s;
 
-		if (!qp->used || !qp->in_ctlq)
-			continue;
 		if (qp->err_pending) {
 			if (tbp_seq_alloc(l, TBP_W_MSG_ACK, TBP_NONE, 0, 0, &s))
 				return false;
@@ -911,12 +908,10 @@ static bool emit_msg_acks(struct tbp_link *l)
 			s->ack_errs = qp->errs_sent;
 			qp->ack_pending = 0;
 		}
-		if (!qp->err_pending && !qp->ack_pending) {
-			qp->in_ctlq = 0;
-			l->ctlq_len--;
-		}
+		tbp_qlist_remove(l, TBP_QL_ACK, qp);
+		if (qp->err_pending || qp->ack_pending)
+			tbp_qlist_add(l, TBP_QL_ACK, qp);
 	}
-	l->ctl_next = (uint16_t)((l->ctl_next + 1) % l->cfg.max_qps);
 	return true;
 }
 
@@ -925,7 +920,7 @@ void tbp_msg_fill_window(struct tbp_link *l)
 	uint16_t prev = TBP_NONE, i;
 	uint32_t frag = tbp_frag_payload(l);
 
-	if (l->ctlq_len && tbp_ack_due(l) && !emit_msg_acks(l))
+	if (l->qlist[TBP_QL_ACK].len && tbp_ack_due(l) && !emit_msg_acks(l))
 		return;
 	i = l->sendq_head;
 	while (i != TBP_NONE) {
@@ -966,10 +961,10 @@ void tbp_msg_fill_window(struct tbp_link *l)
 
 uint64_t tbp_msg_next_deadline(struct tbp_link *l, uint64_t deadline)
 {
-	if (l->ctlq_len && l->snd_nxt - l->snd_una < l->cfg.window &&
+	if (l->qlist[TBP_QL_ACK].len && l->snd_nxt - l->snd_una < l->cfg.window &&
 	    l->last_ack_tx_ns + l->cfg.ack_delay_ns < deadline)
 		deadline = l->last_ack_tx_ns + l->cfg.ack_delay_ns;
-	if (l->stalled && l->now + l->cfg.rto_min_ns < deadline)
+	if (l->qlist[TBP_QL_STALLED].len && l->now + l->cfg.rto_min_ns < deadline)
 		deadline = l->now + l->cfg.rto_min_ns;
 	if (l->rnr_next > l->now && l->rnr_next < deadline)
 		deadline = l->rnr_next;

@@ -82,6 +82,60 @@ void tbp_qp_arm_timer(struct tbp_link *l, const struct tbp_qp *qp)
 	l->qp_timer_next = min64(l->qp_timer_next, qp->progress_ns + qp_timer_interval(l, qp));
 }
 
+void tbp_qlist_add(struct tbp_link *l, enum tbp_qp_list q, struct tbp_qp *qp)
+{
+	struct tbp_qp_fifo *f = &l->qlist[q];
+	uint16_t qi = tbp_qp_index(l, qp);
+
+	if (qp->on_list & (1u << q))
+		return;
+	qp->on_list |= (uint8_t)(1u << q);
+	qp->qnext[q] = TBP_NONE;
+	if (f->tail == TBP_NONE)
+		f->head = qi;
+	else
+		l->qps[f->tail].qnext[q] = qi;
+	f->tail = qi;
+	f->len++;
+}
+
+struct tbp_qp *tbp_qlist_first(struct tbp_link *l, enum tbp_qp_list q)
+{
+	return l->qlist[q].head == TBP_NONE ? NULL : &l->qps[l->qlist[q].head];
+}
+
+void tbp_qlist_remove(struct tbp_link *l, enum tbp_qp_list q, struct tbp_qp *qp)
+{
+	struct tbp_qp_fifo *f = &l->qlist[q];
+	uint16_t qi = tbp_qp_index(l, qp), prev = TBP_NONE, i = f->head;
+
+	if (!(qp->on_list & (1u << q)))
+		return;
+	while (i != qi) {
+		prev = i;
+		i = l->qps[i].qnext[q];
+	}
+	if (prev == TBP_NONE)
+		f->head = qp->qnext[q];
+	else
+		l->qps[prev].qnext[q] = qp->qnext[q];
+	if (f->tail == qi)
+		f->tail = prev;
+	f->len--;
+	qp->on_list &= (uint8_t)~(1u << q);
+}
+
+void tbp_qlist_clear(struct tbp_link *l, enum tbp_qp_list q)
+{
+	struct tbp_qp_fifo *f = &l->qlist[q];
+	uint16_t i;
+
+	for (i = f->head; i != TBP_NONE; i = l->qps[i].qnext[q])
+		l->qps[i].on_list &= (uint8_t)~(1u << q);
+	f->head = f->tail = TBP_NONE;
+	f->len = 0;
+}
+
 int tbp_qp_open(struct tbp_link *l, uint32_t qpn, uint32_t remote_qpn)
 {
 	struct tbp_qp *qp = NULL;

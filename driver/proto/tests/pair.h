@@ -33,6 +33,7 @@ struct pep {
 	uint32_t nrc;
 	uint32_t events[16];
 	uint32_t deny_access;  /* TBP_ACCESS_* bits the MR lacks */
+	bool mr_any_qp;        /* every QP of this side may reach the MR, not just 10 + side */
 	uint32_t atomics_run;  /* p_atomic executions */
 	uint32_t invalidations;  /* p_invalidate calls */
 	uint32_t inv_rkeys[16];  /* their keys, in call order */
@@ -43,6 +44,7 @@ static uint64_t pnow;
 static uint64_t p_rto_min_ns; /* nonzero: the next pep_init's rto_min_ns */
 static bool run_full; /* pair_run keeps going after the links are idle */
 static bool p_no_invalidate; /* the next pep_init leaves env.invalidate NULL */
+static uint32_t p_responder_max_msgs; /* nonzero: side 1's max_msgs at its next pep_init */
 
 static uint64_t p_now(void *ctx)
 {
@@ -92,7 +94,7 @@ static int p_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uin
 	if (access & e->deny_access)
 		return TBP_ERR_REMOTE_ACCESS;
 	/* The MR belongs to the PD of this side's QP 10 + side; any other QP may not reach it. */
-	if (qpn != 10 + (uint32_t)(e - P))
+	if (qpn != 10 + (uint32_t)(e - P) && !e->mr_any_qp)
 		return TBP_ERR_REMOTE_ACCESS;
 	if (rkey != 0x77)
 		return TBP_ERR_REMOTE_ACCESS;
@@ -227,6 +229,8 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 	tbp_config_default(&cfg);
 	cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
 	cfg.window = window;
+	if (i == 1 && p_responder_max_msgs)
+		cfg.max_msgs = p_responder_max_msgs;
 	if (p_rto_min_ns) {
 		cfg.rto_min_ns = p_rto_min_ns;
 		cfg.rto_max_ns = 5 * p_rto_min_ns;
@@ -1044,6 +1048,49 @@ static void test_qp_table_churn(void)
 	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
 }
 
+/*
+ * A READ response needs a send message slot at the responder: with two slots, READs on four
+ * QPs leave two QPs stalled until the first responses are acknowledged. A stalled QP that
+ * its owner closes leaves the stalled list at once; the others complete.
+ */
+static void test_stalled_reads_resume(void)
+{
+	uint32_t i;
+
+	p_responder_max_msgs = 2;
+	pair_up(1);
+	p_responder_max_msgs = 0;
+	P[1].mr_any_qp = true;
+	fill(P[1].mr, 4 * 16384, 9);
+	for (i = 0; i < 4; i++) {
+		struct tbp_wr wr = { .opcode = TBP_OP_RDMA_READ, .qpn = 1000 + i, .wr_id = i,
+				     .local_buf = i * 16384, .len = 16384, .rkey = 0x77,
+				     .raddr = i * 16384 };
+
+		CHECK(tbp_qp_open(P[0].link, 1000 + i, 2000 + i) == 0);
+		CHECK(tbp_qp_open(P[1].link, 2000 + i, 1000 + i) == 0);
+		CHECK(tbp_post(P[0].link, &wr) == 0);
+	}
+	pair_deliver_from(0, NULL, false);
+	CHECK(P[1].link->qlist[TBP_QL_STALLED].len == 2);
+	CHECK(tbp_qp_close(P[1].link, 2002) == 0);
+	CHECK(P[1].link->qlist[TBP_QL_STALLED].len == 1);
+	CHECK(tbp_qp_open(P[1].link, 2002, 1002) == 0); /* a new QP, not stalled */
+	pair_run(NULL, 1000, 200);
+	CHECK(P[1].link->qlist[TBP_QL_STALLED].len == 0);
+	CHECK(P[0].ndone == 3);
+	/* The closed QP's READ is answered after the requester's ACK timer resends it. */
+	pair_run(NULL, 1000000, 400);
+	CHECK(P[0].ndone == 4);
+	for (i = 0; i < 4 && i < P[0].ndone; i++) {
+		uint32_t id = (uint32_t)P[0].done_ids[i];
+
+		CHECK(P[0].done_status[i] == TBP_OK);
+		CHECK(memcmp(P[0].local + id * 16384, P[1].mr + id * 16384, 16384) == 0);
+	}
+	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
+}
+
 #define PAIR_TESTS                                                                         \
 	{ "handshake", test_handshake },                                                   \
 	{ "handshake_wrong_key", test_handshake_wrong_key },                               \
@@ -1063,6 +1110,7 @@ static void test_qp_table_churn(void)
 	{ "xmit_backpressure", test_xmit_backpressure },                                   \
 	{ "tick_deadline", test_tick_deadline },                                           \
 	{ "qp_table_churn", test_qp_table_churn },                                         \
+	{ "stalled_reads_resume", test_stalled_reads_resume },                             \
 	{ "peer_qp_opened_late", test_peer_qp_opened_late },                               \
 	{ "not_ready_retry_exceeded", test_not_ready_retry_exceeded },                     \
 	{ "peer_qp_closed", test_peer_qp_closed },                                         \

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * tbp_module_config.h - the link configuration the kernel module runs the core with.
+ *
+ * Shared with the core benchmark so that its "kernel module configuration" rows measure
+ * the tables the module really allocates, not a friendlier setup.
+ */
+#ifndef TBP_MODULE_CONFIG_H
+#define TBP_MODULE_CONFIG_H
+
+#define TBP_MODULE_MAX_QPS		1024	/* QP table of one link (TBRDMA_MAX_QP) */
+#define TBP_MODULE_MAX_OUTSTANDING	1024	/* default of the max_outstanding parameter */
+/*
+ * Frames the Ethernet rail hands to the core per tick: the stack delivers received
+ * frames in lists of up to net.core.gro_normal_batch (default 8) and the rail ticks the
+ * core once per list.
+ */
+#define TBP_MODULE_RX_BATCH		8
+
+#endif /* TBP_MODULE_CONFIG_H */
