@@ -255,6 +255,9 @@ static int env_buf_copy(struct tbrdma_dev *tdev, const struct tbp_buf *buf, u64 
 			return TBP_ERR_FLUSHED;
 		if (off > rwqe->total_len || len > rwqe->total_len - off)
 			return TBP_ERR_LOCAL_LENGTH;
+		/* Posted unchecked (qp.c); an SRQ's WQEs were checked against its PD when posted. */
+		if (!qp->srq && tbrdma_check_sges(qp, rwqe->sge, rwqe->num_sge, true))
+			return TBP_ERR_LOCAL_PROTECTION;
 		if (tbrdma_copy_sges(tdev, rwqe->sge, rwqe->num_sge, off, data, len, to_buf))
 			return TBP_ERR_LOCAL_PROTECTION;
 		return 0;
@@ -910,7 +913,8 @@ int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 		/* Re-adding after a carrier loss starts the rail's handshake afresh. */
 		if (rail->core_added)
 			tbp_rail_remove(link, rail->id);
-		err = tbp_rail_add(link, rail->id, tdev->rail_weight, rail_max_frame(rail));
+		err = tbp_rail_add(link, rail->id, tdev->rail_weight, rail_max_frame(rail),
+				   tbrdma_rail_core_flags(rail));
 		rail->core_added = !err;
 		after_core_call(tdev);
 		tbrdma_link_tick_locked(tdev);
@@ -1156,7 +1160,8 @@ static int build_link(struct tbrdma_dev *tdev)
 		rail->core_added = false;
 		if (rail->in_use && tbrdma_rail_running(rail))
 			rail->core_added = !tbp_rail_add(link, i, tdev->rail_weight,
-							 rail_max_frame(rail));
+							 rail_max_frame(rail),
+							 tbrdma_rail_core_flags(rail));
 	}
 	/* The UD datagram channel: connectionless like QP1, never gives up on the peer. */
 	tbrdma_ud_reset_slots(tdev);

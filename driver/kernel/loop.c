@@ -170,7 +170,9 @@ static int loop_build(struct tbrdma_dev *tdev)
 		cfg.role = side ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
 		err = tbp_link_init(&loop->link[side], mem[side], size, &cfg, &env);
 		if (!err)
-			err = tbp_rail_add(loop->link[side], 0, 1, TBRDMA_LOOP_FRAME);
+			/* memory to memory inside this kernel: nothing to authenticate */
+			err = tbp_rail_add(loop->link[side], 0, 1, TBRDMA_LOOP_FRAME,
+					   TBP_RAIL_DMA);
 	}
 	memzero_explicit(&cfg, sizeof(cfg));
 	if (err) {

@@ -684,6 +684,29 @@ int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 	return err;
 }
 
+/*
+ * Receive SGEs are stored, not checked: their keys are checked when data lands in them
+ * (glue.c, env_buf_copy), as rxe does. A key that goes bad after the post (its MR moved to
+ * another PD, or deregistered) then fails that receive with a protection error and the
+ * sender's WR with a remote operation error, instead of a post refused up front.
+ */
+static int store_recv_sges(const struct ib_recv_wr *wr, struct tbrdma_recv_wqe *wqe)
+{
+	u64 sum = 0;
+	int i;
+
+	for (i = 0; i < wr->num_sge; i++) {
+		wqe->sge[i].addr = wr->sg_list[i].addr;
+		wqe->sge[i].length = wr->sg_list[i].length;
+		wqe->sge[i].lkey = wr->sg_list[i].lkey;
+		sum += wr->sg_list[i].length;
+	}
+	if (sum > TBRDMA_MAX_MSG_SIZE)
+		return -EINVAL;
+	wqe->total_len = sum;
+	return 0;
+}
+
 /* Any context: the receive ring has its own IRQ-safe lock (the core's claims nest inside). */
 int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 		     const struct ib_recv_wr **bad_wr)
@@ -714,8 +737,7 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 			err = -EINVAL;
 		} else {
 			wqe = &qp->rq[qp->rq_tail % qp->rq_capacity];
-			err = tbrdma_take_sges(qp->tdev, qp->ibqp.pd, wr->sg_list, wr->num_sge,
-					       wqe->sge, &wqe->total_len, true);
+			err = store_recv_sges(wr, wqe);
 			if (!err) {
 				wqe->wr_id = wr->wr_id;
 				wqe->num_sge = wr->num_sge;

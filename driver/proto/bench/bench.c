@@ -44,6 +44,8 @@ static bool module_config;
 /* Frames a receiver takes per tbp_tick (the glue ticks after each rail batch); 0: the bench
  * ticks both sides every 16 delivery rounds only */
 static uint32_t rx_per_tick;
+/* Rails are USB4 ring pairs (TBP_RAIL_DMA): no frame MAC, no payload CRC */
+static bool dma_rails;
 
 static uint64_t cpu_ns(void)
 {
@@ -201,7 +203,7 @@ static void setup(uint32_t rails, bool pcsum)
 		if (!e->mem || tbp_link_init(&e->link, e->mem, size, &cfg, &env))
 			exit(1);
 		for (r = 0; r < rails; r++)
-			tbp_rail_add(e->link, r, 1, 4096);
+			tbp_rail_add(e->link, r, 1, 4096, dma_rails ? TBP_RAIL_DMA : 0);
 		tbp_qp_open(e->link, 1 + (uint32_t)i, 2 - (uint32_t)i);
 	}
 }
@@ -348,7 +350,8 @@ int main(int argc, char **argv)
 	r = run(4, TBP_OP_SEND, 64, secs, false);
 	print_row("SEND 64 B, 4 rails", &r);
 
-	printf("\nkernel module configuration: window %u, %u QPs, %u WRs in flight, MAC on\n",
+	printf("\nkernel module configuration: window %u, %u QPs, %u WRs in flight, "
+	       "MAC and payload CRC on Ethernet rails\n",
 	       default_window(), TBP_MODULE_MAX_QPS, TBP_MODULE_MAX_OUTSTANDING);
 	module_config = true;
 	rx_per_tick = 1;
@@ -359,6 +362,12 @@ int main(int argc, char **argv)
 	print_row("same, tick per 8-frame receive list", &r);
 	r = run(4, TBP_OP_RDMA_WRITE, 1u << 20, secs, false);
 	print_row("same, 4 rails", &r);
+	dma_rails = true;
+	r = run(1, TBP_OP_RDMA_WRITE, 1u << 20, secs, true);
+	print_row("same, 1 USB4 (DMA) rail: no MAC, no CRC", &r);
+	r = run(4, TBP_OP_RDMA_WRITE, 1u << 20, secs, true);
+	print_row("same, 4 USB4 (DMA) rails", &r);
+	dma_rails = false;
 	copy_payload = false;
 	r = run(4, TBP_OP_RDMA_WRITE, 1u << 20, secs, false);
 	print_row("same, 4 rails, payload copies elided", &r);

@@ -244,8 +244,9 @@ static void setup(void)
 		if (tbp_link_size(&cfg) > sizeof(e->mem) ||
 		    tbp_link_init(&e->link, e->mem, sizeof(e->mem), &cfg, &env))
 			abort();
-		tbp_rail_add(e->link, 0, 1, 4096);
-		tbp_rail_add(e->link, 1, 2, 9000);
+		tbp_rail_add(e->link, 0, 1, 4096, 0);
+		/* a DMA rail: frames without MAC or payload CRC are taken on it */
+		tbp_rail_add(e->link, 1, 2, 9000, TBP_RAIL_DMA);
 		tbp_qp_open(e->link, 0x10 + (uint32_t)i, 0x11 - (uint32_t)i);
 		tbp_qp_open(e->link, 0x30 + (uint32_t)i, 0x31 - (uint32_t)i);
 	}

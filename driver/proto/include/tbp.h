@@ -309,7 +309,16 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 void tbp_link_teardown(struct tbp_link *link);
 
 /* Rails. max_frame: largest frame the rail carries (TBP_MIN_FRAME..TBP_MAX_FRAME). */
-int tbp_rail_add(struct tbp_link *link, uint32_t rail, uint32_t weight, uint32_t max_frame);
+int tbp_rail_add(struct tbp_link *link, uint32_t rail, uint32_t weight, uint32_t max_frame,
+		 uint32_t flags);
+/*
+ * tbp_rail_add flags. A DMA rail is a point-to-point DMA path between the two hosts (a USB4
+ * ring pair): its host interface checks each frame's CRC and no third host can put frames
+ * on it, so its frames carry neither the frame MAC nor the payload CRC, whatever the link
+ * negotiated for its shared rails (both cost a pass over every payload byte). Frames that
+ * do carry them are still checked. Both ends of a cable see the same kind of rail.
+ */
+#define TBP_RAIL_DMA 0x1u
 /* Carrier lost: in-flight frames move to the survivors; the rail re-handshakes when it returns. */
 int tbp_rail_down(struct tbp_link *link, uint32_t rail);
 int tbp_rail_remove(struct tbp_link *link, uint32_t rail);

@@ -232,6 +232,11 @@ static bool rail_alive(struct sim *s, int rail)
 	return s->now >= s->rail_dead_until[rail];
 }
 
+static uint32_t rail_flags(const struct sim_params *p, uint32_t rail)
+{
+	return (p->dma_rails & (1u << rail)) ? TBP_RAIL_DMA : 0;
+}
+
 static void schedule_frame(struct sim *s, int dst, int rail, const void *frame, uint32_t len,
 			   uint64_t extra)
 {
@@ -249,6 +254,10 @@ static void schedule_frame(struct sim *s, int dst, int rail, const void *frame, 
 	if (chance_ppm(s, s->p.corrupt_ppm)) {
 		uint32_t at = (uint32_t)rnd_below(s, len);
 
+		if (s->p.dma_rails & (1u << rail)) {
+			free(ev.frame); /* the receiving host interface's CRC check */
+			return;
+		}
 		ev.frame[at] ^= (uint8_t)(1u << rnd_below(s, 8));
 	}
 	s->ep[1 - dst].rail_inflight[rail]++;
@@ -1014,7 +1023,8 @@ static void scenario_step(struct sim *s)
 		if (p->bigrail_shrinks) {
 			for (i = 0; i < NEP; i++) {
 				tbp_rail_remove(s->ep[i].link, 0);
-				if (tbp_rail_add(s->ep[i].link, 0, 1, p->rail_frame[1]))
+				if (tbp_rail_add(s->ep[i].link, 0, 1, p->rail_frame[1],
+						 rail_flags(p, 0)))
 					fail(s, "re-adding the shrunk rail failed");
 			}
 		} else {
@@ -1179,7 +1189,7 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 		uint32_t weight = 1 + (uint32_t)rnd_below(s, 4);
 
 		for (i = 0; i < NEP; i++)
-			if (tbp_rail_add(s->ep[i].link, r, weight, frame))
+			if (tbp_rail_add(s->ep[i].link, r, weight, frame, rail_flags(p, r)))
 				fail(s, "tbp_rail_add failed");
 	}
 	s->special = p->qps - 1;
@@ -1304,7 +1314,8 @@ out:
 
 static const char *const mixes[] = {
 	"clean", "loss", "dup", "reorder", "corrupt", "delay", "raildeath", "rnr", "errors",
-	"smallwin", "chaos", "blackout", "lateopen", "qpclose", "rnrqp", "mixedmtu", NULL,
+	"smallwin", "chaos", "blackout", "lateopen", "qpclose", "rnrqp", "mixedmtu", "dmarails",
+	NULL,
 };
 
 const char *const *sim_mix_names(void)
@@ -1369,6 +1380,17 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 		p->rail_death = true;
 		p->rnr = rnd_below(s, 2) != 0;
 		p->errors = rnd_below(s, 2) != 0;
+		p->pcsum = true;
+	} else if (!strcmp(mix, "dmarails")) {
+		/* USB4 ring pairs (no MAC, no payload CRC, corrupted frames dropped by the host
+		 * interface) beside Ethernet rails (MAC and CRC), all of it lossy and reordered. */
+		p->rails = 2 + (uint32_t)rnd_below(s, 3);
+		p->dma_rails = 1u + (uint32_t)rnd_below(s, (1u << p->rails) - 1);
+		p->loss_ppm = (uint32_t)rnd_below(s, 30000);
+		p->dup_ppm = (uint32_t)rnd_below(s, 30000);
+		p->corrupt_ppm = (uint32_t)rnd_below(s, 20000);
+		p->jitter_ns = rnd_below(s, 100000);
+		p->rail_death = rnd_below(s, 2) != 0;
 		p->pcsum = true;
 	} else if (!strcmp(mix, "lateopen")) {
 		/* The peer's RTR comes 1..30 ms after our first posts on that QP. */

@@ -26,6 +26,9 @@ struct sim_params {
 	bool rnr;                /* receivers post receive buffers late and sparsely */
 	bool errors;             /* some WRs carry bad rkeys or overlong SENDs */
 	bool pcsum;              /* negotiate the payload checksum capability */
+	uint32_t dma_rails;      /* bit r: rail r is a DMA rail (TBP_RAIL_DMA), whose frames carry
+				  * no MAC and no payload CRC; like a USB4 host interface's CRC
+				  * check, it drops a frame the wire corrupted */
 	uint32_t window;
 	uint32_t max_msgs;
 	uint32_t max_rx_msgs;

@@ -164,7 +164,8 @@ static bool replay_seen(const struct tbp_link *l, uint64_t c)
 	return (l->auth.rx_bits[(c % TBP_REPLAY_BITS) / 64] >> (c % 64)) & 1u;
 }
 
-bool tbp_auth_rx(struct tbp_link *l, const uint8_t *frame, uint32_t len, const struct tbp_hdr *h)
+bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const uint8_t *frame, uint32_t len,
+		 const struct tbp_hdr *h)
 {
 	struct tbp_auth *a = &l->auth;
 	uint8_t tag[8];
@@ -176,6 +177,11 @@ bool tbp_auth_rx(struct tbp_link *l, const uint8_t *frame, uint32_t len, const s
 			l->st.drop_mac++;
 			return false;
 		}
+		return true;
+	}
+	if (dma_rail && !(h->flags & TBP_F_MAC)) {
+		/* Only the peer can put a frame on a DMA rail: it is the peer's by construction. */
+		a->rx_authentic = 1;
 		return true;
 	}
 	if (!(h->flags & TBP_F_MAC) || !a->keyed) {

@@ -202,6 +202,7 @@ struct tbp_rail {
 	uint8_t confirm_owed;  /* initiator: answer the next HELLO_ACK with CONFIRM */
 	uint8_t rto_probe;     /* a timed-out frame was resent: the rail's other first copies
 				* wait (retransmit_timers) until the peer answers */
+	uint8_t dma;           /* TBP_RAIL_DMA: no frame MAC, no payload CRC on this rail */
 	uint32_t weight;
 	uint32_t max_frame;    /* ours, then min(ours, peer's) once up */
 	uint32_t inflight;
@@ -369,7 +370,8 @@ void tbp_auth_seal(struct tbp_link *l, uint32_t len);
 uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *nh_key, const uint8_t *msg,
 		       uint32_t len);
 /* Check a decoded non-handshake frame; false (counted) when it is forged or replayed. */
-bool tbp_auth_rx(struct tbp_link *l, const uint8_t *frame, uint32_t len, const struct tbp_hdr *h);
+bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const uint8_t *frame, uint32_t len,
+		 const struct tbp_hdr *h);
 /* Both direction keys from the pairing key and both link nonces. */
 void tbp_auth_derive(struct tbp_link *l, const uint8_t *nonce_i, const uint8_t *nonce_r);
 /* Zero n bytes so that the compiler cannot drop the stores. */

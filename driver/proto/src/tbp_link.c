@@ -273,12 +273,13 @@ void tbp_rail_came_up(struct tbp_link *l, uint32_t r)
 	}
 }
 
-int tbp_rail_add(struct tbp_link *l, uint32_t rail, uint32_t weight, uint32_t max_frame)
+int tbp_rail_add(struct tbp_link *l, uint32_t rail, uint32_t weight, uint32_t max_frame,
+		 uint32_t flags)
 {
 	struct tbp_rail *rl;
 
 	if (rail >= TBP_MAX_RAILS || weight == 0 || weight > 0xffff ||
-	    max_frame < TBP_MIN_FRAME || max_frame > TBP_MAX_FRAME)
+	    max_frame < TBP_MIN_FRAME || max_frame > TBP_MAX_FRAME || (flags & ~TBP_RAIL_DMA))
 		return -EINVAL;
 	rl = &l->rails[rail];
 	if (rl->state != RAIL_ABSENT)
@@ -287,6 +288,7 @@ int tbp_rail_add(struct tbp_link *l, uint32_t rail, uint32_t weight, uint32_t ma
 	rl->state = RAIL_HELLO;
 	rl->weight = weight;
 	rl->max_frame = max_frame;
+	rl->dma = (flags & TBP_RAIL_DMA) != 0;
 	return 0;
 }
 
@@ -359,18 +361,28 @@ static void fill_link_fields(struct tbp_link *l, struct tbp_hdr *h, uint32_t rai
 	h->session = l->session;
 	h->ack = l->rcv_nxt;
 	h->sack = l->rx_ooo ? build_sack(l) : 0;
+	/* A frame that failed on one rail is refilled for the next one. */
+	h->flags &= (uint8_t)~(TBP_F_PCSUM | TBP_F_MAC);
+	if (l->rails[rail].dma)
+		return;
 	if (l->caps & TBP_CAP_PAYLOAD_CSUM)
 		h->flags |= TBP_F_PCSUM;
 	if (l->caps & TBP_CAP_FRAME_MAC)
 		h->flags |= TBP_F_MAC;
 }
 
-/* Hand l->scratch (len bytes, MAC trailer included) to a rail. Returns 0 or the xmit error. */
+/*
+ * Hand l->scratch (len bytes, room for the link's MAC trailer included) to a rail. Returns 0
+ * or the xmit error. A DMA rail's frames go without the trailer.
+ */
 static int xmit_scratch(struct tbp_link *l, uint32_t rail, uint32_t len)
 {
 	int rc;
 
-	tbp_auth_seal(l, len);
+	if (l->rails[rail].dma)
+		len -= tbp_auth_overhead(l);
+	else
+		tbp_auth_seal(l, len);
 	rc = l->env.xmit(l->env.ctx, rail, l->scratch, len);
 
 	if (rc) {
@@ -856,12 +868,12 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 		l->st.drop_session++;
 		return;
 	}
-	if ((l->caps & TBP_CAP_PAYLOAD_CSUM) && !(h.flags & TBP_F_PCSUM)) {
+	if ((l->caps & TBP_CAP_PAYLOAD_CSUM) && !rl->dma && !(h.flags & TBP_F_PCSUM)) {
 		l->st.drop_checksum++;
 		return;
 	}
 	/* Forged or replayed frames stop here, before they can touch any state. */
-	if (!tbp_auth_rx(l, frame, len, &h))
+	if (!tbp_auth_rx(l, rl->dma, frame, len, &h))
 		return;
 	if (rl->state != RAIL_UP) {
 		/* The peer thinks this rail is up: our CONFIRM or its ACK was lost. */

@@ -55,7 +55,8 @@ static const struct pframe *captured(uint8_t opcode, uint32_t rail)
  * rail id, a sequence number inside the window, checksum), the key is unknown. with_mac adds
  * a trailer with a guessed tag.
  */
-static uint32_t forge(uint8_t *frame, uint8_t op, uint32_t payload_len, bool with_mac)
+static uint32_t forge_on(uint8_t *frame, uint32_t rail, uint8_t op, uint32_t payload_len,
+			 bool with_mac)
 {
 	struct tbp_link *victim = P[1].link;
 	struct tbp_hdr h;
@@ -65,7 +66,7 @@ static uint32_t forge(uint8_t *frame, uint8_t op, uint32_t payload_len, bool wit
 	h.magic = TBP_MAGIC;
 	h.version = TBP_PROTO_VERSION;
 	h.opcode = op;
-	h.rail = victim->rails[0].peer_rail;
+	h.rail = victim->rails[rail].peer_rail;
 	h.session = victim->session;
 	h.flags = TBP_F_PCSUM | (with_mac ? TBP_F_MAC : 0);
 	if (op == TBP_W_WRITE) {
@@ -89,6 +90,11 @@ static uint32_t forge(uint8_t *frame, uint8_t op, uint32_t payload_len, bool wit
 		len += TBP_MAC_TRAILER;
 	}
 	return len;
+}
+
+static uint32_t forge(uint8_t *frame, uint8_t op, uint32_t payload_len, bool with_mac)
+{
+	return forge_on(frame, 0, op, payload_len, with_mac);
 }
 
 /* SipHash-2-4 reference vectors (key 00..0f, message 00..n-1, from the SipHash paper). */
@@ -478,6 +484,56 @@ static void test_frame_mac_negotiated(void)
 	CHECK(P[1].rc[0].len == 4000);
 }
 
+static uint32_t bare_on[2], sealed_on[2];
+
+static int count_sealed(const struct pframe *f)
+{
+	struct tbp_hdr h;
+
+	if (f->rail < 2 && tbp_frame_decode(f->data, f->len, TBP_MAX_FRAME, &h) == 0 &&
+	    (h.flags & TBP_F_SEQ)) {
+		if (h.flags & (TBP_F_MAC | TBP_F_PCSUM))
+			sealed_on[f->rail]++;
+		else
+			bare_on[f->rail]++;
+	}
+	return KEEP;
+}
+
+/*
+ * A USB4 ring pair is a DMA rail: its frames carry neither MAC nor payload CRC. The
+ * exemption belongs to the rail a frame arrives on, never to the frame: a bare frame on an
+ * Ethernet rail is still a forgery, and a trailer on a DMA rail is still checked.
+ */
+static void test_dma_rail_frames(void)
+{
+	static uint8_t frame[TBP_MAX_FRAME];
+	struct tbp_stats before, after;
+	uint32_t len;
+
+	p_dma_rails = 1u << 1;
+	pair_up(2);
+	p_dma_rails = 0;
+	P[0].link->caps |= TBP_CAP_PAYLOAD_CSUM;
+	P[1].link->caps |= TBP_CAP_PAYLOAD_CSUM;
+	fill(P[0].local, 100000, 3);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 100000, 0x77, 0, 0);
+	pair_run(count_sealed, 1000, 100);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 100000) == 0);
+	CHECK(bare_on[1] > 0 && sealed_on[1] == 0);
+	CHECK(sealed_on[0] > 0 && bare_on[0] == 0);
+	tbp_get_stats(P[1].link, &before);
+	len = forge_on(frame, 0, TBP_W_WRITE, 64, false);
+	tbp_rx(P[1].link, 0, frame, len);
+	len = forge_on(frame, 1, TBP_W_WRITE, 64, true);
+	tbp_rx(P[1].link, 1, frame, len);
+	tbp_get_stats(P[1].link, &after);
+	CHECK(after.drop_mac == before.drop_mac + 2);
+	CHECK(after.rx_accepted == before.rx_accepted);
+	CHECK(memcmp(P[1].mr, P[0].local, 64) == 0);
+}
+
 #define AUTH_TESTS                                                                         \
 	{ "siphash_vectors", test_siphash_vectors },                                       \
 	{ "frame_tag", test_frame_tag },                                                   \
@@ -489,4 +545,5 @@ static void test_frame_mac_negotiated(void)
 	{ "ct_compare", test_ct_compare },                                                 \
 	{ "key_zeroed", test_key_zeroed },                                                 \
 	{ "hello_flood_bounded", test_hello_flood_bounded },                               \
-	{ "frame_mac_negotiated", test_frame_mac_negotiated },
+	{ "frame_mac_negotiated", test_frame_mac_negotiated },                             \
+	{ "dma_rail_frames", test_dma_rail_frames },

@@ -45,6 +45,7 @@ static uint64_t p_rto_min_ns; /* nonzero: the next pep_init's rto_min_ns */
 static bool run_full; /* pair_run keeps going after the links are idle */
 static bool p_no_invalidate; /* the next pep_init leaves env.invalidate NULL */
 static uint32_t p_responder_max_msgs; /* nonzero: side 1's max_msgs at its next pep_init */
+static uint32_t p_dma_rails; /* bit r: pep_init adds rail r as a DMA rail (TBP_RAIL_DMA) */
 
 static uint64_t p_now(void *ctx)
 {
@@ -242,7 +243,7 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 	CHECK(tbp_link_init(&e->link, e->mem, size, &cfg, &env) == 0);
 	e->recv_cap = P_MEM / 4;
 	for (r = 0; r < rails; r++)
-		CHECK(tbp_rail_add(e->link, r, 1, 4096) == 0);
+		CHECK(tbp_rail_add(e->link, r, 1, 4096, (p_dma_rails >> r) & 1 ? TBP_RAIL_DMA : 0) == 0);
 	CHECK(tbp_qp_open(e->link, 10 + (uint32_t)i, 11 - (uint32_t)i) == 0);
 }
 
@@ -950,7 +951,7 @@ static void test_recut_when_big_rail_leaves(void)
 	run_full = true;
 	pair_run(drop_big, 1000, 3);
 	for (i = 0; i < 2; i++)
-		CHECK(tbp_rail_add(P[i].link, 1, 1, 512) == 0);
+		CHECK(tbp_rail_add(P[i].link, 1, 1, 512, 0) == 0);
 	pair_run(drop_big, 1000, 20); /* rail 1 handshakes */
 	for (i = 0; i < 2; i++)
 		CHECK(tbp_rail_remove(P[i].link, 0) == 0);
