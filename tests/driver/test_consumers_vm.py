@@ -15,7 +15,8 @@ out), rxe's on lab-a while tbrdma's runs on lab-b. Every UCX, MPI and libfabric 
 must pass on tbrdma (rxe's results are printed beside it: UCX's UD transport, ud_v and rc_v's
 wire-up, times out on rxe here), libfabric's RDM endpoint wherever it passes on rxe.
 rdma-core suite tests that pass on rxe but not on tbrdma, and any test that fails on tbrdma,
-must each be listed, with a reason, in rdma_core_suite_gaps.txt. Numbers are printed, never asserted (TCG).
+must each be listed, with a reason, in rdma_core_suite_gaps.txt. Numbers are printed, never
+asserted (TCG).
 """
 
 from __future__ import annotations
