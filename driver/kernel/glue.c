@@ -894,6 +894,15 @@ bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len)
 	return authentic;
 }
 
+/*
+ * A Thunderbolt ring pair is a DMA path between the two hosts alone, CRC-checked by the host
+ * interface: the core sends its frames without MAC and payload CRC (TBP_RAIL_DMA).
+ */
+static u32 rail_core_flags(const struct tbrdma_rail *rail)
+{
+	return rail->kind == TBRDMA_RAIL_TB ? TBP_RAIL_DMA : 0;
+}
+
 static u32 rail_max_frame(const struct tbrdma_rail *rail)
 {
 	return clamp_t(u32, tbrdma_rail_mtu(rail), TBP_MIN_FRAME, TBP_MAX_FRAME);
@@ -914,7 +923,7 @@ int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 		if (rail->core_added)
 			tbp_rail_remove(link, rail->id);
 		err = tbp_rail_add(link, rail->id, tdev->rail_weight, rail_max_frame(rail),
-				   tbrdma_rail_core_flags(rail));
+				   rail_core_flags(rail));
 		rail->core_added = !err;
 		after_core_call(tdev);
 		tbrdma_link_tick_locked(tdev);
@@ -1161,7 +1170,7 @@ static int build_link(struct tbrdma_dev *tdev)
 		if (rail->in_use && tbrdma_rail_running(rail))
 			rail->core_added = !tbp_rail_add(link, i, tdev->rail_weight,
 							 rail_max_frame(rail),
-							 tbrdma_rail_core_flags(rail));
+							 rail_core_flags(rail));
 	}
 	/* The UD datagram channel: connectionless like QP1, never gives up on the peer. */
 	tbrdma_ud_reset_slots(tdev);

@@ -660,15 +660,6 @@ static inline bool tbrdma_rail_running(const struct tbrdma_rail *rail)
 	return netif_running(rail->netdev);
 }
 
-/*
- * A Thunderbolt ring pair is a DMA path between the two hosts alone, CRC-checked by the host
- * interface: the core sends its frames without MAC and payload CRC (TBP_RAIL_DMA).
- */
-static inline u32 tbrdma_rail_core_flags(const struct tbrdma_rail *rail)
-{
-	return rail->kind == TBRDMA_RAIL_TB ? TBP_RAIL_DMA : 0;
-}
-
 static inline u32 tbrdma_rail_mtu(const struct tbrdma_rail *rail)
 {
 	if (rail->kind == TBRDMA_RAIL_TB)
