@@ -446,7 +446,10 @@ int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
  * Resolves and checks an SGE list against the QP's PD. Any context: MRs are freed after an
  * RCU grace period, and only their immutable fields are read here.
  */
-/* Checks SGEs against the MRs of `pd` and copies them into a WQE (any context). */
+/*
+ * Checks SGEs against the MRs of `pd` and copies them into a WQE (any context). pd NULL:
+ * copies them unchecked; their keys are checked when data lands (receive WQEs, below).
+ */
 int tbrdma_take_sges(struct tbrdma_dev *tdev, struct ib_pd *pd, const struct ib_sge *src,
 		     int num_sge, struct tbrdma_sge *dst, u32 *total, bool for_write_into)
 {
@@ -462,6 +465,10 @@ int tbrdma_take_sges(struct tbrdma_dev *tdev, struct ib_pd *pd, const struct ib_
 		dst[i].lkey = src[i].lkey;
 		if (!src[i].length)
 			continue;
+		if (!pd) {
+			sum += src[i].length;
+			continue;
+		}
 		mr = tbrdma_lookup_mr_post(tdev, src[i].lkey);
 		if (!mr || &mr->pd->ibpd != pd) {
 			err = -EINVAL;
@@ -684,29 +691,6 @@ int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 	return err;
 }
 
-/*
- * Receive SGEs are stored, not checked: their keys are checked when data lands in them
- * (glue.c, env_buf_copy), as rxe does. A key that goes bad after the post (its MR moved to
- * another PD, or deregistered) then fails that receive with a protection error and the
- * sender's WR with a remote operation error, instead of a post refused up front.
- */
-static int store_recv_sges(const struct ib_recv_wr *wr, struct tbrdma_recv_wqe *wqe)
-{
-	u64 sum = 0;
-	int i;
-
-	for (i = 0; i < wr->num_sge; i++) {
-		wqe->sge[i].addr = wr->sg_list[i].addr;
-		wqe->sge[i].length = wr->sg_list[i].length;
-		wqe->sge[i].lkey = wr->sg_list[i].lkey;
-		sum += wr->sg_list[i].length;
-	}
-	if (sum > TBRDMA_MAX_MSG_SIZE)
-		return -EINVAL;
-	wqe->total_len = sum;
-	return 0;
-}
-
 /* Any context: the receive ring has its own IRQ-safe lock (the core's claims nest inside). */
 int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 		     const struct ib_recv_wr **bad_wr)
@@ -737,7 +721,14 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 			err = -EINVAL;
 		} else {
 			wqe = &qp->rq[qp->rq_tail % qp->rq_capacity];
-			err = store_recv_sges(wr, wqe);
+			/*
+			 * Keys unchecked: they are checked when data lands (glue.c, env_buf_copy),
+			 * as rxe does, so a key that goes bad after the post (its MR moved to
+			 * another PD, or deregistered) fails that receive with a protection error
+			 * and the sender's WR with a remote operation error.
+			 */
+			err = tbrdma_take_sges(qp->tdev, NULL, wr->sg_list, wr->num_sge,
+					       wqe->sge, &wqe->total_len, true);
 			if (!err) {
 				wqe->wr_id = wr->wr_id;
 				wqe->num_sge = wr->num_sge;

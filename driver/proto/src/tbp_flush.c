@@ -137,7 +137,6 @@ void tbp_msg_fail_all(struct tbp_link *l, uint32_t status)
 		flush_rx(l, (uint16_t)i, status);
 	}
 	tbp_qlist_clear(l, TBP_QL_ACK);
-	tbp_qlist_clear(l, TBP_QL_STALLED);
 	/* Nothing is sent any more: drop the window and every remaining slot. */
 	for (i = 0; i < l->cfg.window; i++)
 		l->tx[i].state = TX_FREE;
