@@ -32,6 +32,9 @@ fi
 mkdir -p "$root/build"
 work=$(mktemp -d "$root/build/tbrdma.XXXXXX")
 cp -r "$here/kernel" "$here/proto" "$work/"
+# The kernel includes the provider's ABI header (tbrdma-abi.h): both sides share one copy.
+mkdir -p "$work/provider"
+cp -r "$here/provider/tbrdma" "$work/provider/"
 mkdir -p "$out_dir"
 # objtool (7.x) reads /proc; the mount is stacked, so concurrent builds each undo only theirs.
 mount -t proc proc "$root/proc"

@@ -33,6 +33,8 @@ let
     kernelModule = fileset.unions [
       (fileset.maybeMissing ../driver/kernel)
       ../driver/proto
+      # the user-space ABI header the module shares with the provider
+      ../driver/provider/tbrdma/tbrdma-abi.h
     ];
 
     provider = ../driver/provider;

@@ -12,8 +12,10 @@
 /* v6.11 passes the whole uverbs attribute bundle to create_cq. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 #define TBRDMA_CREATE_CQ_LAST_ARG struct uverbs_attr_bundle *attrs
+#define TBRDMA_CREATE_CQ_UDATA (attrs ? &attrs->driver_udata : NULL)
 #else
 #define TBRDMA_CREATE_CQ_LAST_ARG struct ib_udata *udata
+#define TBRDMA_CREATE_CQ_UDATA udata
 #endif
 
 /* v6.17 added a DMA handle argument to reg_user_mr. */

@@ -20,6 +20,7 @@
 
 #include "compat.h"
 #include "tbp_module_config.h"
+#include "tbrdma-abi.h"
 
 #define TBRDMA_ETHERTYPE	0x88B5
 #define TBRDMA_MAX_RAILS	8
@@ -211,11 +212,24 @@ struct tbrdma_mr {
 	u32 fr_offset;
 };
 
+/* A queue shared with user space (umap.c, tbrdma-abi.h). */
+struct tbrdma_uqueue {
+	struct rdma_user_mmap_entry *entry;	/* NULL: not mapped */
+	struct tbrdma_queue_hdr *hdr;
+	void *slots;
+	u32 mask;				/* slots - 1 */
+	struct tbrdma_queue_map map;		/* what the provider is told */
+};
+
 struct tbrdma_cq {
 	struct ib_cq ibcq;
 	spinlock_t lock;
-	struct ib_wc *queue;
 	u32 capacity;
+	/* A user CQ is a mapped ring of ib_uverbs_wc that the provider polls without a system
+	 * call; a kernel CQ (or one of a provider that did not ask) is the ib_wc ring below. */
+	struct tbrdma_uqueue uq;
+	u32 uq_producer;			/* the kernel's own copy; user memory is not trusted */
+	struct ib_wc *queue;
 	u32 head;
 	u32 count;
 	u8 notify_flags;
@@ -492,6 +506,13 @@ void tbrdma_tb_rail_event(struct tbrdma_tb_service *ts, bool gone);
 int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
+
+/* umap.c */
+int tbrdma_uqueue_create(struct tbrdma_uqueue *q, struct ib_udata *udata, u32 min_slots,
+			 size_t slot_size);
+void tbrdma_uqueue_destroy(struct tbrdma_uqueue *q);
+int tbrdma_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma);
+void tbrdma_mmap_free(struct rdma_user_mmap_entry *rdma_entry);
 
 /* cq.c */
 int tbrdma_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,

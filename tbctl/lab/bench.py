@@ -120,6 +120,12 @@ def loss_figures(kind: str, counters: Mapping[str, int]) -> dict[str, float | No
                          if spurious else None)}
 
 
+def frames_per_tick(counters: Mapping[str, int]) -> float | None:
+    """Frames the module's core took per tick: the rail hands them over in batches."""
+    batches = counters.get("rx_batches")
+    return counters.get("rx_frames", 0) / batches if batches else None
+
+
 def strace_calls(output: str) -> int | None:
     """The calls column of `strace -c`'s total line."""
     for line in reversed(output.splitlines()):
@@ -205,6 +211,9 @@ def table(result: LabBench) -> Table:
                                     for p in result.pairs]))
                  for i, kind in ((0, "tbrdma"), (1, "rxe"))]
         grid.add_row(label, *cells, "")
+    grid.add_row("received frames per core tick",
+                 show(value_spread([frames_per_tick(p[0].counters) for p in result.pairs])),
+                 "-", "")
     grid.add_row("syscalls per ib_write_lat iteration",
                  *(f"{v:.2f}" if v is not None else "-"
                    for v in (result.syscalls.get("tbrdma"), result.syscalls.get("rxe"))), "")

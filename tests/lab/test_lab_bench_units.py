@@ -51,8 +51,15 @@ def test_loss_figures_per_device_kind() -> None:
         "retransmits": None, "duplicates": None, "spurious": None}
 
 
+def test_frames_per_tick() -> None:
+    assert bench.frames_per_tick({"rx_frames": 900, "rx_batches": 300}) == 3.0
+    # an older module has no batch counter: no figure rather than a made-up one
+    assert bench.frames_per_tick({"rx_frames": 900}) is None
+
+
 def test_paired_ratios_and_table() -> None:
-    pairs = [(run("tbrdma", 400, 500, 50), run("rxe", 400, 1000, 40)),
+    pairs = [(run("tbrdma", 400, 500, 50, rx_frames=70, rx_batches=10),
+              run("rxe", 400, 1000, 40)),
              (run("tbrdma", 300, 450, 60), run("rxe", 200, 500, 30)),
              (run("tbrdma", 100, 100, 10), run("rxe", 0, 100, 10))]  # a failed rxe run
     ratio = bench.ratio_spread(pairs, "cpu_s_per_gib")
@@ -66,3 +73,4 @@ def test_paired_ratios_and_table() -> None:
     text = console.export_text()
     assert "latency [us]" in text and "bandwidth [Mb/s]" in text  # not eaten as markup
     assert "1.25 (1.00-2.00)" in text and "3.50" in text
+    assert "received frames per core tick" in text and "7.00" in text

@@ -1,17 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * Completion queues. The ring is in the kernel and is read with the POLL_CQ write command;
- * the extended poll API (ibv_start_poll/ibv_next_poll/ibv_end_poll) fetches a batch per
- * system call and serves the read_* accessors from it. Completions fetched but not yet
- * consumed when end_poll runs stay here, in order, for the next start_poll or poll_cq.
+ * Completion queues. The kernel writes completions (struct ib_uverbs_wc) into a ring it maps
+ * into this process (tbrdma-abi.h); polling reads the ring and never enters the kernel, as
+ * with rxe. Arming (ibv_req_notify_cq), resizing and destroying are commands.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "tbrdma.h"
+
+struct tbrdma_create_cq_resp {
+	struct ib_uverbs_create_cq_resp ibv_resp;
+	struct tbrdma_cq_resp drv;
+};
+
+struct tbrdma_create_cq_ex_resp {
+	struct ib_uverbs_ex_create_cq_resp ibv_resp;
+	struct tbrdma_cq_resp drv;
+};
+
+struct tbrdma_resize_cq_resp {
+	struct ib_uverbs_resize_cq_resp ibv_resp;
+	struct tbrdma_cq_resp drv;
+};
 
 static struct tbrdma_cq *alloc_cq(void)
 {
@@ -24,23 +41,80 @@ static struct tbrdma_cq *alloc_cq(void)
 
 static void free_cq(struct tbrdma_cq *cq)
 {
+	if (cq->ring)
+		munmap(cq->ring, cq->ring_size);
 	pthread_mutex_destroy(&cq->lock);
 	free(cq);
+}
+
+/* Maps the ring the kernel announced; 0 or an errno. */
+static int map_ring(struct tbrdma_cq *cq, struct ibv_context *context,
+		    const struct tbrdma_queue_map *map)
+{
+	void *ring;
+
+	if (!map->size) {
+		fprintf(stderr, "tbrdma: the loaded tbrdma kernel module does not map CQs into "
+				"user space; load the module of the same tbrdma release as this "
+				"provider\n");
+		return EPROTO;
+	}
+	if (!map->slots || (map->slots & (map->slots - 1)) ||
+	    map->size < TBRDMA_QUEUE_SLOTS_OFFSET + (uint64_t)map->slots * sizeof(struct ib_uverbs_wc))
+		return EPROTO;
+	ring = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_SHARED, context->cmd_fd,
+		    map->offset);
+	if (ring == MAP_FAILED)
+		return errno;
+	cq->ring = ring;
+	cq->ring_size = map->size;
+	cq->hdr = ring;
+	cq->slots = (struct ib_uverbs_wc *)((uint8_t *)ring + TBRDMA_QUEUE_SLOTS_OFFSET);
+	cq->mask = map->slots - 1;
+	cq->consumer = cq->hdr->consumer;
+	return 0;
+}
+
+static uint32_t produced(struct tbrdma_cq *cq)
+{
+	/* acquire: the slots below the index are written before we read them */
+	return atomic_load_explicit((_Atomic(uint32_t) *)&cq->hdr->producer,
+				    memory_order_acquire);
+}
+
+/* Hands consumed slots back to the kernel. */
+static void publish_consumer(struct tbrdma_cq *cq)
+{
+	atomic_store_explicit((_Atomic(uint32_t) *)&cq->hdr->consumer, cq->consumer,
+			      memory_order_release);
+}
+
+static struct ib_uverbs_wc *slot(struct tbrdma_cq *cq, uint32_t index)
+{
+	return &cq->slots[index & cq->mask];
 }
 
 struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
 				struct ibv_comp_channel *channel, int comp_vector)
 {
-	struct ib_uverbs_create_cq_resp resp;
+	struct tbrdma_create_cq_resp resp = {};
 	struct ibv_create_cq cmd;
 	struct tbrdma_cq *cq;
+	int ret;
 
 	cq = alloc_cq();
 	if (!cq)
 		return NULL;
 	if (ibv_cmd_create_cq(context, cqe, channel, comp_vector, &cq->vcq.cq, &cmd, sizeof(cmd),
-			      &resp, sizeof(resp))) {
+			      &resp.ibv_resp, sizeof(resp))) {
 		free_cq(cq);
+		return NULL;
+	}
+	ret = map_ring(cq, context, &resp.drv.cq);
+	if (ret) {
+		ibv_cmd_destroy_cq(&cq->vcq.cq);
+		free_cq(cq);
+		errno = ret;
 		return NULL;
 	}
 	return &cq->vcq.cq;
@@ -56,68 +130,115 @@ int tbrdma_destroy_cq(struct ibv_cq *ibcq)
 	return ret;
 }
 
-/* Fetched completions first (they are older), then the kernel's. */
+/* Keeps every queued completion (or fails); the kernel moves them to a new ring. */
+int tbrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
+{
+	struct tbrdma_cq *cq = to_tcq(ibcq);
+	struct tbrdma_resize_cq_resp resp = {};
+	struct ibv_resize_cq cmd;
+	void *old = cq->ring;
+	size_t old_size = cq->ring_size;
+	int ret;
+
+	pthread_mutex_lock(&cq->lock);
+	/* The kernel copies what it has not seen consumed: tell it everything we consumed. */
+	publish_consumer(cq);
+	ret = ibv_cmd_resize_cq(ibcq, cqe, &cmd, sizeof(cmd), &resp.ibv_resp, sizeof(resp));
+	if (!ret) {
+		ret = map_ring(cq, ibcq->context, &resp.drv.cq);
+		if (!ret)
+			munmap(old, old_size);
+		else
+			cq->ring = NULL; /* the kernel already dropped the old ring: unusable */
+	}
+	pthread_mutex_unlock(&cq->lock);
+	return ret;
+}
+
+static void copy_wc(struct ibv_wc *wc, const struct ib_uverbs_wc *u)
+{
+	/* as libibverbs' ibv_cmd_poll_cq converts the kernel's answer */
+	wc->wr_id = u->wr_id;
+	wc->status = u->status;
+	wc->opcode = u->opcode;
+	wc->vendor_err = u->vendor_err;
+	wc->byte_len = u->byte_len;
+	wc->imm_data = u->ex.imm_data;
+	wc->qp_num = u->qp_num;
+	wc->src_qp = u->src_qp;
+	wc->wc_flags = u->wc_flags;
+	wc->pkey_index = u->pkey_index;
+	wc->slid = u->slid;
+	wc->sl = u->sl;
+	wc->dlid_path_bits = u->dlid_path_bits;
+}
+
 int tbrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 {
 	struct tbrdma_cq *cq = to_tcq(ibcq);
-	int n = 0, ret;
+	uint32_t end;
+	int n = 0;
 
 	if (ne < 0)
 		return -1;
 	pthread_mutex_lock(&cq->lock);
-	while (n < ne && cq->count) {
-		wc[n++] = cq->wc[cq->head++];
-		cq->count--;
-	}
-	if (n < ne) {
-		/*
-		 * libibverbs sizes its reply buffer in an int from ne: ask for no more than the
-		 * CQ can hold, so a huge ne cannot wrap that size.
-		 */
-		ret = ibv_cmd_poll_cq(ibcq, ne - n < ibcq->cqe ? ne - n : ibcq->cqe, wc + n);
-		if (ret < 0 && !n)
-			n = ret;
-		else if (ret > 0)
-			n += ret;
-	}
+	end = produced(cq);
+	while (n < ne && cq->consumer != end)
+		copy_wc(&wc[n++], slot(cq, cq->consumer++));
+	if (n)
+		publish_consumer(cq);
 	pthread_mutex_unlock(&cq->lock);
 	return n;
 }
 
-/* Refills the batch from the kernel: 0, ENOENT if the CQ is empty, or an errno. */
-static int fetch_batch(struct tbrdma_cq *cq)
+/*
+ * Drops qp_num's completions (its QP was destroyed or reset; the kernel adds none after the
+ * command returns). The others keep their order and move up toward the producer, so the
+ * kernel, which only writes at the producer index, can go on filling the ring meanwhile.
+ */
+void tbrdma_cq_clean(struct ibv_cq *ibcq, uint32_t qp_num)
 {
-	int ret = ibv_cmd_poll_cq(&cq->vcq.cq, TBRDMA_POLL_BATCH, cq->wc);
+	struct tbrdma_cq *cq;
+	uint32_t i, kept;
 
-	cq->head = 0;
-	cq->count = ret > 0 ? ret : 0;
-	if (ret < 0)
-		return errno ? errno : EIO;
-	return ret ? 0 : ENOENT;
+	if (!ibcq)
+		return;
+	cq = to_tcq(ibcq);
+	pthread_mutex_lock(&cq->lock);
+	i = kept = produced(cq);
+	while (i != cq->consumer) {
+		i--;
+		if (slot(cq, i)->qp_num == qp_num)
+			continue;
+		kept--;
+		if (kept != i)
+			*slot(cq, kept) = *slot(cq, i);
+	}
+	cq->consumer = kept;
+	publish_consumer(cq);
+	pthread_mutex_unlock(&cq->lock);
 }
 
 static void show_current(struct tbrdma_cq *cq)
 {
+	const struct ib_uverbs_wc *u = slot(cq, cq->consumer);
+
 	cq->cur_valid = true;
-	cq->vcq.cq_ex.status = cq->wc[cq->head].status;
-	cq->vcq.cq_ex.wr_id = cq->wc[cq->head].wr_id;
+	cq->vcq.cq_ex.status = u->status;
+	cq->vcq.cq_ex.wr_id = u->wr_id;
 }
 
 /* On any nonzero return the caller must not call end_poll, so the lock is released. */
 static int cq_start_poll(struct ibv_cq_ex *ibcq, struct ibv_poll_cq_attr *attr)
 {
 	struct tbrdma_cq *cq = ex_to_tcq(ibcq);
-	int ret;
 
 	if (attr && attr->comp_mask)
 		return EINVAL;
 	pthread_mutex_lock(&cq->lock);
-	if (!cq->count) {
-		ret = fetch_batch(cq);
-		if (ret) {
-			pthread_mutex_unlock(&cq->lock);
-			return ret;
-		}
+	if (cq->consumer == produced(cq)) {
+		pthread_mutex_unlock(&cq->lock);
+		return ENOENT;
 	}
 	show_current(cq);
 	return 0;
@@ -126,18 +247,14 @@ static int cq_start_poll(struct ibv_cq_ex *ibcq, struct ibv_poll_cq_attr *attr)
 static int cq_next_poll(struct ibv_cq_ex *ibcq)
 {
 	struct tbrdma_cq *cq = ex_to_tcq(ibcq);
-	int ret;
 
 	if (cq->cur_valid) {
-		cq->head++;
-		cq->count--;
+		cq->consumer++;
+		publish_consumer(cq);
 		cq->cur_valid = false;
 	}
-	if (!cq->count) {
-		ret = fetch_batch(cq);
-		if (ret)
-			return ret;
-	}
+	if (cq->consumer == produced(cq))
+		return ENOENT;
 	show_current(cq);
 	return 0;
 }
@@ -147,18 +264,18 @@ static void cq_end_poll(struct ibv_cq_ex *ibcq)
 	struct tbrdma_cq *cq = ex_to_tcq(ibcq);
 
 	if (cq->cur_valid) {
-		cq->head++;
-		cq->count--;
+		cq->consumer++;
+		publish_consumer(cq);
 		cq->cur_valid = false;
 	}
 	pthread_mutex_unlock(&cq->lock);
 }
 
-static inline const struct ibv_wc *cur_wc(struct ibv_cq_ex *ibcq)
+static inline const struct ib_uverbs_wc *cur_wc(struct ibv_cq_ex *ibcq)
 {
 	struct tbrdma_cq *cq = ex_to_tcq(ibcq);
 
-	return &cq->wc[cq->head];
+	return slot(cq, cq->consumer);
 }
 
 static enum ibv_wc_opcode cq_read_opcode(struct ibv_cq_ex *ibcq)
@@ -178,7 +295,7 @@ static uint32_t cq_read_byte_len(struct ibv_cq_ex *ibcq)
 
 static __be32 cq_read_imm_data(struct ibv_cq_ex *ibcq)
 {
-	return cur_wc(ibcq)->imm_data;
+	return cur_wc(ibcq)->ex.imm_data;
 }
 
 static uint32_t cq_read_qp_num(struct ibv_cq_ex *ibcq)
@@ -222,14 +339,14 @@ enum {
 			      IBV_WC_EX_WITH_QP_NUM | IBV_WC_EX_WITH_SRC_QP |
 			      IBV_WC_EX_WITH_SLID | IBV_WC_EX_WITH_SL |
 			      IBV_WC_EX_WITH_DLID_PATH_BITS,
-	/* A hint the provider may ignore; the lock costs nothing next to the system call. */
+	/* A hint the provider may ignore. */
 	TBRDMA_SUP_CQ_FLAGS = IBV_CREATE_CQ_ATTR_SINGLE_THREADED,
 };
 
 struct ibv_cq_ex *tbrdma_create_cq_ex(struct ibv_context *context,
 				      struct ibv_cq_init_attr_ex *attr)
 {
-	struct ib_uverbs_ex_create_cq_resp resp;
+	struct tbrdma_create_cq_ex_resp resp = {};
 	struct ibv_create_cq_ex cmd;
 	struct tbrdma_cq *cq;
 	int ret;
@@ -254,13 +371,20 @@ struct ibv_cq_ex *tbrdma_create_cq_ex(struct ibv_context *context,
 	memset(&cmd, 0, sizeof(cmd));
 	/* rdma-core 59 (provider ABI 59) added the provider-attribute argument. */
 #if IBVERBS_PABI_VERSION >= 59
-	ret = ibv_cmd_create_cq_ex(context, attr, NULL, &cq->vcq, &cmd, sizeof(cmd), &resp,
-				   sizeof(resp), 0);
+	ret = ibv_cmd_create_cq_ex(context, attr, NULL, &cq->vcq, &cmd, sizeof(cmd),
+				   &resp.ibv_resp, sizeof(resp), 0);
 #else
-	ret = ibv_cmd_create_cq_ex(context, attr, &cq->vcq, &cmd, sizeof(cmd), &resp,
+	ret = ibv_cmd_create_cq_ex(context, attr, &cq->vcq, &cmd, sizeof(cmd), &resp.ibv_resp,
 				   sizeof(resp), 0);
 #endif
 	if (ret) {
+		free_cq(cq);
+		errno = ret;
+		return NULL;
+	}
+	ret = map_ring(cq, context, &resp.drv.cq);
+	if (ret) {
+		ibv_cmd_destroy_cq(&cq->vcq.cq);
 		free_cq(cq);
 		errno = ret;
 		return NULL;

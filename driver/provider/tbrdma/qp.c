@@ -125,6 +125,24 @@ struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
 	return &qp->vqp.qp;
 }
 
+/* No completion of a destroyed or reset QP may be polled: the mapped CQs are ours to clean. */
+static void clean_cqs(struct ibv_qp *ibqp)
+{
+	tbrdma_cq_clean(ibqp->send_cq, ibqp->qp_num);
+	if (ibqp->recv_cq != ibqp->send_cq)
+		tbrdma_cq_clean(ibqp->recv_cq, ibqp->qp_num);
+}
+
+int tbrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int attr_mask)
+{
+	struct ibv_modify_qp cmd = {};
+	int ret = ibv_cmd_modify_qp(ibqp, attr, attr_mask, &cmd, sizeof(cmd));
+
+	if (!ret && (attr_mask & IBV_QP_STATE) && attr->qp_state == IBV_QPS_RESET)
+		clean_cqs(ibqp);
+	return ret;
+}
+
 int tbrdma_destroy_qp(struct ibv_qp *ibqp)
 {
 	struct tbrdma_qp *qp = to_tqp(ibqp);
@@ -132,6 +150,7 @@ int tbrdma_destroy_qp(struct ibv_qp *ibqp)
 
 	if (ret)
 		return ret;
+	clean_cqs(ibqp);
 	if (qp->vqp.comp_mask & VERBS_QP_EX) {
 		tbrdma_free_wr_state(qp);
 		pthread_mutex_destroy(&qp->wr_lock);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * libibverbs provider for the tbrdma kernel module. The data path goes through the kernel
- * command interface (ibv_cmd_post_send/post_recv/poll_cq): every verb is a system call and
- * the module owns all queues. A later version can map queues into user space like rxe.
+ * libibverbs provider for the tbrdma kernel module. Completions are polled from rings the
+ * module maps into the process (no system call); posts go through the kernel command
+ * interface (ibv_cmd_post_send/post_recv), one system call per list of WRs.
  * This file holds the context, PD, MR and SRQ verbs; cq.c the CQs (with ibv_create_cq_ex),
  * qp.c the QPs and the post verbs, wr.c the ibv_wr_* API of ibv_create_qp_ex.
  *
@@ -113,28 +113,12 @@ static int tbrdma_dereg_mr(struct verbs_mr *vmr)
 	return ret;
 }
 
-/* The CQ lives in the kernel; resizing keeps every queued completion (or fails). */
-static int tbrdma_resize_cq(struct ibv_cq *cq, int cqe)
-{
-	struct ib_uverbs_resize_cq_resp resp;
-	struct ibv_resize_cq cmd;
-
-	return ibv_cmd_resize_cq(cq, cqe, &cmd, sizeof(cmd), &resp, sizeof(resp));
-}
-
 static int tbrdma_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask,
 			   struct ibv_qp_init_attr *init_attr)
 {
 	struct ibv_query_qp cmd = {};
 
 	return ibv_cmd_query_qp(qp, attr, attr_mask, init_attr, &cmd, sizeof(cmd));
-}
-
-static int tbrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)
-{
-	struct ibv_modify_qp cmd = {};
-
-	return ibv_cmd_modify_qp(qp, attr, attr_mask, &cmd, sizeof(cmd));
 }
 
 /* SRQs live in the kernel like the other queues: every call is a command. */

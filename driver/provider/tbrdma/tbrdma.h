@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
- * The provider's objects. Every queue lives in the kernel module; these structs carry what
- * user space must remember between system calls: the capabilities that bound a post (so a
- * bad WR is refused here before libibverbs sizes a stack buffer from it), completions
- * fetched by a start_poll batch and not yet consumed, and the WRs an ibv_wr_* critical
- * region has built so far.
+ * The provider's objects. CQs are rings the kernel module maps into the process
+ * (tbrdma-abi.h); send and receive queues live in the module. These structs carry the
+ * mapped rings, the capabilities that bound a post (so a bad WR is refused here before
+ * libibverbs sizes a stack buffer from it), and the WRs an ibv_wr_* critical region has
+ * built so far.
  */
 #ifndef TBRDMA_PROVIDER_H
 #define TBRDMA_PROVIDER_H
@@ -16,18 +16,20 @@
 
 #include <infiniband/driver.h>
 #include <infiniband/verbs.h>
+#include <rdma/ib_user_verbs.h>
 
-/* Completions one start_poll/next_poll system call fetches from the kernel CQ. */
-#define TBRDMA_POLL_BATCH 16
+#include "tbrdma-abi.h"
 
 struct tbrdma_cq {
 	struct verbs_cq vcq;		/* ibv_cq and ibv_cq_ex at the same address */
-	pthread_mutex_t lock;		/* start_poll..end_poll, and poll_cq */
-	/* Fetched, unconsumed completions: wc[head] .. wc[head + count - 1]. */
-	struct ibv_wc wc[TBRDMA_POLL_BATCH];
-	int head;
-	int count;
-	bool cur_valid;			/* wc[head] is the one the read_* accessors report */
+	pthread_mutex_t lock;		/* start_poll..end_poll, poll_cq, clean, resize */
+	void *ring;			/* the mapping: header, then slots */
+	size_t ring_size;
+	struct tbrdma_queue_hdr *hdr;
+	struct ib_uverbs_wc *slots;
+	uint32_t mask;			/* slots - 1 */
+	uint32_t consumer;		/* ours; published to hdr->consumer as we consume */
+	bool cur_valid;			/* slot consumer is the one the read_* accessors report */
 };
 
 /* One WR of an ibv_wr_* critical region; SGE and inline data are offsets until posting. */
@@ -98,13 +100,16 @@ struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
 struct ibv_cq_ex *tbrdma_create_cq_ex(struct ibv_context *context,
 				      struct ibv_cq_init_attr_ex *attr);
 int tbrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc);
+int tbrdma_resize_cq(struct ibv_cq *ibcq, int cqe);
 int tbrdma_destroy_cq(struct ibv_cq *ibcq);
+void tbrdma_cq_clean(struct ibv_cq *ibcq, uint32_t qp_num);
 
 /* qp.c */
 struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
 struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
 				   struct ibv_qp_init_attr_ex *attr);
 int tbrdma_destroy_qp(struct ibv_qp *ibqp);
+int tbrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int attr_mask);
 int tbrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 		     struct ibv_send_wr **bad_wr);
 int tbrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr,
