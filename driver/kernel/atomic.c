@@ -17,6 +17,9 @@ static void tbrdma_atomic_op(atomic64_t *va, u32 opcode, u64 compare_add, u64 sw
 {
 	if (opcode == TBP_OP_ATOMIC_FETCH_ADD)
 		*orig = atomic64_fetch_add(compare_add, va);
+	else if (opcode == TBP_OP_ATOMIC_WRITE)
+		/* the 8 bytes as posted, in one aligned store no reader can see half of */
+		atomic64_set(va, (__force s64)cpu_to_le64(compare_add));
 	else
 		*orig = atomic64_cmpxchg(va, compare_add, swap);
 }

@@ -18,6 +18,29 @@
 #define TBRDMA_CREATE_CQ_UDATA udata
 #endif
 
+/*
+ * v6.2 added ATOMIC_WRITE and FLUSH (opcodes, completion opcodes, MR rights, device caps).
+ * Before it uverbs refuses the MR rights, so such work never reaches the module; the numbers
+ * are uverbs' own (IB_UVERBS_WR_*, IB_UVERBS_WC_*), which the provider posts either way.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#define TBRDMA_WR_FLUSH IB_WR_FLUSH
+#define TBRDMA_WR_ATOMIC_WRITE IB_WR_ATOMIC_WRITE
+#define TBRDMA_WC_FLUSH IB_WC_FLUSH
+#define TBRDMA_WC_ATOMIC_WRITE IB_WC_ATOMIC_WRITE
+#define TBRDMA_ACCESS_FLUSH_GLOBAL IB_ACCESS_FLUSH_GLOBAL
+#define TBRDMA_ACCESS_FLUSH_PERSISTENT IB_ACCESS_FLUSH_PERSISTENT
+#define TBRDMA_DEVICE_FLUSH_ATOMIC_WRITE (IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE)
+#else
+#define TBRDMA_WR_FLUSH ((enum ib_wr_opcode)14)
+#define TBRDMA_WR_ATOMIC_WRITE ((enum ib_wr_opcode)15)
+#define TBRDMA_WC_FLUSH ((enum ib_wc_opcode)8)
+#define TBRDMA_WC_ATOMIC_WRITE ((enum ib_wc_opcode)9)
+#define TBRDMA_ACCESS_FLUSH_GLOBAL 0
+#define TBRDMA_ACCESS_FLUSH_PERSISTENT 0
+#define TBRDMA_DEVICE_FLUSH_ATOMIC_WRITE 0
+#endif
+
 /* v6.17 added a DMA handle argument to reg_user_mr. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0)
 #define TBRDMA_REG_USER_MR_EXTRA_ARGS struct ib_dmah *dmah,

@@ -154,6 +154,11 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 	    ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE)) ||
 	    ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ)) ||
 	    ((access & TBP_ACCESS_REMOTE_ATOMIC) && !(mr->access & IB_ACCESS_REMOTE_ATOMIC)) ||
+	    /* a FLUSH asks for the placement types the MR was registered for (rxe) */
+	    ((access & TBP_ACCESS_FLUSH_GLOBAL) &&
+	     !(TBRDMA_ACCESS_FLUSH_GLOBAL && (mr->access & TBRDMA_ACCESS_FLUSH_GLOBAL))) ||
+	    ((access & TBP_ACCESS_FLUSH_PERSISTENT) &&
+	     !(TBRDMA_ACCESS_FLUSH_PERSISTENT && (mr->access & TBRDMA_ACCESS_FLUSH_PERSISTENT))) ||
 	    addr < mr->iova || len > mr->length || addr - mr->iova > mr->length - len) {
 		/*
 		 * IBA 9.9.3 / rxe: a responder that detects a remote access violation NAKs it
@@ -414,6 +419,12 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 		wc.opcode = IB_WC_FETCH_ADD;
 		wc.byte_len = 8;
 		break;
+	case TBRDMA_WR_ATOMIC_WRITE:
+		wc.opcode = TBRDMA_WC_ATOMIC_WRITE;
+		break;
+	case TBRDMA_WR_FLUSH:
+		wc.opcode = TBRDMA_WC_FLUSH;
+		break;
 	default:
 		wc.opcode = IB_WC_SEND;
 		break;
@@ -623,6 +634,9 @@ static const u32 tbp_opcode_of[] = {
 	[IB_WR_ATOMIC_CMP_AND_SWP] = TBP_OP_ATOMIC_CMP_SWP,
 	[IB_WR_ATOMIC_FETCH_AND_ADD] = TBP_OP_ATOMIC_FETCH_ADD,
 	[IB_WR_SEND_WITH_INV] = TBP_OP_SEND_WITH_INV,
+	/* posted through the mapped send queue only (sq.c) */
+	[TBRDMA_WR_ATOMIC_WRITE] = TBP_OP_ATOMIC_WRITE,
+	[TBRDMA_WR_FLUSH] = TBP_OP_FLUSH,
 };
 
 /*
@@ -702,7 +716,7 @@ static void push_backlog(struct tbrdma_dev *tdev)
 			.imm = wqe->imm,
 			.rkey = wqe->rkey,
 			.raddr = wqe->raddr,
-			.flags = wqe->solicited ? TBP_WR_SOLICITED : 0,
+			.flags = (wqe->solicited ? TBP_WR_SOLICITED : 0) | wqe->core_flags,
 			.compare_add = wqe->compare_add,
 			.swap = wqe->swap,
 		};

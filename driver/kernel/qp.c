@@ -68,7 +68,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	if (init->cap.max_send_wr > TBRDMA_MAX_QP_WR || init->cap.max_recv_wr > TBRDMA_MAX_QP_WR ||
 	    init->cap.max_send_sge > TBRDMA_MAX_SGE || init->cap.max_recv_sge > TBRDMA_MAX_SGE)
 		return -EINVAL;
-	if (udata && (udata->inlen || udata->outlen))
+	if (udata && udata->inlen)
 		return -EINVAL;
 	/* QP1 belongs to ib_mad; its queues are never user-mapped. */
 	if (udata && init->qp_type == IB_QPT_GSI)
@@ -81,6 +81,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	qp->tdev = tdev;
 	mutex_init(&qp->state_mutex);
 	spin_lock_init(&qp->sq_lock);
+	mutex_init(&qp->sq_ring_mutex);
 	spin_lock_init(&qp->rq_lock);
 	INIT_LIST_HEAD(&qp->send_outstanding);
 	INIT_LIST_HEAD(&qp->send_waiting);
@@ -110,6 +111,9 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 		err = -ENOMEM;
 		goto err_count;
 	}
+	err = tbrdma_sq_ring_create(qp, init->qp_type, udata);
+	if (err)
+		goto err_rq;
 
 	if (init->qp_type == IB_QPT_GSI) {
 		/* GSI datagrams go to the peer's QP1, carried on the core QP pair 1 <-> 1. */
@@ -141,6 +145,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 	return 0;
 
 err_rq:
+	tbrdma_sq_ring_destroy(qp);
 	kvfree(qp->rq);
 err_count:
 	atomic_dec(&tdev->n_qp);
@@ -436,6 +441,7 @@ int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	cancel_work_sync(&qp->event_work);
 	if (qp->gsi)
 		tbrdma_gsi_destroy(qp);
+	tbrdma_sq_ring_destroy(qp);
 	kvfree(qp->rq);
 	mutex_destroy(&qp->state_mutex);
 	atomic_dec(&tdev->n_qp);
@@ -532,11 +538,11 @@ static void tbrdma_init_send_wqe(struct tbrdma_qp *qp, const struct ib_send_wr *
 /*
  * IB_SEND_INLINE: the data is copied into the WQE now, so the SGEs need no MR and their
  * buffers may be reused as soon as the post returns (IBA 10.8.3.2; rxe copies the same
- * way). A user QP posts through the uverbs write command, so this runs in that process and
- * the addresses are its own; a kernel consumer's are kernel addresses.
+ * way). user_addrs: the SGEs are addresses of the posting process (uverbs' POST_SEND runs
+ * in it); else kernel addresses (a kernel consumer, or a slot of the mapped send queue).
  */
 static int tbrdma_build_inline(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
-			       struct tbrdma_send_wqe **out)
+			       bool user_addrs, struct tbrdma_send_wqe **out)
 {
 	struct tbrdma_send_wqe *wqe;
 	u32 total = 0, done = 0;
@@ -557,7 +563,7 @@ static int tbrdma_build_inline(struct tbrdma_qp *qp, const struct ib_send_wr *wr
 	for (i = 0; i < wr->num_sge; i++) {
 		const struct ib_sge *sge = &wr->sg_list[i];
 
-		if (!qp->is_user)
+		if (!user_addrs)
 			memcpy(wqe->gathered + done, (void *)(uintptr_t)sge->addr, sge->length);
 		else if (copy_from_user(wqe->gathered + done, u64_to_user_ptr(sge->addr),
 					sge->length)) {
@@ -573,8 +579,8 @@ static int tbrdma_build_inline(struct tbrdma_qp *qp, const struct ib_send_wr *wr
 }
 
 /* Checks one WR and builds its WQE (any context). */
-static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
-			     struct tbrdma_send_wqe **out)
+int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr, bool user_addrs,
+		      struct tbrdma_send_wqe **out)
 {
 	struct tbrdma_send_wqe *wqe;
 	int err;
@@ -613,7 +619,7 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
 		return -EINVAL;
 	}
 	if (wr->send_flags & IB_SEND_INLINE)
-		return tbrdma_build_inline(qp, wr, out);
+		return tbrdma_build_inline(qp, wr, user_addrs, out);
 
 	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_ATOMIC);
 	if (!wqe)
@@ -637,57 +643,80 @@ static int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr,
  * and queued under the QP's IRQ-safe send lock; the device's backlog hands them to the core
  * in post order, right here when the device lock may be taken, else from a work item.
  */
+/* Whether the QP takes sends now: 0, or the error of a post in its state. */
+int tbrdma_send_state_check(struct tbrdma_qp *qp)
+{
+	enum ib_qp_state state = READ_ONCE(qp->state);
+
+	if (state != IB_QPS_RTS && state != IB_QPS_ERR)
+		return -EINVAL;
+	/* no link yet (no key): nothing could carry the WR */
+	if (state == IB_QPS_RTS && !READ_ONCE(qp->tdev->link_ready))
+		return -ENOTCONN;
+	return 0;
+}
+
+/* Queues a built WQE behind the QP's earlier ones, or frees it when the queue is full. */
+int tbrdma_queue_send(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&qp->sq_lock, flags);
+	if (qp->send_count >= qp->max_send_wr) {
+		spin_unlock_irqrestore(&qp->sq_lock, flags);
+		tbrdma_free_send_wqe(qp->tdev, wqe);
+		return -ENOMEM;
+	}
+	list_add_tail(&wqe->node, &qp->send_waiting);
+	qp->send_count++;
+	spin_unlock_irqrestore(&qp->sq_lock, flags);
+	return 0;
+}
+
+/* Hands queued sends to the device's backlog, now or from a work item. */
+void tbrdma_kick_sends(struct tbrdma_qp *qp)
+{
+	struct tbrdma_dev *tdev = qp->tdev;
+
+	tbrdma_backlog_add(qp);
+	if (irqs_disabled() || in_hardirq()) {
+		queue_work(system_highpri_wq, &tdev->kick_work);
+		return;
+	}
+	tbrdma_link_push_backlog(tdev);
+}
+
 int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 		     const struct ib_send_wr **bad_wr)
 {
 	struct tbrdma_qp *qp = to_tqp(ibqp);
-	struct tbrdma_dev *tdev = qp->tdev;
-	enum ib_qp_state state;
-	unsigned long flags;
 	bool queued = false;
-	int err = 0;
+	int err;
 
 	if (qp->gsi)
 		return tbrdma_gsi_post_send(qp, wr, bad_wr);
-	state = READ_ONCE(qp->state);
-	if (state != IB_QPS_RTS && state != IB_QPS_ERR) {
+	/* A POST_SEND command without WRs is the doorbell of the mapped send queue (sq.c). */
+	if (!wr && qp->sq_ring.entry)
+		return tbrdma_sq_ring_drain(qp);
+	err = tbrdma_send_state_check(qp);
+	if (err) {
 		*bad_wr = wr;
-		return -EINVAL;
-	}
-	/* no link yet (no key): nothing could carry the WR */
-	if (state == IB_QPS_RTS && !READ_ONCE(tdev->link_ready)) {
-		*bad_wr = wr;
-		return -ENOTCONN;
+		return err;
 	}
 	for (; wr; wr = wr->next) {
 		struct tbrdma_send_wqe *wqe;
 
-		err = tbrdma_build_send(qp, wr, &wqe);
+		err = tbrdma_build_send(qp, wr, qp->is_user, &wqe);
+		if (!err)
+			err = tbrdma_queue_send(qp, wqe);
 		if (err) {
 			*bad_wr = wr;
 			break;
 		}
-		spin_lock_irqsave(&qp->sq_lock, flags);
-		if (qp->send_count >= qp->max_send_wr) {
-			spin_unlock_irqrestore(&qp->sq_lock, flags);
-			tbrdma_free_send_wqe(tdev, wqe);
-			err = -ENOMEM;
-			*bad_wr = wr;
-			break;
-		}
-		list_add_tail(&wqe->node, &qp->send_waiting);
-		qp->send_count++;
-		spin_unlock_irqrestore(&qp->sq_lock, flags);
 		queued = true;
 	}
-	if (!queued)
-		return err;
-	tbrdma_backlog_add(qp);
-	if (irqs_disabled() || in_hardirq()) {
-		queue_work(system_highpri_wq, &tdev->kick_work);
-		return err;
-	}
-	tbrdma_link_push_backlog(tdev);
+	if (queued)
+		tbrdma_kick_sends(qp);
 	return err;
 }
 

@@ -272,8 +272,9 @@ struct tbrdma_send_wqe {
 	int reg_access;
 	enum ib_wc_status local_status;
 	u64 swap;
+	u32 core_flags;		/* TBP_WR_FLUSH_*: a FLUSH's placement types and level */
 	u32 num_sge;
-	u32 total_len;
+	u32 total_len;		/* FLUSH: bytes of the range */
 	struct tbrdma_sge sge[TBRDMA_MAX_SGE];
 	/*
 	 * Bytes gathered when the WR was taken, read by the core instead of the SGEs: a GSI
@@ -352,6 +353,10 @@ struct tbrdma_qp {
 	 * in order by the device's backlog. send_count counts both.
 	 */
 	spinlock_t sq_lock;
+	/* The mapped send queue of a user RC/UC QP (sq.c): slots below sq_taken were taken. */
+	struct tbrdma_uqueue sq_ring;
+	struct mutex sq_ring_mutex;	/* one doorbell at a time */
+	u32 sq_taken;
 	struct list_head send_outstanding;
 	struct list_head send_waiting;
 	u32 send_count;
@@ -507,6 +512,11 @@ int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
 
+/* sq.c */
+int tbrdma_sq_ring_create(struct tbrdma_qp *qp, enum ib_qp_type type, struct ib_udata *udata);
+void tbrdma_sq_ring_destroy(struct tbrdma_qp *qp);
+int tbrdma_sq_ring_drain(struct tbrdma_qp *qp);
+
 /* umap.c */
 int tbrdma_uqueue_create(struct tbrdma_uqueue *q, struct ib_udata *udata, u32 min_slots,
 			 size_t slot_size);
@@ -535,6 +545,11 @@ int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 int tbrdma_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 		    struct ib_qp_init_attr *init);
 int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata);
+int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr, bool user_addrs,
+		      struct tbrdma_send_wqe **out);
+int tbrdma_send_state_check(struct tbrdma_qp *qp);
+int tbrdma_queue_send(struct tbrdma_qp *qp, struct tbrdma_send_wqe *wqe);
+void tbrdma_kick_sends(struct tbrdma_qp *qp);
 int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 		     const struct ib_send_wr **bad_wr);
 int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
@@ -593,9 +608,12 @@ static inline bool tbrdma_wr_is_atomic(enum ib_wr_opcode op)
 }
 
 /* Work requests that hold a responder resource of the peer: READs and atomics. */
+/* WRs the responder answers (a READ response, an atomic's or a FLUSH's acknowledgement):
+ * each holds one of its responder resources (max_rd_atomic). */
 static inline bool tbrdma_wr_is_rd_atomic(enum ib_wr_opcode op)
 {
-	return op == IB_WR_RDMA_READ || tbrdma_wr_is_atomic(op);
+	return op == IB_WR_RDMA_READ || tbrdma_wr_is_atomic(op) ||
+	       op == TBRDMA_WR_ATOMIC_WRITE || op == TBRDMA_WR_FLUSH;
 }
 int tbrdma_env_atomic(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uint64_t compare_add,
 		      uint64_t swap, uint64_t *orig);

@@ -31,7 +31,8 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_qp_wr = TBRDMA_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
 				 IB_DEVICE_CHANGE_PHY_PORT | IB_DEVICE_SRQ_RESIZE |
-				 IB_DEVICE_MEM_MGT_EXTENSIONS;	/* mr.c */
+				 IB_DEVICE_MEM_MGT_EXTENSIONS |	/* mr.c */
+				 TBRDMA_DEVICE_FLUSH_ATOMIC_WRITE;	/* sq.c */
 	attr->max_fast_reg_page_list_len = TBRDMA_MAX_FR_PAGES;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
 	attr->max_send_sge = TBRDMA_MAX_SGE;

@@ -137,12 +137,17 @@ static int f_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t cm
 	uint64_t v;
 
 	if (b->kind != TBP_BUF_MR || (b->addr & 7) ||
-	    (op != TBP_OP_ATOMIC_CMP_SWP && op != TBP_OP_ATOMIC_FETCH_ADD))
+	    (op != TBP_OP_ATOMIC_CMP_SWP && op != TBP_OP_ATOMIC_FETCH_ADD &&
+	     op != TBP_OP_ATOMIC_WRITE))
+		abort();
+	/* ATOMIC_WRITE stores its operand and returns nothing (the core passes swap 0). */
+	if (op == TBP_OP_ATOMIC_WRITE && swap != 0)
 		abort();
 	p = f_ptr(ctx, b, 0, 8);
 	memcpy(&v, p, 8);
 	*orig = v;
-	v = op == TBP_OP_ATOMIC_FETCH_ADD ? v + cmp_add : v == cmp_add ? swap : v;
+	v = op == TBP_OP_ATOMIC_WRITE ? cmp_add :
+	    op == TBP_OP_ATOMIC_FETCH_ADD ? v + cmp_add : v == cmp_add ? swap : v;
 	memcpy(p, &v, 8);
 	return 0;
 }
@@ -265,9 +270,13 @@ static void post_some(uint32_t k)
 	memset(&wr, 0, sizeof(wr));
 	wr.qpn = k % 7 == 5 ? 0x20 : k % 7 == 6 ? 0x30 : 0x10;
 	wr.wr_id = k;
-	wr.opcode = TBP_OP_SEND + k % 8;
-	wr.len = wr.opcode == TBP_OP_ATOMIC_CMP_SWP || wr.opcode == TBP_OP_ATOMIC_FETCH_ADD ?
-		 8 : (k * 977) % 9000;
+	wr.opcode = TBP_OP_SEND + k % 10;
+	wr.len = wr.opcode == TBP_OP_ATOMIC_CMP_SWP || wr.opcode == TBP_OP_ATOMIC_FETCH_ADD ||
+		 wr.opcode == TBP_OP_ATOMIC_WRITE ? 8 : (k * 977) % 9000;
+	/* FLUSH: the types in turn, every third at MR level. */
+	if (wr.opcode == TBP_OP_FLUSH)
+		wr.flags = (k & 2 ? TBP_WR_FLUSH_GLOBAL : TBP_WR_FLUSH_PERSISTENT) |
+			   (k % 3 ? 0 : TBP_WR_FLUSH_MR);
 	wr.rkey = wr.opcode == TBP_OP_SEND_WITH_INV ? 0x54 + (k & 1) : 0x55;
 	wr.raddr = (k * 131) % 1000;
 	wr.compare_add = k;

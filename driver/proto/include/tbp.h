@@ -48,6 +48,15 @@ enum tbp_opcode {
 	/* A SEND whose receiver invalidates tbp_wr.rkey (IBA 9.4.1.1.4, "Send with
 	 * Invalidate") before it reports the receive (env.invalidate). */
 	TBP_OP_SEND_WITH_INV = 8,
+	/* IBA ATOMIC WRITE (rxe IB_WR_ATOMIC_WRITE): compare_add holds the 8 bytes to store at
+	 * the 8-byte aligned raddr (little-endian u64 of the bytes as they must appear there),
+	 * len is 8; needs remote write access (not atomic access); local_buf is never touched. */
+	TBP_OP_ATOMIC_WRITE = 9,
+	/* IBA FLUSH (rxe IB_WR_FLUSH): completes once every earlier message of the QP was
+	 * placed at the responder. len is the range from raddr (may be 0, carries no data),
+	 * flags the placement type(s) TBP_WR_FLUSH_GLOBAL / _PERSISTENT (at least one) and
+	 * optionally TBP_WR_FLUSH_MR for the whole MR. Nothing local is read or written. */
+	TBP_OP_FLUSH = 10,
 };
 
 /* Completion status (0 = success). Maps 1:1 onto ib_wc_status in the kernel glue. */
@@ -99,6 +108,10 @@ enum tbp_event {
 #define TBP_ACCESS_REMOTE_WRITE 0x1u
 #define TBP_ACCESS_REMOTE_READ 0x2u
 #define TBP_ACCESS_REMOTE_ATOMIC 0x4u
+/* FLUSH of the matching placement type (IB_ACCESS_FLUSH_GLOBAL / _PERSISTENT). A FLUSH of
+ * the whole MR (TBP_WR_FLUSH_MR) is checked with len 0: only the key and its rights. */
+#define TBP_ACCESS_FLUSH_GLOBAL 0x8u
+#define TBP_ACCESS_FLUSH_PERSISTENT 0x10u
 
 /* Where a copy callback reads or writes. */
 enum tbp_buf_kind {
@@ -153,7 +166,8 @@ struct tbp_env {
 	 * Check that [addr, addr+len) of the MR named by rkey may be accessed by the
 	 * peer with `access` (TBP_ACCESS_*) through the local QP qpn (whose protection
 	 * domain must own the MR). Return 0, TBP_ERR_REMOTE_ACCESS or
-	 * TBP_ERR_REMOTE_INVALID. Called once per incoming WRITE/READ message.
+	 * TBP_ERR_REMOTE_INVALID. Called once per incoming WRITE/READ/atomic/FLUSH message
+	 * (a whole-MR FLUSH passes len 0: only the key and its rights are to be checked).
 	 */
 	int (*mr_check)(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
 			uint32_t access);
@@ -179,8 +193,11 @@ struct tbp_env {
 	 * Execute one atomic (opcode TBP_OP_ATOMIC_*) on the 8 bytes at buf (TBP_BUF_MR, already
 	 * passed mr_check and 8-byte aligned), atomically with respect to every other atomic of
 	 * this host, and return the value before it in *orig. Return 0 or an enum tbp_status.
+	 * TBP_OP_ATOMIC_WRITE stores compare_add with one aligned 64-bit store (swap is 0 and
+	 * *orig is ignored).
 	 * Called exactly once per atomic the peer posted, in the QP's message order. Optional:
-	 * NULL answers every atomic with TBP_ERR_REMOTE_INVALID.
+	 * NULL answers every atomic and ATOMIC_WRITE with TBP_ERR_REMOTE_INVALID (FLUSH never
+	 * calls it).
 	 */
 	int (*atomic)(void *ctx, const struct tbp_buf *buf, uint32_t opcode, uint64_t compare_add,
 		      uint64_t swap, uint64_t *orig);
@@ -284,17 +301,24 @@ struct tbp_wr {
 	uint32_t qpn;        /* local QP (opened with tbp_qp_open) */
 	uint64_t wr_id;      /* returned in send_done */
 	uint64_t local_buf;  /* opaque handle of the local SGE list */
-	uint32_t len;        /* bytes; ATOMIC_*: 8 (the original value's destination) */
+	uint32_t len;        /* bytes; ATOMIC_*: 8 (the original value's destination);
+			      * FLUSH: bytes of the range (not bounded by max_msg_len) */
 	uint32_t imm;        /* *_WITH_IMM */
-	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ, ATOMIC_*; SEND_WITH_INV: the key the
-			      * peer invalidates */
+	uint32_t rkey;       /* RDMA_WRITE*, RDMA_READ, ATOMIC_*, FLUSH; SEND_WITH_INV: the key
+			      * the peer invalidates */
 	uint32_t flags;      /* TBP_WR_* */
-	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ, ATOMIC_* */
-	uint64_t compare_add;/* ATOMIC_CMP_SWP: compare; ATOMIC_FETCH_ADD: addend */
+	uint64_t raddr;      /* RDMA_WRITE*, RDMA_READ, ATOMIC_*, FLUSH */
+	uint64_t compare_add;/* ATOMIC_CMP_SWP: compare; ATOMIC_FETCH_ADD: addend;
+			      * ATOMIC_WRITE: the value stored */
 	uint64_t swap;       /* ATOMIC_CMP_SWP */
 };
 /* Work request flags. */
 #define TBP_WR_SOLICITED 0x1u /* SEND*, RDMA_WRITE_WITH_IMM: the receiver's solicited event */
+/* FLUSH only (any other opcode: -EINVAL): the placement type(s), at least one... */
+#define TBP_WR_FLUSH_GLOBAL 0x2u
+#define TBP_WR_FLUSH_PERSISTENT 0x4u
+/* ...and the level: the whole MR named by rkey instead of raddr..raddr+len. */
+#define TBP_WR_FLUSH_MR 0x8u
 
 struct tbp_link;
 
@@ -335,7 +359,7 @@ uint64_t tbp_ack_timeout_ns(uint32_t timeout);
 uint64_t tbp_rnr_timer_ns(uint32_t min_rnr_timer);
 
 /* Post one WR. Returns 0, -ENOBUFS (max_msgs reached), -ENOENT (QP not open),
- * -EINVAL (bad opcode/length), -ENOTCONN (link failed), -EPIPE (the QP failed with a
+ * -EINVAL (bad opcode/length/flags, FLUSH without a placement type), -ENOTCONN (link failed), -EPIPE (the QP failed with a
  * transport error and is in the error state until closed). */
 int tbp_post(struct tbp_link *link, const struct tbp_wr *wr);
 
@@ -374,8 +398,10 @@ enum tbp_wire_op {
 	TBP_W_READ_REQ = 20,
 	TBP_W_READ_RESP = 21,
 	TBP_W_MSG_ACK = 22,
-	TBP_W_ATOMIC_REQ = 23,  /* imm: TBP_OP_ATOMIC_*; payload: compare_add, swap (le64) */
-	TBP_W_ATOMIC_RESP = 24, /* payload: the original value (le64) */
+	TBP_W_ATOMIC_REQ = 23,  /* imm: TBP_OP_ATOMIC_* or TBP_OP_FLUSH; payload: two le64
+				 * operands (compare_add, swap; ATOMIC_WRITE: value, 0;
+				 * FLUSH: len, TBP_WR_FLUSH_* flags) */
+	TBP_W_ATOMIC_RESP = 24, /* payload: the original value (le64; 0 for ATOMIC_WRITE, FLUSH) */
 	TBP_W_SEND_INV = 25,    /* a SEND; rkey: the key the receiver invalidates (version 4) */
 };
 #define TBP_ATOMIC_REQ_LEN 16u

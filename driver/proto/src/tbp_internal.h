@@ -101,7 +101,8 @@ struct tbp_smsg {
 	uint64_t raddr;
 	uint64_t wr_id;
 	uint64_t local_buf;
-	/* ATOMIC_REQ: compare_add, swap; ATOMIC_RESP: [0] is the original value */
+	/* ATOMIC_REQ: the two operands (tbp_atomic_prepare); ATOMIC_RESP: [0] is the original
+	 * value */
 	uint64_t atomic[2];
 };
 
@@ -127,7 +128,7 @@ struct tbp_rmsg {
 	uint32_t placed;       /* bytes written to the target (for the rewound-bytes count) */
 	uint64_t raddr;
 	uint64_t recv_handle;
-	uint64_t atomic[2];    /* ATOMIC_REQ operands */
+	uint64_t atomic[2];    /* ATOMIC_REQ operands (FLUSH: len, TBP_WR_FLUSH_* flags) */
 };
 
 enum qp_state { QP_FREE = 0, QP_OPEN, QP_ERROR, QP_CLOSED /* tombstone: hashed, slot reusable */ };
@@ -336,9 +337,15 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 bool tbp_ack_due(const struct tbp_link *l);
 void tbp_msg_init(struct tbp_link *l);
 
-/* tbp_atomic.c */
-/* Responder: status of an ATOMIC_REQ from its header (access, bounds, alignment). */
-uint16_t tbp_atomic_check(struct tbp_link *l, const struct tbp_qp *qp, const struct tbp_hdr *h);
+/* tbp_atomic.c (also ATOMIC_WRITE and FLUSH, which travel as ATOMIC_REQ / ATOMIC_RESP) */
+/* Requester: flags and length of a WR whose wire op is ATOMIC_REQ are acceptable. */
+bool tbp_atomic_wr_valid(const struct tbp_wr *wr);
+/* Requester: the request's wire length, kind (imm) and operands from the WR. */
+void tbp_atomic_prepare(struct tbp_smsg *m, const struct tbp_wr *wr);
+/* Responder: the request's only frame arrived as the new message r: take its operands, run
+ * the verbs checks (access, bounds, alignment) into r->status and mark r complete. */
+void tbp_atomic_rx_req(struct tbp_link *l, const struct tbp_qp *qp, struct tbp_rmsg *r,
+		       const uint8_t *payload);
 /* Responder, in MSN order: execute r once and queue its response. False: no slot (stall). */
 bool tbp_atomic_respond(struct tbp_link *l, struct tbp_qp *qp, struct tbp_rmsg *r);
 /* Requester: the original value arrived. */

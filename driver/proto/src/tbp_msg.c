@@ -116,6 +116,8 @@ static const uint8_t wire_op_of[] = {
 	[TBP_OP_ATOMIC_CMP_SWP] = TBP_W_ATOMIC_REQ,
 	[TBP_OP_ATOMIC_FETCH_ADD] = TBP_W_ATOMIC_REQ,
 	[TBP_OP_SEND_WITH_INV] = TBP_W_SEND_INV,
+	[TBP_OP_ATOMIC_WRITE] = TBP_W_ATOMIC_REQ,
+	[TBP_OP_FLUSH] = TBP_W_ATOMIC_REQ,
 };
 
 static uint32_t read_resp_reserve(const struct tbp_link *l)
@@ -131,11 +133,11 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 
 	if (l->state == TBP_LINK_FAILED)
 		return -ENOTCONN;
-	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_SEND_WITH_INV ||
-	    wr->len > l->cfg.max_msg_len || (wr->flags & ~TBP_WR_SOLICITED))
+	if (wr->opcode < TBP_OP_SEND || wr->opcode > TBP_OP_FLUSH)
 		return -EINVAL;
-	/* An atomic returns exactly the 8-byte original value. */
-	if (wire_op_of[wr->opcode] == TBP_W_ATOMIC_REQ && wr->len != TBP_ATOMIC_LEN)
+	/* Atomics, ATOMIC_WRITE and FLUSH: one 16-byte request whatever wr->len says. */
+	if (wire_op_of[wr->opcode] == TBP_W_ATOMIC_REQ ? !tbp_atomic_wr_valid(wr) :
+	    wr->len > l->cfg.max_msg_len || (wr->flags & ~TBP_WR_SOLICITED))
 		return -EINVAL;
 	qp = tbp_qp_find(l, wr->qpn);
 	if (!qp)
@@ -156,13 +158,8 @@ int tbp_post(struct tbp_link *l, const struct tbp_wr *wr)
 		m->ssn = qp->send_ssn++;
 	m->len = wr->len;
 	m->imm = wr->imm;
-	if (m->op == TBP_W_ATOMIC_REQ) {
-		/* On the wire the request carries the operands; the kind travels in imm. */
-		m->len = TBP_ATOMIC_REQ_LEN;
-		m->imm = wr->opcode;
-		m->atomic[0] = wr->compare_add;
-		m->atomic[1] = wr->swap;
-	}
+	if (m->op == TBP_W_ATOMIC_REQ)
+		tbp_atomic_prepare(m, wr);
 	/* IBA: the solicited event is a property of the messages that consume a receive. */
 	m->solicited = (wr->flags & TBP_WR_SOLICITED) && consumes_recv(m->op);
 	m->rkey = wr->rkey;
@@ -634,8 +631,6 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 	else if (h->opcode == TBP_W_READ_REQ && h->msg_len)
 		r->status = (uint16_t)l->env.mr_check(l->env.ctx, qp->qpn, h->rkey, h->raddr,
 						      h->msg_len, TBP_ACCESS_REMOTE_READ);
-	else if (h->opcode == TBP_W_ATOMIC_REQ)
-		r->status = tbp_atomic_check(l, qp, h);
 	else if (consumes_recv(h->opcode) && h->msg_len > r->capacity)
 		r->status = TBP_ERR_LOCAL_LENGTH;
 	if (r->status > TBP_STATUS_MAX)
@@ -667,10 +662,8 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 		return true;
 	}
 	if (h->opcode == TBP_W_ATOMIC_REQ) {
-		/* Executed (once) when it is next in MSN order: complete_in_order. */
-		tbp_atomic_get(payload, r->atomic, 2);
-		r->got = r->len;
-		r->state = RM_COMPLETE;
+		/* Checked now, executed (once) when it is next in MSN order: complete_in_order. */
+		tbp_atomic_rx_req(l, qp, r, payload);
 		complete_in_order(l, qp);
 		return true;
 	}

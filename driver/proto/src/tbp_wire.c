@@ -538,11 +538,13 @@ static bool fields_valid(const struct tbp_hdr *h)
 		return sequenced && h->payload_len == 0 && h->frag_off == 0 &&
 		       h->msg_len <= TBP_MSG_LEN_LIMIT;
 	case TBP_W_ATOMIC_REQ:
-		/* One frame: operands in the payload, the kind in imm. Alignment and access are
-		 * the responder's verbs checks (a remote error), not frame validity. */
+		/* One frame: operands in the payload, the kind in imm. Alignment, access and
+		 * FLUSH's flags are the responder's verbs checks (a remote error), not frame
+		 * validity. */
 		return sequenced && h->msg_len == TBP_ATOMIC_REQ_LEN &&
 		       h->payload_len == TBP_ATOMIC_REQ_LEN && h->frag_off == 0 &&
-		       (h->imm == TBP_OP_ATOMIC_CMP_SWP || h->imm == TBP_OP_ATOMIC_FETCH_ADD);
+		       (h->imm == TBP_OP_ATOMIC_CMP_SWP || h->imm == TBP_OP_ATOMIC_FETCH_ADD ||
+			h->imm == TBP_OP_ATOMIC_WRITE || h->imm == TBP_OP_FLUSH);
 	case TBP_W_ATOMIC_RESP:
 		return sequenced && h->msg_len == TBP_ATOMIC_LEN &&
 		       h->payload_len == TBP_ATOMIC_LEN && h->frag_off == 0 && h->imm == 0 &&

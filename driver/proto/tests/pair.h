@@ -35,6 +35,9 @@ struct pep {
 	uint32_t deny_access;  /* TBP_ACCESS_* bits the MR lacks */
 	bool mr_any_qp;        /* every QP of this side may reach the MR, not just 10 + side */
 	uint32_t atomics_run;  /* p_atomic executions */
+	uint32_t atomic_writes;/* ...of which TBP_OP_ATOMIC_WRITE */
+	uint32_t last_access;  /* access and len of the latest p_mr_check call */
+	uint64_t last_len;
 	uint32_t invalidations;  /* p_invalidate calls */
 	uint32_t inv_rkeys[16];  /* their keys, in call order */
 };
@@ -90,8 +93,11 @@ static void p_random(void *ctx, void *buf, uint32_t len)
 static int p_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, uint64_t len,
 		      uint32_t access)
 {
-	const struct pep *e = ctx;
+	struct pep *e = ctx;
 
+	e->last_access = access;
+	e->last_len = len;
+	/* Any right the MR lacks, the FLUSH_* placement types included, as the glue does. */
 	if (access & e->deny_access)
 		return TBP_ERR_REMOTE_ACCESS;
 	/* The MR belongs to the PD of this side's QP 10 + side; any other QP may not reach it. */
@@ -143,6 +149,15 @@ static int p_atomic(void *ctx, const struct tbp_buf *b, uint32_t op, uint64_t cm
 	if (!p || b->kind != TBP_BUF_MR || (b->addr & 7))
 		return TBP_ERR_REMOTE_OP;
 	e->atomics_run++;
+	if (op == TBP_OP_ATOMIC_WRITE) {
+		/* One aligned 8-byte store of the operand; the core passes swap 0. */
+		if (swap != 0)
+			return TBP_ERR_REMOTE_OP;
+		e->atomic_writes++;
+		memcpy(p, &cmp_add, 8);
+		*orig = 0x5a5a5a5a5a5a5a5aull; /* ignored by the core: must not reach anyone */
+		return 0;
+	}
 	memcpy(&v, p, 8);
 	*orig = v;
 	if (op == TBP_OP_ATOMIC_FETCH_ADD)

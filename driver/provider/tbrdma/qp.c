@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * Queue pairs and the post verbs. Posting is the kernel's POST_SEND/POST_RECV write command
+ * Queue pairs and the post verbs. RC and UC QPs post sends through their mapped send queue
+ * (sq.c). UD sends and all receives use the kernel's POST_SEND/POST_RECV write command
  * (libibverbs' ibv_cmd_post_*), which builds the command on the stack from the WR chain as
  * given: a chain is checked against the QP's capabilities and handed over in bounded
  * slices first, so a bad num_sge or an endless chain is an error, not a stack overflow.
@@ -25,32 +26,61 @@ static void init_qp(struct tbrdma_qp *qp, enum ibv_qp_type type, const struct ib
 	qp->max_inline = cap->max_inline_data;
 }
 
+struct tbrdma_create_qp_resp {
+	struct ib_uverbs_create_qp_resp ibv_resp;
+	struct tbrdma_qp_resp drv;
+};
+
+/* After the create command: RC and UC QPs map their send queue, or are destroyed again. */
+static int finish_qp(struct tbrdma_qp *qp, struct ibv_context *context,
+		     const struct tbrdma_create_qp_resp *resp)
+{
+	int ret;
+
+	if (qp->qp_type != IBV_QPT_RC && qp->qp_type != IBV_QPT_UC)
+		return 0;
+	ret = tbrdma_sq_map(qp, context, &resp->drv.sq);
+	if (ret)
+		ibv_cmd_destroy_qp(&qp->vqp.qp);
+	return ret;
+}
+
 struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
 {
-	struct ib_uverbs_create_qp_resp resp;
+	struct tbrdma_create_qp_resp resp = {};
 	struct ibv_create_qp cmd;
 	struct tbrdma_qp *qp;
+	int ret;
 
 	qp = calloc(1, sizeof(*qp));
 	if (!qp)
 		return NULL;
-	if (ibv_cmd_create_qp(pd, &qp->vqp.qp, attr, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+	if (ibv_cmd_create_qp(pd, &qp->vqp.qp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
+			      sizeof(resp))) {
 		free(qp);
 		return NULL;
 	}
 	init_qp(qp, attr->qp_type, &attr->cap);
+	ret = finish_qp(qp, pd->context, &resp);
+	if (ret) {
+		free(qp);
+		errno = ret;
+		return NULL;
+	}
 	return &qp->vqp.qp;
 }
 
 enum {
 	/*
-	 * What the kernel executes: no memory windows, invalidation or flush yet, RDMA READ
-	 * and the 8-byte atomics on RC only, SENDs on UD (addressed with wr_set_ud_addr).
+	 * What the kernel executes: no memory windows or local invalidation yet; RDMA READ,
+	 * the 8-byte atomics, ATOMIC_WRITE and FLUSH on RC only (the last two through the
+	 * mapped send queue); SENDs on UD (addressed with wr_set_ud_addr).
 	 */
 	TBRDMA_RC_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |
-			     IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_SEND_WITH_INV,
+			     IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_SEND_WITH_INV |
+			     IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_FLUSH,
 	TBRDMA_UC_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
 			     IBV_QP_EX_WITH_SEND_WITH_INV,
@@ -90,7 +120,7 @@ static int check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
 				   struct ibv_qp_init_attr_ex *attr)
 {
-	struct ib_uverbs_create_qp_resp resp;
+	struct tbrdma_create_qp_resp resp = {};
 	struct ibv_qp_init_attr_ex kattr;
 	struct ibv_create_qp cmd;
 	struct tbrdma_qp *qp;
@@ -108,7 +138,7 @@ struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
 	 * every rdma-core this is built for. */
 	kattr = *attr;
 	kattr.comp_mask &= ~(uint32_t)IBV_QP_INIT_ATTR_CREATE_FLAGS;
-	ret = ibv_cmd_create_qp_ex(context, &qp->vqp, &kattr, &cmd, sizeof(cmd), &resp,
+	ret = ibv_cmd_create_qp_ex(context, &qp->vqp, &kattr, &cmd, sizeof(cmd), &resp.ibv_resp,
 				   sizeof(resp));
 	if (ret) {
 		free(qp);
@@ -117,6 +147,12 @@ struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
 	}
 	attr->cap = kattr.cap;
 	init_qp(qp, attr->qp_type, &attr->cap);
+	ret = finish_qp(qp, context, &resp);
+	if (ret) {
+		free(qp);
+		errno = ret;
+		return NULL;
+	}
 	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) {
 		pthread_mutex_init(&qp->wr_lock, NULL);
 		tbrdma_set_wr_ops(qp, attr->send_ops_flags);
@@ -151,6 +187,7 @@ int tbrdma_destroy_qp(struct ibv_qp *ibqp)
 	if (ret)
 		return ret;
 	clean_cqs(ibqp);
+	tbrdma_sq_unmap(qp);
 	if (qp->vqp.comp_mask & VERBS_QP_EX) {
 		tbrdma_free_wr_state(qp);
 		pthread_mutex_destroy(&qp->wr_lock);
@@ -175,6 +212,16 @@ int tbrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_sen
 	struct ibv_send_wr slice[TBRDMA_POST_SLICE], *orig[TBRDMA_POST_SLICE], *bad;
 	int n, i, ret;
 
+	if (qp->sq.ring) {
+		size_t refused;
+
+		ret = tbrdma_sq_post(qp, wr, false, 0, &refused);
+		if (ret) {
+			for (*bad_wr = wr; refused--; )
+				*bad_wr = (*bad_wr)->next;
+		}
+		return ret;
+	}
 	while (wr) {
 		for (n = 0; wr && n < TBRDMA_POST_SLICE; n++, wr = wr->next) {
 			/* libibverbs reads wr.ud.ah->handle for a UD QP without a NULL check */

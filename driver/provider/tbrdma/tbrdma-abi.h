@@ -39,4 +39,58 @@ struct tbrdma_cq_resp {
 	struct tbrdma_queue_map cq;
 };
 
+/*
+ * create_qp: a user RC or UC QP whose command leaves room for this response posts its send
+ * WRs into a mapped ring of struct tbrdma_sq_slot (the provider fills slots and advances
+ * producer; the kernel takes them, advancing consumer, when a POST_SEND command with no WRs
+ * rings the doorbell, and stops at the first slot it refuses). UD QPs post by command.
+ */
+struct tbrdma_qp_resp {
+	struct tbrdma_queue_map sq;
+};
+
+/*
+ * Numbers of the slot fields that not every supported kernel's uapi names (they are
+ * uverbs' IB_UVERBS_WR_FLUSH/ATOMIC_WRITE and IB_UVERBS_FLUSH_* since 6.2, and
+ * libibverbs' IBV_WR_FLUSH/ATOMIC_WRITE and IBV_FLUSH_*).
+ */
+#define TBRDMA_SQ_WR_FLUSH 14
+#define TBRDMA_SQ_WR_ATOMIC_WRITE 15
+#define TBRDMA_SQ_FLUSH_GLOBAL 0x1
+#define TBRDMA_SQ_FLUSH_PERSISTENT 0x2
+#define TBRDMA_SQ_FLUSH_RANGE 0
+#define TBRDMA_SQ_FLUSH_MR 1
+
+#define TBRDMA_SQ_MAX_SGE 8
+#define TBRDMA_SQ_MAX_INLINE 256
+
+struct tbrdma_sq_sge {
+	__aligned_u64 addr;
+	__u32 length;
+	__u32 lkey;
+};
+
+/* One send WR, as ibv_send_wr carries it plus what only the ibv_wr_* API can express. */
+struct tbrdma_sq_slot {
+	__aligned_u64 wr_id;
+	__u32 opcode;			/* IBV_WR_* (the kernel's IB_WR_* share the numbers) */
+	__u32 send_flags;		/* IBV_SEND_FENCE, _SIGNALED, _SOLICITED, _INLINE */
+	__u32 num_sge;			/* SGEs in sge[]; 0 with IBV_SEND_INLINE */
+	__u32 inline_len;		/* IBV_SEND_INLINE: bytes in inline_data[] */
+	__u32 ex;			/* imm_data (as posted, big-endian) or invalidate_rkey */
+	__u32 rkey;
+	__aligned_u64 remote_addr;
+	__aligned_u64 compare_add;	/* ATOMIC_*: compare or add; ATOMIC_WRITE: the 8 bytes */
+	__aligned_u64 swap;
+	__aligned_u64 length;		/* FLUSH: bytes of the range */
+	__u8 flush_type;		/* FLUSH: IBV_FLUSH_GLOBAL | IBV_FLUSH_PERSISTENT */
+	__u8 flush_level;		/* FLUSH: IBV_FLUSH_RANGE or IBV_FLUSH_MR */
+	__u8 reserved[62];
+	union {
+		struct tbrdma_sq_sge sge[TBRDMA_SQ_MAX_SGE];
+		__u8 inline_data[TBRDMA_SQ_MAX_INLINE];
+	};
+	__u8 pad[128];			/* a slot is 512 bytes */
+};
+
 #endif /* TBRDMA_ABI_H */

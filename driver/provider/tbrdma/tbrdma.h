@@ -34,11 +34,24 @@ struct tbrdma_cq {
 
 /* One WR of an ibv_wr_* critical region; SGE and inline data are offsets until posting. */
 struct tbrdma_wr {
-	struct ibv_send_wr wr;
+	struct ibv_send_wr wr;		/* ATOMIC_WRITE: its 8 bytes in wr.atomic.compare_add */
 	size_t sge_off;			/* into tbrdma_qp.wr_sge */
 	size_t inline_off;		/* into tbrdma_qp.wr_inline, if is_inline */
 	size_t inline_len;
 	bool is_inline;
+	uint64_t flush_len;		/* FLUSH */
+	uint8_t flush_type, flush_level;
+};
+
+/* The mapped send queue of an RC or UC QP (tbrdma-abi.h, sq.c). */
+struct tbrdma_sq {
+	pthread_mutex_t lock;		/* one poster at a time; slots are written under it */
+	void *ring;			/* the mapping: header, then slots */
+	size_t ring_size;
+	struct tbrdma_queue_hdr *hdr;
+	struct tbrdma_sq_slot *slots;
+	uint32_t mask;			/* slots - 1 */
+	uint32_t producer;		/* ours; published to hdr->producer at the doorbell */
 };
 
 struct tbrdma_qp {
@@ -48,6 +61,7 @@ struct tbrdma_qp {
 	uint32_t max_send_sge;
 	uint32_t max_recv_sge;
 	uint32_t max_inline;
+	struct tbrdma_sq sq;		/* RC and UC; a UD QP posts by command (sq.ring NULL) */
 
 	/* ibv_wr_* state, only with IBV_QP_INIT_ATTR_SEND_OPS_FLAGS. */
 	pthread_mutex_t wr_lock;	/* held from wr_start to wr_complete/wr_abort */
@@ -116,6 +130,16 @@ int tbrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr,
 		     struct ibv_recv_wr **bad_wr);
 int tbrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr,
 			 struct ibv_recv_wr **bad_wr);
+
+/* sq.c */
+int tbrdma_sq_map(struct tbrdma_qp *qp, struct ibv_context *context,
+		  const struct tbrdma_queue_map *map);
+void tbrdma_sq_unmap(struct tbrdma_qp *qp);
+/* Posts the WRs of list, or the n WRs of the ibv_wr_* region when region is set, through
+ * the ring; on error *bad is the index of the WR refused: it and the later ones are not
+ * posted. */
+int tbrdma_sq_post(struct tbrdma_qp *qp, struct ibv_send_wr *list, bool region, size_t n,
+		   size_t *bad);
 
 /* wr.c */
 void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * The ibv_wr_* post API. Between wr_start and wr_complete the builders collect ibv_send_wr
- * entries here; wr_complete posts them as one chain through the POST_SEND command (see
- * qp.c), wr_abort drops them. Inline data is copied when it is set, as the API promises,
+ * entries here; wr_complete posts them into the mapped send queue (sq.c, one doorbell), or
+ * on a UD QP as one chain through the POST_SEND command (qp.c); wr_abort drops them. Inline data is copied when it is set, as the API promises,
  * into a buffer of the QP's own. The setters return nothing, so the first error of a
  * region is remembered and wr_complete reports it without posting anything.
  */
@@ -147,6 +147,36 @@ static void wr_atomic_cmp_swp(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t re
 		set_atomic(wr, rkey, remote_addr, compare, swap);
 }
 
+/* The 8 bytes are taken now, as the API promises; they travel in the atomic's operand. */
+static void wr_atomic_write(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
+			    const void *atomic_wr)
+{
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_ATOMIC_WRITE);
+
+	if (!wr)
+		return;
+	wr->wr.atomic.rkey = rkey;
+	wr->wr.atomic.remote_addr = remote_addr;
+	memcpy(&wr->wr.atomic.compare_add, atomic_wr, 8);
+}
+
+static void wr_flush(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr, size_t len,
+		     uint8_t type, uint8_t level)
+{
+	struct tbrdma_qp *qp = ex_to_tqp(ibqp);
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_FLUSH);
+	struct tbrdma_wr *w;
+
+	if (!wr)
+		return;
+	w = &qp->wr[qp->n_wr - 1];
+	wr->wr.rdma.rkey = rkey;
+	wr->wr.rdma.remote_addr = remote_addr;
+	w->flush_len = len;
+	w->flush_type = type;
+	w->flush_level = level;
+}
+
 static void wr_atomic_fetch_add(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
 				uint64_t add)
 {
@@ -282,6 +312,12 @@ static int wr_complete(struct ibv_qp_ex *ibqp)
 
 	if (ret || !qp->n_wr)
 		goto out;
+	if (qp->sq.ring) {
+		size_t refused;
+
+		ret = tbrdma_sq_post(qp, NULL, true, qp->n_wr, &refused);
+		goto out;
+	}
 	for (i = 0; i < qp->n_wr; i++)
 		n_inl += qp->wr[i].is_inline;
 	/* An inline WR's data is one SGE over its copy; the kernel copies it in the post. */
@@ -344,6 +380,10 @@ void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags)
 		q->wr_atomic_cmp_swp = wr_atomic_cmp_swp;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
 		q->wr_atomic_fetch_add = wr_atomic_fetch_add;
+	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_WRITE)
+		q->wr_atomic_write = wr_atomic_write;
+	if (send_ops_flags & IBV_QP_EX_WITH_FLUSH)
+		q->wr_flush = wr_flush;
 	if (qp->qp_type == IBV_QPT_UD)
 		q->wr_set_ud_addr = wr_set_ud_addr;
 	q->wr_set_sge = wr_set_sge;
