@@ -1373,6 +1373,9 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "loop_frames" },
 	{ .name = "loop_busy" },
 	{ .name = "rx_batches" },
+	{ .name = "retx_timeouts" },
+	{ .name = "retx_fast" },
+	{ .name = "spurious_retransmits" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1445,6 +1448,9 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[58] = tdev->loop.stat_frames;
 	v[59] = tdev->loop.stat_busy;
 	v[60] = tdev->stat_rx_batches;
+	v[61] = s.retx_timeouts;
+	v[62] = s.retx_fast;
+	v[63] = s.retx_spurious;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -278,6 +278,8 @@ struct tbp_stats {
 	uint64_t rto_ns;
 	uint64_t retx_timeouts;     /* frames resent because their timer expired */
 	uint64_t retx_fast;         /* frames resent because later frames on their rail were acked */
+	uint64_t retx_spurious;     /* resent frames whose first copy had arrived: the ack came
+				     * back sooner after the resend than half a round trip */
 	/* per-QP transport (version 2) */
 	uint64_t naks_not_ready_sent;  /* messages to a QP that is not open (yet) */
 	uint64_t naks_qp_error_sent;   /* messages to a closed QP or one in error */

@@ -61,10 +61,11 @@ struct tbp_txslot {
 	uint16_t retx;        /* resends so far (exponential timer back-off) */
 	uint16_t msg;         /* send message slot (data, READ_REQ, READ_RESP) */
 	uint16_t attempt;     /* retry attempt the frame belongs to; a stale one goes out as NOP */
-	uint16_t pad;
+	uint16_t timed_out;   /* its retransmission timer expired (not a fast retransmit) */
 	uint32_t payload_len;
 	uint32_t frag_off;
-	uint64_t sent_ns;
+	uint64_t sent_ns;     /* the latest transmission */
+	uint64_t first_sent_ns;
 	uint64_t rail_tx_no;  /* value of the rail's transmit counter when sent */
 	/* MSG_ACK frames only */
 	uint32_t ack_dst_qpn;
@@ -265,6 +266,11 @@ struct tbp_link {
 	uint64_t srtt;
 	uint64_t rttvar;
 	uint64_t rto;
+	/* A timeout that an ack then proved wrong (the frame was only late) sets a floor under
+	 * the RTO: the delay that fooled it, plus a quarter. It holds for a second after the
+	 * last such timeout and then halves every second (tbp_rtt_sample). */
+	uint64_t rto_floor;
+	uint64_t rto_floor_ns;
 	uint64_t rtx_next;      /* earliest retransmission timer: 0 unknown, ~0 none */
 	uint64_t rnr_next;      /* earliest end of a QP's hold, 0 none */
 	uint64_t qp_timer_next; /* no QP's ACK timer expires before this (~0: none armed) */

@@ -7,6 +7,7 @@
 
 #define NS_PER_US 1000ull
 #define NS_PER_MS 1000000ull
+#define NS_PER_S 1000000000ull
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
@@ -540,6 +541,7 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 		l->st.retransmits++;
 	} else {
 		s->sent_once = 1;
+		s->first_sent_ns = l->now;
 		l->st.tx_data_frames++;
 	}
 	s->state = TX_INFLIGHT;
@@ -606,12 +608,42 @@ void tbp_rtt_sample(struct tbp_link *l, uint64_t rtt)
 	/* Queueing on busy rails makes the RTT jumpy; srtt/2 keeps spurious timeouts rare. */
 	var = 4 * l->rttvar > l->srtt / 2 ? 4 * l->rttvar : l->srtt / 2;
 	l->rto = l->srtt + (var > l->cfg.rto_min_ns ? var : l->cfg.rto_min_ns);
+	if (l->rto_floor && l->now - l->rto_floor_ns >= NS_PER_S) {
+		l->rto_floor /= 2;
+		l->rto_floor_ns = l->now;
+	}
+	if (l->rto < l->rto_floor)
+		l->rto = l->rto_floor;
 	if (l->rto > l->cfg.rto_max_ns)
 		l->rto = l->cfg.rto_max_ns;
 }
 
+/*
+ * The ack of a frame whose timer expired: the frame was late, not lost (a stalled receiver,
+ * a loaded host), if the ack came back sooner after the resend than half a round trip, or
+ * before the resend went out at all. The RTO must outlast such a delay next time.
+ */
+static void timeout_was_early(struct tbp_link *l, struct tbp_txslot *s, bool resent)
+{
+	uint64_t delay = l->now - s->first_sent_ns, floor = delay + delay / 4;
+
+	if (resent && !(l->srtt && l->now - s->sent_ns < l->srtt / 2))
+		return;
+	if (resent)
+		l->st.retx_spurious++;
+	if (floor > l->cfg.rto_max_ns)
+		floor = l->cfg.rto_max_ns;
+	if (floor > l->rto_floor)
+		l->rto_floor = floor;
+	l->rto_floor_ns = l->now;
+	if (l->rto < l->rto_floor)
+		l->rto = l->rto_floor;
+}
+
 static void slot_acked(struct tbp_link *l, struct tbp_txslot *s)
 {
+	if (s->timed_out && (s->state == TX_INFLIGHT || s->state == TX_QUEUED))
+		timeout_was_early(l, s, s->state == TX_INFLIGHT);
 	if (s->state == TX_INFLIGHT) {
 		struct tbp_rail *rl = &l->rails[s->rail];
 
@@ -777,6 +809,7 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 		}
 		/* Without any RTT sample yet (Karn), back the base timer off instead. */
 		l->st.retx_timeouts++;
+		s->timed_out = 1;
 		if (!l->srtt && l->rto < l->cfg.rto_max_ns)
 			l->rto = l->rto * 2 < l->cfg.rto_max_ns ? l->rto * 2 : l->cfg.rto_max_ns;
 		if (rl->inflight)
