@@ -6,7 +6,8 @@
 # CQ overflow (IBV_EVENT_CQ_ERR, QP to error), solicited notification, IBV_SEND_FENCE,
 # resize_cq, query_qp, a responder's remote access violation, a shared receive queue (limit
 # event, last-WQE event, resize), inline data, SEND with Invalidate of a fast-registration MR
-# (REG_MR/LOCAL_INV posted by the driver's test hook), 1,000 create/destroy cycles
+# (REG_MR/LOCAL_INV posted by the driver's test hook), a type 2 memory window (bound QP,
+# range, LOCAL_INV, no dereg while bound), 1,000 create/destroy cycles
 # without growth, and a link rebuild moving QPs to error - each checked for kernel warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
@@ -32,7 +33,7 @@ import pyverbs.enums as e
 from pyverbs.addr import GID, AHAttr, GlobalRoute
 from pyverbs.cq import CQ, CompChannel
 from pyverbs.device import Context
-from pyverbs.mr import MR
+from pyverbs.mr import MR, MW, MWBindInfo
 from pyverbs.pd import PD
 from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
@@ -728,6 +729,65 @@ def check_srq(chan):
     cq.close()
 
 
+def check_memory_windows(chan):
+    """A type 2 window over 4 KiB of an MR, bound to one QP (loopback pairs on this
+    device): a WRITE through it lands in the window; the same key through another QP of the
+    PD, or past the window's end, is a remote access error; the MR cannot be deregistered
+    while the window is bound; after LOCAL_INV the key opens nothing."""
+    cq = CQ(ctx, 256)
+    mr = MR(pd, 4 * 4096, ACCESS | e.IBV_ACCESS_MW_BIND)
+    src = MR(pd, 8192, ACCESS)
+    src.write(pattern(7, 8192), 8192, 0)
+
+    def pair():
+        a, b = make_qp(cq), make_qp(cq)
+        a.to_rts(rts_attr(b.qp_num, gid))
+        b.to_rts(rts_attr(a.qp_num, gid))
+        return a, b
+
+    def write_through(qp, rkey, offset, size=64):
+        qp.post_send(write_wr(src, size, mr.buf + 4096 + offset, rkey))
+        [wc] = wait_wc(cq)
+        return wc.status
+
+    def bind_window(qp):
+        mw = MW(pd, e.IBV_MW_TYPE_2)
+        bind = SendWR(opcode=e.IBV_WR_BIND_MW, send_flags=e.IBV_SEND_SIGNALED)
+        bind.set_bind_wr(mw, MWBindInfo(mr, mr.buf + 4096, 4096, e.IBV_ACCESS_REMOTE_WRITE))
+        qp.post_send(bind)
+        [wc] = wait_wc(cq)
+        assert wc.status == e.IBV_WC_SUCCESS, f"BIND_MW: status {wc.status}"
+        return mw, bind.rkey
+
+    (a1, a2), (b1, b2), (c1, c2) = pair(), pair(), pair()
+    mw, rkey = bind_window(a2)
+    other_mw, other_rkey = bind_window(c2)
+    assert write_through(a1, rkey, 0) == e.IBV_WC_SUCCESS
+    assert mr.read(64, 4096) == pattern(7, 64), "the WRITE did not land in the window"
+    assert write_through(b1, rkey, 0) == e.IBV_WC_REM_ACCESS_ERR, "another QP used the window"
+    assert write_through(c1, other_rkey, 4096 - 32) == e.IBV_WC_REM_ACCESS_ERR, \
+        "a WRITE ran past the window's end"
+    try:
+        mr.close()
+        raise AssertionError("an MR with a bound window was deregistered")
+    except PyverbsRDMAError:
+        pass
+    inv = SendWR(opcode=e.IBV_WR_LOCAL_INV, send_flags=e.IBV_SEND_SIGNALED)
+    inv.imm_data = rkey
+    a2.post_send(inv)
+    [wc] = wait_wc(cq)
+    assert wc.status == e.IBV_WC_SUCCESS, f"LOCAL_INV: status {wc.status}"
+    assert write_through(a1, rkey, 0) == e.IBV_WC_REM_ACCESS_ERR, "invalidated key still works"
+    for qp in (a1, a2, b1, b2, c1, c2):
+        qp.close()
+    mw.close()
+    other_mw.close()
+    mr.close()
+    src.close()
+    cq.close()
+    report("memory_windows", type=2, window=4096)
+
+
 def objects():
     with open(f"{CFS}/objects") as f:
         return dict((k, int(v)) for k, v in (line.split() for line in f))
@@ -813,7 +873,8 @@ def client():
     # Every check runs even after one failed, so a run shows each verdict.
     for check in (check_destroy_purges, check_cq_overflow, check_solicited, check_fence,
                   check_resize_cq, check_query_qp, check_responder_error, check_srq,
-                  check_inline, check_send_with_inv, check_no_leak, check_relink_errors_qps):
+                  check_inline, check_send_with_inv, check_memory_windows, check_no_leak,
+                  check_relink_errors_qps):
         if only and check.__name__ not in only.split(","):
             continue
         try:

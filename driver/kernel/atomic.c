@@ -93,7 +93,7 @@ struct ib_mr *tbrdma_rereg_user_mr(struct ib_mr *ibmr, int flags, u64 start, u64
 
 	if (flags & ~(IB_MR_REREG_PD | IB_MR_REREG_ACCESS))
 		return ERR_PTR(-EOPNOTSUPP);
-	if (!mr->umem)
+	if (!mr->umem || atomic_read(&mr->num_mw))
 		return ERR_PTR(-EINVAL);
 	/* Pages pinned read-only cannot become writable without pinning them again. */
 	if ((flags & IB_MR_REREG_ACCESS) && ib_access_writable(access) && !mr->umem->writable)

@@ -151,6 +151,8 @@ static int env_mr_check(void *ctx, uint32_t qpn, uint32_t rkey, uint64_t addr, u
 		return TBP_ERR_REMOTE_INVALID;
 	}
 	if (!mr || mr->is_dma || !qp || to_tpd(qp->ibqp.pd) != mr->pd ||
+	    /* a type 2 memory window serves the QP it is bound to only (mw.c) */
+	    (mr->window && mr->bound_qpn && mr->bound_qpn != qpn) ||
 	    ((access & TBP_ACCESS_REMOTE_WRITE) && !(mr->access & IB_ACCESS_REMOTE_WRITE)) ||
 	    ((access & TBP_ACCESS_REMOTE_READ) && !(mr->access & IB_ACCESS_REMOTE_READ)) ||
 	    ((access & TBP_ACCESS_REMOTE_ATOMIC) && !(mr->access & IB_ACCESS_REMOTE_ATOMIC)) ||

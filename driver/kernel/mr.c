@@ -126,18 +126,20 @@ void *tbrdma_fr_kaddr(const struct tbrdma_mr *mr, u64 iova, u32 *avail)
 }
 
 /*
- * rxe_invalidate_mr: the key must be the MR's current one and the MR a fast-registration
- * MR (a user MR cannot be invalidated); the MR becomes FREE. A remote invalidation also
- * requires the QP's PD (pd != NULL). Link lock held.
+ * rxe_invalidate_mr: the key must be the current one of a fast-registration MR (a user MR
+ * cannot be invalidated), which becomes FREE, or of a memory window (mw.c). A remote
+ * invalidation also requires the QP's PD. Link lock held.
  */
-int tbrdma_invalidate_key(struct tbrdma_dev *tdev, struct tbrdma_pd *pd, u32 key)
+int tbrdma_invalidate_key(struct tbrdma_qp *qp, u32 key, bool remote)
 {
-	struct tbrdma_mr *mr = xa_load(&tdev->mrs, tbrdma_key_index(key));
+	struct tbrdma_mr *mr = xa_load(&qp->tdev->mrs, tbrdma_key_index(key));
 
-	lockdep_assert_held(&tdev->lock);
-	if (!mr || !mr->fast || key != mr->rkey)
+	lockdep_assert_held(&qp->tdev->lock);
+	if (!mr || key != mr->rkey)
 		return -EINVAL;
-	if (pd && mr->pd != pd)
+	if (mr->window)
+		return tbrdma_invalidate_mw(mr, qp);
+	if (!mr->fast || (remote && &mr->pd->ibpd != qp->ibqp.pd))
 		return -EINVAL;
 	WRITE_ONCE(mr->state, TBRDMA_MR_FREE);
 	return 0;
@@ -155,7 +157,7 @@ int tbrdma_env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey)
 
 	if (!qp || qp->gsi || !qp->ibqp.pd)
 		return TBP_ERR_REMOTE_INVALID;
-	return tbrdma_invalidate_key(tdev, to_tpd(qp->ibqp.pd), rkey) ? TBP_ERR_REMOTE_INVALID : 0;
+	return tbrdma_invalidate_key(qp, rkey, true) ? TBP_ERR_REMOTE_INVALID : 0;
 }
 
 /* rxe_reg_fast_mr. Link lock held. */
@@ -200,8 +202,10 @@ void tbrdma_run_local_op(struct tbrdma_send_wqe *wqe)
 	lockdep_assert_held(&qp->tdev->lock);
 	if (wqe->opcode == IB_WR_REG_MR)
 		err = tbrdma_reg_fast_mr(qp, wqe);
+	else if (wqe->opcode == IB_WR_BIND_MW)
+		err = tbrdma_bind_mw(qp, wqe);
 	else
-		err = tbrdma_invalidate_key(qp->tdev, NULL, wqe->rkey);
+		err = tbrdma_invalidate_key(qp, wqe->rkey, false);
 	wqe->local_status = err ? IB_WC_LOC_QP_OP_ERR : IB_WC_SUCCESS;
 }
 
@@ -231,7 +235,8 @@ void tbrdma_complete_local_ops(struct tbrdma_qp *qp)
 		wc.wr_id = wqe->wr_id;
 		wc.status = wqe->local_status;
 		wc.qp = &qp->ibqp;
-		wc.opcode = wqe->opcode == IB_WR_REG_MR ? IB_WC_REG_MR : IB_WC_LOCAL_INV;
+		wc.opcode = wqe->opcode == IB_WR_REG_MR ? IB_WC_REG_MR :
+			    wqe->opcode == IB_WR_BIND_MW ? IB_WC_BIND_MW : IB_WC_LOCAL_INV;
 		if (wqe->signaled || wc.status != IB_WC_SUCCESS)
 			tbrdma_qp_complete(qp, true, &wc);
 		if (wc.status != IB_WC_SUCCESS)

@@ -605,8 +605,9 @@ int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr, bool us
 	case IB_WR_REG_MR:
 	case IB_WR_LOCAL_INV:
 		/*
-		 * Local operations of kernel ULPs (mr.c): no data, run in send queue order.
-		 * uverbs' POST_SEND never passes these opcodes from user space.
+		 * Local operations (mr.c): no data, run in send queue order. REG_MR comes from
+		 * kernel ULPs only; LOCAL_INV also from a user QP's mapped send queue (sq.c),
+		 * which never passes REG_MR.
 		 */
 		wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_ATOMIC);
 		if (!wqe)

@@ -4,7 +4,7 @@
  * process writes WRs into slots of a ring shared with the module and rings a doorbell (a
  * POST_SEND command without WRs); the module takes the slots in order, checks each as
  * uverbs' POST_SEND would, and queues it like any post. The ring also carries what that
- * command cannot express: ATOMIC_WRITE and FLUSH.
+ * command cannot express: ATOMIC_WRITE, FLUSH, BIND_MW and LOCAL_INV.
  *
  * The process may rewrite a slot while the module reads it: every field is read once, into
  * a copy on the stack, before it is checked or used; inline data is copied straight into
@@ -99,6 +99,32 @@ static int build_placement_op(struct tbrdma_qp *qp, const struct tbrdma_sq_slot 
 	return 0;
 }
 
+/* BIND_MW: runs in send queue order like the other local operations (mw.c). */
+static int build_bind(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *s,
+		      struct tbrdma_send_wqe **out)
+{
+	struct tbrdma_send_wqe *wqe;
+
+	if (s->send_flags & IB_SEND_INLINE)
+		return -EINVAL;
+	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_KERNEL);
+	if (!wqe)
+		return -ENOMEM;
+	wqe->qp = qp;
+	wqe->wr_id = s->wr_id;
+	wqe->opcode = IB_WR_BIND_MW;
+	wqe->signaled = qp->sq_sig_all || (s->send_flags & IB_SEND_SIGNALED);
+	wqe->fence = !!(s->send_flags & IB_SEND_FENCE);
+	wqe->bind.mw_rkey = s->ex;
+	wqe->bind.new_rkey = s->rkey;
+	wqe->bind.mr_lkey = s->bind_mr_lkey;
+	wqe->bind.access = s->bind_access;
+	wqe->bind.addr = s->remote_addr;
+	wqe->bind.length = s->length;
+	*out = wqe;
+	return 0;
+}
+
 /* The opcodes uverbs' POST_SEND takes for an RC or UC QP, with their kernel WR shapes. */
 static int build_from_slot(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *slot,
 			   struct tbrdma_send_wqe **out)
@@ -118,6 +144,9 @@ static int build_from_slot(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *sl
 	case TBRDMA_SQ_WR_ATOMIC_WRITE:
 	case TBRDMA_SQ_WR_FLUSH:
 		return build_placement_op(qp, &s, out);
+	case IB_UVERBS_WR_BIND_MW:
+		return build_bind(qp, &s, out);
+	case IB_UVERBS_WR_LOCAL_INV:	/* a memory window's key (mw.c) */
 	case IB_UVERBS_WR_SEND:
 	case IB_UVERBS_WR_SEND_WITH_IMM:
 	case IB_UVERBS_WR_SEND_WITH_INV:
@@ -134,7 +163,7 @@ static int build_from_slot(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *sl
 	wr->opcode = (enum ib_wr_opcode)s.opcode;
 	wr->send_flags = s.send_flags & (IB_SEND_FENCE | IB_SEND_SIGNALED | IB_SEND_SOLICITED |
 					 IB_SEND_INLINE);
-	if (s.opcode == IB_UVERBS_WR_SEND_WITH_INV)
+	if (s.opcode == IB_UVERBS_WR_SEND_WITH_INV || s.opcode == IB_UVERBS_WR_LOCAL_INV)
 		wr->ex.invalidate_rkey = s.ex;
 	else
 		wr->ex.imm_data = (__force __be32)s.ex;

@@ -96,6 +96,11 @@ struct tbrdma_pd {
 	struct ib_pd ibpd;
 };
 
+struct tbrdma_mw {
+	struct ib_mw ibmw;
+	struct tbrdma_mr *win;		/* its entry in the key table, freed after RCU */
+};
+
 /* Address handles (ah.c): everything a datagram header needs, copied at creation. */
 struct tbrdma_ah {
 	struct ib_ah ibah;
@@ -189,7 +194,7 @@ struct tbrdma_mr {
 	struct ib_umem *umem;
 	struct page **pages;
 	unsigned long npages;
-	unsigned int first_page_offset;
+	u64 first_page_offset;		/* of iova into pages[0] (a window: of its start) */
 	u64 iova;
 	u64 length;
 	int access;
@@ -201,6 +206,13 @@ struct tbrdma_mr {
 	u32 lkey, rkey;
 	u8 state;			/* enum tbrdma_mr_state */
 	bool fast;			/* IB_MR_TYPE_MEM_REG */
+	/* A memory window (mw.c): FREE until bound, then VALID over a range of `parent`,
+	 * whose pages it borrows; a type 2 window serves only bound_qpn. */
+	bool window;
+	u8 window_type;			/* enum ib_mw_type */
+	u32 bound_qpn;
+	struct tbrdma_mr *parent;
+	atomic_t num_mw;		/* windows bound to this MR: it stays registered */
 	/*
 	 * Fast registration: map_mr_sg fills fr_addrs (kernel addresses of fr_page_size pages,
 	 * the device uses virtual DMA) and fr_mapped; REG_MR freezes the layout the copy paths
@@ -272,6 +284,12 @@ struct tbrdma_send_wqe {
 	int reg_access;
 	enum ib_wc_status local_status;
 	u64 swap;
+	/* IB_WR_BIND_MW (mw.c) */
+	struct {
+		u32 mw_rkey, new_rkey, mr_lkey;
+		int access;
+		u64 addr, length;
+	} bind;
 	u32 core_flags;		/* TBP_WR_FLUSH_*: a FLUSH's placement types and level */
 	u32 num_sge;
 	u32 total_len;		/* FLUSH: bytes of the range */
@@ -512,6 +530,16 @@ int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
 
+/* mw.c */
+static inline struct tbrdma_mw *to_tmw(struct ib_mw *mw)
+{
+	return container_of(mw, struct tbrdma_mw, ibmw);
+}
+int tbrdma_alloc_mw(struct ib_mw *ibmw, struct ib_udata *udata);
+int tbrdma_dealloc_mw(struct ib_mw *ibmw);
+int tbrdma_bind_mw(struct tbrdma_qp *qp, const struct tbrdma_send_wqe *wqe);
+int tbrdma_invalidate_mw(struct tbrdma_mr *win, struct tbrdma_qp *qp);
+
 /* sq.c */
 int tbrdma_sq_ring_create(struct tbrdma_qp *qp, enum ib_qp_type type, struct ib_udata *udata);
 void tbrdma_sq_ring_destroy(struct tbrdma_qp *qp);
@@ -589,10 +617,10 @@ int tbrdma_map_mr_sg(struct ib_mr *ibmr, struct scatterlist *sg, int sg_nents,
 		     unsigned int *sg_offset);
 void tbrdma_free_fast_mr(struct tbrdma_mr *mr);
 void *tbrdma_fr_kaddr(const struct tbrdma_mr *mr, u64 iova, u32 *avail);
-int tbrdma_invalidate_key(struct tbrdma_dev *tdev, struct tbrdma_pd *pd, u32 key);
+int tbrdma_invalidate_key(struct tbrdma_qp *qp, u32 key, bool remote);
 static inline bool tbrdma_wr_is_local(enum ib_wr_opcode op)
 {
-	return op == IB_WR_REG_MR || op == IB_WR_LOCAL_INV;
+	return op == IB_WR_REG_MR || op == IB_WR_LOCAL_INV || op == IB_WR_BIND_MW;
 }
 void tbrdma_run_local_op(struct tbrdma_send_wqe *wqe);
 int tbrdma_env_invalidate(void *ctx, uint32_t qpn, uint32_t rkey);

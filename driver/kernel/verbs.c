@@ -32,6 +32,7 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
 				 IB_DEVICE_CHANGE_PHY_PORT | IB_DEVICE_SRQ_RESIZE |
 				 IB_DEVICE_MEM_MGT_EXTENSIONS |	/* mr.c */
+				 IB_DEVICE_MEM_WINDOW | IB_DEVICE_MEM_WINDOW_TYPE_2B |	/* mw.c */
 				 TBRDMA_DEVICE_FLUSH_ATOMIC_WRITE;	/* sq.c */
 	attr->max_fast_reg_page_list_len = TBRDMA_MAX_FR_PAGES;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
@@ -41,6 +42,7 @@ static int tbrdma_query_device(struct ib_device *ibdev, struct ib_device_attr *a
 	attr->max_cq = TBRDMA_MAX_CQ;
 	attr->max_cqe = TBRDMA_MAX_CQE;
 	attr->max_mr = TBRDMA_MAX_MR;
+	attr->max_mw = TBRDMA_MAX_MR;	/* windows count as MRs (mw.c) */
 	attr->max_pd = TBRDMA_MAX_PD;
 	attr->max_srq = TBRDMA_MAX_SRQ;
 	attr->max_srq_wr = TBRDMA_MAX_SRQ_WR;
@@ -398,6 +400,9 @@ static int tbrdma_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 {
 	struct tbrdma_mr *mr = to_tmr(ibmr);
 
+	/* Bound memory windows use its pages (rxe_dereg_mr: -EINVAL). */
+	if (atomic_read(&mr->num_mw))
+		return -EINVAL;
 	/* After this no core callback can reach the pages; a post may still be checking. */
 	tbrdma_release_keys(to_tdev(ibmr->device), mr);
 	if (mr->fast)
@@ -550,6 +555,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 
 	.alloc_hw_port_stats = tbrdma_alloc_hw_port_stats,
 	.alloc_mr = tbrdma_alloc_mr,
+	.alloc_mw = tbrdma_alloc_mw,
 	.alloc_pd = tbrdma_alloc_pd,
 	.alloc_ucontext = tbrdma_alloc_ucontext,
 	.attach_mcast = tbrdma_attach_mcast,
@@ -559,6 +565,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 	.create_qp = tbrdma_create_qp,
 	.create_srq = tbrdma_create_srq,
 	.dealloc_driver = tbrdma_dealloc_driver,
+	.dealloc_mw = tbrdma_dealloc_mw,
 	.dealloc_pd = tbrdma_dealloc_pd,
 	.dealloc_ucontext = tbrdma_dealloc_ucontext,
 	.dereg_mr = tbrdma_dereg_mr,
@@ -593,6 +600,7 @@ const struct ib_device_ops tbrdma_dev_ops = {
 
 	INIT_RDMA_OBJ_SIZE(ib_ah, tbrdma_ah, ibah),
 	INIT_RDMA_OBJ_SIZE(ib_cq, tbrdma_cq, ibcq),
+	INIT_RDMA_OBJ_SIZE(ib_mw, tbrdma_mw, ibmw),
 	INIT_RDMA_OBJ_SIZE(ib_pd, tbrdma_pd, ibpd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, tbrdma_qp, ibqp),
 	INIT_RDMA_OBJ_SIZE(ib_srq, tbrdma_srq, ibsrq),

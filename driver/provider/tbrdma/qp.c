@@ -72,18 +72,20 @@ struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 
 enum {
 	/*
-	 * What the kernel executes: no memory windows or local invalidation yet; RDMA READ,
-	 * the 8-byte atomics, ATOMIC_WRITE and FLUSH on RC only (the last two through the
-	 * mapped send queue); SENDs on UD (addressed with wr_set_ud_addr).
+	 * What the kernel executes: RDMA READ, the 8-byte atomics, ATOMIC_WRITE and FLUSH on
+	 * RC only; memory window binds and invalidation on RC and UC (type 2 windows: RC); the
+	 * last four only through the mapped send queue. SENDs on UD (wr_set_ud_addr).
 	 */
 	TBRDMA_RC_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |
 			     IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_SEND_WITH_INV |
-			     IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_FLUSH,
+			     IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_FLUSH |
+			     IBV_QP_EX_WITH_BIND_MW | IBV_QP_EX_WITH_LOCAL_INV,
 	TBRDMA_UC_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |
 			     IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
-			     IBV_QP_EX_WITH_SEND_WITH_INV,
+			     IBV_QP_EX_WITH_SEND_WITH_INV | IBV_QP_EX_WITH_BIND_MW |
+			     IBV_QP_EX_WITH_LOCAL_INV,
 	TBRDMA_UD_SEND_OPS = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM,
 	TBRDMA_QP_COMP_MASK = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_CREATE_FLAGS |
 			      IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,

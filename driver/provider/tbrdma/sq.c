@@ -5,8 +5,8 @@
  * the doorbell: a POST_SEND command without WRs, one system call per post however many WRs
  * it carries, as with rxe. The module takes the slots in order and stops at the first one it
  * refuses; its consumer index then names that WR, which becomes bad_wr, and the slots from
- * it on are taken back. The ring also carries ATOMIC_WRITE and FLUSH, which the POST_SEND
- * command cannot express.
+ * it on are taken back. The ring also carries what the POST_SEND command cannot express:
+ * ATOMIC_WRITE, FLUSH, BIND_MW and LOCAL_INV.
  */
 #include <config.h>
 
@@ -77,9 +77,17 @@ static void put_common(struct tbrdma_sq_slot *s, const struct ibv_send_wr *wr)
 	s->wr_id = wr->wr_id;
 	s->opcode = wr->opcode;
 	s->send_flags = wr->send_flags;
-	s->ex = wr->opcode == IBV_WR_SEND_WITH_INV ? wr->invalidate_rkey :
-		(uint32_t)wr->imm_data;
+	s->ex = wr->opcode == IBV_WR_SEND_WITH_INV || wr->opcode == IBV_WR_LOCAL_INV ?
+		wr->invalidate_rkey : (uint32_t)wr->imm_data;
 	switch (wr->opcode) {
+	case IBV_WR_BIND_MW:
+		s->ex = wr->bind_mw.mw ? wr->bind_mw.mw->rkey : 0;
+		s->rkey = wr->bind_mw.rkey;
+		s->remote_addr = wr->bind_mw.bind_info.addr;
+		s->length = wr->bind_mw.bind_info.length;
+		s->bind_mr_lkey = wr->bind_mw.bind_info.mr ? wr->bind_mw.bind_info.mr->lkey : 0;
+		s->bind_access = wr->bind_mw.bind_info.mw_access_flags;
+		break;
 	case IBV_WR_ATOMIC_CMP_AND_SWP:
 	case IBV_WR_ATOMIC_FETCH_AND_ADD:
 	case IBV_WR_ATOMIC_WRITE:
@@ -135,6 +143,8 @@ static int put_list_wr(struct tbrdma_qp *qp, struct tbrdma_sq_slot *s,
 	if (wr->opcode == IBV_WR_ATOMIC_WRITE || wr->opcode == IBV_WR_FLUSH)
 		return EINVAL;
 	put_common(s, wr);
+	if (wr->opcode == IBV_WR_BIND_MW || wr->opcode == IBV_WR_LOCAL_INV)
+		return 0;
 	if (wr->send_flags & IBV_SEND_INLINE)
 		return put_inline(qp, s, wr->sg_list, wr->num_sge);
 	return put_sges(qp, s, wr->sg_list, wr->num_sge);

@@ -82,10 +82,13 @@ struct tbrdma_sq_slot {
 	__aligned_u64 remote_addr;
 	__aligned_u64 compare_add;	/* ATOMIC_*: compare or add; ATOMIC_WRITE: the 8 bytes */
 	__aligned_u64 swap;
-	__aligned_u64 length;		/* FLUSH: bytes of the range */
+	__aligned_u64 length;		/* FLUSH: bytes of the range; BIND_MW: of the window */
+	__u32 bind_mr_lkey;		/* BIND_MW (remote_addr: start; rkey: the new key;
+					 * ex: the window's current key) */
+	__u32 bind_access;		/* BIND_MW: IBV_ACCESS_REMOTE_* of the window */
 	__u8 flush_type;		/* FLUSH: IBV_FLUSH_GLOBAL | IBV_FLUSH_PERSISTENT */
 	__u8 flush_level;		/* FLUSH: IBV_FLUSH_RANGE or IBV_FLUSH_MR */
-	__u8 reserved[62];
+	__u8 reserved[54];
 	union {
 		struct tbrdma_sq_sge sge[TBRDMA_SQ_MAX_SGE];
 		__u8 inline_data[TBRDMA_SQ_MAX_INLINE];

@@ -163,6 +163,55 @@ static int tbrdma_destroy_srq(struct ibv_srq *srq)
 	return ret;
 }
 
+/* Memory windows: the kernel keeps them; binding is a BIND_MW WR on the QP (sq.c). */
+static struct ibv_mw *tbrdma_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type)
+{
+	struct ib_uverbs_alloc_mw_resp resp = {};
+	struct ibv_alloc_mw cmd = {};
+	struct ibv_mw *mw = calloc(1, sizeof(*mw));
+
+	if (!mw)
+		return NULL;
+	if (ibv_cmd_alloc_mw(pd, type, mw, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		free(mw);
+		return NULL;
+	}
+	return mw;
+}
+
+static int tbrdma_dealloc_mw(struct ibv_mw *mw)
+{
+	int ret = ibv_cmd_dealloc_mw(mw);
+
+	if (!ret)
+		free(mw);
+	return ret;
+}
+
+/*
+ * ibv_bind_mw (type 1): a BIND_MW WR with the window's next key (rxe does the same); the
+ * window carries that key from now on, and a consumer whose bind completes in error undoes
+ * it, as the verbs API says.
+ */
+static int tbrdma_bind_mw(struct ibv_qp *qp, struct ibv_mw *mw, struct ibv_mw_bind *mw_bind)
+{
+	struct ibv_send_wr wr = {}, *bad;
+	int ret;
+
+	if (mw_bind->bind_info.mw_access_flags & IBV_ACCESS_ZERO_BASED)
+		return EINVAL;
+	wr.wr_id = mw_bind->wr_id;
+	wr.opcode = IBV_WR_BIND_MW;
+	wr.send_flags = mw_bind->send_flags;
+	wr.bind_mw.mw = mw;
+	wr.bind_mw.rkey = ibv_inc_rkey(mw->rkey);
+	wr.bind_mw.bind_info = mw_bind->bind_info;
+	ret = tbrdma_post_send(qp, &wr, &bad);
+	if (!ret)
+		mw->rkey = wr.bind_mw.rkey;
+	return ret;
+}
+
 static const struct verbs_context_ops tbrdma_ctx_ops;
 
 static void tbrdma_free_context(struct ibv_context *ibctx)
@@ -176,7 +225,10 @@ static void tbrdma_free_context(struct ibv_context *ibctx)
 static const struct verbs_context_ops tbrdma_ctx_ops = {
 	.query_device_ex = tbrdma_query_device,
 	.query_port = tbrdma_query_port,
+	.alloc_mw = tbrdma_alloc_mw,
 	.alloc_pd = tbrdma_alloc_pd,
+	.bind_mw = tbrdma_bind_mw,
+	.dealloc_mw = tbrdma_dealloc_mw,
 	.attach_mcast = ibv_cmd_attach_mcast,
 	.dealloc_pd = tbrdma_dealloc_pd,
 	.detach_mcast = ibv_cmd_detach_mcast,

@@ -147,6 +147,26 @@ static void wr_atomic_cmp_swp(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t re
 		set_atomic(wr, rkey, remote_addr, compare, swap);
 }
 
+static void wr_bind_mw(struct ibv_qp_ex *ibqp, struct ibv_mw *mw, uint32_t rkey,
+		       const struct ibv_mw_bind_info *bind_info)
+{
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_BIND_MW);
+
+	if (!wr)
+		return;
+	wr->bind_mw.mw = mw;
+	wr->bind_mw.rkey = rkey;
+	wr->bind_mw.bind_info = *bind_info;
+}
+
+static void wr_local_inv(struct ibv_qp_ex *ibqp, uint32_t invalidate_rkey)
+{
+	struct ibv_send_wr *wr = new_wr(ibqp, IBV_WR_LOCAL_INV);
+
+	if (wr)
+		wr->invalidate_rkey = invalidate_rkey;
+}
+
 /* The 8 bytes are taken now, as the API promises; they travel in the atomic's operand. */
 static void wr_atomic_write(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
 			    const void *atomic_wr)
@@ -380,6 +400,10 @@ void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags)
 		q->wr_atomic_cmp_swp = wr_atomic_cmp_swp;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
 		q->wr_atomic_fetch_add = wr_atomic_fetch_add;
+	if (send_ops_flags & IBV_QP_EX_WITH_BIND_MW)
+		q->wr_bind_mw = wr_bind_mw;
+	if (send_ops_flags & IBV_QP_EX_WITH_LOCAL_INV)
+		q->wr_local_inv = wr_local_inv;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_WRITE)
 		q->wr_atomic_write = wr_atomic_write;
 	if (send_ops_flags & IBV_QP_EX_WITH_FLUSH)
