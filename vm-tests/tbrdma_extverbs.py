@@ -5,10 +5,12 @@
 # API (one WR per region and several in one), inline data through wr_set_inline_data(_list)
 # copied at the setter, wr_abort posting nothing; every completion on both sides polled with
 # start_poll/next_poll/end_poll and checked field by field; data byte-exact. Refused: a
-# completion timestamp, IGNORE_OVERRUN, the bind_mw send op, READ on UC, inline past
+# completion timestamp, IGNORE_OVERRUN, bind_mw on UD, READ on UC, inline past
 # max_inline_data and too many SGEs, each with its errno and nothing posted; a post whose
 # num_sge would have libibverbs overflow its stack is EINVAL, not a crash. The send_inv send
-# op is accepted on RC and UC (SEND with Invalidate: tbrdma_semantics.py's send_with_inv).
+# op is accepted on RC and UC (SEND with Invalidate: tbrdma_semantics.py's send_with_inv),
+# bind_mw, local_inv, atomic_write and flush on RC (the mapped send queue; windows:
+# tbrdma_semantics.py's memory_windows, rdma-core's suite).
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
 import secrets
@@ -232,13 +234,17 @@ def refusals():
                             flags=e.IBV_CREATE_CQ_ATTR_IGNORE_OVERRUN))
     cq = make_cq()
     # (atomics are supported on RC: tbrdma_atomics.py)
-    for name, ops, qpt in (("bind_mw", e.IBV_QP_EX_WITH_BIND_MW, e.IBV_QPT_RC),
+    for name, ops, qpt in (("bind_mw on UD", e.IBV_QP_EX_WITH_BIND_MW, e.IBV_QPT_UD),
                            ("READ on UC", e.IBV_QP_EX_WITH_RDMA_READ, e.IBV_QPT_UC)):
         refused(f"qp send op {name}", errno.EOPNOTSUPP,
                 lambda ops=ops, qpt=qpt: make_qp(cq, e.IBV_QP_EX_WITH_SEND | ops, qpt))
     for qpt in (e.IBV_QPT_RC, e.IBV_QPT_UC):
         make_qp(cq, e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_SEND_WITH_INV, qpt).close()
         print(json.dumps({"accepted": f"qp send op send_with_inv on {qpt}"}), flush=True)
+    make_qp(cq, e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_BIND_MW | e.IBV_QP_EX_WITH_LOCAL_INV
+            | e.IBV_QP_EX_WITH_ATOMIC_WRITE | e.IBV_QP_EX_WITH_FLUSH, e.IBV_QPT_RC).close()
+    print(json.dumps({"accepted": "qp send ops bind_mw local_inv atomic_write flush on RC"}),
+          flush=True)
     # the UC QP the refused op was asked of exists without it
     make_qp(cq, OPS & ~e.IBV_QP_EX_WITH_RDMA_READ, e.IBV_QPT_UC).close()
     cq.close()
