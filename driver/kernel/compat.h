@@ -15,7 +15,7 @@
 #define TBRDMA_CREATE_CQ_UDATA (attrs ? &attrs->driver_udata : NULL)
 #else
 #define TBRDMA_CREATE_CQ_LAST_ARG struct ib_udata *udata
-#define TBRDMA_CREATE_CQ_UDATA udata
+#define TBRDMA_CREATE_CQ_UDATA udata	/* the argument's name above */
 #endif
 
 /*

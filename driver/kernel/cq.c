@@ -42,7 +42,7 @@ static int map_ring(struct tbrdma_uqueue *uq, struct ib_udata *udata, u32 cqe)
 int tbrdma_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
 		     TBRDMA_CREATE_CQ_LAST_ARG)
 {
-	struct ib_udata *udata = TBRDMA_CREATE_CQ_UDATA;
+	struct ib_udata *drv_udata = TBRDMA_CREATE_CQ_UDATA;
 	struct tbrdma_dev *tdev = to_tdev(ibcq->device);
 	struct tbrdma_cq *cq = to_tcq(ibcq);
 	int err;
@@ -56,8 +56,8 @@ int tbrdma_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
 	}
 	spin_lock_init(&cq->lock);
 	cq->capacity = attr->cqe;
-	if (wants_map(udata)) {
-		err = map_ring(&cq->uq, udata, cq->capacity);
+	if (wants_map(drv_udata)) {
+		err = map_ring(&cq->uq, drv_udata, cq->capacity);
 	} else {
 		cq->queue = kvcalloc(cq->capacity, sizeof(*cq->queue), GFP_KERNEL_ACCOUNT);
 		err = cq->queue ? 0 : -ENOMEM;

@@ -404,7 +404,8 @@ static void env_send_done(void *ctx, uint32_t qpn, uint64_t wr_id, uint32_t stat
 	wc.wr_id = wqe->wr_id;
 	wc.status = wc_status_of(status);
 	wc.qp = &qp->ibqp;
-	switch (wqe->opcode) {
+	/* int: before 6.2 the enum lacks ATOMIC_WRITE and FLUSH (compat.h) */
+	switch ((int)wqe->opcode) {
 	case IB_WR_RDMA_READ:
 		wc.opcode = IB_WC_RDMA_READ;
 		wc.byte_len = wqe->total_len;
