@@ -504,7 +504,7 @@ assert outs["a_rc"] == "0" and outs["b_rc"] == "0", outs
 refused = [json.loads(line)["refused"] for line in outs["a"].splitlines()
            if line.startswith('{"refused"')]
 assert len(refused) == 9, refused
-assert sum(1 for line in outs["a"].splitlines() if line.startswith('{"accepted"')) == 2, outs["a"]
+assert sum(1 for line in outs["a"].splitlines() if line.startswith('{"accepted"')) == 3, outs["a"]
 assert sum(1 for line in outs["a"].splitlines() if line.startswith('{"size"')) == 5, outs["a"]
 for m in (a, b):
     check_kernel_log(m)
