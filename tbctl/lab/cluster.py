@@ -290,6 +290,13 @@ def write_seed(state: LabState, node: Node) -> Path:
 # ---- QEMU ---------------------------------------------------------------------------------
 
 
+def guest_kernel_args() -> str:
+    """Extra guest kernel arguments for debugging a lab (e.g. slub_debug=FZPU to catch a
+    slab corruption where it happens, not where it crashes): `TBCTL_LAB_KERNEL_ARGS`."""
+    extra = os.environ.get("TBCTL_LAB_KERNEL_ARGS", "").strip()
+    return f" {extra}" if extra else ""
+
+
 def qemu_command(state: LabState, node: Node) -> list[str]:
     ndir = node_dir(state, node)
     image = state.image
@@ -300,7 +307,7 @@ def qemu_command(state: LabState, node: Node) -> list[str]:
         "-m", str(NODE_MEMORY_MIB), "-nodefaults", "-display", "none",
         "-kernel", image["kernel"], "-initrd", image["initrd"],
         "-append", f"root=/dev/vda rw console=ttyS0 systemd.hostname={node.hostname} "
-                   "panic=-1 mitigations=off quiet",
+                   f"panic=-1 mitigations=off quiet{guest_kernel_args()}",
         "-drive", f"file={ndir / 'root.qcow2'},if=virtio,format=qcow2,cache=unsafe",
         "-drive", f"file={ndir / 'seed.tar'},if=virtio,format=raw,readonly=on",
         "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22",

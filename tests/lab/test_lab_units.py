@@ -99,6 +99,17 @@ def test_qemu_command_uses_restricted_user_net_and_datagram_cables(tmp_path: Pat
     assert "-accel tcg" in cmd and "-smp 1" in cmd
 
 
+def test_qemu_command_appends_debug_kernel_args(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    state = cluster.plan(tmp_path, 2, 1, fake_image(tmp_path), "tcg")
+    monkeypatch.setenv("TBCTL_LAB_KERNEL_ARGS", " slub_debug=FZPU ")
+    cmd = cluster.qemu_command(state, state.nodes[0])
+    assert cmd[cmd.index("-append") + 1].endswith("mitigations=off quiet slub_debug=FZPU")
+    monkeypatch.delenv("TBCTL_LAB_KERNEL_ARGS")
+    cmd = cluster.qemu_command(state, state.nodes[0])
+    assert cmd[cmd.index("-append") + 1].endswith("mitigations=off quiet")
+
+
 def test_host_mirror_from_deb822_and_one_line(tmp_path: Path) -> None:
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
