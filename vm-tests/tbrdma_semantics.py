@@ -7,7 +7,9 @@
 # resize_cq, query_qp, a responder's remote access violation, a shared receive queue (limit
 # event, last-WQE event, resize), inline data, SEND with Invalidate of a fast-registration MR
 # (REG_MR/LOCAL_INV posted by the driver's test hook), a type 2 memory window (bound QP,
-# range, LOCAL_INV, no dereg while bound), 1,000 create/destroy cycles
+# range, LOCAL_INV, no dereg while bound), mapped queues (receive posts and polls without a
+# command, one doorbell per send post, a full receive queue, receives posted in error
+# flushed), 1,000 create/destroy cycles
 # without growth, and a link rebuild moving QPs to error - each checked for kernel warnings.
 # Globals (NixOS test driver subset): start_all, a, b.
 import json
@@ -788,6 +790,63 @@ def check_memory_windows(chan):
     report("memory_windows", type=2, window=4096)
 
 
+def write_commands():
+    """write() calls of this process so far: every uverbs command is one."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    raise SystemExit("no syscw line in /proc/self/io")
+
+
+def check_mapped_queues(chan):
+    """Receive posts go into the mapped receive queue and polls read the mapped CQ, neither
+    enters the kernel; a send post is one doorbell; a full receive queue refuses the next
+    post (ENOMEM); receives posted while the QP is in error complete as flushed."""
+    cq = CQ(ctx, 256)
+    qp = make_qp(cq, recv_wr=64)
+    mr = MR(pd, MIB, ACCESS)
+    peer = connect_qp(chan, qp)
+    qp.to_rts(rts_attr(peer["qpn"], peer["gid"]))
+    before = write_commands()
+    for i in range(64):
+        qp.post_recv(RecvWR(wr_id=i, num_sge=1, sg=[SGE(mr.buf, 64, mr.lkey)]))
+    for _ in range(100):
+        cq.poll(1)
+    recv_writes = write_commands() - before
+    assert recv_writes == 0, f"64 receive posts and 100 polls made {recv_writes} commands"
+    try:
+        qp.post_recv(RecvWR(wr_id=64, num_sge=1, sg=[SGE(mr.buf, 64, mr.lkey)]))
+        raise AssertionError("a 65th receive on a full 64-entry receive queue was accepted")
+    except PyverbsRDMAError as err:
+        assert err.error_code == 12, f"full receive queue: errno {err.error_code}, not ENOMEM"
+    before = write_commands()
+    for i in range(8):
+        qp.post_send(write_wr(mr, 64, peer["addr"], peer["rkey"], wr_id=i))
+    send_writes = write_commands() - before
+    assert send_writes == 8, f"8 send posts made {send_writes} commands, not one doorbell each"
+    wait_wc(cq, 8)
+    attr = QPAttr()
+    attr.qp_state = e.IBV_QPS_ERR
+    qp.modify(attr, e.IBV_QP_STATE)
+    flushed = wait_wc(cq, 64)
+    assert sorted((wc.wr_id, wc.status) for wc in flushed) == [
+        (i, e.IBV_WC_WR_FLUSH_ERR) for i in range(64)], "the 64 receives were not all flushed"
+    for i in range(3):
+        qp.post_recv(RecvWR(wr_id=1000 + i, num_sge=1, sg=[SGE(mr.buf, 64, mr.lkey)]))
+    late = wait_wc(cq, 3, timeout=10)
+    assert [(wc.wr_id, wc.status) for wc in late] == [
+        (1000 + i, e.IBV_WC_WR_FLUSH_ERR) for i in range(3)], \
+        f"receives posted in error: {[(wc.wr_id, wc.status) for wc in late]}"
+    report("mapped_queues", recv_commands=recv_writes, send_commands=send_writes,
+           flushed=len(flushed), flushed_after_error=len(late))
+    qp.close()
+    chan.send({"op": "close", "qpn": peer["qpn"]})
+    chan.recv()
+    mr.close()
+    cq.close()
+
+
 def objects():
     with open(f"{CFS}/objects") as f:
         return dict((k, int(v)) for k, v in (line.split() for line in f))
@@ -873,7 +932,8 @@ def client():
     # Every check runs even after one failed, so a run shows each verdict.
     for check in (check_destroy_purges, check_cq_overflow, check_solicited, check_fence,
                   check_resize_cq, check_query_qp, check_responder_error, check_srq,
-                  check_inline, check_send_with_inv, check_memory_windows, check_no_leak,
+                  check_inline, check_send_with_inv, check_memory_windows,
+                  check_mapped_queues, check_no_leak,
                   check_relink_errors_qps):
         if only and check.__name__ not in only.split(","):
             continue

@@ -210,6 +210,7 @@ void tbrdma_rq_complete(struct tbrdma_qp *qp, struct tbrdma_recv_wqe *wqe,
 		old->generation++;
 		qp->rq_head++;
 	}
+	tbrdma_rq_ring_retired(qp);
 }
 
 /* A datagram slot (UD channel or QP1) of `max` bytes; NULL: the slot was taken back. */
@@ -308,9 +309,7 @@ static int env_recv_claim(void *ctx, uint32_t qpn, uint64_t *handle, uint32_t *c
 	if (qp->gsi)
 		return tbrdma_gsi_slot_claim(qp, handle, capacity);
 	spin_lock_irqsave(&qp->rq_lock, flags);
-	if (qp->rq_claim == qp->rq_tail && qp->srq)
-		tbrdma_srq_refill(qp);
-	if (qp->rq_claim != qp->rq_tail) {
+	if (tbrdma_rq_refill(qp)) {
 		slot = qp->rq_claim % qp->rq_capacity;
 		wqe = &qp->rq[slot];
 		qp->rq_claim++;
@@ -488,7 +487,7 @@ static void env_recv_done(void *ctx, const struct tbp_recv_completion *c)
 		wqe = recv_wqe_of(tdev, c->recv_handle, &owner);
 		if (owner != qp)
 			wqe = NULL;
-	} else if (qp->rq_claim != qp->rq_tail || (qp->srq && tbrdma_srq_refill(qp))) {
+	} else if (tbrdma_rq_refill(qp)) {
 		/* WRITE_WITH_IMM consumes the next posted receive without the core claiming it. */
 		wqe = &qp->rq[qp->rq_claim % qp->rq_capacity];
 		qp->rq_claim++;

@@ -46,6 +46,19 @@ void tbrdma_free_send_wqe(struct tbrdma_dev *tdev, struct tbrdma_send_wqe *wqe)
 	kfree(wqe);
 }
 
+/* Where the mapped queues are (an empty map: that queue posts by command). */
+static int answer_maps(struct tbrdma_qp *qp, struct ib_udata *udata)
+{
+	struct tbrdma_qp_resp resp = {
+		.sq = qp->sq_ring.map,
+		.rq = qp->rq_ring.map,
+	};
+
+	if (!udata || udata->outlen < sizeof(resp))
+		return 0;
+	return ib_copy_to_udata(udata, &resp, sizeof(resp));
+}
+
 int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 		     struct ib_udata *udata)
 {
@@ -106,12 +119,19 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 		qp->max_recv_wr = 0;
 		qp->max_recv_sge = 0;
 	}
+	if (tbrdma_rq_ring_wanted(qp, init->qp_type, udata)) {
+		err = tbrdma_rq_ring_create(qp, udata);
+		if (err)
+			goto err_count;
+	}
 	qp->rq = kvcalloc(qp->rq_capacity, sizeof(*qp->rq), GFP_KERNEL_ACCOUNT);
 	if (!qp->rq) {
 		err = -ENOMEM;
-		goto err_count;
+		goto err_rq;
 	}
 	err = tbrdma_sq_ring_create(qp, init->qp_type, udata);
+	if (!err)
+		err = answer_maps(qp, udata);
 	if (err)
 		goto err_rq;
 
@@ -146,6 +166,7 @@ int tbrdma_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init,
 
 err_rq:
 	tbrdma_sq_ring_destroy(qp);
+	tbrdma_rq_ring_destroy(qp);
 	kvfree(qp->rq);
 err_count:
 	atomic_dec(&tdev->n_qp);
@@ -161,6 +182,9 @@ static void flush_recvs_locked(struct tbrdma_qp *qp)
 		.qp = &qp->ibqp,
 	};
 
+	/* What the process posted into a mapped ring is flushed too. */
+	if (qp->rq_ring.entry)
+		tbrdma_rq_ring_pull(qp);
 	while (qp->rq_head != qp->rq_tail) {
 		struct tbrdma_recv_wqe *wqe = &qp->rq[qp->rq_head % qp->rq_capacity];
 
@@ -174,6 +198,7 @@ static void flush_recvs_locked(struct tbrdma_qp *qp)
 		qp->rq_head++;
 	}
 	qp->rq_claim = qp->rq_head;
+	tbrdma_rq_ring_retired(qp);
 }
 
 static void tbrdma_flush_recvs(struct tbrdma_qp *qp)
@@ -229,6 +254,7 @@ void tbrdma_qp_to_error(struct tbrdma_qp *qp, bool fatal)
 	/* Set before flushing: a post that sees ERR flushes its own WR (sq/rq lock order). */
 	WRITE_ONCE(qp->state, IB_QPS_ERR);
 	qp->attr.qp_state = IB_QPS_ERR;
+	tbrdma_rq_ring_set_error(qp, true);
 	tbrdma_link_cancel_qp(qp);
 	tbrdma_flush_sends(qp);
 	tbrdma_flush_recvs(qp);
@@ -367,6 +393,7 @@ int tbrdma_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 			tbrdma_qp_discard(qp);
 			qp->discard = false;
 			WRITE_ONCE(qp->state, IB_QPS_RESET);
+			tbrdma_rq_ring_set_error(qp, false);
 			break;
 		case IB_QPS_ERR:
 			tbrdma_qp_to_error(qp, false);
@@ -442,6 +469,7 @@ int tbrdma_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	if (qp->gsi)
 		tbrdma_gsi_destroy(qp);
 	tbrdma_sq_ring_destroy(qp);
+	tbrdma_rq_ring_destroy(qp);
 	kvfree(qp->rq);
 	mutex_destroy(&qp->state_mutex);
 	atomic_dec(&tdev->n_qp);
@@ -731,10 +759,21 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 
 	if (qp->gsi)
 		return tbrdma_gsi_post_recv(qp, wr, bad_wr);
-	/* Receives for a QP attached to an SRQ are posted to the SRQ (IBA 11.4.1.2, rxe). */
-	if (qp->srq) {
+	/*
+	 * Receives for a QP attached to an SRQ are posted to the SRQ (IBA 11.4.1.2, rxe); a QP
+	 * with a mapped receive queue posts into it, and a command without WRs is its doorbell
+	 * in the error state (rq.c): the new receives are flushed.
+	 */
+	if (qp->srq || (wr && qp->rq_ring.entry)) {
 		*bad_wr = wr;
 		return -EINVAL;
+	}
+	if (!wr) {
+		spin_lock_irqsave(&qp->rq_lock, flags);
+		if (qp->rq_ring.entry && READ_ONCE(qp->state) == IB_QPS_ERR)
+			flush_recvs_locked(qp);
+		spin_unlock_irqrestore(&qp->rq_lock, flags);
+		return 0;
 	}
 	spin_lock_irqsave(&qp->rq_lock, flags);
 	if (READ_ONCE(qp->state) == IB_QPS_RESET) {

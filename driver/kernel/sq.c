@@ -23,27 +23,13 @@ static bool wants_ring(enum ib_qp_type type, struct ib_udata *udata)
 
 int tbrdma_sq_ring_create(struct tbrdma_qp *qp, enum ib_qp_type type, struct ib_udata *udata)
 {
-	struct tbrdma_qp_resp resp = {};
-	int err;
-
 	BUILD_BUG_ON(sizeof(struct tbrdma_sq_slot) != 512);
 	BUILD_BUG_ON(TBRDMA_SQ_MAX_SGE < TBRDMA_MAX_SGE || TBRDMA_SQ_MAX_INLINE < TBRDMA_MAX_INLINE);
-	if (wants_ring(type, udata)) {
-		err = tbrdma_uqueue_create(&qp->sq_ring, udata, qp->max_send_wr,
-					   sizeof(struct tbrdma_sq_slot));
-		if (err)
-			return err;
-		resp.sq = qp->sq_ring.map;
-	}
 	/* A UD QP answers with an empty map: it posts by command. */
-	if (udata && udata->outlen >= sizeof(resp)) {
-		err = ib_copy_to_udata(udata, &resp, sizeof(resp));
-		if (err) {
-			tbrdma_sq_ring_destroy(qp);
-			return err;
-		}
-	}
-	return 0;
+	if (!wants_ring(type, udata))
+		return 0;
+	return tbrdma_uqueue_create(&qp->sq_ring, udata, qp->max_send_wr,
+				    sizeof(struct tbrdma_sq_slot));
 }
 
 void tbrdma_sq_ring_destroy(struct tbrdma_qp *qp)

@@ -374,6 +374,8 @@ struct tbrdma_qp {
 	/* The mapped send queue of a user RC/UC QP (sq.c): slots below sq_taken were taken. */
 	struct tbrdma_uqueue sq_ring;
 	struct mutex sq_ring_mutex;	/* one doorbell at a time */
+	/* The mapped receive queue of a user QP without SRQ (rq.c), read under rq_lock. */
+	struct tbrdma_uqueue rq_ring;
 	u32 sq_taken;
 	struct list_head send_outstanding;
 	struct list_head send_waiting;
@@ -544,6 +546,16 @@ int tbrdma_invalidate_mw(struct tbrdma_mr *win, struct tbrdma_qp *qp);
 int tbrdma_sq_ring_create(struct tbrdma_qp *qp, enum ib_qp_type type, struct ib_udata *udata);
 void tbrdma_sq_ring_destroy(struct tbrdma_qp *qp);
 int tbrdma_sq_ring_drain(struct tbrdma_qp *qp);
+
+/* rq.c */
+bool tbrdma_rq_ring_wanted(const struct tbrdma_qp *qp, enum ib_qp_type type,
+			   struct ib_udata *udata);
+int tbrdma_rq_ring_create(struct tbrdma_qp *qp, struct ib_udata *udata);
+void tbrdma_rq_ring_destroy(struct tbrdma_qp *qp);
+void tbrdma_rq_ring_pull(struct tbrdma_qp *qp);
+void tbrdma_rq_ring_retired(struct tbrdma_qp *qp);
+void tbrdma_rq_ring_set_error(struct tbrdma_qp *qp, bool error);
+bool tbrdma_rq_refill(struct tbrdma_qp *qp);
 
 /* umap.c */
 int tbrdma_uqueue_create(struct tbrdma_uqueue *q, struct ib_udata *udata, u32 min_slots,

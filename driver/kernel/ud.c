@@ -261,7 +261,7 @@ static bool ud_deliver(struct tbrdma_qp *qp, const struct tbrdma_ud_hdr *h, cons
 	unsigned long flags;
 
 	spin_lock_irqsave(&qp->rq_lock, flags);
-	if (qp->rq_claim == qp->rq_tail && !(qp->srq && tbrdma_srq_refill(qp))) {
+	if (!tbrdma_rq_refill(qp)) {
 		/* UD: no receive posted, the datagram is lost. */
 		spin_unlock_irqrestore(&qp->rq_lock, flags);
 		return false;

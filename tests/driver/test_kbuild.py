@@ -70,9 +70,10 @@ def test_provider_builds_in_guest_rdma_core(suite: str, tmp_path: Path,
 
 
 def test_provider_logic_in_userspace(tmp_path: Path, needs_root: None) -> None:
-    """tests/driver/provider_test.c: the provider's CQ batches, ibv_wr_* chains, inline
-    copies and post checks against a recording fake of libibverbs' ibv_cmd_* layer, built
-    with ASan/UBSan against the headers of trixie's rdma-core (the guest's)."""
+    """tests/driver/provider_test.c: the provider's mapped CQ, send and receive rings, ibv_wr_*
+    regions, inline copies and post checks against a fake of the kernel module behind
+    libibverbs' ibv_cmd_* layer, built with ASan/UBSan against the headers of trixie's
+    rdma-core (the guest's)."""
     result = run_script(
         [str(DRIVER / "provider-for.sh"), "trixie", str(buildenv_cache()), "candidate",
          str(tmp_path / "provider")], timeout=900)
@@ -90,7 +91,8 @@ def test_provider_logic_in_userspace(tmp_path: Path, needs_root: None) -> None:
     script = (f"mount -t proc proc /proc && cd {inside} && "
               f"gcc -std=gnu11 -O1 -g -Wall -Werror -Wno-unused-parameter "
               f"-fsanitize=address,undefined -fno-sanitize-recover=undefined "
-              f"-I. -I{include} provider_test.c cq.c qp.c wr.c -o provider_test -lpthread && "
+              f"-I. -I{include} provider_test.c ah.c cq.c qp.c rq.c sq.c tbrdma.c wr.c "
+              f"-o provider_test -lpthread && "
               f"./provider_test")
     try:
         run = subprocess.run(["unshare", "--mount", "--fork", "chroot", root, "sh", "-c",

@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,20 +50,9 @@ static void free_cq(struct tbrdma_cq *cq)
 static int map_ring(struct tbrdma_cq *cq, struct ibv_context *context,
 		    const struct tbrdma_queue_map *map)
 {
-	void *ring;
+	void *ring = tbrdma_map_queue(context, map, sizeof(struct ib_uverbs_wc), "CQs");
 
-	if (!map->size) {
-		fprintf(stderr, "tbrdma: the loaded tbrdma kernel module does not map CQs into "
-				"user space; load the module of the same tbrdma release as this "
-				"provider\n");
-		return EPROTO;
-	}
-	if (!map->slots || (map->slots & (map->slots - 1)) ||
-	    map->size < TBRDMA_QUEUE_SLOTS_OFFSET + (uint64_t)map->slots * sizeof(struct ib_uverbs_wc))
-		return EPROTO;
-	ring = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_SHARED, context->cmd_fd,
-		    map->offset);
-	if (ring == MAP_FAILED)
+	if (!ring)
 		return errno;
 	cq->ring = ring;
 	cq->ring_size = map->size;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * Queue pairs and the post verbs. RC and UC QPs post sends through their mapped send queue
- * (sq.c). UD sends and all receives use the kernel's POST_SEND/POST_RECV write command
+ * (sq.c), QPs without SRQ receives through their mapped receive queue (rq.c). UD sends and
+ * SRQ receives use the kernel's POST_SEND/POST_RECV write command
  * (libibverbs' ibv_cmd_post_*), which builds the command on the stack from the WR chain as
  * given: a chain is checked against the QP's capabilities and handed over in bounded
  * slices first, so a bad num_sge or an endless chain is an error, not a stack overflow.
@@ -31,17 +32,23 @@ struct tbrdma_create_qp_resp {
 	struct tbrdma_qp_resp drv;
 };
 
-/* After the create command: RC and UC QPs map their send queue, or are destroyed again. */
+/*
+ * After the create command: RC and UC QPs map their send queue, QPs without SRQ their
+ * receive queue; a QP that cannot is destroyed again.
+ */
 static int finish_qp(struct tbrdma_qp *qp, struct ibv_context *context,
-		     const struct tbrdma_create_qp_resp *resp)
+		     const struct tbrdma_create_qp_resp *resp, bool has_srq)
 {
-	int ret;
+	int ret = 0;
 
-	if (qp->qp_type != IBV_QPT_RC && qp->qp_type != IBV_QPT_UC)
-		return 0;
-	ret = tbrdma_sq_map(qp, context, &resp->drv.sq);
-	if (ret)
+	if (qp->qp_type == IBV_QPT_RC || qp->qp_type == IBV_QPT_UC)
+		ret = tbrdma_sq_map(qp, context, &resp->drv.sq);
+	if (!ret && !has_srq)
+		ret = tbrdma_rq_map(qp, context, &resp->drv.rq);
+	if (ret) {
+		tbrdma_sq_unmap(qp);
 		ibv_cmd_destroy_qp(&qp->vqp.qp);
+	}
 	return ret;
 }
 
@@ -61,7 +68,7 @@ struct ibv_qp *tbrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 		return NULL;
 	}
 	init_qp(qp, attr->qp_type, &attr->cap);
-	ret = finish_qp(qp, pd->context, &resp);
+	ret = finish_qp(qp, pd->context, &resp, attr->srq);
 	if (ret) {
 		free(qp);
 		errno = ret;
@@ -149,7 +156,7 @@ struct ibv_qp *tbrdma_create_qp_ex(struct ibv_context *context,
 	}
 	attr->cap = kattr.cap;
 	init_qp(qp, attr->qp_type, &attr->cap);
-	ret = finish_qp(qp, context, &resp);
+	ret = finish_qp(qp, context, &resp, attr->srq);
 	if (ret) {
 		free(qp);
 		errno = ret;
@@ -190,6 +197,7 @@ int tbrdma_destroy_qp(struct ibv_qp *ibqp)
 		return ret;
 	clean_cqs(ibqp);
 	tbrdma_sq_unmap(qp);
+	tbrdma_rq_unmap(qp);
 	if (qp->vqp.comp_mask & VERBS_QP_EX) {
 		tbrdma_free_wr_state(qp);
 		pthread_mutex_destroy(&qp->wr_lock);
@@ -291,8 +299,12 @@ static int post_recv_slices(struct ibv_qp *ibqp, struct ibv_srq *ibsrq, uint32_t
 
 int tbrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
 {
+	struct tbrdma_qp *qp = to_tqp(ibqp);
+
+	if (qp->rq.ring)
+		return tbrdma_rq_post(qp, wr, bad_wr);
 	/* A QP on an SRQ reports max_recv_sge 0: its posts fail here as in the kernel. */
-	return post_recv_slices(ibqp, NULL, to_tqp(ibqp)->max_recv_sge, wr, bad_wr);
+	return post_recv_slices(ibqp, NULL, qp->max_recv_sge, wr, bad_wr);
 }
 
 int tbrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr,

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -22,21 +21,9 @@ int tbrdma_sq_map(struct tbrdma_qp *qp, struct ibv_context *context,
 		  const struct tbrdma_queue_map *map)
 {
 	struct tbrdma_sq *sq = &qp->sq;
-	void *ring;
+	void *ring = tbrdma_map_queue(context, map, sizeof(struct tbrdma_sq_slot), "send queues");
 
-	if (!map->size) {
-		fprintf(stderr, "tbrdma: the loaded tbrdma kernel module does not map send queues "
-				"into user space; load the module of the same tbrdma release as "
-				"this provider\n");
-		return EPROTO;
-	}
-	if (!map->slots || (map->slots & (map->slots - 1)) ||
-	    map->size < TBRDMA_QUEUE_SLOTS_OFFSET +
-			(uint64_t)map->slots * sizeof(struct tbrdma_sq_slot))
-		return EPROTO;
-	ring = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_SHARED, context->cmd_fd,
-		    map->offset);
-	if (ring == MAP_FAILED)
+	if (!ring)
 		return errno;
 	pthread_mutex_init(&sq->lock, NULL);
 	sq->ring = ring;

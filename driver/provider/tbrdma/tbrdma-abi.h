@@ -19,8 +19,16 @@ struct tbrdma_queue_hdr {
 	__u32 producer;
 	__u32 pad0[15];
 	__u32 consumer;
-	__u32 pad1[15];
+	__u32 flags;			/* TBRDMA_QUEUE_*, written by the consumer side */
+	__u32 pad1[14];
 };
+
+/*
+ * Receive queue: the QP is in the error state. The kernel sets it before it flushes; a
+ * provider that sees it after publishing a post rings the doorbell (a POST_RECV command
+ * without WRs) so that the new receives are flushed too.
+ */
+#define TBRDMA_QUEUE_ERROR 0x1
 
 #define TBRDMA_QUEUE_SLOTS_OFFSET 128
 
@@ -43,10 +51,16 @@ struct tbrdma_cq_resp {
  * create_qp: a user RC or UC QP whose command leaves room for this response posts its send
  * WRs into a mapped ring of struct tbrdma_sq_slot (the provider fills slots and advances
  * producer; the kernel takes them, advancing consumer, when a POST_SEND command with no WRs
- * rings the doorbell, and stops at the first slot it refuses). UD QPs post by command.
+ * rings the doorbell, and stops at the first slot it refuses). UD QPs post sends by command.
+ *
+ * A user RC, UC or UD QP without an SRQ posts receives into a mapped ring of struct
+ * tbrdma_rq_slot with no system call: the kernel takes slots when messages arrive and
+ * advances consumer as receives complete (a full ring is producer - consumer == slots).
+ * An empty map (size 0) means the queue posts by command.
  */
 struct tbrdma_qp_resp {
 	struct tbrdma_queue_map sq;
+	struct tbrdma_queue_map rq;
 };
 
 /*
@@ -94,6 +108,14 @@ struct tbrdma_sq_slot {
 		__u8 inline_data[TBRDMA_SQ_MAX_INLINE];
 	};
 	__u8 pad[128];			/* a slot is 512 bytes */
+};
+
+/* One receive WR. */
+struct tbrdma_rq_slot {
+	__aligned_u64 wr_id;
+	__u32 num_sge;
+	__u32 reserved;
+	struct tbrdma_sq_sge sge[TBRDMA_SQ_MAX_SGE];
 };
 
 #endif /* TBRDMA_ABI_H */

@@ -15,8 +15,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "tbrdma.h"
+
+/*
+ * Maps a queue the kernel announced (tbrdma-abi.h): the ring, or NULL with errno set. An
+ * empty map from a module that should map this queue means module and provider are of
+ * different releases, the install mistake users meet most: it is named as such.
+ */
+void *tbrdma_map_queue(struct ibv_context *context, const struct tbrdma_queue_map *map,
+		       size_t slot_size, const char *what)
+{
+	void *ring;
+
+	if (!map->size) {
+		fprintf(stderr, "tbrdma: the loaded tbrdma kernel module does not map %s into "
+				"user space; load the module of the same tbrdma release as this "
+				"provider\n", what);
+		errno = EPROTO;
+		return NULL;
+	}
+	if (!map->slots || (map->slots & (map->slots - 1)) ||
+	    map->size < TBRDMA_QUEUE_SLOTS_OFFSET + (uint64_t)map->slots * slot_size) {
+		errno = EPROTO;
+		return NULL;
+	}
+	ring = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_SHARED, context->cmd_fd,
+		    map->offset);
+	return ring == MAP_FAILED ? NULL : ring;
+}
 
 struct tbrdma_device {
 	struct verbs_device ibv_dev;

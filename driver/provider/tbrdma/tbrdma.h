@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
- * The provider's objects. CQs are rings the kernel module maps into the process
- * (tbrdma-abi.h); send and receive queues live in the module. These structs carry the
+ * The provider's objects. CQs, send queues of RC/UC QPs and receive queues of QPs without
+ * SRQ are rings the kernel module maps into the process (tbrdma-abi.h). These structs carry the
  * mapped rings, the capabilities that bound a post (so a bad WR is refused here before
  * libibverbs sizes a stack buffer from it), and the WRs an ibv_wr_* critical region has
  * built so far.
@@ -54,6 +54,17 @@ struct tbrdma_sq {
 	uint32_t producer;		/* ours; published to hdr->producer at the doorbell */
 };
 
+/* The mapped receive queue of a QP without SRQ (tbrdma-abi.h, rq.c). */
+struct tbrdma_rq {
+	pthread_mutex_t lock;		/* one poster at a time; slots are written under it */
+	void *ring;			/* the mapping: header, then slots */
+	size_t ring_size;
+	struct tbrdma_queue_hdr *hdr;
+	struct tbrdma_rq_slot *slots;
+	uint32_t mask;			/* slots - 1 */
+	uint32_t producer;		/* ours; published to hdr->producer after each post */
+};
+
 struct tbrdma_qp {
 	struct verbs_qp vqp;		/* libibverbs reads vqp.comp_mask on every QP */
 	enum ibv_qp_type qp_type;
@@ -62,6 +73,7 @@ struct tbrdma_qp {
 	uint32_t max_recv_sge;
 	uint32_t max_inline;
 	struct tbrdma_sq sq;		/* RC and UC; a UD QP posts by command (sq.ring NULL) */
+	struct tbrdma_rq rq;		/* without SRQ; rq.ring NULL: posts go to the SRQ */
 
 	/* ibv_wr_* state, only with IBV_QP_INIT_ATTR_SEND_OPS_FLAGS. */
 	pthread_mutex_t wr_lock;	/* held from wr_start to wr_complete/wr_abort */
@@ -104,6 +116,10 @@ static inline struct tbrdma_srq *to_tsrq(struct ibv_srq *ibsrq)
 	return container_of(ibsrq, struct tbrdma_srq, vsrq.srq);
 }
 
+/* tbrdma.c */
+void *tbrdma_map_queue(struct ibv_context *context, const struct tbrdma_queue_map *map,
+		       size_t slot_size, const char *what);
+
 /* ah.c */
 struct ibv_ah *tbrdma_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
 int tbrdma_destroy_ah(struct ibv_ah *ah);
@@ -140,6 +156,12 @@ void tbrdma_sq_unmap(struct tbrdma_qp *qp);
  * posted. */
 int tbrdma_sq_post(struct tbrdma_qp *qp, struct ibv_send_wr *list, bool region, size_t n,
 		   size_t *bad);
+
+/* rq.c */
+int tbrdma_rq_map(struct tbrdma_qp *qp, struct ibv_context *context,
+		  const struct tbrdma_queue_map *map);
+void tbrdma_rq_unmap(struct tbrdma_qp *qp);
+int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
 
 /* wr.c */
 void tbrdma_set_wr_ops(struct tbrdma_qp *qp, uint64_t send_ops_flags);
