@@ -1378,6 +1378,9 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "retx_timeouts" },
 	{ .name = "retx_fast" },
 	{ .name = "spurious_retransmits" },
+	{ .name = "cwnd_reductions" },
+	{ .name = "cwnd_rail0" },
+	{ .name = "cwnd_rail1" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1453,6 +1456,9 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[61] = s.retx_timeouts;
 	v[62] = s.retx_fast;
 	v[63] = s.retx_spurious;
+	v[64] = s.cwnd_reductions;
+	v[65] = s.cwnd[0];
+	v[66] = s.cwnd[1];
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -36,6 +36,7 @@ UNIT_TESTS = _names_in(
     PROTO / "tests" / "auth.h",
     PROTO / "tests" / "atomic.h",
     PROTO / "tests" / "inv.h",
+    PROTO / "tests" / "cc.h",
 )
 _mix_block = re.search(
     r"mixes\[\]\s*=\s*\{(.*?)\};", (PROTO / "sim" / "simnet.c").read_text(), re.S

@@ -295,6 +295,8 @@ struct tbp_stats {
 	uint64_t drop_mac;          /* frame MAC missing or wrong (forged or corrupted) */
 	uint64_t drop_replay;       /* authentic frame counter already seen or too old (replayed) */
 	uint64_t drop_ratelimit;    /* handshake frames over the per-rail verification budget */
+	uint64_t cwnd_reductions;   /* a rail's congestion window shrank (queueing delay, timeout) */
+	uint32_t cwnd[TBP_MAX_RAILS]; /* frames each rail may have in flight now */
 };
 
 /* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */

@@ -215,6 +215,15 @@ struct tbp_rail {
 	uint64_t hello_ns;     /* last handshake frame sent */
 	uint64_t probe_ns;     /* when the latest probe was requeued */
 	uint64_t grace_until;  /* held first copies are not resent before this */
+	/* Congestion window (tbp_link.c, rail_rtt_signal): data frames in flight allowed. */
+	uint32_t cwnd;
+	uint32_t cwnd_acc;     /* frames acked toward the next one-frame increase */
+	uint8_t slow_start;    /* no reduction yet: grow by every frame acked */
+	uint64_t min_rtt;      /* smallest round trip of this rail's first copies ... */
+	uint64_t min_rtt_ns;   /* ... measured since then (refreshed every TBP_MIN_RTT_WINDOW_NS) */
+	uint64_t cwnd_hold_until; /* one reduction per round trip */
+	uint64_t sig_sent_ns;  /* newest first copy the ack being processed covered here */
+	uint32_t sig_frames;   /* ... and how many of this rail's frames it covered */
 };
 
 /* Handshake state of one rail (tbp_hello.c). */

@@ -189,6 +189,8 @@ void tbp_get_stats(const struct tbp_link *l, struct tbp_stats *out)
 	out->srtt_ns = l->srtt;
 	out->rttvar_ns = l->rttvar;
 	out->rto_ns = l->rto;
+	for (r = 0; r < TBP_MAX_RAILS; r++)
+		out->cwnd[r] = l->rails[r].state == RAIL_UP ? l->rails[r].cwnd : 0;
 }
 
 bool tbp_link_idle(const struct tbp_link *l)
@@ -238,6 +240,95 @@ static void requeue_rail(struct tbp_link *l, uint32_t r)
 	l->rails[r].grace_until = 0;
 }
 
+/*
+ * Congestion control, per rail and delay-based. A rail's queue (a netdev's qdisc, a ring)
+ * can hold far more than the round trip needs; filled to the send window it makes frames
+ * wait longer than any RTO computed from earlier samples, and the resends queue behind
+ * them too (every frame resent, nearly all spuriously). So a rail may have only cwnd data
+ * frames in flight, and cwnd follows the rail's queueing delay: each ack's newest first
+ * copy on the rail is a round-trip sample (older frames of the same ack also waited for
+ * the receiver's ack batching). A sample within min_rtt plus a target (min_rtt itself, at
+ * least half the minimum RTO: about twice the bandwidth-delay product) lets cwnd grow, by
+ * every acked frame until the first reduction, then by one frame per round trip; a later
+ * one means a queue is building and cuts cwnd by a quarter, at most once per round trip; a
+ * timeout halves it. Control frames (acks, NAKs, handshakes) are never held back.
+ */
+#define TBP_CWND_INIT 32u
+#define TBP_CWND_MIN 4u
+#define TBP_MIN_RTT_WINDOW_NS (10 * NS_PER_S)
+
+static void cwnd_reset(const struct tbp_link *l, struct tbp_rail *rl)
+{
+	rl->cwnd = TBP_CWND_INIT < l->cfg.window ? TBP_CWND_INIT : l->cfg.window;
+	rl->cwnd_acc = 0;
+	rl->slow_start = 1;
+	rl->min_rtt = 0;
+	rl->cwnd_hold_until = 0;
+	rl->sig_frames = 0;
+}
+
+static void cwnd_reduce(struct tbp_link *l, struct tbp_rail *rl, uint32_t num, uint32_t den)
+{
+	uint32_t cwnd = (uint32_t)((uint64_t)rl->cwnd * num / den);
+
+	if (l->now < rl->cwnd_hold_until)
+		return;
+	rl->cwnd = cwnd > TBP_CWND_MIN ? cwnd : TBP_CWND_MIN;
+	rl->cwnd_acc = 0;
+	rl->slow_start = 0;
+	rl->cwnd_hold_until = l->now + (l->srtt ? l->srtt : l->rto);
+	l->st.cwnd_reductions++;
+}
+
+static void rail_rtt_signal(struct tbp_link *l, struct tbp_rail *rl, uint64_t rtt,
+			    uint32_t acked)
+{
+	uint64_t target;
+
+	if (!rtt)
+		rtt = 1;
+	if (!rl->min_rtt || rtt < rl->min_rtt || l->now - rl->min_rtt_ns >= TBP_MIN_RTT_WINDOW_NS) {
+		rl->min_rtt = rtt;
+		rl->min_rtt_ns = l->now;
+	}
+	target = rl->min_rtt > l->cfg.rto_min_ns / 2 ? rl->min_rtt : l->cfg.rto_min_ns / 2;
+	if (rtt > rl->min_rtt + target) {
+		cwnd_reduce(l, rl, 3, 4);
+		return;
+	}
+	/* Only a rail that used its window learns that a bigger one is safe. */
+	if (rl->inflight + acked < rl->cwnd / 2)
+		return;
+	if (rl->slow_start) {
+		rl->cwnd += acked;
+	} else {
+		rl->cwnd_acc += acked;
+		while (rl->cwnd_acc >= rl->cwnd) {
+			rl->cwnd_acc -= rl->cwnd;
+			rl->cwnd++;
+		}
+	}
+	if (rl->cwnd > l->cfg.window)
+		rl->cwnd = l->cfg.window;
+}
+
+/* After an ack: one round-trip signal per rail it covered. */
+static void rails_rtt_signals(struct tbp_link *l)
+{
+	uint32_t r;
+
+	for (r = 0; r < TBP_MAX_RAILS; r++) {
+		struct tbp_rail *rl = &l->rails[r];
+
+		if (!rl->sig_frames)
+			continue;
+		if (rl->state == RAIL_UP)
+			rail_rtt_signal(l, rl, l->now - rl->sig_sent_ns, rl->sig_frames);
+		rl->sig_frames = 0;
+		rl->sig_sent_ns = 0;
+	}
+}
+
 static void rail_went_down(struct tbp_link *l, uint32_t r)
 {
 	struct tbp_rail *rl = &l->rails[r];
@@ -267,6 +358,7 @@ void tbp_rail_came_up(struct tbp_link *l, uint32_t r)
 	rl->rto_probe = 0;
 	rl->grace_until = 0;
 	rl->acked_tx_no = rl->tx_no;
+	cwnd_reset(l, rl);
 	l->env.event(l->env.ctx, TBP_EV_RAIL_UP, r);
 	if (l->state == TBP_LINK_HANDSHAKE || l->state == TBP_LINK_DEGRADED) {
 		l->state = TBP_LINK_UP;
@@ -316,9 +408,11 @@ int tbp_rail_remove(struct tbp_link *l, uint32_t rail)
 
 /*
  * Pick the up rail with the least in-flight frames per unit of weight that can carry len
- * bytes and has not reported a full queue in this round. Returns TBP_MAX_RAILS if none.
+ * bytes and has not reported a full queue in this round; a data frame's first copy also
+ * needs room in the rail's congestion window (a resend must not wait for acks that the
+ * frames held since the timeout may never bring). Returns TBP_MAX_RAILS if none.
  */
-static uint32_t choose_rail(const struct tbp_link *l, uint32_t len)
+static uint32_t choose_rail(const struct tbp_link *l, uint32_t len, bool windowed)
 {
 	uint32_t r, best = TBP_MAX_RAILS;
 	uint64_t best_score = ~0ull;
@@ -327,7 +421,8 @@ static uint32_t choose_rail(const struct tbp_link *l, uint32_t len)
 		const struct tbp_rail *rl = &l->rails[r];
 		uint64_t score;
 
-		if (rl->state != RAIL_UP || rl->busy || rl->max_frame < len)
+		if (rl->state != RAIL_UP || rl->busy || rl->max_frame < len ||
+		    (windowed && rl->inflight >= rl->cwnd))
 			continue;
 		score = (((uint64_t)rl->inflight + 1) << 16) / rl->weight;
 		if (score < best_score) {
@@ -416,7 +511,7 @@ void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_
 
 void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn)
 {
-	uint32_t rail = choose_rail(l, TBP_HDR_LEN + tbp_auth_overhead(l));
+	uint32_t rail = choose_rail(l, TBP_HDR_LEN + tbp_auth_overhead(l), false);
 
 	if (rail != TBP_MAX_RAILS)
 		tbp_send_unsequenced(l, rail, op, dst_qpn, src_qpn);
@@ -425,7 +520,7 @@ void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t
 void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
 		  uint16_t code, uint16_t attempt, uint32_t delay_us)
 {
-	uint32_t len = TBP_HDR_LEN + tbp_auth_overhead(l), rail = choose_rail(l, len);
+	uint32_t len = TBP_HDR_LEN + tbp_auth_overhead(l), rail = choose_rail(l, len, false);
 	struct tbp_hdr h;
 
 	/* Lost or not sent: the peer's ACK timer resends, and the resend is answered again. */
@@ -446,7 +541,7 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 		tbp_hdr_encode(l->scratch, &h);
 		if (xmit_scratch(l, rail, len) == 0)
 			return;
-		rail = choose_rail(l, len);
+		rail = choose_rail(l, len, false);
 	} while (rail != TBP_MAX_RAILS);
 }
 
@@ -504,7 +599,7 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 	struct tbp_hdr h;
 	uint32_t rail, len = TBP_HDR_LEN + s->payload_len + tbp_auth_overhead(l);
 
-	rail = choose_rail(l, len);
+	rail = choose_rail(l, len, !s->sent_once);
 	if (rail == TBP_MAX_RAILS) {
 		/* Cut for a bigger rail that is gone (or an MTU that shrank): waiting cannot help,
 		 * so the sequence number goes out as a NOP and the bytes are resent smaller. */
@@ -512,7 +607,7 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 			return false;
 		tbp_msg_recut(l, s);
 		len = TBP_HDR_LEN + tbp_auth_overhead(l);
-		rail = choose_rail(l, len);
+		rail = choose_rail(l, len, !s->sent_once);
 		if (rail == TBP_MAX_RAILS)
 			return false;
 	}
@@ -532,7 +627,7 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 		tbp_hdr_encode(l->scratch, &h);
 		if (xmit_scratch(l, rail, len) == 0)
 			break;
-		rail = choose_rail(l, len);
+		rail = choose_rail(l, len, !s->sent_once);
 		if (rail == TBP_MAX_RAILS)
 			return false;
 	}
@@ -655,6 +750,9 @@ static void slot_acked(struct tbp_link *l, struct tbp_txslot *s)
 			if (s->rail_tx_no > rl->acked_tx_no)
 				rl->acked_tx_no = s->rail_tx_no;
 			tbp_rtt_sample(l, l->now - s->sent_ns);
+			if (s->sent_ns > rl->sig_sent_ns)
+				rl->sig_sent_ns = s->sent_ns;
+			rl->sig_frames++;
 		}
 	} else if (s->state == TX_QUEUED) {
 		/* An earlier copy got through while this one waited for a rail. */
@@ -763,6 +861,8 @@ static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
 		l->tx[l->snd_una & l->win_mask].state = TX_FREE;
 		l->snd_una++;
 	}
+	if (newly)
+		rails_rtt_signals(l);
 	if (newly && l->snd_una != l->snd_nxt)
 		fast_retransmit_scan(l, ack);
 	if (newly)
@@ -806,6 +906,7 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 		if (!s->retx && s->sent_ns >= rl->probe_ns) {
 			rl->rto_probe = 1;
 			rl->probe_ns = l->now;
+			cwnd_reduce(l, rl, 1, 2);
 		}
 		/* Without any RTT sample yet (Karn), back the base timer off instead. */
 		l->st.retx_timeouts++;

@@ -372,6 +372,7 @@ static void test_config_validation(void)
 #include "auth.h"
 #include "atomic.h"
 #include "inv.h"
+#include "cc.h"
 
 static const struct {
 	const char *name;
@@ -391,6 +392,7 @@ static const struct {
 	AUTH_TESTS
 	ATOMIC_TESTS
 	INV_TESTS
+	CC_TESTS
 };
 
 int main(int argc, char **argv)
