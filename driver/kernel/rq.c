@@ -22,14 +22,20 @@ bool tbrdma_rq_ring_wanted(const struct tbrdma_qp *qp, enum ib_qp_type type,
 	       (type == IB_QPT_RC || type == IB_QPT_UC || type == IB_QPT_UD);
 }
 
-/* Before the QP's receive ring is allocated: it takes the mapped ring's size. */
+/*
+ * Before the QP's receive ring is allocated: it takes the mapped ring's size, and the QP
+ * reports that size as max_recv_wr (as rxe reports its rounded-up queue), so a consumer
+ * that fills the queue to max_recv_wr gets ENOMEM at the next post, not later.
+ */
 int tbrdma_rq_ring_create(struct tbrdma_qp *qp, struct ib_udata *udata)
 {
 	int err = tbrdma_uqueue_create(&qp->rq_ring, udata, qp->max_recv_wr,
 				       sizeof(struct tbrdma_rq_slot));
 
-	if (!err)
+	if (!err) {
 		qp->rq_capacity = qp->rq_ring.mask + 1;
+		qp->max_recv_wr = qp->rq_capacity;
+	}
 	return err;
 }
 

@@ -246,6 +246,7 @@ static int fake_create_qp(struct ibv_qp *qp, struct ibv_qp_init_attr_ex *attr, v
 
 	qp->send_cq = attr->send_cq;		/* as libibverbs' set_qp */
 	qp->recv_cq = attr->recv_cq;
+	qp->state = IBV_QPS_RESET;
 	qp->qp_type = attr->qp_type;
 	qp->qp_num = next_qpn++;
 	cap->max_send_wr = cap->max_send_wr ? cap->max_send_wr : 1;
@@ -258,9 +259,11 @@ static int fake_create_qp(struct ibv_qp *qp, struct ibv_qp_init_attr_ex *attr, v
 	if ((attr->qp_type == IBV_QPT_RC || attr->qp_type == IBV_QPT_UC) &&
 	    !kq_create(qp, cap->max_send_wr, sizeof(struct tbrdma_sq_slot), &r.sq))
 		return ENOMEM;
-	if (!attr->srq &&
-	    !kq_create(RQ_OF(qp), cap->max_recv_wr, sizeof(struct tbrdma_rq_slot), &r.rq))
-		return ENOMEM;
+	if (!attr->srq) {
+		if (!kq_create(RQ_OF(qp), cap->max_recv_wr, sizeof(struct tbrdma_rq_slot), &r.rq))
+			return ENOMEM;
+		cap->max_recv_wr = r.rq.slots;	/* kernel/rq.c reports the ring's size */
+	}
 	memcpy(drv, &r, sizeof(r));
 	return 0;
 }
@@ -556,7 +559,12 @@ static struct ibv_qp *make_qp(enum ibv_qp_type type, uint64_t ops, uint32_t max_
 			 .max_recv_sge = 2 },
 	};
 
-	return tbrdma_create_qp_ex(&ctx, &attr);
+	struct ibv_qp *qp = tbrdma_create_qp_ex(&ctx, &attr);
+
+	/* as ibv_modify_qp records it after the command */
+	if (qp)
+		qp->state = IBV_QPS_RTS;
+	return qp;
 }
 
 static struct ibv_qp_ex *qx_of(struct ibv_qp *qp)
@@ -875,6 +883,10 @@ static void test_post_recv(void)
 		w[i] = (struct ibv_recv_wr){ .wr_id = 50 + i, .next = i < 5 ? &w[i + 1] : NULL,
 					     .sg_list = &sg[i % 2], .num_sge = 1 + i % 2 };
 	recv_calls = 0;
+	/* RESET takes no receive (C10-97.2.1) */
+	qp->state = IBV_QPS_RESET;
+	CHECK(tbrdma_post_recv(qp, w, &bad) == EINVAL && bad == w && k->hdr->producer == 0);
+	qp->state = IBV_QPS_RTS;
 	/* a full ring: what fits is posted, the first that does not is bad_wr */
 	CHECK(tbrdma_post_recv(qp, w, &bad) == ENOMEM && bad == &w[4]);
 	CHECK(recv_calls == 0 && k->hdr->producer == 4);

@@ -53,7 +53,8 @@ static uint32_t consumed(struct tbrdma_rq *rq)
 
 /*
  * Posts the chain; stops at the first WR it cannot take (too many SGEs: EINVAL, a full
- * ring: ENOMEM) and names it in *bad_wr, as the kernel's post_recv does.
+ * ring: ENOMEM) and names it in *bad_wr, as the kernel's post_recv does; in RESET nothing
+ * is posted (EINVAL).
  */
 int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
 {
@@ -62,6 +63,11 @@ int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv
 	uint32_t posted = 0;
 	int i, ret = 0;
 
+	/* IBA C10-97.2.1: no receive in RESET (libibverbs keeps the state ibv_modify_qp set). */
+	if (qp->vqp.qp.state == IBV_QPS_RESET) {
+		*bad_wr = wr;
+		return EINVAL;
+	}
 	pthread_mutex_lock(&rq->lock);
 	for (; wr; wr = wr->next, posted++) {
 		struct tbrdma_rq_slot *s = &rq->slots[rq->producer & rq->mask];
