@@ -50,6 +50,22 @@ static u32 flush_flags(u8 type, u8 level)
 	return flags;
 }
 
+/* A WQE for a slot opcode the kernel's ib_send_wr cannot carry: no SGEs, no inline data. */
+static struct tbrdma_send_wqe *slot_wqe(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *s,
+					enum ib_wr_opcode opcode)
+{
+	struct tbrdma_send_wqe *wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_KERNEL);
+
+	if (!wqe)
+		return NULL;
+	wqe->qp = qp;
+	wqe->wr_id = s->wr_id;
+	wqe->opcode = opcode;
+	wqe->signaled = qp->sq_sig_all || (s->send_flags & IB_SEND_SIGNALED);
+	wqe->fence = !!(s->send_flags & IB_SEND_FENCE);
+	return wqe;
+}
+
 /* ATOMIC_WRITE and FLUSH: no local data, a response from the peer; RC only, as in rxe. */
 static int build_placement_op(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *s,
 			      struct tbrdma_send_wqe **out)
@@ -63,14 +79,9 @@ static int build_placement_op(struct tbrdma_qp *qp, const struct tbrdma_sq_slot 
 		      (s->flush_type & ~(TBRDMA_SQ_FLUSH_GLOBAL | TBRDMA_SQ_FLUSH_PERSISTENT)) ||
 		      s->flush_level > TBRDMA_SQ_FLUSH_MR || s->length > U32_MAX))
 		return -EINVAL;
-	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_KERNEL);
+	wqe = slot_wqe(qp, s, flush ? TBRDMA_WR_FLUSH : TBRDMA_WR_ATOMIC_WRITE);
 	if (!wqe)
 		return -ENOMEM;
-	wqe->qp = qp;
-	wqe->wr_id = s->wr_id;
-	wqe->opcode = flush ? TBRDMA_WR_FLUSH : TBRDMA_WR_ATOMIC_WRITE;
-	wqe->signaled = qp->sq_sig_all || (s->send_flags & IB_SEND_SIGNALED);
-	wqe->fence = !!(s->send_flags & IB_SEND_FENCE);
 	wqe->rkey = s->rkey;
 	wqe->raddr = s->remote_addr;
 	if (flush) {
@@ -93,14 +104,9 @@ static int build_bind(struct tbrdma_qp *qp, const struct tbrdma_sq_slot *s,
 
 	if (s->send_flags & IB_SEND_INLINE)
 		return -EINVAL;
-	wqe = tbrdma_alloc_send_wqe(qp->tdev, sizeof(*wqe), GFP_KERNEL);
+	wqe = slot_wqe(qp, s, IB_WR_BIND_MW);
 	if (!wqe)
 		return -ENOMEM;
-	wqe->qp = qp;
-	wqe->wr_id = s->wr_id;
-	wqe->opcode = IB_WR_BIND_MW;
-	wqe->signaled = qp->sq_sig_all || (s->send_flags & IB_SEND_SIGNALED);
-	wqe->fence = !!(s->send_flags & IB_SEND_FENCE);
 	wqe->bind.mw_rkey = s->ex;
 	wqe->bind.new_rkey = s->rkey;
 	wqe->bind.mr_lkey = s->bind_mr_lkey;
