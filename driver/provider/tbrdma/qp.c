@@ -42,11 +42,13 @@ static int finish_qp(struct tbrdma_qp *qp, struct ibv_context *context,
 	int ret = 0;
 
 	if (qp->qp_type == IBV_QPT_RC || qp->qp_type == IBV_QPT_UC)
-		ret = tbrdma_sq_map(qp, context, &resp->drv.sq);
+		ret = tbrdma_wq_map(&qp->sq, context, &resp->drv.sq,
+				    sizeof(struct tbrdma_sq_slot), "send queues");
 	if (!ret && !has_srq)
-		ret = tbrdma_rq_map(qp, context, &resp->drv.rq);
+		ret = tbrdma_wq_map(&qp->rq, context, &resp->drv.rq,
+				    sizeof(struct tbrdma_rq_slot), "receive queues");
 	if (ret) {
-		tbrdma_sq_unmap(qp);
+		tbrdma_wq_unmap(&qp->sq);
 		ibv_cmd_destroy_qp(&qp->vqp.qp);
 	}
 	return ret;
@@ -196,8 +198,8 @@ int tbrdma_destroy_qp(struct ibv_qp *ibqp)
 	if (ret)
 		return ret;
 	clean_cqs(ibqp);
-	tbrdma_sq_unmap(qp);
-	tbrdma_rq_unmap(qp);
+	tbrdma_wq_unmap(&qp->sq);
+	tbrdma_wq_unmap(&qp->rq);
 	if (qp->vqp.comp_mask & VERBS_QP_EX) {
 		tbrdma_free_wr_state(qp);
 		pthread_mutex_destroy(&qp->wr_lock);

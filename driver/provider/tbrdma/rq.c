@@ -13,43 +13,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "tbrdma.h"
-
-int tbrdma_rq_map(struct tbrdma_qp *qp, struct ibv_context *context,
-		  const struct tbrdma_queue_map *map)
-{
-	struct tbrdma_rq *rq = &qp->rq;
-	void *ring = tbrdma_map_queue(context, map, sizeof(struct tbrdma_rq_slot),
-				      "receive queues");
-
-	if (!ring)
-		return errno;
-	pthread_mutex_init(&rq->lock, NULL);
-	rq->ring = ring;
-	rq->ring_size = map->size;
-	rq->hdr = ring;
-	rq->slots = (struct tbrdma_rq_slot *)((uint8_t *)ring + TBRDMA_QUEUE_SLOTS_OFFSET);
-	rq->mask = map->slots - 1;
-	rq->producer = rq->hdr->producer;
-	return 0;
-}
-
-void tbrdma_rq_unmap(struct tbrdma_qp *qp)
-{
-	if (!qp->rq.ring)
-		return;
-	munmap(qp->rq.ring, qp->rq.ring_size);
-	pthread_mutex_destroy(&qp->rq.lock);
-	qp->rq.ring = NULL;
-}
-
-static uint32_t consumed(struct tbrdma_rq *rq)
-{
-	return atomic_load_explicit((_Atomic(uint32_t) *)&rq->hdr->consumer,
-				    memory_order_acquire);
-}
 
 /*
  * Posts the chain; stops at the first WR it cannot take (too many SGEs: EINVAL, a full
@@ -58,7 +23,7 @@ static uint32_t consumed(struct tbrdma_rq *rq)
  */
 int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
 {
-	struct tbrdma_rq *rq = &qp->rq;
+	struct tbrdma_wq *rq = &qp->rq;
 	struct ibv_recv_wr *bad;
 	uint32_t posted = 0;
 	int i, ret = 0;
@@ -70,13 +35,14 @@ int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv
 	}
 	pthread_mutex_lock(&rq->lock);
 	for (; wr; wr = wr->next, posted++) {
-		struct tbrdma_rq_slot *s = &rq->slots[rq->producer & rq->mask];
+		struct tbrdma_rq_slot *s = (struct tbrdma_rq_slot *)rq->slots +
+					   (rq->producer & rq->mask);
 
 		if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->max_recv_sge) {
 			ret = EINVAL;
 			break;
 		}
-		if (rq->producer - consumed(rq) > rq->mask) {
+		if (rq->producer - tbrdma_wq_consumed(rq) > rq->mask) {
 			ret = ENOMEM;
 			break;
 		}
@@ -93,9 +59,7 @@ int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv
 	if (ret)
 		*bad_wr = wr;
 	if (posted) {
-		/* release: the slots are written before the kernel can see them */
-		atomic_store_explicit((_Atomic(uint32_t) *)&rq->hdr->producer, rq->producer,
-				      memory_order_release);
+		tbrdma_wq_publish(rq);
 		/* Pairs with the module's barrier between flagging the error and flushing:
 		 * either its flush sees this producer, or this sees the flag. */
 		atomic_thread_fence(memory_order_seq_cst);

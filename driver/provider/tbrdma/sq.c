@@ -11,51 +11,9 @@
 #include <config.h>
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "tbrdma.h"
-
-int tbrdma_sq_map(struct tbrdma_qp *qp, struct ibv_context *context,
-		  const struct tbrdma_queue_map *map)
-{
-	struct tbrdma_sq *sq = &qp->sq;
-	void *ring = tbrdma_map_queue(context, map, sizeof(struct tbrdma_sq_slot), "send queues");
-
-	if (!ring)
-		return errno;
-	pthread_mutex_init(&sq->lock, NULL);
-	sq->ring = ring;
-	sq->ring_size = map->size;
-	sq->hdr = ring;
-	sq->slots = (struct tbrdma_sq_slot *)((uint8_t *)ring + TBRDMA_QUEUE_SLOTS_OFFSET);
-	sq->mask = map->slots - 1;
-	sq->producer = sq->hdr->producer;
-	return 0;
-}
-
-void tbrdma_sq_unmap(struct tbrdma_qp *qp)
-{
-	if (!qp->sq.ring)
-		return;
-	munmap(qp->sq.ring, qp->sq.ring_size);
-	pthread_mutex_destroy(&qp->sq.lock);
-	qp->sq.ring = NULL;
-}
-
-static uint32_t consumed(struct tbrdma_sq *sq)
-{
-	return atomic_load_explicit((_Atomic(uint32_t) *)&sq->hdr->consumer,
-				    memory_order_acquire);
-}
-
-static void publish_producer(struct tbrdma_sq *sq)
-{
-	/* release: the slots are written before the kernel can see them */
-	atomic_store_explicit((_Atomic(uint32_t) *)&sq->hdr->producer, sq->producer,
-			      memory_order_release);
-}
 
 /* The fields every WR has. */
 static void put_common(struct tbrdma_sq_slot *s, const struct ibv_send_wr *wr)
@@ -160,7 +118,7 @@ static void put_region_wr(struct tbrdma_qp *qp, struct tbrdma_sq_slot *s,
 int tbrdma_sq_post(struct tbrdma_qp *qp, struct ibv_send_wr *list, bool region, size_t n,
 		   size_t *bad)
 {
-	struct tbrdma_sq *sq = &qp->sq;
+	struct tbrdma_wq *sq = &qp->sq;
 	struct ibv_send_wr *wr = list, *unused;
 	uint32_t start, taken;
 	size_t i;
@@ -169,9 +127,10 @@ int tbrdma_sq_post(struct tbrdma_qp *qp, struct ibv_send_wr *list, bool region, 
 	pthread_mutex_lock(&sq->lock);
 	start = sq->producer;
 	for (i = 0; region ? i < n : wr != NULL; i++) {
-		struct tbrdma_sq_slot *s = &sq->slots[sq->producer & sq->mask];
+		struct tbrdma_sq_slot *s = (struct tbrdma_sq_slot *)sq->slots +
+					   (sq->producer & sq->mask);
 
-		if (sq->producer - consumed(sq) > sq->mask) {
+		if (sq->producer - tbrdma_wq_consumed(sq) > sq->mask) {
 			ret = ENOMEM;
 			break;
 		}
@@ -188,13 +147,13 @@ int tbrdma_sq_post(struct tbrdma_qp *qp, struct ibv_send_wr *list, bool region, 
 	/* WRs 0..i-1 are in the ring; WR i, if any, was refused here (ret). */
 	*bad = i;
 	if (sq->producer != start) {
-		publish_producer(sq);
+		tbrdma_wq_publish(sq);
 		err = ibv_cmd_post_send(&qp->vqp.qp, NULL, &unused);
-		taken = consumed(sq) - start;
+		taken = tbrdma_wq_consumed(sq) - start;
 		if (taken != sq->producer - start) {
 			/* The module refused WR `taken`: it and the ones after it are not posted. */
 			sq->producer = start + taken;
-			publish_producer(sq);
+			tbrdma_wq_publish(sq);
 			*bad = taken;
 			ret = err ? err : EIO;
 		}

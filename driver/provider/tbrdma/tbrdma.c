@@ -12,6 +12,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,46 @@ void *tbrdma_map_queue(struct ibv_context *context, const struct tbrdma_queue_ma
 	ring = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_SHARED, context->cmd_fd,
 		    map->offset);
 	return ring == MAP_FAILED ? NULL : ring;
+}
+
+int tbrdma_wq_map(struct tbrdma_wq *wq, struct ibv_context *context,
+		  const struct tbrdma_queue_map *map, size_t slot_size, const char *what)
+{
+	void *ring = tbrdma_map_queue(context, map, slot_size, what);
+
+	if (!ring)
+		return errno;
+	pthread_mutex_init(&wq->lock, NULL);
+	wq->ring = ring;
+	wq->ring_size = map->size;
+	wq->hdr = ring;
+	wq->slots = (uint8_t *)ring + TBRDMA_QUEUE_SLOTS_OFFSET;
+	wq->mask = map->slots - 1;
+	wq->producer = wq->hdr->producer;
+	return 0;
+}
+
+/* acquire: the module's reads of the slots below consumer are done */
+uint32_t tbrdma_wq_consumed(struct tbrdma_wq *wq)
+{
+	return atomic_load_explicit((_Atomic(uint32_t) *)&wq->hdr->consumer,
+				    memory_order_acquire);
+}
+
+/* release: the slots are written before the module can see them */
+void tbrdma_wq_publish(struct tbrdma_wq *wq)
+{
+	atomic_store_explicit((_Atomic(uint32_t) *)&wq->hdr->producer, wq->producer,
+			      memory_order_release);
+}
+
+void tbrdma_wq_unmap(struct tbrdma_wq *wq)
+{
+	if (!wq->ring)
+		return;
+	munmap(wq->ring, wq->ring_size);
+	pthread_mutex_destroy(&wq->lock);
+	wq->ring = NULL;
 }
 
 struct tbrdma_device {

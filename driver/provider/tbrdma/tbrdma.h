@@ -43,26 +43,18 @@ struct tbrdma_wr {
 	uint8_t flush_type, flush_level;
 };
 
-/* The mapped send queue of an RC or UC QP (tbrdma-abi.h, sq.c). */
-struct tbrdma_sq {
+/*
+ * A work queue the module maps (tbrdma-abi.h) and the provider fills: the send queue of an
+ * RC or UC QP (sq.c), the receive queue of a QP without SRQ (rq.c).
+ */
+struct tbrdma_wq {
 	pthread_mutex_t lock;		/* one poster at a time; slots are written under it */
-	void *ring;			/* the mapping: header, then slots */
+	void *ring;			/* the mapping: header, then slots; NULL: not mapped */
 	size_t ring_size;
 	struct tbrdma_queue_hdr *hdr;
-	struct tbrdma_sq_slot *slots;
+	void *slots;			/* struct tbrdma_sq_slot or struct tbrdma_rq_slot */
 	uint32_t mask;			/* slots - 1 */
-	uint32_t producer;		/* ours; published to hdr->producer at the doorbell */
-};
-
-/* The mapped receive queue of a QP without SRQ (tbrdma-abi.h, rq.c). */
-struct tbrdma_rq {
-	pthread_mutex_t lock;		/* one poster at a time; slots are written under it */
-	void *ring;			/* the mapping: header, then slots */
-	size_t ring_size;
-	struct tbrdma_queue_hdr *hdr;
-	struct tbrdma_rq_slot *slots;
-	uint32_t mask;			/* slots - 1 */
-	uint32_t producer;		/* ours; published to hdr->producer after each post */
+	uint32_t producer;		/* ours; published to hdr->producer */
 };
 
 struct tbrdma_qp {
@@ -72,8 +64,8 @@ struct tbrdma_qp {
 	uint32_t max_send_sge;
 	uint32_t max_recv_sge;
 	uint32_t max_inline;
-	struct tbrdma_sq sq;		/* RC and UC; a UD QP posts by command (sq.ring NULL) */
-	struct tbrdma_rq rq;		/* without SRQ; rq.ring NULL: posts go to the SRQ */
+	struct tbrdma_wq sq;		/* RC and UC; a UD QP posts by command (sq.ring NULL) */
+	struct tbrdma_wq rq;		/* without SRQ; rq.ring NULL: posts go to the SRQ */
 
 	/* ibv_wr_* state, only with IBV_QP_INIT_ATTR_SEND_OPS_FLAGS. */
 	pthread_mutex_t wr_lock;	/* held from wr_start to wr_complete/wr_abort */
@@ -119,6 +111,11 @@ static inline struct tbrdma_srq *to_tsrq(struct ibv_srq *ibsrq)
 /* tbrdma.c */
 void *tbrdma_map_queue(struct ibv_context *context, const struct tbrdma_queue_map *map,
 		       size_t slot_size, const char *what);
+int tbrdma_wq_map(struct tbrdma_wq *wq, struct ibv_context *context,
+		  const struct tbrdma_queue_map *map, size_t slot_size, const char *what);
+void tbrdma_wq_unmap(struct tbrdma_wq *wq);
+uint32_t tbrdma_wq_consumed(struct tbrdma_wq *wq);
+void tbrdma_wq_publish(struct tbrdma_wq *wq);
 
 /* ah.c */
 struct ibv_ah *tbrdma_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
@@ -148,9 +145,6 @@ int tbrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr,
 			 struct ibv_recv_wr **bad_wr);
 
 /* sq.c */
-int tbrdma_sq_map(struct tbrdma_qp *qp, struct ibv_context *context,
-		  const struct tbrdma_queue_map *map);
-void tbrdma_sq_unmap(struct tbrdma_qp *qp);
 /* Posts the WRs of list, or the n WRs of the ibv_wr_* region when region is set, through
  * the ring; on error *bad is the index of the WR refused: it and the later ones are not
  * posted. */
@@ -158,9 +152,6 @@ int tbrdma_sq_post(struct tbrdma_qp *qp, struct ibv_send_wr *list, bool region, 
 		   size_t *bad);
 
 /* rq.c */
-int tbrdma_rq_map(struct tbrdma_qp *qp, struct ibv_context *context,
-		  const struct tbrdma_queue_map *map);
-void tbrdma_rq_unmap(struct tbrdma_qp *qp);
 int tbrdma_rq_post(struct tbrdma_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
 
 /* wr.c */
