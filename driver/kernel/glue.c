@@ -1381,6 +1381,8 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "cwnd_reductions" },
 	{ .name = "cwnd_rail0" },
 	{ .name = "cwnd_rail1" },
+	{ .name = "user_post_send_calls" },
+	{ .name = "user_post_recv_calls" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1459,6 +1461,8 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[64] = s.cwnd_reductions;
 	v[65] = s.cwnd[0];
 	v[66] = s.cwnd[1];
+	v[67] = atomic64_read(&tdev->stat_user_post_send);
+	v[68] = atomic64_read(&tdev->stat_user_post_recv);
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -722,6 +722,8 @@ int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 	bool queued = false;
 	int err;
 
+	if (qp->is_user)
+		atomic64_inc(&qp->tdev->stat_user_post_send);
 	if (qp->gsi)
 		return tbrdma_gsi_post_send(qp, wr, bad_wr);
 	/* A POST_SEND command without WRs is the doorbell of the mapped send queue (sq.c). */
@@ -757,6 +759,8 @@ int tbrdma_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 	unsigned long flags;
 	int err = 0;
 
+	if (qp->is_user)
+		atomic64_inc(&qp->tdev->stat_user_post_recv);
 	if (qp->gsi)
 		return tbrdma_gsi_post_recv(qp, wr, bad_wr);
 	/*

@@ -451,6 +451,8 @@ struct tbrdma_dev {
 	u64 stat_orphan_completions;
 	u64 stat_rx_no_link;
 	u64 stat_rx_batches;	/* received frames reach the core in batches: one tick each */
+	/* Post commands of user QPs (a doorbell counts): the mapped queues need few. */
+	atomic64_t stat_user_post_send, stat_user_post_recv;
 	u32 rx_batch_frames;	/* frames of the batch in progress */
 	u64 stat_gsi_sent;
 	u64 stat_gsi_received;
