@@ -792,7 +792,9 @@ def check_memory_windows(chan):
 
 def post_calls(kind):
     """Post commands tbrdma0 took from user QPs so far (a doorbell counts): uverbs sends
-    commands by write() or by ioctl, so the module's own count is the reliable one."""
+    commands by write() or by ioctl, so the module's own count is the reliable one. The
+    RDMA core caches hw counters for ~10 ms: read only after that has passed."""
+    time.sleep(0.05)
     with open(f"/sys/class/infiniband/{DEV}/ports/1/hw_counters/user_post_{kind}_calls") as f:
         return int(f.read())
 
