@@ -245,16 +245,21 @@ static void requeue_rail(struct tbp_link *l, uint32_t r)
  * can hold far more than the round trip needs; filled to the send window it makes frames
  * wait longer than any RTO computed from earlier samples, and the resends queue behind
  * them too (every frame resent, nearly all spuriously). So a rail may have only cwnd data
- * frames in flight, and cwnd follows the rail's queueing delay: each ack's newest first
- * copy on the rail is a round-trip sample (older frames of the same ack also waited for
- * the receiver's ack batching). A sample within min_rtt plus a target (min_rtt itself, at
- * least half the minimum RTO: about twice the bandwidth-delay product) lets cwnd grow, by
- * every acked frame until the first reduction, then by one frame per round trip; a later
- * one means a queue is building and cuts cwnd by a quarter, at most once per round trip; a
- * timeout halves it. Control frames (acks, NAKs, handshakes) are never held back.
+ * frames in flight, and cwnd follows the frames the rail is queueing, as TCP Vegas
+ * estimates them: cwnd * (rtt - min_rtt) / rtt. Each ack's newest first copy on the rail is
+ * a round-trip sample (older frames of the same ack also waited for the receiver's ack
+ * batching). Fewer than TBP_CWND_ALPHA queued: grow (by every acked frame until the first
+ * reduction, then by one frame per window's worth of acks, and only while the rail used at
+ * least half its window); more than TBP_CWND_BETA: cut by a quarter, at most once per round
+ * trip; a timeout halves it. Counting frames rather than comparing delays keeps a jittery
+ * round trip (a TCG guest's scheduling, interrupt moderation) from pinning a small window:
+ * with few frames in flight even a doubled RTT means few queued. Control frames (acks,
+ * NAKs, handshakes) and resends are never held back.
  */
 #define TBP_CWND_INIT 32u
 #define TBP_CWND_MIN 4u
+#define TBP_CWND_ALPHA 8u
+#define TBP_CWND_BETA 24u
 #define TBP_MIN_RTT_WINDOW_NS (10 * NS_PER_S)
 
 static void cwnd_reset(const struct tbp_link *l, struct tbp_rail *rl)
@@ -283,7 +288,7 @@ static void cwnd_reduce(struct tbp_link *l, struct tbp_rail *rl, uint32_t num, u
 static void rail_rtt_signal(struct tbp_link *l, struct tbp_rail *rl, uint64_t rtt,
 			    uint32_t acked)
 {
-	uint64_t target;
+	uint64_t queued;
 
 	if (!rtt)
 		rtt = 1;
@@ -291,13 +296,13 @@ static void rail_rtt_signal(struct tbp_link *l, struct tbp_rail *rl, uint64_t rt
 		rl->min_rtt = rtt;
 		rl->min_rtt_ns = l->now;
 	}
-	target = rl->min_rtt > l->cfg.rto_min_ns / 2 ? rl->min_rtt : l->cfg.rto_min_ns / 2;
-	if (rtt > rl->min_rtt + target) {
+	queued = (uint64_t)rl->cwnd * (rtt - rl->min_rtt) / rtt;
+	if (queued > TBP_CWND_BETA) {
 		cwnd_reduce(l, rl, 3, 4);
 		return;
 	}
 	/* Only a rail that used its window learns that a bigger one is safe. */
-	if (rl->inflight + acked < rl->cwnd / 2)
+	if (queued >= TBP_CWND_ALPHA || rl->inflight + acked < rl->cwnd / 2)
 		return;
 	if (rl->slow_start) {
 		rl->cwnd += acked;
