@@ -667,11 +667,6 @@ int tbrdma_build_send(struct tbrdma_qp *qp, const struct ib_send_wr *wr, bool us
 	return 0;
 }
 
-/*
- * Any context (rxe and siw accept posts with interrupts off, and so do we): WRs are checked
- * and queued under the QP's IRQ-safe send lock; the device's backlog hands them to the core
- * in post order, right here when the device lock may be taken, else from a work item.
- */
 /* Whether the QP takes sends now: 0, or the error of a post in its state. */
 int tbrdma_send_state_check(struct tbrdma_qp *qp)
 {
@@ -715,6 +710,11 @@ void tbrdma_kick_sends(struct tbrdma_qp *qp)
 	tbrdma_link_push_backlog(tdev);
 }
 
+/*
+ * Any context (rxe and siw accept posts with interrupts off, and so do we): WRs are checked
+ * and queued under the QP's IRQ-safe send lock; the device's backlog hands them to the core
+ * in post order, right here when the device lock may be taken, else from a work item.
+ */
 int tbrdma_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 		     const struct ib_send_wr **bad_wr)
 {

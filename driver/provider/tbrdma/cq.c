@@ -63,6 +63,20 @@ static int map_ring(struct tbrdma_cq *cq, struct ibv_context *context,
 	return 0;
 }
 
+/* After the create command: maps the CQ's ring, or destroys the CQ again (errno set). */
+static bool map_new_ring(struct tbrdma_cq *cq, struct ibv_context *context,
+			 const struct tbrdma_queue_map *map)
+{
+	int ret = map_ring(cq, context, map);
+
+	if (!ret)
+		return true;
+	ibv_cmd_destroy_cq(&cq->vcq.cq);
+	free_cq(cq);
+	errno = ret;
+	return false;
+}
+
 static uint32_t produced(struct tbrdma_cq *cq)
 {
 	/* acquire: the slots below the index are written before we read them */
@@ -88,7 +102,6 @@ struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
 	struct tbrdma_create_cq_resp resp = {};
 	struct ibv_create_cq cmd;
 	struct tbrdma_cq *cq;
-	int ret;
 
 	cq = alloc_cq();
 	if (!cq)
@@ -98,13 +111,8 @@ struct ibv_cq *tbrdma_create_cq(struct ibv_context *context, int cqe,
 		free_cq(cq);
 		return NULL;
 	}
-	ret = map_ring(cq, context, &resp.drv.cq);
-	if (ret) {
-		ibv_cmd_destroy_cq(&cq->vcq.cq);
-		free_cq(cq);
-		errno = ret;
+	if (!map_new_ring(cq, context, &resp.drv.cq))
 		return NULL;
-	}
 	return &cq->vcq.cq;
 }
 
@@ -370,13 +378,8 @@ struct ibv_cq_ex *tbrdma_create_cq_ex(struct ibv_context *context,
 		errno = ret;
 		return NULL;
 	}
-	ret = map_ring(cq, context, &resp.drv.cq);
-	if (ret) {
-		ibv_cmd_destroy_cq(&cq->vcq.cq);
-		free_cq(cq);
-		errno = ret;
+	if (!map_new_ring(cq, context, &resp.drv.cq))
 		return NULL;
-	}
 	cq->vcq.cq_ex.start_poll = cq_start_poll;
 	cq->vcq.cq_ex.next_poll = cq_next_poll;
 	cq->vcq.cq_ex.end_poll = cq_end_poll;
