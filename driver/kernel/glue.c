@@ -1383,6 +1383,8 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "cwnd_rail1" },
 	{ .name = "user_post_send_calls" },
 	{ .name = "user_post_recv_calls" },
+	{ .name = "drop_sack" },
+	{ .name = "tx_sack_ranges" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1463,6 +1465,8 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[66] = s.cwnd[1];
 	v[67] = atomic64_read(&tdev->stat_user_post_send);
 	v[68] = atomic64_read(&tdev->stat_user_post_recv);
+	v[69] = s.drop_sack;
+	v[70] = s.tx_sack_ranges;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -16,8 +16,12 @@
  * The initiator also has QPs the responder never opened (0x20: "not ready" NAKs) and
  * one it closed (0x30: "QP error" NAKs), so the per-QP NAK, retry and rewind paths run.
  *
+ * The window (256) is wide enough for SACK ranges: frames injected past the responder's
+ * bitmap make it send them, and injected ACK frames carry them to it.
+ *
  * Built with -DTBP_FUZZ_SEEDGEN it is instead a program writing seed inputs made of
- * real frames into the directory given as argument (including NAK frames).
+ * real frames into the directory given as argument (including NAK frames, out-of-order
+ * WRITEs past the bitmap and ACK frames with SACK ranges).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,7 +244,7 @@ static void setup(void)
 		e->claims = 0;
 		tbp_config_default(&cfg);
 		cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
-		cfg.window = 64;
+		cfg.window = 256;
 		cfg.max_msgs = 16;
 		cfg.max_rx_msgs = 8;
 		cfg.max_qps = 4;
@@ -373,6 +377,61 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef TBP_FUZZ_SEEDGEN
+/* A frame of the initiator as the responder expects it, played with a fresh checksum and
+ * frame MAC (ctl bit 1) and the clock advanced (bit 4). */
+static void seed_frame(struct tbp_hdr *h, const uint8_t *payload)
+{
+	uint8_t f[TBP_HDR_LEN + 128 + TBP_MAC_TRAILER];
+	uint32_t len = TBP_HDR_LEN + h->payload_len + TBP_MAC_TRAILER;
+	uint8_t rec[4] = { 0x1a, 0, (uint8_t)len, (uint8_t)(len >> 8) };
+
+	h->magic = TBP_MAGIC;
+	h->version = TBP_PROTO_VERSION;
+	h->flags |= TBP_F_MAC;
+	h->session = F[1].link->session;
+	memset(f, 0, sizeof(f));
+	memcpy(f + TBP_HDR_LEN, payload, h->payload_len);
+	tbp_hdr_encode(f, h);
+	fwrite(rec, 1, 4, seed_out);
+	fwrite(f, 1, len, seed_out);
+}
+
+/* WRITEs that arrive past the responder's bitmap (it owes SACK ranges), then ACKs with
+ * ranges: valid ones, one past what the responder sent, and a malformed one. */
+static void seed_sack(void)
+{
+	static const struct tbp_sack_range ok[3] = { { 2, 3 }, { 7, 1 }, { 70, 4 } };
+	static const uint8_t overlap[8] = { 2, 0, 3, 0, 4, 0, 1, 0 };
+	uint8_t data[100], p[128];
+	struct tbp_hdr h;
+	uint32_t k;
+
+	memset(data, 0x3c, sizeof(data));
+	for (k = 0; k < 4; k++) {
+		memset(&h, 0, sizeof(h));
+		h.opcode = TBP_W_WRITE;
+		h.flags = TBP_F_SEQ | TBP_F_LAST;
+		h.seq = F[1].link->rcv_nxt + 70 + 3 * k;
+		h.ack = F[1].link->snd_nxt;
+		h.dst_qpn = 0x11;
+		h.src_qpn = 0x10;
+		h.msn = F[1].link->qps[0].rx_msn + 1 + k;
+		h.rkey = 0x55;
+		h.raddr = 128 * k;
+		h.msg_len = h.payload_len = sizeof(data);
+		seed_frame(&h, data);
+	}
+	memset(&h, 0, sizeof(h));
+	h.opcode = TBP_W_ACK;
+	h.ack = F[1].link->snd_una;
+	h.payload_len = (uint16_t)tbp_sack_encode(p, ok, 2);
+	seed_frame(&h, p);
+	h.payload_len = (uint16_t)tbp_sack_encode(p, ok, 3);
+	seed_frame(&h, p);
+	h.payload_len = sizeof(overlap);
+	seed_frame(&h, overlap);
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
@@ -380,7 +439,7 @@ int main(int argc, char **argv)
 
 	if (argc != 2)
 		return 2;
-	for (n = 0; n < 7; n++) {
+	for (n = 0; n < 8; n++) {
 		snprintf(path, sizeof(path), "%s/seed%u", argv[1], n);
 		seed_out = fopen(path, "wb");
 		if (!seed_out)
@@ -389,6 +448,8 @@ int main(int argc, char **argv)
 		for (k = 0; k < 3 + n * 2; k++)
 			post_some(n * 10 + k);
 		pump(6);
+		if (n == 7)
+			seed_sack();
 		if (n == 6) {
 			/* NAKs as the initiator would send them: RNR, not ready, QP error. */
 			static const uint16_t codes[3] = { TBP_NAK_RNR, TBP_NAK_NOT_READY,

@@ -23,8 +23,10 @@
  * 3: ATOMIC_REQ / ATOMIC_RESP frames (a version 2 peer would drop them as malformed and
  *    its link would stall, so the two refuse each other at the handshake instead);
  * 4: SEND_INV frames (SEND with Invalidate, the rkey in the header's rkey field); a
- *    version 3 peer would drop them as malformed, so again the handshake refuses it. */
-#define TBP_PROTO_VERSION 4u
+ *    version 3 peer would drop them as malformed, so again the handshake refuses it;
+ * 5: ACK frames may carry SACK ranges (a payload); a version 4 peer would drop every such
+ *    ACK as malformed, so the handshake refuses it too. */
+#define TBP_PROTO_VERSION 5u
 #define TBP_MAGIC 0x31504254u /* "TBP1" little-endian on the wire */
 #define TBP_HDR_LEN 80u
 #define TBP_MAX_RAILS 8u
@@ -33,6 +35,7 @@
 #define TBP_KEY_MAX 64u
 #define TBP_NONCE_LEN 16u
 #define TBP_MAC_LEN 32u
+#define TBP_WINDOW_MAX 4096u /* largest tbp_config.window */
 
 /* Verbs-visible message kinds accepted by tbp_post(). */
 enum tbp_opcode {
@@ -297,6 +300,10 @@ struct tbp_stats {
 	uint64_t drop_ratelimit;    /* handshake frames over the per-rail verification budget */
 	uint64_t cwnd_reductions;   /* a rail's congestion window shrank (queueing delay, timeout) */
 	uint32_t cwnd[TBP_MAX_RAILS]; /* frames each rail may have in flight now */
+	/* version 5 */
+	uint64_t drop_sack;         /* ACK frames whose SACK ranges reach past what this side
+				     * sent: the ranges are ignored (malformed ones: drop_field) */
+	uint64_t tx_sack_ranges;    /* standalone ACKs that carried SACK ranges */
 };
 
 /* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */
@@ -392,7 +399,7 @@ enum tbp_wire_op {
 	TBP_W_HELLO_ACK = 2,
 	TBP_W_HELLO_CONFIRM = 3,
 	TBP_W_KEEPALIVE = 4,
-	TBP_W_ACK = 5,
+	TBP_W_ACK = 5,  /* payload: 0..TBP_SACK_MAX_RANGES SACK ranges (version 5) */
 	TBP_W_NAK = 6,  /* per-QP negative ack, unsequenced; status = enum tbp_nak */
 	TBP_W_NOP = 7, /* sequenced filler: a sequence number whose frame could not be built */
 	TBP_W_SEND = 16,
@@ -410,6 +417,21 @@ enum tbp_wire_op {
 };
 #define TBP_ATOMIC_REQ_LEN 16u
 #define TBP_ATOMIC_LEN 8u
+
+/*
+ * SACK ranges, the payload of an ACK frame: runs of frames received above the header's
+ * cumulative ack, lowest first, each a le16 offset from ack and a le16 length (this core
+ * sends the runs past its 64-bit sack bitmap, ack + 65 on). Every run is non-empty, above
+ * ack, apart from the one before it by at least one missing frame, and inside the largest
+ * window. 32 of them take 128 bytes: an ACK still fits the smallest rail frame
+ * (TBP_MIN_FRAME) with its MAC trailer.
+ */
+#define TBP_SACK_RANGE_LEN 4u
+#define TBP_SACK_MAX_RANGES 32u
+struct tbp_sack_range {
+	uint16_t off; /* first frame of the run: ack + off */
+	uint16_t len; /* frames in the run */
+};
 
 /* NAK codes (status field of a NAK frame). */
 enum tbp_nak {
@@ -468,5 +490,10 @@ uint32_t tbp_crc32c(uint32_t crc, const void *data, size_t len);
 void tbp_hdr_encode(void *frame, struct tbp_hdr *hdr);
 /* Parse and validate a frame of len bytes; max_frame bounds the length. 0 or enum tbp_decode_err. */
 int tbp_frame_decode(const void *frame, uint32_t len, uint32_t max_frame, struct tbp_hdr *hdr);
+/* Write n (<= TBP_SACK_MAX_RANGES) ranges to payload; returns the bytes written. */
+uint32_t tbp_sack_encode(void *payload, const struct tbp_sack_range *r, uint32_t n);
+/* Parse and validate the len-byte range payload of an ACK into r (may be NULL: validate only).
+ * Returns the number of ranges or TBP_DEC_FIELD. */
+int tbp_sack_decode(const void *payload, uint32_t len, struct tbp_sack_range *r);
 
 #endif /* TBP_H */

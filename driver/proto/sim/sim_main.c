@@ -3,6 +3,8 @@
  * tbp_sim: run the simulator for one mix over a range of seeds.
  *   tbp_sim --mix loss --seed 17          one run (the repro command)
  *   tbp_sim --mix loss --seeds 0:200      a sweep; stops at the first failure
+ * A sweep that passes also prints what the medium lost and reordered and what the links
+ * resent for it, summed over the seeds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +23,33 @@ static int usage(void)
 	return 2;
 }
 
+static double pct(uint64_t part, uint64_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+static void print_medium(const struct sim_result *r)
+{
+	printf("  medium: %llu sequenced frames, %llu lost (%.2f%%), %.1f%% reordered (%.1f%% by "
+	       "more than 64) | retransmits %llu (fast %llu, timeouts %llu; spurious timeouts %llu, "
+	       "duplicates at the receiver %llu)",
+	       (unsigned long long)r->seq_sent, (unsigned long long)r->seq_lost,
+	       pct(r->seq_lost, r->seq_sent), pct(r->seq_reordered, r->seq_sent),
+	       pct(r->seq_far, r->seq_sent), (unsigned long long)r->retransmits,
+	       (unsigned long long)r->retx_fast, (unsigned long long)r->retx_timeouts,
+	       (unsigned long long)r->retx_spurious, (unsigned long long)r->rx_duplicates);
+	if (r->seq_lost)
+		printf(": %.2f per frame lost", (double)r->retransmits / (double)r->seq_lost);
+	printf("\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *mix = NULL, *self = argv[0];
 	unsigned long long first = 0, last = 0, seed;
 	bool verbose = false, have_seed = false;
 	static char why[8192];
+	struct sim_result res;
 	int i;
 
 	for (i = 1; i < argc; i++) {
@@ -57,12 +80,13 @@ int main(int argc, char **argv)
 	}
 	if (!mix || !have_seed || last < first)
 		return usage();
+	memset(&res, 0, sizeof(res));
 	for (seed = first; seed <= last; seed++) {
 		struct sim_params p;
 
 		if (!sim_params_for_mix(mix, seed, &p))
 			return usage();
-		if (sim_run(&p, seed, why, sizeof(why), verbose)) {
+		if (sim_run(&p, seed, why, sizeof(why), verbose, &res)) {
 			printf("FAIL mix=%s seed=%llu: %s\n", mix, seed, why);
 			printf("params: rails=%u loss=%u dup=%u corrupt=%u delay=%llu jitter=%llu "
 			       "window=%u msgs=%u rx_msgs=%u qps=%u messages=%u max_len=%u "
@@ -75,5 +99,6 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("ok mix=%s seeds=%llu..%llu\n", mix, first, last);
+	print_medium(&res);
 	return 0;
 }

@@ -106,6 +106,8 @@ struct event {
 	int rail;
 	uint8_t *frame;
 	uint32_t len;
+	bool copy;      /* the medium's duplicate of a frame (not counted as sent or lost) */
+	bool corrupted; /* a bit was flipped on the way */
 };
 
 struct sim {
@@ -129,6 +131,10 @@ struct sim {
 	bool verbose;
 	struct wr_rec *all_wrs;
 	bool tearing_down;       /* callbacks from the final teardown are not checked */
+	struct sim_result res;   /* the medium's counts (sim_result) */
+	uint64_t rail_last_t[NEP][4]; /* fifo: latest arrival scheduled per destination, rail */
+	uint32_t max_seq[NEP];   /* highest sequence number delivered to each endpoint */
+	bool have_max[NEP];
 };
 
 static uint64_t rnd(struct sim *s)
@@ -237,16 +243,61 @@ static uint32_t rail_flags(const struct sim_params *p, uint32_t rail)
 	return (p->dma_rails & (1u << rail)) ? TBP_RAIL_DMA : 0;
 }
 
+/* Header bytes the medium's accounting reads (docs/protocol.md, "Wire format"). */
+static bool is_seq_frame(const uint8_t *f, uint32_t len)
+{
+	return len >= TBP_HDR_LEN && (f[6] & TBP_F_SEQ);
+}
+
+static uint32_t frame_seq(const uint8_t *f)
+{
+	return (uint32_t)f[12] | (uint32_t)f[13] << 8 | (uint32_t)f[14] << 16 |
+	       (uint32_t)f[15] << 24;
+}
+
+/* A sequenced original the medium dropped or corrupted: the link has to resend it. */
+static void count_lost(struct sim *s, const uint8_t *frame, uint32_t len, bool copy)
+{
+	if (!copy && is_seq_frame(frame, len))
+		s->res.seq_lost++;
+}
+
+/* An intact sequenced frame reaches dst: behind a higher sequence number is reordered. */
+static void count_delivered(struct sim *s, int dst, const uint8_t *frame, uint32_t len)
+{
+	uint32_t seq;
+
+	if (!is_seq_frame(frame, len))
+		return;
+	seq = frame_seq(frame);
+	if (s->have_max[dst] && (int32_t)(seq - s->max_seq[dst]) < 0) {
+		s->res.seq_reordered++;
+		if (s->max_seq[dst] - seq > 64)
+			s->res.seq_far++;
+		return;
+	}
+	s->max_seq[dst] = seq;
+	s->have_max[dst] = true;
+}
+
 static void schedule_frame(struct sim *s, int dst, int rail, const void *frame, uint32_t len,
-			   uint64_t extra)
+			   uint64_t extra, bool copy)
 {
 	struct event ev;
 
 	memset(&ev, 0, sizeof(ev));
-	ev.t = s->now + s->p.delay_ns + rnd_below(s, s->p.jitter_ns + 1) + extra;
+	ev.t = s->now + s->p.delay_ns + rnd_below(s, s->p.jitter_ns + 1) + extra +
+	       (uint64_t)rail * s->p.rail_skew_ns;
+	if (s->p.fifo) {
+		/* equal times pop in insertion order, so the rail stays FIFO */
+		if (ev.t < s->rail_last_t[dst][rail])
+			ev.t = s->rail_last_t[dst][rail];
+		s->rail_last_t[dst][rail] = ev.t;
+	}
 	ev.ep = dst;
 	ev.rail = rail;
 	ev.len = len;
+	ev.copy = copy;
 	ev.frame = malloc(len ? len : 1);
 	if (!ev.frame)
 		abort();
@@ -254,11 +305,13 @@ static void schedule_frame(struct sim *s, int dst, int rail, const void *frame, 
 	if (chance_ppm(s, s->p.corrupt_ppm)) {
 		uint32_t at = (uint32_t)rnd_below(s, len);
 
+		count_lost(s, frame, len, copy);
 		if (s->p.dma_rails & (1u << rail)) {
 			free(ev.frame); /* the receiving host interface's CRC check */
 			return;
 		}
 		ev.frame[at] ^= (uint8_t)(1u << rnd_below(s, 8));
+		ev.corrupted = true;
 	}
 	s->ep[1 - dst].rail_inflight[rail]++;
 	heap_push(s, ev);
@@ -275,11 +328,15 @@ static int env_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
 		fail(s, "ep%d: xmit of a %u byte frame", e->id, len);
 	if (e->rail_inflight[rail] >= s->p.rail_queue)
 		return -EAGAIN;
-	if (!rail_alive(s, (int)rail) || chance_ppm(s, s->p.loss_ppm))
+	if (is_seq_frame(frame, len))
+		s->res.seq_sent++;
+	if (!rail_alive(s, (int)rail) || chance_ppm(s, s->p.loss_ppm)) {
+		count_lost(s, frame, len, false);
 		return 0;
-	schedule_frame(s, 1 - e->id, (int)rail, frame, len, 0);
+	}
+	schedule_frame(s, 1 - e->id, (int)rail, frame, len, 0, false);
 	if (chance_ppm(s, s->p.dup_ppm))
-		schedule_frame(s, 1 - e->id, (int)rail, frame, len, rnd_below(s, 200000));
+		schedule_frame(s, 1 - e->id, (int)rail, frame, len, rnd_below(s, 200000), true);
 	return 0;
 }
 
@@ -698,6 +755,8 @@ static uint32_t pick_len(struct sim *s)
 {
 	uint64_t r = rnd_below(s, 10);
 
+	if (s->p.bulk)
+		return (uint32_t)rnd_below(s, s->p.max_len + 1);
 	if (r < 4)
 		return (uint32_t)rnd_below(s, 257);
 	if (r < 8)
@@ -1154,7 +1213,34 @@ static void cleanup(struct sim *s)
 	}
 }
 
-int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len, bool verbose)
+/* The links' resend counters next to what the medium lost. */
+static void add_result(struct sim *s, struct sim_result *res)
+{
+	int i;
+
+	for (i = 0; i < NEP; i++) {
+		struct tbp_stats st;
+
+		tbp_get_stats(s->ep[i].link, &st);
+		s->res.retransmits += st.retransmits;
+		s->res.retx_fast += st.retx_fast;
+		s->res.retx_timeouts += st.retx_timeouts;
+		s->res.retx_spurious += st.retx_spurious;
+		s->res.rx_duplicates += st.rx_duplicates;
+	}
+	res->seq_sent += s->res.seq_sent;
+	res->seq_lost += s->res.seq_lost;
+	res->seq_reordered += s->res.seq_reordered;
+	res->seq_far += s->res.seq_far;
+	res->retransmits += s->res.retransmits;
+	res->retx_fast += s->res.retx_fast;
+	res->retx_timeouts += s->res.retx_timeouts;
+	res->retx_spurious += s->res.retx_spurious;
+	res->rx_duplicates += s->res.rx_duplicates;
+}
+
+int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len, bool verbose,
+	    struct sim_result *res)
 {
 	struct sim *s = calloc(1, sizeof(*s));
 	uint8_t key[32];
@@ -1231,8 +1317,13 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 			s->now = ev.t;
 			src->rail_inflight[ev.rail]--;
 			src->next_tick = s->now; /* a rail queue slot freed up: like a TX interrupt */
-			if (rail_alive(s, ev.rail))
+			if (rail_alive(s, ev.rail)) {
+				if (!ev.corrupted)
+					count_delivered(s, ev.ep, ev.frame, ev.len);
 				tbp_rx(s->ep[ev.ep].link, (uint32_t)ev.rail, ev.frame, ev.len);
+			} else if (!ev.corrupted) {
+				count_lost(s, ev.frame, ev.len, ev.copy);
+			}
 			free(ev.frame);
 			s->ep[ev.ep].next_tick = s->now;
 		} else if (who >= 0) {
@@ -1305,6 +1396,8 @@ out:
 				(unsigned long long)(s->now / 1000));
 		}
 	}
+	if (res && s->ep[0].link && s->ep[1].link)
+		add_result(s, res);
 	cleanup(s);
 	free(s);
 	return rc;
@@ -1315,7 +1408,7 @@ out:
 static const char *const mixes[] = {
 	"clean", "loss", "dup", "reorder", "corrupt", "delay", "raildeath", "rnr", "errors",
 	"smallwin", "chaos", "blackout", "lateopen", "qpclose", "rnrqp", "mixedmtu", "dmarails",
-	NULL,
+	"bigwin", NULL,
 };
 
 const char *const *sim_mix_names(void)
@@ -1421,6 +1514,22 @@ bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p)
 		p->bigrail_shrinks = rnd_below(s, 2) != 0;
 		p->max_len = 20000 + (uint32_t)rnd_below(s, 20000);
 		p->loss_ppm = (uint32_t)rnd_below(s, 5000);
+	} else if (!strcmp(mix, "bigwin")) {
+		/* The largest window over 2..4 rails that each deliver in order but differ in
+		 * latency (USB4 lanes, an Ethernet port beside a cable): frames reorder between
+		 * rails, far past the header's 64-frame bitmap, and 1% of them are lost. */
+		p->window = 1024;
+		p->rails = 2 + (uint32_t)rnd_below(s, 3);
+		p->fifo = true;
+		p->rail_skew_ns = 5000 + rnd_below(s, 20000);
+		p->loss_ppm = 10000;
+		p->rail_queue = 256 + (uint32_t)rnd_below(s, 256);
+		/* fewer WRs in flight than WRITE target regions (post_one waits for a free one) */
+		p->max_msgs = 32 + (uint32_t)rnd_below(s, ARENA_SIZE / WRITE_SLOT - 32);
+		p->max_rx_msgs = 128 + (uint32_t)rnd_below(s, 128);
+		p->messages = 400 + (uint32_t)rnd_below(s, 200);
+		p->max_len = 32768 + (uint32_t)rnd_below(s, 32768);
+		p->bulk = true;
 	} else if (!strcmp(mix, "blackout")) {
 		p->blackout = true;
 		p->loss_ppm = (uint32_t)rnd_below(s, 10000);

@@ -21,6 +21,10 @@ struct sim_params {
 	uint32_t corrupt_ppm;
 	uint64_t delay_ns;       /* one-way base delay */
 	uint64_t jitter_ns;      /* uniform extra delay: reorders frames, also within a rail */
+	bool fifo;               /* each rail delivers in send order (a USB4 ring, a cable):
+				  * jitter spaces its frames but never reorders them */
+	uint64_t rail_skew_ns;   /* rail r is r * rail_skew_ns slower: frames reorder between
+				  * rails only (with fifo) */
 	bool rail_death;         /* rails die and come back (never all at once) */
 	bool blackout;           /* every rail dies for longer than link_dead_ns */
 	bool rnr;                /* receivers post receive buffers late and sparsely */
@@ -35,6 +39,7 @@ struct sim_params {
 	uint32_t qps;            /* 1..4 */
 	uint32_t messages;       /* WRs posted by each side */
 	uint32_t max_len;        /* largest message */
+	bool bulk;               /* message lengths uniform up to max_len (else mostly small) */
 	uint32_t rail_queue;     /* frames a rail accepts before xmit says -EAGAIN */
 	uint64_t time_limit_ns;  /* virtual time allowed before declaring a deadlock */
 	/* Per-QP transport scenarios; each acts on QP `special` (the last one) unless noted.
@@ -50,12 +55,26 @@ struct sim_params {
 
 struct sim;
 
+/* What the medium did to the sequenced frames and what the links resent, over both ends. */
+struct sim_result {
+	uint64_t seq_sent;       /* sequenced frames handed to the medium */
+	uint64_t seq_lost;       /* ...that it dropped, or corrupted (the receiver drops them) */
+	uint64_t seq_reordered;  /* delivered after a frame with a higher sequence number */
+	uint64_t seq_far;        /* ...more than 64 behind it (past the header's bitmap) */
+	uint64_t retransmits;    /* tbp_stats of both links */
+	uint64_t retx_fast;
+	uint64_t retx_timeouts;
+	uint64_t retx_spurious;
+	uint64_t rx_duplicates;  /* resends whose frame had arrived: wasted */
+};
+
 /* Fill p with a random configuration for the named mix; false if the mix is unknown. */
 bool sim_params_for_mix(const char *mix, uint64_t seed, struct sim_params *p);
 const char *const *sim_mix_names(void);
 
-/* Run one simulation. Returns 0 on success; otherwise writes the reason into why. */
+/* Run one simulation. Returns 0 on success; otherwise writes the reason into why. The
+ * medium's and the links' counts are added to *res (may be NULL). */
 int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len,
-	    bool verbose);
+	    bool verbose, struct sim_result *res);
 
 #endif

@@ -58,7 +58,9 @@ struct tbp_txslot {
 	uint8_t op;           /* enum tbp_wire_op */
 	uint8_t rail;
 	uint8_t sent_once;
-	uint16_t retx;        /* resends so far (exponential timer back-off) */
+	uint16_t retx;        /* resends so far */
+	uint16_t backoff;     /* timer expiries so far: its RTO doubles with each (a fast
+			       * retransmit says the path works, so it does not back off) */
 	uint16_t msg;         /* send message slot (data, READ_REQ, READ_RESP) */
 	uint16_t attempt;     /* retry attempt the frame belongs to; a stale one goes out as NOP */
 	uint16_t timed_out;   /* its retransmission timer expired (not a fast retransmit) */
@@ -289,6 +291,10 @@ struct tbp_link {
 	uint32_t ack_owed;
 	uint32_t rx_ooo;        /* frames received beyond rcv_nxt (sack needed) */
 	uint64_t ack_deadline;  /* 0: none */
+	uint32_t rcv_hi;        /* one past the highest sequence number received */
+	uint32_t sack_owed;     /* frames received past the bitmap since the last SACK ranges */
+	uint64_t hole_ns;       /* since when the cumulative ack is held by its current hole */
+	uint64_t last_sack_tx_ns; /* last ACK that carried SACK ranges */
 	/* message layer */
 	uint16_t sendq_head;
 	uint16_t sendq_tail;
@@ -343,8 +349,6 @@ int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, ui
 void tbp_push(struct tbp_link *l);
 void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_t dst_qpn,
 			  uint32_t src_qpn);
-/* Send an unsequenced frame on the least loaded rail. */
-void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn);
 /* Unsequenced per-QP NAK (see enum tbp_nak). */
 void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
 		  uint16_t code, uint16_t attempt, uint32_t delay_us);

@@ -45,7 +45,7 @@ static bool config_valid(const struct tbp_config *c)
 {
 	if (c->role > TBP_ROLE_RESPONDER)
 		return false;
-	if (c->window < 16 || c->window > 4096 || (c->window & (c->window - 1)))
+	if (c->window < 16 || c->window > TBP_WINDOW_MAX || (c->window & (c->window - 1)))
 		return false;
 	/* The reassembly table also holds one slot per QP for its next in-order message. */
 	if (c->max_msgs < 2 || c->max_msgs >= TBP_NONE || c->max_rx_msgs < 1 ||
@@ -148,7 +148,7 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	l->sendq_tail = TBP_NONE;
 	for (i = 0; i < TBP_QL_COUNT; i++)
 		l->qlist[i].head = l->qlist[i].tail = TBP_NONE;
-	l->snd_una = l->snd_nxt = l->rcv_nxt = l->q_first = TBP_SEQ_START;
+	l->snd_una = l->snd_nxt = l->rcv_nxt = l->rcv_hi = l->q_first = TBP_SEQ_START;
 	l->qp_timer_next = ~0ull;
 	l->now = env->now_ns(env->ctx);
 	env->random_bytes(env->ctx, l->nonce, TBP_NONCE_LEN);
@@ -454,6 +454,73 @@ static uint64_t build_sack(const struct tbp_link *l)
 	return sack;
 }
 
+/* Some frame arrived further beyond rcv_nxt than the header's bitmap reaches. */
+static bool past_bitmap(const struct tbp_link *l)
+{
+	return l->rx_ooo && seq_diff(l->rcv_hi, l->rcv_nxt) > (int32_t)(1 + TBP_SACK_BITS);
+}
+
+/*
+ * Ranges are worth their cost only for a hole that holds the cumulative ack for a while:
+ * frames reordered between rails fill theirs within microseconds, and the next ack covers
+ * everything past them anyway (sack_due).
+ */
+static bool sack_ranges_needed(const struct tbp_link *l)
+{
+	return past_bitmap(l) && l->now - l->hole_ns >= l->cfg.ack_delay_ns;
+}
+
+/* When owed ranges are due at the latest: the hole and the last ranges ack_delay_ns old. */
+static uint64_t sack_due_ns(const struct tbp_link *l)
+{
+	return (l->hole_ns > l->last_sack_tx_ns ? l->hole_ns : l->last_sack_tx_ns) +
+	       l->cfg.ack_delay_ns;
+}
+
+/*
+ * The runs received past the bitmap's reach (rcv_nxt + 65 on), lowest first, up to
+ * TBP_SACK_MAX_RANGES: one pass over the receive bitmap, a ring of max(window, 64) bits
+ * indexed by the sequence number, a 64-bit word at a time. Runs end at rcv_hi at the latest.
+ */
+static uint32_t build_sack_ranges(const struct tbp_link *l, struct tbp_sack_range *r)
+{
+	uint32_t span = l->rcv_hi - l->rcv_nxt, off = 1 + TBP_SACK_BITS, n = 0;
+	bool in_run = false;
+
+	while (off < span) {
+		uint32_t pos = (l->rcv_nxt + off) & (l->win_mask | 63u), bits = 64u - (pos & 63u);
+		uint64_t w = l->rx_bits[pos / 64] >> (pos & 63u);
+
+		if (bits > span - off)
+			bits = span - off;
+		for (;;) {
+			uint64_t change = in_run ? ~w : w;
+			uint32_t t = change ? (uint32_t)__builtin_ctzll(change) : 64u;
+
+			if (t >= bits) {
+				off += bits;
+				break;
+			}
+			off += t;
+			bits -= t;
+			w >>= t;
+			if (in_run) {
+				r[n].len = (uint16_t)(off - r[n].off);
+				if (++n == TBP_SACK_MAX_RANGES)
+					return n;
+			} else {
+				r[n].off = (uint16_t)off;
+			}
+			in_run = !in_run;
+		}
+	}
+	if (in_run) {
+		r[n].len = (uint16_t)(span - r[n].off);
+		n++;
+	}
+	return n;
+}
+
 static void fill_link_fields(struct tbp_link *l, struct tbp_hdr *h, uint32_t rail)
 {
 	h->magic = TBP_MAGIC;
@@ -514,14 +581,6 @@ void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_
 	xmit_scratch(l, rail, TBP_HDR_LEN + tbp_auth_overhead(l));
 }
 
-void tbp_send_control(struct tbp_link *l, uint8_t op, uint32_t dst_qpn, uint32_t src_qpn)
-{
-	uint32_t rail = choose_rail(l, TBP_HDR_LEN + tbp_auth_overhead(l), false);
-
-	if (rail != TBP_MAX_RAILS)
-		tbp_send_unsequenced(l, rail, op, dst_qpn, src_qpn);
-}
-
 void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
 		  uint16_t code, uint16_t attempt, uint32_t delay_us)
 {
@@ -550,10 +609,34 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 	} while (rail != TBP_MAX_RAILS);
 }
 
+/*
+ * The cumulative ack and the bitmap in the header and, once frames arrived past the bitmap's
+ * reach, the receive window's runs as SACK ranges in the payload, so that the sender neither
+ * resends them on its timers nor misses the holes between them.
+ */
 static void send_standalone_ack(struct tbp_link *l)
 {
-	tbp_send_control(l, TBP_W_ACK, 0, 0);
+	struct tbp_sack_range r[TBP_SACK_MAX_RANGES];
+	uint32_t n = sack_ranges_needed(l) ? build_sack_ranges(l, r) : 0;
+	uint32_t plen = tbp_sack_encode(l->scratch + TBP_HDR_LEN, r, n);
+	uint32_t len = TBP_HDR_LEN + plen + tbp_auth_overhead(l), rail = choose_rail(l, len, false);
+	struct tbp_hdr h;
+
+	if (rail == TBP_MAX_RAILS)
+		return;
+	memset(&h, 0, sizeof(h));
+	h.opcode = TBP_W_ACK;
+	h.payload_len = (uint16_t)plen;
+	fill_link_fields(l, &h, rail);
+	tbp_hdr_encode(l->scratch, &h);
+	if (xmit_scratch(l, rail, len))
+		return;
 	l->st.tx_acks++;
+	if (n) {
+		l->st.tx_sack_ranges++;
+		l->sack_owed = 0;
+		l->last_sack_tx_ns = l->now;
+	}
 }
 
 int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, uint32_t plen,
@@ -581,7 +664,7 @@ static uint64_t slot_deadline(const struct tbp_link *l, const struct tbp_txslot 
 	uint64_t rto = l->rto;
 	uint32_t i;
 
-	for (i = 0; i < s->retx && rto < l->cfg.rto_max_ns; i++)
+	for (i = 0; i < s->backoff && rto < l->cfg.rto_max_ns; i++)
 		rto *= 2;
 	if (rto > l->cfg.rto_max_ns)
 		rto = l->cfg.rto_max_ns;
@@ -660,6 +743,31 @@ static uint32_t ack_every(const struct tbp_link *l)
 	return l->cfg.window / 8 < 32 ? l->cfg.window / 8 : 32;
 }
 
+/*
+ * Ranges are owed apart from the cumulative ack: a data frame going the other way carries
+ * the ack and the bitmap (and clears ack_owed) but not the ranges. Once the hole has held
+ * the cumulative ack for ack_delay_ns (a lost frame, not reordering between rails), they are
+ * due on the standalone ack's schedule: after ack_every frames past the bitmap, or
+ * ack_delay_ns after the last ranges (tbp_tick wakes for that: sack_due_ns). That is soon
+ * enough: the sender resends on its timer only after an RTO (at least rto_min_ns, far above
+ * ack_delay_ns), and its fast retransmit of the holes past the bitmap waits for the later
+ * frames of their rails, which these same ranges report. An ACK per reordered frame would
+ * double the reverse traffic exactly when reordering is heavy, and ranges for holes that
+ * fill within microseconds would cost both ends a walk of the window for nothing.
+ */
+static bool sack_due(struct tbp_link *l)
+{
+	if (!l->sack_owed)
+		return false;
+	if (!past_bitmap(l)) {
+		/* Filled in, or close enough to rcv_nxt for the bitmap of any frame. */
+		l->sack_owed = 0;
+		return false;
+	}
+	return sack_ranges_needed(l) &&
+	       (l->sack_owed >= ack_every(l) || l->now - l->last_sack_tx_ns >= l->cfg.ack_delay_ns);
+}
+
 void tbp_push(struct tbp_link *l)
 {
 	uint32_t r, seq;
@@ -678,7 +786,7 @@ void tbp_push(struct tbp_link *l)
 			break;
 	}
 	l->q_first = seq;
-	if (l->ack_owed && tbp_ack_due(l))
+	if ((l->ack_owed && tbp_ack_due(l)) || sack_due(l))
 		send_standalone_ack(l);
 }
 
@@ -769,15 +877,15 @@ static void slot_acked(struct tbp_link *l, struct tbp_txslot *s)
 
 /* A frame is presumed lost once TBP_FAST_RETX_GAP later frames on its rail were acked:
  * a rail delivers in order, so this reacts faster than the timer without being fooled
- * by the reordering between rails. */
-static void fast_retransmit_scan(struct tbp_link *l, uint32_t ack)
+ * by the reordering between rails. Judges [seq, end), never below snd_una (those frames
+ * are acked and their slots may hold newer ones). */
+static void fast_retransmit(struct tbp_link *l, uint32_t seq, uint32_t end)
 {
-	uint32_t seq, end = ack + 1 + TBP_SACK_BITS;
-
-	/* Only frames the peer's ack could have reported on can be judged lost. */
+	if (seq_diff(seq, l->snd_una) < 0)
+		seq = l->snd_una;
 	if (seq_diff(end, l->snd_nxt) > 0)
 		end = l->snd_nxt;
-	for (seq = l->snd_una; seq_diff(seq, end) < 0; seq++) {
+	for (; seq_diff(seq, end) < 0; seq++) {
 		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
 
 		if (s->state == TX_INFLIGHT &&
@@ -828,50 +936,102 @@ static void end_rto_probes(struct tbp_link *l, uint64_t newest_sent_ns)
 			l->rails[r].rto_probe = 0;
 }
 
-static void process_ack(struct tbp_link *l, uint32_t ack, uint64_t sack)
+/* What one received frame acknowledged for the first time. */
+struct ack_news {
+	uint32_t newly;          /* frames */
+	uint64_t newest_sent_ns; /* the latest send time among them */
+};
+
+static inline void ack_seq(struct tbp_link *l, uint32_t seq, struct ack_news *an)
 {
-	uint64_t newest_acked_sent_ns = 0;
-	uint32_t seq, i, newly = 0;
+	struct tbp_txslot *s = &l->tx[seq & l->win_mask];
+
+	if (s->state == TX_ACKED)
+		return;
+	if (s->state == TX_INFLIGHT && s->sent_ns > an->newest_sent_ns)
+		an->newest_sent_ns = s->sent_ns;
+	slot_acked(l, s);
+	an->newly++;
+}
+
+/*
+ * The SACK ranges of an ACK frame (only standalone ACKs carry them, so they are walked per
+ * ACK, not per data frame), already checked to be sorted runs above ack inside the largest
+ * window (tbp_sack_decode): once the highest ends at or below snd_nxt, every frame they name
+ * has a slot in the send window. Returns how many there are (0: none, or refused).
+ */
+static int sack_ranges(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload,
+		       struct tbp_sack_range *r)
+{
+	int n;
+
+	if (h->opcode != TBP_W_ACK || !h->payload_len)
+		return 0;
+	n = tbp_sack_decode(payload, h->payload_len, r);
+	if (n <= 0)
+		return 0;
+	if (seq_diff(h->ack + r[n - 1].off + r[n - 1].len, l->snd_nxt) > 0) {
+		l->st.drop_sack++;
+		return 0;
+	}
+	return n;
+}
+
+/*
+ * Only frames the peer's ack could report on can be judged lost: the bitmap's 64 after the
+ * cumulative ack and, further out, those the ranges leave out below the highest one (the
+ * frames inside them were just acked).
+ */
+static void judge_lost(struct tbp_link *l, uint32_t ack, const struct tbp_sack_range *r, int n)
+{
+	uint32_t from = ack + 1 + TBP_SACK_BITS;
+	int i;
+
+	fast_retransmit(l, l->snd_una, from);
+	for (i = 0; i < n; i++) {
+		uint32_t start = ack + r[i].off, end = start + r[i].len;
+
+		if (seq_diff(start, from) > 0)
+			fast_retransmit(l, from, start);
+		if (seq_diff(end, from) > 0)
+			from = end;
+	}
+}
+
+static void process_ack(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload)
+{
+	struct tbp_sack_range r[TBP_SACK_MAX_RANGES];
+	struct ack_news an = { 0, 0 };
+	uint32_t seq, i, ack = h->ack;
+	int k, n;
 
 	/* An ack beyond what was sent is corrupt or from another life: ignore it. */
 	if (seq_diff(ack, l->snd_una) < 0 || seq_diff(ack, l->snd_nxt) > 0)
 		return;
-	for (seq = l->snd_una; seq != ack; seq++) {
-		struct tbp_txslot *s = &l->tx[seq & l->win_mask];
-
-		if (s->state != TX_ACKED) {
-			if (s->state == TX_INFLIGHT && s->sent_ns > newest_acked_sent_ns)
-				newest_acked_sent_ns = s->sent_ns;
-			slot_acked(l, s);
-			newly++;
-		}
-	}
-	for (i = 0; sack && i < TBP_SACK_BITS; i++) {
-		struct tbp_txslot *s;
-
-		if (!(sack & (1ull << i)))
+	n = sack_ranges(l, h, payload, r);
+	for (seq = l->snd_una; seq != ack; seq++)
+		ack_seq(l, seq, &an);
+	for (i = 0; h->sack && i < TBP_SACK_BITS; i++) {
+		if (!(h->sack & (1ull << i)))
 			continue;
 		seq = ack + 1 + i;
 		if (seq_diff(seq, l->snd_nxt) >= 0)
 			break;
-		s = &l->tx[seq & l->win_mask];
-		if (s->state != TX_ACKED) {
-			if (s->state == TX_INFLIGHT && s->sent_ns > newest_acked_sent_ns)
-				newest_acked_sent_ns = s->sent_ns;
-			slot_acked(l, s);
-			newly++;
-		}
+		ack_seq(l, seq, &an);
 	}
+	for (k = 0; k < n; k++)
+		for (seq = ack + r[k].off; seq != ack + r[k].off + r[k].len; seq++)
+			ack_seq(l, seq, &an);
 	while (l->snd_una != l->snd_nxt && l->tx[l->snd_una & l->win_mask].state == TX_ACKED) {
 		l->tx[l->snd_una & l->win_mask].state = TX_FREE;
 		l->snd_una++;
 	}
-	if (newly)
+	if (an.newly)
 		rails_rtt_signals(l);
-	if (newly && l->snd_una != l->snd_nxt)
-		fast_retransmit_scan(l, ack);
-	if (newly)
-		end_rto_probes(l, newest_acked_sent_ns);
+	if (an.newly && l->snd_una != l->snd_nxt)
+		judge_lost(l, ack, r, n);
+	if (an.newly)
+		end_rto_probes(l, an.newest_sent_ns);
 }
 
 /*
@@ -916,6 +1076,8 @@ static uint64_t retransmit_timers(struct tbp_link *l, uint64_t deadline)
 		/* Without any RTT sample yet (Karn), back the base timer off instead. */
 		l->st.retx_timeouts++;
 		s->timed_out = 1;
+		if (s->backoff < 0xffff)
+			s->backoff++;
 		if (!l->srtt && l->rto < l->cfg.rto_max_ns)
 			l->rto = l->rto * 2 < l->cfg.rto_max_ns ? l->rto * 2 : l->cfg.rto_max_ns;
 		if (rl->inflight)
@@ -945,6 +1107,12 @@ static enum rx_verdict rx_classify(const struct tbp_link *l, uint32_t seq)
 
 static void rx_mark(struct tbp_link *l, uint32_t seq)
 {
+	uint32_t from = l->rcv_nxt, ooo = l->rx_ooo;
+
+	if (seq_diff(seq, l->rcv_nxt) > (int32_t)TBP_SACK_BITS)
+		l->sack_owed++; /* only SACK ranges can tell the sender (sack_due) */
+	if (seq_diff(seq + 1, l->rcv_hi) > 0)
+		l->rcv_hi = seq + 1;
 	l->rx_bits[(seq & l->win_mask) / 64] |= 1ull << (seq & 63);
 	l->rx_ooo++;
 	while (l->rx_bits[(l->rcv_nxt & l->win_mask) / 64] & (1ull << (l->rcv_nxt & 63))) {
@@ -952,6 +1120,9 @@ static void rx_mark(struct tbp_link *l, uint32_t seq)
 		l->rcv_nxt++;
 		l->rx_ooo--;
 	}
+	/* A new hole holds the cumulative ack from now on. */
+	if (l->rx_ooo && (!ooo || l->rcv_nxt != from))
+		l->hole_ns = l->now;
 }
 
 static void owe_ack(struct tbp_link *l)
@@ -1027,7 +1198,7 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 		return;
 	}
 	rl->last_rx_ns = l->now;
-	process_ack(l, h.ack, h.sack);
+	process_ack(l, &h, payload);
 	if (h.flags & TBP_F_SEQ) {
 		enum rx_verdict v = rx_classify(l, h.seq);
 
@@ -1100,6 +1271,8 @@ uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
 		tbp_push(l);
 		if (l->ack_deadline)
 			deadline = min_u64(deadline, l->ack_deadline);
+		if (l->sack_owed)
+			deadline = min_u64(deadline, sack_due_ns(l));
 		deadline = tbp_msg_next_deadline(l, deadline);
 	}
 	/* A deadline already due means a resource (window, rail queue) is exhausted; the

@@ -518,8 +518,11 @@ static bool fields_valid(const struct tbp_hdr *h)
 		return !sequenced && !(h->flags & TBP_F_MAC) && h->payload_len == TBP_HELLO_LEN &&
 		       h->status == 0;
 	case TBP_W_KEEPALIVE:
-	case TBP_W_ACK:
 		return !sequenced && h->payload_len == 0 && h->status == 0;
+	case TBP_W_ACK:
+		/* The ranges themselves are checked by tbp_sack_decode. */
+		return !sequenced && h->status == 0 &&
+		       h->payload_len <= TBP_SACK_MAX_RANGES * TBP_SACK_RANGE_LEN;
 	case TBP_W_NAK:
 		/* ssn: the attempt the sender must move to; imm: RNR delay in microseconds. */
 		if (sequenced || h->payload_len != 0 || h->msg_len != 0 || h->frag_off != 0 ||
@@ -604,5 +607,48 @@ int tbp_frame_decode(const void *frame, uint32_t len, uint32_t max_frame, struct
 		return TBP_DEC_CHECKSUM;
 	if (!fields_valid(h))
 		return TBP_DEC_FIELD;
+	if (h->opcode == TBP_W_ACK && tbp_sack_decode(p + TBP_HDR_LEN, h->payload_len, NULL) < 0)
+		return TBP_DEC_FIELD;
 	return 0;
+}
+
+uint32_t tbp_sack_encode(void *payload, const struct tbp_sack_range *r, uint32_t n)
+{
+	uint8_t *p = payload;
+	uint32_t i;
+
+	for (i = 0; i < n && i < TBP_SACK_MAX_RANGES; i++) {
+		put16(p + i * TBP_SACK_RANGE_LEN, r[i].off);
+		put16(p + i * TBP_SACK_RANGE_LEN + 2, r[i].len);
+	}
+	return i * TBP_SACK_RANGE_LEN;
+}
+
+/*
+ * The sender walks its window along these ranges, so each must be a real run: not empty,
+ * above the cumulative ack (ack itself is the first frame missing), after the previous run
+ * with at least one missing frame between them (sorted, no overlap, no run split in two),
+ * and inside the largest window. Where a run ends relative to the sender's snd_nxt is
+ * state, checked by the link.
+ */
+int tbp_sack_decode(const void *payload, uint32_t len, struct tbp_sack_range *r)
+{
+	const uint8_t *p = payload;
+	uint32_t i, n = len / TBP_SACK_RANGE_LEN, end = 0;
+
+	if (len % TBP_SACK_RANGE_LEN || n > TBP_SACK_MAX_RANGES)
+		return TBP_DEC_FIELD;
+	for (i = 0; i < n; i++) {
+		uint32_t off = get16(p + i * TBP_SACK_RANGE_LEN);
+		uint32_t run = get16(p + i * TBP_SACK_RANGE_LEN + 2);
+
+		if (run == 0 || off <= end || off + run > TBP_WINDOW_MAX)
+			return TBP_DEC_FIELD;
+		end = off + run;
+		if (r) {
+			r[i].off = (uint16_t)off;
+			r[i].len = (uint16_t)run;
+		}
+	}
+	return (int)n;
 }

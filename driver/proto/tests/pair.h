@@ -49,6 +49,7 @@ static bool run_full; /* pair_run keeps going after the links are idle */
 static bool p_no_invalidate; /* the next pep_init leaves env.invalidate NULL */
 static uint32_t p_responder_max_msgs; /* nonzero: side 1's max_msgs at its next pep_init */
 static uint32_t p_dma_rails; /* bit r: pep_init adds rail r as a DMA rail (TBP_RAIL_DMA) */
+static uint32_t p_rail_frame; /* nonzero: pep_init's rails carry frames of this size, not 4 KiB */
 
 static uint64_t p_now(void *ctx)
 {
@@ -258,7 +259,8 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 	CHECK(tbp_link_init(&e->link, e->mem, size, &cfg, &env) == 0);
 	e->recv_cap = P_MEM / 4;
 	for (r = 0; r < rails; r++)
-		CHECK(tbp_rail_add(e->link, r, 1, 4096, (p_dma_rails >> r) & 1 ? TBP_RAIL_DMA : 0) == 0);
+		CHECK(tbp_rail_add(e->link, r, 1, p_rail_frame ? p_rail_frame : 4096,
+				   (p_dma_rails >> r) & 1 ? TBP_RAIL_DMA : 0) == 0);
 	CHECK(tbp_qp_open(e->link, 10 + (uint32_t)i, 11 - (uint32_t)i) == 0);
 }
 
@@ -1166,6 +1168,358 @@ static void test_stalled_reads_resume(void)
 	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
 }
 
+/* ---- SACK ranges (version 5) ---- */
+
+#define SK_SEQS 8192u
+
+/* Side 0's sequenced frames, by offset from the first: which to lose, which came again. */
+static struct {
+	uint32_t first;          /* side 0's snd_nxt when the test started */
+	uint8_t seen[SK_SEQS];
+	uint32_t lose[2];        /* offsets whose copies the medium loses... */
+	uint64_t until[2];       /* ...while pnow is before this; 0: only the first copy */
+	uint32_t resent[2];      /* copies sent again of each lost frame */
+	uint32_t nlose;
+	uint32_t resent_lost;    /* copies sent again of the lost frames */
+	uint32_t resent_other;   /* ...and of frames that had arrived */
+	bool reverse;            /* side 1 posts a WRITE before each frame of side 0 and once a
+				  * round, until reverse_until */
+	uint64_t reverse_until;
+	uint32_t reverse_posted;
+} sk;
+
+static void sk_start(void)
+{
+	memset(&sk, 0, sizeof(sk));
+	sk.first = P[0].link->snd_nxt;
+}
+
+static void sk_lose(uint32_t off, uint64_t until)
+{
+	sk.lose[sk.nlose] = off;
+	sk.until[sk.nlose++] = until;
+}
+
+/* Index of a lost frame's offset, or -1. */
+static int sk_lost(uint32_t off)
+{
+	uint32_t i;
+
+	for (i = 0; i < sk.nlose; i++)
+		if (sk.lose[i] == off)
+			return (int)i;
+	return -1;
+}
+
+/* A small WRITE of side 1 goes out first: its data frame carries side 1's ack and bitmap,
+ * so side 1 never owes a standalone ack (only its SACK ranges can make it send one). */
+static void sk_reverse_write(void)
+{
+	struct tbp_wr wr = { .opcode = TBP_OP_RDMA_WRITE, .qpn = 11, .len = 64, .rkey = 0x77,
+			     .raddr = 200000, .wr_id = 1000 + sk.reverse_posted };
+
+	if (tbp_post(P[1].link, &wr) == 0)
+		sk.reverse_posted++;
+}
+
+static int sk_policy(const struct pframe *f)
+{
+	struct tbp_hdr h;
+	uint32_t off;
+	bool again;
+	int lost;
+
+	if (sk.reverse && pnow < sk.reverse_until)
+		sk_reverse_write();
+	if (tbp_frame_decode(f->data, f->len, TBP_MAX_FRAME, &h) || !(h.flags & TBP_F_SEQ))
+		return KEEP;
+	off = h.seq - sk.first;
+	CHECK(off < SK_SEQS);
+	if (off >= SK_SEQS)
+		return KEEP;
+	again = sk.seen[off];
+	sk.seen[off] = 1;
+	lost = sk_lost(off);
+	if (again && lost >= 0) {
+		sk.resent_lost++;
+		sk.resent[lost]++;
+	} else if (again) {
+		sk.resent_other++;
+	}
+	if (lost >= 0 && (!again || pnow < sk.until[lost]))
+		return DROP;
+	return KEEP;
+}
+
+/* Side 0's frames through sk_policy, side 1's all delivered; stops when both are idle. */
+static void sk_run(uint64_t step_ns, int rounds)
+{
+	while (rounds-- > 0) {
+		uint32_t moved = pair_deliver_from(0, sk_policy, false) +
+				 pair_deliver_from(1, NULL, false);
+
+		pnow += step_ns;
+		if (sk.reverse && pnow < sk.reverse_until)
+			sk_reverse_write();
+		tbp_tick(P[0].link, pnow);
+		tbp_tick(P[1].link, pnow);
+		if (!moved && !P[0].nout && !P[1].nout && tbp_link_idle(P[0].link) &&
+		    tbp_link_idle(P[1].link))
+			break;
+	}
+}
+
+/* A window of 1024 frames on rails of the smallest frame: 600 frames of 160 bytes in flight. */
+static void sk_setup(bool all_at_once)
+{
+	uint32_t r;
+
+	p_rail_frame = TBP_MIN_FRAME;
+	pair_setup_keys(1, 1024, 0x42);
+	p_rail_frame = 0;
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000, 20);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+	CHECK(tbp_frag_payload(P[0].link) == 160);
+	fill(P[0].local, 96000, 31);
+	/* Where the send window and its acks are tested, all 600 frames go out at once, not
+	 * as the congestion window (cc.h) would let a rail's queue grow. */
+	for (r = 0; all_at_once && r < TBP_MAX_RAILS; r++)
+		P[0].link->rails[r].cwnd = 1024;
+}
+
+/*
+ * Frame 20 of 600 in flight is lost, its fast retransmit too, and its copies keep getting
+ * lost for 2 ms (ten RTOs); the other 599 arrive at once. Once the hole has held the
+ * cumulative ack for ack_delay_ns, the receiver's SACK ranges ack them all, so the sender
+ * resends frame 20 only (fast, then on its timer), never one of the 535 that arrived more
+ * than 64 beyond it. (With the 64-bit bitmap alone they stayed in flight, timed out, and the
+ * rail's RTO probe resent them.)
+ */
+static void test_sack_ranges_spare_received(void)
+{
+	struct tbp_stats st0, st1;
+
+	sk_setup(true);
+	sk_start();
+	sk_lose(20, pnow + 2000000);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 96000, 0x77, 0, 0);
+	sk_run(10000, 2000);
+	tbp_get_stats(P[0].link, &st0);
+	tbp_get_stats(P[1].link, &st1);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 96000) == 0);
+	CHECK(sk.seen[599] && !sk.seen[600]); /* the test means what it says: 600 frames */
+	CHECK(st1.tx_sack_ranges > 0);
+	CHECK(sk.resent_other == 0);
+	CHECK(sk.resent_lost >= 2 && st0.retransmits == sk.resent_lost);
+	CHECK(st0.retx_fast == 1 && st0.retx_timeouts == sk.resent_lost - 1);
+	CHECK(st1.rx_duplicates == 0);
+	printf("  frame 20 resent %u times, the 599 others %u times; %llu range acks\n",
+	       sk.resent_lost, sk.resent_other, (unsigned long long)st1.tx_sack_ranges);
+}
+
+/*
+ * Frame 20 of 600 is lost for 2 ms, frame 120 once. The bitmap has frame 20 resent at once;
+ * the first ranges (once the hole is ack_delay_ns old) have frame 120 resent too, long
+ * before frame 20 gets through: fast retransmit judges the frames the ranges leave out
+ * below the highest one they acked, not only the 64 after the cumulative ack.
+ */
+static void test_sack_ranges_fast_retransmit(void)
+{
+	struct tbp_stats st0, st1;
+
+	sk_setup(true);
+	sk_start();
+	sk_lose(20, pnow + 2000000);
+	sk_lose(120, 0);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 96000, 0x77, 0, 0);
+	pair_deliver_from(0, sk_policy, false); /* 598 frames, acked as they come */
+	pair_deliver_from(1, NULL, false);      /* the acks so far, without ranges */
+	tbp_get_stats(P[0].link, &st0);
+	CHECK(st0.retx_fast == 1 && sk.resent[0] == 0 && P[0].nout == 1);
+	pnow += P[1].link->cfg.ack_delay_ns;
+	tbp_tick(P[1].link, pnow);
+	pair_deliver_from(1, NULL, false);      /* the ranges */
+	tbp_get_stats(P[0].link, &st0);
+	tbp_get_stats(P[1].link, &st1);
+	CHECK(st1.tx_sack_ranges == 1);
+	CHECK(st0.retx_fast == 2 && st0.retransmits == 2 && P[0].nout == 2);
+	sk_run(10000, 2000);
+	tbp_get_stats(P[0].link, &st0);
+	tbp_get_stats(P[1].link, &st1);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 96000) == 0);
+	CHECK(sk.resent[1] == 1 && sk.resent_other == 0);
+	CHECK(st0.retransmits == sk.resent_lost && st0.retx_timeouts == sk.resent[0] - 1);
+	CHECK(st1.rx_duplicates == 0);
+}
+
+/*
+ * As in sack_ranges_spare_received, but side 1 sends data of its own all along, which carries
+ * its cumulative ack and bitmap: it never owes a standalone ack, yet it sends its ranges
+ * (owed apart from the ack, see sack_due), so side 0 still resends only the lost frame.
+ */
+static void test_sack_ranges_with_reverse_traffic(void)
+{
+	struct tbp_stats st0, st1;
+
+	sk_setup(true);
+	sk_start();
+	sk_lose(20, pnow + 2000000);
+	sk.reverse = true;
+	sk.reverse_until = pnow + 2000000;
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 96000, 0x77, 0, 0);
+	sk_run(1000, 20000);
+	tbp_get_stats(P[0].link, &st0);
+	tbp_get_stats(P[1].link, &st1);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 96000) == 0);
+	CHECK(sk.reverse_posted > 1000 && P[1].ndone == sk.reverse_posted);
+	CHECK(st1.tx_sack_ranges > 0);
+	CHECK(sk.resent_other == 0 && st0.retransmits == sk.resent_lost);
+	CHECK(st1.rx_duplicates == 0);
+	printf("  %u WRITEs the other way; %llu standalone acks, %llu with ranges; frame 20 resent "
+	       "%u times, others %u\n", sk.reverse_posted, (unsigned long long)st1.tx_acks,
+	       (unsigned long long)st1.tx_sack_ranges, sk.resent_lost, sk.resent_other);
+}
+
+/*
+ * Frame 20 is lost for 2 ms while the congestion window lets the rest out a few dozen at a
+ * time: the acks of those sent after each resend of frame 20 show that resend lost, again
+ * and again (fast retransmit). None of that is a timeout, so none may back the frame's timer
+ * off: once the loss ends, the frame gets through within a few RTOs. (When fast retransmits
+ * doubled the timer too, frame 20 waited out rto_max, 100 ms.)
+ */
+static void test_fast_retransmits_keep_timer(void)
+{
+	struct tbp_stats st0;
+	uint64_t loss_ends;
+
+	sk_setup(false);
+	sk_start();
+	loss_ends = pnow + 2000000;
+	sk_lose(20, loss_ends);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 96000, 0x77, 0, 0);
+	sk_run(10000, 1000);
+	tbp_get_stats(P[0].link, &st0);
+	CHECK(st0.retx_fast > 5);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 96000) == 0);
+	CHECK(pnow < loss_ends + 2000000); /* rto_max is 100 ms */
+	printf("  %llu fast retransmits, %llu timeouts; done %llu us after the loss ended (RTO %llu "
+	       "us)\n", (unsigned long long)st0.retx_fast, (unsigned long long)st0.retx_timeouts,
+	       (unsigned long long)(pnow - loss_ends) / 1000,
+	       (unsigned long long)P[0].link->rto / 1000);
+}
+
+/* An authentic ACK from side 1 to side 0 (sealed with side 1's frame key) with raw ranges. */
+static void sk_peer_ack(uint32_t ack, const uint16_t *pairs, uint32_t n)
+{
+	struct tbp_link *l = P[1].link;
+	uint8_t *f = l->scratch;
+	struct tbp_hdr h;
+	uint32_t i, len = TBP_HDR_LEN + 4 * n + tbp_auth_overhead(l);
+
+	memset(&h, 0, sizeof(h));
+	h.magic = TBP_MAGIC;
+	h.version = TBP_PROTO_VERSION;
+	h.opcode = TBP_W_ACK;
+	h.flags = TBP_F_MAC;
+	h.rail = 0;
+	h.session = l->session;
+	h.ack = ack;
+	h.payload_len = (uint16_t)(4 * n);
+	for (i = 0; i < 2 * n; i++) {
+		f[TBP_HDR_LEN + 2 * i] = (uint8_t)pairs[i];
+		f[TBP_HDR_LEN + 2 * i + 1] = (uint8_t)(pairs[i] >> 8);
+	}
+	tbp_hdr_encode(f, &h);
+	tbp_auth_seal(l, len);
+	tbp_rx(P[0].link, 0, f, len);
+}
+
+static uint8_t sk_slot(uint32_t seq)
+{
+	return P[0].link->tx[seq & P[0].link->win_mask].state;
+}
+
+/*
+ * Ranges reaching past what the sender sent are refused (drop_sack) and ack nothing, while
+ * the frame's cumulative ack still counts; malformed ranges refuse the whole frame
+ * (drop_field). Valid ones ack exactly their frames.
+ */
+static void test_sack_ranges_refused(void)
+{
+	struct tbp_stats before, after;
+	uint32_t una, i;
+
+	pair_setup_keys(1, 256, 0x42);
+	tbp_tick(P[0].link, pnow);
+	pair_run(NULL, 1000, 20);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 20 * 4000, 0x77, 0, 0);
+	/* All 20 frames arrive, all acks are lost: the acks below tell the truth. */
+	pair_deliver_from(0, NULL, false);
+	P[1].nout = 0;
+	una = P[0].link->snd_una;
+	CHECK(P[0].link->snd_nxt - una == 20);
+	tbp_get_stats(P[0].link, &before);
+	/* One range past snd_nxt: none of them counts, the cumulative ack does. */
+	sk_peer_ack(una + 1, (const uint16_t[]){ 2, 3, 10, 10 }, 2);
+	tbp_get_stats(P[0].link, &after);
+	CHECK(after.drop_sack == before.drop_sack + 1);
+	CHECK(after.drop_field == before.drop_field && after.drop_mac == before.drop_mac);
+	CHECK(P[0].link->snd_una == una + 1);
+	for (i = 1; i < 20; i++)
+		CHECK(sk_slot(una + i) == TX_INFLIGHT);
+	/* Malformed (overlapping): the frame is dropped, its ack too. */
+	sk_peer_ack(una + 2, (const uint16_t[]){ 2, 3, 4, 1 }, 2);
+	tbp_get_stats(P[0].link, &after);
+	CHECK(after.drop_field == before.drop_field + 1);
+	CHECK(P[0].link->snd_una == una + 1 && sk_slot(una + 3) == TX_INFLIGHT);
+	/* Valid ranges up to snd_nxt exactly: acked, the holes left in flight. */
+	sk_peer_ack(una + 1, (const uint16_t[]){ 2, 3, 10, 9 }, 2);
+	tbp_get_stats(P[0].link, &after);
+	CHECK(after.drop_sack == before.drop_sack + 1 && after.drop_field == before.drop_field + 1);
+	CHECK(P[0].link->snd_una == una + 1 && sk_slot(una + 1) == TX_INFLIGHT);
+	CHECK(sk_slot(una + 3) == TX_ACKED && sk_slot(una + 5) == TX_ACKED);
+	CHECK(sk_slot(una + 6) == TX_INFLIGHT && sk_slot(una + 10) == TX_INFLIGHT);
+	CHECK(sk_slot(una + 11) == TX_ACKED && sk_slot(una + 19) == TX_ACKED);
+	/* The link repairs the rest. */
+	pair_run(NULL, 100000, 200);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 20 * 4000) == 0);
+}
+
+/* Both ends must run one version: a version 4 peer's frames, its HELLO first, are refused. */
+static void test_old_version_peer_refused(void)
+{
+	struct tbp_stats st;
+	uint32_t k;
+	int round;
+
+	pair_setup_keys(1, 64, 0x42);
+	tbp_tick(P[0].link, pnow);
+	for (round = 0; round < 20; round++) {
+		for (k = 0; k < P[0].nout; k++) {
+			struct pframe *f = &P[0].out[k];
+			struct tbp_hdr h;
+
+			CHECK(tbp_frame_decode(f->data, f->len, TBP_MAX_FRAME, &h) == 0);
+			h.version = 4;
+			tbp_hdr_encode(f->data, &h);
+		}
+		pair_run(NULL, 1000000, 1);
+	}
+	tbp_get_stats(P[1].link, &st);
+	CHECK(st.drop_magic >= 3 && st.rx_frames == st.drop_magic);
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_HANDSHAKE);
+	CHECK(tbp_link_state(P[1].link) == TBP_LINK_HANDSHAKE);
+	pair_run(NULL, 1000000, 20); /* the same version: up */
+	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP && tbp_link_state(P[1].link) == TBP_LINK_UP);
+}
+
 #define PAIR_TESTS                                                                         \
 	{ "handshake", test_handshake },                                                   \
 	{ "handshake_wrong_key", test_handshake_wrong_key },                               \
@@ -1198,4 +1552,10 @@ static void test_stalled_reads_resume(void)
 	{ "spurious_timeout_adapts", test_spurious_timeout_adapts },                       \
 	{ "qp_timer_waits_for_link_rto", test_qp_timer_waits_for_link_rto },               \
 	{ "solicited_flag", test_solicited_flag },                                         \
-	{ "recut_when_big_rail_leaves", test_recut_when_big_rail_leaves },
+	{ "recut_when_big_rail_leaves", test_recut_when_big_rail_leaves },                 \
+	{ "sack_ranges_spare_received", test_sack_ranges_spare_received },                 \
+	{ "sack_ranges_fast_retransmit", test_sack_ranges_fast_retransmit },               \
+	{ "sack_ranges_with_reverse_traffic", test_sack_ranges_with_reverse_traffic },     \
+	{ "fast_retransmits_keep_timer", test_fast_retransmits_keep_timer },               \
+	{ "sack_ranges_refused", test_sack_ranges_refused },                               \
+	{ "old_version_peer_refused", test_old_version_peer_refused },

@@ -332,6 +332,129 @@ static void test_codec_nak_rules(void)
 	CHECK(decode_mutated(m_nak_msg_len) == TBP_DEC_FIELD);
 }
 
+/* A version 4 peer (no SACK ranges) is refused like any other version. */
+static void m_version_4(struct tbp_hdr *h) { h->version = 4; }
+
+/* An ACK frame carrying n ranges (raw le16 pairs), validated as a whole frame. */
+static int decode_ack(const uint16_t *pairs, uint32_t n, uint8_t opcode, uint8_t flags)
+{
+	uint8_t frame[TBP_HDR_LEN + 4 * 40];
+	struct tbp_hdr h, d;
+	uint32_t i;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = TBP_MAGIC;
+	h.version = TBP_PROTO_VERSION;
+	h.opcode = opcode;
+	h.flags = flags;
+	h.ack = 0xfffffff0u;
+	h.sack = 0x5;
+	h.payload_len = (uint16_t)(4 * n);
+	for (i = 0; i < 2 * n; i++) {
+		frame[TBP_HDR_LEN + 2 * i] = (uint8_t)pairs[i];
+		frame[TBP_HDR_LEN + 2 * i + 1] = (uint8_t)(pairs[i] >> 8);
+	}
+	tbp_hdr_encode(frame, &h);
+	return tbp_frame_decode(frame, TBP_HDR_LEN + h.payload_len, TBP_MAX_FRAME, &d);
+}
+
+/* SACK ranges round-trip through the codec, most of them in the smallest frame. */
+static void test_codec_sack_ranges(void)
+{
+	struct tbp_sack_range r[TBP_SACK_MAX_RANGES], d[TBP_SACK_MAX_RANGES];
+	uint8_t payload[TBP_SACK_MAX_RANGES * TBP_SACK_RANGE_LEN];
+	uint16_t pairs[2 * TBP_SACK_MAX_RANGES];
+	uint32_t i, len;
+
+	for (i = 0; i < TBP_SACK_MAX_RANGES; i++) {
+		r[i].off = (uint16_t)(1 + 100 * i);
+		r[i].len = (uint16_t)(1 + i);
+		pairs[2 * i] = r[i].off;
+		pairs[2 * i + 1] = r[i].len;
+	}
+	len = tbp_sack_encode(payload, r, TBP_SACK_MAX_RANGES);
+	CHECK(len == TBP_SACK_MAX_RANGES * TBP_SACK_RANGE_LEN);
+	CHECK(TBP_HDR_LEN + len + TBP_MAC_TRAILER <= TBP_MIN_FRAME);
+	CHECK(payload[0] == 1 && payload[1] == 0 && payload[2] == 1 && payload[4] == 101);
+	CHECK(tbp_sack_decode(payload, len, d) == (int)TBP_SACK_MAX_RANGES);
+	CHECK(memcmp(r, d, sizeof(r)) == 0);
+	CHECK(tbp_sack_decode(payload, len, NULL) == (int)TBP_SACK_MAX_RANGES);
+	CHECK(tbp_sack_decode(payload, 0, d) == 0);
+	CHECK(decode_ack(pairs, TBP_SACK_MAX_RANGES, TBP_W_ACK, 0) == 0);
+	CHECK(decode_ack(pairs, 0, TBP_W_ACK, 0) == 0);
+	/* The last frame of the largest window, and a run up to it. */
+	CHECK(decode_ack((const uint16_t[]){ 4095, 1 }, 1, TBP_W_ACK, 0) == 0);
+	CHECK(decode_ack((const uint16_t[]){ 1, 4095 }, 1, TBP_W_ACK, 0) == 0);
+	/* Ranges only on ACK frames, which stay unsequenced. */
+	CHECK(decode_ack(pairs, 1, TBP_W_KEEPALIVE, 0) == TBP_DEC_FIELD);
+	CHECK(decode_ack(pairs, 1, TBP_W_ACK, TBP_F_SEQ) == TBP_DEC_FIELD);
+	CHECK(decode_mutated(m_version_4) == TBP_DEC_MAGIC);
+}
+
+/* Each way a range payload can be malformed refuses the whole frame. */
+static void test_codec_sack_malformed(void)
+{
+	static const struct {
+		const char *what;
+		uint16_t pairs[6];
+		uint32_t n;
+	} bad[] = {
+		{ "zero length", { 1, 0 }, 1 },
+		{ "offset 0 (the ack itself)", { 0, 3 }, 1 },
+		{ "overlapping", { 10, 5, 12, 4 }, 2 },
+		{ "adjacent (one run split in two)", { 10, 5, 15, 4 }, 2 },
+		{ "unsorted", { 30, 2, 10, 2 }, 2 },
+		{ "duplicate", { 10, 2, 10, 2 }, 2 },
+		{ "beyond the largest window", { 4000, 97 }, 1 },
+		{ "offset past any window", { 0xffff, 1 }, 1 },
+		{ "length wraps 16 bits", { 1, 0xffff }, 1 },
+		{ "third range bad", { 1, 1, 3, 1, 5, 0 }, 3 },
+	};
+	uint16_t many[2 * (TBP_SACK_MAX_RANGES + 1)];
+	uint8_t odd[6] = { 1, 0, 1, 0, 9, 0 };
+	uint32_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = decode_ack(bad[i].pairs, bad[i].n, TBP_W_ACK, 0);
+
+		if (rc != TBP_DEC_FIELD)
+			printf("  accepted: %s\n", bad[i].what);
+		CHECK(rc == TBP_DEC_FIELD);
+	}
+	/* One range too many, in the frame and in the codec alone. */
+	for (i = 0; i <= TBP_SACK_MAX_RANGES; i++) {
+		many[2 * i] = (uint16_t)(1 + 3 * i);
+		many[2 * i + 1] = 1;
+	}
+	CHECK(decode_ack(many, TBP_SACK_MAX_RANGES, TBP_W_ACK, 0) == 0);
+	CHECK(decode_ack(many, TBP_SACK_MAX_RANGES + 1, TBP_W_ACK, 0) == TBP_DEC_FIELD);
+	{
+		uint8_t p[(TBP_SACK_MAX_RANGES + 1) * TBP_SACK_RANGE_LEN];
+		struct tbp_sack_range r[TBP_SACK_MAX_RANGES];
+
+		for (i = 0; i < 2 * (TBP_SACK_MAX_RANGES + 1); i++) {
+			p[2 * i] = (uint8_t)many[i];
+			p[2 * i + 1] = (uint8_t)(many[i] >> 8);
+		}
+		CHECK(tbp_sack_decode(p, sizeof(p), r) == TBP_DEC_FIELD);
+		/* A payload that is not a whole number of ranges. */
+		CHECK(tbp_sack_decode(odd, sizeof(odd), r) == TBP_DEC_FIELD);
+	}
+	{
+		uint8_t frame[TBP_HDR_LEN + 6];
+		struct tbp_hdr h, d;
+
+		memset(&h, 0, sizeof(h));
+		h.magic = TBP_MAGIC;
+		h.version = TBP_PROTO_VERSION;
+		h.opcode = TBP_W_ACK;
+		h.payload_len = sizeof(odd);
+		memcpy(frame + TBP_HDR_LEN, odd, sizeof(odd));
+		tbp_hdr_encode(frame, &h);
+		CHECK(tbp_frame_decode(frame, sizeof(frame), TBP_MAX_FRAME, &d) == TBP_DEC_FIELD);
+	}
+}
+
 /* IBA encodings: local ACK timeout 4.096 us * 2^n (0 = infinite) and the RNR timer table. */
 static void test_iba_timer_encodings(void)
 {
@@ -386,6 +509,8 @@ static const struct {
 	{ "codec_checksum", test_codec_checksum },
 	{ "codec_field_rules", test_codec_field_rules },
 	{ "codec_nak_rules", test_codec_nak_rules },
+	{ "codec_sack_ranges", test_codec_sack_ranges },
+	{ "codec_sack_malformed", test_codec_sack_malformed },
 	{ "iba_timer_encodings", test_iba_timer_encodings },
 	{ "config_validation", test_config_validation },
 	PAIR_TESTS
