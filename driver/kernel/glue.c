@@ -1120,6 +1120,7 @@ static int build_link(struct tbrdma_dev *tdev)
 	cfg.role = tdev->role;
 	cfg.key_len = tdev->key_len;
 	memcpy(cfg.key, tdev->key, tdev->key_len);
+	cfg.window = TBP_MODULE_WINDOW;
 	cfg.max_qps = TBRDMA_MAX_QP;
 	cfg.max_msg_len = TBRDMA_MAX_MSG_SIZE;
 	/*

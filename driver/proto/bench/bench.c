@@ -183,7 +183,7 @@ static void setup(uint32_t rails, bool pcsum)
 		tbp_config_default(&cfg);
 		cfg.role = i ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
 		if (module_config) {
-			/* window: tbp_config_default's, which the module keeps */
+			cfg.window = TBP_MODULE_WINDOW;
 			cfg.max_msgs = TBP_MODULE_MAX_OUTSTANDING;
 			cfg.max_rx_msgs = TBP_MODULE_MAX_OUTSTANDING;
 			cfg.max_qps = TBP_MODULE_MAX_QPS;
@@ -308,14 +308,6 @@ static void print_row(const char *name, const struct result *r)
 	fflush(stdout);
 }
 
-static uint32_t default_window(void)
-{
-	struct tbp_config cfg;
-
-	tbp_config_default(&cfg);
-	return cfg.window;
-}
-
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 && !strcmp(argv[1], "--quick") ? 0.4 : 2.0;
@@ -352,7 +344,7 @@ int main(int argc, char **argv)
 
 	printf("\nkernel module configuration: window %u, %u QPs, %u WRs in flight, "
 	       "MAC and payload CRC on Ethernet rails\n",
-	       default_window(), TBP_MODULE_MAX_QPS, TBP_MODULE_MAX_OUTSTANDING);
+	       TBP_MODULE_WINDOW, TBP_MODULE_MAX_QPS, TBP_MODULE_MAX_OUTSTANDING);
 	module_config = true;
 	rx_per_tick = 1;
 	r = run(1, TBP_OP_RDMA_WRITE, 1u << 20, secs, false);

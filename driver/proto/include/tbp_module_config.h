@@ -11,6 +11,13 @@
 #define TBP_MODULE_MAX_QPS		1024	/* QP table of one link (TBRDMA_MAX_QP) */
 #define TBP_MODULE_MAX_OUTSTANDING	1024	/* default of the max_outstanding parameter */
 /*
+ * Send window in frames: 4 MiB of 4 KiB frames in flight per link, so that two USB4 cables
+ * (80 Gb/s) stay busy over a 400 us round trip. The per-rail congestion window keeps a
+ * rail's queue short, and SACK ranges (protocol version 5) keep what arrived beyond the
+ * 64-frame bitmap from being resent.
+ */
+#define TBP_MODULE_WINDOW		1024
+/*
  * Frames the Ethernet rail hands to the core per tick: the stack delivers received
  * frames in lists of up to net.core.gro_normal_batch (default 8) and the rail ticks the
  * core once per list.
