@@ -90,25 +90,63 @@ static uint64_t env_now_ns(void *ctx)
 	return ktime_get_ns();
 }
 
-static int env_xmit(void *ctx, uint32_t rail_id, const void *frame, uint32_t len)
+static struct tbrdma_rail *env_rail(struct tbrdma_dev *tdev, uint32_t rail_id)
 {
-	struct tbrdma_dev *tdev = ctx;
 	struct tbrdma_rail *rail;
 
 	if (rail_id >= TBRDMA_MAX_RAILS)
-		return -EINVAL;
+		return NULL;
 	rail = &tdev->rails[rail_id];
-	if (!rail->in_use)
+	if (!rail->in_use || (rail->kind == TBRDMA_RAIL_ETH && !rail->netdev))
+		return NULL;
+	return rail;
+}
+
+static int env_xmit(void *ctx, uint32_t rail_id, const void *frame, uint32_t len)
+{
+	struct tbrdma_rail *rail = env_rail(ctx, rail_id);
+
+	if (!rail)
 		return -ENODEV;
 	switch (rail->kind) {
 	case TBRDMA_RAIL_ETH:
-		if (!rail->netdev)
-			return -ENODEV;
 		return tbrdma_eth_xmit(rail, frame, len);
 	case TBRDMA_RAIL_TB:
 		return tbrdma_tb_xmit(rail, frame, len);
 	}
 	return -ENODEV;
+}
+
+/* Data frames: an Ethernet rail's are built in their skb; a Thunderbolt rail's in the
+ * bounce buffer, copied into the ring by its xmit. token: the skb, or NULL. */
+static void *env_frame_get(void *ctx, uint32_t rail_id, uint32_t len, void **token)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_rail *rail = env_rail(tdev, rail_id);
+	struct sk_buff *skb;
+	void *frame;
+
+	if (!rail || len > TBP_MAX_FRAME)
+		return NULL;
+	if (rail->kind == TBRDMA_RAIL_TB) {
+		*token = NULL;
+		return tdev->tx_bounce;
+	}
+	frame = tbrdma_eth_frame_get(rail, len, &skb);
+	if (IS_ERR(frame))
+		return NULL;
+	*token = skb;
+	return frame;
+}
+
+static int env_frame_commit(void *ctx, uint32_t rail_id, void *token, uint32_t len)
+{
+	struct tbrdma_dev *tdev = ctx;
+	struct tbrdma_rail *rail = &tdev->rails[rail_id];
+
+	if (!token)
+		return tbrdma_tb_xmit(rail, tdev->tx_bounce, len);
+	return tbrdma_eth_frame_commit(rail, token, len);
 }
 
 static void env_hmac_sha256(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
@@ -1069,6 +1107,8 @@ bool tbrdma_link_is_up(struct tbrdma_dev *tdev)
 static const struct tbp_env env_template = {
 	.now_ns = env_now_ns,
 	.xmit = env_xmit,
+	.frame_get = env_frame_get,
+	.frame_commit = env_frame_commit,
 	.hmac_sha256 = env_hmac_sha256,
 	.random_bytes = env_random_bytes,
 	.mr_check = env_mr_check,
@@ -1143,6 +1183,7 @@ static int build_link(struct tbrdma_dev *tdev)
 	size = tbp_link_size(&cfg);
 	if (!size)
 		return -EINVAL;
+	size = ALIGN(size, 64) + TBP_MAX_FRAME;
 	mem = kvzalloc(size, GFP_KERNEL);
 	if (!mem)
 		return -ENOMEM;
@@ -1179,6 +1220,7 @@ static int build_link(struct tbrdma_dev *tdev)
 	tdev->link = link;
 	tdev->link_mem = mem;
 	tdev->link_mem_size = size;
+	tdev->tx_bounce = (u8 *)mem + size - TBP_MAX_FRAME;
 	tdev->link_ready = true;
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];

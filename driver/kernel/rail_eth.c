@@ -85,29 +85,42 @@ void tbrdma_eth_rail_stop(struct tbrdma_rail *rail)
 	dev_remove_pack(&rail->ptype);
 }
 
-/* Called with the link lock held and BHs disabled. */
-int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
+/*
+ * Data frames are built by the core straight in the skb they leave in (frame_get/commit):
+ * the MR's bytes are copied once, into the skb. Called with the device lock held and BHs
+ * disabled. Returns where the frame of up to len bytes goes, or an ERR_PTR.
+ */
+void *tbrdma_eth_frame_get(struct tbrdma_rail *rail, size_t len, struct sk_buff **token)
 {
 	struct net_device *ndev = rail->netdev;
 	struct sk_buff *skb;
-	int ret;
 
 	if (!netif_running(ndev) || !netif_carrier_ok(ndev))
-		return -ENETDOWN;
+		return ERR_PTR(-ENETDOWN);
 	if (len > ndev->mtu)
-		return -EMSGSIZE;
+		return ERR_PTR(-EMSGSIZE);
 	if (netif_xmit_stopped(netdev_get_tx_queue(ndev, 0)) && ndev->real_num_tx_queues == 1) {
 		rail->tx_busy++;
-		return -EAGAIN;
+		return ERR_PTR(-EAGAIN);
 	}
 	skb = alloc_skb(LL_RESERVED_SPACE(ndev) + len + ndev->needed_tailroom, GFP_ATOMIC);
 	if (!skb) {
 		rail->tx_busy++;
-		return -ENOBUFS;
+		return ERR_PTR(-ENOBUFS);
 	}
 	skb_reserve(skb, LL_RESERVED_SPACE(ndev));
 	skb_reset_network_header(skb);
-	skb_put_data(skb, frame, len);
+	*token = skb;
+	return skb_put(skb, len);
+}
+
+/* Sends (or frees) the skb of tbrdma_eth_frame_get, holding a frame of len bytes. */
+int tbrdma_eth_frame_commit(struct tbrdma_rail *rail, struct sk_buff *skb, size_t len)
+{
+	struct net_device *ndev = rail->netdev;
+	int ret;
+
+	skb_trim(skb, len);
 	skb->dev = ndev;
 	skb->protocol = htons(TBRDMA_ETHERTYPE);
 	if (dev_hard_header(skb, ndev, TBRDMA_ETHERTYPE, rail->peer_mac, ndev->dev_addr,
@@ -122,4 +135,16 @@ int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
 	}
 	rail->tx_frames++;
 	return 0;
+}
+
+/* Control frames, built in the core's own buffer. */
+int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
+{
+	struct sk_buff *skb;
+	void *data = tbrdma_eth_frame_get(rail, len, &skb);
+
+	if (IS_ERR(data))
+		return PTR_ERR(data);
+	memcpy(data, frame, len);
+	return tbrdma_eth_frame_commit(rail, skb, len);
 }

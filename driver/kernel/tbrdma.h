@@ -432,6 +432,9 @@ struct tbrdma_dev {
 	struct tbp_link *link;
 	void *link_mem;
 	size_t link_mem_size;
+	/* A Thunderbolt rail's data frame is built here, then copied into its ring buffer (in
+	 * link_mem, after the core's link) */
+	u8 *tx_bounce;
 	bool link_ready;
 	bool core_link_up;
 	bool port_state_dirty;
@@ -717,6 +720,8 @@ void tbrdma_gsi_reset_slots(struct tbrdma_qp *qp);
 int tbrdma_eth_rail_start(struct tbrdma_rail *rail);
 void tbrdma_eth_rail_stop(struct tbrdma_rail *rail);
 int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
+void *tbrdma_eth_frame_get(struct tbrdma_rail *rail, size_t len, struct sk_buff **token);
+int tbrdma_eth_frame_commit(struct tbrdma_rail *rail, struct sk_buff *skb, size_t len);
 
 /* rail_tb.c */
 int tbrdma_tb_init(void);

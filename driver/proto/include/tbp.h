@@ -160,6 +160,17 @@ struct tbp_env {
 	 * any other negative errno if the rail is broken (treated like -EAGAIN).
 	 */
 	int (*xmit)(void *ctx, uint32_t rail, const void *frame, uint32_t len);
+	/*
+	 * Optional, both or neither: sequenced (data) frames are then built in place, in the
+	 * buffer they leave from (an skb, a ring slot), which saves xmit's copy. frame_get returns
+	 * a buffer of at least len bytes for a frame on rail, or NULL when the rail's queue is
+	 * full (as xmit's -EAGAIN). Every buffer got is passed to frame_commit exactly once, with
+	 * *token and the frame's final length (<= len), before the next frame_get; it returns 0
+	 * or a negative errno as xmit does (the buffer is then the glue's to free, and the core
+	 * builds the frame anew for the next rail it tries). Other frames still go by xmit.
+	 */
+	void *(*frame_get)(void *ctx, uint32_t rail, uint32_t len, void **token);
+	int (*frame_commit)(void *ctx, uint32_t rail, void *token, uint32_t len);
 	/* HMAC-SHA256(key, msg) into out[32]. Only used during the handshake. */
 	void (*hmac_sha256)(void *ctx, const uint8_t *key, uint32_t key_len,
 			    const uint8_t *msg, uint32_t msg_len, uint8_t out[32]);

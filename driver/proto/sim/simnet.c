@@ -81,6 +81,8 @@ struct endpoint {
 	uint32_t inv_next[MAX_QPS];      /* the count the next invalidation must carry */
 	uint64_t invalidations;
 	uint32_t rail_inflight[4];
+	uint8_t *tx_frame;               /* frame_get's buffer (the in-place endpoint only) */
+	uint32_t tx_frame_len;           /* its length while the core builds in it, else 0 */
 	bool qp_open[MAX_QPS];           /* opened in the core (and not closed) */
 	bool qp_failed[MAX_QPS];         /* a transport error completion was seen */
 	uint32_t qp_outstanding[MAX_QPS];
@@ -122,6 +124,7 @@ struct sim {
 	uint64_t next_app;
 	uint64_t blackout_at;
 	uint32_t special;        /* the QP of the per-QP scenarios */
+	int in_place_ep;         /* builds its data frames in place (frame_get): seed parity */
 	bool released, closed, opened, bigrail_done;
 	struct wr_rec *rnr_last_wr; /* last WR ep0 posted on the RNR QP before the release */
 	uint64_t rnr_last_done;
@@ -338,6 +341,36 @@ static int env_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
 	if (chance_ppm(s, s->p.dup_ppm))
 		schedule_frame(s, 1 - e->id, (int)rail, frame, len, rnd_below(s, 200000), true);
 	return 0;
+}
+
+/* One endpoint of every run builds its data frames in the "rail's buffer" (frame_get), the
+ * other through xmit: each mix covers both paths. The buffer is poisoned so that a frame the
+ * core did not fully build is caught by the byte checks. */
+static void *env_frame_get(void *ctx, uint32_t rail, uint32_t len, void **token)
+{
+	struct endpoint *e = ctx;
+	struct sim *s = e->sim;
+
+	if (e->tx_frame_len)
+		fail(s, "ep%d: frame_get before the last frame was committed", e->id);
+	if (len < TBP_HDR_LEN || len > TBP_MAX_FRAME)
+		fail(s, "ep%d: frame_get of a %u byte frame", e->id, len);
+	if (rail >= s->p.rails || e->rail_inflight[rail] >= s->p.rail_queue)
+		return NULL;
+	memset(e->tx_frame, 0x5a, len);
+	e->tx_frame_len = len;
+	*token = e->tx_frame;
+	return e->tx_frame;
+}
+
+static int env_frame_commit(void *ctx, uint32_t rail, void *token, uint32_t len)
+{
+	struct endpoint *e = ctx;
+
+	if (token != e->tx_frame || !e->tx_frame_len || len > e->tx_frame_len)
+		fail(e->sim, "ep%d: commit of %u bytes breaks the frame_get contract", e->id, len);
+	e->tx_frame_len = 0;
+	return env_xmit(ctx, rail, e->tx_frame, len);
 }
 
 static void env_hmac(void *ctx, const uint8_t *key, uint32_t key_len, const uint8_t *msg,
@@ -988,7 +1021,8 @@ static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
 	e->mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
 	e->arena = calloc(1, ARENA_SIZE);
 	e->pattern = malloc(PATTERN_SIZE);
-	if (!e->mem || !e->arena || !e->pattern)
+	e->tx_frame = malloc(TBP_MAX_FRAME);
+	if (!e->mem || !e->arena || !e->pattern || !e->tx_frame)
 		abort();
 	for (i = 0; i < PATTERN_SIZE; i++)
 		e->pattern[i] = pattern_byte(0x9a77e3u + (uint32_t)id, i);
@@ -1007,6 +1041,10 @@ static int setup_endpoint(struct sim *s, int id, const uint8_t *key)
 	env.event = env_event;
 	env.atomic = env_atomic;
 	env.invalidate = env_invalidate;
+	if (id == s->in_place_ep) {
+		env.frame_get = env_frame_get;
+		env.frame_commit = env_frame_commit;
+	}
 	if (tbp_link_init(&e->link, e->mem, size, &cfg, &env))
 		return -1;
 	for (i = 0; i < s->p.qps; i++) {
@@ -1210,6 +1248,7 @@ static void cleanup(struct sim *s)
 		free(e->mem);
 		free(e->arena);
 		free(e->pattern);
+		free(e->tx_frame);
 	}
 }
 
@@ -1257,6 +1296,7 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 	s->why = why;
 	s->why_len = why_len;
 	s->verbose = verbose;
+	s->in_place_ep = (int)(seed & 1);
 	why[0] = 0;
 	for (i = 0; i < 32; i++)
 		key[i] = (uint8_t)rnd(s);

@@ -146,7 +146,7 @@ uint32_t tbp_auth_overhead(const struct tbp_link *l)
 	return (l->caps & TBP_CAP_FRAME_MAC) ? TBP_MAC_TRAILER : 0;
 }
 
-void tbp_auth_seal(struct tbp_link *l, uint32_t len)
+void tbp_auth_seal(struct tbp_link *l, uint8_t *frame, uint32_t len)
 {
 	uint8_t *t;
 
@@ -154,9 +154,9 @@ void tbp_auth_seal(struct tbp_link *l, uint32_t len)
 		return;
 	/* A fresh counter per transmission, resends included: the receiver's window only
 	 * ever has to move forward. */
-	t = l->scratch + len - TBP_MAC_TRAILER;
+	t = frame + len - TBP_MAC_TRAILER;
 	put_le64(t, ++l->auth.tx_ctr);
-	put_le64(t + 8, tbp_frame_tag(l->auth.tx_key, l->auth.tx_nh, l->scratch, len - 8));
+	put_le64(t + 8, tbp_frame_tag(l->auth.tx_key, l->auth.tx_nh, frame, len - 8));
 }
 
 static bool replay_seen(const struct tbp_link *l, uint64_t c)

@@ -389,9 +389,9 @@ bool tbp_ct_equal(const void *a, const void *b, uint32_t n);
 uint64_t tbp_siphash24(const uint64_t key[2], const uint8_t *msg, uint32_t len);
 /* Trailer bytes on every frame this link sends after the handshake. */
 uint32_t tbp_auth_overhead(const struct tbp_link *l);
-/* l->scratch holds a frame of len bytes whose last tbp_auth_overhead() bytes are free:
- * fill in the counter and tag. */
-void tbp_auth_seal(struct tbp_link *l, uint32_t len);
+/* frame holds a frame of len bytes whose last tbp_auth_overhead() bytes are free: fill in
+ * the counter and tag. */
+void tbp_auth_seal(struct tbp_link *l, uint8_t *frame, uint32_t len);
 /* The 64-bit tag of msg[0, len) (header, payload, counter) under one direction's keys. */
 uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *nh_key, const uint8_t *msg,
 		       uint32_t len);
@@ -424,9 +424,11 @@ void tbp_rmsg_free(struct tbp_link *l, struct tbp_rmsg *r);
 struct tbp_qp *tbp_qp_find(struct tbp_link *l, uint32_t qpn);
 /* Any hashed QP: open, in error, or a closed tombstone. */
 struct tbp_qp *tbp_qp_lookup(struct tbp_link *l, uint32_t qpn);
-/* Build the header (and payload) of a sequenced frame into l->scratch; returns frame length
- * or 0 when the local copy failed (the message is then completed with an error). */
-uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tbp_hdr *h);
+/* Fill the header fields of a sequenced frame and write its payload at payload; returns 0
+ * when it must go out as a NOP (the local copy failed: the message is then completed with an
+ * error; or its message is gone). */
+uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tbp_hdr *h,
+			     uint8_t *payload);
 void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s);
 /* Returns true if the frame is accepted (counts as received), false if refused. */
 bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload);

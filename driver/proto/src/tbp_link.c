@@ -123,7 +123,7 @@ int tbp_link_init(struct tbp_link **out, void *mem, size_t mem_len,
 	if (!mem || ((uintptr_t)mem & 7u) || !config_valid(cfg) || !env || !env->now_ns ||
 	    !env->xmit || !env->hmac_sha256 || !env->random_bytes || !env->mr_check ||
 	    !env->buf_read || !env->buf_write || !env->recv_claim || !env->send_done ||
-	    !env->recv_done || !env->event)
+	    !env->recv_done || !env->event || !env->frame_get != !env->frame_commit)
 		return -EINVAL;
 	compute_layout(cfg, &lo);
 	if (mem_len < lo.total)
@@ -539,31 +539,43 @@ static void fill_link_fields(struct tbp_link *l, struct tbp_hdr *h, uint32_t rai
 		h->flags |= TBP_F_MAC;
 }
 
-/*
- * Hand l->scratch (len bytes, room for the link's MAC trailer included) to a rail. Returns 0
- * or the xmit error. A DMA rail's frames go without the trailer.
- */
-static int xmit_scratch(struct tbp_link *l, uint32_t rail, uint32_t len)
+/* A frame of len bytes (room for the link's MAC trailer included) about to go on rail: a
+ * DMA rail's frames go without the trailer, the others are sealed. Returns its length. */
+static uint32_t seal_for_rail(struct tbp_link *l, uint32_t rail, uint8_t *frame, uint32_t len)
 {
-	int rc;
-
 	if (l->rails[rail].dma)
-		len -= tbp_auth_overhead(l);
-	else
-		tbp_auth_seal(l, len);
-	rc = l->env.xmit(l->env.ctx, rail, l->scratch, len);
+		return len - tbp_auth_overhead(l);
+	tbp_auth_seal(l, frame, len);
+	return len;
+}
 
-	if (rc) {
-		l->st.xmit_busy++;
-		l->rails[rail].busy = 1;
-		return rc;
-	}
+static void rail_refused(struct tbp_link *l, uint32_t rail)
+{
+	l->st.xmit_busy++;
+	l->rails[rail].busy = 1;
+}
+
+static void frame_left(struct tbp_link *l, uint32_t rail)
+{
 	l->st.tx_frames++;
 	l->rails[rail].last_tx_ns = l->now;
 	/* Every frame carries the cumulative ack, so nothing is owed after it. */
 	l->ack_owed = 0;
 	l->ack_deadline = 0;
 	l->last_ack_tx_ns = l->now;
+}
+
+/* Hand l->scratch (len bytes, room for the MAC trailer included) to a rail. Returns 0 or the
+ * xmit error. */
+static int xmit_scratch(struct tbp_link *l, uint32_t rail, uint32_t len)
+{
+	int rc = l->env.xmit(l->env.ctx, rail, l->scratch, seal_for_rail(l, rail, l->scratch, len));
+
+	if (rc) {
+		rail_refused(l, rail);
+		return rc;
+	}
+	frame_left(l, rail);
 	return 0;
 }
 
@@ -681,10 +693,41 @@ static bool some_up_rail_fits(const struct tbp_link *l, uint32_t len)
 	return false;
 }
 
+static uint32_t rail_frame_len(const struct tbp_link *l, uint32_t rail, uint32_t len)
+{
+	return l->rails[rail].dma ? len - tbp_auth_overhead(l) : len;
+}
+
+/*
+ * Build slot s's frame for rail at frame: payload (read from its buffer, the one copy of the
+ * send side when frame is the rail's own buffer), header, seal. *len: the frame's length with
+ * room for the MAC trailer, shortened when the frame goes out as a NOP. Returns its length on
+ * the rail. Built anew for every rail tried: the header names the rail, the seal covers it.
+ */
+static uint32_t build_slot_frame(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s,
+				 uint32_t rail, uint8_t *frame, uint32_t *len)
+{
+	struct tbp_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	if (!tbp_build_seq_frame(l, s, &h, frame + TBP_HDR_LEN)) {
+		/* The local copy failed: the sequence number still has to reach the peer. */
+		memset(&h, 0, sizeof(h));
+		h.opcode = TBP_W_NOP;
+		s->op = TBP_W_NOP;
+		s->payload_len = 0;
+		*len = TBP_HDR_LEN + tbp_auth_overhead(l);
+	}
+	h.flags |= TBP_F_SEQ;
+	h.seq = seq;
+	fill_link_fields(l, &h, rail);
+	tbp_hdr_encode(frame, &h);
+	return seal_for_rail(l, rail, frame, *len);
+}
+
 /* Send one queued slot; returns false when no rail can take it now. */
 static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 {
-	struct tbp_hdr h;
 	uint32_t rail, len = TBP_HDR_LEN + s->payload_len + tbp_auth_overhead(l);
 
 	rail = choose_rail(l, len, !s->sent_once);
@@ -699,26 +742,30 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 		if (rail == TBP_MAX_RAILS)
 			return false;
 	}
-	memset(&h, 0, sizeof(h));
-	if (!tbp_build_seq_frame(l, s, &h)) {
-		/* The local copy failed: the sequence number still has to reach the peer. */
-		memset(&h, 0, sizeof(h));
-		h.opcode = TBP_W_NOP;
-		s->op = TBP_W_NOP;
-		s->payload_len = 0;
-		len = TBP_HDR_LEN + tbp_auth_overhead(l);
-	}
-	h.flags |= TBP_F_SEQ;
-	h.seq = seq;
 	for (;;) {
-		fill_link_fields(l, &h, rail);
-		tbp_hdr_encode(l->scratch, &h);
-		if (xmit_scratch(l, rail, len) == 0)
+		int rc;
+
+		if (l->env.frame_get) {
+			void *token;
+			uint8_t *frame = l->env.frame_get(l->env.ctx, rail,
+							  rail_frame_len(l, rail, len), &token);
+
+			rc = -EAGAIN;
+			if (frame)
+				rc = l->env.frame_commit(l->env.ctx, rail, token,
+							 build_slot_frame(l, seq, s, rail, frame, &len));
+		} else {
+			rc = l->env.xmit(l->env.ctx, rail, l->scratch,
+					 build_slot_frame(l, seq, s, rail, l->scratch, &len));
+		}
+		if (rc == 0)
 			break;
+		rail_refused(l, rail);
 		rail = choose_rail(l, len, !s->sent_once);
 		if (rail == TBP_MAX_RAILS)
 			return false;
 	}
+	frame_left(l, rail);
 	if (s->sent_once) {
 		s->retx++;
 		l->st.retransmits++;

@@ -236,7 +236,8 @@ void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s)
 	smsg_progress(l, m);
 }
 
-uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tbp_hdr *h)
+uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tbp_hdr *h,
+			     uint8_t *payload)
 {
 	struct tbp_smsg *m;
 	struct tbp_qp *qp;
@@ -279,7 +280,7 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 		return 1;
 	if (m->op == TBP_W_ATOMIC_REQ || m->op == TBP_W_ATOMIC_RESP) {
 		/* One frame (the codec admits no other): the operands or the original value. */
-		tbp_atomic_put(l->scratch + TBP_HDR_LEN, m->atomic, s->payload_len / 8);
+		tbp_atomic_put(payload, m->atomic, s->payload_len / 8);
 		return 1;
 	}
 	if (m->op == TBP_W_READ_RESP) {
@@ -291,8 +292,7 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 		buf.rkey = 0;
 		buf.addr = m->local_buf;
 	}
-	if (l->env.buf_read(l->env.ctx, &buf, s->frag_off, l->scratch + TBP_HDR_LEN,
-			    s->payload_len) == 0)
+	if (l->env.buf_read(l->env.ctx, &buf, s->frag_off, payload, s->payload_len) == 0)
 		return 1;
 	/* The message cannot be sent; the peer is left with a partial message on this QP. */
 	m->status = tbp_is_resp(m->op) ? TBP_ERR_REMOTE_OP : TBP_ERR_LOCAL_PROTECTION;

@@ -40,6 +40,11 @@ struct pep {
 	uint64_t last_len;
 	uint32_t invalidations;  /* p_invalidate calls */
 	uint32_t inv_rkeys[16];  /* their keys, in call order */
+	/* frames built in place (p_in_place) */
+	uint32_t got_len;        /* frame_get's len of the buffer not yet committed (0: none) */
+	uint32_t gets, commits, xmits;
+	uint32_t refuse_commits; /* this many next commits return -EAGAIN */
+	uint32_t contract_broken;/* a commit without its get, a second get, a frame too long */
 };
 
 static struct pep P[2];
@@ -50,6 +55,7 @@ static bool p_no_invalidate; /* the next pep_init leaves env.invalidate NULL */
 static uint32_t p_responder_max_msgs; /* nonzero: side 1's max_msgs at its next pep_init */
 static uint32_t p_dma_rails; /* bit r: pep_init adds rail r as a DMA rail (TBP_RAIL_DMA) */
 static uint32_t p_rail_frame; /* nonzero: pep_init's rails carry frames of this size, not 4 KiB */
+static bool p_in_place; /* pep_init offers frame_get/frame_commit */
 
 static uint64_t p_now(void *ctx)
 {
@@ -65,9 +71,45 @@ static int p_xmit(void *ctx, uint32_t rail, const void *frame, uint32_t len)
 		return -EAGAIN;
 	if (e->nout == PQ_MAX)
 		return -ENOBUFS;
+	e->xmits++;
 	e->out[e->nout].rail = rail;
 	e->out[e->nout].len = len;
 	memcpy(e->out[e->nout].data, frame, len);
+	e->nout++;
+	return 0;
+}
+
+/* The next outgoing queue entry is the buffer: what the core builds there is what leaves. */
+static void *p_frame_get(void *ctx, uint32_t rail, uint32_t len, void **token)
+{
+	struct pep *e = ctx;
+
+	if (e->got_len || len > TBP_MAX_FRAME)
+		e->contract_broken++;
+	if (e->busy_rail_mask & (1u << rail) || e->nout == PQ_MAX)
+		return NULL;
+	e->gets++;
+	e->got_len = len;
+	*token = &e->out[e->nout];
+	memset(e->out[e->nout].data, 0xa5, len); /* nothing left from an older frame */
+	return e->out[e->nout].data;
+}
+
+static int p_frame_commit(void *ctx, uint32_t rail, void *token, uint32_t len)
+{
+	struct pep *e = ctx;
+	struct pframe *f = token;
+
+	if (!e->got_len || f != &e->out[e->nout] || len > e->got_len)
+		e->contract_broken++;
+	e->got_len = 0;
+	e->commits++;
+	if (e->refuse_commits) {
+		e->refuse_commits--;
+		return -EAGAIN;
+	}
+	f->rail = rail;
+	f->len = len;
 	e->nout++;
 	return 0;
 }
@@ -235,6 +277,8 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 		.buf_write = p_write, .recv_claim = p_claim, .send_done = p_send_done,
 		.recv_done = p_recv_done, .event = p_event, .atomic = p_atomic,
 		.invalidate = p_no_invalidate ? NULL : p_invalidate,
+		.frame_get = p_in_place ? p_frame_get : NULL,
+		.frame_commit = p_in_place ? p_frame_commit : NULL,
 	};
 	size_t size;
 	uint32_t r;
@@ -1076,6 +1120,38 @@ static void test_xmit_backpressure(void)
 	CHECK(P[0].ndone == 1 && P[1].nrc == 1);
 }
 
+/*
+ * With frame_get/frame_commit the data frames are built in the rail's buffer and never go
+ * through xmit; a commit the rail refuses has the frame built anew for the next rail. Same
+ * bytes at the peer, on a MACed rail and on a DMA rail (no trailer: a shorter buffer).
+ */
+static void test_frames_built_in_place(void)
+{
+	struct tbp_stats st;
+	int side;
+
+	p_in_place = true;
+	p_dma_rails = 1u << 1;
+	pair_up(2);
+	p_dma_rails = 0;
+	p_in_place = false;
+	fill(P[0].local, 200000, 5);
+	P[0].refuse_commits = 3;
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 200000, 0x77, 0, 0);
+	pair_run(NULL, 1000, 200);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 200000) == 0);
+	for (side = 0; side < 2; side++)
+		CHECK(P[side].contract_broken == 0 && P[side].got_len == 0);
+	/* Every data frame (and resend) left from a buffer the core built it in. */
+	CHECK(P[0].commits == st.tx_data_frames + st.retransmits + 3);
+	CHECK(P[0].gets == P[0].commits && st.xmit_busy >= 3);
+	CHECK(st.tx_data_frames >= 200000 / 4096);
+	printf("  %u frames built in place, %u by xmit (handshake, acks), 3 commits refused\n",
+	       P[0].commits - 3, P[0].xmits);
+}
+
 static void test_tick_deadline(void)
 {
 	uint64_t d;
@@ -1435,7 +1511,7 @@ static void sk_peer_ack(uint32_t ack, const uint16_t *pairs, uint32_t n)
 		f[TBP_HDR_LEN + 2 * i + 1] = (uint8_t)(pairs[i] >> 8);
 	}
 	tbp_hdr_encode(f, &h);
-	tbp_auth_seal(l, len);
+	tbp_auth_seal(l, f, len);
 	tbp_rx(P[0].link, 0, f, len);
 }
 
@@ -1537,6 +1613,7 @@ static void test_old_version_peer_refused(void)
 	{ "unknown_qp_and_session", test_unknown_qp_and_session },                         \
 	{ "window_bound", test_window_bound },                                             \
 	{ "xmit_backpressure", test_xmit_backpressure },                                   \
+	{ "frames_built_in_place", test_frames_built_in_place },                           \
 	{ "tick_deadline", test_tick_deadline },                                           \
 	{ "qp_table_churn", test_qp_table_churn },                                         \
 	{ "stalled_reads_resume", test_stalled_reads_resume },                             \
