@@ -7,6 +7,7 @@
 #  - a table: tbrdma vs rdma_rxe on cable 0 (ib_write_bw 64 KiB, ib_write_lat 2 B) and tbrdma
 #    on 1 vs 2 rails (ib_write_bw, one QP). Targets are printed, never asserted.
 # Globals (NixOS test driver subset): start_all, a, b, cable.
+import re
 import secrets
 import time
 
@@ -16,7 +17,8 @@ ADDR = {"a": ("10.77.0.1", "10.78.0.1"), "b": ("10.77.0.2", "10.78.0.2")}
 
 # WRITE then READ back random data in a loop on one RC QP; prints "ok N" at the end.
 PEER = r'''
-import json, os, random, sys, time
+import json
+import re, os, random, sys, time
 import pyverbs.enums as e
 from pyverbs.addr import GID, AHAttr, GlobalRoute
 from pyverbs.cq import CQ
@@ -172,9 +174,33 @@ print(f"| test | one rail | pooled | ratio | target |\n|---|---|---|---|---|\n"
 a.succeed("modprobe sch_netem")
 a.succeed("tc qdisc replace dev thunderbolt0 root netem loss 1% corrupt 0.1% "
           "delay 1ms reorder 25% 50%")
+NETEM_COUNTERS = ("retransmits", "retx_fast", "retx_timeouts", "spurious_retransmits",
+                  "drop_mac", "drop_checksum", "tx_data_frames")
+
+
+def link_counters(m):
+    words = m.succeed("rdma statistic show link tbrdma0/1").split()
+    return {k: int(words[words.index(k) + 1]) for k in NETEM_COUNTERS}
+
+
+before = {m.name: link_counters(m) for m in (a, b)}
 start_transfer(1 << 20, 8)
 print(finish_transfer())
+qdisc = a.succeed("tc -s qdisc show dev thunderbolt0")
 a.succeed("tc qdisc del dev thunderbolt0 root")
+after = {m.name: link_counters(m) for m in (a, b)}
+delta = {n: {k: after[n][k] - before[n][k] for k in NETEM_COUNTERS} for n in after}
+# What cable 0 lost from a: netem's drops, and the frames it corrupted, which b's MAC or
+# CRC refused. Retransmits of a (both rails) against them: issue 12's target is <= 2x.
+netem_dropped = int(re.search(r"dropped (\d+)", qdisc).group(1))
+lost = netem_dropped + delta["b"]["drop_mac"] + delta["b"]["drop_checksum"]
+da = delta["a"]
+print(f"netem on cable 0 (1% loss, 0.1% corrupt, 25% reorder): a sent {da['tx_data_frames']} "
+      f"data frames; {lost} lost ({netem_dropped} dropped, "
+      f"{lost - netem_dropped} corrupted and refused at b); a retransmitted "
+      f"{da['retransmits']} (fast {da['retx_fast']}, timeouts {da['retx_timeouts']}, "
+      f"spurious {da['spurious_retransmits']}): "
+      f"{da['retransmits'] / max(lost, 1):.2f} per frame lost (target <= 2)")
 for m in (a, b):
     words = m.succeed("rdma statistic show link tbrdma0/1").split()
     assert words[words.index("link_state") + 1] == "1", words
