@@ -89,13 +89,21 @@ def read_counters(run: perf.Run, host: str, device: str) -> dict[str, int]:
     return counters
 
 
+# tbrdma hw counters that are a state, not a count: their value after the run, per host.
+GAUGES = ("cwnd_rail", "rails_up", "link_state", "srtt_ns", "rto_ns")
+
+
 def counter_delta(before: Sequence[Mapping[str, int]], after: Sequence[Mapping[str, int]]
                   ) -> dict[str, int]:
-    """after - before, summed over the hosts."""
+    """after - before, summed over the hosts; gauges (GAUGES) as their value after, per host
+    (`name@host-index`)."""
     delta: dict[str, int] = {}
-    for old, new in zip(before, after, strict=True):
+    for host, (old, new) in enumerate(zip(before, after, strict=True)):
         for name, value in new.items():
-            delta[name] = delta.get(name, 0) + value - old.get(name, 0)
+            if name.startswith(GAUGES):
+                delta[f"{name}@{host}"] = value
+            else:
+                delta[name] = delta.get(name, 0) + value - old.get(name, 0)
     return delta
 
 

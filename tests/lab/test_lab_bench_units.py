@@ -39,6 +39,13 @@ def test_counter_delta_sums_hosts() -> None:
     assert bench.counter_delta(before, after) == {"retransmits": 5, "tx_data_frames": 1050}
 
 
+def test_counter_delta_keeps_gauges_per_host() -> None:
+    before = [{"cwnd_rail0": 32, "retransmits": 1}, {"cwnd_rail0": 32, "rto_ns": 900}]
+    after = [{"cwnd_rail0": 20, "retransmits": 2}, {"cwnd_rail0": 48, "rto_ns": 400}]
+    assert bench.counter_delta(before, after) == {
+        "cwnd_rail0@0": 20, "retransmits": 1, "cwnd_rail0@1": 48, "rto_ns@1": 400}
+
+
 def test_loss_figures_per_device_kind() -> None:
     tbrdma = bench.loss_figures("tbrdma", {"retransmits": 3, "rx_duplicates": 2,
                                            "tx_data_frames": 1500, "spurious_retransmits": 1})
