@@ -58,6 +58,7 @@ struct tbp_txslot {
 	uint8_t op;           /* enum tbp_wire_op */
 	uint8_t rail;
 	uint8_t sent_once;
+	uint8_t plan;         /* first copy cut for rail plan - 1, not sent yet (0: none) */
 	uint16_t retx;        /* resends so far */
 	uint16_t backoff;     /* timer expiries so far: its RTO doubles with each (a fast
 			       * retransmit says the path works, so it does not back off) */
@@ -210,6 +211,7 @@ struct tbp_rail {
 	uint32_t weight;
 	uint32_t max_frame;    /* ours, then min(ours, peer's) once up */
 	uint32_t inflight;
+	uint32_t planned;      /* first copies cut for this rail (sized for it), not sent yet */
 	uint64_t tx_no;        /* frames sent on this rail */
 	uint64_t acked_tx_no;  /* highest tx_no acked on this rail */
 	uint64_t last_rx_ns;
@@ -343,7 +345,12 @@ void tbp_rtt_sample(struct tbp_link *l, uint64_t rtt);
 /* tbp_hello.c */
 void tbp_send_hello(struct tbp_link *l, uint32_t rail, uint8_t op);
 void tbp_rx_hello(struct tbp_link *l, uint32_t rail, const struct tbp_hdr *h, const uint8_t *p);
-uint32_t tbp_frag_payload(const struct tbp_link *l);
+/* Payload of a frame cut for rail r (room for the MAC trailer kept: it may be resent on a
+ * MACed rail). */
+uint32_t tbp_rail_payload(const struct tbp_link *l, uint32_t r);
+/* The rail the next first copy is cut for, counted as planned there; TBP_MAX_RAILS when no
+ * rail's congestion window has room (nothing is cut until acks make some). */
+uint32_t tbp_plan_rail(struct tbp_link *l);
 int tbp_seq_alloc(struct tbp_link *l, uint8_t op, uint16_t msg, uint32_t off, uint32_t plen,
 		  struct tbp_txslot **out);
 void tbp_push(struct tbp_link *l);

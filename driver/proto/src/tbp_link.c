@@ -210,15 +210,9 @@ uint32_t tbp_rails_up(const struct tbp_link *l)
 	return n;
 }
 
-/* Largest payload that fits every rail that is up, so a frame can be resent on any of them. */
-uint32_t tbp_frag_payload(const struct tbp_link *l)
+uint32_t tbp_rail_payload(const struct tbp_link *l, uint32_t r)
 {
-	uint32_t r, m = TBP_MAX_FRAME;
-
-	for (r = 0; r < TBP_MAX_RAILS; r++)
-		if (l->rails[r].state == RAIL_UP && l->rails[r].max_frame < m)
-			m = l->rails[r].max_frame;
-	return m - TBP_HDR_LEN - tbp_auth_overhead(l);
+	return l->rails[r].max_frame - TBP_HDR_LEN - tbp_auth_overhead(l);
 }
 
 /* Give every in-flight frame sent on rail r back to the scheduler. */
@@ -417,25 +411,59 @@ int tbp_rail_remove(struct tbp_link *l, uint32_t rail)
  * needs room in the rail's congestion window (a resend must not wait for acks that the
  * frames held since the timeout may never bring). Returns TBP_MAX_RAILS if none.
  */
-static uint32_t choose_rail(const struct tbp_link *l, uint32_t len, bool windowed)
+/* Rail r may carry a frame of len bytes now; a first copy (windowed) also needs room in its
+ * congestion window, counting the first copies already cut for it (planned). */
+static bool rail_can_take(const struct tbp_link *l, uint32_t r, uint32_t len, bool windowed,
+			  uint32_t planned)
+{
+	const struct tbp_rail *rl = &l->rails[r];
+
+	return rl->state == RAIL_UP && !rl->busy && rl->max_frame >= len &&
+	       (!windowed || rl->inflight + planned < rl->cwnd);
+}
+
+/* The eligible rail with the fewest frames in flight (and planned) per unit of weight. */
+static uint32_t least_loaded_rail(const struct tbp_link *l, uint32_t len, bool windowed,
+				  bool count_planned)
 {
 	uint32_t r, best = TBP_MAX_RAILS;
 	uint64_t best_score = ~0ull;
 
 	for (r = 0; r < TBP_MAX_RAILS; r++) {
 		const struct tbp_rail *rl = &l->rails[r];
+		uint32_t planned = count_planned ? rl->planned : 0;
 		uint64_t score;
 
-		if (rl->state != RAIL_UP || rl->busy || rl->max_frame < len ||
-		    (windowed && rl->inflight >= rl->cwnd))
+		if (!rail_can_take(l, r, len, windowed, planned))
 			continue;
-		score = (((uint64_t)rl->inflight + 1) << 16) / rl->weight;
+		score = (((uint64_t)rl->inflight + planned + 1) << 16) / rl->weight;
 		if (score < best_score) {
 			best_score = score;
 			best = r;
 		}
 	}
 	return best;
+}
+
+static uint32_t choose_rail(const struct tbp_link *l, uint32_t len, bool windowed)
+{
+	return least_loaded_rail(l, len, windowed, false);
+}
+
+/*
+ * First copies are cut for the rail that will carry them, to its frame size, when its
+ * congestion window has room: a 9000-byte Ethernet rail pooled with a 4 KiB USB4 ring (or a
+ * 1500-byte NIC) carries frames of its own size, not the smallest rail's. A frame that has to
+ * move (its rail went down, a resend) goes on any rail it fits, or is cut again smaller
+ * (tbp_msg_recut).
+ */
+uint32_t tbp_plan_rail(struct tbp_link *l)
+{
+	uint32_t r = least_loaded_rail(l, 0, true, true);
+
+	if (r != TBP_MAX_RAILS)
+		l->rails[r].planned++;
+	return r;
 }
 
 /* ---- framing ---- */
@@ -730,7 +758,11 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 {
 	uint32_t rail, len = TBP_HDR_LEN + s->payload_len + tbp_auth_overhead(l);
 
-	rail = choose_rail(l, len, !s->sent_once);
+	/* A first copy goes on the rail it was cut for while that one can take it. */
+	if (s->plan && rail_can_take(l, s->plan - 1u, len, true, 0))
+		rail = s->plan - 1u;
+	else
+		rail = choose_rail(l, len, !s->sent_once);
 	if (rail == TBP_MAX_RAILS) {
 		/* Cut for a bigger rail that is gone (or an MTU that shrank): waiting cannot help,
 		 * so the sequence number goes out as a NOP and the bytes are resent smaller. */
@@ -766,6 +798,10 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 			return false;
 	}
 	frame_left(l, rail);
+	if (s->plan) {
+		l->rails[s->plan - 1u].planned--;
+		s->plan = 0;
+	}
 	if (s->sent_once) {
 		s->retx++;
 		l->st.retransmits++;

@@ -911,7 +911,6 @@ static bool emit_msg_acks(struct tbp_link *l)
 void tbp_msg_fill_window(struct tbp_link *l)
 {
 	uint16_t prev = TBP_NONE, i;
-	uint32_t frag = tbp_frag_payload(l);
 
 	if (l->qlist[TBP_QL_ACK].len && tbp_ack_due(l) && !emit_msg_acks(l))
 		return;
@@ -927,11 +926,19 @@ void tbp_msg_fill_window(struct tbp_link *l)
 		}
 		while (!m->all_queued && !m->orphan) {
 			struct tbp_txslot *s;
-			uint32_t plen = m->op == TBP_W_READ_REQ ? 0 :
-					m->len - m->next_off < frag ? m->len - m->next_off : frag;
+			uint32_t rail, frag, plen;
 
-			if (tbp_seq_alloc(l, m->op, i, m->next_off, plen, &s))
+			if (l->snd_nxt - l->snd_una >= l->cfg.window)
 				return;
+			/* Cut for the rail that will carry it; none has room: wait for acks. */
+			rail = tbp_plan_rail(l);
+			if (rail == TBP_MAX_RAILS)
+				return;
+			frag = tbp_rail_payload(l, rail);
+			plen = m->op == TBP_W_READ_REQ ? 0 :
+			       m->len - m->next_off < frag ? m->len - m->next_off : frag;
+			tbp_seq_alloc(l, m->op, i, m->next_off, plen, &s);
+			s->plan = (uint8_t)(rail + 1);
 			s->attempt = tbp_is_resp(m->op) ? m->attempt :
 				     l->qps[m->qp].send_attempt;
 			m->frags_unacked++;

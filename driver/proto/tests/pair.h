@@ -1086,6 +1086,50 @@ static void test_recut_when_big_rail_leaves(void)
 	CHECK(tbp_link_idle(P[0].link) && tbp_link_idle(P[1].link));
 }
 
+static uint32_t longest_on[2], data_frames_on[2];
+
+static int note_frame_sizes(const struct pframe *f)
+{
+	struct tbp_hdr h;
+
+	if (f->rail < 2 && !tbp_frame_decode(f->data, f->len, TBP_MAX_FRAME, &h) &&
+	    h.opcode == TBP_W_WRITE) {
+		data_frames_on[f->rail]++;
+		if (f->len > longest_on[f->rail])
+			longest_on[f->rail] = f->len;
+	}
+	return KEEP;
+}
+
+/*
+ * A 4 KiB rail pooled with a 1 KiB one: each carries frames of its own size (cut for it when
+ * its congestion window had room), so the big rail is not held to the small one's frames.
+ */
+static void test_frames_cut_per_rail(void)
+{
+	struct tbp_stats st;
+	int i;
+
+	pair_up(1);
+	for (i = 0; i < 2; i++)
+		CHECK(tbp_rail_add(P[i].link, 1, 1, 1024, 0) == 0);
+	pair_run(NULL, 1000, 20);
+	CHECK(tbp_rails_up(P[0].link) == 2);
+	memset(longest_on, 0, sizeof(longest_on));
+	memset(data_frames_on, 0, sizeof(data_frames_on));
+	fill(P[0].local, 200000, 13);
+	post(0, TBP_OP_RDMA_WRITE, 1, 0, 200000, 0x77, 0, 0);
+	pair_run(note_frame_sizes, 1000, 200);
+	tbp_get_stats(P[0].link, &st);
+	CHECK(P[0].ndone == 1 && P[0].done_status[0] == TBP_OK);
+	CHECK(memcmp(P[1].mr, P[0].local, 200000) == 0);
+	CHECK(longest_on[0] == 4096 && longest_on[1] == 1024);
+	CHECK(data_frames_on[0] > 0 && data_frames_on[1] > 0);
+	CHECK(st.recuts == 0 && st.retransmits == 0);
+	printf("  rail 0 (4 KiB): %u WRITE frames, rail 1 (1 KiB): %u\n", data_frames_on[0],
+	       data_frames_on[1]);
+}
+
 static void test_window_bound(void)
 {
 	uint32_t i;
@@ -1356,7 +1400,7 @@ static void sk_setup(bool all_at_once)
 	tbp_tick(P[0].link, pnow);
 	pair_run(NULL, 1000, 20);
 	CHECK(tbp_link_state(P[0].link) == TBP_LINK_UP);
-	CHECK(tbp_frag_payload(P[0].link) == 160);
+	CHECK(tbp_rail_payload(P[0].link, 0) == 160);
 	fill(P[0].local, 96000, 31);
 	/* Where the send window and its acks are tested, all 600 frames go out at once, not
 	 * as the congestion window (cc.h) would let a rail's queue grow. */
@@ -1614,6 +1658,7 @@ static void test_old_version_peer_refused(void)
 	{ "window_bound", test_window_bound },                                             \
 	{ "xmit_backpressure", test_xmit_backpressure },                                   \
 	{ "frames_built_in_place", test_frames_built_in_place },                           \
+	{ "frames_cut_per_rail", test_frames_cut_per_rail },                               \
 	{ "tick_deadline", test_tick_deadline },                                           \
 	{ "qp_table_churn", test_qp_table_churn },                                         \
 	{ "stalled_reads_resume", test_stalled_reads_resume },                             \
