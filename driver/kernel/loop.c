@@ -166,6 +166,9 @@ static int loop_build(struct tbrdma_dev *tdev)
 	for (side = 0; side < 2 && !err; side++) {
 		tbrdma_core_env(tdev, &env);
 		env.xmit = side ? loop_xmit_from1 : loop_xmit_from0;
+		/* The device's in-place builders would put these frames on its rails. */
+		env.frame_get = NULL;
+		env.frame_commit = NULL;
 		env.event = loop_event;
 		cfg.role = side ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
 		err = tbp_link_init(&loop->link[side], mem[side], size, &cfg, &env);

@@ -150,7 +150,7 @@ def test_benchmark_prints_table(build_dir: Path, capsys: pytest.CaptureFixture[s
     assert res.returncode == 0, res.stderr
     rows = re.findall(r"^(RDMA WRITE|WRITE|SEND|same).*?\s(\d+)\s+(\d+)\s+[\d.]+\s+\d+$",
                       res.stdout, re.M)
-    assert len(rows) == 14, res.stdout
+    assert len(rows) == 15, res.stdout
     # the rows in the kernel module's own tables say which tables those are
     assert re.search(r"^kernel module configuration: window \d+, 1024 QPs, 1024 WRs in flight",
                      res.stdout, re.M), res.stdout
