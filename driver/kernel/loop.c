@@ -40,32 +40,48 @@ static struct tbrdma_dev *loop_tdev(struct tbrdma_loop *loop)
 }
 
 /* A frame of link `from` for the other link: queued for the rx work. Link lock held. */
-static int loop_xmit(struct tbrdma_dev *tdev, unsigned int from, const void *frame, u32 len)
+/* A frame for the other side, to be built in place (the core's frame_get). */
+static void *loop_frame_get(struct tbrdma_dev *tdev, unsigned int from, u32 len, void **token)
 {
 	struct tbrdma_loop *loop = &tdev->loop;
-	unsigned int to = !from;
 	struct tbrdma_loop_frame *f;
 
-	if (!loop->ready || tdev->dying)
-		return -ENODEV;
-	if (len > TBRDMA_LOOP_FRAME)
-		return -EINVAL;
-	if (loop->queued[to] >= TBRDMA_LOOP_QUEUE) {
+	if (!loop->ready || tdev->dying || len > TBRDMA_LOOP_FRAME)
+		return NULL;
+	if (loop->queued[!from] >= TBRDMA_LOOP_QUEUE) {
 		loop->stat_busy++;
-		return -ENOBUFS;
+		return NULL;
 	}
 	f = kmalloc(struct_size(f, data, len), GFP_ATOMIC | __GFP_NOWARN);
 	if (!f) {
 		loop->stat_busy++;
-		return -ENOBUFS;
+		return NULL;
 	}
+	*token = f;
+	return f->data;
+}
+
+static int loop_frame_commit(struct tbrdma_dev *tdev, unsigned int from, void *token, u32 len)
+{
+	struct tbrdma_loop *loop = &tdev->loop;
+	struct tbrdma_loop_frame *f = token;
+
 	f->len = len;
-	memcpy(f->data, frame, len);
-	list_add_tail(&f->node, &loop->queue[to]);
-	loop->queued[to]++;
+	list_add_tail(&f->node, &loop->queue[!from]);
+	loop->queued[!from]++;
 	loop->stat_frames++;
 	queue_work(system_highpri_wq, &loop->rx_work);
 	return 0;
+}
+
+static int loop_xmit(struct tbrdma_dev *tdev, unsigned int from, const void *frame, u32 len)
+{
+	void *token, *data = loop_frame_get(tdev, from, len, &token);
+
+	if (!data)
+		return -ENOBUFS;
+	memcpy(data, frame, len);
+	return loop_frame_commit(tdev, from, token, len);
 }
 
 static int loop_xmit_from0(void *ctx, uint32_t rail, const void *frame, uint32_t len)
@@ -78,7 +94,26 @@ static int loop_xmit_from1(void *ctx, uint32_t rail, const void *frame, uint32_t
 	return loop_xmit(ctx, 1, frame, len);
 }
 
-/* The loop links are not the cable: their state never moves the port. */
+static void *loop_frame_get_from0(void *ctx, uint32_t rail, uint32_t len, void **token)
+{
+	return loop_frame_get(ctx, 0, len, token);
+}
+
+static void *loop_frame_get_from1(void *ctx, uint32_t rail, uint32_t len, void **token)
+{
+	return loop_frame_get(ctx, 1, len, token);
+}
+
+static int loop_frame_commit_from0(void *ctx, uint32_t rail, void *token, uint32_t len)
+{
+	return loop_frame_commit(ctx, 0, token, len);
+}
+
+static int loop_frame_commit_from1(void *ctx, uint32_t rail, void *token, uint32_t len)
+{
+	return loop_frame_commit(ctx, 1, token, len);
+}
+
 static void loop_event(void *ctx, uint32_t event, uint32_t rail)
 {
 	struct tbrdma_dev *tdev = ctx;
@@ -165,10 +200,10 @@ static int loop_build(struct tbrdma_dev *tdev)
 	old_size = loop->mem_size;
 	for (side = 0; side < 2 && !err; side++) {
 		tbrdma_core_env(tdev, &env);
+		/* Not the device's xmit and in-place builders: those put frames on its rails. */
 		env.xmit = side ? loop_xmit_from1 : loop_xmit_from0;
-		/* The device's in-place builders would put these frames on its rails. */
-		env.frame_get = NULL;
-		env.frame_commit = NULL;
+		env.frame_get = side ? loop_frame_get_from1 : loop_frame_get_from0;
+		env.frame_commit = side ? loop_frame_commit_from1 : loop_frame_commit_from0;
 		env.event = loop_event;
 		cfg.role = side ? TBP_ROLE_RESPONDER : TBP_ROLE_INITIATOR;
 		err = tbp_link_init(&loop->link[side], mem[side], size, &cfg, &env);
