@@ -41,7 +41,7 @@ mount -t proc proc "$root/proc"
 trap 'umount "$root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
 set +e
 chroot "$root" make -C "/usr/src/linux-headers-$release" M="/build/$(basename "$work")/kernel" \
-	KBUILD_MODPOST_WARN= W= modules >"$out_dir/build-$suite.log" 2>&1
+	KBUILD_MODPOST_WARN= W= TBRDMA_USB4EMU=m modules >"$out_dir/build-$suite.log" 2>&1
 status=$?
 set -e
 umount "$root/proc"
@@ -55,5 +55,7 @@ if grep -E 'warning:|WARNING:' "$out_dir/build-$suite.log" >&2; then
 	exit 1
 fi
 cp "$work/kernel/tbrdma.ko" "$out_dir/tbrdma-$suite.ko"
+# The lab's emulated USB4 host interface (test-only), built from the same tree.
+cp "$work/kernel/tbrdma_usb4emu.ko" "$out_dir/tbrdma_usb4emu-$suite.ko"
 echo "$release" >"$out_dir/tbrdma-$suite.release"
 echo "$out_dir/tbrdma-$suite.ko"

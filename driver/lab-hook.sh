@@ -25,7 +25,10 @@ trap 'rm -rf "$out"' EXIT
 
 ko=$("$here/build-module.sh" "$suite" "$buildenv_cache" "$out" "$release")
 install -D -m 0644 "$ko" "$rootfs/lib/modules/$release/updates/tbrdma.ko"
-log "module installed for $release"
+# The emulated USB4 host interface the lab's Thunderbolt-rail tests load (test-only).
+install -D -m 0644 "$out/tbrdma_usb4emu-$suite.ko" \
+	"$rootfs/lib/modules/$release/updates/tbrdma_usb4emu.ko"
+log "modules tbrdma and tbrdma_usb4emu installed for $release"
 
 full_version=$(dpkg-query --admindir="$rootfs/var/lib/dpkg" -W -f='${Version}' libibverbs1)
 provider_so=$("$here/provider-for.sh" "$suite" "$buildenv_cache" "$full_version" "$out/provider")

@@ -102,13 +102,18 @@ typedef int tbrdma_cqe_t;
 #endif
 
 /*
- * Thunderbolt (rail_tb.c): every <linux/thunderbolt.h> API the rail uses (ring alloc/start/
- * stop/free/tx/rx, tb_ring_dma_device, tb_xdomain_{alloc,release}_{in,out}_hopid,
+ * Thunderbolt (rail_tb_nhi.c): every <linux/thunderbolt.h> API the rail uses (ring alloc/
+ * start/stop/free/enqueue/poll/poll_complete, tb_ring_dma_device, tb_xdomain_{alloc,release}_{in,out}_hopid,
  * tb_xdomain_{enable,disable}_paths with transmit/receive path and ring, tb_xdomain_request/
  * response, protocol handlers, service drivers) has the same signature in the 6.1, 6.12 and
  * 7.2 headers, so nothing is needed here. 7.x wraps the header in IS_REACHABLE(CONFIG_USB4),
  * which rail_tb.c tests as well; TB_MAX_FRAME_SIZE exists only in 7.x, so the rail defines
  * its own 4096-byte frame size.
+ * tb_ring_throttling() (a driver's own RX interrupt moderation) is in the 7.2 header and not
+ * in 6.12's; older kernels keep the NHI's default throttle.
  */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 2, 0)
+#define TBRDMA_HAVE_TB_RING_THROTTLING
+#endif
 
 #endif

@@ -45,10 +45,13 @@ static ssize_t tbrdma_cfs_rails_show(struct config_item *item, char *page)
 			carrier = tbrdma_rail_running(rail);	/* DMA paths enabled */
 		else
 			carrier = netif_running(rail->netdev) && netif_carrier_ok(rail->netdev);
-		n += scnprintf(page + n, PAGE_SIZE - n, "%d %s %s %s peer %pM tx %llu rx %llu\n",
+		n += scnprintf(page + n, PAGE_SIZE - n, "%d %s %s %s peer %pM tx %llu rx %llu",
 			       i, tbrdma_rail_name(rail), carrier ? "carrier" : "no-carrier",
 			       rail->core_added ? "added" : "idle", rail->peer_mac,
 			       rail->tx_frames, rail->rx_frames);
+		if (rail->kind == TBRDMA_RAIL_TB)
+			n += tbrdma_tb_describe(rail, page + n, PAGE_SIZE - n);
+		n += scnprintf(page + n, PAGE_SIZE - n, "\n");
 	}
 	mutex_unlock(&tdev->rail_mutex);
 	return n;
@@ -94,14 +97,18 @@ static ssize_t tbrdma_cfs_remove_rail_store(struct config_item *item, const char
 {
 	struct tbrdma_dev *tdev = item_to_tdev(item);
 	char ifname[TBRDMA_RAIL_NAME_LEN];
-	int err;
+	int err, tb_err;
 
 	err = copy_word(ifname, sizeof(ifname), page, count);
 	if (err)
 		return err;
+	/* A Thunderbolt name is also a wish for rails to come (rail_tb.c): forget it first. */
+	tb_err = strncmp(ifname, "tb:", 3) ? -ENOENT : tbrdma_tb_remove_rail(tdev, ifname);
 	rtnl_lock();
 	err = tbrdma_remove_rail(tdev, ifname);
 	rtnl_unlock();
+	if (err == -ENOENT && !tb_err)
+		err = 0;	/* wanted, but none of its rails is bound right now */
 	return err ? err : count;
 }
 

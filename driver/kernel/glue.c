@@ -117,8 +117,8 @@ static int env_xmit(void *ctx, uint32_t rail_id, const void *frame, uint32_t len
 	return -ENODEV;
 }
 
-/* Data frames: an Ethernet rail's are built in their skb; a Thunderbolt rail's in the
- * bounce buffer, copied into the ring by its xmit. token: the skb, or NULL. */
+/* Data frames are built where they leave from: an Ethernet rail's skb, a Thunderbolt
+ * rail's TX ring frame. token: the skb or the ring frame. */
 static void *env_frame_get(void *ctx, uint32_t rail_id, uint32_t len, void **token)
 {
 	struct tbrdma_dev *tdev = ctx;
@@ -129,8 +129,8 @@ static void *env_frame_get(void *ctx, uint32_t rail_id, uint32_t len, void **tok
 	if (!rail || len > TBP_MAX_FRAME)
 		return NULL;
 	if (rail->kind == TBRDMA_RAIL_TB) {
-		*token = NULL;
-		return tdev->tx_bounce;
+		frame = tbrdma_tb_frame_get(rail, len, token);
+		return IS_ERR(frame) ? NULL : frame;
 	}
 	frame = tbrdma_eth_frame_get(rail, len, &skb);
 	if (IS_ERR(frame))
@@ -144,8 +144,8 @@ static int env_frame_commit(void *ctx, uint32_t rail_id, void *token, uint32_t l
 	struct tbrdma_dev *tdev = ctx;
 	struct tbrdma_rail *rail = &tdev->rails[rail_id];
 
-	if (!token)
-		return tbrdma_tb_xmit(rail, tdev->tx_bounce, len);
+	if (rail->kind == TBRDMA_RAIL_TB)
+		return tbrdma_tb_frame_commit(rail, token, len);
 	return tbrdma_eth_frame_commit(rail, token, len);
 }
 
@@ -1183,7 +1183,6 @@ static int build_link(struct tbrdma_dev *tdev)
 	size = tbp_link_size(&cfg);
 	if (!size)
 		return -EINVAL;
-	size = ALIGN(size, 64) + TBP_MAX_FRAME;
 	mem = kvzalloc(size, GFP_KERNEL);
 	if (!mem)
 		return -ENOMEM;
@@ -1220,7 +1219,6 @@ static int build_link(struct tbrdma_dev *tdev)
 	tdev->link = link;
 	tdev->link_mem = mem;
 	tdev->link_mem_size = size;
-	tdev->tx_bounce = (u8 *)mem + size - TBP_MAX_FRAME;
 	tdev->link_ready = true;
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];

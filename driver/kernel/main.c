@@ -56,9 +56,9 @@ void tbrdma_update_port_state(struct tbrdma_dev *tdev)
 	ib_dispatch_event(&event);
 }
 
-/* One of ndev (an Ethernet rail) and ts (a Thunderbolt rail) is set. */
+/* One of ndev (an Ethernet rail) and ts (a Thunderbolt ring pair) is set. */
 static int add_rail(struct tbrdma_dev *tdev, struct net_device *ndev,
-		    struct tbrdma_tb_service *ts)
+		    struct tbrdma_tb_pair *ts)
 {
 	struct tbrdma_rail *rail = NULL;
 	int i, err;
@@ -135,10 +135,10 @@ int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev)
 	return add_rail(tdev, ndev, NULL);
 }
 
-/* Called by rail_tb.c with its service list lock held, so ts cannot go away meanwhile. */
-int tbrdma_add_tb_rail(struct tbrdma_dev *tdev, struct tbrdma_tb_service *ts)
+/* Called by rail_tb.c with its service list lock held, so the pair cannot go away meanwhile. */
+int tbrdma_add_tb_rail(struct tbrdma_dev *tdev, struct tbrdma_tb_pair *pair)
 {
-	return add_rail(tdev, NULL, ts);
+	return add_rail(tdev, NULL, pair);
 }
 
 static void tbrdma_drop_rail(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
@@ -152,8 +152,11 @@ static void tbrdma_drop_rail(struct tbrdma_dev *tdev, struct tbrdma_rail *rail)
 	}
 	tbrdma_eth_rail_stop(rail);
 	tbrdma_link_rail_down(tdev, rail, true);
-	if (rail->id == 0)
-		ib_device_set_netdev(&tdev->ibdev, NULL, 1);
+	/*
+	 * The port's netdev (its IP addresses are the GIDs rdma_cm resolves) stays when only
+	 * its rail goes, as on a device that carries data on Thunderbolt rails alone; the
+	 * notifier lets go of it when the netdev unregisters.
+	 */
 	dev_put(rail->netdev);
 	rail->netdev = NULL;
 }
@@ -166,10 +169,13 @@ int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *name)
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		struct tbrdma_rail *rail = &tdev->rails[i];
 
-		if (rail->in_use && !strcmp(tbrdma_rail_name(rail), name)) {
+		if (!rail->in_use)
+			continue;
+		/* "tb:" names may cover several ring pairs (rail_tb.c). */
+		if (rail->kind == TBRDMA_RAIL_TB ? tbrdma_tb_covers(name, rail) :
+		    !strcmp(tbrdma_rail_name(rail), name)) {
 			tbrdma_drop_rail(tdev, rail);
 			err = 0;
-			break;
 		}
 	}
 	mutex_unlock(&tdev->rail_mutex);
@@ -181,7 +187,7 @@ int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *name)
  * A Thunderbolt service's DMA paths came up or went down (gone: the service is being
  * removed): the counterpart of the netdev notifier for TB rails.
  */
-void tbrdma_tb_rail_event(struct tbrdma_tb_service *ts, bool gone)
+void tbrdma_tb_rail_event(struct tbrdma_tb_pair *ts, bool gone)
 {
 	struct tbrdma_dev *tdev;
 	int i;
@@ -217,6 +223,7 @@ void tbrdma_dealloc_driver(struct ib_device *ibdev)
 	mutex_unlock(&tbrdma_devices_mutex);
 
 	tbrdma_configfs_remove_device(tdev);
+	tbrdma_tb_forget_device(tdev);
 	mutex_lock(&tdev->rail_mutex);
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++)
 		if (tdev->rails[i].in_use)
@@ -309,6 +316,17 @@ static struct rdma_link_ops tbrdma_link_ops = {
 	.newlink = tbrdma_newlink,
 };
 
+/* The port's netdev is unregistering: the port has none until a rail 0 brings one. */
+static void tbrdma_release_port_netdev(struct tbrdma_dev *tdev, struct net_device *ndev)
+{
+	struct net_device *port = ib_device_get_netdev(&tdev->ibdev, 1);
+
+	if (port == ndev)
+		ib_device_set_netdev(&tdev->ibdev, NULL, 1);
+	if (port)
+		dev_put(port);
+}
+
 static int tbrdma_netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
 {
 	struct net_device *ndev = netdev_notifier_info_to_dev(ptr);
@@ -336,6 +354,8 @@ static int tbrdma_netdev_event(struct notifier_block *nb, unsigned long event, v
 			else
 				tbrdma_link_rail_add(tdev, rail);
 		}
+		if (event == NETDEV_UNREGISTER)
+			tbrdma_release_port_netdev(tdev, ndev);
 		mutex_unlock(&tdev->rail_mutex);
 		tbrdma_update_port_state(tdev);
 	}

@@ -1,228 +1,229 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Thunderbolt/USB4 rail: an XDomain service driver in the manner of thunderbolt-net
- * (drivers/net/thunderbolt/main.c). The module advertises a "tbrdma" property directory;
- * when the peer host advertises it too, the thunderbolt bus probes us with a tb_service.
+ * Thunderbolt/USB4 rails: the tbrdma service on an XDomain, in the manner of thunderbolt-net
+ * (drivers/net/thunderbolt/main.c), on whatever host interface bound it (rail_tb_ops.h: the
+ * real NHI through rail_tb_nhi.c, or the lab's emulation).
  *
- * Per service: a TX and an RX ring on the NHI (frame mode, one protocol frame per 4 KiB ring
- * frame), an input HopID the peer transmits to, and a login exchange over the XDomain
- * control channel in which each side announces its input HopID. Once both logins went
- * through, each side allocates the peer's HopID as its output HopID, starts the rings and
- * enables the DMA paths. The service is offered as rail "tb:<peer host UUID>" which configfs
- * add_rail attaches to a tbrdma device (docs/driver.md).
+ * Per XDomain: tb_ring_pairs ring pairs, each its own rail "tb:<peer UUID>@<XDomain>/<k>".
+ * A pair is a TX and an RX ring (frame mode, one protocol frame per 4 KiB ring frame, E2E
+ * flow control), an input HopID the peer transmits to, and a login exchange over the
+ * XDomain control channel in which each side announces the pair's input HopID. Once a
+ * pair's login went through, each side allocates the peer's HopID as the pair's output
+ * HopID, starts the rings and enables the DMA paths. Several pairs are what uses both lanes
+ * of a cable: one ring's DMA runs on one lane's worth of bandwidth (~10 Gb/s per ring in
+ * the research driver's measurements).
  *
- * Only USB4/Thunderbolt hardware gets here (QEMU has no NHI): this file is compiled for every
- * kernel and its message checks are unit-tested in userspace (rail_tb_msg.c), but the ring,
- * path and login code has not run on hardware.
+ * Receive is polled, NAPI-style: the RX ring's interrupt schedules rx_work, which takes up
+ * to a budget of completed frames into the core as one batch (one core tick per batch),
+ * re-posts them and re-arms the interrupt only when the ring is drained.
+ *
+ * Rails are wanted by name (configfs add_rail "tb:<uuid>", "tb:<uuid>@<XDomain>" or a pair's
+ * full name): a wish outlives the XDomain, so after an unplug, a peer reboot or a reload of
+ * the host interface the pairs that come back join their device by themselves.
  */
 #include <linux/dma-mapping.h>
-#include <linux/kref.h>
 #include <linux/module.h>
 #include <linux/slab.h>
-#include <linux/thunderbolt.h>
 #include <linux/uuid.h>
-#include <linux/workqueue.h>
 
-#include "tbrdma.h"
-#include "rail_tb_msg.h"
-
-#define TBRDMA_TB_PROTOCOL_KEY		"tbrdma"
-#define TBRDMA_TB_PROTOCOL_ID		1
-#define TBRDMA_TB_PROTOCOL_VERSION	1
-#define TBRDMA_TB_PROTOCOL_REVISION	1
+#include "rail_tb.h"
 
 #if IS_REACHABLE(CONFIG_USB4)
 
-#define TBRDMA_TB_RING_SIZE		128
-#define TBRDMA_TB_PDF_SOF		1	/* start/end of frame PDF values of our rings */
-#define TBRDMA_TB_PDF_EOF		2
-#define TBRDMA_TB_LOGIN_FIRST_MS	100
-#define TBRDMA_TB_LOGIN_DELAY_MS	1000
-#define TBRDMA_TB_LOGIN_TIMEOUT_MS	500
-#define TBRDMA_TB_LOGIN_RETRIES		60
-#define TBRDMA_TB_LOGOUT_TIMEOUT_MS	1000
+static bool tb_e2e = true;
+module_param(tb_e2e, bool, 0444);
+MODULE_PARM_DESC(tb_e2e, "End-to-end flow control on the rings (default on)");
 
-/* Property directory of the service: 896012a9-536e-4847-99f9-e3fcd1350f8b */
-static const uuid_t tbrdma_tb_dir_uuid =
-	UUID_INIT(0x896012a9, 0x536e, 0x4847, 0x99, 0xf9, 0xe3, 0xfc, 0xd1, 0x35, 0x0f, 0x8b);
+static unsigned int tb_irq_throttle_ns = 16000;
+module_param(tb_irq_throttle_ns, uint, 0444);
+MODULE_PARM_DESC(tb_irq_throttle_ns,
+		 "RX ring interrupt throttle where the kernel lets drivers set it (default 16 us)");
 
 /* Login/logout messages on the control channel: 7a6bb0eb-2e6f-474a-a753-68a79552541b */
-static const uuid_t tbrdma_tb_proto_uuid =
+const uuid_t tbrdma_tb_proto_uuid =
 	UUID_INIT(0x7a6bb0eb, 0x2e6f, 0x474a, 0xa7, 0x53, 0x68, 0xa7, 0x95, 0x52, 0x54, 0x1b);
 
-struct tbrdma_tb_frame {
-	struct ring_frame frame;
-	struct tbrdma_tb_service *ts;
-	void *buf;			/* TBRDMA_TB_FRAME_SIZE bytes, DMA-mapped for the ring */
-	u16 index;
-};
-
-struct tbrdma_tb_service {
-	struct kref kref;		/* the service list and an attached rail */
-	struct list_head node;		/* on tbrdma_tb_services while bound */
-	char name[TBRDMA_RAIL_NAME_LEN];
-	struct tb_service *svc;
-	struct tb_xdomain *xd;
-	struct tb_protocol_handler handler;
-
-	/*
-	 * Login state, paths and ring start/stop (sleeps). Never held around our own
-	 * request, and the protocol handler never takes it: enabling paths waits for the
-	 * control channel, whose receive work runs that handler.
-	 */
-	struct mutex conn_lock;
-	bool connected;			/* rings started, DMA paths enabled */
-	bool removing;
-	int login_retries;
-	int peer_hopid;			/* validated peer input HopID while connected, else -1 */
-	u32 peer_max_frame;
-	atomic_t command_id;
-	struct delayed_work login_work;
-
-	/* The latest LOGIN/LOGOUT from the peer, for ctl_work (handler -> process context). */
-	spinlock_t ctl_lock;
-	bool ctl_closed;		/* removing: refuse logins, queue nothing */
-	bool ctl_answered;		/* we accepted a peer login: it may have paths to us */
-	u32 ctl_type;			/* 0 if none pending */
-	u32 ctl_hopid;
-	struct work_struct ctl_work;
-
-	struct tb_ring *tx_ring;
-	struct tb_ring *rx_ring;
-	int in_hopid;			/* ours, where the peer transmits to */
-	int out_hopid;			/* the peer's in_hopid while connected, else -1 */
-
-	/* Transmit (atomic: called by the core under the device lock with BHs off). */
-	spinlock_t tx_lock;
-	bool tx_ready;			/* mirrors connected for the atomic path */
-	bool tx_stalled;		/* xmit found the ring full; a completion kicks the core */
-	u32 max_frame;			/* min(peer's, ours); fixed while tx_ready */
-	unsigned int tx_nfree;
-	u16 tx_free[TBRDMA_TB_RING_SIZE];
-	struct tbrdma_tb_frame tx_frames[TBRDMA_TB_RING_SIZE];
-	struct tbrdma_tb_frame rx_frames[TBRDMA_TB_RING_SIZE];
-
-	/* The rail received frames go to; NULL while not attached to a device. */
-	spinlock_t rx_lock;
-	struct tbrdma_rail *rail;
-	u64 rx_errors;
-};
-
-static struct tb_property_dir *tbrdma_tb_dir;
-/* Bound services by name; add_rail looks them up and attaches under this mutex. */
-static LIST_HEAD(tbrdma_tb_services);
-static DEFINE_MUTEX(tbrdma_tb_mutex);
-
-static void tbrdma_tb_release(struct kref *kref)
+void tbrdma_tb_release(struct kref *kref)
 {
-	kfree(container_of(kref, struct tbrdma_tb_service, kref));
+	struct tbrdma_tb_service *ts = container_of(kref, struct tbrdma_tb_service, kref);
+	unsigned int i;
+
+	for (i = 0; i < ts->npairs; i++) {
+		kfree(ts->pairs[i].tx_free);
+		kfree(ts->pairs[i].tx_frames);
+		kfree(ts->pairs[i].rx_frames);
+	}
+	kfree(ts);
+}
+
+static struct device *tbrdma_tb_dma_dev(struct tbrdma_tb_pair *pair, struct tb_ring *ring)
+{
+	return pair->ts->ops->ring_dma_device(ring);
 }
 
 /* ---- data path ---- */
 
-/* Called with the device lock held and BHs off: never sleeps. */
-int tbrdma_tb_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
+/*
+ * The next free TX ring frame, for a frame of len bytes built straight in its buffer, or an
+ * ERR_PTR (-ENOBUFS: the ring is full, a completion kicks the core). Called with the device
+ * lock held and BHs off: never sleeps. The frame must go to tbrdma_tb_frame_commit().
+ */
+void *tbrdma_tb_frame_get(struct tbrdma_rail *rail, size_t len, void **token)
 {
-	struct tbrdma_tb_service *ts = rail->tb;
-	struct tbrdma_tb_frame *tf;
-	struct device *dma_dev;
+	struct tbrdma_tb_pair *pair = rail->tb;
+	struct tbrdma_tb_frame *tf = NULL;
+	unsigned long flags;
+	void *buf;
+
+	spin_lock_irqsave(&pair->tx_lock, flags);
+	if (!pair->tx_ready) {
+		buf = ERR_PTR(-ENETDOWN);
+	} else if (len > pair->max_frame) {
+		buf = ERR_PTR(-EMSGSIZE);
+	} else if (!pair->tx_nfree) {
+		pair->tx_stalled = true;
+		rail->tx_busy++;
+		buf = ERR_PTR(-ENOBUFS);
+	} else {
+		tf = &pair->tx_frames[pair->tx_free[--pair->tx_nfree]];
+		tf->gen = pair->tx_gen;
+		*token = tf;
+		buf = tf->buf;
+	}
+	spin_unlock_irqrestore(&pair->tx_lock, flags);
+	if (!IS_ERR(buf))
+		dma_sync_single_for_cpu(tbrdma_tb_dma_dev(pair, pair->tx_ring),
+					tf->frame.buffer_phy, len, DMA_TO_DEVICE);
+	return buf;
+}
+
+/* Queues a frame from tbrdma_tb_frame_get() on the ring; len <= the length asked for. */
+int tbrdma_tb_frame_commit(struct tbrdma_rail *rail, void *token, size_t len)
+{
+	struct tbrdma_tb_pair *pair = rail->tb;
+	struct tbrdma_tb_frame *tf = token;
 	unsigned long flags;
 	int err = 0;
 
-	spin_lock_irqsave(&ts->tx_lock, flags);
-	if (!ts->tx_ready) {
-		err = -ENETDOWN;
-		goto out;
-	}
-	if (len > ts->max_frame) {
-		err = -EMSGSIZE;
-		goto out;
-	}
-	if (!ts->tx_nfree) {
-		ts->tx_stalled = true;
-		rail->tx_busy++;
-		err = -ENOBUFS;
-		goto out;
-	}
-	tf = &ts->tx_frames[ts->tx_free[--ts->tx_nfree]];
-	dma_dev = tb_ring_dma_device(ts->tx_ring);
-	dma_sync_single_for_cpu(dma_dev, tf->frame.buffer_phy, len, DMA_TO_DEVICE);
-	memcpy(tf->buf, frame, len);
-	dma_sync_single_for_device(dma_dev, tf->frame.buffer_phy, len, DMA_TO_DEVICE);
+	dma_sync_single_for_device(tbrdma_tb_dma_dev(pair, pair->tx_ring), tf->frame.buffer_phy,
+				   len, DMA_TO_DEVICE);
 	/* The descriptor's 12-bit size: 0 stands for a full 4096-byte frame. */
 	tf->frame.size = len == TBRDMA_TB_FRAME_SIZE ? 0 : len;
-	if (tb_ring_tx(ts->tx_ring, &tf->frame)) {
-		/* Only a stopped ring refuses; tx_ready drops with it. */
-		ts->tx_free[ts->tx_nfree++] = tf->index;
+	spin_lock_irqsave(&pair->tx_lock, flags);
+	if (!pair->tx_ready || tf->gen != pair->tx_gen) {
+		/* Paths went down since frame_get; a reconnect rebuilt the free list. */
 		err = -ENETDOWN;
-		goto out;
+	} else if (pair->ts->ops->ring_enqueue(pair->tx_ring, &tf->frame)) {
+		/* Only a stopped ring refuses; tx_ready drops with it. */
+		pair->tx_free[pair->tx_nfree++] = tf->index;
+		err = -ENETDOWN;
+	} else {
+		rail->tx_frames++;
 	}
-	rail->tx_frames++;
-out:
-	spin_unlock_irqrestore(&ts->tx_lock, flags);
+	spin_unlock_irqrestore(&pair->tx_lock, flags);
 	return err;
 }
 
-/* The core may be waiting for ring space: run it now instead of at its next deadline. */
-static void tbrdma_tb_kick(struct tbrdma_tb_service *ts)
+int tbrdma_tb_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
 {
-	spin_lock_bh(&ts->rx_lock);
-	if (ts->rail)
-		tbrdma_link_kick(ts->rail->tdev);
-	spin_unlock_bh(&ts->rx_lock);
+	void *token, *buf = tbrdma_tb_frame_get(rail, len, &token);
+
+	if (IS_ERR(buf))
+		return PTR_ERR(buf);
+	memcpy(buf, frame, len);
+	return tbrdma_tb_frame_commit(rail, token, len);
+}
+
+/* The core may be waiting for ring space: run it now instead of at its next deadline. */
+static void tbrdma_tb_kick(struct tbrdma_tb_pair *pair)
+{
+	spin_lock_bh(&pair->rx_lock);
+	if (pair->rail)
+		tbrdma_link_kick(pair->rail->tdev);
+	spin_unlock_bh(&pair->rx_lock);
 }
 
 /* TX completion (ring work, process context), or cancellation when the ring stops. */
 static void tbrdma_tb_tx_done(struct tb_ring *ring, struct ring_frame *frame, bool canceled)
 {
 	struct tbrdma_tb_frame *tf = container_of(frame, struct tbrdma_tb_frame, frame);
-	struct tbrdma_tb_service *ts = tf->ts;
+	struct tbrdma_tb_pair *pair = tf->pair;
 	unsigned long flags;
-	bool kick;
+	bool kick = false;
 
-	spin_lock_irqsave(&ts->tx_lock, flags);
-	if (!WARN_ON_ONCE(ts->tx_nfree >= TBRDMA_TB_RING_SIZE))
-		ts->tx_free[ts->tx_nfree++] = tf->index;
-	kick = ts->tx_stalled && !canceled;
-	ts->tx_stalled = false;
-	spin_unlock_irqrestore(&ts->tx_lock, flags);
+	spin_lock_irqsave(&pair->tx_lock, flags);
+	/* A frame of an earlier connection: the free list was rebuilt without it. */
+	if (tf->gen == pair->tx_gen &&
+	    !WARN_ON_ONCE(pair->tx_nfree >= TBRDMA_TB_RING_SIZE)) {
+		pair->tx_free[pair->tx_nfree++] = tf->index;
+		kick = pair->tx_stalled && !canceled;
+		pair->tx_stalled = false;
+	}
+	spin_unlock_irqrestore(&pair->tx_lock, flags);
 	if (kick)
-		tbrdma_tb_kick(ts);
+		tbrdma_tb_kick(pair);
 }
 
-/* RX completion (ring work, process context): hand the frame over, then re-post it. */
-static void tbrdma_tb_rx_done(struct tb_ring *ring, struct ring_frame *frame, bool canceled)
+/* The RX ring's interrupt (hard IRQ on a real NHI): poll from process context. */
+static void tbrdma_tb_start_poll(void *data)
 {
-	struct tbrdma_tb_frame *tf = container_of(frame, struct tbrdma_tb_frame, frame);
-	struct device *dma_dev = tb_ring_dma_device(ring);
-	struct tbrdma_tb_service *ts = tf->ts;
-	int len;
+	struct tbrdma_tb_pair *pair = data;
 
-	if (canceled)
-		return;		/* the ring stopped; frames are posted again at the next connect */
-	len = tbrdma_tb_rx_frame_len(frame->size, frame->flags & RING_DESC_CRC_ERROR,
-				     frame->flags & RING_DESC_BUFFER_OVERRUN, TBRDMA_TB_FRAME_SIZE);
-	dma_sync_single_for_cpu(dma_dev, frame->buffer_phy, TBRDMA_TB_FRAME_SIZE,
-				DMA_FROM_DEVICE);
-	spin_lock_bh(&ts->rx_lock);
-	if (len < 0) {
-		ts->rx_errors++;
-	} else if (ts->rail) {
-		ts->rail->rx_frames++;
-		tbrdma_link_rx(ts->rail, tf->buf, len);
+	queue_work(system_highpri_wq, &pair->rx_work);
+}
+
+/*
+ * Takes up to a budget of completed RX frames into the core as one batch, re-posting each;
+ * re-arms the interrupt only when the ring had no more.
+ */
+void tbrdma_tb_rx_work(struct work_struct *work)
+{
+	struct tbrdma_tb_pair *pair = container_of(work, struct tbrdma_tb_pair, rx_work);
+	const struct tbrdma_tb_ops *ops = pair->ts->ops;
+	struct device *dma_dev = tbrdma_tb_dma_dev(pair, pair->rx_ring);
+	struct ring_frame *frame;
+	struct tbrdma_rail *rail;
+	int n = 0;
+
+	spin_lock_bh(&pair->rx_lock);
+	rail = pair->rail;
+	if (rail)
+		tbrdma_link_rx_begin(rail->tdev);
+	while (n < TBRDMA_TB_POLL_BUDGET && (frame = ops->ring_poll(pair->rx_ring))) {
+		struct tbrdma_tb_frame *tf = container_of(frame, struct tbrdma_tb_frame, frame);
+		int len = tbrdma_tb_rx_frame_len(frame->size, frame->flags & RING_DESC_CRC_ERROR,
+						 frame->flags & RING_DESC_BUFFER_OVERRUN,
+						 TBRDMA_TB_FRAME_SIZE);
+
+		n++;
+		dma_sync_single_for_cpu(dma_dev, frame->buffer_phy, TBRDMA_TB_FRAME_SIZE,
+					DMA_FROM_DEVICE);
+		if (len < 0) {
+			pair->rx_errors++;
+		} else if (rail) {
+			rail->rx_frames++;
+			tbrdma_link_rx_one(rail, tf->buf, len);
+		}
+		dma_sync_single_for_device(dma_dev, frame->buffer_phy, TBRDMA_TB_FRAME_SIZE,
+					   DMA_FROM_DEVICE);
+		ops->ring_enqueue(pair->rx_ring, frame);	/* -ESHUTDOWN once stopped: fine */
 	}
-	spin_unlock_bh(&ts->rx_lock);
-	dma_sync_single_for_device(dma_dev, frame->buffer_phy, TBRDMA_TB_FRAME_SIZE,
-				   DMA_FROM_DEVICE);
-	tb_ring_rx(ring, frame);	/* -ESHUTDOWN if the ring stopped meanwhile: fine */
+	if (rail)
+		tbrdma_link_rx_end(rail->tdev);
+	pair->rx_polls++;
+	spin_unlock_bh(&pair->rx_lock);
+	if (n == TBRDMA_TB_POLL_BUDGET)
+		queue_work(system_highpri_wq, &pair->rx_work);
+	else
+		ops->ring_poll_complete(pair->rx_ring);
 }
 
 /* ---- rings and frame buffers ---- */
 
-static void tbrdma_tb_free_frames(struct tbrdma_tb_frame *frames, struct tb_ring *ring,
-				  enum dma_data_direction dir)
+static void tbrdma_tb_free_frames(struct tbrdma_tb_pair *pair, struct tbrdma_tb_frame *frames,
+				  struct tb_ring *ring, enum dma_data_direction dir)
 {
-	struct device *dma_dev = tb_ring_dma_device(ring);
+	struct device *dma_dev = tbrdma_tb_dma_dev(pair, ring);
 	int i;
 
 	for (i = 0; i < TBRDMA_TB_RING_SIZE; i++) {
@@ -236,11 +237,11 @@ static void tbrdma_tb_free_frames(struct tbrdma_tb_frame *frames, struct tb_ring
 	}
 }
 
-static int tbrdma_tb_alloc_frames(struct tbrdma_tb_service *ts, struct tbrdma_tb_frame *frames,
+static int tbrdma_tb_alloc_frames(struct tbrdma_tb_pair *pair, struct tbrdma_tb_frame *frames,
 				  struct tb_ring *ring, enum dma_data_direction dir,
 				  ring_cb callback)
 {
-	struct device *dma_dev = tb_ring_dma_device(ring);
+	struct device *dma_dev = tbrdma_tb_dma_dev(pair, ring);
 	int i;
 
 	for (i = 0; i < TBRDMA_TB_RING_SIZE; i++) {
@@ -256,7 +257,7 @@ static int tbrdma_tb_alloc_frames(struct tbrdma_tb_service *ts, struct tbrdma_tb
 			tf->buf = NULL;
 			goto err;
 		}
-		tf->ts = ts;
+		tf->pair = pair;
 		tf->index = i;
 		tf->frame.buffer_phy = dma;
 		tf->frame.callback = callback;
@@ -266,327 +267,370 @@ static int tbrdma_tb_alloc_frames(struct tbrdma_tb_service *ts, struct tbrdma_tb
 	return 0;
 
 err:
-	tbrdma_tb_free_frames(frames, ring, dir);
+	tbrdma_tb_free_frames(pair, frames, ring, dir);
 	return -ENOMEM;
 }
 
-/* Rings, input HopID and buffers: everything the service needs before any login. */
-static int tbrdma_tb_alloc_resources(struct tbrdma_tb_service *ts)
+/* Rings, input HopID and buffers of a pair: everything it needs before any login. */
+int tbrdma_tb_alloc_resources(struct tbrdma_tb_pair *pair)
 {
-	struct tb_nhi *nhi = ts->xd->tb->nhi;
+	struct tbrdma_tb_service *ts = pair->ts;
+	const struct tbrdma_tb_ops *ops = ts->ops;
+	unsigned int flags = RING_FLAG_FRAME | (tb_e2e ? RING_FLAG_E2E : 0);
 	int err;
 
-	ts->tx_ring = tb_ring_alloc_tx(nhi, -1, TBRDMA_TB_RING_SIZE, RING_FLAG_FRAME);
-	if (!ts->tx_ring)
+	pair->tx_free = kcalloc(TBRDMA_TB_RING_SIZE, sizeof(*pair->tx_free), GFP_KERNEL);
+	pair->tx_frames = kcalloc(TBRDMA_TB_RING_SIZE, sizeof(*pair->tx_frames), GFP_KERNEL);
+	pair->rx_frames = kcalloc(TBRDMA_TB_RING_SIZE, sizeof(*pair->rx_frames), GFP_KERNEL);
+	if (!pair->tx_free || !pair->tx_frames || !pair->rx_frames)
+		return -ENOMEM;		/* the arrays are freed with the service */
+	pair->tx_ring = ops->ring_alloc_tx(ts->xd, TBRDMA_TB_RING_SIZE, flags);
+	if (!pair->tx_ring)
 		return -ENOMEM;
-	ts->rx_ring = tb_ring_alloc_rx(nhi, -1, TBRDMA_TB_RING_SIZE, RING_FLAG_FRAME,
-				       ts->tx_ring->hop, BIT(TBRDMA_TB_PDF_SOF),
-				       BIT(TBRDMA_TB_PDF_EOF), NULL, NULL);
-	if (!ts->rx_ring) {
+	/* E2E credits for what we receive travel back on our TX ring's HopID. */
+	pair->rx_ring = ops->ring_alloc_rx(ts->xd, TBRDMA_TB_RING_SIZE, flags,
+					   pair->tx_ring->hop, BIT(TBRDMA_TB_PDF_SOF),
+					   BIT(TBRDMA_TB_PDF_EOF), tbrdma_tb_start_poll, pair);
+	if (!pair->rx_ring) {
 		err = -ENOMEM;
 		goto err_tx_ring;
 	}
-	ts->in_hopid = tb_xdomain_alloc_in_hopid(ts->xd, -1);
-	if (ts->in_hopid < 0) {
-		err = ts->in_hopid;
+	if (ops->ring_throttling && tb_irq_throttle_ns)
+		ops->ring_throttling(pair->rx_ring, tb_irq_throttle_ns);
+	pair->in_hopid = ops->alloc_in_hopid(ts->xd, -1);
+	if (pair->in_hopid < 0) {
+		err = pair->in_hopid;
 		goto err_rx_ring;
 	}
-	err = tbrdma_tb_alloc_frames(ts, ts->tx_frames, ts->tx_ring, DMA_TO_DEVICE,
+	err = tbrdma_tb_alloc_frames(pair, pair->tx_frames, pair->tx_ring, DMA_TO_DEVICE,
 				     tbrdma_tb_tx_done);
 	if (err)
 		goto err_hopid;
-	err = tbrdma_tb_alloc_frames(ts, ts->rx_frames, ts->rx_ring, DMA_FROM_DEVICE,
-				     tbrdma_tb_rx_done);
+	/* Polled: RX frames have no callback (the NHI calls none in polling mode). */
+	err = tbrdma_tb_alloc_frames(pair, pair->rx_frames, pair->rx_ring, DMA_FROM_DEVICE,
+				     NULL);
 	if (err)
 		goto err_tx_frames;
 	return 0;
 
 err_tx_frames:
-	tbrdma_tb_free_frames(ts->tx_frames, ts->tx_ring, DMA_TO_DEVICE);
+	tbrdma_tb_free_frames(pair, pair->tx_frames, pair->tx_ring, DMA_TO_DEVICE);
 err_hopid:
-	tb_xdomain_release_in_hopid(ts->xd, ts->in_hopid);
-	ts->in_hopid = -1;
+	ops->release_in_hopid(ts->xd, pair->in_hopid);
+	pair->in_hopid = -1;
 err_rx_ring:
-	tb_ring_free(ts->rx_ring);
-	ts->rx_ring = NULL;
+	ops->ring_free(pair->rx_ring);
+	pair->rx_ring = NULL;
 err_tx_ring:
-	tb_ring_free(ts->tx_ring);
-	ts->tx_ring = NULL;
+	ops->ring_free(pair->tx_ring);
+	pair->tx_ring = NULL;
 	return err;
 }
 
 /* Reverse of tbrdma_tb_alloc_resources(); the rings are stopped. */
-static void tbrdma_tb_free_resources(struct tbrdma_tb_service *ts)
+void tbrdma_tb_free_resources(struct tbrdma_tb_pair *pair)
 {
-	tbrdma_tb_free_frames(ts->rx_frames, ts->rx_ring, DMA_FROM_DEVICE);
-	tbrdma_tb_free_frames(ts->tx_frames, ts->tx_ring, DMA_TO_DEVICE);
-	tb_xdomain_release_in_hopid(ts->xd, ts->in_hopid);
-	ts->in_hopid = -1;
-	tb_ring_free(ts->rx_ring);
-	ts->rx_ring = NULL;
-	tb_ring_free(ts->tx_ring);
-	ts->tx_ring = NULL;
+	const struct tbrdma_tb_ops *ops = pair->ts->ops;
+
+	if (!pair->tx_ring)
+		return;
+	tbrdma_tb_free_frames(pair, pair->rx_frames, pair->rx_ring, DMA_FROM_DEVICE);
+	tbrdma_tb_free_frames(pair, pair->tx_frames, pair->tx_ring, DMA_TO_DEVICE);
+	ops->release_in_hopid(pair->ts->xd, pair->in_hopid);
+	pair->in_hopid = -1;
+	ops->ring_free(pair->rx_ring);
+	pair->rx_ring = NULL;
+	ops->ring_free(pair->tx_ring);
+	pair->tx_ring = NULL;
 }
 
 /* ---- connection: paths up and down (conn_lock held) ---- */
 
-static void tbrdma_tb_post_rx(struct tbrdma_tb_service *ts)
+static void tbrdma_tb_post_rx(struct tbrdma_tb_pair *pair)
 {
-	struct device *dma_dev = tb_ring_dma_device(ts->rx_ring);
+	struct device *dma_dev = tbrdma_tb_dma_dev(pair, pair->rx_ring);
 	int i;
 
 	for (i = 0; i < TBRDMA_TB_RING_SIZE; i++) {
-		struct ring_frame *frame = &ts->rx_frames[i].frame;
+		struct ring_frame *frame = &pair->rx_frames[i].frame;
 
 		dma_sync_single_for_device(dma_dev, frame->buffer_phy, TBRDMA_TB_FRAME_SIZE,
 					   DMA_FROM_DEVICE);
-		tb_ring_rx(ts->rx_ring, frame);
+		pair->ts->ops->ring_enqueue(pair->rx_ring, frame);
 	}
 }
 
-static void tbrdma_tb_reset_tx(struct tbrdma_tb_service *ts, bool ready)
+static void tbrdma_tb_reset_tx(struct tbrdma_tb_pair *pair, bool ready)
 {
 	unsigned long flags;
 	int i;
 
-	spin_lock_irqsave(&ts->tx_lock, flags);
+	spin_lock_irqsave(&pair->tx_lock, flags);
 	if (ready) {
 		for (i = 0; i < TBRDMA_TB_RING_SIZE; i++)
-			ts->tx_free[i] = i;
-		ts->tx_nfree = TBRDMA_TB_RING_SIZE;
-		ts->max_frame = min_t(u32, ts->peer_max_frame, TBRDMA_TB_FRAME_SIZE);
+			pair->tx_free[i] = i;
+		pair->tx_nfree = TBRDMA_TB_RING_SIZE;
+		pair->max_frame = min_t(u32, pair->peer_max_frame, TBRDMA_TB_FRAME_SIZE);
 	}
-	ts->tx_stalled = false;
-	WRITE_ONCE(ts->tx_ready, ready);
-	spin_unlock_irqrestore(&ts->tx_lock, flags);
+	pair->tx_gen++;
+	pair->tx_stalled = false;
+	WRITE_ONCE(pair->tx_ready, ready);
+	spin_unlock_irqrestore(&pair->tx_lock, flags);
 }
 
 /*
  * Our login was answered with the peer's (validated) input HopID: allocate it as output
  * HopID, start the rings, post the RX frames and enable the paths last, so RX is primed.
  */
-static bool tbrdma_tb_connect(struct tbrdma_tb_service *ts, u32 peer_hopid, u32 max_frame)
+static bool tbrdma_tb_connect(struct tbrdma_tb_pair *pair, u32 peer_hopid, u32 max_frame)
 {
+	struct tbrdma_tb_service *ts = pair->ts;
+	const struct tbrdma_tb_ops *ops = ts->ops;
 	int hopid, err;
 
 	lockdep_assert_held(&ts->conn_lock);
-	if (ts->connected || ts->removing)
+	if (pair->connected || ts->removing)
 		return false;
-	hopid = tb_xdomain_alloc_out_hopid(ts->xd, peer_hopid);
+	hopid = ops->alloc_out_hopid(ts->xd, peer_hopid);
 	if (hopid != peer_hopid) {
 		if (hopid >= 0)
-			tb_xdomain_release_out_hopid(ts->xd, hopid);
-		dev_warn(&ts->svc->dev, "output HopID %u not available (%d)\n", peer_hopid,
-			 hopid);
+			ops->release_out_hopid(ts->xd, hopid);
+		dev_warn(ts->dev, "%s: output HopID %u not available (%d)\n", pair->name,
+			 peer_hopid, hopid);
 		return false;
 	}
-	ts->peer_hopid = peer_hopid;
-	ts->peer_max_frame = max_frame;
-	ts->out_hopid = hopid;
-	tb_ring_start(ts->tx_ring);
-	tb_ring_start(ts->rx_ring);
-	tbrdma_tb_post_rx(ts);
-	err = tb_xdomain_enable_paths(ts->xd, ts->out_hopid, ts->tx_ring->hop, ts->in_hopid,
-				      ts->rx_ring->hop);
+	pair->peer_hopid = peer_hopid;
+	pair->peer_max_frame = max_frame;
+	pair->out_hopid = hopid;
+	ops->ring_start(pair->tx_ring);
+	ops->ring_start(pair->rx_ring);
+	tbrdma_tb_post_rx(pair);
+	err = ops->enable_paths(ts->xd, pair->out_hopid, pair->tx_ring->hop, pair->in_hopid,
+				pair->rx_ring->hop);
 	if (err) {
-		dev_warn(&ts->svc->dev, "enabling DMA paths failed (%d)\n", err);
-		tb_ring_stop(ts->rx_ring);
-		tb_ring_stop(ts->tx_ring);
-		tb_xdomain_release_out_hopid(ts->xd, ts->out_hopid);
-		ts->out_hopid = -1;
-		ts->peer_hopid = -1;
+		dev_warn(ts->dev, "%s: enabling DMA paths failed (%d)\n", pair->name, err);
+		ops->ring_stop(pair->rx_ring);
+		ops->ring_stop(pair->tx_ring);
+		cancel_work_sync(&pair->rx_work);
+		ops->release_out_hopid(ts->xd, pair->out_hopid);
+		pair->out_hopid = -1;
+		pair->peer_hopid = -1;
 		return false;
 	}
-	tbrdma_tb_reset_tx(ts, true);
-	ts->connected = true;
-	dev_info(&ts->svc->dev, "rail %s up: HopID out %d in %d, frames up to %u bytes\n",
-		 ts->name, ts->out_hopid, ts->in_hopid, ts->max_frame);
+	tbrdma_tb_reset_tx(pair, true);
+	pair->connected = true;
+	dev_info(ts->dev, "rail %s up: HopID out %d in %d, rings %d/%d of %d, frames up to %u bytes\n",
+		 pair->name, pair->out_hopid, pair->in_hopid, pair->tx_ring->hop,
+		 pair->rx_ring->hop, TBRDMA_TB_RING_SIZE, pair->max_frame);
 	return true;
 }
 
 /* Reverse of tbrdma_tb_connect(). Returns whether the paths were up. */
-static bool tbrdma_tb_disconnect(struct tbrdma_tb_service *ts)
+bool tbrdma_tb_disconnect(struct tbrdma_tb_pair *pair)
 {
+	struct tbrdma_tb_service *ts = pair->ts;
+	const struct tbrdma_tb_ops *ops = ts->ops;
 	int err;
 
 	lockdep_assert_held(&ts->conn_lock);
-	if (!ts->connected)
+	if (!pair->connected)
 		return false;
-	/* After this no xmit is inside tb_ring_tx(): it holds tx_lock throughout. */
-	tbrdma_tb_reset_tx(ts, false);
-	err = tb_xdomain_disable_paths(ts->xd, ts->out_hopid, ts->tx_ring->hop, ts->in_hopid,
-				       ts->rx_ring->hop);
+	/* After this no xmit is inside the ring enqueue: it holds tx_lock throughout. */
+	tbrdma_tb_reset_tx(pair, false);
+	err = ops->disable_paths(ts->xd, pair->out_hopid, pair->tx_ring->hop, pair->in_hopid,
+				 pair->rx_ring->hop);
 	if (err)
-		dev_dbg(&ts->svc->dev, "disabling DMA paths failed (%d)\n", err);
-	tb_ring_stop(ts->rx_ring);
-	tb_ring_stop(ts->tx_ring);
-	tb_xdomain_release_out_hopid(ts->xd, ts->out_hopid);
-	ts->out_hopid = -1;
-	ts->peer_hopid = -1;
-	ts->connected = false;
-	dev_info(&ts->svc->dev, "rail %s down\n", ts->name);
+		dev_dbg(ts->dev, "%s: disabling DMA paths failed (%d)\n", pair->name, err);
+	ops->ring_stop(pair->rx_ring);
+	ops->ring_stop(pair->tx_ring);
+	cancel_work_sync(&pair->rx_work);
+	ops->release_out_hopid(ts->xd, pair->out_hopid);
+	pair->out_hopid = -1;
+	pair->peer_hopid = -1;
+	pair->connected = false;
+	dev_info(ts->dev, "rail %s down\n", pair->name);
 	return true;
 }
 
 /* ---- login protocol on the XDomain control channel ---- */
 
-static void tbrdma_tb_fill(struct tbrdma_tb_service *ts, struct tbrdma_tb_msg *msg, u32 type,
+static void tbrdma_tb_fill(struct tbrdma_tb_pair *pair, struct tbrdma_tb_msg *msg, u32 type,
 			   u64 route, u32 sequence, u32 command_id)
 {
+	struct tb_xdomain *xd = pair->ts->xd;
+
 	memset(msg, 0, sizeof(*msg));
 	msg->route = route;
 	msg->sequence = sequence;
-	memcpy(msg->initiator_uuid, ts->xd->local_uuid, 16);
-	memcpy(msg->target_uuid, ts->xd->remote_uuid, 16);
+	memcpy(msg->initiator_uuid, xd->local_uuid, 16);
+	memcpy(msg->target_uuid, xd->remote_uuid, 16);
 	msg->type = type;
 	msg->command_id = command_id;
 	msg->version = TBRDMA_TB_MSG_VERSION;
+	msg->pair = pair->index;
 	if (type == TBRDMA_TB_LOGIN || type == TBRDMA_TB_LOGIN_RESPONSE) {
-		msg->in_hopid = ts->in_hopid;
+		msg->in_hopid = pair->in_hopid;
 		msg->max_frame = TBRDMA_TB_FRAME_SIZE;
 	}
 }
 
 /* Sends a request and checks that the answer is the matching, valid response. */
-static int tbrdma_tb_request(struct tbrdma_tb_service *ts, u32 type, u32 sequence,
-			     unsigned int timeout_ms, struct tbrdma_tb_msg *reply)
+int tbrdma_tb_request(struct tbrdma_tb_pair *pair, u32 type, u32 sequence,
+		      unsigned int timeout_ms, struct tbrdma_tb_msg *reply)
 {
+	struct tbrdma_tb_service *ts = pair->ts;
+	struct tb_xdomain *xd = ts->xd;
 	u32 req[TBRDMA_TB_MSG_DWORDS], res[TBRDMA_TB_MSG_DWORDS];
 	struct tbrdma_tb_msg msg;
 	int err;
 
-	tbrdma_tb_fill(ts, &msg, type, ts->xd->route, sequence,
+	tbrdma_tb_fill(pair, &msg, type, xd->route, sequence,
 		       atomic_inc_return(&ts->command_id));
 	tbrdma_tb_msg_encode(&msg, tbrdma_tb_proto_uuid.b, req);
 	/* Like thunderbolt-net, requests travel as XDomain responses too. */
-	err = tb_xdomain_request(ts->xd, req, sizeof(req), TB_CFG_PKG_XDOMAIN_RESP, res,
-				 sizeof(res), TB_CFG_PKG_XDOMAIN_RESP, timeout_ms);
+	mutex_lock(&ts->request_lock);
+	err = ts->ops->request(xd, req, sizeof(req), TB_CFG_PKG_XDOMAIN_RESP, res, sizeof(res),
+			       TB_CFG_PKG_XDOMAIN_RESP, timeout_ms);
+	mutex_unlock(&ts->request_lock);
 	if (err)
 		return err;
 	err = tbrdma_tb_msg_decode(res, sizeof(res), tbrdma_tb_proto_uuid.b, reply);
 	if (err)
 		return err;
 	if (reply->type != type + 1 || reply->command_id != msg.command_id ||
-	    !tbrdma_tb_msg_for_us(reply, ts->xd->route, ts->xd->local_uuid->b,
-				  ts->xd->remote_uuid->b))
+	    reply->pair != pair->index ||
+	    !tbrdma_tb_msg_for_us(reply, xd->route, xd->local_uuid->b, xd->remote_uuid->b))
 		return -EPROTO;
 	if (type == TBRDMA_TB_LOGIN)
-		return tbrdma_tb_check_peer(reply, ts->xd->remote_max_hopid);
+		return tbrdma_tb_check_peer(reply, xd->remote_max_hopid);
 	return 0;
 }
 
-static int tbrdma_tb_respond(struct tbrdma_tb_service *ts, const struct tbrdma_tb_msg *req,
-			     u32 status)
+static int tbrdma_tb_respond(struct tbrdma_tb_service *ts, struct tbrdma_tb_pair *pair,
+			     const struct tbrdma_tb_msg *req, u32 status)
 {
 	u32 res[TBRDMA_TB_MSG_DWORDS];
 	struct tbrdma_tb_msg msg;
 
-	tbrdma_tb_fill(ts, &msg, req->type + 1, req->route, req->sequence, req->command_id);
+	if (pair) {
+		tbrdma_tb_fill(pair, &msg, req->type + 1, req->route, req->sequence,
+			       req->command_id);
+	} else {
+		/* A pair we do not have: refuse with the requester's own pair index. */
+		tbrdma_tb_fill(&ts->pairs[0], &msg, req->type + 1, req->route, req->sequence,
+			       req->command_id);
+		msg.pair = req->pair;
+		msg.in_hopid = 0;
+	}
 	msg.status = status;
 	tbrdma_tb_msg_encode(&msg, tbrdma_tb_proto_uuid.b, res);
-	return tb_xdomain_response(ts->xd, res, sizeof(res), TB_CFG_PKG_XDOMAIN_RESP);
+	return ts->ops->response(ts->xd, res, sizeof(res), TB_CFG_PKG_XDOMAIN_RESP);
 }
 
-/* (Re)start our login series now or after delay_ms. conn_lock held. */
-static void tbrdma_tb_start_login(struct tbrdma_tb_service *ts, unsigned int delay_ms)
+/* (Re)start a pair's login series now or after delay_ms. conn_lock held. */
+static void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms)
 {
-	lockdep_assert_held(&ts->conn_lock);
-	if (ts->removing)
+	lockdep_assert_held(&pair->ts->conn_lock);
+	if (pair->ts->removing)
 		return;
-	ts->login_retries = 0;
-	mod_delayed_work(system_long_wq, &ts->login_work, msecs_to_jiffies(delay_ms));
+	pair->login_retries = 0;
+	mod_delayed_work(system_long_wq, &pair->login_work, msecs_to_jiffies(delay_ms));
 }
 
 /*
  * Sends LOGIN until the peer answers with its input HopID, then connects. Each end connects
  * on its own login's answer: answering a login means "I am bound, here is my HopID".
  */
-static void tbrdma_tb_login_work(struct work_struct *work)
+void tbrdma_tb_login_work(struct work_struct *work)
 {
-	struct tbrdma_tb_service *ts = container_of(to_delayed_work(work),
-						    struct tbrdma_tb_service, login_work);
+	struct tbrdma_tb_pair *pair = container_of(to_delayed_work(work), struct tbrdma_tb_pair,
+						   login_work);
+	struct tbrdma_tb_service *ts = pair->ts;
 	struct tbrdma_tb_msg reply;
 	bool up = false;
 	u32 sequence;
 	int err;
 
 	mutex_lock(&ts->conn_lock);
-	if (ts->connected || ts->removing) {
+	if (pair->connected || ts->removing) {
 		mutex_unlock(&ts->conn_lock);
 		return;
 	}
-	sequence = ts->login_retries % 4;
+	sequence = pair->login_retries % 4;
 	mutex_unlock(&ts->conn_lock);
 
-	err = tbrdma_tb_request(ts, TBRDMA_TB_LOGIN, sequence, TBRDMA_TB_LOGIN_TIMEOUT_MS,
+	err = tbrdma_tb_request(pair, TBRDMA_TB_LOGIN, sequence, TBRDMA_TB_LOGIN_TIMEOUT_MS,
 				&reply);
 
 	mutex_lock(&ts->conn_lock);
-	if (!err && !ts->connected && !ts->removing) {
-		up = tbrdma_tb_connect(ts, reply.in_hopid, reply.max_frame);
+	if (!err && !pair->connected && !ts->removing) {
+		up = tbrdma_tb_connect(pair, reply.in_hopid, reply.max_frame);
 		if (!up)
 			err = -EIO;	/* HopID taken or paths refused: try again */
 	}
-	if (!err || ts->connected || ts->removing) {
+	if (!err || pair->connected || ts->removing) {
 		/* connected, or nothing left to do */
-	} else if (ts->login_retries++ < TBRDMA_TB_LOGIN_RETRIES) {
-		dev_dbg(&ts->svc->dev, "login failed (%d), retrying\n", err);
-		queue_delayed_work(system_long_wq, &ts->login_work,
+	} else if (pair->login_retries++ < TBRDMA_TB_LOGIN_RETRIES) {
+		dev_dbg(ts->dev, "%s: login failed (%d), retrying\n", pair->name, err);
+		queue_delayed_work(system_long_wq, &pair->login_work,
 				   msecs_to_jiffies(TBRDMA_TB_LOGIN_DELAY_MS));
 	} else {
-		dev_info(&ts->svc->dev, "no login answer from the peer; waiting for its login\n");
+		dev_info(ts->dev, "%s: no login answer from the peer; waiting for its login\n",
+			 pair->name);
 	}
 	mutex_unlock(&ts->conn_lock);
 	if (up)
-		tbrdma_tb_rail_event(ts, false);
+		tbrdma_tb_rail_event(pair, false);
 }
 
 /*
- * The peer's latest LOGIN or LOGOUT, in process context. A LOGOUT takes the paths down and
- * logs in again later (the peer may come back). A LOGIN with another HopID than the one we
- * transmit to means the peer started over: reconnect at once. Any LOGIN while we are not
- * connected restarts our login series, which may have given up.
+ * The peer's latest LOGIN or LOGOUT for a pair, in process context. A LOGOUT takes the
+ * paths down and logs in again later (the peer may come back). A LOGIN with another HopID
+ * than the one we transmit to means the peer started over: reconnect at once. Any LOGIN
+ * while we are not connected restarts our login series, which may have given up.
  */
-static void tbrdma_tb_ctl_work(struct work_struct *work)
+void tbrdma_tb_ctl_work(struct work_struct *work)
 {
-	struct tbrdma_tb_service *ts = container_of(work, struct tbrdma_tb_service, ctl_work);
+	struct tbrdma_tb_pair *pair = container_of(work, struct tbrdma_tb_pair, ctl_work);
+	struct tbrdma_tb_service *ts = pair->ts;
 	bool was_up = false;
 	u32 type, hopid;
 
 	spin_lock_bh(&ts->ctl_lock);
-	type = ts->ctl_type;
-	hopid = ts->ctl_hopid;
-	ts->ctl_type = 0;
+	type = pair->ctl_type;
+	hopid = pair->ctl_hopid;
+	pair->ctl_type = 0;
 	spin_unlock_bh(&ts->ctl_lock);
 
 	mutex_lock(&ts->conn_lock);
 	if (type == TBRDMA_TB_LOGOUT) {
-		was_up = tbrdma_tb_disconnect(ts);
-		tbrdma_tb_start_login(ts, TBRDMA_TB_LOGIN_DELAY_MS);
+		was_up = tbrdma_tb_disconnect(pair);
+		tbrdma_tb_start_login(pair, TBRDMA_TB_LOGIN_DELAY_MS);
 	} else if (type == TBRDMA_TB_LOGIN) {
-		if (ts->connected && hopid != ts->peer_hopid)
-			was_up = tbrdma_tb_disconnect(ts);
-		if (!ts->connected)
-			tbrdma_tb_start_login(ts, 0);
+		if (pair->connected && hopid != pair->peer_hopid)
+			was_up = tbrdma_tb_disconnect(pair);
+		if (!pair->connected)
+			tbrdma_tb_start_login(pair, 0);
 	}
 	mutex_unlock(&ts->conn_lock);
 	if (was_up)
-		tbrdma_tb_rail_event(ts, false);
+		tbrdma_tb_rail_event(pair, false);
 }
 
 /* Records the peer's LOGIN/LOGOUT for ctl_work; returns false once the service is going. */
-static bool tbrdma_tb_post_ctl(struct tbrdma_tb_service *ts, const struct tbrdma_tb_msg *msg)
+static bool tbrdma_tb_post_ctl(struct tbrdma_tb_pair *pair, const struct tbrdma_tb_msg *msg)
 {
+	struct tbrdma_tb_service *ts = pair->ts;
 	bool open;
 
 	spin_lock_bh(&ts->ctl_lock);
 	open = !ts->ctl_closed;
 	if (open) {
-		ts->ctl_type = msg->type;
-		ts->ctl_hopid = msg->in_hopid;
+		pair->ctl_type = msg->type;
+		pair->ctl_hopid = msg->in_hopid;
 		if (msg->type == TBRDMA_TB_LOGIN)
-			ts->ctl_answered = true;
-		queue_work(system_long_wq, &ts->ctl_work);
+			pair->ctl_answered = true;
+		queue_work(system_long_wq, &pair->ctl_work);
 	}
 	spin_unlock_bh(&ts->ctl_lock);
 	return open;
@@ -595,12 +639,14 @@ static bool tbrdma_tb_post_ctl(struct tbrdma_tb_service *ts, const struct tbrdma
 /*
  * XDomain control messages with our protocol UUID (control ring work, process context).
  * Returning 1 consumes the message; responses must return 0 so they reach the waiting
- * tb_xdomain_request(). This only answers and hands over to ctl_work: it must not wait
- * for anything on the control channel, nor for conn_lock (whose holder may).
+ * request. This only answers and hands over to ctl_work: it must not wait for anything on
+ * the control channel, nor for conn_lock (whose holder may).
  */
-static int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
+int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
 {
 	struct tbrdma_tb_service *ts = data;
+	struct tb_xdomain *xd = ts->xd;
+	struct tbrdma_tb_pair *pair = NULL;
 	struct tbrdma_tb_msg msg;
 	u32 status = TBRDMA_TB_STATUS_OK;
 
@@ -608,313 +654,19 @@ static int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
 		return 0;
 	if (msg.type != TBRDMA_TB_LOGIN && msg.type != TBRDMA_TB_LOGOUT)
 		return 0;
-	if (!tbrdma_tb_msg_for_us(&msg, ts->xd->route, ts->xd->local_uuid->b,
-				  ts->xd->remote_uuid->b))
+	if (!tbrdma_tb_msg_for_us(&msg, xd->route, xd->local_uuid->b, xd->remote_uuid->b))
 		return 0;
-	if (msg.type == TBRDMA_TB_LOGIN && tbrdma_tb_check_peer(&msg, ts->xd->remote_max_hopid))
+	if (msg.pair < ts->npairs)
+		pair = &ts->pairs[msg.pair];
+	if (!pair)
+		status = TBRDMA_TB_STATUS_REFUSED;	/* the peer runs more pairs than we do */
+	else if (msg.type == TBRDMA_TB_LOGIN && tbrdma_tb_check_peer(&msg, xd->remote_max_hopid))
 		status = TBRDMA_TB_STATUS_REFUSED;
-	else if (!tbrdma_tb_post_ctl(ts, &msg))
+	else if (!tbrdma_tb_post_ctl(pair, &msg))
 		status = TBRDMA_TB_STATUS_REFUSED;
-	if (tbrdma_tb_respond(ts, &msg, status))
-		dev_dbg(&ts->svc->dev, "response to peer message %u not sent\n", msg.type);
+	if (tbrdma_tb_respond(ts, pair, &msg, status))
+		dev_dbg(ts->dev, "response to peer message %u not sent\n", msg.type);
 	return 1;
-}
-
-/* ---- rails ---- */
-
-int tbrdma_tb_add_rail(struct tbrdma_dev *tdev, const char *name)
-{
-	struct tbrdma_tb_service *ts;
-	int err = -ENODEV;
-
-	mutex_lock(&tbrdma_tb_mutex);
-	list_for_each_entry(ts, &tbrdma_tb_services, node) {
-		if (!strcmp(ts->name, name)) {
-			err = tbrdma_add_tb_rail(tdev, ts);
-			break;
-		}
-	}
-	mutex_unlock(&tbrdma_tb_mutex);
-	return err;
-}
-
-/* Rail mutex and the service list mutex held. A service feeds one device only. */
-int tbrdma_tb_rail_start(struct tbrdma_rail *rail)
-{
-	struct tbrdma_tb_service *ts = rail->tb;
-	int err = 0;
-
-	spin_lock_bh(&ts->rx_lock);
-	if (ts->rail)
-		err = -EBUSY;
-	else
-		ts->rail = rail;
-	spin_unlock_bh(&ts->rx_lock);
-	if (!err)
-		kref_get(&ts->kref);
-	return err;
-}
-
-/* Rail mutex held. When this returns no receive handler is using the rail. */
-void tbrdma_tb_rail_stop(struct tbrdma_rail *rail)
-{
-	struct tbrdma_tb_service *ts = rail->tb;
-
-	spin_lock_bh(&ts->rx_lock);
-	if (ts->rail == rail)
-		ts->rail = NULL;
-	spin_unlock_bh(&ts->rx_lock);
-	rail->tb = NULL;
-	kref_put(&ts->kref, tbrdma_tb_release);
-}
-
-bool tbrdma_tb_running(const struct tbrdma_rail *rail)
-{
-	return rail->tb && READ_ONCE(rail->tb->tx_ready);
-}
-
-u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail)
-{
-	if (!tbrdma_tb_running(rail))
-		return TBRDMA_TB_FRAME_SIZE;
-	return READ_ONCE(rail->tb->max_frame);
-}
-
-const char *tbrdma_tb_name(const struct tbrdma_rail *rail)
-{
-	return rail->tb ? rail->tb->name : "tb:?";
-}
-
-/*
- * The XDomain link's negotiated rate: link_speed Gb/s per lane times the lanes. Before 6.4
- * link_width was a lane count (1 or 2); since then a tb_link_width bit whose single- and
- * dual-lane values are the same 1 and 2. An asymmetric USB4 v2 link (3 lanes one way, 1
- * the other) is counted as the symmetric dual-lane link it was bonded from. Unknown speed
- * (0): USB4's nominal 40 Gb/s.
- */
-u32 tbrdma_tb_mbps(const struct tbrdma_rail *rail)
-{
-	struct tb_xdomain *xd = rail->tb ? rail->tb->xd : NULL;
-	u32 speed = xd ? READ_ONCE(xd->link_speed) : 0;
-	u32 width = xd ? (u32)READ_ONCE(xd->link_width) : 0;
-
-	if (!speed)
-		return 40000;
-	return speed * 1000 * (width == 1 ? 1 : 2);
-}
-
-/* ---- service driver ---- */
-
-/* "tb:<peer UUID>", as the XDomain's sysfs unique_id shows it; unique among bound services. */
-static void tbrdma_tb_set_name(struct tbrdma_tb_service *ts)
-{
-	struct tbrdma_tb_service *other;
-
-	lockdep_assert_held(&tbrdma_tb_mutex);
-	snprintf(ts->name, sizeof(ts->name), "tb:%pUb", ts->xd->remote_uuid);
-	list_for_each_entry(other, &tbrdma_tb_services, node) {
-		if (!strcmp(other->name, ts->name)) {
-			snprintf(ts->name, sizeof(ts->name), "tb:%pUb@%s", ts->xd->remote_uuid,
-				 dev_name(&ts->xd->dev));
-			break;
-		}
-	}
-}
-
-static int tbrdma_tb_probe(struct tb_service *svc, const struct tb_service_id *id)
-{
-	struct tb_xdomain *xd = tb_service_parent(svc);
-	struct tbrdma_tb_service *ts;
-	int err;
-
-	if (!xd || !xd->local_uuid || !xd->remote_uuid)
-		return -ENODEV;
-	ts = kzalloc(sizeof(*ts), GFP_KERNEL);
-	if (!ts)
-		return -ENOMEM;
-	kref_init(&ts->kref);
-	mutex_init(&ts->conn_lock);
-	spin_lock_init(&ts->tx_lock);
-	spin_lock_init(&ts->rx_lock);
-	spin_lock_init(&ts->ctl_lock);
-	INIT_DELAYED_WORK(&ts->login_work, tbrdma_tb_login_work);
-	INIT_WORK(&ts->ctl_work, tbrdma_tb_ctl_work);
-	atomic_set(&ts->command_id, 0);
-	ts->svc = svc;
-	ts->xd = xd;
-	ts->in_hopid = -1;
-	ts->out_hopid = -1;
-	ts->peer_hopid = -1;
-
-	err = tbrdma_tb_alloc_resources(ts);
-	if (err)
-		goto err_free;
-	ts->handler.uuid = &tbrdma_tb_proto_uuid;
-	ts->handler.callback = tbrdma_tb_handle_packet;
-	ts->handler.data = ts;
-	err = tb_register_protocol_handler(&ts->handler);
-	if (err)
-		goto err_resources;
-	tb_service_set_drvdata(svc, ts);
-
-	mutex_lock(&tbrdma_tb_mutex);
-	tbrdma_tb_set_name(ts);
-	list_add_tail(&ts->node, &tbrdma_tb_services);
-	mutex_unlock(&tbrdma_tb_mutex);
-
-	queue_delayed_work(system_long_wq, &ts->login_work,
-			   msecs_to_jiffies(TBRDMA_TB_LOGIN_FIRST_MS));
-	dev_info(&svc->dev, "tbrdma peer on %s: rail %s, input HopID %d\n", dev_name(&xd->dev),
-		 ts->name, ts->in_hopid);
-	return 0;
-
-err_resources:
-	tbrdma_tb_free_resources(ts);
-err_free:
-	kfree(ts);
-	return err;
-}
-
-/* Driver unbind or unplug: rails first, then the login machinery, paths, rings, HopIDs. */
-static void tbrdma_tb_remove(struct tb_service *svc)
-{
-	struct tbrdma_tb_service *ts = tb_service_get_drvdata(svc);
-	struct tbrdma_tb_msg reply;
-	bool answered;
-
-	mutex_lock(&tbrdma_tb_mutex);
-	list_del(&ts->node);
-	mutex_unlock(&tbrdma_tb_mutex);
-	tbrdma_tb_rail_event(ts, true);
-
-	/*
-	 * The XDomain core calls handlers without holding its list lock, so a message in
-	 * flight may still run our handler after this; ctl_closed makes it refuse and queue
-	 * nothing (thunderbolt-net has the same window).
-	 */
-	spin_lock_bh(&ts->ctl_lock);
-	ts->ctl_closed = true;
-	answered = ts->ctl_answered;
-	spin_unlock_bh(&ts->ctl_lock);
-	tb_unregister_protocol_handler(&ts->handler);
-	mutex_lock(&ts->conn_lock);
-	ts->removing = true;
-	mutex_unlock(&ts->conn_lock);
-	cancel_work_sync(&ts->ctl_work);
-	cancel_delayed_work_sync(&ts->login_work);
-
-	mutex_lock(&ts->conn_lock);
-	/* The peer may have paths to us if it connected on our answer: tell it we go. */
-	if ((ts->connected || answered) && !ts->xd->is_unplugged)
-		tbrdma_tb_request(ts, TBRDMA_TB_LOGOUT, 0, TBRDMA_TB_LOGOUT_TIMEOUT_MS, &reply);
-	tbrdma_tb_disconnect(ts);
-	mutex_unlock(&ts->conn_lock);
-
-	tbrdma_tb_free_resources(ts);
-	tb_service_set_drvdata(svc, NULL);
-	kref_put(&ts->kref, tbrdma_tb_release);
-}
-
-static const struct tb_service_id tbrdma_tb_ids[] = {
-	{ TB_SERVICE(TBRDMA_TB_PROTOCOL_KEY, TBRDMA_TB_PROTOCOL_ID) },
-	{ },
-};
-MODULE_DEVICE_TABLE(tbsvc, tbrdma_tb_ids);
-
-static struct tb_service_driver tbrdma_tb_driver = {
-	.driver = {
-		.owner = THIS_MODULE,
-		.name = "tbrdma",
-	},
-	.probe = tbrdma_tb_probe,
-	.remove = tbrdma_tb_remove,
-	.id_table = tbrdma_tb_ids,
-};
-
-int tbrdma_tb_init(void)
-{
-	int err;
-
-	/* A service directory needs its own UUID: the peer parses one in front of its entries. */
-	tbrdma_tb_dir = tb_property_create_dir(&tbrdma_tb_dir_uuid);
-	if (!tbrdma_tb_dir)
-		return -ENOMEM;
-	tb_property_add_immediate(tbrdma_tb_dir, "prtcid", TBRDMA_TB_PROTOCOL_ID);
-	tb_property_add_immediate(tbrdma_tb_dir, "prtcvers", TBRDMA_TB_PROTOCOL_VERSION);
-	tb_property_add_immediate(tbrdma_tb_dir, "prtcrevs", TBRDMA_TB_PROTOCOL_REVISION);
-	tb_property_add_immediate(tbrdma_tb_dir, "prtcstns", 0);
-	err = tb_register_property_dir(TBRDMA_TB_PROTOCOL_KEY, tbrdma_tb_dir);
-	if (err)
-		goto err_dir;
-	err = tb_register_service_driver(&tbrdma_tb_driver);
-	if (err)
-		goto err_unregister_dir;
-	return 0;
-
-err_unregister_dir:
-	tb_unregister_property_dir(TBRDMA_TB_PROTOCOL_KEY, tbrdma_tb_dir);
-err_dir:
-	tb_property_free_dir(tbrdma_tb_dir);
-	tbrdma_tb_dir = NULL;
-	return err;
-}
-
-void tbrdma_tb_exit(void)
-{
-	tb_unregister_service_driver(&tbrdma_tb_driver);
-	tb_unregister_property_dir(TBRDMA_TB_PROTOCOL_KEY, tbrdma_tb_dir);
-	tb_property_free_dir(tbrdma_tb_dir);
-	tbrdma_tb_dir = NULL;
-}
-
-#else /* !IS_REACHABLE(CONFIG_USB4) */
-
-int tbrdma_tb_init(void)
-{
-	return 0;
-}
-
-void tbrdma_tb_exit(void)
-{
-}
-
-int tbrdma_tb_add_rail(struct tbrdma_dev *tdev, const char *name)
-{
-	return -EOPNOTSUPP;
-}
-
-int tbrdma_tb_rail_start(struct tbrdma_rail *rail)
-{
-	return -EOPNOTSUPP;
-}
-
-void tbrdma_tb_rail_stop(struct tbrdma_rail *rail)
-{
-}
-
-int tbrdma_tb_xmit(struct tbrdma_rail *rail, const void *frame, size_t len)
-{
-	return -ENODEV;
-}
-
-bool tbrdma_tb_running(const struct tbrdma_rail *rail)
-{
-	return false;
-}
-
-u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail)
-{
-	return 0;
-}
-
-u32 tbrdma_tb_mbps(const struct tbrdma_rail *rail)
-{
-	return 0;
-}
-
-const char *tbrdma_tb_name(const struct tbrdma_rail *rail)
-{
-	return "tb:?";
 }
 
 #endif

@@ -31,7 +31,8 @@ enum {
 	W_IN_HOPID = 18,
 	W_MAX_FRAME = 19,
 	W_STATUS = 20,
-	/* 21..23 reserved, sent as zero, ignored on receipt */
+	W_PAIR = 21,		/* 0 from senders that have one ring pair per XDomain */
+	/* 22..23 reserved, sent as zero, ignored on receipt */
 };
 
 void tbrdma_tb_msg_encode(const struct tbrdma_tb_msg *msg, const uint8_t proto_uuid[16],
@@ -51,6 +52,7 @@ void tbrdma_tb_msg_encode(const struct tbrdma_tb_msg *msg, const uint8_t proto_u
 	out[W_IN_HOPID] = msg->in_hopid;
 	out[W_MAX_FRAME] = msg->max_frame;
 	out[W_STATUS] = msg->status;
+	out[W_PAIR] = msg->pair;
 }
 
 /*
@@ -84,6 +86,7 @@ int tbrdma_tb_msg_decode(const void *buf, size_t size, const uint8_t proto_uuid[
 	msg->in_hopid = w[W_IN_HOPID];
 	msg->max_frame = w[W_MAX_FRAME];
 	msg->status = w[W_STATUS];
+	msg->pair = w[W_PAIR];
 	return 0;
 }
 

@@ -54,6 +54,7 @@ struct tbrdma_tb_msg {
 	uint32_t in_hopid;		/* HopID the sender receives on (0 in logout messages) */
 	uint32_t max_frame;		/* largest frame the sender's receive ring takes */
 	uint32_t status;		/* responses: enum tbrdma_tb_msg_status */
+	uint32_t pair;			/* ring pair of the XDomain the message is about */
 };
 
 void tbrdma_tb_msg_encode(const struct tbrdma_tb_msg *msg, const uint8_t proto_uuid[16],

@@ -63,13 +63,13 @@
 /* A core receive handle: QPN, generation of the slot, slot index. Never 0 (QPN >= 1). */
 #define TBRDMA_RECV_HANDLE(qpn, gen, slot) (((u64)(qpn) << 32) | ((u64)(gen) << 16) | (slot))
 
-/* "tb:" + the peer host's UUID (+ "@" + XDomain device name if that UUID is taken) */
+/* "tb:" + the peer host's UUID + "@" + the XDomain's name + "/" + the ring pair */
 #define TBRDMA_RAIL_NAME_LEN	64
 
 struct tbrdma_dev;
 struct tbp_link;
 struct crypto_shash;
-struct tbrdma_tb_service;
+struct tbrdma_tb_pair;
 
 enum tbrdma_rail_kind {
 	TBRDMA_RAIL_ETH,
@@ -82,7 +82,7 @@ struct tbrdma_rail {
 	u8 id;
 	bool in_use;
 	struct net_device *netdev;		/* TBRDMA_RAIL_ETH */
-	struct tbrdma_tb_service *tb;		/* TBRDMA_RAIL_TB (holds a reference) */
+	struct tbrdma_tb_pair *tb;		/* TBRDMA_RAIL_TB (holds a reference) */
 	/* Embedded so the receive handler finds its rail without a global lookup. */
 	struct packet_type ptype;
 	/* Learned from frames the core authenticated as fresh; broadcast until then. */
@@ -432,9 +432,6 @@ struct tbrdma_dev {
 	struct tbp_link *link;
 	void *link_mem;
 	size_t link_mem_size;
-	/* A Thunderbolt rail's data frame is built here, then copied into its ring buffer (in
-	 * link_mem, after the core's link) */
-	u8 *tx_bounce;
 	bool link_ready;
 	bool core_link_up;
 	bool port_state_dirty;
@@ -530,9 +527,9 @@ extern const struct ib_device_ops tbrdma_dev_ops;
 void tbrdma_dealloc_driver(struct ib_device *ibdev);
 struct tbrdma_dev *tbrdma_find_device(const char *name);
 int tbrdma_add_rail(struct tbrdma_dev *tdev, struct net_device *ndev);
-int tbrdma_add_tb_rail(struct tbrdma_dev *tdev, struct tbrdma_tb_service *ts);
+int tbrdma_add_tb_rail(struct tbrdma_dev *tdev, struct tbrdma_tb_pair *pair);
 int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *name);
-void tbrdma_tb_rail_event(struct tbrdma_tb_service *ts, bool gone);
+void tbrdma_tb_rail_event(struct tbrdma_tb_pair *pair, bool gone);
 int tbrdma_set_key(struct tbrdma_dev *tdev, const u8 *key, size_t len);
 void tbrdma_update_port_state(struct tbrdma_dev *tdev);
 
@@ -723,13 +720,21 @@ int tbrdma_eth_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
 void *tbrdma_eth_frame_get(struct tbrdma_rail *rail, size_t len, struct sk_buff **token);
 int tbrdma_eth_frame_commit(struct tbrdma_rail *rail, struct sk_buff *skb, size_t len);
 
-/* rail_tb.c */
+/* rail_tb.c, rail_tb_nhi.c */
 int tbrdma_tb_init(void);
 void tbrdma_tb_exit(void);
+int tbrdma_tb_nhi_init(void);
+void tbrdma_tb_nhi_exit(void);
 int tbrdma_tb_add_rail(struct tbrdma_dev *tdev, const char *name);
+int tbrdma_tb_remove_rail(struct tbrdma_dev *tdev, const char *name);
+bool tbrdma_tb_covers(const char *name, const struct tbrdma_rail *rail);
+void tbrdma_tb_forget_device(struct tbrdma_dev *tdev);
 int tbrdma_tb_rail_start(struct tbrdma_rail *rail);
 void tbrdma_tb_rail_stop(struct tbrdma_rail *rail);
 int tbrdma_tb_xmit(struct tbrdma_rail *rail, const void *frame, size_t len);
+void *tbrdma_tb_frame_get(struct tbrdma_rail *rail, size_t len, void **token);
+int tbrdma_tb_frame_commit(struct tbrdma_rail *rail, void *token, size_t len);
+int tbrdma_tb_describe(const struct tbrdma_rail *rail, char *buf, size_t size);
 bool tbrdma_tb_running(const struct tbrdma_rail *rail);
 u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail);
 const char *tbrdma_tb_name(const struct tbrdma_rail *rail);

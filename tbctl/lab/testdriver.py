@@ -211,15 +211,18 @@ _CONNECT_FAILED = ("Couldn't connect", "Unable to connect", "Connection refused"
 _NATIVE_CREATE = ("PYTHONPATH=/usr/local/lib/tbctl${{PYTHONPATH:+:$PYTHONPATH}} python3 -c "
                   "'import sys; from tbctl.node import native; "
                   "native.create(\"tbrdma0\", sys.argv[1].split(\",\"), "
-                  "bytes.fromhex(sys.argv[2]), initiator=sys.argv[3] == \"1\")' "
-                  "{links} {key} {initiator}")
+                  "bytes.fromhex(sys.argv[2]), initiator=sys.argv[3] == \"1\", "
+                  "port=sys.argv[4] or None)' "
+                  "{links} {key} {initiator} '{port}'")
 
 
-def native_create(machine: Machine, links: str, key: str, initiator: bool | int) -> str:
-    """Creates tbrdma0 on `machine` over `links` (comma-separated netdevs) with the pairing
-    key (hex), as `tbctl pair --transport native` does on a node."""
+def native_create(machine: Machine, links: str, key: str, initiator: bool | int,
+                  port: str = "") -> str:
+    """Creates tbrdma0 on `machine` over `links` (comma-separated netdevs or `tb:` names)
+    with the pairing key (hex), as `tbctl pair --transport native` does on a node; `port`
+    is the netdev for the device's addresses when it is not the first link."""
     return machine.succeed(_NATIVE_CREATE.format(links=links, key=key,
-                                                 initiator=int(bool(initiator))))
+                                                 initiator=int(bool(initiator)), port=port))
 
 
 def perftest(server: Machine, client: Machine, command: str, address: str,

@@ -88,6 +88,7 @@ def gather_probe(links: list[str]) -> dict[str, Any]:
         "rdma": probe.rdma_devices(root),
         "modules": probe.modules(root, release),
         "native_available": _native().available() if _native_importable() else False,
+        "usb4": _native().tb_services() if _native_importable() else [],
         "iommu": probe.iommu(root),
         "memlock": memlock(),
         "pyverbs": pyverbs_devices(),
@@ -492,8 +493,13 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
             key = bytes.fromhex(request["native_key"])
             # Exactly one end initiates the handshake; both ends decide alike from the ids.
             initiator = probe.host_identity(host_root()) < peer
-            _native().create(pairing["native_device"], [c["link"] for c in request["cables"]],
-                             key, initiator)
+            links = [c["link"] for c in request["cables"]]
+            # Over USB4 the rails are the peer's ring pairs (tb:<UUID>); the first cable's
+            # netdev lends the device its addresses. Otherwise one rail per cable netdev.
+            tb_peer = request.get("tb_peer")
+            rails = [tb_peer] if tb_peer else links
+            _native().create(pairing["native_device"], rails, key, initiator, port=links[0])
+            pairing["native_rails"] = rails
             pairing["native_key"] = request["native_key"]
             pairing["native_initiator"] = initiator
             for cable in pairing["cables"]:

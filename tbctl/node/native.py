@@ -92,27 +92,39 @@ def _auto_initiator(netdevs: list[str]) -> bool:
                       + ", ".join(netdevs) + "; pass initiator explicitly")
 
 
-def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None = None) -> None:
-    """Creates or extends `device` with a rail per netdev and sets role and pairing key.
+def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None = None,
+           port: str | None = None) -> None:
+    """Creates or extends `device` with a rail per entry and sets role and pairing key.
 
+    An entry is a netdev (an Ethernet rail) or a Thunderbolt name (`tb:<peer UUID>`, all
+    ring pairs to that peer; see tb_services()). The device is created on `port`, the
+    netdev whose addresses rdma_cm resolves (default: the first netdev entry); a port that
+    is not itself an entry carries no data (its rail is removed again).
     Both ends get the same key; exactly one end must be the initiator. Without `initiator`
     the end whose cable MAC is lower initiates (found over IPv6 neighbour discovery).
     Calling it again with the same arguments changes nothing (the link stays up).
     """
     if not netdevs:
-        raise NativeError("a native device needs at least one netdev")
+        raise NativeError("a native device needs at least one rail")
     if not 16 <= len(key) <= 32:
         raise NativeError("the pairing key must be 16..32 bytes")
+    cables = [name for name in netdevs if not name.startswith("tb:")]
+    port = port or (cables[0] if cables else None)
+    if port is None:
+        raise NativeError("Thunderbolt rails alone need a port netdev (the cable's "
+                          "thunderbolt-net interface) for the device's addresses")
     _ensure_loaded()
     if not (IB_CLASS / device).exists():
-        _run(["rdma", "link", "add", device, "type", MODULE, "netdev", netdevs[0]])
+        _run(["rdma", "link", "add", device, "type", MODULE, "netdev", port])
     directory = _device_dir(device)
     if not directory.is_dir():
         raise NativeError(f"{device} exists but has no configfs directory {directory}")
-    for netdev in netdevs:
-        _write(directory / "add_rail", netdev)
+    for name in netdevs:
+        _write(directory / "add_rail", name)
+    if port not in netdevs and port in _rail_names(directory):
+        _write(directory / "remove_rail", port)
     if initiator is None:
-        initiator = _auto_initiator(netdevs)
+        initiator = _auto_initiator(cables or [port])
     role = "initiator" if initiator else "responder"
     current_role = (directory / "role").read_text().strip()
     current_key = (directory / "peer_key").read_text().split()
@@ -120,6 +132,29 @@ def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None =
         return
     _write(directory / "role", role)
     _write(directory / "peer_key", key.hex())
+
+
+def _rail_names(directory: Path) -> list[str]:
+    return [line.split()[1] for line in (directory / "rails").read_text().splitlines()
+            if len(line.split()) > 1]
+
+
+TB_SERVICES = Path("/sys/module/tbrdma/parameters/tb_services")
+
+
+def tb_services() -> list[dict[str, str]]:
+    """The Thunderbolt ring pairs bound on this host: rail name, peer (`tb:<UUID>`), state,
+    host interface and this host's own `tb:<UUID>`. Empty without USB4 peers."""
+    if not TB_SERVICES.exists():
+        return []
+    services = []
+    for line in TB_SERVICES.read_text().splitlines():
+        fields = line.split()
+        if len(fields) != 6 or fields[2] != "via" or fields[4] != "local":
+            continue
+        services.append({"rail": fields[0], "peer": fields[0].split("@")[0],
+                         "state": fields[1], "via": fields[3], "local": fields[5]})
+    return services
 
 
 def destroy(device: str) -> None:

@@ -154,6 +154,20 @@ static void test_decode_longer_and_unaligned(void)
 	CHECK(d.in_hopid == 8 && d.command_id == 77);
 }
 
+/* The ring pair index travels in dword 21; a one-pair sender's zero there means pair 0. */
+static void test_pair_index(void)
+{
+	struct tbrdma_tb_msg m = login_msg(), d;
+	uint32_t w[TBRDMA_TB_MSG_DWORDS];
+
+	m.pair = 3;
+	tbrdma_tb_msg_encode(&m, proto, w);
+	CHECK(w[21] == 3);
+	CHECK(tbrdma_tb_msg_decode(w, sizeof(w), proto, &d) == 0 && d.pair == 3);
+	w[21] = 0;
+	CHECK(tbrdma_tb_msg_decode(w, sizeof(w), proto, &d) == 0 && d.pair == 0);
+}
+
 static void test_for_us(void)
 {
 	struct tbrdma_tb_msg m = login_msg();
@@ -286,6 +300,7 @@ static const struct {
 	{ "decode_rejects", test_decode_rejects },
 	{ "decode_longer_and_unaligned", test_decode_longer_and_unaligned },
 	{ "for_us", test_for_us },
+	{ "pair_index", test_pair_index },
 	{ "check_peer_hopid", test_check_peer_hopid },
 	{ "check_peer_frame_and_type", test_check_peer_frame_and_type },
 	{ "rx_frame_len", test_rx_frame_len },

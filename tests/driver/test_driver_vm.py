@@ -163,6 +163,16 @@ def test_tbrdma_third_party_on_cable(lab_dir: Path) -> None:
     testdriver.run_script(VM_TESTS / "tbrdma_spoof.py", lab_dir)
 
 
+# Same lab boot: the Thunderbolt rail on the emulated USB4 host interface (tbrdma_usb4emu):
+# two ring pairs per cable, perftest, pingpong 1 B..16 MiB validated, rping, pooling under a
+# per-ring rate cap, cable pull and replug, the peer's host interface reloaded under traffic,
+# a hostile peer's garbage, and tbctl pairing over the ring pairs; it unloads both modules.
+def test_tbrdma_usb4_rail_emulated(lab_dir: Path) -> None:
+    from tbctl.lab import testdriver
+
+    testdriver.run_script(VM_TESTS / "tbrdma_usb4.py", lab_dir)
+
+
 # Runs last on its lab: it leaves netem history and a pulled-and-restored cable behind.
 def test_tbrdma_faults_and_benchmark(lab_dir: Path) -> None:
     from tbctl.lab import testdriver

@@ -1,0 +1,254 @@
+# SPDX-License-Identifier: MIT
+# ruff: noqa: F821 - the driver provides start_all, a, b, cable, check_kernel_log, ...
+# The Thunderbolt rail (driver/kernel/rail_tb.c) on the lab's emulated USB4 host interface
+# (tbrdma_usb4emu: an XDomain per virtual cable, rings, HopIDs, paths, E2E credits, the
+# interrupt throttle; docs/driver.md). Both nodes bind two ring pairs per cable, four rails
+# in all, and pair natively over them alone (tb:<peer UUID>; thunderbolt0 only lends the
+# device its addresses). Then: perftest, ibv_rc_pingpong with buffer validation 1 B..16 MiB,
+# rping; every ring carried frames (rail counters). Pooling under a per-ring rate cap: one
+# ring, two rings of one cable, four rings of two cables (ratios printed, not asserted).
+# Faults: a cable pulled mid-transfer (the transfer completes on the other cable) and plugged
+# back (its rails return with no command); the peer's host interface reloaded under traffic
+# (an unplug of every XDomain); a hostile peer's garbage control messages and ring frames
+# (refused and counted; the link stays up and data stays exact). Last, tbctl pairs over the
+# ring pairs by itself.
+import json
+import secrets
+
+KEY = secrets.token_hex(32)
+ADDR = {"a": "10.77.0.1", "b": "10.77.0.2"}
+UUID = {"a": "5e4d7a10-0000-4000-8000-00000000000a", "b": "5e4d7a10-0000-4000-8000-00000000000b"}
+CFS = "/sys/kernel/config/tbrdma/tbrdma0"
+SERVICES = "/sys/module/tbrdma/parameters/tb_services"
+EMU = "modprobe tbrdma_usb4emu cables=thunderbolt0,thunderbolt1 host_uuid={uuid}"
+
+
+def peer(m):
+    return b if m is a else a
+
+
+def stats(m):
+    out = m.succeed("rdma statistic show link tbrdma0/1").split()
+    return {out[i]: int(out[i + 1]) for i in range(2, len(out) - 1, 2) if out[i + 1].isdigit()}
+
+
+def rails(m):
+    """configfs rails lines of tbrdma0 by name: state words and counters."""
+    found = {}
+    for line in m.succeed(f"cat {CFS}/rails").splitlines():
+        words = line.split()
+        found[words[1]] = {"carrier": words[2], "added": words[3],
+                           "tx": int(words[words.index("tx") + 1]),
+                           "rx": int(words[words.index("rx") + 1]),
+                           "via": words[words.index("via") + 1] if "via" in words else None,
+                           "line": line}
+    return found
+
+
+def wait_rails(count, timeout=180):
+    for m in (a, b):
+        m.wait_until_succeeds(
+            f"test $(grep ' via usb4emu ' {CFS}/rails | grep -c ' carrier added ') = {count}",
+            timeout=timeout)
+        m.wait_until_succeeds("grep -q ACTIVE /sys/class/infiniband/tbrdma0/ports/1/state",
+                              timeout=timeout)
+
+
+def pair_over(names):
+    """tbrdma0 on both nodes over the named Thunderbolt rails only (the wish list)."""
+    for m, initiator in ((a, 1), (b, 0)):
+        m.succeed("rdma link delete tbrdma0 2>/dev/null; true")
+        wanted = ",".join(name.format(peer=UUID[peer(m).name]) for name in names)
+        native_create(m, wanted, KEY, initiator, port="thunderbolt0")
+
+
+def write_bw(args="-s 65536 -n 200"):
+    out = perftest(b, a, f"ib_write_bw -d tbrdma0 -x 1 {args}", ADDR["b"])
+    line = [row for row in out.splitlines() if row.strip().startswith("65536")][-1]
+    return float(line.split()[3])  # BW average [MB/sec]
+
+
+start_all()
+for m in (a, b):
+    m.wait_for_unit("multi-user.target")
+    m.succeed("ip link set thunderbolt0 mtu 9000 && ip link set thunderbolt1 mtu 9000")
+    m.succeed(f"ip addr replace {ADDR[m.name]}/24 dev thunderbolt0")
+    m.succeed("modprobe -r tbrdma_usb4emu tbrdma 2>/dev/null; true")
+    m.succeed("modprobe tbrdma tb_ring_pairs=2 && " + EMU.format(uuid=UUID[m.name]))
+
+# 1. discovery: each node binds two ring pairs per cable, and every pair logs in.
+for m in (a, b):
+    m.wait_until_succeeds(f"test $(grep -c ' up via usb4emu ' {SERVICES}) = 4", timeout=120)
+    services = m.succeed(f"cat {SERVICES}")
+    print(f"{m.name} tb_services:\n{services}")
+    assert services.count(f"tb:{UUID[peer(m).name]}@thunderbolt") == 4, services
+    assert f"local tb:{UUID[m.name]}" in services, services
+    check_kernel_log(m)
+
+# 2. pair natively over tb:<peer> (all four rails), perftest, pingpong 1 B..16 MiB with
+# buffer validation, rping (rdma_cm on thunderbolt0's address).
+pair_over(["tb:{peer}"])
+wait_rails(4)
+for m in (a, b):
+    print(m.succeed(f"cat {CFS}/rails"))
+    assert not any(r["via"] is None for r in rails(m).values()), rails(m)
+for tool, args in (("ib_write_bw", "-s 65536 -n 200"), ("ib_read_bw", "-s 65536 -n 100"),
+                   ("ib_send_bw", "-s 65536 -n 200"), ("ib_send_lat", "-s 2 -n 200")):
+    out = perftest(b, a, f"{tool} -d tbrdma0 -x 1 {args}", ADDR["b"])
+    print(f"{tool} {args} over 4 emulated rings:\n" + "\n".join(out.splitlines()[-3:]))
+for size in (1, 4095, 4096, 65537, 1048576, 16777216):
+    pingpong = f"ibv_rc_pingpong -d tbrdma0 -g 1 -c -s {size} -n {20 if size < 1048576 else 3}"
+    b.succeed(f"(timeout 300 {pingpong} > /tmp/pp.out 2>&1; echo $? > /tmp/pp.rc) "
+              "> /dev/null 2>&1 &")
+    out = a.wait_until_succeeds(f"timeout 300 {pingpong} {ADDR['b']} 2>&1", timeout=600)
+    b.wait_until_succeeds("test -s /tmp/pp.rc", timeout=300)
+    assert b.succeed("cat /tmp/pp.rc; rm /tmp/pp.rc").strip() == "0", b.succeed("cat /tmp/pp.out")
+    print(f"ibv_rc_pingpong -c -s {size}: " + out.strip().splitlines()[-1])
+for m in (a, b):
+    m.succeed("modprobe rdma_ucm")
+b.succeed(f"(timeout 180 rping -s -a {ADDR['b']} -v -V -C 10 > /tmp/rping.out 2>&1; "
+          "echo $? > /tmp/rping.rc) > /dev/null 2>&1 &")
+b.wait_until_succeeds("rdma resource show cm_id | grep -q LISTEN", timeout=60)
+out = a.succeed(f"timeout 180 rping -c -a {ADDR['b']} -v -V -C 10 2>&1", timeout=240)
+b.wait_until_succeeds("test -s /tmp/rping.rc", timeout=240)
+assert b.succeed("cat /tmp/rping.rc").strip() == "0", b.succeed("cat /tmp/rping.out")
+assert out.count("ping data: rdma-ping-") == 10, out
+for m in (a, b):
+    every = rails(m)
+    print(f"{m.name} rails after the runs:\n" + "\n".join(r["line"] for r in every.values()))
+    for name, rail in every.items():
+        assert rail["tx"] > 100 and rail["rx"] > 100, f"{m.name} {name} idle: {rail['line']}"
+    print(m.succeed("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug; "
+                    "cat /sys/kernel/debug/tbrdma_usb4emu/stats"))
+    assert stats(m)["link_state"] == 1, stats(m)
+    check_kernel_log(m)
+
+# 3. pooling where the rings, not the guests, are the limit: 12 Mb/s per TX ring.
+for m in (a, b):
+    m.succeed("echo 12 > /sys/module/tbrdma_usb4emu/parameters/ring_mbps")
+pooling = {}
+for label, names, count in (("1 ring", ["tb:{peer}@thunderbolt0/0"], 1),
+                            ("2 rings, 1 cable", ["tb:{peer}@thunderbolt0"], 2),
+                            ("4 rings, 2 cables", ["tb:{peer}"], 4)):
+    pair_over(names)
+    wait_rails(count)
+    pooling[label] = write_bw()
+    print(f"pooling {label}: {pooling[label]:.2f} MB/s")
+one = pooling["1 ring"]
+print(json.dumps({
+    "pooling_MBps": pooling,
+    "2 rings / 1 ring (target >= 1.8)": round(pooling["2 rings, 1 cable"] / one, 2),
+    "4 rings / 1 ring (target >= 3.5)": round(pooling["4 rings, 2 cables"] / one, 2)}))
+for m in (a, b):
+    m.succeed("echo 0 > /sys/module/tbrdma_usb4emu/parameters/ring_mbps")
+    check_kernel_log(m)
+
+# 4. cable pull mid-transfer: the transfer completes on cable 0; cable 1's rails come back
+# by themselves when it is plugged in again.
+TX_SUM = f"awk '{{s += $8}} END {{print s}}' {CFS}/rails"
+
+
+def start_transfer():
+    """ib_write_bw b <- a in the background, 2000 x 64 KiB; returns once frames flow."""
+    base = int(a.succeed(TX_SUM).strip())
+    for m in (a, b):
+        m.succeed("rm -f /tmp/bw.rc /tmp/bw.out")
+    b.succeed("(timeout 600 ib_write_bw -d tbrdma0 -x 1 -s 65536 -n 2000 > /tmp/bw.out 2>&1; "
+              "echo $? > /tmp/bw.rc) > /dev/null 2>&1 &")
+    a.succeed("(sleep 3; timeout 600 ib_write_bw -d tbrdma0 -x 1 -s 65536 -n 2000 "
+              f"{ADDR['b']} > /tmp/bw.out 2>&1; echo $? > /tmp/bw.rc) > /dev/null 2>&1 &")
+    a.wait_until_succeeds(f"test $({TX_SUM}) -gt {base + 2000}", timeout=300)
+
+
+def finish_transfer(what):
+    a.wait_until_succeeds("test -s /tmp/bw.rc", timeout=600)
+    b.wait_until_succeeds("test -s /tmp/bw.rc", timeout=120)
+    for m in (a, b):
+        assert m.succeed("cat /tmp/bw.rc").strip() == "0", m.succeed("cat /tmp/bw.out")
+    print(f"ib_write_bw {what}:\n" + "\n".join(a.succeed("cat /tmp/bw.out").splitlines()[-3:]))
+
+
+start_transfer()
+cable(1).block()
+try:
+    for m in (a, b):
+        m.wait_until_succeeds(f"test $(grep -c 'thunderbolt1' {SERVICES}) = 0", timeout=60)
+    finish_transfer("across the pull of cable 1")
+finally:
+    cable(1).unblock()
+wait_rails(4)
+print(f"after the replug, with no command:\n{a.succeed(f'cat {CFS}/rails')}")
+print(write_bw("-s 65536 -n 100"))
+
+# 5. the peer's host interface goes and comes back under traffic (every XDomain unplugged,
+# then new ones): a's rails return by themselves, the transfer completes.
+start_transfer()
+b.succeed("rmmod tbrdma_usb4emu && sleep 2 && " + EMU.format(uuid=UUID["b"]))
+wait_rails(4)
+finish_transfer("across a reload of b's host interface")
+for m in (a, b):
+    check_kernel_log(m)
+
+# 6. a hostile peer: b's user space sends garbage on the emulated wire to a: control
+# messages with our protocol UUID and random fields, replayed logins, ring frames to every
+# HopID (wrong ones included) with random payloads and oversize lengths.
+HOSTILE = r'''
+import os, random, socket, struct, sys, uuid
+rng = random.Random(7)
+me = uuid.UUID(sys.argv[1]).bytes
+proto = uuid.UUID("7a6bb0eb-2e6f-474a-a753-68a79552541b").bytes
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("thunderbolt0", 0))
+src = open("/sys/class/net/thunderbolt0/address").read().strip()
+eth = b"\xff" * 6 + bytes.fromhex(src.replace(":", "")) + b"\x88\xb6"
+def send(kind, hop, seq, arg, payload, length=None):
+    n = len(payload) if length is None else length
+    s.send(eth + struct.pack(">BBHIII", kind, 0, hop, seq, arg, n) + me + payload)
+for i in range(400):
+    words = [rng.getrandbits(32) for _ in range(24)]
+    body = b"".join(struct.pack("<I", w) for w in words)
+    body = body[:12] + proto + body[28:]
+    send(3, 0, 0, 2, body)                                  # CTL, random fields
+    send(3, 0, 0, 2, body[:rng.randrange(0, 96)])           # truncated
+for i in range(2000):
+    hop = rng.randrange(0, 40)
+    payload = os.urandom(rng.choice([1, 64, 1500, 4096]))
+    send(4, hop, rng.getrandbits(32), 0x102, payload)       # DATA, any HopID
+    send(4, hop, 0, 0x102, payload, length=rng.choice([0, 4097, 65535]))  # lying length
+print("sent")
+'''
+before = stats(a)
+b.succeed("cat > /tmp/hostile.py <<'EOF'\n" + HOSTILE + "\nEOF")
+b.succeed(f"python3 /tmp/hostile.py {UUID['b']}", timeout=600)
+after = stats(a)
+dropped = {k: after[k] - before.get(k, 0) for k in after
+           if k.startswith("drop") and after[k] != before.get(k, 0)}
+print(f"a's drops during the hostile burst: {dropped}")
+assert sum(dropped.values()) > 0, (before, after)
+assert after["link_state"] == 1, after
+print(a.succeed(f"cat {CFS}/rails"))
+b.succeed("(timeout 300 ibv_rc_pingpong -d tbrdma0 -g 1 -c -s 1048576 -n 5 > /tmp/pp.out 2>&1; "
+          "echo $? > /tmp/pp.rc) > /dev/null 2>&1 &")
+a.wait_until_succeeds(f"timeout 300 ibv_rc_pingpong -d tbrdma0 -g 1 -c -s 1048576 -n 5 "
+                      f"{ADDR['b']}", timeout=600)
+for m in (a, b):
+    check_kernel_log(m)
+
+# 7. `tbctl pair --transport native` sees each host's service on the other's XDomains and
+# pairs over the ring pairs (tb:<peer UUID>), not the cables' netdevs; unpair undoes it.
+for m in (a, b):
+    m.succeed("rdma link delete tbrdma0")
+out = controller.succeed(f"tbctl pair --yes --json --transport native {HOST_A} {HOST_B}",
+                         timeout=900)
+report = json.loads(out)["result"]
+assert report["transport"] == "native" and report["verified"], report
+for m in (a, b):
+    wait_rails(4)
+    assert all(r["via"] == "usb4emu" for r in rails(m).values()), rails(m)
+controller.succeed(f"tbctl unpair {HOST_A} {HOST_B}")
+
+# 8. teardown: emulation and module go away cleanly.
+for m in (a, b):
+    m.succeed("test ! -e /sys/class/infiniband/tbrdma0")
+    m.succeed("rmmod tbrdma_usb4emu && modprobe -r tbrdma")
+    check_kernel_log(m)
