@@ -124,11 +124,25 @@ class NodeStatus(TypedDict):
     forward_link: str | None  # the cable this host forwards from (the middle of a ring)
 
 
+class RailStatus(TypedDict):
+    """One rail of a native pairing's device: a cable's netdev, or a USB4 ring pair."""
+
+    name: str  # netdev, or tb:<peer UUID>@<XDomain>/<pair>
+    carrier: bool
+    added: bool  # carrying the link's frames
+    tx_frames: int
+    rx_frames: int
+    via: str | None  # USB4 ring pairs: the host interface (nhi, usb4emu)
+    rings: str | None  # USB4 ring pairs: "<tx hop>/<rx hop> of <ring size>"
+    link_mbps: int | None  # USB4 ring pairs: their share of the XDomain's link rate
+
+
 class PairingStatus(TypedDict):
     peer_id: str
     peer_name: str
     transport: str
     cables: list[CableStatus]
+    rails: list[RailStatus]  # native pairings; empty otherwise
     node: NodeStatus | None  # null for a pairing of two named hosts
 
 

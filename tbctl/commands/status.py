@@ -34,6 +34,7 @@ from tbctl.schema import (
     HostFailure,
     HostStatus,
     NodeStatus,
+    RailStatus,
     StatusResult,
 )
 
@@ -57,6 +58,22 @@ def status_table(status: HostStatus, name: str) -> Table:
     return table
 
 
+def rails_table(status: HostStatus, name: str) -> Table | None:
+    """The native devices' rails: per USB4 ring pair its host interface, rings and rate."""
+    rows = [(p["peer_name"], r) for p in status["pairings"] for r in p["rails"]]
+    if not rows:
+        return None
+    table = Table(title=f"{name}: rails")
+    for column in ("peer", "rail", "state", "via", "rings", "link Mb/s", "tx", "rx"):
+        table.add_column(column)
+    for peer, rail in rows:
+        state = ("[green]added[/green]" if rail["added"] else "idle") if rail["carrier"] \
+            else "[red]no carrier[/red]"
+        table.add_row(peer, rail["name"], state, fmt(rail["via"]), fmt(rail["rings"]),
+                      fmt(rail["link_mbps"]), str(rail["tx_frames"]), str(rail["rx_frames"]))
+    return table
+
+
 def _local_status(state_dir: str) -> dict[str, Any]:
     try:
         return agent.cmd_status(argparse.Namespace(state_dir=state_dir))
@@ -69,6 +86,7 @@ def host_report(name: str, status: dict[str, Any]) -> HostStatus:
     """The public shape of one host's status, picked from the agent's answer so that the
     --json contract does not change when the agent adds fields."""
     cable_keys = CableStatus.__annotations__
+    rail_keys = RailStatus.__annotations__
     node_keys = NodeStatus.__annotations__
     return {
         "name": name, "hostname": status["hostname"], "host_id": status["host_id"],
@@ -77,6 +95,8 @@ def host_report(name: str, status: dict[str, Any]) -> HostStatus:
             "peer_id": p["peer_id"], "peer_name": p["peer_name"], "transport": p["transport"],
             "cables": [{k: c.get(k) for k in cable_keys}  # type: ignore[misc]
                        for c in p["cables"]],
+            "rails": [{k: r.get(k) for k in rail_keys}  # type: ignore[misc]
+                      for r in p.get("rails", [])],
             "node": {k: p["node"].get(k) for k in node_keys}  # type: ignore[misc]
             if p.get("node") else None,
         } for p in status["pairings"]],
@@ -155,6 +175,9 @@ def status_command(hosts: tuple[str, ...], inventory: str | None, ssh: SshOption
         for status in statuses:
             if status["pairings"]:
                 console.print(status_table(status, status["name"]))
+                rails = rails_table(status, status["name"])
+                if rails is not None:
+                    console.print(rails)
                 for node in _nodes(status):
                     routes = ", ".join(f"{r['to']} via {r['via']}" for r in node["routes"])
                     state = "[green]set[/green]" if node["address_set"] else "[red]missing[/red]"

@@ -704,6 +704,8 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
             "peer_name": pairing["peer_name"],
             "transport": pairing["transport"],
             "cables": [cable_status(c, devices) for c in pairing["cables"]],
+            "rails": _native().rails(pairing["native_device"])
+            if pairing.get("native_device") and _native_importable() else [],
             "node": node_status(pairing.get("node")),
         })
     return {**cmd_hello(args), "pairings": pairings, "files": sorted(state["files"]),

@@ -88,6 +88,23 @@ def link_speed(facts: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def usb4(facts: dict[str, Any]) -> list[dict[str, str]]:
+    """The tbrdma ring pairs bound on USB4 XDomains: each peer's pairs up, or why not."""
+    peers = Counter(s["peer"] for s in facts.get("usb4", []))
+    up = Counter(s["peer"] for s in facts.get("usb4", []) if s["state"] == "up")
+    out = []
+    for peer, count in sorted(peers.items()):
+        via = next(s["via"] for s in facts["usb4"] if s["peer"] == peer)
+        if up[peer] == count:
+            out.append(_finding("usb4 rings", "ok", f"{peer}: {count} ring pairs up via {via}"))
+        else:
+            out.append(_finding("usb4 rings", "warn",
+                                f"{peer}: {up[peer]} of {count} ring pairs up via {via}",
+                                "a pair that stays down has no login answer: load tbrdma on "
+                                "the peer too (dmesg shows the rail's login)"))
+    return out
+
+
 def mtu(facts: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     for link in facts["links"]:
@@ -149,7 +166,7 @@ def tools(facts: dict[str, Any]) -> list[dict[str, str]]:
 
 def findings(facts: dict[str, Any], root: Path) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
-    for check in (kernel, modules, iommu, memlock, link_speed, mtu, tools):
+    for check in (kernel, modules, iommu, memlock, link_speed, usb4, mtu, tools):
         out.extend(check(facts))
     out.extend(providers(facts, root))
     return out

@@ -13,6 +13,7 @@ import hmac
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 MODULE = "tbrdma"
 CONFIGFS = Path("/sys/kernel/config")
@@ -137,6 +138,28 @@ def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None =
 def _rail_names(directory: Path) -> list[str]:
     return [line.split()[1] for line in (directory / "rails").read_text().splitlines()
             if len(line.split()) > 1]
+
+
+def rails(device: str) -> list[dict[str, Any]]:
+    """The device's rails as its configfs `rails` lists them (docs/driver.md): name, carrier,
+    added, frames each way; a Thunderbolt rail also its host interface, rings and link rate."""
+    path = _device_dir(device) / "rails"
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        words = line.split()
+        if len(words) < 10:
+            continue
+        after = {key: words[i + 1] for i, key in enumerate(words[:-1])}
+        found.append({
+            "name": words[1], "carrier": words[2] == "carrier", "added": words[3] == "added",
+            "tx_frames": int(after.get("tx", 0)), "rx_frames": int(after.get("rx", 0)),
+            "via": after.get("via"),
+            "rings": f"{after['rings']} of {after['of']}" if "rings" in after else None,
+            "link_mbps": int(after["link"]) if "link" in after else None,
+        })
+    return found
 
 
 TB_SERVICES = Path("/sys/module/tbrdma/parameters/tb_services")

@@ -61,3 +61,45 @@ def test_usb4_peers_falls_back_to_netdevs(usb4_a: list[dict[str, str]],
                                           usb4_b: list[dict[str, str]]) -> None:
     assert usb4_peers({"usb4": usb4_a}, {"usb4": usb4_b}) == (None, None)
     assert usb4_peers({}, {}) == (None, None)   # probes of an older agent
+
+
+# A device's configfs rails as the module writes them (docs/driver.md): an Ethernet rail and
+# a USB4 ring pair.
+RAILS = (
+    "0 thunderbolt1 carrier added peer 52:54:00:7c:01:01 tx 120 rx 118\n"
+    f"1 {UUID_B}@thunderbolt0/1 carrier added peer ff:ff:ff:ff:ff:ff tx 5827 rx 4283 via "
+    "usb4emu rings 2/2 of 512 hopids 9/9 link 20000 Mb/s rx_polls 983 rx_errors 0\n"
+    f"2 {UUID_B}@thunderbolt1/0 no-carrier idle peer ff:ff:ff:ff:ff:ff tx 0 rx 0 via "
+    "usb4emu rings 1/1 of 512 hopids -1/8 link 20000 Mb/s rx_polls 0 rx_errors 0\n")
+
+
+def test_rails_parses_configfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    device = tmp_path / "tbrdma" / "tbrdma0"
+    device.mkdir(parents=True)
+    (device / "rails").write_text(RAILS)
+    monkeypatch.setattr(native, "CONFIGFS", tmp_path)
+    ethernet, ring, down = native.rails("tbrdma0")
+    assert ethernet == {"name": "thunderbolt1", "carrier": True, "added": True,
+                        "tx_frames": 120, "rx_frames": 118, "via": None, "rings": None,
+                        "link_mbps": None}
+    assert ring["via"] == "usb4emu" and ring["rings"] == "2/2 of 512"
+    assert ring["link_mbps"] == 20000 and ring["tx_frames"] == 5827
+    assert not down["carrier"] and not down["added"]
+    assert native.rails("tbrdma9") == []
+
+
+def test_doctor_reports_ring_pairs_per_peer() -> None:
+    from tbctl.node.doctor import usb4
+
+    facts = {"usb4": native_services_of(SERVICES_A)}
+    (finding,) = usb4(facts)
+    assert finding["status"] == "warn" and "3 of 4 ring pairs up via usb4emu" in \
+        finding["detail"], finding
+    facts["usb4"] = [dict(s, state="up") for s in facts["usb4"]]
+    assert usb4(facts)[0]["status"] == "ok"
+    assert usb4({"usb4": []}) == [] and usb4({}) == []
+
+
+def native_services_of(text: str) -> list[dict[str, str]]:
+    return [{"rail": w[0], "peer": w[0].split("@")[0], "state": w[1], "via": w[3],
+             "local": w[5]} for w in (line.split() for line in text.splitlines())]
