@@ -9,9 +9,9 @@
 # ring, two rings of one cable, four rings of two cables (ratios printed, not asserted).
 # Faults: a cable pulled mid-transfer (the transfer completes on the other cable) and plugged
 # back (its rails return with no command); the peer's host interface reloaded under traffic
-# (an unplug of every XDomain); a hostile peer's garbage control messages and ring frames
-# (refused and counted; the link stays up and data stays exact). Last, tbctl pairs over the
-# ring pairs by itself.
+# (an unplug of every XDomain); one host suspended and resumed; a hostile peer's garbage
+# control messages and ring frames (refused and counted; the link stays up and data stays
+# exact). Last, tbctl pairs over the ring pairs by itself.
 import json
 import secrets
 
@@ -188,6 +188,17 @@ wait_rails(4)
 finish_transfer("across a reload of b's host interface")
 for m in (a, b):
     check_kernel_log(m)
+
+# 5b. a suspends and resumes (its rail's PM callbacks, driven through the emulation): every
+# pair logs out, both ends' rails lose carrier; after resume they come back by themselves.
+a.succeed("echo 1 > /sys/kernel/debug/tbrdma_usb4emu/suspend")
+for m in (a, b):
+    m.wait_until_succeeds(f"test $(grep -c ' up via ' {SERVICES}) = 0", timeout=60)
+    m.wait_until_succeeds(f"! grep -q ' carrier added ' {CFS}/rails", timeout=60)
+a.succeed("echo 0 > /sys/kernel/debug/tbrdma_usb4emu/suspend")
+wait_rails(4)
+print(f"after suspend and resume:\n{a.succeed(f'cat {CFS}/rails')}")
+print(write_bw("-s 65536 -n 100"))
 
 # 6. a hostile peer: b's user space sends garbage on the emulated wire to a: control
 # messages with our protocol UUID and random fields, replayed logins, ring frames to every

@@ -389,7 +389,7 @@ static bool tbrdma_tb_connect(struct tbrdma_tb_pair *pair, u32 peer_hopid, u32 m
 	int hopid, err;
 
 	lockdep_assert_held(&ts->conn_lock);
-	if (pair->connected || ts->removing)
+	if (pair->connected || ts->removing || ts->suspended)
 		return false;
 	hopid = ops->alloc_out_hopid(ts->xd, peer_hopid);
 	if (hopid != peer_hopid) {
@@ -528,10 +528,10 @@ static int tbrdma_tb_respond(struct tbrdma_tb_service *ts, struct tbrdma_tb_pair
 }
 
 /* (Re)start a pair's login series now or after delay_ms. conn_lock held. */
-static void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms)
+void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms)
 {
 	lockdep_assert_held(&pair->ts->conn_lock);
-	if (pair->ts->removing)
+	if (pair->ts->removing || pair->ts->suspended)
 		return;
 	pair->login_retries = 0;
 	mod_delayed_work(system_long_wq, &pair->login_work, msecs_to_jiffies(delay_ms));
@@ -552,7 +552,7 @@ void tbrdma_tb_login_work(struct work_struct *work)
 	int err;
 
 	mutex_lock(&ts->conn_lock);
-	if (pair->connected || ts->removing) {
+	if (pair->connected || ts->removing || ts->suspended) {
 		mutex_unlock(&ts->conn_lock);
 		return;
 	}
@@ -563,12 +563,12 @@ void tbrdma_tb_login_work(struct work_struct *work)
 				&reply);
 
 	mutex_lock(&ts->conn_lock);
-	if (!err && !pair->connected && !ts->removing) {
+	if (!err && !pair->connected && !ts->removing && !ts->suspended) {
 		up = tbrdma_tb_connect(pair, reply.in_hopid, reply.max_frame);
 		if (!up)
 			err = -EIO;	/* HopID taken or paths refused: try again */
 	}
-	if (!err || pair->connected || ts->removing) {
+	if (!err || pair->connected || ts->removing || ts->suspended) {
 		/* connected, or nothing left to do */
 	} else if (pair->login_retries++ < TBRDMA_TB_LOGIN_RETRIES) {
 		dev_dbg(ts->dev, "%s: login failed (%d), retrying\n", pair->name, err);
@@ -662,6 +662,8 @@ int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data)
 		status = TBRDMA_TB_STATUS_REFUSED;	/* the peer runs more pairs than we do */
 	else if (msg.type == TBRDMA_TB_LOGIN && tbrdma_tb_check_peer(&msg, xd->remote_max_hopid))
 		status = TBRDMA_TB_STATUS_REFUSED;
+	else if (msg.type == TBRDMA_TB_LOGIN && READ_ONCE(ts->suspended))
+		status = TBRDMA_TB_STATUS_REFUSED;	/* no paths to us until we resume */
 	else if (!tbrdma_tb_post_ctl(pair, &msg))
 		status = TBRDMA_TB_STATUS_REFUSED;
 	if (tbrdma_tb_respond(ts, pair, &msg, status))

@@ -94,6 +94,7 @@ struct tbrdma_tb_service {
 	/* One request in flight: the XDomain core matches responses by route and UUID only. */
 	struct mutex request_lock;
 	bool removing;
+	bool suspended;			/* host suspend or shutdown: pairs stay down */
 	atomic_t command_id;
 
 	spinlock_t ctl_lock;
@@ -115,5 +116,6 @@ void tbrdma_tb_login_work(struct work_struct *work);
 void tbrdma_tb_ctl_work(struct work_struct *work);
 void tbrdma_tb_rx_work(struct work_struct *work);
 int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data);
+void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms);
 
 #endif

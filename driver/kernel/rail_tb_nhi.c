@@ -98,6 +98,26 @@ static void tbrdma_tb_remove(struct tb_service *svc)
 	tb_service_set_drvdata(svc, NULL);
 }
 
+/* Power off or reboot: the peer hears our logout instead of timing the rails out. */
+static void tbrdma_tb_shutdown(struct tb_service *svc)
+{
+	tbrdma_tb_suspend(tb_service_get_drvdata(svc));
+}
+
+static int tbrdma_tb_pm_suspend(struct device *dev)
+{
+	tbrdma_tb_suspend(tb_service_get_drvdata(tb_to_service(dev)));
+	return 0;
+}
+
+static int tbrdma_tb_pm_resume(struct device *dev)
+{
+	tbrdma_tb_resume(tb_service_get_drvdata(tb_to_service(dev)));
+	return 0;
+}
+
+static DEFINE_SIMPLE_DEV_PM_OPS(tbrdma_tb_pm_ops, tbrdma_tb_pm_suspend, tbrdma_tb_pm_resume);
+
 static const struct tb_service_id tbrdma_tb_ids[] = {
 	{ TB_SERVICE(TBRDMA_TB_PROTOCOL_KEY, TBRDMA_TB_PROTOCOL_ID) },
 	{ },
@@ -108,9 +128,11 @@ static struct tb_service_driver tbrdma_tb_driver = {
 	.driver = {
 		.owner = THIS_MODULE,
 		.name = "tbrdma",
+		.pm = pm_sleep_ptr(&tbrdma_tb_pm_ops),
 	},
 	.probe = tbrdma_tb_probe,
 	.remove = tbrdma_tb_remove,
+	.shutdown = tbrdma_tb_shutdown,
 	.id_table = tbrdma_tb_ids,
 };
 

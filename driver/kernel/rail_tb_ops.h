@@ -63,5 +63,8 @@ struct tbrdma_tb_service *tbrdma_tb_bind(const struct tbrdma_tb_ops *ops,
 					 struct tb_xdomain *xd, const char *where,
 					 struct device *dev);
 void tbrdma_tb_unbind(struct tbrdma_tb_service *ts);
+/* Host suspend (and shutdown): pairs log out and stay down; resume logs them in again. */
+void tbrdma_tb_suspend(struct tbrdma_tb_service *ts);
+void tbrdma_tb_resume(struct tbrdma_tb_service *ts);
 
 #endif

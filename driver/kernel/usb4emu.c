@@ -502,6 +502,37 @@ static int emu_stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(emu_stats);
 
+/* Writing 1 suspends this host's USB4 side as a system suspend would, 0 resumes it. */
+static ssize_t emu_suspend_write(struct file *file, const char __user *buf, size_t count,
+				 loff_t *ppos)
+{
+	unsigned int c;
+	bool suspend;
+	int err;
+
+	err = kstrtobool_from_user(buf, count, &suspend);
+	if (err)
+		return err;
+	for (c = 0; c < emu_ncables; c++) {
+		struct emu_cable *cable = &emu_cables[c];
+		struct emu_xd *exd;
+
+		mutex_lock(&cable->plug_lock);
+		exd = rcu_dereference_protected(cable->exd, lockdep_is_held(&cable->plug_lock));
+		if (exd && suspend)
+			tbrdma_tb_suspend(exd->ts);
+		else if (exd)
+			tbrdma_tb_resume(exd->ts);
+		mutex_unlock(&cable->plug_lock);
+	}
+	return count;
+}
+
+static const struct file_operations emu_suspend_fops = {
+	.owner = THIS_MODULE,
+	.write = emu_suspend_write,
+};
+
 /* ---- module ---- */
 
 static int emu_add_cable(const char *name)
@@ -636,6 +667,7 @@ static int __init emu_init(void)
 		goto err_cables;
 	emu_debugfs = debugfs_create_dir("tbrdma_usb4emu", NULL);
 	debugfs_create_file("stats", 0444, emu_debugfs, NULL, &emu_stats_fops);
+	debugfs_create_file("suspend", 0200, emu_debugfs, NULL, &emu_suspend_fops);
 	pr_info("tbrdma_usb4emu: host %pUb, %u cables\n", &emu_uuid, emu_ncables);
 	return 0;
 
