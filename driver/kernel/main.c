@@ -113,8 +113,10 @@ static int add_rail(struct tbrdma_dev *tdev, struct net_device *ndev,
 			tbrdma_link_rail_down(tdev, rail, true);
 			goto err_put;
 		}
-		if (i == 0)
+		if (i == 0) {
 			ib_device_set_netdev(&tdev->ibdev, ndev, 1);
+			tdev->port_netdev = ndev;	/* compared only: ib_core holds it */
+		}
 	}
 	mutex_unlock(&tdev->rail_mutex);
 	return 0;
@@ -319,12 +321,11 @@ static struct rdma_link_ops tbrdma_link_ops = {
 /* The port's netdev is unregistering: the port has none until a rail 0 brings one. */
 static void tbrdma_release_port_netdev(struct tbrdma_dev *tdev, struct net_device *ndev)
 {
-	struct net_device *port = ib_device_get_netdev(&tdev->ibdev, 1);
-
-	if (port == ndev)
-		ib_device_set_netdev(&tdev->ibdev, NULL, 1);
-	if (port)
-		dev_put(port);
+	lockdep_assert_held(&tdev->rail_mutex);
+	if (tdev->port_netdev != ndev)
+		return;
+	ib_device_set_netdev(&tdev->ibdev, NULL, 1);
+	tdev->port_netdev = NULL;
 }
 
 static int tbrdma_netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)

@@ -467,6 +467,7 @@ struct tbrdma_dev {
 
 	struct mutex rail_mutex;	/* rails, key and role changes (may sleep) */
 	struct tbrdma_rail rails[TBRDMA_MAX_RAILS];
+	struct net_device *port_netdev;	/* the port's (GIDs); may outlive its rail */
 	u32 rail_weight;
 	u8 key[TBRDMA_KEY_LEN];
 	u32 key_len;
