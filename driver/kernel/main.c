@@ -56,9 +56,9 @@ void tbrdma_update_port_state(struct tbrdma_dev *tdev)
 	ib_dispatch_event(&event);
 }
 
-/* One of ndev (an Ethernet rail) and ts (a Thunderbolt ring pair) is set. */
+/* One of ndev (an Ethernet rail) and pair (a Thunderbolt ring pair) is set. */
 static int add_rail(struct tbrdma_dev *tdev, struct net_device *ndev,
-		    struct tbrdma_tb_pair *ts)
+		    struct tbrdma_tb_pair *pair)
 {
 	struct tbrdma_rail *rail = NULL;
 	int i, err;
@@ -66,7 +66,7 @@ static int add_rail(struct tbrdma_dev *tdev, struct net_device *ndev,
 	mutex_lock(&tdev->rail_mutex);
 	for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 		if (tdev->rails[i].in_use && (ndev ? tdev->rails[i].netdev == ndev :
-					      tdev->rails[i].tb == ts)) {
+					      tdev->rails[i].tb == pair)) {
 			mutex_unlock(&tdev->rail_mutex);
 			return -EEXIST;
 		}
@@ -91,7 +91,7 @@ static int add_rail(struct tbrdma_dev *tdev, struct net_device *ndev,
 		dev_hold(ndev);
 	} else {
 		rail->kind = TBRDMA_RAIL_TB;
-		rail->tb = ts;
+		rail->tb = pair;
 		/* Takes a reference; from here on the service's frames go to this rail. */
 		err = tbrdma_tb_rail_start(rail);
 		if (err) {
@@ -189,7 +189,7 @@ int tbrdma_remove_rail(struct tbrdma_dev *tdev, const char *name)
  * A Thunderbolt service's DMA paths came up or went down (gone: the service is being
  * removed): the counterpart of the netdev notifier for TB rails.
  */
-void tbrdma_tb_rail_event(struct tbrdma_tb_pair *ts, bool gone)
+void tbrdma_tb_rail_event(struct tbrdma_tb_pair *pair, bool gone)
 {
 	struct tbrdma_dev *tdev;
 	int i;
@@ -200,7 +200,7 @@ void tbrdma_tb_rail_event(struct tbrdma_tb_pair *ts, bool gone)
 		for (i = 0; i < TBRDMA_MAX_RAILS; i++) {
 			struct tbrdma_rail *rail = &tdev->rails[i];
 
-			if (!rail->in_use || rail->kind != TBRDMA_RAIL_TB || rail->tb != ts)
+			if (!rail->in_use || rail->kind != TBRDMA_RAIL_TB || rail->tb != pair)
 				continue;
 			if (gone)
 				tbrdma_drop_rail(tdev, rail);
