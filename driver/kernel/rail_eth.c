@@ -26,7 +26,7 @@ static unsigned int eth_rx_frags(struct sk_buff *skb, struct tbp_rx_frag *frag)
 	const struct skb_shared_info *shinfo = skb_shinfo(skb);
 	unsigned int i, n = 0;
 
-	if (skb_has_frag_list(skb))
+	if (skb_has_frag_list(skb) || shinfo->nr_frags >= ETH_RX_MAX_FRAGS)
 		return 0;
 	frag[n].data = skb->data;
 	frag[n++].len = skb_headlen(skb);
