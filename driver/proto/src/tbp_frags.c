@@ -76,6 +76,9 @@ const uint8_t *tbp_rxf_span(const struct tbp_rxf *f, uint32_t off, uint32_t len)
 
 	if (!len)
 		return f->pbuf; /* never read */
+	/* Every frame of tbp_rx, and most headers: in the first piece. */
+	if (f->nfrag && off + len <= f->frag[0].len)
+		return (const uint8_t *)f->frag[0].data + off;
 	tbp_rxf_seek(f, off, len, &pos);
 	p = tbp_rxf_next(f, &pos, &n);
 	return p && n == len ? p : NULL;
