@@ -909,21 +909,35 @@ void tbrdma_link_rx_begin(struct tbrdma_dev *tdev)
 	spin_lock_bh(&tdev->lock);
 }
 
-/* Returns true when the core proved the frame to be the peer's and fresh. */
-bool tbrdma_link_rx_one(struct tbrdma_rail *rail, const void *frame, size_t len)
+/*
+ * One frame in nfrags pieces (a nonlinear skb: linear part, then page fragments), read where
+ * they lie: the core writes the payload from them straight into its destination. Returns true
+ * when the core proved the frame to be the peer's and fresh.
+ */
+bool tbrdma_link_rx_frags(struct tbrdma_rail *rail, const struct tbp_rx_frag *frags,
+			  unsigned int nfrags)
 {
 	struct tbrdma_dev *tdev = rail->tdev;
 	struct tbp_link *link = core_link(tdev);
 
 	lockdep_assert_held(&tdev->lock);
-	if (!link || !rail->in_use || len > U32_MAX) {
+	if (!link || !rail->in_use) {
 		tdev->stat_rx_no_link++;
 		return false;
 	}
-	tbp_rx(link, rail->id, frame, len);
+	/* Lengths are size_t: the core refuses pieces adding up past any frame. */
+	tbp_rx_frags(link, rail->id, frags, nfrags);
 	tdev->rx_batch_frames++;
 	after_core_call(tdev);
 	return tbp_rx_authentic(link);
+}
+
+/* A frame in one buffer; as tbrdma_link_rx_frags. */
+bool tbrdma_link_rx_one(struct tbrdma_rail *rail, const void *frame, size_t len)
+{
+	struct tbp_rx_frag one = { .data = frame, .len = len };
+
+	return tbrdma_link_rx_frags(rail, &one, 1);
 }
 
 void tbrdma_link_rx_end(struct tbrdma_dev *tdev)
@@ -1426,6 +1440,7 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "user_post_recv_calls" },
 	{ .name = "drop_sack" },
 	{ .name = "tx_sack_ranges" },
+	{ .name = "rx_linearized" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1508,6 +1523,7 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[68] = atomic64_read(&tdev->stat_user_post_recv);
 	v[69] = s.drop_sack;
 	v[70] = s.tx_sack_ranges;
+	v[71] = tdev->stat_rx_linearized;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

@@ -8,17 +8,57 @@
 #include <linux/skbuff.h>
 
 #include "tbrdma.h"
+#include "tbp.h"
+
+/* The linear part and every page fragment. */
+#define ETH_RX_MAX_FRAGS (MAX_SKB_FRAGS + 1)
+
+/*
+ * The frame as the pieces the core reads in place: the linear part, then each page fragment
+ * (a jumbo frame from virtio-net or a NIC's page pool is mostly fragments). Copying them into
+ * one buffer first would be a second pass over every payload byte before the core's copy into
+ * the memory region. Returns the number of pieces, or 0 when the skb must be linearized: a
+ * frag_list (chained skbs), or a fragment without a kernel address (a highmem page that is not
+ * mapped, memory the CPU cannot read).
+ */
+static unsigned int eth_rx_frags(struct sk_buff *skb, struct tbp_rx_frag *frag)
+{
+	const struct skb_shared_info *shinfo = skb_shinfo(skb);
+	unsigned int i, n = 0;
+
+	if (skb_has_frag_list(skb) || shinfo->nr_frags >= ETH_RX_MAX_FRAGS)
+		return 0;
+	frag[n].data = skb->data;
+	frag[n++].len = skb_headlen(skb);
+	for (i = 0; i < shinfo->nr_frags; i++) {
+		const skb_frag_t *f = &shinfo->frags[i];
+
+		frag[n].data = skb_frag_address_safe(f);
+		if (!frag[n].data)
+			return 0;
+		frag[n++].len = skb_frag_size(f);
+	}
+	return n;
+}
 
 /* One received frame, inside a tbrdma_link_rx_begin/end batch (device lock held). */
 static int eth_rx_one(struct tbrdma_rail *rail, struct sk_buff *skb)
 {
+	struct tbp_rx_frag frag[ETH_RX_MAX_FRAGS];
+	unsigned int n;
+
 	if (skb->pkt_type == PACKET_OTHERHOST || skb->pkt_type == PACKET_LOOPBACK)
 		goto drop;
 	skb = skb_share_check(skb, GFP_ATOMIC);
 	if (!skb)
 		return NET_RX_DROP;
-	if (skb_linearize(skb))
-		goto drop;
+	n = eth_rx_frags(skb, frag);
+	if (!n) {
+		rail->tdev->stat_rx_linearized++;
+		if (skb_linearize(skb))
+			goto drop;
+		n = eth_rx_frags(skb, frag);
+	}
 	rail->rx_frames++;
 	/*
 	 * Until we learn the peer's address we broadcast. Anyone on the segment can send frames
@@ -27,7 +67,7 @@ static int eth_rx_one(struct tbrdma_rail *rail, struct sk_buff *skb)
 	 * handshake answer bound to our nonces): a forged or replayed frame cannot redirect
 	 * our traffic. The transmit path reads peer_mac under the same lock.
 	 */
-	if (tbrdma_link_rx_one(rail, skb->data, skb->len) &&
+	if (tbrdma_link_rx_frags(rail, frag, n) &&
 	    (!rail->peer_mac_known || !ether_addr_equal(rail->peer_mac, eth_hdr(skb)->h_source))) {
 		ether_addr_copy(rail->peer_mac, eth_hdr(skb)->h_source);
 		rail->peer_mac_known = true;

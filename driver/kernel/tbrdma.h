@@ -451,6 +451,7 @@ struct tbrdma_dev {
 	u64 stat_orphan_completions;
 	u64 stat_rx_no_link;
 	u64 stat_rx_batches;	/* received frames reach the core in batches: one tick each */
+	u64 stat_rx_linearized;	/* Ethernet frames copied into one buffer first (rail_eth.c) */
 	/* Post commands of user QPs (a doorbell counts): the mapped queues need few. */
 	atomic64_t stat_user_post_send, stat_user_post_recv;
 	u32 rx_batch_frames;	/* frames of the batch in progress */
@@ -785,6 +786,9 @@ int tbrdma_link_rail_add(struct tbrdma_dev *tdev, struct tbrdma_rail *rail);
 void tbrdma_link_rail_down(struct tbrdma_dev *tdev, struct tbrdma_rail *rail, bool remove);
 void tbrdma_link_rx_begin(struct tbrdma_dev *tdev);
 bool tbrdma_link_rx_one(struct tbrdma_rail *rail, const void *frame, size_t len);
+struct tbp_rx_frag;
+bool tbrdma_link_rx_frags(struct tbrdma_rail *rail, const struct tbp_rx_frag *frags,
+			  unsigned int nfrags);
 void tbrdma_link_rx_end(struct tbrdma_dev *tdev);
 bool tbrdma_link_rx(struct tbrdma_rail *rail, const void *frame, size_t len);
 void tbrdma_link_push_backlog(struct tbrdma_dev *tdev);

@@ -37,6 +37,7 @@ UNIT_TESTS = _names_in(
     PROTO / "tests" / "atomic.h",
     PROTO / "tests" / "inv.h",
     PROTO / "tests" / "cc.h",
+    PROTO / "tests" / "frags.h",
 )
 _mix_block = re.search(
     r"mixes\[\]\s*=\s*\{(.*?)\};", (PROTO / "sim" / "simnet.c").read_text(), re.S
@@ -105,7 +106,7 @@ def test_simulator_detects_a_broken_core(build_dir: Path, tmp_path: Path) -> Non
     text = link_c.read_text()
     broken = text.replace(
         "\t\tif (v == RX_DUP) {",
-        "\t\tif (v == RX_DUP && tbp_msg_rx(l, &h, payload)) {",
+        "\t\tif (v == RX_DUP && tbp_msg_rx(l, &h, &f)) {",
     )
     assert broken != text
     link_c.write_text(broken)

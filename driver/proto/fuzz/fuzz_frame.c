@@ -3,7 +3,8 @@
  * libFuzzer target: the frame parser. Any input either fails validation or decodes
  * to a header that re-encodes to the same bytes (so validation and encoding agree). The
  * SACK ranges of an accepted ACK frame are sorted, separate runs inside the largest window
- * and re-encode to the same payload.
+ * and re-encode to the same payload. Any input decodes in two pieces (tbp_rx_frags' decode),
+ * cut where its first byte says, exactly as it does whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +31,46 @@ static void check_ranges(const uint8_t *payload, uint32_t len)
 		abort();
 }
 
+/* The verdict and header of data decoded in two separately allocated pieces. */
+static int decode_in_pieces(const uint8_t *data, size_t size, struct tbp_hdr *h)
+{
+	size_t cut = size ? (data[0] * 37u) % (size + 1) : 0;
+	uint8_t *a = malloc(cut + 1), *b = malloc(size - cut + 1);
+	struct tbp_rx_frag p[2];
+	struct tbp_rxf f;
+	int rc;
+
+	if (!a || !b)
+		abort();
+	memcpy(a, data, cut);
+	memcpy(b, data + cut, size - cut);
+	p[0].data = a;
+	p[0].len = cut;
+	p[1].data = b;
+	p[1].len = size - cut;
+	tbp_rxf_init(&f, p, 2);
+	rc = tbp_rxf_decode(&f, TBP_MAX_FRAME, h);
+	if (rc == 0 && f.payload && memcmp(f.payload, data + TBP_HDR_LEN, h->payload_len) != 0)
+		abort();
+	free(a);
+	free(b);
+	return rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t copy[TBP_MAX_FRAME];
-	struct tbp_hdr h, again;
+	struct tbp_hdr h, again, split;
+	int rc;
 
-	if (tbp_frame_decode(data, (uint32_t)(size > 0xffffffffu ? 0xffffffffu : size),
-			     TBP_MAX_FRAME, &h) != 0)
+	memset(&h, 0, sizeof(h));
+	memset(&split, 0, sizeof(split));
+	rc = tbp_frame_decode(data, (uint32_t)(size > 0xffffffffu ? 0xffffffffu : size),
+			      TBP_MAX_FRAME, &h);
+	if (size <= 0xffffffffu &&
+	    (decode_in_pieces(data, size, &split) != rc || (!rc && memcmp(&h, &split, sizeof(h)))))
+		abort();
+	if (rc != 0)
 		return 0;
 	/* Accepted frames respect every bound the core relies on. */
 	if (size != TBP_HDR_LEN + h.payload_len + ((h.flags & TBP_F_MAC) ? TBP_MAC_TRAILER : 0) ||

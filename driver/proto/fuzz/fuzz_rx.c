@@ -12,6 +12,8 @@
  *              on a non-handshake frame, the frame MAC trailer with a fresh counter
  *   ctl bit 3: pump traffic between the links afterwards
  *   ctl bits 4-7: advance the clock by (bits << 16) ns before the frame
+ *   rail bits 2-7: nonzero: the frame arrives in three pieces (tbp_rx_frags), cut where
+ *              these bits say, each piece an allocation of its own
  *
  * The initiator also has QPs the responder never opened (0x20: "not ready" NAKs) and
  * one it closed (0x30: "QP error" NAKs), so the per-QP NAK, retry and rewind paths run.
@@ -315,6 +317,27 @@ static void patch_mac(uint8_t *f, uint32_t len)
 		f[len - 8 + i] = (uint8_t)(tag >> (8 * i));
 }
 
+/* Deliver frame[0, len) in three separately allocated pieces, the first cut at sel. */
+static void rx_in_pieces(uint32_t rail, const uint8_t *frame, uint32_t len, uint32_t sel)
+{
+	uint32_t cut[4] = { 0, (sel * 29u) % (len + 1), 0, len }, i;
+	struct tbp_rx_frag p[3];
+
+	cut[2] = cut[1] + (len - cut[1]) / 2;
+	for (i = 0; i < 3; i++) {
+		uint8_t *b = malloc(cut[i + 1] - cut[i] + 1);
+
+		if (!b)
+			abort();
+		memcpy(b, frame + cut[i], cut[i + 1] - cut[i]);
+		p[i].data = b;
+		p[i].len = cut[i + 1] - cut[i];
+	}
+	tbp_rx_frags(F[1].link, rail, p, 3);
+	for (i = 0; i < 3; i++)
+		free((void *)p[i].data);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -364,7 +387,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					patch_mac(frame, len);
 			}
 		}
-		tbp_rx(F[1].link, rail % 3, frame, len);
+		if (rail >> 2)
+			rx_in_pieces(rail % 3, frame, len, rail >> 2);
+		else
+			tbp_rx(F[1].link, rail % 3, frame, len);
 		if (ctl & 8) {
 			post_some(k++);
 			pump(2);

@@ -387,6 +387,21 @@ int tbp_post(struct tbp_link *link, const struct tbp_wr *wr);
 
 /* Every received frame. Invalid frames are counted in stats and dropped. */
 void tbp_rx(struct tbp_link *link, uint32_t rail, const void *frame, uint32_t len);
+/* One piece of a received frame. */
+struct tbp_rx_frag {
+	const void *data;
+	size_t len;
+};
+/*
+ * A received frame that arrived in pieces (a nonlinear skb: its linear part, then its page
+ * fragments): the frame is frags[0] followed by frags[1] ... frags[nfrags - 1], any of them
+ * may be empty and none is assumed to hold the whole header. The data payload goes from the
+ * pieces straight to its destination (one buf_write per piece it spans); only the header,
+ * the MAC trailer and the small payloads of control frames are gathered when they straddle
+ * pieces. tbp_rx is the one-piece case. The pieces are only read, during the call.
+ */
+void tbp_rx_frags(struct tbp_link *link, uint32_t rail, const struct tbp_rx_frag *frags,
+		  uint32_t nfrags);
 /*
  * True when the frame of the last tbp_rx call was proven to be the peer's and fresh (a frame
  * MAC with an unseen counter, or a handshake answer bound to our current nonces). Only such

@@ -125,6 +125,8 @@ struct sim {
 	uint64_t blackout_at;
 	uint32_t special;        /* the QP of the per-QP scenarios */
 	int in_place_ep;         /* builds its data frames in place (frame_get): seed parity */
+	uint64_t split_rng;      /* which frames arrive in pieces (its own stream: the rest of a
+				  * seed's run is what it was before frames were split) */
 	bool released, closed, opened, bigrail_done;
 	struct wr_rec *rnr_last_wr; /* last WR ep0 posted on the RNR QP before the release */
 	uint64_t rnr_last_done;
@@ -1278,6 +1280,63 @@ static void add_result(struct sim *s, struct sim_result *res)
 	res->rx_duplicates += s->res.rx_duplicates;
 }
 
+static uint64_t split_rnd(struct sim *s, uint64_t n)
+{
+	uint64_t x = s->split_rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	s->split_rng = x;
+	return (x * 0x2545f4914f6cdd1dull) % n;
+}
+
+#define SPLIT_MAX 24
+
+static void split_piece(struct tbp_rx_frag *f, const uint8_t *src, uint32_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+
+	if (!p)
+		abort();
+	memcpy(p, src, len);
+	f->data = p;
+	f->len = len;
+}
+
+/*
+ * Half the frames reach the receiver in pieces, as a NIC hands over a nonlinear skb: either
+ * a short linear part and 4 KiB pages, or cuts anywhere (inside the header or the trailer
+ * too, empty pieces included). Each piece is a buffer of its own, so that ASan sees any read
+ * past a piece.
+ */
+static void deliver(struct sim *s, const struct event *ev)
+{
+	struct tbp_rx_frag frag[SPLIT_MAX];
+	uint32_t n = 0, off = 0, k, cut;
+	bool pages = split_rnd(s, 2);
+
+	if (split_rnd(s, 2)) {
+		tbp_rx(s->ep[ev->ep].link, (uint32_t)ev->rail, ev->frame, ev->len);
+		return;
+	}
+	while (off < ev->len && n < SPLIT_MAX - 1) {
+		if (pages)
+			cut = n ? 4096 : 14 + (uint32_t)split_rnd(s, 200);
+		else
+			cut = (uint32_t)split_rnd(s, n ? ev->len / 4 + 2 : TBP_HDR_LEN + 8);
+		if (cut > ev->len - off)
+			cut = ev->len - off;
+		split_piece(&frag[n++], ev->frame + off, cut);
+		off += cut;
+	}
+	if (off < ev->len)
+		split_piece(&frag[n++], ev->frame + off, ev->len - off);
+	tbp_rx_frags(s->ep[ev->ep].link, (uint32_t)ev->rail, frag, n);
+	for (k = 0; k < n; k++)
+		free((void *)frag[k].data);
+}
+
 int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len, bool verbose,
 	    struct sim_result *res)
 {
@@ -1297,6 +1356,7 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 	s->why_len = why_len;
 	s->verbose = verbose;
 	s->in_place_ep = (int)(seed & 1);
+	s->split_rng = seed * 0xd6e8feb86659fd93ull + 0x9e37ull;
 	why[0] = 0;
 	for (i = 0; i < 32; i++)
 		key[i] = (uint8_t)rnd(s);
@@ -1360,7 +1420,7 @@ int sim_run(const struct sim_params *p, uint64_t seed, char *why, size_t why_len
 			if (rail_alive(s, ev.rail)) {
 				if (!ev.corrupted)
 					count_delivered(s, ev.ep, ev.frame, ev.len);
-				tbp_rx(s->ep[ev.ep].link, (uint32_t)ev.rail, ev.frame, ev.len);
+				deliver(s, &ev);
 			} else if (!ev.corrupted) {
 				count_lost(s, ev.frame, ev.len, ev.copy);
 			}

@@ -100,45 +100,91 @@ uint64_t tbp_siphash24(const uint64_t key[2], const uint8_t *msg, uint32_t len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *k, const uint8_t *msg,
-		       uint32_t len)
+/*
+ * NH over 32-bit word pairs (m0, m1): sum of (m0 + k[2j]) * (m1 + k[2j+1]) mod 2^64; the
+ * second pass uses the key shifted by one pair, whose words the next pair reuses. Takes the
+ * whole 8-byte blocks of p[0, n) and returns the bytes taken.
+ */
+static uint32_t nh_blocks(struct tbp_nh *s, const uint8_t *p, uint32_t n)
 {
-	uint64_t a = 0, b = 0, v;
-	uint8_t last[8], fin[28];
-	uint32_t i, k0 = k[0], k1 = k[1], k2, k3;
+	const uint32_t *k = s->k;
+	uint64_t a = s->a, b = s->b, v;
+	uint32_t i, k0, k1, k2, k3;
 
-	/*
-	 * NH over 32-bit word pairs (m0, m1): sum of (m0 + k[2j]) * (m1 + k[2j+1]) mod 2^64; the
-	 * second pass uses the key shifted by one pair, whose words the next pair reuses.
-	 */
-	for (i = 0; i + 8 <= len; i += 8) {
-		v = le64(msg + i);
-		k2 = k[i / 4 + 2];
-		k3 = k[i / 4 + 3];
+	if (n < 8)
+		return 0;
+	k0 = k[0];
+	k1 = k[1];
+	for (i = 0; i + 8 <= n; i += 8) {
+		v = le64(p + i);
+		k2 = k[2];
+		k3 = k[3];
 		a += (uint64_t)(uint32_t)((uint32_t)v + k0) * (uint32_t)((uint32_t)(v >> 32) + k1);
 		b += (uint64_t)(uint32_t)((uint32_t)v + k2) * (uint32_t)((uint32_t)(v >> 32) + k3);
 		k0 = k2;
 		k1 = k3;
+		k += 2;
 	}
-	if (i < len) {
+	s->a = a;
+	s->b = b;
+	s->k = k;
+	return i;
+}
+
+void tbp_nh_init(struct tbp_nh *s, const uint32_t *nh_key)
+{
+	s->k = nh_key;
+	s->a = 0;
+	s->b = 0;
+	s->len = 0;
+}
+
+void tbp_nh_update(struct tbp_nh *s, const uint8_t *p, uint32_t n)
+{
+	uint32_t fill = s->len & 7u, i = 0;
+
+	s->len += n;
+	if (fill) {
+		/* A block split between pieces is completed in part[]. */
+		i = n < 8 - fill ? n : 8 - fill;
+		memcpy(s->part + fill, p, i);
+		if (fill + i < 8)
+			return;
+		nh_blocks(s, s->part, 8);
+	}
+	i += nh_blocks(s, p + i, n - i);
+	memcpy(s->part, p + i, n - i);
+}
+
+uint64_t tbp_nh_tag(struct tbp_nh *s, const uint64_t prf_key[2], const uint8_t ctr[8])
+{
+	uint32_t fill = s->len & 7u;
+	uint8_t fin[28];
+
+	if (fill) {
 		/* Zero padding; the length goes into the PRF, so it cannot be confused. */
-		memset(last, 0, sizeof(last));
-		memcpy(last, msg + i, len - i);
-		v = le64(last);
-		k2 = k[i / 4 + 2];
-		k3 = k[i / 4 + 3];
-		a += (uint64_t)(uint32_t)((uint32_t)v + k0) * (uint32_t)((uint32_t)(v >> 32) + k1);
-		b += (uint64_t)(uint32_t)((uint32_t)v + k2) * (uint32_t)((uint32_t)(v >> 32) + k3);
+		memset(s->part + fill, 0, 8 - fill);
+		nh_blocks(s, s->part, 8);
 	}
-	/* The counter is the last 8 bytes of msg: a fresh PRF input for every frame. */
-	memcpy(fin, msg + len - 8, 8);
-	put_le64(fin + 8, a);
-	put_le64(fin + 16, b);
-	fin[24] = (uint8_t)len;
-	fin[25] = (uint8_t)(len >> 8);
-	fin[26] = (uint8_t)(len >> 16);
-	fin[27] = (uint8_t)(len >> 24);
+	/* The counter is the last 8 bytes of the message: a fresh PRF input for every frame. */
+	memcpy(fin, ctr, 8);
+	put_le64(fin + 8, s->a);
+	put_le64(fin + 16, s->b);
+	fin[24] = (uint8_t)s->len;
+	fin[25] = (uint8_t)(s->len >> 8);
+	fin[26] = (uint8_t)(s->len >> 16);
+	fin[27] = (uint8_t)(s->len >> 24);
 	return tbp_siphash24(prf_key, fin, sizeof(fin));
+}
+
+uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *k, const uint8_t *msg,
+		       uint32_t len)
+{
+	struct tbp_nh s;
+
+	tbp_nh_init(&s, k);
+	tbp_nh_update(&s, msg, len);
+	return tbp_nh_tag(&s, prf_key, msg + len - 8);
 }
 
 uint32_t tbp_auth_overhead(const struct tbp_link *l)
@@ -164,11 +210,29 @@ static bool replay_seen(const struct tbp_link *l, uint64_t c)
 	return (l->auth.rx_bits[(c % TBP_REPLAY_BITS) / 64] >> (c % 64)) & 1u;
 }
 
-bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const uint8_t *frame, uint32_t len,
+/* The tag of frame f (which carries a trailer), NH taken piece by piece; trailer: its last
+ * TBP_MAC_TRAILER bytes (counter, tag), gathered. */
+static uint64_t rx_tag(const struct tbp_auth *a, const struct tbp_rxf *f,
+		       uint8_t trailer[TBP_MAC_TRAILER])
+{
+	struct tbp_rxf_pos pos;
+	struct tbp_nh s;
+	const uint8_t *p;
+	uint32_t n;
+
+	tbp_nh_init(&s, a->rx_nh);
+	tbp_rxf_seek(f, 0, f->len - 8, &pos);
+	while ((p = tbp_rxf_next(f, &pos, &n)))
+		tbp_nh_update(&s, p, n);
+	tbp_rxf_copy(f, f->len - TBP_MAC_TRAILER, trailer, TBP_MAC_TRAILER);
+	return tbp_nh_tag(&s, a->rx_key, trailer);
+}
+
+bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const struct tbp_rxf *f,
 		 const struct tbp_hdr *h)
 {
 	struct tbp_auth *a = &l->auth;
-	uint8_t tag[8];
+	uint8_t tag[8], trailer[TBP_MAC_TRAILER];
 	uint64_t c;
 
 	if (!(l->caps & TBP_CAP_FRAME_MAC)) {
@@ -188,12 +252,12 @@ bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const uint8_t *frame, uint32
 		l->st.drop_mac++;
 		return false;
 	}
-	put_le64(tag, tbp_frame_tag(a->rx_key, a->rx_nh, frame, len - 8));
-	if (!tbp_ct_equal(tag, frame + len - 8, 8)) {
+	put_le64(tag, rx_tag(a, f, trailer));
+	if (!tbp_ct_equal(tag, trailer + 8, 8)) {
 		l->st.drop_mac++;
 		return false;
 	}
-	c = le64(frame + len - TBP_MAC_TRAILER);
+	c = le64(trailer);
 	if (c == 0 || (c <= a->rx_top && (a->rx_top - c >= TBP_REPLAY_BITS || replay_seen(l, c)))) {
 		l->st.drop_replay++;
 		return false;

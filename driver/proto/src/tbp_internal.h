@@ -402,8 +402,20 @@ void tbp_auth_seal(struct tbp_link *l, uint8_t *frame, uint32_t len);
 /* The 64-bit tag of msg[0, len) (header, payload, counter) under one direction's keys. */
 uint64_t tbp_frame_tag(const uint64_t prf_key[2], const uint32_t *nh_key, const uint8_t *msg,
 		       uint32_t len);
+/* NH of a message given in pieces, then the tag (tbp_frame_tag in steps). */
+struct tbp_nh {
+	const uint32_t *k;  /* key words of the next 8-byte block */
+	uint64_t a, b;      /* the two NH sums */
+	uint32_t len;       /* bytes taken */
+	uint8_t part[8];    /* the first len % 8 bytes of the next block */
+};
+void tbp_nh_init(struct tbp_nh *s, const uint32_t *nh_key);
+void tbp_nh_update(struct tbp_nh *s, const uint8_t *p, uint32_t n);
+/* ctr: the message's last 8 bytes (the frame counter). */
+uint64_t tbp_nh_tag(struct tbp_nh *s, const uint64_t prf_key[2], const uint8_t ctr[8]);
+struct tbp_rxf;
 /* Check a decoded non-handshake frame; false (counted) when it is forged or replayed. */
-bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const uint8_t *frame, uint32_t len,
+bool tbp_auth_rx(struct tbp_link *l, bool dma_rail, const struct tbp_rxf *f,
 		 const struct tbp_hdr *h);
 /* Both direction keys from the pairing key and both link nonces. */
 void tbp_auth_derive(struct tbp_link *l, const uint8_t *nonce_i, const uint8_t *nonce_r);
@@ -414,6 +426,41 @@ void tbp_auth_wipe(struct tbp_link *l);
 #ifdef TBP_TEST_HOOKS
 extern uint32_t tbp_ct_calls; /* unit tests: proves MACs are compared by tbp_ct_equal */
 #endif
+
+/* tbp_frags.c: a received frame in the pieces it arrived in (tbp_rx_frags) */
+#define TBP_RX_SMALL 128u /* largest control payload: SACK ranges (HELLO 96, atomics 16) */
+struct tbp_rxf {
+	const struct tbp_rx_frag *frag;
+	uint32_t nfrag;
+	uint32_t len;           /* bytes in all pieces; TBP_MAX_FRAME + 1 for anything longer */
+	const uint8_t *hdr;     /* the header in one piece (in place or in hbuf); NULL: short */
+	/* Set by tbp_rxf_decode: the payload in one piece (in place, or a control payload in
+	 * pbuf), or NULL for a data payload spread over pieces (tbp_rxf_write_payload). */
+	const uint8_t *payload;
+	uint8_t hbuf[TBP_HDR_LEN];
+	uint8_t pbuf[TBP_RX_SMALL];
+};
+/* A walk over bytes [off, off + len) of a frame, one piece at a time. */
+struct tbp_rxf_pos {
+	uint32_t i;    /* piece */
+	size_t skip;   /* bytes of piece i before the walk's next byte */
+	uint32_t left; /* bytes still to walk */
+};
+/* Total length and header of the frame frag[0..nfrag). */
+void tbp_rxf_init(struct tbp_rxf *f, const struct tbp_rx_frag *frag, uint32_t nfrag);
+void tbp_rxf_seek(const struct tbp_rxf *f, uint32_t off, uint32_t len, struct tbp_rxf_pos *pos);
+/* The next piece of the walk and its length in *n, or NULL at its end. */
+const uint8_t *tbp_rxf_next(const struct tbp_rxf *f, struct tbp_rxf_pos *pos, uint32_t *n);
+/* Bytes [off, off + len) where they are when they lie in one piece, else NULL. */
+const uint8_t *tbp_rxf_span(const struct tbp_rxf *f, uint32_t off, uint32_t len);
+/* Gather bytes [off, off + len) into dst (small things only: headers, trailers). */
+void tbp_rxf_copy(const struct tbp_rxf *f, uint32_t off, void *dst, uint32_t len);
+uint32_t tbp_rxf_crc32c(uint32_t crc, const struct tbp_rxf *f, uint32_t off, uint32_t len);
+/* Place the first len bytes of the frame's payload at byte off of buf: buf_write's result. */
+int tbp_rxf_write_payload(struct tbp_link *l, const struct tbp_buf *buf, uint64_t off,
+			  const struct tbp_rxf *f, uint32_t len);
+/* tbp_wire.c: tbp_frame_decode of f; also sets f->payload. */
+int tbp_rxf_decode(struct tbp_rxf *f, uint32_t max_frame, struct tbp_hdr *h);
 
 /* tbp_msg.c */
 struct tbp_smsg *tbp_smsg_alloc(struct tbp_link *l);
@@ -438,7 +485,7 @@ uint32_t tbp_build_seq_frame(struct tbp_link *l, struct tbp_txslot *s, struct tb
 			     uint8_t *payload);
 void tbp_msg_frame_acked(struct tbp_link *l, struct tbp_txslot *s);
 /* Returns true if the frame is accepted (counts as received), false if refused. */
-bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload);
+bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const struct tbp_rxf *f);
 void tbp_msg_nak(struct tbp_link *l, const struct tbp_hdr *h);
 /* The slot's fragment fits no rail that is up: send it as NOP, resend its bytes smaller. */
 void tbp_msg_recut(struct tbp_link *l, struct tbp_txslot *s);

@@ -1219,9 +1219,17 @@ static void owe_ack(struct tbp_link *l)
 
 void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 {
+	struct tbp_rx_frag one = { .data = frame, .len = len };
+
+	tbp_rx_frags(l, rail, &one, 1);
+}
+
+void tbp_rx_frags(struct tbp_link *l, uint32_t rail, const struct tbp_rx_frag *frags,
+		  uint32_t nfrags)
+{
 	struct tbp_hdr h;
 	struct tbp_rail *rl;
-	const uint8_t *payload = (const uint8_t *)frame + TBP_HDR_LEN;
+	struct tbp_rxf f;
 	int rc;
 
 	l->st.rx_frames++;
@@ -1232,7 +1240,8 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 	}
 	rl = &l->rails[rail];
 	l->now = l->env.now_ns(l->env.ctx);
-	rc = tbp_frame_decode(frame, len, TBP_MAX_FRAME, &h);
+	tbp_rxf_init(&f, frags, nfrags);
+	rc = tbp_rxf_decode(&f, TBP_MAX_FRAME, &h);
 	if (rc) {
 		if (rc == TBP_DEC_SHORT)
 			l->st.drop_short++;
@@ -1249,7 +1258,7 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 			l->st.drop_field++;
 			return;
 		}
-		tbp_rx_hello(l, rail, &h, payload);
+		tbp_rx_hello(l, rail, &h, f.payload);
 		tbp_push(l);
 		return;
 	}
@@ -1266,7 +1275,7 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 		return;
 	}
 	/* Forged or replayed frames stop here, before they can touch any state. */
-	if (!tbp_auth_rx(l, rl->dma, frame, len, &h))
+	if (!tbp_auth_rx(l, rl->dma, &f, &h))
 		return;
 	if (rl->state != RAIL_UP) {
 		/* The peer thinks this rail is up: our CONFIRM or its ACK was lost. */
@@ -1281,7 +1290,7 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 		return;
 	}
 	rl->last_rx_ns = l->now;
-	process_ack(l, &h, payload);
+	process_ack(l, &h, f.payload);
 	if (h.flags & TBP_F_SEQ) {
 		enum rx_verdict v = rx_classify(l, h.seq);
 
@@ -1291,7 +1300,7 @@ void tbp_rx(struct tbp_link *l, uint32_t rail, const void *frame, uint32_t len)
 			l->ack_owed = ack_every(l); /* our ack was lost: answer at once */
 		} else if (v == RX_OUTSIDE) {
 			l->st.drop_window++;
-		} else if (h.opcode == TBP_W_NOP || tbp_msg_rx(l, &h, payload)) {
+		} else if (h.opcode == TBP_W_NOP || tbp_msg_rx(l, &h, &f)) {
 			rx_mark(l, h.seq);
 			l->st.rx_accepted++;
 			owe_ack(l);

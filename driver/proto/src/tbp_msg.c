@@ -639,7 +639,7 @@ static struct tbp_rmsg *rx_new_message(struct tbp_link *l, struct tbp_qp *qp,
 }
 
 static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr *h,
-		    const uint8_t *payload)
+		    const struct tbp_rxf *f)
 {
 	struct tbp_rmsg *r = rmsg_lookup(l, tbp_qp_index(l, qp), h->msn, false);
 	bool refuse = false;
@@ -663,7 +663,7 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 	}
 	if (h->opcode == TBP_W_ATOMIC_REQ) {
 		/* Checked now, executed (once) when it is next in MSN order: complete_in_order. */
-		tbp_atomic_rx_req(l, qp, r, payload);
+		tbp_atomic_rx_req(l, qp, r, f->payload);
 		complete_in_order(l, qp);
 		return true;
 	}
@@ -684,7 +684,7 @@ static bool rx_data(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr 
 			buf.rkey = 0;
 			buf.addr = r->recv_handle;
 		}
-		rc = l->env.buf_write(l->env.ctx, &buf, h->frag_off, payload, h->payload_len);
+		rc = tbp_rxf_write_payload(l, &buf, h->frag_off, f, h->payload_len);
 		if (rc)
 			r->status = is_write(h->opcode) && rc <= (int)TBP_STATUS_MAX ?
 				    (uint16_t)rc : TBP_ERR_LOCAL_PROTECTION;
@@ -710,7 +710,7 @@ struct tbp_smsg *tbp_find_posted(struct tbp_link *l, struct tbp_qp *qp, uint32_t
 }
 
 static void rx_read_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_hdr *h,
-			 const uint8_t *payload)
+			 const struct tbp_rxf *f)
 {
 	struct tbp_smsg *m = tbp_find_posted(l, qp, h->msn);
 
@@ -739,7 +739,7 @@ static void rx_read_resp(struct tbp_link *l, struct tbp_qp *qp, const struct tbp
 	if (h->payload_len) {
 		struct tbp_buf buf = { .kind = TBP_BUF_LOCAL, .rkey = 0, .addr = m->local_buf };
 
-		if (l->env.buf_write(l->env.ctx, &buf, h->frag_off, payload, h->payload_len)) {
+		if (tbp_rxf_write_payload(l, &buf, h->frag_off, f, h->payload_len)) {
 			if (m->status == TBP_OK)
 				m->status = TBP_ERR_LOCAL_PROTECTION;
 		}
@@ -811,7 +811,7 @@ static bool rx_msg_ack(struct tbp_link *l, struct tbp_qp *qp, const struct tbp_h
 	return true;
 }
 
-bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payload)
+bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const struct tbp_rxf *f)
 {
 	struct tbp_qp *qp = tbp_qp_lookup(l, h->dst_qpn);
 	bool peer = qp && qp->rqpn == h->src_qpn;
@@ -841,10 +841,10 @@ bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payl
 	case TBP_W_MSG_ACK:
 		return rx_msg_ack(l, qp, h);
 	case TBP_W_READ_RESP:
-		rx_read_resp(l, qp, h, payload);
+		rx_read_resp(l, qp, h, f);
 		return true;
 	case TBP_W_ATOMIC_RESP:
-		tbp_atomic_rx_resp(l, qp, h, payload);
+		tbp_atomic_rx_resp(l, qp, h, f->payload);
 		return true;
 	default:
 		break;
@@ -866,7 +866,7 @@ bool tbp_msg_rx(struct tbp_link *l, const struct tbp_hdr *h, const uint8_t *payl
 		l->st.drop_bad_msg++;
 		return true;
 	}
-	return rx_data(l, qp, h, payload);
+	return rx_data(l, qp, h, f);
 }
 
 /* ---- transmit side of the message layer ---- */

@@ -447,17 +447,16 @@ enum {
 	OFF_STATUS = 70, OFF_CSUM = 72, OFF_RESERVED = 76,
 };
 
-static uint32_t frame_checksum(const uint8_t *frame, uint32_t payload_len, bool with_payload)
+/* The checksum of the header alone (its csum field taken as zero); the payload's bytes
+ * follow when TBP_F_PCSUM is set. */
+static uint32_t hdr_checksum(const uint8_t *hdr)
 {
 	static const uint8_t zero_csum[4];
 	uint32_t crc;
 
-	crc = tbp_crc32c(0, frame, OFF_CSUM);
+	crc = tbp_crc32c(0, hdr, OFF_CSUM);
 	crc = tbp_crc32c(crc, zero_csum, sizeof(zero_csum));
-	crc = tbp_crc32c(crc, frame + OFF_RESERVED, TBP_HDR_LEN - OFF_RESERVED);
-	if (with_payload)
-		crc = tbp_crc32c(crc, frame + TBP_HDR_LEN, payload_len);
-	return crc;
+	return tbp_crc32c(crc, hdr + OFF_RESERVED, TBP_HDR_LEN - OFF_RESERVED);
 }
 
 void tbp_hdr_encode(void *frame, struct tbp_hdr *h)
@@ -485,7 +484,9 @@ void tbp_hdr_encode(void *frame, struct tbp_hdr *h)
 	put16(p + OFF_PAYLOAD_LEN, h->payload_len);
 	put16(p + OFF_STATUS, h->status);
 	put32(p + OFF_RESERVED, h->reserved);
-	h->csum = frame_checksum(p, h->payload_len, (h->flags & TBP_F_PCSUM) != 0);
+	h->csum = hdr_checksum(p);
+	if (h->flags & TBP_F_PCSUM)
+		h->csum = tbp_crc32c(h->csum, p + TBP_HDR_LEN, h->payload_len);
 	put32(p + OFF_CSUM, h->csum);
 }
 
@@ -570,7 +571,17 @@ static bool fields_valid(const struct tbp_hdr *h)
 
 int tbp_frame_decode(const void *frame, uint32_t len, uint32_t max_frame, struct tbp_hdr *h)
 {
-	const uint8_t *p = frame;
+	struct tbp_rx_frag one = { .data = frame, .len = len };
+	struct tbp_rxf f;
+
+	tbp_rxf_init(&f, &one, 1);
+	return tbp_rxf_decode(&f, max_frame, h);
+}
+
+int tbp_rxf_decode(struct tbp_rxf *f, uint32_t max_frame, struct tbp_hdr *h)
+{
+	const uint8_t *p = f->hdr;
+	uint32_t len = f->len, crc;
 
 	if (len < TBP_HDR_LEN)
 		return TBP_DEC_SHORT;
@@ -603,11 +614,23 @@ int tbp_frame_decode(const void *frame, uint32_t len, uint32_t max_frame, struct
 	if ((uint32_t)h->payload_len + TBP_HDR_LEN +
 	    ((h->flags & TBP_F_MAC) ? TBP_MAC_TRAILER : 0) != len)
 		return TBP_DEC_SHORT;
-	if (frame_checksum(p, h->payload_len, (h->flags & TBP_F_PCSUM) != 0) != h->csum)
+	crc = hdr_checksum(p);
+	if (h->flags & TBP_F_PCSUM)
+		crc = tbp_rxf_crc32c(crc, f, TBP_HDR_LEN, h->payload_len);
+	if (crc != h->csum)
 		return TBP_DEC_CHECKSUM;
 	if (!fields_valid(h))
 		return TBP_DEC_FIELD;
-	if (h->opcode == TBP_W_ACK && tbp_sack_decode(p + TBP_HDR_LEN, h->payload_len, NULL) < 0)
+	f->payload = tbp_rxf_span(f, TBP_HDR_LEN, h->payload_len);
+	if (!f->payload && !is_data_op(h->opcode)) {
+		/* Control payloads are small (fields_valid) and read as one buffer: gather. A data
+		 * payload stays where it is, for tbp_rxf_write_payload. */
+		if (h->payload_len > sizeof(f->pbuf))
+			return TBP_DEC_FIELD;
+		tbp_rxf_copy(f, TBP_HDR_LEN, f->pbuf, h->payload_len);
+		f->payload = f->pbuf;
+	}
+	if (h->opcode == TBP_W_ACK && tbp_sack_decode(f->payload, h->payload_len, NULL) < 0)
 		return TBP_DEC_FIELD;
 	return 0;
 }

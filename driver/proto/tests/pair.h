@@ -56,6 +56,14 @@ static uint32_t p_responder_max_msgs; /* nonzero: side 1's max_msgs at its next 
 static uint32_t p_dma_rails; /* bit r: pep_init adds rail r as a DMA rail (TBP_RAIL_DMA) */
 static uint32_t p_rail_frame; /* nonzero: pep_init's rails carry frames of this size, not 4 KiB */
 static bool p_in_place; /* pep_init offers frame_get/frame_commit */
+static uint32_t p_caps; /* nonzero: pep_init's links ask for these TBP_CAP_* (not the default) */
+/* Nonzero: frames are delivered by this instead of tbp_rx (frags.h: in pieces)... */
+static void (*p_rx_hook)(struct tbp_link *link, const struct pframe *f);
+/* ...which lists the pieces here while the core runs: p_write counts each placement of more
+ * than 8 bytes (an atomic's result is a value, not frame bytes) whose source is not inside
+ * one of them, i.e. bytes the core copied out of the frame before placing them. */
+static const struct tbp_rx_frag *p_pieces;
+static uint32_t p_npieces, p_copied_writes;
 
 static uint64_t p_now(void *ctx)
 {
@@ -172,10 +180,25 @@ static int p_read(void *ctx, const struct tbp_buf *b, uint64_t off, void *dst, u
 	return 0;
 }
 
+static bool p_in_pieces(const void *src, uint32_t len)
+{
+	uint32_t i;
+
+	for (i = 0; i < p_npieces; i++) {
+		const uint8_t *d = p_pieces[i].data;
+
+		if ((const uint8_t *)src >= d && (const uint8_t *)src + len <= d + p_pieces[i].len)
+			return true;
+	}
+	return false;
+}
+
 static int p_write(void *ctx, const struct tbp_buf *b, uint64_t off, const void *src, uint32_t len)
 {
 	uint8_t *p = p_ptr(ctx, b, off, len);
 
+	if (p_pieces && len > TBP_ATOMIC_LEN && !p_in_pieces(src, len))
+		p_copied_writes++;
 	if (!p)
 		return TBP_ERR_LOCAL_PROTECTION;
 	memcpy(p, src, len);
@@ -296,6 +319,8 @@ static void pep_init(int i, uint32_t rails, uint32_t window, uint8_t key)
 		cfg.rto_min_ns = p_rto_min_ns;
 		cfg.rto_max_ns = 5 * p_rto_min_ns;
 	}
+	if (p_caps)
+		cfg.caps = p_caps;
 	cfg.key_len = 32;
 	memset(cfg.key, key, 32);
 	size = tbp_link_size(&cfg);
@@ -317,6 +342,14 @@ static void pair_setup_keys(uint32_t rails, uint32_t window, uint8_t key_b)
 
 enum { KEEP, DROP, DUP };
 
+static void p_rx(struct tbp_link *link, const struct pframe *f)
+{
+	if (p_rx_hook)
+		p_rx_hook(link, f);
+	else
+		tbp_rx(link, f->rail, f->data, f->len);
+}
+
 /* Move frames sent by side i to the other side in send order, or reversed. */
 static uint32_t pair_deliver_from(int i, int (*policy)(const struct pframe *), bool reverse)
 {
@@ -332,9 +365,9 @@ static uint32_t pair_deliver_from(int i, int (*policy)(const struct pframe *), b
 
 		if (what == DROP)
 			continue;
-		tbp_rx(P[1 - i].link, f->rail, f->data, f->len);
+		p_rx(P[1 - i].link, f);
 		if (what == DUP)
-			tbp_rx(P[1 - i].link, f->rail, f->data, f->len);
+			p_rx(P[1 - i].link, f);
 		moved++;
 	}
 	free(batch);

@@ -496,6 +496,7 @@ static void test_config_validation(void)
 #include "atomic.h"
 #include "inv.h"
 #include "cc.h"
+#include "frags.h"
 
 static const struct {
 	const char *name;
@@ -518,6 +519,7 @@ static const struct {
 	ATOMIC_TESTS
 	INV_TESTS
 	CC_TESTS
+	FRAGS_TESTS
 };
 
 int main(int argc, char **argv)
