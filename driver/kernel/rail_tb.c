@@ -378,6 +378,19 @@ static void tbrdma_tb_reset_tx(struct tbrdma_tb_pair *pair, bool ready)
 	spin_unlock_irqrestore(&pair->tx_lock, flags);
 }
 
+/* Rings stopped (and their polling), the output HopID given back: no paths to the peer. */
+static void tbrdma_tb_stop_rings(struct tbrdma_tb_pair *pair)
+{
+	const struct tbrdma_tb_ops *ops = pair->ts->ops;
+
+	ops->ring_stop(pair->rx_ring);
+	ops->ring_stop(pair->tx_ring);
+	cancel_work_sync(&pair->rx_work);
+	ops->release_out_hopid(pair->ts->xd, pair->out_hopid);
+	pair->out_hopid = -1;
+	pair->peer_hopid = -1;
+}
+
 /*
  * Our login was answered with the peer's (validated) input HopID: allocate it as output
  * HopID, start the rings, post the RX frames and enable the paths last, so RX is primed.
@@ -409,12 +422,7 @@ static bool tbrdma_tb_connect(struct tbrdma_tb_pair *pair, u32 peer_hopid, u32 m
 				pair->rx_ring->hop);
 	if (err) {
 		dev_warn(ts->dev, "%s: enabling DMA paths failed (%d)\n", pair->name, err);
-		ops->ring_stop(pair->rx_ring);
-		ops->ring_stop(pair->tx_ring);
-		cancel_work_sync(&pair->rx_work);
-		ops->release_out_hopid(ts->xd, pair->out_hopid);
-		pair->out_hopid = -1;
-		pair->peer_hopid = -1;
+		tbrdma_tb_stop_rings(pair);
 		return false;
 	}
 	tbrdma_tb_reset_tx(pair, true);
@@ -441,12 +449,7 @@ bool tbrdma_tb_disconnect(struct tbrdma_tb_pair *pair)
 				 pair->rx_ring->hop);
 	if (err)
 		dev_dbg(ts->dev, "%s: disabling DMA paths failed (%d)\n", pair->name, err);
-	ops->ring_stop(pair->rx_ring);
-	ops->ring_stop(pair->tx_ring);
-	cancel_work_sync(&pair->rx_work);
-	ops->release_out_hopid(ts->xd, pair->out_hopid);
-	pair->out_hopid = -1;
-	pair->peer_hopid = -1;
+	tbrdma_tb_stop_rings(pair);
 	pair->connected = false;
 	dev_info(ts->dev, "rail %s down\n", pair->name);
 	return true;

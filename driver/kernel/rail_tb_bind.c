@@ -439,49 +439,6 @@ int tbrdma_tb_init(void)
 	return 0;
 }
 
-/*
- * The host suspends or shuts down: every pair logs out (the peer takes its paths down
- * rather than sending into stopped rings) and stays down, refusing logins, until resume.
- */
-void tbrdma_tb_suspend(struct tbrdma_tb_service *ts)
-{
-	struct tbrdma_tb_msg reply;
-	unsigned int i;
-
-	mutex_lock(&ts->conn_lock);
-	ts->suspended = true;
-	mutex_unlock(&ts->conn_lock);
-	for (i = 0; i < ts->npairs; i++)
-		cancel_delayed_work_sync(&ts->pairs[i].login_work);
-	for (i = 0; i < ts->npairs; i++) {
-		struct tbrdma_tb_pair *pair = &ts->pairs[i];
-		bool was_up;
-
-		mutex_lock(&ts->conn_lock);
-		if (pair->connected && !ts->xd->is_unplugged)
-			tbrdma_tb_request(pair, TBRDMA_TB_LOGOUT, 0, TBRDMA_TB_LOGOUT_TIMEOUT_MS,
-					  &reply);
-		was_up = tbrdma_tb_disconnect(pair);
-		mutex_unlock(&ts->conn_lock);
-		if (was_up)
-			tbrdma_tb_rail_event(pair, false);
-	}
-}
-EXPORT_SYMBOL_GPL(tbrdma_tb_suspend);
-
-/* After resume every pair logs in again; the peer's answer brings the rails back. */
-void tbrdma_tb_resume(struct tbrdma_tb_service *ts)
-{
-	unsigned int i;
-
-	mutex_lock(&ts->conn_lock);
-	ts->suspended = false;
-	for (i = 0; i < ts->npairs; i++)
-		tbrdma_tb_start_login(&ts->pairs[i], 0);
-	mutex_unlock(&ts->conn_lock);
-}
-EXPORT_SYMBOL_GPL(tbrdma_tb_resume);
-
 void tbrdma_tb_exit(void)
 {
 }
