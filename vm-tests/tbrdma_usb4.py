@@ -4,9 +4,10 @@
 # (tbrdma_usb4emu: an XDomain per virtual cable, rings, HopIDs, paths, E2E credits, the
 # interrupt throttle; docs/driver.md). Both nodes bind two ring pairs per cable, four rails
 # in all, and pair natively over them alone (tb:<peer UUID>; thunderbolt0 only lends the
-# device its addresses). Then: perftest, ibv_rc_pingpong with buffer validation 1 B..16 MiB,
-# rping; every ring carried frames (rail counters). Pooling under a per-ring rate cap: one
-# ring, two rings of one cable, four rings of two cables (ratios printed, not asserted).
+# device its addresses). Then: perftest, pyverbs RC WRITE_WITH_IMM and READ of 1 B..16 MiB
+# compared byte for byte, ibv_rc_pingpong, rping; every ring carried frames (rail counters).
+# Pooling under a per-ring rate cap: one ring, two rings of one cable, four rings of two
+# cables (ratios printed, not asserted).
 # Faults: a cable pulled mid-transfer (the transfer completes on the other cable) and plugged
 # back (its rails return with no command); the peer's host interface reloaded under traffic
 # (an unplug of every XDomain); one host suspended and resumed; a hostile peer's garbage
@@ -21,6 +22,98 @@ UUID = {"a": "5e4d7a10-0000-4000-8000-00000000000a", "b": "5e4d7a10-0000-4000-80
 CFS = "/sys/kernel/config/tbrdma/tbrdma0"
 SERVICES = "/sys/module/tbrdma/parameters/tb_services"
 EMU = "modprobe tbrdma_usb4emu cables=thunderbolt0,thunderbolt1 host_uuid={uuid}"
+
+
+# pyverbs, RC over tbrdma0: the client WRITEs_WITH_IMM random bytes of each size into the
+# server's MR (the server compares every byte), then READs them back and compares again.
+PYDATA = r'''
+import json, random, socket, sys, time
+import pyverbs.enums as e
+from pyverbs.addr import GID, AHAttr, GlobalRoute
+from pyverbs.cq import CQ
+from pyverbs.device import Context
+from pyverbs.mr import MR
+from pyverbs.pd import PD
+from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
+from pyverbs.wr import SGE, RecvWR, SendWR
+
+role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+SIZES = [1, 63, 4095, 4096, 4097, 65537, 1 << 20, 16 << 20]
+access = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
+ctx = Context(name="tbrdma0")
+pd = PD(ctx)
+mr = MR(pd, max(SIZES), access)
+cq = CQ(ctx, 16)
+attr = QPAttr(port_num=1)
+attr.qp_access_flags = access
+qp = QP(pd, QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, sq_sig_all=1,
+                       cap=QPCap(max_send_wr=4, max_recv_wr=4, max_send_sge=1,
+                                 max_recv_sge=1)), attr)
+if role == "server":
+    listener = socket.create_server((host, port))
+    sock = listener.accept()[0]
+else:
+    for _ in range(100):
+        try:
+            sock = socket.create_connection((host, port))
+            break
+        except OSError:
+            time.sleep(0.5)
+wire = sock.makefile("rw")
+wire.write(json.dumps({"qpn": qp.qp_num, "gid": str(ctx.query_gid(1, 1)), "rkey": mr.rkey,
+                       "addr": mr.buf}) + "\n")
+wire.flush()
+peer = json.loads(wire.readline())
+attr = QPAttr(port_num=1)
+attr.path_mtu = e.IBV_MTU_4096
+attr.max_dest_rd_atomic = attr.max_rd_atomic = 4
+attr.min_rnr_timer, attr.rnr_retry, attr.retry_cnt, attr.timeout = 1, 7, 7, 14
+attr.ah_attr = AHAttr(port_num=1, is_global=1,
+                      gr=GlobalRoute(dgid=GID(peer["gid"]), sgid_index=1))
+attr.dest_qp_num = peer["qpn"]
+qp.to_rts(attr)
+
+
+def wait():
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        n, wcs = cq.poll(1)
+        if n:
+            assert wcs[0].status == e.IBV_WC_SUCCESS, wcs[0].status
+            return wcs[0]
+    raise SystemExit("no completion")
+
+
+def payload(size):
+    return random.Random(size).randbytes(size)
+
+
+for size in SIZES:
+    if role == "server":
+        qp.post_recv(RecvWR(num_sge=0))
+        wire.write("ready\n")
+        wire.flush()
+        wc = wait()
+        assert wc.opcode == e.IBV_WC_RECV_RDMA_WITH_IMM and wc.imm_data == size, wc.opcode
+        wire.write(json.dumps({"size": size, "exact": mr.read(size, 0) == payload(size)}) + "\n")
+        wire.flush()
+    else:
+        wire.readline()
+        mr.write(payload(size), size, 0)
+        wr = SendWR(opcode=e.IBV_WR_RDMA_WRITE_WITH_IMM, num_sge=1,
+                    sg=[SGE(mr.buf, size, mr.lkey)], imm_data=size)
+        wr.set_wr_rdma(peer["rkey"], peer["addr"])
+        qp.post_send(wr)
+        wait()
+        assert json.loads(wire.readline())["exact"], f"WRITE of {size} bytes differs"
+        mr.write(bytes(size), size, 0)
+        wr = SendWR(opcode=e.IBV_WR_RDMA_READ, num_sge=1, sg=[SGE(mr.buf, size, mr.lkey)])
+        wr.set_wr_rdma(peer["rkey"], peer["addr"])
+        qp.post_send(wr)
+        wait()
+        assert mr.read(size, 0) == payload(size), f"READ of {size} bytes differs"
+print(json.dumps({"role": role, "byte_exact_sizes": SIZES}))
+'''
 
 
 def peer(m):
@@ -85,8 +178,8 @@ for m in (a, b):
     assert f"local tb:{UUID[m.name]}" in services, services
     check_kernel_log(m)
 
-# 2. pair natively over tb:<peer> (all four rails), perftest, pingpong 1 B..16 MiB with
-# buffer validation, rping (rdma_cm on thunderbolt0's address).
+# 2. pair natively over tb:<peer> (all four rails), perftest, pyverbs byte-exact 1 B..16 MiB,
+# ibv_rc_pingpong, rping (rdma_cm on thunderbolt0's address).
 pair_over(["tb:{peer}"])
 wait_rails(4)
 for m in (a, b):
@@ -96,7 +189,15 @@ for tool, args in (("ib_write_bw", "-s 65536 -n 200"), ("ib_read_bw", "-s 65536 
                    ("ib_send_bw", "-s 65536 -n 200"), ("ib_send_lat", "-s 2 -n 200")):
     out = perftest(b, a, f"{tool} -d tbrdma0 -x 1 {args}", ADDR["b"])
     print(f"{tool} {args} over 4 emulated rings:\n" + "\n".join(out.splitlines()[-3:]))
-for size in (1, 4095, 4096, 65537, 1048576, 16777216):
+for m in (a, b):
+    m.succeed("cat > /tmp/pydata.py <<'EOF'\n" + PYDATA + "\nEOF")
+b.succeed(f"(timeout 600 python3 /tmp/pydata.py server {ADDR['b']} 18700 > /tmp/pydata.out "
+          "2>&1; echo $? > /tmp/pydata.rc) > /dev/null 2>&1 &")
+print(a.succeed(f"timeout 600 python3 /tmp/pydata.py client {ADDR['b']} 18700 2>&1",
+                timeout=700))
+b.wait_until_succeeds("test -s /tmp/pydata.rc", timeout=120)
+assert b.succeed("cat /tmp/pydata.rc").strip() == "0", b.succeed("cat /tmp/pydata.out")
+for size in (1, 4096, 65537, 1048576):
     pingpong = f"ibv_rc_pingpong -d tbrdma0 -g 1 -c -s {size} -n {20 if size < 1048576 else 3}"
     b.succeed(f"(timeout 300 {pingpong} > /tmp/pp.out 2>&1; echo $? > /tmp/pp.rc) "
               "> /dev/null 2>&1 &")
