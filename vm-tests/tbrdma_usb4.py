@@ -90,7 +90,8 @@ def payload(size):
 
 for size in SIZES:
     if role == "server":
-        qp.post_recv(RecvWR(num_sge=0))
+        # pyverbs wants an SGE; a WRITE_WITH_IMM consumes the receive but places nothing in it
+        qp.post_recv(RecvWR(num_sge=1, sg=[SGE(mr.buf, 1, mr.lkey)]))
         wire.write("ready\n")
         wire.flush()
         wc = wait()
@@ -98,7 +99,7 @@ for size in SIZES:
         wire.write(json.dumps({"size": size, "exact": mr.read(size, 0) == payload(size)}) + "\n")
         wire.flush()
     else:
-        wire.readline()
+        assert wire.readline() == "ready\n", "the server went away"
         mr.write(payload(size), size, 0)
         wr = SendWR(opcode=e.IBV_WR_RDMA_WRITE_WITH_IMM, num_sge=1,
                     sg=[SGE(mr.buf, size, mr.lkey)], imm_data=size)
@@ -193,9 +194,11 @@ for m in (a, b):
     m.succeed("cat > /tmp/pydata.py <<'EOF'\n" + PYDATA + "\nEOF")
 b.succeed(f"(timeout 600 python3 /tmp/pydata.py server {ADDR['b']} 18700 > /tmp/pydata.out "
           "2>&1; echo $? > /tmp/pydata.rc) > /dev/null 2>&1 &")
-print(a.succeed(f"timeout 600 python3 /tmp/pydata.py client {ADDR['b']} 18700 2>&1",
-                timeout=700))
+status, out = a.execute(f"timeout 600 python3 /tmp/pydata.py client {ADDR['b']} 18700 2>&1",
+                        timeout=700)
 b.wait_until_succeeds("test -s /tmp/pydata.rc", timeout=120)
+assert status == 0, f"client exit {status}:\n{out}\nserver:\n{b.succeed('cat /tmp/pydata.out')}"
+print(out)
 assert b.succeed("cat /tmp/pydata.rc").strip() == "0", b.succeed("cat /tmp/pydata.out")
 for size in (1, 4096, 65537, 1048576):
     pingpong = f"ibv_rc_pingpong -d tbrdma0 -g 1 -c -s {size} -n {20 if size < 1048576 else 3}"

@@ -168,9 +168,19 @@ def test_tbrdma_third_party_on_cable(lab_dir: Path) -> None:
 # per-ring rate cap, cable pull and replug, the peer's host interface reloaded under traffic,
 # a hostile peer's garbage, and tbctl pairing over the ring pairs; it unloads both modules.
 def test_tbrdma_usb4_rail_emulated(lab_dir: Path) -> None:
-    from tbctl.lab import testdriver
+    from tbctl.lab import cluster, testdriver
 
-    testdriver.run_script(VM_TESTS / "tbrdma_usb4.py", lab_dir)
+    try:
+        testdriver.run_script(VM_TESTS / "tbrdma_usb4.py", lab_dir)
+    finally:
+        # A failure half way leaves the emulation and a tb: device behind; the next test
+        # expects neither.
+        state = cluster.load(lab_dir)
+        for node in state.nodes:
+            subprocess.run(cluster.ssh_command(
+                state, node, "rdma link delete tbrdma0; "
+                "rmmod tbrdma_usb4emu; modprobe -r tbrdma; true"),
+                capture_output=True, timeout=300, check=False)
 
 
 # Runs last on its lab: it leaves netem history and a pulled-and-restored cable behind.
