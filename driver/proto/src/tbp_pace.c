@@ -23,6 +23,7 @@ void tbp_pace_reset(struct tbp_rail *rl)
 {
 	rl->srtt = 0;
 	rl->pace_ivl = 0;
+	rl->pace_slack = 0;
 	rl->pace_ns = 0;
 }
 
@@ -46,15 +47,6 @@ void tbp_pace_rtt(struct tbp_rail *rl, uint64_t rtt)
 	rl->srtt = (7 * rl->srtt + rtt) / 8;
 }
 
-void tbp_pace_update(const struct tbp_link *l, struct tbp_rail *rl)
-{
-	uint64_t den = (uint64_t)l->cfg.pace_gain_pct * rl->cwnd;
-
-	/* Before the first sample the rate is unknown: the window alone limits the rail. A rate
-	 * beyond one frame per nanosecond is no limit either (an interval of 0). */
-	rl->pace_ivl = den && rl->srtt ? rl->srtt * 100 / den : 0;
-}
-
 /*
  * How far the clock may trail the present: a burst's worth of intervals, and at least the
  * time tbp_tick may sleep between two calls (it never asks to be woken sooner than
@@ -69,23 +61,20 @@ static uint64_t pace_slack(const struct tbp_link *l, const struct tbp_rail *rl)
 	return burst > tick ? burst : tick;
 }
 
-/* When the rail's next paced frame is due, the clock's lag clamped to the slack. */
-static uint64_t pace_base(const struct tbp_link *l, const struct tbp_rail *rl)
+void tbp_pace_update(const struct tbp_link *l, struct tbp_rail *rl)
 {
-	uint64_t slack = pace_slack(l, rl);
+	uint64_t den = (uint64_t)l->cfg.pace_gain_pct * rl->cwnd;
 
-	return rl->pace_ns + slack >= l->now ? rl->pace_ns : l->now - slack;
-}
-
-bool tbp_pace_allows(const struct tbp_link *l, const struct tbp_rail *rl, uint32_t planned)
-{
-	return !rl->pace_ivl || pace_base(l, rl) + planned * rl->pace_ivl <= l->now;
+	/* Before the first sample the rate is unknown: the window alone limits the rail. A rate
+	 * beyond one frame per nanosecond is no limit either (an interval of 0). */
+	rl->pace_ivl = den && rl->srtt ? rl->srtt * 100 / den : 0;
+	rl->pace_slack = pace_slack(l, rl);
 }
 
 void tbp_pace_sent(const struct tbp_link *l, struct tbp_rail *rl)
 {
 	if (rl->pace_ivl)
-		rl->pace_ns = pace_base(l, rl) + rl->pace_ivl;
+		rl->pace_ns = tbp_pace_base(l, rl) + rl->pace_ivl;
 }
 
 /*
@@ -105,7 +94,7 @@ uint64_t tbp_pace_deadline(const struct tbp_link *l, uint64_t deadline)
 
 		if (rl->state != RAIL_UP || !rl->pace_ivl || rl->inflight + rl->planned >= rl->cwnd)
 			continue;
-		due = pace_base(l, rl) + rl->planned * rl->pace_ivl;
+		due = tbp_pace_base(l, rl) + rl->planned * rl->pace_ivl;
 		if (due > l->now && due < deadline)
 			deadline = due;
 	}
