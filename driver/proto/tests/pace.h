@@ -46,6 +46,8 @@ static void test_pace_spreads_window(void)
 
 	pair_up(1);
 	fill(P[0].local, 160000, 41);
+	/* No round trip measured yet: not paced. */
+	CHECK(P[0].link->rails[0].srtt == 0 && P[0].link->rails[0].pace_ivl == 0);
 	pace_set_rail(1000000, 40);
 	CHECK(P[0].link->rails[0].pace_ivl == 20000);
 	t0 = pnow;
