@@ -39,6 +39,10 @@ static bool frame_mac = true;
 module_param(frame_mac, bool, 0644);
 MODULE_PARM_DESC(frame_mac,
 		 "SipHash MAC and replay counter on every frame; Ethernet rails need it (default Y)");
+static bool pacing = true;
+module_param(pacing, bool, 0644);
+MODULE_PARM_DESC(pacing,
+		 "Pace each rail's data frames at 1.25 x its window per round trip (default Y)");
 static unsigned int max_outstanding = TBP_MODULE_MAX_OUTSTANDING;
 module_param(max_outstanding, uint, 0444);
 MODULE_PARM_DESC(max_outstanding, "Work requests in flight per link (default 1024)");
@@ -1193,6 +1197,11 @@ static int build_link(struct tbrdma_dev *tdev)
 		cfg.caps &= ~TBP_CAP_FRAME_MAC;
 	cfg.max_msgs = clamp_t(u32, max_outstanding, 2, 65534);
 	cfg.max_rx_msgs = cfg.max_msgs;
+	/* A full window handed to a ring or qdisc at once overflows it: spread it (core default
+	 * gain) unless turned off. */
+	cfg.pace_burst = TBP_MODULE_PACE_BURST;
+	if (!pacing)
+		cfg.pace_gain_pct = 0;
 	tbrdma_core_timing(&cfg);
 	size = tbp_link_size(&cfg);
 	if (!size)
@@ -1441,6 +1450,7 @@ const struct rdma_stat_desc tbrdma_stat_descs[] = {
 	{ .name = "drop_sack" },
 	{ .name = "tx_sack_ranges" },
 	{ .name = "rx_linearized" },
+	{ .name = "pace_holds" },
 };
 const unsigned int tbrdma_num_stats = ARRAY_SIZE(tbrdma_stat_descs);
 
@@ -1524,6 +1534,7 @@ int tbrdma_link_fill_stats(struct tbrdma_dev *tdev, struct rdma_hw_stats *stats)
 	v[69] = s.drop_sack;
 	v[70] = s.tx_sack_ranges;
 	v[71] = tdev->stat_rx_linearized;
+	v[72] = s.pace_holds;
 	spin_unlock_bh(&tdev->lock);
 	return tbrdma_num_stats;
 }

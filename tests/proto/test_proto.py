@@ -38,6 +38,7 @@ UNIT_TESTS = _names_in(
     PROTO / "tests" / "inv.h",
     PROTO / "tests" / "cc.h",
     PROTO / "tests" / "frags.h",
+    PROTO / "tests" / "pace.h",
 )
 _mix_block = re.search(
     r"mixes\[\]\s*=\s*\{(.*?)\};", (PROTO / "sim" / "simnet.c").read_text(), re.S

@@ -244,6 +244,12 @@ struct tbp_config {
 	uint64_t link_dead_ns;  /* time with no rail up after which the link fails */
 	uint64_t hello_retry_ns;/* handshake retransmission interval */
 	uint64_t rnr_backoff_ns;/* RNR timer of QPs whose min_rnr_timer was never set */
+	/* Pacing of each rail's first copies (docs/protocol.md, "Pacing"): a rail sends at
+	 * pace_gain_pct / 100 * cwnd / its smoothed RTT, in bursts of up to pace_burst frames.
+	 * pace_gain_pct 0: no pacing (pace_burst is then ignored); else 100..1000, and
+	 * pace_burst 1..TBP_WINDOW_MAX. */
+	uint32_t pace_gain_pct;
+	uint32_t pace_burst;
 };
 
 /* Capabilities negotiated in HELLO; the link uses the union of both sides' requests. */
@@ -315,6 +321,8 @@ struct tbp_stats {
 	uint64_t drop_sack;         /* ACK frames whose SACK ranges reach past what this side
 				     * sent: the ranges are ignored (malformed ones: drop_field) */
 	uint64_t tx_sack_ranges;    /* standalone ACKs that carried SACK ranges */
+	uint64_t pace_holds;        /* a data frame that a rail's congestion window had room for
+				     * waited for the rail's pacing clock (once per transmit round) */
 };
 
 /* A work request. Local data is reached only through buf_read/buf_write(TBP_BUF_LOCAL). */

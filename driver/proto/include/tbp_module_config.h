@@ -23,5 +23,12 @@
  * core once per list.
  */
 #define TBP_MODULE_RX_BATCH		8
+/*
+ * Pacing burst of a rail (tbp_config.pace_burst): frames one tick may send back to back once
+ * the rail's pacing clock allows. The core's 4 suits its own 5 us ticks; the module's soft
+ * hrtimer and its receive lists come later on a loaded host, and 16 frames of 4 KiB (64 KiB)
+ * still fit many times in a USB4 ring of 512 frames or a NIC queue of 1000.
+ */
+#define TBP_MODULE_PACE_BURST		16
 
 #endif /* TBP_MODULE_CONFIG_H */

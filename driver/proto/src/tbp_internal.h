@@ -228,6 +228,11 @@ struct tbp_rail {
 	uint64_t cwnd_hold_until; /* one reduction per round trip */
 	uint64_t sig_sent_ns;  /* newest first copy the ack being processed covered here */
 	uint32_t sig_frames;   /* ... and how many of this rail's frames it covered */
+	/* Pacing (tbp_pace.c): first copies leave no faster than one per pace_ivl. */
+	uint64_t srtt;         /* smoothed round trip of this rail's signals (0: none yet) */
+	uint64_t pace_ivl;     /* ns between paced frames (0: not paced) */
+	uint64_t pace_slack;   /* how far the clock may trail the present (a burst) */
+	uint64_t pace_ns;      /* the rail's pacing clock: when its next paced frame is due */
 };
 
 /* Handshake state of one rail (tbp_hello.c). */
@@ -341,6 +346,33 @@ uint32_t tbp_rails_up(const struct tbp_link *l);
 void tbp_link_fail(struct tbp_link *l, uint32_t status);
 void tbp_rail_came_up(struct tbp_link *l, uint32_t r);
 void tbp_rtt_sample(struct tbp_link *l, uint64_t rtt);
+
+/* tbp_pace.c */
+/* Forget the rail's round trip and rate (it came up again): no pacing until a sample. */
+void tbp_pace_reset(struct tbp_rail *rl);
+/* A round-trip signal of rail rl (rail_rtt_signal) arrived. */
+void tbp_pace_rtt(struct tbp_rail *rl, uint64_t rtt);
+/* Recompute the rail's interval after its cwnd or round trip changed. */
+void tbp_pace_update(const struct tbp_link *l, struct tbp_rail *rl);
+/* A frame left on rl: a paced one, or a resend that is never held but takes its turn. */
+void tbp_pace_sent(const struct tbp_link *l, struct tbp_rail *rl);
+/* The earliest time a rail that pacing alone holds back may send again, if before deadline. */
+uint64_t tbp_pace_deadline(const struct tbp_link *l, uint64_t deadline);
+
+/* When the rail's next paced frame is due: its clock, or (after a pause) now less the
+ * slack, so that an idle rail may send a burst but not more. */
+static inline uint64_t tbp_pace_base(const struct tbp_link *l, const struct tbp_rail *rl)
+{
+	return rl->pace_ns + rl->pace_slack >= l->now ? rl->pace_ns : l->now - rl->pace_slack;
+}
+
+/* The pacing clock lets rail rl send one more frame now, after the planned ones. Inline: the
+ * scheduler asks it of every rail for every frame. */
+static inline bool tbp_pace_allows(const struct tbp_link *l, const struct tbp_rail *rl,
+				   uint32_t planned)
+{
+	return !rl->pace_ivl || tbp_pace_base(l, rl) + planned * rl->pace_ivl <= l->now;
+}
 
 /* tbp_hello.c */
 void tbp_send_hello(struct tbp_link *l, uint32_t rail, uint8_t op);

@@ -39,6 +39,8 @@ void tbp_config_default(struct tbp_config *cfg)
 	cfg->link_dead_ns = 2000 * NS_PER_MS;
 	cfg->hello_retry_ns = 5 * NS_PER_MS;
 	cfg->rnr_backoff_ns = 1 * NS_PER_MS;
+	cfg->pace_gain_pct = 125;
+	cfg->pace_burst = 4;
 }
 
 static bool config_valid(const struct tbp_config *c)
@@ -58,6 +60,9 @@ static bool config_valid(const struct tbp_config *c)
 	if (!c->rto_min_ns || c->rto_max_ns < c->rto_min_ns || !c->ack_delay_ns ||
 	    !c->keepalive_ns || c->rail_dead_ns <= c->keepalive_ns || !c->link_dead_ns ||
 	    !c->hello_retry_ns || !c->rnr_backoff_ns)
+		return false;
+	if (c->pace_gain_pct && (c->pace_gain_pct < 100 || c->pace_gain_pct > 1000 ||
+				 c->pace_burst < 1 || c->pace_burst > TBP_WINDOW_MAX))
 		return false;
 	return true;
 }
@@ -264,6 +269,7 @@ static void cwnd_reset(const struct tbp_link *l, struct tbp_rail *rl)
 	rl->min_rtt = 0;
 	rl->cwnd_hold_until = 0;
 	rl->sig_frames = 0;
+	tbp_pace_reset(rl);
 }
 
 static void cwnd_reduce(struct tbp_link *l, struct tbp_rail *rl, uint32_t num, uint32_t den)
@@ -277,6 +283,7 @@ static void cwnd_reduce(struct tbp_link *l, struct tbp_rail *rl, uint32_t num, u
 	rl->slow_start = 0;
 	rl->cwnd_hold_until = l->now + (l->srtt ? l->srtt : l->rto);
 	l->st.cwnd_reductions++;
+	tbp_pace_update(l, rl);
 }
 
 static void rail_rtt_signal(struct tbp_link *l, struct tbp_rail *rl, uint64_t rtt,
@@ -321,8 +328,11 @@ static void rails_rtt_signals(struct tbp_link *l)
 
 		if (!rl->sig_frames)
 			continue;
-		if (rl->state == RAIL_UP)
+		if (rl->state == RAIL_UP) {
+			tbp_pace_rtt(rl, l->now - rl->sig_sent_ns);
 			rail_rtt_signal(l, rl, l->now - rl->sig_sent_ns, rl->sig_frames);
+			tbp_pace_update(l, rl);
+		}
 		rl->sig_frames = 0;
 		rl->sig_sent_ns = 0;
 	}
@@ -409,21 +419,29 @@ int tbp_rail_remove(struct tbp_link *l, uint32_t rail)
  * Pick the up rail with the least in-flight frames per unit of weight that can carry len
  * bytes and has not reported a full queue in this round; a data frame's first copy also
  * needs room in the rail's congestion window (a resend must not wait for acks that the
- * frames held since the timeout may never bring). Returns TBP_MAX_RAILS if none.
+ * frames held since the timeout may never bring) and, unless it is a MSG_ACK, its turn on
+ * the rail's pacing clock (tbp_pace.c). Returns TBP_MAX_RAILS if none.
  */
-/* Rail r may carry a frame of len bytes now; a first copy (windowed) also needs room in its
- * congestion window, counting the first copies already cut for it (planned). */
-static bool rail_can_take(const struct tbp_link *l, uint32_t r, uint32_t len, bool windowed,
+enum rail_need {
+	NEED_FIT = 0,   /* resends, control frames: any rail that is up and not full */
+	NEED_CWND = 1,  /* first copies: room in the congestion window */
+	NEED_PACE = 2,  /* first copies of data: the pacing clock allows one more */
+};
+
+/* Rail r may carry a frame of len bytes now, with what need asks for, counting the first
+ * copies already cut for it (planned). */
+static bool rail_can_take(const struct tbp_link *l, uint32_t r, uint32_t len, unsigned int need,
 			  uint32_t planned)
 {
 	const struct tbp_rail *rl = &l->rails[r];
 
 	return rl->state == RAIL_UP && !rl->busy && rl->max_frame >= len &&
-	       (!windowed || rl->inflight + planned < rl->cwnd);
+	       (!(need & NEED_CWND) || rl->inflight + planned < rl->cwnd) &&
+	       (!(need & NEED_PACE) || tbp_pace_allows(l, rl, planned));
 }
 
 /* The eligible rail with the fewest frames in flight (and planned) per unit of weight. */
-static uint32_t least_loaded_rail(const struct tbp_link *l, uint32_t len, bool windowed,
+static uint32_t least_loaded_rail(const struct tbp_link *l, uint32_t len, unsigned int need,
 				  bool count_planned)
 {
 	uint32_t r, best = TBP_MAX_RAILS;
@@ -434,7 +452,7 @@ static uint32_t least_loaded_rail(const struct tbp_link *l, uint32_t len, bool w
 		uint32_t planned = count_planned ? rl->planned : 0;
 		uint64_t score;
 
-		if (!rail_can_take(l, r, len, windowed, planned))
+		if (!rail_can_take(l, r, len, need, planned))
 			continue;
 		score = (((uint64_t)rl->inflight + planned + 1) << 16) / rl->weight;
 		if (score < best_score) {
@@ -445,9 +463,18 @@ static uint32_t least_loaded_rail(const struct tbp_link *l, uint32_t len, bool w
 	return best;
 }
 
-static uint32_t choose_rail(const struct tbp_link *l, uint32_t len, bool windowed)
+static uint32_t choose_rail(const struct tbp_link *l, uint32_t len, unsigned int need)
 {
-	return least_loaded_rail(l, len, windowed, false);
+	return least_loaded_rail(l, len, need, false);
+}
+
+/* No rail could take a paced frame; count it when pacing alone held it back. */
+static void count_pace_hold(struct tbp_link *l, uint32_t len, unsigned int need,
+			    bool count_planned)
+{
+	if ((need & NEED_PACE) &&
+	    least_loaded_rail(l, len, need & ~NEED_PACE, count_planned) != TBP_MAX_RAILS)
+		l->st.pace_holds++;
 }
 
 /*
@@ -459,10 +486,12 @@ static uint32_t choose_rail(const struct tbp_link *l, uint32_t len, bool windowe
  */
 uint32_t tbp_plan_rail(struct tbp_link *l)
 {
-	uint32_t r = least_loaded_rail(l, 0, true, true);
+	uint32_t r = least_loaded_rail(l, 0, NEED_CWND | NEED_PACE, true);
 
 	if (r != TBP_MAX_RAILS)
 		l->rails[r].planned++;
+	else
+		count_pace_hold(l, 0, NEED_CWND | NEED_PACE, true);
 	return r;
 }
 
@@ -624,7 +653,7 @@ void tbp_send_unsequenced(struct tbp_link *l, uint32_t rail, uint8_t op, uint32_
 void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32_t msn,
 		  uint16_t code, uint16_t attempt, uint32_t delay_us)
 {
-	uint32_t len = TBP_HDR_LEN + tbp_auth_overhead(l), rail = choose_rail(l, len, false);
+	uint32_t len = TBP_HDR_LEN + tbp_auth_overhead(l), rail = choose_rail(l, len, NEED_FIT);
 	struct tbp_hdr h;
 
 	/* Lost or not sent: the peer's ACK timer resends, and the resend is answered again. */
@@ -645,7 +674,7 @@ void tbp_send_nak(struct tbp_link *l, uint32_t dst_qpn, uint32_t src_qpn, uint32
 		tbp_hdr_encode(l->scratch, &h);
 		if (xmit_scratch(l, rail, len) == 0)
 			return;
-		rail = choose_rail(l, len, false);
+		rail = choose_rail(l, len, NEED_FIT);
 	} while (rail != TBP_MAX_RAILS);
 }
 
@@ -659,7 +688,8 @@ static void send_standalone_ack(struct tbp_link *l)
 	struct tbp_sack_range r[TBP_SACK_MAX_RANGES];
 	uint32_t n = sack_ranges_needed(l) ? build_sack_ranges(l, r) : 0;
 	uint32_t plen = tbp_sack_encode(l->scratch + TBP_HDR_LEN, r, n);
-	uint32_t len = TBP_HDR_LEN + plen + tbp_auth_overhead(l), rail = choose_rail(l, len, false);
+	uint32_t len = TBP_HDR_LEN + plen + tbp_auth_overhead(l);
+	uint32_t rail = choose_rail(l, len, NEED_FIT);
 	struct tbp_hdr h;
 
 	if (rail == TBP_MAX_RAILS)
@@ -753,16 +783,28 @@ static uint32_t build_slot_frame(struct tbp_link *l, uint32_t seq, struct tbp_tx
 	return seal_for_rail(l, rail, frame, *len);
 }
 
+/* What a queued slot needs of its rail: a resend only a fit, a first copy window room and,
+ * unless it is a MSG_ACK (a control frame), its turn on the pacing clock. */
+static unsigned int slot_need(const struct tbp_txslot *s)
+{
+	if (s->sent_once)
+		return NEED_FIT;
+	return s->op == TBP_W_MSG_ACK ? NEED_CWND : NEED_CWND | NEED_PACE;
+}
+
 /* Send one queued slot; returns false when no rail can take it now. */
 static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 {
 	uint32_t rail, len = TBP_HDR_LEN + s->payload_len + tbp_auth_overhead(l);
+	unsigned int need = slot_need(s);
 
 	/* A first copy goes on the rail it was cut for while that one can take it. */
-	if (s->plan && rail_can_take(l, s->plan - 1u, len, true, 0))
+	if (s->plan && rail_can_take(l, s->plan - 1u, len, need, 0))
 		rail = s->plan - 1u;
 	else
-		rail = choose_rail(l, len, !s->sent_once);
+		rail = choose_rail(l, len, need);
+	if (rail == TBP_MAX_RAILS)
+		count_pace_hold(l, len, need, false);
 	if (rail == TBP_MAX_RAILS) {
 		/* Cut for a bigger rail that is gone (or an MTU that shrank): waiting cannot help,
 		 * so the sequence number goes out as a NOP and the bytes are resent smaller. */
@@ -770,7 +812,7 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 			return false;
 		tbp_msg_recut(l, s);
 		len = TBP_HDR_LEN + tbp_auth_overhead(l);
-		rail = choose_rail(l, len, !s->sent_once);
+		rail = choose_rail(l, len, need);
 		if (rail == TBP_MAX_RAILS)
 			return false;
 	}
@@ -793,11 +835,14 @@ static bool send_slot(struct tbp_link *l, uint32_t seq, struct tbp_txslot *s)
 		if (rc == 0)
 			break;
 		rail_refused(l, rail);
-		rail = choose_rail(l, len, !s->sent_once);
+		rail = choose_rail(l, len, need);
 		if (rail == TBP_MAX_RAILS)
 			return false;
 	}
 	frame_left(l, rail);
+	/* Paced frames and resends take their turn on the clock; MSG_ACKs are too small to. */
+	if (need != NEED_CWND)
+		tbp_pace_sent(l, &l->rails[rail]);
 	if (s->plan) {
 		l->rails[s->plan - 1u].planned--;
 		s->plan = 0;
@@ -1366,6 +1411,8 @@ uint64_t tbp_tick(struct tbp_link *l, uint64_t now)
 		if (l->sack_owed)
 			deadline = min_u64(deadline, sack_due_ns(l));
 		deadline = tbp_msg_next_deadline(l, deadline);
+		/* A rail held back only by its pacing clock resumes when the clock allows. */
+		deadline = tbp_pace_deadline(l, deadline);
 	}
 	/* A deadline already due means a resource (window, rail queue) is exhausted; the
 	 * event that frees it runs tbp_rx/tbp_tick anyway, so do not spin on the timer. */

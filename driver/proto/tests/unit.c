@@ -497,6 +497,7 @@ static void test_config_validation(void)
 #include "inv.h"
 #include "cc.h"
 #include "frags.h"
+#include "pace.h"
 
 static const struct {
 	const char *name;
@@ -520,6 +521,7 @@ static const struct {
 	INV_TESTS
 	CC_TESTS
 	FRAGS_TESTS
+	PACE_TESTS
 };
 
 int main(int argc, char **argv)
