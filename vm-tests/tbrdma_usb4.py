@@ -113,6 +113,12 @@ for size in SIZES:
         qp.post_send(wr)
         wait()
         assert mr.read(size, 0) == payload(size), f"READ of {size} bytes differs"
+# The server's MR stays until the client's last READ is back.
+if role == "server":
+    assert wire.readline() == "done\n", "the client went away"
+else:
+    wire.write("done\n")
+    wire.flush()
 print(json.dumps({"role": role, "byte_exact_sizes": SIZES}))
 '''
 
