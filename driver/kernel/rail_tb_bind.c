@@ -86,37 +86,34 @@ attach:
 	return err;
 }
 
-/* configfs remove_rail of a "tb:" name: forget the wish (main.c drops the rails). */
-int tbrdma_tb_remove_rail(struct tbrdma_dev *tdev, const char *name)
+/* Forgets tdev's wishes named name, or all of them (NULL); returns how many went. */
+static unsigned int tbrdma_tb_drop_wishes(struct tbrdma_dev *tdev, const char *name)
 {
 	struct tbrdma_tb_wish *wish, *next;
-	int err = -ENOENT;
+	unsigned int dropped = 0;
 
 	mutex_lock(&tbrdma_tb_mutex);
 	list_for_each_entry_safe(wish, next, &tbrdma_tb_wishes, node) {
-		if (wish->tdev == tdev && !strcmp(wish->name, name)) {
+		if (wish->tdev == tdev && (!name || !strcmp(wish->name, name))) {
 			list_del(&wish->node);
 			kfree(wish);
-			err = 0;
+			dropped++;
 		}
 	}
 	mutex_unlock(&tbrdma_tb_mutex);
-	return err;
+	return dropped;
+}
+
+/* configfs remove_rail of a "tb:" name: forget the wish (main.c drops the rails). */
+int tbrdma_tb_remove_rail(struct tbrdma_dev *tdev, const char *name)
+{
+	return tbrdma_tb_drop_wishes(tdev, name) ? 0 : -ENOENT;
 }
 
 /* The device is going: its wishes go with it. */
 void tbrdma_tb_forget_device(struct tbrdma_dev *tdev)
 {
-	struct tbrdma_tb_wish *wish, *next;
-
-	mutex_lock(&tbrdma_tb_mutex);
-	list_for_each_entry_safe(wish, next, &tbrdma_tb_wishes, node) {
-		if (wish->tdev == tdev) {
-			list_del(&wish->node);
-			kfree(wish);
-		}
-	}
-	mutex_unlock(&tbrdma_tb_mutex);
+	tbrdma_tb_drop_wishes(tdev, NULL);
 }
 
 /* Whether remove_rail's name covers a Thunderbolt rail (see tbrdma_tb_wish_covers()). */
@@ -299,10 +296,27 @@ err_resources:
 }
 EXPORT_SYMBOL_GPL(tbrdma_tb_bind);
 
+/*
+ * A pair goes away on purpose: LOGOUT first when the peer may have paths to us and the cable
+ * is still there, then our paths down. Returns whether they were up.
+ */
+static bool tbrdma_tb_leave(struct tbrdma_tb_pair *pair, bool peer_may_have_paths)
+{
+	struct tbrdma_tb_service *ts = pair->ts;
+	struct tbrdma_tb_msg reply;
+	bool was_up;
+
+	mutex_lock(&ts->conn_lock);
+	if (peer_may_have_paths && !ts->xd->is_unplugged)
+		tbrdma_tb_request(pair, TBRDMA_TB_LOGOUT, 0, TBRDMA_TB_LOGOUT_TIMEOUT_MS, &reply);
+	was_up = tbrdma_tb_disconnect(pair);
+	mutex_unlock(&ts->conn_lock);
+	return was_up;
+}
+
 /* Driver unbind or unplug: rails first, then the login machinery, paths, rings, HopIDs. */
 void tbrdma_tb_unbind(struct tbrdma_tb_service *ts)
 {
-	struct tbrdma_tb_msg reply;
 	unsigned int i;
 
 	mutex_lock(&tbrdma_tb_mutex);
@@ -331,13 +345,8 @@ void tbrdma_tb_unbind(struct tbrdma_tb_service *ts)
 	for (i = 0; i < ts->npairs; i++) {
 		struct tbrdma_tb_pair *pair = &ts->pairs[i];
 
-		mutex_lock(&ts->conn_lock);
 		/* The peer may have paths to us if it connected on our answer: tell it we go. */
-		if ((pair->connected || pair->ctl_answered) && !ts->xd->is_unplugged)
-			tbrdma_tb_request(pair, TBRDMA_TB_LOGOUT, 0, TBRDMA_TB_LOGOUT_TIMEOUT_MS,
-					  &reply);
-		tbrdma_tb_disconnect(pair);
-		mutex_unlock(&ts->conn_lock);
+		tbrdma_tb_leave(pair, pair->connected || pair->ctl_answered);
 		tbrdma_tb_free_resources(pair);
 	}
 	kref_put(&ts->kref, tbrdma_tb_release);
@@ -378,7 +387,6 @@ MODULE_PARM_DESC(tb_services, "Bound Thunderbolt ring pairs (read-only)");
  */
 void tbrdma_tb_suspend(struct tbrdma_tb_service *ts)
 {
-	struct tbrdma_tb_msg reply;
 	unsigned int i;
 
 	mutex_lock(&ts->conn_lock);
@@ -386,19 +394,9 @@ void tbrdma_tb_suspend(struct tbrdma_tb_service *ts)
 	mutex_unlock(&ts->conn_lock);
 	for (i = 0; i < ts->npairs; i++)
 		cancel_delayed_work_sync(&ts->pairs[i].login_work);
-	for (i = 0; i < ts->npairs; i++) {
-		struct tbrdma_tb_pair *pair = &ts->pairs[i];
-		bool was_up;
-
-		mutex_lock(&ts->conn_lock);
-		if (pair->connected && !ts->xd->is_unplugged)
-			tbrdma_tb_request(pair, TBRDMA_TB_LOGOUT, 0, TBRDMA_TB_LOGOUT_TIMEOUT_MS,
-					  &reply);
-		was_up = tbrdma_tb_disconnect(pair);
-		mutex_unlock(&ts->conn_lock);
-		if (was_up)
-			tbrdma_tb_rail_event(pair, false);
-	}
+	for (i = 0; i < ts->npairs; i++)
+		if (tbrdma_tb_leave(&ts->pairs[i], ts->pairs[i].connected))
+			tbrdma_tb_rail_event(&ts->pairs[i], false);
 }
 EXPORT_SYMBOL_GPL(tbrdma_tb_suspend);
 
