@@ -122,7 +122,7 @@ def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None =
         raise NativeError(f"{device} exists but has no configfs directory {directory}")
     for name in netdevs:
         _write(directory / "add_rail", name)
-    if port not in netdevs and port in _rail_names(directory):
+    if port not in netdevs and port in [rail["name"] for rail in rails(device)]:
         _write(directory / "remove_rail", port)
     if initiator is None:
         initiator = _auto_initiator(cables or [port])
@@ -133,11 +133,6 @@ def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None =
         return
     _write(directory / "role", role)
     _write(directory / "peer_key", key.hex())
-
-
-def _rail_names(directory: Path) -> list[str]:
-    return [line.split()[1] for line in (directory / "rails").read_text().splitlines()
-            if len(line.split()) > 1]
 
 
 def rails(device: str) -> list[dict[str, Any]]:
