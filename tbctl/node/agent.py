@@ -490,18 +490,13 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
         if node:
             _configure_node(node, [c["link"] for c in request["cables"]])
         if transport == "native":
-            key = bytes.fromhex(request["native_key"])
             # Exactly one end initiates the handshake; both ends decide alike from the ids.
             initiator = probe.host_identity(host_root()) < peer
-            links = [c["link"] for c in request["cables"]]
-            # Over USB4 the rails are the peer's ring pairs (tb:<UUID>); the first cable's
-            # netdev lends the device its addresses. Otherwise one rail per cable netdev.
             tb_peer = request.get("tb_peer")
-            rails = [tb_peer] if tb_peer else links
-            _native().create(pairing["native_device"], rails, key, initiator, port=links[0])
-            pairing["native_rails"] = rails
+            pairing["native_rails"] = [tb_peer] if tb_peer else []
             pairing["native_key"] = request["native_key"]
             pairing["native_initiator"] = initiator
+            _create_native(pairing, [c["link"] for c in request["cables"]])
             for cable in pairing["cables"]:
                 cable["rdma_device"] = pairing["native_device"]
         if isinstance(digest, str):
@@ -601,6 +596,15 @@ def link_of_device(device: str) -> str:
     return path.name
 
 
+def _create_native(pairing: dict[str, Any], links: list[str]) -> None:
+    """The pairing's tbrdma device over `links` (its present cable netdevs): over the peer's
+    USB4 ring pairs (`native_rails`, tb:<UUID>) when it was paired over them, the first link
+    lending the device its addresses; otherwise one rail per link."""
+    _native().create(pairing["native_device"], pairing.get("native_rails") or links,
+                     bytes.fromhex(pairing["native_key"]), pairing["native_initiator"],
+                     port=links[0])
+
+
 def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
     """Configure the recorded cables whose links are present (only the one on link `only`
     when given); the pairing's other rails stay as they are."""
@@ -636,9 +640,7 @@ def _reapply(state: dict[str, Any], only: str | None = None) -> dict[str, Any]:
         if pairing.get("native_device"):
             links = [c["link"] for c in cables if c["link"] in applied]
             if links:
-                _native().create(pairing["native_device"], links,
-                                 bytes.fromhex(pairing["native_key"]),
-                                 pairing["native_initiator"])
+                _create_native(pairing, links)
     if failed:
         raise AgentError("; ".join(failed))
     return {"applied": applied, "absent": absent}

@@ -139,3 +139,27 @@ def test_hotplug_reapply_refuses_a_path_that_is_no_netdev(tmp_path, monkeypatch,
         assert agent.main(["reapply", "--device", bad]) == 1
         error = json.loads(capsys.readouterr().out)["error"]
         assert error.startswith(f"--device {bad} is not the sysfs path of a network interface")
+
+
+def test_reapply_recreates_a_native_device_on_its_usb4_ring_pairs(monkeypatch) -> None:
+    """After a reboot a pairing made over USB4 ring pairs comes back over them (the first
+    cable's netdev lending the addresses), not over the cables' netdevs; a pairing made over
+    netdevs comes back over the present ones."""
+    created = []
+
+    class Native:
+        @staticmethod
+        def create(device, rails, key, initiator, port=None):
+            created.append((device, rails, port))
+
+    monkeypatch.setattr(agent.net, "link_present", lambda link: link != "thunderbolt1")
+    monkeypatch.setattr(agent, "_configure_cable", lambda cable, transport: None)
+    monkeypatch.setattr(agent, "_native", lambda: Native)
+    native = {"transport": "native", "native_key": "00" * 32, "native_initiator": True,
+              "cables": [{"link": "thunderbolt0"}, {"link": "thunderbolt1"}]}
+    state = {"pairings": {
+        "usb4": {**native, "native_device": "tbrdma0", "native_rails": ["tb:peer-uuid"]},
+        "nets": {**native, "native_device": "tbrdma1"}}}
+    agent._reapply(state)
+    assert created == [("tbrdma0", ["tb:peer-uuid"], "thunderbolt0"),
+                       ("tbrdma1", ["thunderbolt0"], "thunderbolt0")]
