@@ -10,7 +10,8 @@
 # cables (ratios printed, not asserted).
 # Faults: a cable pulled mid-transfer (the transfer completes on the other cable) and plugged
 # back (its rails return with no command); the peer's host interface reloaded under traffic
-# (an unplug of every XDomain); one host suspended and resumed; a hostile peer's garbage
+# (an unplug of every XDomain); one host suspended and resumed; a firmware connection
+# manager with a thunderbolt-net stand-in on the same cable; a hostile peer's garbage
 # control messages and ring frames (refused and counted; the link stays up and data stays
 # exact). Last, tbctl pairs over the ring pairs by itself.
 import json
@@ -301,14 +302,70 @@ for m in (a, b):
 
 # 5b. a suspends and resumes (its rail's PM callbacks, driven through the emulation): every
 # pair logs out, both ends' rails lose carrier; after resume they come back by themselves.
-a.succeed("echo 1 > /sys/kernel/debug/tbrdma_usb4emu/suspend")
-for m in (a, b):
-    m.wait_until_succeeds(f"test $(grep -c ' up via ' {SERVICES}) = 0", timeout=60)
-    m.wait_until_succeeds(f"! grep -q ' carrier added ' {CFS}/rails", timeout=60)
-a.succeed("echo 0 > /sys/kernel/debug/tbrdma_usb4emu/suspend")
-wait_rails(4)
+def suspend_resume(m):
+    m.succeed("echo 1 > /sys/kernel/debug/tbrdma_usb4emu/suspend")
+    for n in (a, b):
+        n.wait_until_succeeds(f"test $(grep -c ' up via ' {SERVICES}) = 0", timeout=60)
+        n.wait_until_succeeds(f"! grep -q ' carrier added ' {CFS}/rails", timeout=60)
+    m.succeed("echo 0 > /sys/kernel/debug/tbrdma_usb4emu/suspend")
+    wait_rails(4)
+
+
+suspend_resume(a)
 print(f"after suspend and resume:\n{a.succeed(f'cat {CFS}/rails')}")
 print(write_bw("-s 65536 -n 100"))
+
+# 5c. a firmware connection manager (ICM) drops every DMA path of an XDomain when any
+# service disables one of its own. The emulation reloads with fw_cm=1 (its XDomains then come
+# with the peer's UUID, as ICM's do) and carries a thunderbolt-net stand-in, usb4net0, with
+# its own rings and paths on cable 0. First the rail is forced to treat the CM as software
+# (tb_cm=software): b's suspend makes both ends' pairs disable their paths and usb4net0
+# breaks, which shows the check can fail. Then, with tb_cm=auto, the same suspend leaves
+# usb4net0 working; and usb4net0 taken down and up on a mid-transfer (its disable drops
+# tbrdma's paths on cable 0) costs tbrdma nothing but a login: the rails heal by themselves.
+NET = {"a": "10.78.0.1", "b": "10.78.0.2"}
+PING = f"ping -c 3 -i 0.3 -W 2 {NET['b']}"
+
+
+def firmware_cm_cables(tb_cm):
+    for m in (a, b):
+        m.succeed(f"echo {tb_cm} > /sys/module/tbrdma/parameters/tb_cm")
+        m.succeed("rmmod tbrdma_usb4emu && " + EMU.format(uuid=UUID[m.name]) + " fw_cm=1")
+    wait_rails(4)
+    for m in (a, b):
+        expected = "software" if tb_cm == "software" else "firmware"
+        assert rails(m) and all(f" cm {expected} " in r["line"] for r in rails(m).values()), \
+            rails(m)
+        m.succeed(f"ip addr replace {NET[m.name]}/24 dev usb4net0 && ip link set usb4net0 up")
+    a.wait_until_succeeds(PING, timeout=60)
+
+
+def relogins(m):
+    return sum(int(r["line"].split(" relogins ")[1].split()[0]) for r in rails(m).values())
+
+
+firmware_cm_cables("software")
+suspend_resume(b)
+status, out = a.execute(PING)
+assert status != 0, f"usb4net0 survived paths disabled under a firmware CM:\n{out}"
+print("tb_cm=software under a firmware CM: b's suspend broke usb4net0, as expected")
+
+firmware_cm_cables("auto")
+suspend_resume(b)
+a.succeed(PING)
+print("tb_cm=auto: usb4net0 works after b's suspend and resume")
+before = relogins(a) + relogins(b)
+start_transfer()
+a.succeed("ip link set usb4net0 down && sleep 1 && ip link set usb4net0 up")
+finish_transfer("across usb4net0 down and up on a (every cable-0 path of a dropped)")
+wait_rails(4)
+a.succeed(PING)
+healed = relogins(a) + relogins(b) - before
+print(f"after usb4net0 down/up on a: {healed} silent-rail logins\n{a.succeed(f'cat {CFS}/rails')}")
+assert healed > 0, "tbrdma's cable-0 paths were dropped, yet no rail logged in again"
+print(write_bw("-s 65536 -n 100"))
+for m in (a, b):
+    check_kernel_log(m)
 
 # 6. a hostile peer: b's user space sends garbage on the emulated wire to a: control
 # messages with our protocol UUID and random fields, replayed logins, ring frames to every

@@ -569,6 +569,13 @@ static void env_event(void *ctx, uint32_t event, uint32_t rail)
 	case TBP_EV_LINK_UP:
 		tdev->core_link_up = true;
 		break;
+	case TBP_EV_RAIL_DOWN:
+		/* Silence on a Thunderbolt pair may mean its DMA paths went away under it. */
+		if (tdev->in_tick && rail < TBRDMA_MAX_RAILS &&
+		    tdev->rails[rail].kind == TBRDMA_RAIL_TB &&
+		    tdev->rails[rail].tb)
+			tbrdma_tb_rail_silent(tdev->rails[rail].tb);
+		break;
 	case TBP_EV_LINK_FAILED:
 		tdev->core_link_up = false;
 		/* Terminal for this link instance: rebuild it (allocation) from process context. */
@@ -851,7 +858,9 @@ void tbrdma_link_tick_locked(struct tbrdma_dev *tdev)
 		return;
 	now = ktime_get_ns();
 	if (link) {
+		tdev->in_tick = true;	/* a rail that goes down in here went silent */
 		deadline = tbp_tick(link, now);
+		tdev->in_tick = false;
 		after_core_call(tdev);
 	}
 	deadline = min(deadline, tbrdma_loop_tick(tdev, now));

@@ -39,6 +39,47 @@ module_param(tb_irq_throttle_ns, uint, 0444);
 MODULE_PARM_DESC(tb_irq_throttle_ns,
 		 "RX ring interrupt throttle where the kernel lets drivers set it (default 16 us)");
 
+/*
+ * Which connection manager sets up the XDomain's DMA paths. A firmware one (ICM, on Intel
+ * Thunderbolt 3 hosts and some Apple/Intel USB4 ones) drops every path of the XDomain when
+ * any service disables one of its own, thunderbolt-net's included; a software one (the
+ * kernel's, on every USB4 host it runs) drops only the path it is told. "auto" tells them
+ * apart as the thunderbolt driver creates the XDomain: the firmware hands it the peer's
+ * UUID, the software CM asks the peer for it (xd->needs_uuid).
+ */
+enum { TB_CM_AUTO, TB_CM_SOFTWARE, TB_CM_FIRMWARE };
+static const char *const tb_cm_names[] = { "auto", "software", "firmware" };
+static int tb_cm = TB_CM_AUTO;
+
+static int tb_cm_set(const char *val, const struct kernel_param *kp)
+{
+	int i = sysfs_match_string(tb_cm_names, val);
+
+	if (i < 0) {
+		pr_err("tbrdma: tb_cm=%s: expected auto, software or firmware\n", val);
+		return -EINVAL;
+	}
+	WRITE_ONCE(tb_cm, i);
+	return 0;
+}
+
+static int tb_cm_get(char *buf, const struct kernel_param *kp)
+{
+	return scnprintf(buf, PAGE_SIZE, "%s\n", tb_cm_names[READ_ONCE(tb_cm)]);
+}
+
+static const struct kernel_param_ops tb_cm_ops = { .set = tb_cm_set, .get = tb_cm_get };
+module_param_cb(tb_cm, &tb_cm_ops, NULL, 0644);
+MODULE_PARM_DESC(tb_cm, "Connection manager of the XDomains' paths: auto (default), software or firmware");
+
+/* Decided once per XDomain, at bind. */
+bool tbrdma_tb_firmware_cm(const struct tb_xdomain *xd)
+{
+	int cm = READ_ONCE(tb_cm);
+
+	return cm == TB_CM_AUTO ? !xd->needs_uuid : cm == TB_CM_FIRMWARE;
+}
+
 /* Login/logout messages on the control channel: 7a6bb0eb-2e6f-474a-a753-68a79552541b */
 const uuid_t tbrdma_tb_proto_uuid =
 	UUID_INIT(0x7a6bb0eb, 0x2e6f, 0x474a, 0xa7, 0x53, 0x68, 0xa7, 0x95, 0x52, 0x54, 0x1b);
@@ -445,10 +486,20 @@ bool tbrdma_tb_disconnect(struct tbrdma_tb_pair *pair)
 		return false;
 	/* After this no xmit is inside the ring enqueue: it holds tx_lock throughout. */
 	tbrdma_tb_reset_tx(pair, false);
-	err = ops->disable_paths(ts->xd, pair->out_hopid, pair->tx_ring->hop, pair->in_hopid,
-				 pair->rx_ring->hop);
-	if (err)
-		dev_dbg(ts->dev, "%s: disabling DMA paths failed (%d)\n", pair->name, err);
+	if (ts->firmware_cm && !READ_ONCE(ts->xd->is_unplugged)) {
+		/*
+		 * Disabling ours would take down every path of the XDomain, thunderbolt-net's
+		 * too. They stay with the firmware, which tears them down with the XDomain;
+		 * frames on them find stopped rings, and the next connect enables them again.
+		 */
+		pair->paths_kept++;
+	} else {
+		err = ops->disable_paths(ts->xd, pair->out_hopid, pair->tx_ring->hop,
+					 pair->in_hopid, pair->rx_ring->hop);
+		if (err)
+			dev_dbg(ts->dev, "%s: disabling DMA paths failed (%d)\n", pair->name,
+				err);
+	}
 	tbrdma_tb_stop_rings(pair);
 	pair->connected = false;
 	dev_info(ts->dev, "rail %s down\n", pair->name);
@@ -597,15 +648,25 @@ void tbrdma_tb_ctl_work(struct work_struct *work)
 	struct tbrdma_tb_pair *pair = container_of(work, struct tbrdma_tb_pair, ctl_work);
 	struct tbrdma_tb_service *ts = pair->ts;
 	bool was_up = false;
+	bool silent;
 	u32 type, hopid;
 
 	spin_lock_bh(&ts->ctl_lock);
 	type = pair->ctl_type;
 	hopid = pair->ctl_hopid;
+	silent = pair->ctl_silent;
 	pair->ctl_type = 0;
+	pair->ctl_silent = false;
 	spin_unlock_bh(&ts->ctl_lock);
 
 	mutex_lock(&ts->conn_lock);
+	if (silent && pair->connected) {
+		dev_info(ts->dev, "%s: nothing heard on the rail: logging in again\n",
+			 pair->name);
+		pair->silent_relogins++;
+		was_up = tbrdma_tb_disconnect(pair);
+		tbrdma_tb_start_login(pair, 0);
+	}
 	if (type == TBRDMA_TB_LOGOUT) {
 		was_up = tbrdma_tb_disconnect(pair);
 		tbrdma_tb_start_login(pair, TBRDMA_TB_LOGIN_DELAY_MS);
@@ -618,6 +679,25 @@ void tbrdma_tb_ctl_work(struct work_struct *work)
 	mutex_unlock(&ts->conn_lock);
 	if (was_up)
 		tbrdma_tb_rail_event(pair, false);
+}
+
+/*
+ * The core heard nothing on the pair's rail for rail_dead_ms (its rail-down event; atomic
+ * context). The paths may be gone under us: a firmware connection manager drops every path
+ * of the XDomain when another service disables one of its own. ctl_work connects again
+ * through a new login if the pair still counts as connected; the peer's LOGIN on its side
+ * of the same silence only restarts a login series.
+ */
+void tbrdma_tb_rail_silent(struct tbrdma_tb_pair *pair)
+{
+	struct tbrdma_tb_service *ts = pair->ts;
+
+	spin_lock_bh(&ts->ctl_lock);
+	if (!ts->ctl_closed) {
+		pair->ctl_silent = true;
+		queue_work(system_long_wq, &pair->ctl_work);
+	}
+	spin_unlock_bh(&ts->ctl_lock);
 }
 
 /* Records the peer's LOGIN/LOGOUT for ctl_work; returns false once the service is going. */

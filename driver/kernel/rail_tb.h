@@ -50,7 +50,9 @@ struct tbrdma_tb_pair {
 	bool ctl_answered;		/* we accepted a peer login: it may have paths to us */
 	u32 ctl_type;			/* 0 if none pending; under the service's ctl_lock */
 	u32 ctl_hopid;
+	bool ctl_silent;		/* the core heard nothing on the rail: log in again */
 	struct work_struct ctl_work;
+	u64 silent_relogins, paths_kept;
 
 	struct tb_ring *tx_ring;
 	struct tb_ring *rx_ring;
@@ -95,6 +97,7 @@ struct tbrdma_tb_service {
 	struct mutex request_lock;
 	bool removing;
 	bool suspended;			/* host suspend or shutdown: pairs stay down */
+	bool firmware_cm;		/* disabling one path drops all: never while plugged */
 	atomic_t command_id;
 
 	spinlock_t ctl_lock;
@@ -117,5 +120,6 @@ void tbrdma_tb_ctl_work(struct work_struct *work);
 void tbrdma_tb_rx_work(struct work_struct *work);
 int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data);
 void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms);
+bool tbrdma_tb_firmware_cm(const struct tb_xdomain *xd);
 
 #endif

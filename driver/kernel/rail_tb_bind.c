@@ -194,11 +194,12 @@ int tbrdma_tb_describe(const struct tbrdma_rail *rail, char *buf, size_t size)
 
 	if (!pair)
 		return 0;
-	return scnprintf(buf, size, " via %s rings %d/%d of %d hopids %d/%d link %u Mb/s rx_polls %llu rx_errors %llu",
+	return scnprintf(buf, size, " via %s rings %d/%d of %d hopids %d/%d link %u Mb/s rx_polls %llu rx_errors %llu cm %s relogins %llu paths_kept %llu",
 			 pair->ts->ops->name, pair->tx_ring ? pair->tx_ring->hop : -1,
 			 pair->rx_ring ? pair->rx_ring->hop : -1, TBRDMA_TB_RING_SIZE,
 			 pair->out_hopid, pair->in_hopid, tbrdma_tb_mbps(rail), pair->rx_polls,
-			 pair->rx_errors);
+			 pair->rx_errors, pair->ts->firmware_cm ? "firmware" : "software",
+			 pair->silent_relogins, pair->paths_kept);
 }
 
 /* ---- binding to an XDomain ---- */
@@ -261,6 +262,7 @@ struct tbrdma_tb_service *tbrdma_tb_bind(const struct tbrdma_tb_ops *ops,
 	ts->xd = xd;
 	ts->dev = dev;
 	ts->npairs = npairs;
+	ts->firmware_cm = tbrdma_tb_firmware_cm(xd);
 	snprintf(ts->peer, sizeof(ts->peer), "tb:%pUb", xd->remote_uuid);
 	snprintf(ts->cable, sizeof(ts->cable), "%s@%s", ts->peer, where);
 	for (i = 0; i < npairs; i++)
@@ -285,7 +287,8 @@ struct tbrdma_tb_service *tbrdma_tb_bind(const struct tbrdma_tb_ops *ops,
 	for (i = 0; i < npairs; i++)
 		queue_delayed_work(system_long_wq, &ts->pairs[i].login_work,
 				   msecs_to_jiffies(TBRDMA_TB_LOGIN_FIRST_MS));
-	dev_info(dev, "tbrdma peer %s: %u ring pairs via %s\n", ts->cable, npairs, ops->name);
+	dev_info(dev, "tbrdma peer %s: %u ring pairs via %s, %s connection manager\n", ts->cable,
+		 npairs, ops->name, ts->firmware_cm ? "firmware" : "software");
 	return ts;
 
 err_resources:
@@ -507,6 +510,10 @@ const char *tbrdma_tb_name(const struct tbrdma_rail *rail)
 int tbrdma_tb_describe(const struct tbrdma_rail *rail, char *buf, size_t size)
 {
 	return 0;
+}
+
+void tbrdma_tb_rail_silent(struct tbrdma_tb_pair *pair)
+{
 }
 
 #endif

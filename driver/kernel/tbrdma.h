@@ -434,6 +434,7 @@ struct tbrdma_dev {
 	size_t link_mem_size;
 	bool link_ready;
 	bool core_link_up;
+	bool in_tick;			/* inside tbp_tick(): rail-down events are silence */
 	bool port_state_dirty;
 	bool dying;
 	bool in_after_core_call;
@@ -741,6 +742,7 @@ bool tbrdma_tb_running(const struct tbrdma_rail *rail);
 u32 tbrdma_tb_max_frame(const struct tbrdma_rail *rail);
 const char *tbrdma_tb_name(const struct tbrdma_rail *rail);
 u32 tbrdma_tb_mbps(const struct tbrdma_rail *rail);
+void tbrdma_tb_rail_silent(struct tbrdma_tb_pair *pair);
 
 /*
  * What glue.c and configfs.c ask of a rail, by kind. "Running" is what the core may be

@@ -19,7 +19,10 @@
  * - HopIDs (8..EMU_MAX_HOPID, per XDomain), ring hops per XDomain, DMA paths: a frame
  *   travels to the peer's input HopID and lands in the RX ring that path was enabled for;
  *   with fw_cm=1 disabling any path drops every path of the XDomain, as a firmware
- *   connection manager (ICM) does.
+ *   connection manager (ICM) does, and the XDomain comes with the peer's UUID
+ *   (xd->needs_uuid clear), which is how the rail tells the two apart.
+ * - A thunderbolt-net stand-in (usb4emu_net.c) with its own rings and paths on every
+ *   XDomain, to show that tbrdma leaves another service on the cable alone.
  * - Rings: frame mode with SOF/EOF PDFs and 12-bit sizes, a fixed number of posted
  *   buffers (an RX frame with no posted buffer is an overrun: dropped and counted),
  *   E2E flow control (a sender's ring with RING_FLAG_E2E sends only into buffers the
@@ -364,6 +367,7 @@ static void emu_unplug(struct emu_cable *cable)
 	exd->xd.is_unplugged = true;
 	exd->dead = true;
 	tbrdma_tb_unbind(exd->ts);
+	emu_net_remove(exd->net);
 	RCU_INIT_POINTER(cable->exd, NULL);
 	synchronize_rcu();
 	flush_work(&emu_ctl_work);
@@ -402,6 +406,8 @@ static void emu_plug(struct emu_cable *cable)
 	exd->xd.remote_max_hopid = EMU_MAX_HOPID;
 	exd->xd.link_speed = link_speed;
 	exd->xd.link_width = 2;		/* two lanes: TB_LINK_WIDTH_DUAL, or the lane count < 6.4 */
+	/* A firmware CM hands the thunderbolt driver the peer's UUID; the software CM asks. */
+	exd->xd.needs_uuid = !READ_ONCE(emu_fw_cm);
 	spin_lock_init(&exd->lock);
 	mutex_init(&exd->request_lock);
 	init_completion(&exd->request_done);
@@ -411,10 +417,16 @@ static void emu_plug(struct emu_cable *cable)
 	ida_init(&exd->rx_hops);
 	/* Published first: the rail's logins start at once and need the control channel. */
 	rcu_assign_pointer(cable->exd, exd);
+	exd->net = emu_net_add(exd);
+	if (IS_ERR(exd->net))
+		dev_warn(&emu_pdev->dev, "%s: no thunderbolt-net stand-in (%ld)\n",
+			 cable->ndev->name, PTR_ERR(exd->net));
 	ts = tbrdma_tb_bind(&emu_ops, &exd->xd, cable->ndev->name, &emu_pdev->dev);
 	if (IS_ERR(ts)) {
 		dev_warn(&emu_pdev->dev, "%s: binding the rail failed (%ld)\n", cable->ndev->name,
 			 PTR_ERR(ts));
+		exd->dead = true;
+		emu_net_remove(exd->net);
 		RCU_INIT_POINTER(cable->exd, NULL);
 		synchronize_rcu();
 		kfree(exd);

@@ -2,7 +2,7 @@
 /*
  * tbrdma_usb4emu (test-only): the emulated USB4 host interface's shared types. usb4emu.c
  * has the wire, the control channel, discovery and the module; usb4emu_ring.c the rings,
- * HopIDs and paths.
+ * HopIDs and paths; usb4emu_net.c the thunderbolt-net stand-in.
  */
 #ifndef TBRDMA_USB4EMU_H
 #define TBRDMA_USB4EMU_H
@@ -26,6 +26,7 @@
 #define EMU_CTL_MAX		256
 #define EMU_HELLO_MS		200
 #define EMU_PEER_TIMEOUT_MS	2000
+#define EMU_NET_HOPID		EMU_MIN_HOPID	/* the thunderbolt-net stand-in's, both ends */
 
 /* module parameters (usb4emu.c) */
 extern unsigned int emu_ring_mbps;
@@ -46,6 +47,7 @@ struct emu_hdr {
 } __packed;
 
 struct emu_xd;
+struct emu_net;
 
 struct emu_ring {
 	struct tb_ring ring;		/* what the rail holds; ring.lock guards the lists */
@@ -70,6 +72,7 @@ struct emu_xd {
 	uuid_t remote_uuid;
 	struct emu_cable *cable;
 	struct tbrdma_tb_service *ts;
+	struct emu_net *net;		/* the thunderbolt-net stand-in (usb4emu_net.c) */
 	struct ida in_hopids, out_hopids, tx_hops, rx_hops;
 	spinlock_t lock;		/* the tables below */
 	struct emu_ring *tx_rings[EMU_RING_HOPS];
@@ -144,6 +147,8 @@ void emu_rx_data(struct emu_xd *exd, u16 hop, u32 seq, u32 pdf, const void *payl
 		 u32 len);
 void emu_rx_credit(struct emu_xd *exd, u16 hop, u32 seen, u32 free);
 void emu_refresh_credits(struct emu_xd *exd);
+struct emu_net *emu_net_add(struct emu_xd *exd);
+void emu_net_remove(struct emu_net *net);
 int emu_send(struct emu_cable *cable, u8 kind, u16 hop, u32 seq, u32 arg,
 	     const void *payload, u32 len, gfp_t gfp);
 
