@@ -11,7 +11,8 @@
 # Faults: a cable pulled mid-transfer (the transfer completes on the other cable) and plugged
 # back (its rails return with no command); the peer's host interface reloaded under traffic
 # (an unplug of every XDomain); one host suspended and resumed; a firmware connection
-# manager with a thunderbolt-net stand-in on the same cable; a hostile peer's garbage
+# manager with a thunderbolt-net stand-in on the same cable; tbrdma unloaded and loaded
+# again under traffic; a hostile peer's garbage
 # control messages and ring frames (refused and counted; the link stays up and data stays
 # exact). Last, tbctl pairs over the ring pairs by itself.
 import json
@@ -364,6 +365,33 @@ healed = relogins(a) + relogins(b) - before
 print(f"after usb4net0 down/up on a: {healed} silent-rail logins\n{a.succeed(f'cat {CFS}/rails')}")
 assert healed > 0, "tbrdma's cable-0 paths were dropped, yet no rail logged in again"
 print(write_bw("-s 65536 -n 100"))
+for m in (a, b):
+    check_kernel_log(m)
+
+# 5d. tbrdma itself unloaded and loaded again on a under traffic, beside the emulation (which
+# does not depend on it, as a service driver does not own the bus): a's job is killed
+# mid-transfer and tbrdma removed with tbrdma0 still there, while usb4net0 carries pings;
+# its services unbind without disabling paths (firmware CM), so usb4net0 loses nothing.
+# b's transfer ends rather than hangs; once tbrdma is back and tbrdma0 made again, the
+# rails return and data flows.
+start_transfer()
+a.succeed(f"(ping -c 150 -i 0.1 -W 2 {NET['b']} > /tmp/netping.out 2>&1; "
+          "echo $? > /tmp/netping.rc) > /dev/null 2>&1 &")
+a.succeed("pkill -9 -x ib_write_bw; while pgrep -x ib_write_bw; do sleep 0.2; done")
+a.succeed("rmmod tbrdma")
+a.succeed("test ! -d /sys/module/tbrdma && test -d /sys/module/tbrdma_usb4emu && "
+          "ip link show usb4net0 | grep -q LOWER_UP")
+b.wait_until_succeeds("test -s /tmp/bw.rc", timeout=300)
+print(f"b's ib_write_bw after a's tbrdma went: exit {b.succeed('cat /tmp/bw.rc').strip()}")
+a.succeed("modprobe tbrdma tb_ring_pairs=2")
+a.wait_until_succeeds(f"test $(grep -c ' via usb4emu ' {SERVICES}) = 4", timeout=60)
+native_create(a, f"tb:{UUID['b']}", KEY, 1, port="thunderbolt0")
+wait_rails(4)
+print(write_bw("-s 65536 -n 100"))
+a.wait_until_succeeds("test -s /tmp/netping.rc", timeout=120)
+out = a.succeed("cat /tmp/netping.out")
+print(f"usb4net0 pings across tbrdma's unload and load on a:\n{out.strip().splitlines()[-2]}")
+assert " 0% packet loss" in out, out
 for m in (a, b):
     check_kernel_log(m)
 

@@ -419,8 +419,28 @@ EXPORT_SYMBOL_GPL(tbrdma_tb_resume);
 void tbrdma_tb_exit(void)
 {
 	struct tbrdma_tb_wish *wish, *next;
+	struct tbrdma_tb_service *ts;
 
 	tbrdma_tb_nhi_exit();
+	/*
+	 * What is left was bound by a host interface that is not a bus (the lab's emulation):
+	 * unbind it here, as the bus does for the NHI's, and tell the host interface.
+	 */
+	for (;;) {
+		const struct tbrdma_tb_ops *ops;
+		struct tb_xdomain *xd;
+
+		mutex_lock(&tbrdma_tb_mutex);
+		ts = list_first_entry_or_null(&tbrdma_tb_services, struct tbrdma_tb_service, node);
+		mutex_unlock(&tbrdma_tb_mutex);
+		if (!ts)
+			break;
+		ops = ts->ops;
+		xd = ts->xd;
+		tbrdma_tb_unbind(ts);
+		if (ops->detached)
+			ops->detached(xd);
+	}
 	/* Devices are gone before this runs (rdma link ops unregistered first). */
 	list_for_each_entry_safe(wish, next, &tbrdma_tb_wishes, node) {
 		list_del(&wish->node);

@@ -4,7 +4,10 @@
  * the rail makes, as a table. rail_tb_nhi.c fills it with the real thunderbolt driver's
  * functions (a USB4 host's NHI); the lab's emulated host interface (usb4emu.c, a separate
  * test-only module) fills it with its own and binds its XDomains through
- * tbrdma_tb_bind(). tbrdma never calls into the emulation: the dependency runs one way.
+ * tbrdma_tb_bind(). Neither module depends on the other: tbrdma never calls into the
+ * emulation but through this table, and the emulation reaches tbrdma's functions with
+ * symbol_get() for each call, so tbrdma loads and unloads beside it as a service driver
+ * does on the real bus.
  *
  * Every object crossing the table is the real header's type (struct tb_xdomain, tb_ring,
  * ring_frame, tb_protocol_handler), so the rail is compiled against the real API and reads
@@ -48,6 +51,13 @@ struct tbrdma_tb_ops {
 			enum tb_cfg_pkg_type type);
 	int (*register_protocol_handler)(struct tb_protocol_handler *handler);
 	void (*unregister_protocol_handler)(struct tb_protocol_handler *handler);
+
+	/*
+	 * tbrdma is unloading and has unbound the service on xd itself (NULL for the NHI, whose
+	 * bus unbinds its services when the driver unregisters). A host interface that is not
+	 * a bus (the emulation) forgets the service here and binds again when tbrdma is back.
+	 */
+	void (*detached)(struct tb_xdomain *xd);
 };
 
 struct tbrdma_tb_service;

@@ -244,6 +244,8 @@ static void emu_ctl_work_fn(struct work_struct *work)
 	}
 }
 
+static void emu_detached(struct tb_xdomain *xd);
+
 static const struct tbrdma_tb_ops emu_ops = {
 	.name = "usb4emu",
 	.ring_alloc_tx = emu_ring_alloc_tx,
@@ -266,7 +268,103 @@ static const struct tbrdma_tb_ops emu_ops = {
 	.response = emu_response,
 	.register_protocol_handler = emu_register_protocol_handler,
 	.unregister_protocol_handler = emu_unregister_protocol_handler,
+	.detached = emu_detached,
 };
+
+/*
+ * ---- tbrdma, reached through symbol_get() ----
+ *
+ * The emulation does not depend on tbrdma: tbrdma loads and unloads beside it, as a
+ * service driver does on the real bus. Each call holds a reference on tbrdma for its
+ * duration; while one is held tbrdma cannot start unloading, so the service it returns is
+ * recorded before the reference goes.
+ */
+
+/* Binds the rail to the XDomain if tbrdma is loaded (else the hello work tries again). */
+static void emu_bind(struct emu_xd *exd)
+{
+	typeof(&tbrdma_tb_bind) bind = symbol_get(tbrdma_tb_bind);
+	struct tbrdma_tb_service *ts;
+
+	if (!bind)
+		return;
+	ts = bind(&emu_ops, &exd->xd, exd->cable->ndev->name, &emu_pdev->dev);
+	if (IS_ERR(ts)) {
+		dev_warn_ratelimited(&emu_pdev->dev, "%s: binding the rail failed (%ld)\n",
+				     exd->cable->ndev->name, PTR_ERR(ts));
+	} else {
+		reinit_completion(&exd->detached);
+		spin_lock_bh(&exd->lock);
+		exd->ts = ts;
+		spin_unlock_bh(&exd->lock);
+	}
+	symbol_put(tbrdma_tb_bind);
+}
+
+static struct tbrdma_tb_service *emu_service(struct emu_xd *exd)
+{
+	struct tbrdma_tb_service *ts;
+
+	spin_lock_bh(&exd->lock);
+	ts = exd->ts;
+	spin_unlock_bh(&exd->lock);
+	return ts;
+}
+
+/* Unbinds the rail, or waits until tbrdma, unloading, has done it (emu_detached()). */
+static void emu_unbind(struct emu_xd *exd)
+{
+	typeof(&tbrdma_tb_unbind) unbind;
+	struct tbrdma_tb_service *ts = emu_service(exd);
+
+	if (!ts)
+		return;
+	unbind = symbol_get(tbrdma_tb_unbind);
+	if (!unbind) {
+		wait_for_completion(&exd->detached);
+		return;
+	}
+	unbind(ts);
+	spin_lock_bh(&exd->lock);
+	exd->ts = NULL;
+	spin_unlock_bh(&exd->lock);
+	symbol_put(tbrdma_tb_unbind);
+}
+
+/* tbrdma is unloading and unbound the service itself. */
+static void emu_detached(struct tb_xdomain *xd)
+{
+	struct emu_xd *exd = to_emu_xd(xd);
+
+	spin_lock_bh(&exd->lock);
+	exd->ts = NULL;
+	spin_unlock_bh(&exd->lock);
+	complete_all(&exd->detached);
+}
+
+/* A host suspend or resume as the NHI's PM callbacks would deliver it. */
+static void emu_suspend_rail(struct emu_xd *exd, bool suspend)
+{
+	struct tbrdma_tb_service *ts;
+
+	if (suspend) {
+		typeof(&tbrdma_tb_suspend) fn = symbol_get(tbrdma_tb_suspend);
+
+		ts = fn ? emu_service(exd) : NULL;
+		if (ts)
+			fn(ts);
+		if (fn)
+			symbol_put(tbrdma_tb_suspend);
+	} else {
+		typeof(&tbrdma_tb_resume) fn = symbol_get(tbrdma_tb_resume);
+
+		ts = fn ? emu_service(exd) : NULL;
+		if (ts)
+			fn(ts);
+		if (fn)
+			symbol_put(tbrdma_tb_resume);
+	}
+}
 
 /* ---- receive ---- */
 
@@ -366,7 +464,7 @@ static void emu_unplug(struct emu_cable *cable)
 	/* No logout goes out on a pulled cable; the rail frees its rings and HopIDs. */
 	exd->xd.is_unplugged = true;
 	exd->dead = true;
-	tbrdma_tb_unbind(exd->ts);
+	emu_unbind(exd);
 	emu_net_remove(exd->net);
 	RCU_INIT_POINTER(cable->exd, NULL);
 	synchronize_rcu();
@@ -386,9 +484,9 @@ static u64 emu_route(unsigned int a, unsigned int b)
 	return (u64)(1 + min(a, b)) | (u64)(1 + max(a, b)) << 8;
 }
 
+/* A new XDomain with its thunderbolt-net stand-in; the rail binds afterwards. */
 static void emu_plug(struct emu_cable *cable)
 {
-	struct tbrdma_tb_service *ts;
 	struct emu_xd *exd;
 
 	lockdep_assert_held(&cable->plug_lock);
@@ -411,6 +509,7 @@ static void emu_plug(struct emu_cable *cable)
 	spin_lock_init(&exd->lock);
 	mutex_init(&exd->request_lock);
 	init_completion(&exd->request_done);
+	init_completion(&exd->detached);
 	ida_init(&exd->in_hopids);
 	ida_init(&exd->out_hopids);
 	ida_init(&exd->tx_hops);
@@ -421,18 +520,6 @@ static void emu_plug(struct emu_cable *cable)
 	if (IS_ERR(exd->net))
 		dev_warn(&emu_pdev->dev, "%s: no thunderbolt-net stand-in (%ld)\n",
 			 cable->ndev->name, PTR_ERR(exd->net));
-	ts = tbrdma_tb_bind(&emu_ops, &exd->xd, cable->ndev->name, &emu_pdev->dev);
-	if (IS_ERR(ts)) {
-		dev_warn(&emu_pdev->dev, "%s: binding the rail failed (%ld)\n", cable->ndev->name,
-			 PTR_ERR(ts));
-		exd->dead = true;
-		emu_net_remove(exd->net);
-		RCU_INIT_POINTER(cable->exd, NULL);
-		synchronize_rcu();
-		kfree(exd);
-		return;
-	}
-	exd->ts = ts;
 	dev_info(&emu_pdev->dev, "%s: XDomain %pUb plugged, route %llx\n", cable->ndev->name,
 		 &exd->remote_uuid, exd->xd.route);
 }
@@ -454,6 +541,10 @@ static void emu_plug_work(struct work_struct *work)
 		emu_unplug(cable);
 	if (present && !same)
 		emu_plug(cable);
+	/* A new XDomain, or tbrdma (re)loaded since: the rail binds. */
+	exd = rcu_dereference_protected(cable->exd, lockdep_is_held(&cable->plug_lock));
+	if (exd && !emu_service(exd))
+		emu_bind(exd);
 	mutex_unlock(&cable->plug_lock);
 }
 
@@ -471,6 +562,8 @@ static void emu_hello_work(struct work_struct *work)
 	exd = rcu_dereference(cable->exd);
 	if (exd && !exd->dead)
 		emu_refresh_credits(exd);
+	if (exd && !exd->dead && !emu_service(exd))
+		queue_work(system_long_wq, &cable->plug_work);	/* tbrdma may be back */
 	rcu_read_unlock();
 	spin_lock_bh(&cable->lock);
 	gone = cable->peer_known &&
@@ -531,10 +624,8 @@ static ssize_t emu_suspend_write(struct file *file, const char __user *buf, size
 
 		mutex_lock(&cable->plug_lock);
 		exd = rcu_dereference_protected(cable->exd, lockdep_is_held(&cable->plug_lock));
-		if (exd && suspend)
-			tbrdma_tb_suspend(exd->ts);
-		else if (exd)
-			tbrdma_tb_resume(exd->ts);
+		if (exd)
+			emu_suspend_rail(exd, suspend);
 		mutex_unlock(&cable->plug_lock);
 	}
 	return count;

@@ -71,7 +71,8 @@ struct emu_xd {
 	struct tb_xdomain xd;
 	uuid_t remote_uuid;
 	struct emu_cable *cable;
-	struct tbrdma_tb_service *ts;
+	struct tbrdma_tb_service *ts;	/* under lock; NULL while tbrdma is not loaded */
+	struct completion detached;	/* tbrdma unloading unbound ts itself */
 	struct emu_net *net;		/* the thunderbolt-net stand-in (usb4emu_net.c) */
 	struct ida in_hopids, out_hopids, tx_hops, rx_hops;
 	spinlock_t lock;		/* the tables below */

@@ -240,6 +240,7 @@ struct emu_net *emu_net_add(struct emu_xd *exd)
 		err = emu_net_init_frames(net, net->tx_frames, emu_net_tx_done, DMA_TO_DEVICE);
 	if (!err)
 		err = emu_net_init_frames(net, net->rx_frames, emu_net_rx_done, DMA_FROM_DEVICE);
+	netif_carrier_off(ndev);	/* on at open, once its paths are enabled */
 	if (!err)
 		err = register_netdev(ndev);
 	if (err) {

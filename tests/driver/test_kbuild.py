@@ -45,13 +45,14 @@ def test_module_builds_warning_free(suite: str, tmp_path: Path, needs_root: None
     aliases = subprocess.run(["modinfo", "-F", "alias", str(module)], capture_output=True,
                              text=True, check=True).stdout.split()
     assert "rdma-link-tbrdma" in aliases, aliases
-    # The lab's emulated USB4 host interface builds alongside; the dependency runs one way.
+    # The lab's emulated USB4 host interface builds alongside; neither depends on the other
+    # (the emulation reaches tbrdma with symbol_get, so tbrdma unloads beside it).
     def depends(ko: Path) -> list[str]:
         return subprocess.run(["modinfo", "-F", "depends", str(ko)], capture_output=True,
                               text=True, check=True).stdout.strip().split(",")
 
     emulation = tmp_path / f"tbrdma_usb4emu-{suite}.ko"
-    assert depends(emulation) == ["tbrdma"], depends(emulation)
+    assert "tbrdma" not in depends(emulation), depends(emulation)
     assert "tbrdma_usb4emu" not in depends(module), depends(module)
 
 
