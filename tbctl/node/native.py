@@ -8,6 +8,7 @@ more rails, the role in the handshake, and the pairing key.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import re
@@ -61,6 +62,18 @@ def _write(path: Path, value: str) -> None:
         path.write_text(value + "\n")
     except OSError as exc:
         raise NativeError(f"writing {path}: {exc}") from exc
+
+
+def _add_rail(directory: Path, name: str) -> None:
+    """configfs add_rail. A Thunderbolt name whose peer no ring pair is bound to yet is
+    refused with ENODEV but kept by the module as a wish: its rails join the device when the
+    XDomain appears (at boot the reapply may run before the thunderbolt driver found it)."""
+    try:
+        (directory / "add_rail").write_text(name + "\n")
+    except OSError as exc:
+        if name.startswith("tb:") and exc.errno == errno.ENODEV:
+            return
+        raise NativeError(f"writing {directory / 'add_rail'}: {exc}") from exc
 
 
 def key_id(key: bytes) -> str:
@@ -121,7 +134,7 @@ def create(device: str, netdevs: list[str], key: bytes, initiator: bool | None =
     if not directory.is_dir():
         raise NativeError(f"{device} exists but has no configfs directory {directory}")
     for name in netdevs:
-        _write(directory / "add_rail", name)
+        _add_rail(directory, name)
     if port not in netdevs and port in [rail["name"] for rail in rails(device)]:
         _write(directory / "remove_rail", port)
     if initiator is None:

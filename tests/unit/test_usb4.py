@@ -6,7 +6,10 @@ file here; the lab pairs over the emulated host interface for real (vm-tests/tbr
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +106,37 @@ def test_doctor_reports_ring_pairs_per_peer() -> None:
 def native_services_of(text: str) -> list[dict[str, str]]:
     return [{"rail": w[0], "peer": w[0].split("@")[0], "state": w[1], "via": w[3],
              "local": w[5]} for w in (line.split() for line in text.splitlines())]
+
+
+def test_create_keeps_going_when_the_usb4_peer_is_not_discovered_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At boot the reapply can run before the thunderbolt driver has found the peer's
+    XDomain: the module answers add_rail of its `tb:` name with ENODEV and keeps the name as
+    a wish (the rails join when the XDomain appears). The device must still get its role and
+    key, or the pairing never comes back. Any other refusal stays an error."""
+    device = tmp_path / "tbrdma" / "tbrdma0"
+    device.mkdir(parents=True)
+    for name in ("add_rail", "remove_rail", "role", "peer_key"):
+        (device / name).write_text("")
+    (tmp_path / "ib" / "tbrdma0").mkdir(parents=True)
+    monkeypatch.setattr(native, "CONFIGFS", tmp_path)
+    monkeypatch.setattr(native, "IB_CLASS", tmp_path / "ib")
+    monkeypatch.setattr(native, "_ensure_loaded", lambda: None)
+    refusal = {"errno": errno.ENODEV}
+    real_write_text = Path.write_text
+
+    def configfs_write(path: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        if path.name == "add_rail" and text.startswith("tb:"):
+            raise OSError(refusal["errno"], os.strerror(refusal["errno"]))
+        return real_write_text(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", configfs_write)
+    key = bytes(range(32))
+    native.create("tbrdma0", [UUID_B], key, initiator=True, port="thunderbolt0")
+    assert (device / "role").read_text() == "initiator\n"
+    assert (device / "peer_key").read_text() == key.hex() + "\n"
+
+    refusal["errno"] = errno.EINVAL
+    (device / "role").write_text("")
+    with pytest.raises(native.NativeError, match="add_rail"):
+        native.create("tbrdma0", [UUID_B], key, initiator=True, port="thunderbolt0")
