@@ -641,7 +641,8 @@ void tbrdma_tb_login_work(struct work_struct *work)
  * The peer's latest LOGIN or LOGOUT for a pair, in process context. A LOGOUT takes the
  * paths down and logs in again later (the peer may come back). A LOGIN with another HopID
  * than the one we transmit to means the peer started over: reconnect at once. Any LOGIN
- * while we are not connected restarts our login series, which may have given up.
+ * while we are not connected restarts our login series, which may have given up. Before
+ * either, a rail gone silent (tbrdma_tb_rail_silent()) reconnects through a new login.
  */
 void tbrdma_tb_ctl_work(struct work_struct *work)
 {
@@ -668,11 +669,11 @@ void tbrdma_tb_ctl_work(struct work_struct *work)
 		tbrdma_tb_start_login(pair, 0);
 	}
 	if (type == TBRDMA_TB_LOGOUT) {
-		was_up = tbrdma_tb_disconnect(pair);
+		was_up |= tbrdma_tb_disconnect(pair);
 		tbrdma_tb_start_login(pair, TBRDMA_TB_LOGIN_DELAY_MS);
 	} else if (type == TBRDMA_TB_LOGIN) {
 		if (pair->connected && hopid != pair->peer_hopid)
-			was_up = tbrdma_tb_disconnect(pair);
+			was_up |= tbrdma_tb_disconnect(pair);
 		if (!pair->connected)
 			tbrdma_tb_start_login(pair, 0);
 	}

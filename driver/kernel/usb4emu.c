@@ -342,29 +342,19 @@ static void emu_detached(struct tb_xdomain *xd)
 	complete_all(&exd->detached);
 }
 
-/* A host suspend or resume as the NHI's PM callbacks would deliver it. */
-static void emu_suspend_rail(struct emu_xd *exd, bool suspend)
-{
-	struct tbrdma_tb_service *ts;
-
-	if (suspend) {
-		typeof(&tbrdma_tb_suspend) fn = symbol_get(tbrdma_tb_suspend);
-
-		ts = fn ? emu_service(exd) : NULL;
-		if (ts)
-			fn(ts);
-		if (fn)
-			symbol_put(tbrdma_tb_suspend);
-	} else {
-		typeof(&tbrdma_tb_resume) fn = symbol_get(tbrdma_tb_resume);
-
-		ts = fn ? emu_service(exd) : NULL;
-		if (ts)
-			fn(ts);
-		if (fn)
-			symbol_put(tbrdma_tb_resume);
-	}
-}
+/* Calls fn (tbrdma_tb_suspend or _resume) on the XDomain's service, if tbrdma has one here. */
+#define emu_call_service(exd, fn)					\
+	do {								\
+		typeof(&fn) call = symbol_get(fn);			\
+		struct tbrdma_tb_service *ts;				\
+									\
+		if (call) {						\
+			ts = emu_service(exd);				\
+			if (ts)						\
+				call(ts);				\
+			symbol_put(fn);					\
+		}							\
+	} while (0)
 
 /* ---- receive ---- */
 
@@ -624,8 +614,11 @@ static ssize_t emu_suspend_write(struct file *file, const char __user *buf, size
 
 		mutex_lock(&cable->plug_lock);
 		exd = rcu_dereference_protected(cable->exd, lockdep_is_held(&cable->plug_lock));
-		if (exd)
-			emu_suspend_rail(exd, suspend);
+		/* As the NHI's PM callbacks would deliver a host suspend or resume. */
+		if (exd && suspend)
+			emu_call_service(exd, tbrdma_tb_suspend);
+		else if (exd)
+			emu_call_service(exd, tbrdma_tb_resume);
 		mutex_unlock(&cable->plug_lock);
 	}
 	return count;
