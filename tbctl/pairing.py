@@ -89,24 +89,26 @@ def link_neighbours(conn: Connection, probe: dict[str, Any]) -> dict[str, list[s
     return conn.agent("neighbours", "--links", ",".join(names))["neighbours"]
 
 
-def usb4_peers(probe_a: dict[str, Any], probe_b: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The `tb:<UUID>` rail names A and B pair natively over when each sees the other's
-    tbrdma service on an XDomain (a USB4 cable), else (None, None): the cables' netdevs."""
-    def own(probe: dict[str, Any]) -> str | None:
-        return next((s["local"] for s in probe.get("usb4", [])), None)
-
-    def sees(probe: dict[str, Any], peer: str | None) -> bool:
-        return peer is not None and any(s["peer"] == peer for s in probe.get("usb4", []))
-
-    uuid_a, uuid_b = own(probe_a), own(probe_b)
-    if sees(probe_a, uuid_b) and sees(probe_b, uuid_a):
-        return uuid_b, uuid_a
-    return None, None
+def usb4_peers(probe_a: dict[str, Any], probe_b: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The `tb:<UUID>` rail names A and B pair natively over: every XDomain (USB4 cable) on
+    which each sees the other's tbrdma service, named by the UUID of the other end's domain.
+    A host with two USB4 host routers has a domain, and a UUID, per router, so two cables
+    may make two names per end. Empty lists when there is none: the cables' netdevs."""
+    seen_by_b = {(s["local"], s["peer"]) for s in probe_b.get("usb4", [])}
+    names_a: list[str] = []
+    names_b: list[str] = []
+    for service in probe_a.get("usb4", []):
+        if (service["peer"], service["local"]) in seen_by_b:
+            if service["peer"] not in names_a:
+                names_a.append(service["peer"])
+            if service["local"] not in names_b:
+                names_b.append(service["local"])
+    return names_a, names_b
 
 
 def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str,
              state_dir: str, native_key: str, node: NodeSide | None,
-             tb_peer: str | None = None) -> dict[str, Any]:
+             tb_rails: list[str]) -> dict[str, Any]:
     from tbctl.hostfiles import render_host_files  # jinja2 is imported only to render
     modules = TRANSPORT_MODULES[plan.transport]
     assert me.tbctl_exec is not None
@@ -117,7 +119,7 @@ def _request(plan: Plan, side: str, me: Connection, peer_id: str, peer_name: str
     request["persist_agent"] = me.persist_agent
     if plan.transport == "native":
         request["native_key"] = native_key
-        request["tb_peer"] = tb_peer
+        request["tb_rails"] = tb_rails
     if node is not None:
         # Node routes go over the first cable, on both ends (so replies take the same way).
         first = plan.cables[0]
@@ -261,7 +263,7 @@ def pair(spec_a: str, spec_b: str, ssh: SshOptions, options: PairOptions,
         key = os.urandom(32).hex()
         tb_a, tb_b = usb4_peers(probe_a, probe_b)
         if plan.transport == "native" and tb_a:
-            step(f"pairing over USB4 ring pairs ({tb_a}, {tb_b})")
+            step(f"pairing over USB4 ring pairs ({', '.join(tb_a)}; {', '.join(tb_b)})")
         request_a = _request(plan, "a", a, id_b, b.name, ssh.state_dir, key, nodes[0], tb_a)
         request_b = _request(plan, "b", b, id_a, a.name, ssh.state_dir, key, nodes[1], tb_b)
         _apply_both(a, b, request_a, request_b, (id_a, id_b), state_args, step)

@@ -492,8 +492,7 @@ def _apply(state_dir: str, request: dict[str, Any], state: dict[str, Any]) -> di
         if transport == "native":
             # Exactly one end initiates the handshake; both ends decide alike from the ids.
             initiator = probe.host_identity(host_root()) < peer
-            tb_peer = request.get("tb_peer")
-            pairing["native_rails"] = [tb_peer] if tb_peer else []
+            pairing["native_rails"] = list(request.get("tb_rails") or [])
             pairing["native_key"] = request["native_key"]
             pairing["native_initiator"] = initiator
             _create_native(pairing, [c["link"] for c in request["cables"]])

@@ -52,7 +52,18 @@ def test_tb_services_without_the_module(tmp_path: Path,
 def test_usb4_peers_when_both_see_each_other() -> None:
     probe_a = {"usb4": services(UUID_A, [UUID_B])}
     probe_b = {"usb4": services(UUID_B, [UUID_A])}
-    assert usb4_peers(probe_a, probe_b) == (UUID_B, UUID_A)
+    assert usb4_peers(probe_a, probe_b) == ([UUID_B], [UUID_A])
+
+
+def test_usb4_peers_across_host_routers() -> None:
+    """A host with two USB4 host routers has two domains, each with its own UUID: a cable
+    into each makes two XDomains whose UUIDs differ at both ends. Both cables pool: each
+    end pairs over every peer UUID that sees it back (a cable to a third host is left out)."""
+    a0, a1, b0, b1 = (f"tb:5e4d7a10-0000-4000-8000-0000000000{n}" for n in ("a0", "a1", "b0",
+                                                                          "b1"))
+    probe_a = {"usb4": services(a0, [b0]) + services(a1, [b1]) + services(a1, [UUID_C])}
+    probe_b = {"usb4": services(b0, [a0]) + services(b1, [a1])}
+    assert usb4_peers(probe_a, probe_b) == ([b0, b1], [a0, a1])
 
 
 @pytest.mark.parametrize("usb4_a,usb4_b", [
@@ -62,8 +73,8 @@ def test_usb4_peers_when_both_see_each_other() -> None:
 ])
 def test_usb4_peers_falls_back_to_netdevs(usb4_a: list[dict[str, str]],
                                           usb4_b: list[dict[str, str]]) -> None:
-    assert usb4_peers({"usb4": usb4_a}, {"usb4": usb4_b}) == (None, None)
-    assert usb4_peers({}, {}) == (None, None)   # probes of an older agent
+    assert usb4_peers({"usb4": usb4_a}, {"usb4": usb4_b}) == ([], [])
+    assert usb4_peers({}, {}) == ([], [])   # probes of an older agent
 
 
 # A device's configfs rails as the module writes them (docs/driver.md): an Ethernet rail and
