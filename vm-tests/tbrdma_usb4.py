@@ -14,8 +14,8 @@
 # manager with a thunderbolt-net stand-in on the same cable; tbrdma unloaded and loaded
 # again under traffic; a hostile peer's garbage
 # control messages and ring frames (refused and counted; the link stays up and data stays
-# exact). Last, tbctl pairs over the ring pairs by itself, and the pairing survives a reboot
-# of the peer.
+# exact). Last, tbctl pairs over the ring pairs by itself, also when the peer has a USB4
+# host router (and UUID) per cable, and the pairing survives a reboot of the peer.
 import json
 import secrets
 
@@ -443,8 +443,14 @@ for m in (a, b):
 
 # 7. `tbctl pair --transport native` sees each host's service on the other's XDomains and
 # pairs over the ring pairs (tb:<peer UUID>), not the cables' netdevs; unpair undoes it.
+# b is now a host with a USB4 host router per cable (a domain, and a UUID, each): a's two
+# cables lead to two peer UUIDs, and the pairing must use both.
+B_ROUTERS = ["5e4d7a10-0000-4000-8000-0000000000b0", "5e4d7a10-0000-4000-8000-0000000000b1"]
+EMU_B = EMU.format(uuid=",".join(B_ROUTERS)) + " fw_cm=1"
 for m in (a, b):
     m.succeed("rdma link delete tbrdma0")
+b.succeed("rmmod tbrdma_usb4emu && " + EMU_B)
+a.wait_until_succeeds(f"test $(grep -c ' up via usb4emu ' {SERVICES}) = 4", timeout=120)
 out = controller.succeed(f"tbctl pair --yes --json --transport native {HOST_A} {HOST_B}",
                          timeout=900)
 report = json.loads(out)["result"]
@@ -452,6 +458,8 @@ assert report["transport"] == "native" and report["verified"], report
 wait_rails(4)
 for m in (a, b):
     assert all(r["via"] == "usb4emu" for r in rails(m).values()), rails(m)
+for router, cable in zip(B_ROUTERS, ("thunderbolt0", "thunderbolt1"), strict=True):
+    assert sum(name.startswith(f"tb:{router}@{cable}/") for name in rails(a)) == 2, rails(a)
 
 # 7b. the peer reboots while paired. b's tbctl-reapply unit makes tbrdma0 again at boot before
 # any XDomain is there (b's host interface comes only afterwards, as a real peer's
@@ -463,7 +471,7 @@ b.wait_until_succeeds("test -e /sys/class/infiniband/tbrdma0", timeout=120)
 b.succeed("test ! -d /sys/module/tbrdma_usb4emu")
 b.succeed("ip link set thunderbolt0 mtu 9000 && ip link set thunderbolt1 mtu 9000 && "
           f"ip addr replace {ADDR['b']}/24 dev thunderbolt0")
-b.succeed(EMU.format(uuid=UUID["b"]) + " fw_cm=1")
+b.succeed(EMU_B)
 wait_rails(4)
 print(f"b's rails after its reboot, with no pairing command:\n{b.succeed(f'cat {CFS}/rails')}")
 print(write_bw("-s 65536 -n 100"))

@@ -48,7 +48,7 @@ module_param(cables, charp, 0444);
 MODULE_PARM_DESC(cables, "Comma-separated netdevs that are virtual USB4 cables (required)");
 static char *host_uuid;
 module_param(host_uuid, charp, 0444);
-MODULE_PARM_DESC(host_uuid, "This host's USB4 UUID (default: random per load)");
+MODULE_PARM_DESC(host_uuid, "This host's USB4 UUID, or one per cable (a host router, and domain, per cable; default: one random per load)");
 unsigned int emu_ring_mbps;
 module_param_named(ring_mbps, emu_ring_mbps, uint, 0644);
 MODULE_PARM_DESC(ring_mbps, "Rate cap per TX ring in Mb/s (0: none)");
@@ -70,7 +70,9 @@ struct emu_ctl_pkt {
 	u8 data[];
 };
 
-static uuid_t emu_uuid;
+/* Each host router is a domain with its own UUID: one for all cables, or one per cable. */
+static uuid_t emu_uuids[EMU_MAX_CABLES];
+static unsigned int emu_nuuids;
 static struct emu_cable emu_cables[EMU_MAX_CABLES];
 static unsigned int emu_ncables;
 struct platform_device *emu_pdev;
@@ -107,7 +109,7 @@ int emu_send(struct emu_cable *cable, u8 kind, u16 hop, u32 seq, u32 arg,
 	h->seq = cpu_to_be32(seq);
 	h->arg = cpu_to_be32(arg);
 	h->len = cpu_to_be32(len);
-	memcpy(h->uuid, emu_uuid.b, 16);
+	memcpy(h->uuid, cable->uuid.b, 16);
 	if (len)
 		skb_put_data(skb, payload, len);
 	spin_lock_bh(&cable->lock);
@@ -410,7 +412,7 @@ static int emu_rcv(struct sk_buff *skb, struct net_device *ndev, struct packet_t
 	len = be32_to_cpu(h->len);
 	if (len > skb->len - sizeof(*h))
 		goto drop;
-	if (!memcmp(h->uuid, emu_uuid.b, 16))
+	if (!memcmp(h->uuid, cable->uuid.b, 16))
 		goto drop;	/* our own broadcast looped back */
 	if (h->kind == EMU_HELLO) {
 		emu_rx_hello(cable, h, eth_hdr(skb)->h_source);
@@ -488,7 +490,7 @@ static void emu_plug(struct emu_cable *cable)
 	exd->xd.route = emu_route(cable->index, cable->peer_index);
 	spin_unlock_bh(&cable->lock);
 	exd->cable = cable;
-	exd->xd.local_uuid = &emu_uuid;
+	exd->xd.local_uuid = &cable->uuid;
 	exd->xd.remote_uuid = &exd->remote_uuid;
 	exd->xd.local_max_hopid = EMU_MAX_HOPID;
 	exd->xd.remote_max_hopid = EMU_MAX_HOPID;
@@ -653,6 +655,7 @@ static int emu_add_cable(const char *name)
 	}
 	cable->index = emu_ncables;
 	cable->ndev = ndev;
+	cable->uuid = emu_uuids[emu_nuuids == 1 ? 0 : cable->index];
 	spin_lock_init(&cable->lock);
 	mutex_init(&cable->plug_lock);
 	INIT_DELAYED_WORK(&cable->hello_work, emu_hello_work);
@@ -695,6 +698,35 @@ static void emu_remove_cables(void)
 	emu_ncables = 0;
 }
 
+/* host_uuid: one UUID, or one per cable; none: one random UUID. */
+static int emu_parse_uuids(void)
+{
+	char *list, *cursor, *text;
+	int err = 0;
+
+	emu_nuuids = 0;
+	if (!host_uuid || !*host_uuid) {
+		uuid_gen(&emu_uuids[0]);
+		emu_nuuids = 1;
+		return 0;
+	}
+	list = kstrdup(host_uuid, GFP_KERNEL);
+	if (!list)
+		return -ENOMEM;
+	cursor = list;
+	while (!err && (text = strsep(&cursor, ",")) != NULL) {
+		if (emu_nuuids == EMU_MAX_CABLES) {
+			pr_err("tbrdma_usb4emu: host_uuid: at most %d UUIDs\n", EMU_MAX_CABLES);
+			err = -E2BIG;
+		} else if (uuid_parse(text, &emu_uuids[emu_nuuids++])) {
+			pr_err("tbrdma_usb4emu: host_uuid: %s is not a UUID\n", text);
+			err = -EINVAL;
+		}
+	}
+	kfree(list);
+	return err;
+}
+
 /* Direct mapping is what emu_buf() relies on: refuse to run where it does not hold. */
 static int emu_check_dma(void)
 {
@@ -727,15 +759,9 @@ static int __init emu_init(void)
 		pr_err("tbrdma_usb4emu: cables=<netdev>[,<netdev>...] is required\n");
 		return -EINVAL;
 	}
-	if (host_uuid && *host_uuid) {
-		err = uuid_parse(host_uuid, &emu_uuid);
-		if (err) {
-			pr_err("tbrdma_usb4emu: host_uuid %s is not a UUID\n", host_uuid);
-			return err;
-		}
-	} else {
-		uuid_gen(&emu_uuid);
-	}
+	err = emu_parse_uuids();
+	if (err)
+		return err;
 	emu_pdev = platform_device_register_simple("tbrdma_usb4emu", -1, NULL, 0);
 	if (IS_ERR(emu_pdev))
 		return PTR_ERR(emu_pdev);
@@ -759,12 +785,18 @@ static int __init emu_init(void)
 			break;
 	}
 	kfree(list);
+	if (!err && emu_nuuids > 1 && emu_nuuids != emu_ncables) {
+		pr_err("tbrdma_usb4emu: host_uuid has %u UUIDs for %u cables: give one, or one per cable\n",
+		       emu_nuuids, emu_ncables);
+		err = -EINVAL;
+	}
 	if (err)
 		goto err_cables;
 	emu_debugfs = debugfs_create_dir("tbrdma_usb4emu", NULL);
 	debugfs_create_file("stats", 0444, emu_debugfs, NULL, &emu_stats_fops);
 	debugfs_create_file("suspend", 0200, emu_debugfs, NULL, &emu_suspend_fops);
-	pr_info("tbrdma_usb4emu: host %pUb, %u cables\n", &emu_uuid, emu_ncables);
+	pr_info("tbrdma_usb4emu: host %pUb, %u cables, %u host routers\n", &emu_uuids[0],
+		emu_ncables, emu_nuuids);
 	return 0;
 
 err_cables:

@@ -89,6 +89,7 @@ struct emu_xd {
 
 struct emu_cable {
 	unsigned int index;
+	uuid_t uuid;			/* this end's host router (domain) */
 	struct net_device *ndev;
 	struct packet_type ptype;
 	struct delayed_work hello_work;
