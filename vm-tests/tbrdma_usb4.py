@@ -247,6 +247,9 @@ for label, names, count in (("1 ring", ["tb:{peer}@thunderbolt0/0"], 1),
     wait_rails(count)
     pooling[label] = write_bw()
     print(f"pooling {label}: {pooling[label]:.2f} MB/s")
+    for m in (a, b):  # a ring pair stuck after a restart would leave its rail silent
+        for name, rail in rails(m).items():
+            assert rail["tx"] >= 10 and rail["rx"] >= 10, f"{m.name} {name}: {rail['line']}"
 one = pooling["1 ring"]
 print(json.dumps({
     "pooling_MBps": pooling,

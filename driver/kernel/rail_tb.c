@@ -593,7 +593,8 @@ void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms)
 
 /*
  * Sends LOGIN until the peer answers with its input HopID, then connects. Each end connects
- * on its own login's answer: answering a login means "I am bound, here is my HopID".
+ * on its own login's answer (answering a login means "I am bound, here is my HopID"), and
+ * starts over on the peer's LOGIN when already connected (tbrdma_tb_ctl_work()).
  */
 void tbrdma_tb_login_work(struct work_struct *work)
 {
@@ -639,54 +640,50 @@ void tbrdma_tb_login_work(struct work_struct *work)
 
 /*
  * The peer's latest LOGIN or LOGOUT for a pair, in process context. A LOGOUT takes the
- * paths down and logs in again later (the peer may come back). A LOGIN with another HopID
- * than the one we transmit to means the peer started over: reconnect at once. Any LOGIN
- * while we are not connected restarts our login series, which may have given up. Before
- * either, a rail gone silent (tbrdma_tb_rail_silent()) reconnects through a new login.
+ * paths down and logs in again later (the peer may come back). A LOGIN means the peer
+ * starts its rings over (it connects on our answer): if we are connected, ours start over
+ * with them at the HopID it announced, so that nothing of the old rings (E2E credit spent
+ * on frames its new ring never saw, frames in flight) meets the new ones; a ring restarted
+ * at one end only can stall on E2E for good. Otherwise it restarts our login series, which
+ * may have given up.
  */
 void tbrdma_tb_ctl_work(struct work_struct *work)
 {
 	struct tbrdma_tb_pair *pair = container_of(work, struct tbrdma_tb_pair, ctl_work);
 	struct tbrdma_tb_service *ts = pair->ts;
-	bool was_up = false;
-	bool silent;
-	u32 type, hopid;
+	bool was_up = false, up = false;
+	u32 type, hopid, max_frame;
 
 	spin_lock_bh(&ts->ctl_lock);
 	type = pair->ctl_type;
 	hopid = pair->ctl_hopid;
-	silent = pair->ctl_silent;
+	max_frame = pair->ctl_max_frame;
 	pair->ctl_type = 0;
-	pair->ctl_silent = false;
 	spin_unlock_bh(&ts->ctl_lock);
 
 	mutex_lock(&ts->conn_lock);
-	if (silent && pair->connected) {
-		dev_info(ts->dev, "%s: nothing heard on the rail: logging in again\n",
-			 pair->name);
-		pair->silent_relogins++;
-		was_up = tbrdma_tb_disconnect(pair);
-		tbrdma_tb_start_login(pair, 0);
-	}
 	if (type == TBRDMA_TB_LOGOUT) {
-		was_up |= tbrdma_tb_disconnect(pair);
+		was_up = tbrdma_tb_disconnect(pair);
 		tbrdma_tb_start_login(pair, TBRDMA_TB_LOGIN_DELAY_MS);
 	} else if (type == TBRDMA_TB_LOGIN) {
-		if (pair->connected && hopid != pair->peer_hopid)
-			was_up |= tbrdma_tb_disconnect(pair);
+		if (pair->connected) {
+			was_up = tbrdma_tb_disconnect(pair);
+			up = tbrdma_tb_connect(pair, hopid, max_frame);
+		}
 		if (!pair->connected)
 			tbrdma_tb_start_login(pair, 0);
 	}
 	mutex_unlock(&ts->conn_lock);
-	if (was_up)
+	if (was_up || up)
 		tbrdma_tb_rail_event(pair, false);
 }
 
 /*
  * The core heard nothing on the pair's rail for rail_dead_ms (its rail-down event; atomic
  * context). The paths may be gone under us: a firmware connection manager drops every path
- * of the XDomain when another service disables one of its own. ctl_work connects again
- * through a new login if the pair still counts as connected; the peer's LOGIN on its side
+ * of the XDomain when another service disables one of its own. A rail that is only slow
+ * (a stalled peer, an overloaded ring) receives again within the grace period; one that
+ * does not connects again through a new login (silence_work). The peer's LOGIN on its side
  * of the same silence only restarts a login series.
  */
 void tbrdma_tb_rail_silent(struct tbrdma_tb_pair *pair)
@@ -694,11 +691,32 @@ void tbrdma_tb_rail_silent(struct tbrdma_tb_pair *pair)
 	struct tbrdma_tb_service *ts = pair->ts;
 
 	spin_lock_bh(&ts->ctl_lock);
-	if (!ts->ctl_closed) {
-		pair->ctl_silent = true;
-		queue_work(system_long_wq, &pair->ctl_work);
+	if (!ts->ctl_closed && !delayed_work_pending(&pair->silence_work)) {
+		pair->silent_rx_polls = READ_ONCE(pair->rx_polls);
+		queue_delayed_work(system_long_wq, &pair->silence_work,
+				   msecs_to_jiffies(TBRDMA_TB_SILENCE_GRACE_MS));
 	}
 	spin_unlock_bh(&ts->ctl_lock);
+}
+
+void tbrdma_tb_silence_work(struct work_struct *work)
+{
+	struct tbrdma_tb_pair *pair = container_of(to_delayed_work(work), struct tbrdma_tb_pair,
+						   silence_work);
+	struct tbrdma_tb_service *ts = pair->ts;
+	bool was_up = false;
+
+	mutex_lock(&ts->conn_lock);
+	if (pair->connected && READ_ONCE(pair->rx_polls) == pair->silent_rx_polls) {
+		dev_info(ts->dev, "%s: nothing received for %u ms: logging in again\n",
+			 pair->name, TBRDMA_TB_SILENCE_GRACE_MS);
+		pair->silent_relogins++;
+		was_up = tbrdma_tb_disconnect(pair);
+		tbrdma_tb_start_login(pair, 0);
+	}
+	mutex_unlock(&ts->conn_lock);
+	if (was_up)
+		tbrdma_tb_rail_event(pair, false);
 }
 
 /* Records the peer's LOGIN/LOGOUT for ctl_work; returns false once the service is going. */
@@ -712,6 +730,7 @@ static bool tbrdma_tb_post_ctl(struct tbrdma_tb_pair *pair, const struct tbrdma_
 	if (open) {
 		pair->ctl_type = msg->type;
 		pair->ctl_hopid = msg->in_hopid;
+		pair->ctl_max_frame = msg->max_frame;
 		if (msg->type == TBRDMA_TB_LOGIN)
 			pair->ctl_answered = true;
 		queue_work(system_long_wq, &pair->ctl_work);

@@ -25,6 +25,7 @@
 #define TBRDMA_TB_LOGIN_TIMEOUT_MS	500
 #define TBRDMA_TB_LOGIN_RETRIES		60
 #define TBRDMA_TB_LOGOUT_TIMEOUT_MS	1000
+#define TBRDMA_TB_SILENCE_GRACE_MS	1000
 
 struct tbrdma_tb_frame {
 	struct ring_frame frame;
@@ -50,8 +51,12 @@ struct tbrdma_tb_pair {
 	bool ctl_answered;		/* we accepted a peer login: it may have paths to us */
 	u32 ctl_type;			/* 0 if none pending; under the service's ctl_lock */
 	u32 ctl_hopid;
-	bool ctl_silent;		/* the core heard nothing on the rail: log in again */
+	u32 ctl_max_frame;
 	struct work_struct ctl_work;
+
+	/* The core heard nothing on the rail: log in again unless frames arrive meanwhile. */
+	struct delayed_work silence_work;
+	u64 silent_rx_polls;		/* rx_polls when the silence was reported */
 	u64 silent_relogins, paths_kept;
 
 	struct tb_ring *tx_ring;
@@ -117,6 +122,7 @@ int tbrdma_tb_request(struct tbrdma_tb_pair *pair, u32 type, u32 sequence,
 		      unsigned int timeout_ms, struct tbrdma_tb_msg *reply);
 void tbrdma_tb_login_work(struct work_struct *work);
 void tbrdma_tb_ctl_work(struct work_struct *work);
+void tbrdma_tb_silence_work(struct work_struct *work);
 void tbrdma_tb_rx_work(struct work_struct *work);
 int tbrdma_tb_handle_packet(const void *buf, size_t size, void *data);
 void tbrdma_tb_start_login(struct tbrdma_tb_pair *pair, unsigned int delay_ms);

@@ -215,6 +215,7 @@ static void tbrdma_tb_init_pair(struct tbrdma_tb_service *ts, unsigned int index
 	spin_lock_init(&pair->rx_lock);
 	INIT_DELAYED_WORK(&pair->login_work, tbrdma_tb_login_work);
 	INIT_WORK(&pair->ctl_work, tbrdma_tb_ctl_work);
+	INIT_DELAYED_WORK(&pair->silence_work, tbrdma_tb_silence_work);
 	INIT_WORK(&pair->rx_work, tbrdma_tb_rx_work);
 	pair->in_hopid = -1;
 	pair->out_hopid = -1;
@@ -342,6 +343,7 @@ void tbrdma_tb_unbind(struct tbrdma_tb_service *ts)
 	mutex_unlock(&ts->conn_lock);
 	for (i = 0; i < ts->npairs; i++) {
 		cancel_work_sync(&ts->pairs[i].ctl_work);
+		cancel_delayed_work_sync(&ts->pairs[i].silence_work);
 		cancel_delayed_work_sync(&ts->pairs[i].login_work);
 	}
 
