@@ -683,8 +683,8 @@ void tbrdma_tb_ctl_work(struct work_struct *work)
  * context). The paths may be gone under us: a firmware connection manager drops every path
  * of the XDomain when another service disables one of its own. A rail that is only slow
  * (a stalled peer, an overloaded ring) receives again within the grace period; one that
- * does not connects again through a new login (silence_work). The peer's LOGIN on its side
- * of the same silence only restarts a login series.
+ * does not connects again through a new login (silence_work), which restarts the peer's
+ * rings too (tbrdma_tb_ctl_work()).
  */
 void tbrdma_tb_rail_silent(struct tbrdma_tb_pair *pair)
 {
