@@ -269,12 +269,17 @@ KERNEL_TROUBLE = ("WARNING:", "BUG:", "Oops", "general protection", "UBSAN", "KA
 # under test: that one WARNING line is not counted, every other sign is.
 _TCG_SPURIOUS_DEBUG_TRAP = re.compile(
     r"WARNING: CPU: \d+ PID: \d+ at arch/x86/kernel/traps\.c:\d+ exc_debug_kernel")
+# A user-space program's crash as the kernel's traps handler reports it ("traps: comm[pid]
+# general protection fault ip:... in libc.so.6[...]"): that program's failure, which its
+# exit status reports to the step that ran it, not the kernel's.
+_USER_TRAP = re.compile(r"traps: \S+\[\d+\] general protection fault ip:[0-9a-f]+ ")
 
 
 def kernel_trouble(log: str, also: tuple[str, ...] = ()) -> str | None:
     """The first sign of trouble in a kernel log (KERNEL_TROUBLE and `also`), or None."""
     counted = "\n".join(line for line in log.splitlines()
-                         if not _TCG_SPURIOUS_DEBUG_TRAP.search(line))
+                         if not _TCG_SPURIOUS_DEBUG_TRAP.search(line)
+                         and not _USER_TRAP.search(line))
     return next((bad for bad in (*KERNEL_TROUBLE, *also) if bad in counted), None)
 
 

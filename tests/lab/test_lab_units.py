@@ -326,3 +326,20 @@ def test_demo_phase_lines_hold_no_markup(capsys: pytest.CaptureFixture[str]) -> 
         pass
     printed = capsys.readouterr().err
     assert "image ..." in printed and "[" not in printed
+
+
+# Recorded in the driver lab (lab-a, 6.12.117+deb13-amd64): a user-space program's crash,
+# which the kernel reports through its traps handler, and a kernel general protection fault.
+USER_TRAP = ("[ 1207.187745] traps: ib_write_bw[1913] general protection fault "
+             "ip:7fcaead4d930 sp:7ffce45fe8a8 error:0 in libc.so.6[99930,7fcaeacdc000+163000]\n")
+KERNEL_GPF = ("[  88.0] Oops: general protection fault, probably for non-canonical address "
+              "0xdead000000000122: 0000 [#1] PREEMPT SMP NOPTI\n")
+
+
+def test_kernel_trouble_leaves_a_user_program_crash_to_the_program() -> None:
+    """A program's own crash is that program's failure (its exit status says so), not the
+    kernel's: it must not fail every later step of the lab. A kernel fault still counts."""
+    assert testdriver.kernel_trouble(USER_TRAP) is None
+    assert testdriver.kernel_trouble(USER_TRAP + KERNEL_GPF) == "Oops"
+    assert testdriver.kernel_trouble("[ 1.0] general protection fault: 0000 [#1] SMP\n") == \
+        "general protection"
