@@ -638,6 +638,8 @@ static int emu_add_cable(const char *name)
 	struct emu_cable *cable = &emu_cables[emu_ncables];
 	struct net_device *ndev;
 
+	if (!*name)
+		return 0;	/* "a,,b" and a trailing comma: nothing between */
 	if (emu_ncables == EMU_MAX_CABLES) {
 		pr_err("tbrdma_usb4emu: at most %d cables\n", EMU_MAX_CABLES);
 		return -E2BIG;
@@ -698,33 +700,42 @@ static void emu_remove_cables(void)
 	emu_ncables = 0;
 }
 
+/* Calls take() on each item of a comma-separated module parameter, until one fails. */
+static int emu_each_item(const char *param, int (*take)(const char *item))
+{
+	char *list = kstrdup(param, GFP_KERNEL), *cursor = list, *item;
+	int err = 0;
+
+	if (!list)
+		return -ENOMEM;
+	while (!err && (item = strsep(&cursor, ",")) != NULL)
+		err = take(item);
+	kfree(list);
+	return err;
+}
+
+static int emu_add_uuid(const char *text)
+{
+	if (emu_nuuids == EMU_MAX_CABLES) {
+		pr_err("tbrdma_usb4emu: host_uuid: at most %d UUIDs\n", EMU_MAX_CABLES);
+		return -E2BIG;
+	}
+	if (uuid_parse(text, &emu_uuids[emu_nuuids++])) {
+		pr_err("tbrdma_usb4emu: host_uuid: %s is not a UUID\n", text);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* host_uuid: one UUID, or one per cable; none: one random UUID. */
 static int emu_parse_uuids(void)
 {
-	char *list, *cursor, *text;
-	int err = 0;
-
 	emu_nuuids = 0;
-	if (!host_uuid || !*host_uuid) {
-		uuid_gen(&emu_uuids[0]);
-		emu_nuuids = 1;
-		return 0;
-	}
-	list = kstrdup(host_uuid, GFP_KERNEL);
-	if (!list)
-		return -ENOMEM;
-	cursor = list;
-	while (!err && (text = strsep(&cursor, ",")) != NULL) {
-		if (emu_nuuids == EMU_MAX_CABLES) {
-			pr_err("tbrdma_usb4emu: host_uuid: at most %d UUIDs\n", EMU_MAX_CABLES);
-			err = -E2BIG;
-		} else if (uuid_parse(text, &emu_uuids[emu_nuuids++])) {
-			pr_err("tbrdma_usb4emu: host_uuid: %s is not a UUID\n", text);
-			err = -EINVAL;
-		}
-	}
-	kfree(list);
-	return err;
+	if (host_uuid && *host_uuid)
+		return emu_each_item(host_uuid, emu_add_uuid);
+	uuid_gen(&emu_uuids[0]);
+	emu_nuuids = 1;
+	return 0;
 }
 
 /* Direct mapping is what emu_buf() relies on: refuse to run where it does not hold. */
@@ -752,7 +763,6 @@ static int emu_check_dma(void)
 
 static int __init emu_init(void)
 {
-	char *list, *cursor, *name;
 	int err;
 
 	if (!cables || !*cables) {
@@ -771,20 +781,7 @@ static int __init emu_init(void)
 	if (err)
 		goto err_pdev;
 
-	list = kstrdup(cables, GFP_KERNEL);
-	if (!list) {
-		err = -ENOMEM;
-		goto err_pdev;
-	}
-	cursor = list;
-	while ((name = strsep(&cursor, ",")) != NULL) {
-		if (!*name)
-			continue;
-		err = emu_add_cable(name);
-		if (err)
-			break;
-	}
-	kfree(list);
+	err = emu_each_item(cables, emu_add_cable);
 	if (!err && emu_nuuids > 1 && emu_nuuids != emu_ncables) {
 		pr_err("tbrdma_usb4emu: host_uuid has %u UUIDs for %u cables: give one, or one per cable\n",
 		       emu_nuuids, emu_ncables);
